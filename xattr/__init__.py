@@ -1,0 +1,35 @@
+"""xattr: the reference implementation of pixel-attribution methods, in plain NumPy.
+
+Quick start::
+
+    import numpy as np, xattr
+    from xattr.nn import Sequential, Conv2D, ReLU, MaxPool2D, GlobalAvgPool2D, Dense
+    model = Sequential(Conv2D(3, 8, 3, padding=1, rng=0), ReLU(), MaxPool2D(2),
+                       Conv2D(8, 16, 3, padding=1, rng=1), ReLU(), GlobalAvgPool2D(), Dense(16, 10, rng=2))
+    x = np.random.default_rng(0).random((2, 3, 32, 32))
+    saliency = xattr.gradient(model, x, target=3)          # (2, 3, 32, 32)
+    heat = xattr.grad_cam(model, x, target=3)              # (2, 1, 32, 32)
+"""
+from . import nn
+from ._conventions import MAXPOOL_TIE_POLICY, RELU_GRAD_AT_ZERO
+from .methods import (
+    backprop,
+    cam,
+    deconvnet,
+    grad_cam,
+    gradient,
+    gradient_x_input,
+    guided_backprop,
+    guided_grad_cam,
+    reduce_channels,
+)
+from .model import FunctionModel, check_model, from_function
+from .nn import rule_table
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "nn", "from_function", "FunctionModel", "check_model", "rule_table",
+    "backprop", "gradient", "gradient_x_input", "deconvnet", "guided_backprop", "reduce_channels",
+    "cam", "grad_cam", "guided_grad_cam", "MAXPOOL_TIE_POLICY", "RELU_GRAD_AT_ZERO",
+]

@@ -1,0 +1,91 @@
+"""Gradient, gradient×input, DeconvNet and guided backprop: one driver, different rule.
+
+All four back-propagate the target's one-hot (or the target callable's derivative)
+through the model with one column of the rule table (see :func:`xattr.nn.rule_table`):
+
+============== =========== ==========================================
+method         rule        paper
+============== =========== ==========================================
+gradient       gradient    Simonyan et al. 2013 (saliency maps)
+deconvnet      deconvnet   Zeiler & Fergus 2014
+guided         guided      Springenberg et al. 2015
+============== =========== ==========================================
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _targets
+from .._conventions import as_float_array
+from ..model import check_model
+
+
+def backprop(model, x, target, rule="gradient", **options):
+    """Back-propagate the target through ``model`` with ``rule``.
+
+    Parameters
+    ----------
+    model : model protocol object (``forward``, ``vjp``)
+    x : ndarray ``(N, C, H, W)`` (or any ``(N, ...)`` the model accepts)
+    target : int, int array ``(N,)`` or callable on the scores ``(N, K)``
+    rule : str
+        A column of the rule table.
+
+    Returns
+    -------
+    ndarray, ``x.shape``, ``x.dtype``
+    """
+    check_model(model, rule)
+    x = as_float_array(x, "x")
+    if x.ndim < 2:
+        raise ValueError(f"x must be a batch of shape (N, ...), got shape {x.shape}")
+    scores = np.asarray(model.forward(x))
+    return model.vjp(x, _targets.seed(target, scores), rule, **options)
+
+
+def gradient(model, x, target):
+    """Vanilla gradient ``∂S_c/∂x`` (signed), Simonyan et al. 2013, "Deep inside convolutional networks".
+
+    Returns ``(N, C, H, W)``; reduce over channels with :func:`reduce_channels`
+    (``"max_abs"`` is the paper's saliency map).
+    """
+    return backprop(model, x, target, "gradient")
+
+
+def gradient_x_input(model, x, target):
+    """Gradient × input ``x ⊙ ∂S_c/∂x`` (Shrikumar et al. 2016); ``(N, C, H, W)``."""
+    x = as_float_array(x, "x")
+    return x * gradient(model, x, target)
+
+
+def deconvnet(model, x, target):
+    """DeconvNet (Zeiler & Fergus 2014): ReLUs pass ``max(R, 0)``; ``(N, C, H, W)``."""
+    return backprop(model, x, target, "deconvnet")
+
+
+def guided_backprop(model, x, target):
+    """Guided backpropagation (Springenberg et al. 2015): ReLUs pass ``max(R, 0)·1[X > 0]``; ``(N, C, H, W)``."""
+    return backprop(model, x, target, "guided")
+
+
+#: channel reductions ``(N, C, H, W) -> (N, H, W)``, each named after where it comes from.
+CHANNEL_REDUCTIONS = {
+    "max_abs": lambda a: np.abs(a).max(axis=1),  # Simonyan et al. 2013: max over channels of |w|
+    "sum_abs": lambda a: np.abs(a).sum(axis=1),  # L1 over channels (used e.g. by Captum's viz)
+    "l2_squared": lambda a: (a * a).sum(axis=1),  # squared norm: sensitivity analysis (Baehrens et al. 2010)
+    "sum": lambda a: a.sum(axis=1),  # signed sum: keeps completeness of gradient×input-type maps
+}
+
+
+def reduce_channels(attr, how="max_abs"):
+    """Reduce a map ``(N, C, H, W)`` to ``(N, H, W)``.
+
+    ``how``: ``"max_abs"`` (Simonyan et al.'s saliency map), ``"sum_abs"``, ``"l2_squared"``
+    (sensitivity analysis) or ``"sum"`` (signed).
+    """
+    attr = as_float_array(attr, "attr", ndim=4)
+    try:
+        fn = CHANNEL_REDUCTIONS[how]
+    except KeyError:
+        raise ValueError(f"how must be one of {sorted(CHANNEL_REDUCTIONS)}, got {how!r}") from None
+    return fn(attr)

@@ -1,0 +1,88 @@
+"""The model protocol that every method works on, and the wrapper for plain functions.
+
+A *model* is anything with::
+
+    scores = model.forward(x)                                  # x (N, ...) -> scores (N, K)
+    grad_x = model.vjp(x, grad_scores, rule="gradient", **options)   # (N, K) -> x.shape
+
+:class:`xattr.nn.Sequential` implements every rule of the table.  :func:`from_function`
+wraps any autograd-differentiable NumPy function ``f(x) -> (N, K)``; it supports the
+``gradient`` rule only, and other rules raise :class:`~xattr.nn.RuleNotDefined` naming
+what the model lacks.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ._conventions import as_float_array
+from .nn.base import RuleNotDefined
+
+
+class FunctionModel:
+    """A model made from an autograd-differentiable function ``f(x) -> (N, K)``.
+
+    ``f`` must be written with ``autograd.numpy`` (``import autograd.numpy as np``).
+    """
+
+    rules = ("gradient",)
+
+    def __init__(self, f, name=None):
+        if not callable(f):
+            raise TypeError(f"from_function needs a callable f(x) -> (N, K), got {type(f).__name__}")
+        self.f = f
+        self.name = name or getattr(f, "__name__", "function")
+
+    def __repr__(self):
+        return f"FunctionModel({self.name})"
+
+    def _check_scores(self, x, s):
+        s = np.asarray(s)
+        if s.ndim != 2 or s.shape[0] != x.shape[0]:
+            raise ValueError(f"{self!r} must return scores of shape (N, K) = ({x.shape[0]}, K), got {s.shape}")
+        return s
+
+    def forward(self, x):
+        x = as_float_array(x, "x")
+        return self._check_scores(x, self.f(x)).astype(x.dtype, copy=False)
+
+    __call__ = forward
+
+    def supports(self, rule):
+        return rule in self.rules
+
+    def vjp(self, x, grad_scores, rule="gradient", **options):
+        if rule != "gradient" or options:
+            raise RuleNotDefined(
+                f"{self!r} wraps a plain function and supports only the 'gradient' rule without options; "
+                f"rule {rule!r} needs a layered model (xattr.nn.Sequential) whose layers define it"
+            )
+        from autograd import make_vjp
+
+        x = as_float_array(x, "x")
+        vjp_fn, scores = make_vjp(self.f)(x)
+        self._check_scores(x, scores)
+        g = np.asarray(grad_scores, dtype=np.asarray(scores).dtype)
+        if g.shape != np.shape(scores):
+            raise ValueError(f"grad_scores must have the scores' shape {np.shape(scores)}, got {g.shape}")
+        return np.asarray(vjp_fn(g)).astype(x.dtype, copy=False)
+
+
+def from_function(f, name=None):
+    """Wrap an autograd-differentiable ``f(x) -> scores (N, K)`` as a model (gradient rule only)."""
+    return FunctionModel(f, name)
+
+
+def check_model(model, rule=None):
+    """Refuse objects that are not models, and models that lack ``rule``, with a clear message."""
+    for attr in ("forward", "vjp"):
+        if not callable(getattr(model, attr, None)):
+            raise TypeError(
+                f"model must have forward(x) and vjp(x, grad_scores, rule); {type(model).__name__} lacks {attr}()"
+            )
+    if rule is not None and hasattr(model, "supports") and not model.supports(rule):
+        lacking = [
+            layer.describe() for layer in getattr(model, "layers", []) if rule not in type(layer).rules
+        ]
+        detail = f": layers without it: {', '.join(lacking)}" if lacking else ""
+        raise RuleNotDefined(f"model {type(model).__name__} does not support rule {rule!r}{detail}")
+    return model

@@ -1,0 +1,14 @@
+"""The layer stack: each layer is a forward pass and its backward rules, side by side."""
+from .activation import ReLU
+from .base import CORE_RULES, Layer, RuleNotDefined, Sequential, defrule, rule_table
+from .conv import Conv2D
+from .dense import Dense
+from .norm import BatchNorm2D, Dropout, fold_batchnorm
+from .pool import AvgPool2D, GlobalAvgPool2D, MaxPool2D
+from .reshape import Flatten
+
+__all__ = [
+    "Layer", "Sequential", "RuleNotDefined", "defrule", "rule_table", "CORE_RULES",
+    "Conv2D", "ReLU", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D", "Flatten", "Dense",
+    "BatchNorm2D", "Dropout", "fold_batchnorm",
+]

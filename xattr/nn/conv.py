@@ -1,0 +1,208 @@
+"""2-D convolution (cross-correlation, as in PyTorch/ONNX) by im2col + GEMM.
+
+Forward:  ``y[n, o] = b[o] + sum_{c, i, j} W[o, c, i, j] * xp[n, c, s*h + d*i, s*w + d*j]``
+(``xp`` the zero-padded input).  Its backward with respect to ``x`` is the transposed
+convolution ``R ⋆ K̂``; it is the same for the gradient, DeconvNet and guided rules
+(Zeiler & Fergus 2014; Springenberg et al. 2015).
+
+The kernels loop over the ``kH * kW`` kernel offsets (never over pixels or images) and
+process the batch in chunks so that the im2col buffer stays below ``IM2COL_BUDGET`` bytes.
+Their naive loop twins are in :mod:`xattr.nn.reference`.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .._conventions import check_image_batch, pair
+from .base import Cache, Layer, default_rng, defrule, param_property
+
+#: bytes the im2col buffer may take per chunk of images.
+IM2COL_BUDGET = 64 * 2**20
+
+
+def conv_output_size(size, k, s, d, pad_lo, pad_hi):
+    """Output length of a convolution/pooling along one axis (floor mode, as PyTorch)."""
+    return (size + pad_lo + pad_hi - d * (k - 1) - 1) // s + 1
+
+
+def pad_spec(padding, kernel, dilation, stride):
+    """((top, bottom), (left, right)) from an int, a pair, ``"valid"`` or ``"same"``.
+
+    ``"same"`` (stride 1 only, as PyTorch) pads ``d*(k-1)`` in total, the odd pixel at the
+    bottom/right, so that the output has the input's size.
+    """
+    if isinstance(padding, str):
+        if padding == "valid":
+            return ((0, 0), (0, 0))
+        if padding == "same":
+            if stride != (1, 1):
+                raise ValueError(f"padding='same' needs stride 1, got stride {stride}")
+            tot = [d * (k - 1) for k, d in zip(kernel, dilation)]
+            return tuple((t // 2, t - t // 2) for t in tot)
+        raise ValueError(f"padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
+    ph, pw = pair(padding, "padding")
+    return ((ph, ph), (pw, pw))
+
+
+def pad_nchw(x, pads, value=0.0):
+    """Pad the spatial axes of ``(N, C, H, W)``; returns ``x`` itself when there is nothing to pad."""
+    (t, b), (l, r) = pads
+    if t == b == l == r == 0:
+        return x
+    return np.pad(x, ((0, 0), (0, 0), (t, b), (l, r)), constant_values=value)
+
+
+def window_slices(i, j, out_hw, stride, dilation):
+    """Slices of the padded input read by kernel offset ``(i, j)`` for every output pixel."""
+    (Ho, Wo), (sh, sw), (dh, dw) = out_hw, stride, dilation
+    return (
+        slice(i * dh, i * dh + sh * (Ho - 1) + 1, sh),
+        slice(j * dw, j * dw + sw * (Wo - 1) + 1, sw),
+    )
+
+
+def im2col(xp, kernel, stride, dilation, out_hw):
+    """``(N, C, Hp, Wp)`` -> ``(N, C*kH*kW, Ho*Wo)``, rows ordered ``(c, i, j)`` like ``W.reshape(O, -1)``."""
+    N, C = xp.shape[:2]
+    kh, kw = kernel
+    cols = np.empty((N, C, kh, kw) + tuple(out_hw), dtype=xp.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            cols[:, :, i, j] = xp[(slice(None), slice(None)) + window_slices(i, j, out_hw, stride, dilation)]
+    return cols.reshape(N, C * kh * kw, out_hw[0] * out_hw[1])
+
+
+def col2im(cols, padded_shape, kernel, stride, dilation, out_hw):
+    """Adjoint of :func:`im2col`: scatter-add ``(N, C*kH*kW, Ho*Wo)`` into ``padded_shape``."""
+    N, C = padded_shape[:2]
+    kh, kw = kernel
+    cols = cols.reshape((N, C, kh, kw) + tuple(out_hw))
+    xp = np.zeros(padded_shape, dtype=cols.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            xp[(slice(None), slice(None)) + window_slices(i, j, out_hw, stride, dilation)] += cols[:, :, i, j]
+    return xp
+
+
+def unpad(xp, pads):
+    (t, b), (l, r) = pads
+    H, W = xp.shape[2] - t - b, xp.shape[3] - l - r
+    return xp[:, :, t : t + H, l : l + W]
+
+
+def batch_chunks(n, bytes_per_item, budget=IM2COL_BUDGET):
+    """Slices that cover ``range(n)`` in chunks of at most ``budget`` bytes (at least one item)."""
+    step = max(1, int(budget // max(1, bytes_per_item)))
+    return [slice(a, min(n, a + step)) for a in range(0, n, step)]
+
+
+class Conv2D(Layer):
+    """2-D convolution, PyTorch-style.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+    kernel_size, stride, dilation : int or (int, int)
+    padding : int, (int, int), ``"valid"`` or ``"same"``
+    bias : bool
+        Whether the layer has a bias ``(O,)``.
+    rng : numpy.random.Generator or int, optional
+        Initialisation ``N(0, 2 / fan_in)`` (He et al. 2015); bias 0.  Default: seed 0.
+
+    Attributes
+    ----------
+    weight : ndarray ``(O, I, kH, kW)``
+    bias : ndarray ``(O,)`` or None
+
+    Shapes: ``(N, I, H, W) -> (N, O, Ho, Wo)``,
+    ``Ho = floor((H + pad_top + pad_bottom - d*(kH-1) - 1) / s) + 1``.
+    """
+
+    short_name = "conv"
+
+    weight = param_property("weight", lambda self: (self.out_channels, self.in_channels) + self.kernel_size)
+    bias = param_property("bias", lambda self: (self.out_channels,))
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, bias=True, rng=None):
+        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
+        if self.in_channels < 1 or self.out_channels < 1:
+            raise ValueError(f"channel counts must be positive, got in={in_channels}, out={out_channels}")
+        self.kernel_size = pair(kernel_size, "kernel_size")
+        self.stride = pair(stride, "stride")
+        self.dilation = pair(dilation, "dilation")
+        if min(self.kernel_size) < 1 or min(self.stride) < 1 or min(self.dilation) < 1:
+            raise ValueError(
+                f"kernel_size, stride and dilation must be >= 1, got {self.kernel_size}, {self.stride}, {self.dilation}"
+            )
+        self.padding = padding
+        self.pads = pad_spec(padding, self.kernel_size, self.dilation, self.stride)
+        fan_in = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
+        gen = default_rng(rng)
+        self.weight = gen.normal(0.0, np.sqrt(2.0 / fan_in), (self.out_channels, self.in_channels) + self.kernel_size)
+        self.bias = np.zeros(self.out_channels) if bias else None
+
+    def extra_repr(self):
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+            f"padding={self.padding!r}, dilation={self.dilation}, bias={self.bias is not None}"
+        )
+
+    def output_shape(self, in_shape):
+        N, C, H, W = in_shape
+        (t, b), (l, r) = self.pads
+        Ho = conv_output_size(H, self.kernel_size[0], self.stride[0], self.dilation[0], t, b)
+        Wo = conv_output_size(W, self.kernel_size[1], self.stride[1], self.dilation[1], l, r)
+        if Ho < 1 or Wo < 1:
+            raise ValueError(
+                f"{self.describe()}: input of spatial size {(H, W)} is smaller than the (dilated) kernel "
+                f"{self.kernel_size} with padding {self.pads}"
+            )
+        return (N, self.out_channels, Ho, Wo)
+
+    def forward(self, x):
+        x = check_image_batch(x, f"input of {self.describe()}", channels=self.in_channels)
+        out_shape = self.output_shape(x.shape)
+        out_hw = out_shape[2:]
+        xp = pad_nchw(x, self.pads)
+        w2 = self.weight.reshape(self.out_channels, -1).astype(x.dtype, copy=False)
+        y = np.empty(out_shape, dtype=x.dtype)
+        K, P = w2.shape[1], out_hw[0] * out_hw[1]
+        for sl in batch_chunks(x.shape[0], K * P * x.itemsize):
+            cols = im2col(xp[sl], self.kernel_size, self.stride, self.dilation, out_hw)
+            np.matmul(w2, cols, out=y[sl].reshape(-1, self.out_channels, P))
+        if self.bias is not None:
+            y += self.bias.astype(x.dtype, copy=False)[:, None, None]
+        return y, Cache(xp=xp, in_shape=x.shape, out_hw=out_hw)
+
+    def input_grad(self, g, cache):
+        """Transposed convolution of ``g`` ``(N, O, Ho, Wo)`` -> ``(N, I, H, W)``."""
+        N = g.shape[0]
+        P = cache.out_hw[0] * cache.out_hw[1]
+        w2t = self.weight.reshape(self.out_channels, -1).astype(g.dtype, copy=False).T
+        gx = np.empty(cache.xp.shape, dtype=g.dtype)
+        g3 = g.reshape(N, self.out_channels, P)
+        for sl in batch_chunks(N, w2t.shape[0] * P * g.itemsize):
+            gx[sl] = col2im(w2t @ g3[sl], gx[sl].shape, self.kernel_size, self.stride, self.dilation, cache.out_hw)
+        return unpad(gx, self.pads)
+
+    def param_grads(self, g, cache):
+        """``dW[o, c, i, j] = sum_{n,h,w} g[n,o,h,w] xp[n,c,s h + d i, s w + d j]``, ``db[o] = sum g[n,o]``."""
+        N = g.shape[0]
+        P = cache.out_hw[0] * cache.out_hw[1]
+        K = self.weight[0].size
+        g3 = g.reshape(N, self.out_channels, P)
+        dw = np.zeros((self.out_channels, K), dtype=g.dtype)
+        for sl in batch_chunks(N, K * P * g.itemsize):
+            cols = im2col(cache.xp[sl], self.kernel_size, self.stride, self.dilation, cache.out_hw)
+            dw += np.einsum("nop,nkp->ok", g3[sl], cols, optimize=True)
+        out = {"weight": dw.reshape(self.weight.shape)}
+        if self.bias is not None:
+            out["bias"] = g.sum(axis=(0, 2, 3))
+        return out
+
+
+@defrule(Conv2D, "gradient", "deconvnet", "guided")
+def _conv_transposed(layer, g, cache, **_):
+    """R ⋆ K̂ (transposed convolution; identical for gradient, DeconvNet and guided backprop)
+    Zeiler & Fergus 2014; Springenberg et al. 2015"""
+    return layer.input_grad(g, cache)

@@ -37,17 +37,9 @@ def demo_image(size=64, rng=0):
 
 
 def methods_table():
-    import xattr
+    from .methods.registry import available_methods, get_method
 
-    return {
-        "gradient": xattr.gradient,
-        "gradient_x_input": xattr.gradient_x_input,
-        "deconvnet": xattr.deconvnet,
-        "guided_backprop": xattr.guided_backprop,
-        "cam": xattr.cam,
-        "grad_cam": xattr.grad_cam,
-        "guided_grad_cam": xattr.guided_grad_cam,
-    }
+    return {name: get_method(name) for name in available_methods()}
 
 
 def run_demo(out_dir, size=64):

@@ -217,3 +217,13 @@ def _conv_transposed(layer, g, cache, **_):
     """R ⋆ K̂ (transposed convolution; identical for gradient, DeconvNet and guided backprop)
     Zeiler & Fergus 2014; Springenberg et al. 2015"""
     return layer.input_grad(g, cache)
+
+
+# -- relevance columns (DeepLIFT, LRP): the formulas live in relevance.py, shared with Dense --------
+from . import relevance as _relevance  # noqa: E402
+
+# DeepLIFT's Linear rule: multipliers pass through a linear layer like gradients (Shrikumar et al. 2017).
+defrule(Conv2D, "rescale")(_conv_transposed)
+defrule(Conv2D, "revealcancel")(_relevance.deeplift_linear_revealcancel)
+for _name, _fn in _relevance.LRP_WEIGHTED_RULES.items():
+    defrule(Conv2D, _name)(_fn)

@@ -48,3 +48,9 @@ def _relu_guided(layer, g, cache, **_):
     """max(R, 0) · 1[X > 0]
     guided backpropagation (Springenberg et al. 2015)"""
     return np.maximum(g, 0) * cache.active
+
+
+from .region import defregion  # noqa: E402  (region maps sit next to their layer)
+
+# Pointwise: an output pixel changes only where its input pixel changed (Nakandala et al. 2019).
+defregion(ReLU, "pointwise")(None)

@@ -206,3 +206,13 @@ def _conv_transposed(layer, g, cache, **_):
     """R ⋆ K̂ (transposed convolution; identical for gradient, DeconvNet and guided backprop)
     Zeiler & Fergus 2014; Springenberg et al. 2015"""
     return layer.input_grad(g, cache)
+
+
+from .region import defregion, window_region_2d  # noqa: E402  (region maps sit next to their layer)
+
+
+@defregion(Conv2D, "window", pad_value=0.0)
+def _conv_region(layer, lo, size, in_hw):
+    """Projective field of a convolution: input box -> output box it can change, input box needed
+    Nakandala et al. 2019 (incremental inference); zero padding"""
+    return window_region_2d(lo, size, in_hw, layer.kernel_size, layer.stride, layer.dilation, layer.pads)

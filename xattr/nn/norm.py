@@ -129,3 +129,9 @@ def fold_batchnorm(model):
         layers.append((layer.name, copy.deepcopy(layer)))
         k += 1
     return Sequential(*layers)
+
+
+from .region import defregion  # noqa: E402  (region maps sit next to their layer)
+
+# Pointwise at inference: an output pixel changes only where its input pixel changed (Nakandala et al. 2019).
+defregion((BatchNorm2D, Dropout), "pointwise")(None)

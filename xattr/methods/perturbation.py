@@ -357,7 +357,7 @@ class _IncrementalRunner:
     """
 
     def __init__(self, model, x, fill, window):
-        from ..nn.region import region_map, without_padding
+        from ..nn.region import finite_pad_value, region_map, without_padding
 
         self.model, self.x, self.fill, self.window = model, x, fill, tuple(window)
         self.prefix = _incremental_prefix(model)
@@ -379,7 +379,7 @@ class _IncrementalRunner:
                 m = (max(pads[0]) + size[0], max(pads[1]) + size[1])
                 self.margin[li] = m
                 self.padded[li] = np.pad(
-                    acts[li], ((0, 0), (0, 0), (m[0], m[0]), (m[1], m[1])), constant_values=rm.pad_value
+                    acts[li], ((0, 0), (0, 0), (m[0], m[0]), (m[1], m[1])), constant_values=finite_pad_value(rm, x.dtype)
                 ).astype(x.dtype, copy=False)
 
     @staticmethod

@@ -107,6 +107,12 @@ def window_region_2d(lo, size, in_hw, kernel, stride, dilation, pads):
     )
 
 
+def finite_pad_value(rm, dtype):
+    """The pad value in ``dtype``; ``-inf`` becomes the lowest finite value (layers refuse non-finite input,
+    and a pooling window always holds at least one real input, so its maximum is unchanged)."""
+    return np.finfo(dtype).min if np.isneginf(rm.pad_value) else rm.pad_value
+
+
 def without_padding(layer):
     """A shallow copy of a window layer with its padding removed (it runs on pre-padded boxes)."""
     clone = copy.copy(layer)

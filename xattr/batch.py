@@ -454,7 +454,7 @@ def _chunk_task(plan, model, index, images, tslice):
     root["score"][start:stop] = score
     root["valid"][start:stop] = ok
     record = {"chunk": index, "start": start, "stop": stop, "n_valid": int(ok.sum()), "bad": bad,
-              "evaluations": evaluations}
+              "evaluations": evaluations, "pid": os.getpid()}
     root["done"][index] = json.dumps(record)  # last: only now does the chunk count as finished
     return {**record, "reused": False}
 
@@ -782,3 +782,166 @@ def read_maps(out, label):
     import zarr
 
     return zarr.open_group(os.fspath(out), mode="r")[f"maps/{label}"][:]
+
+
+# -- model files (stop-gap until xattr.models save/load lands) -------------------------------
+_MODEL_KEY = "__xattr_batch_model__"
+
+
+def _tag(value):
+    if isinstance(value, tuple):
+        return {"__tuple__": [_tag(v) for v in value]}
+    if isinstance(value, list):
+        return [_tag(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"cannot save layer attribute of type {type(value).__name__}")
+
+
+def _untag(value):
+    if isinstance(value, dict) and "__tuple__" in value:
+        return tuple(_untag(v) for v in value["__tuple__"])
+    if isinstance(value, list):
+        return [_untag(v) for v in value]
+    return value
+
+
+def _save_model_npz(model, path):
+    """Write a :class:`~xattr.nn.Sequential` as one ``.npz`` (weights + a JSON architecture entry).
+
+    Private stop-gap for ``xattr batch --model FILE.npz`` until ``xattr.models`` save/load is merged.
+    """
+    arrays, layers = {}, []
+    for i, layer in enumerate(model.layers):
+        attrs = {}
+        for key, value in vars(layer).items():
+            if isinstance(value, np.ndarray):
+                arrays[f"{i}/{key}"] = value
+            else:
+                attrs[key] = _tag(value)
+        layers.append({"type": type(layer).__name__, "attrs": attrs})
+    arrays[_MODEL_KEY] = np.array(json.dumps({"format": 1, "layers": layers}))
+    np.savez(path, **arrays)
+    return path
+
+
+def _load_model_npz(path):
+    from . import nn
+
+    with np.load(path, allow_pickle=False) as z:
+        if _MODEL_KEY not in z.files:
+            raise ValueError(f"{path!r} is not a model file written by xattr (no {_MODEL_KEY!r} entry)")
+        spec = json.loads(str(z[_MODEL_KEY]))
+        layers = []
+        for i, entry in enumerate(spec["layers"]):
+            cls = getattr(nn, entry["type"], None)
+            if not (isinstance(cls, type) and issubclass(cls, nn.Layer)):
+                raise ValueError(f"{path!r}: layer {i} has unknown type {entry['type']!r}")
+            layer = cls.__new__(cls)
+            layer.__dict__.update({k: _untag(v) for k, v in entry["attrs"].items()})
+            prefix = f"{i}/"
+            layer.__dict__.update({k[len(prefix):]: z[k] for k in z.files if k.startswith(prefix)})
+            layers.append((layer.name, layer))
+    return nn.Sequential(*layers)
+
+
+def load_model(spec):
+    """A model from ``FILE.npz`` (see ``_save_model_npz``) or a ``module:function`` factory called without arguments."""
+    if os.path.isfile(spec):
+        if not spec.endswith(".npz"):
+            raise ValueError(f"model file {spec!r} must be an .npz written by xattr (or give module:function)")
+        return _load_model_npz(spec)
+    if ":" in spec and not os.path.exists(spec):
+        import importlib
+
+        module, _, name = spec.partition(":")
+        try:
+            factory = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError) as exc:
+            raise ValueError(f"cannot import model factory {spec!r}: {exc}") from None
+        return factory()
+    raise ValueError(f"--model must be an existing .npz file or a module:function factory, got {spec!r}")
+
+
+# -- command line ----------------------------------------------------------------------------
+def _parse_method_arg(text):
+    """``NAME`` or ``NAME:key=value,key=value`` (values as JSON, else strings) -> (name, options)."""
+    name, _, rest = text.partition(":")
+    options = {}
+    for item in filter(None, rest.split(",")):
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise ValueError(f"method options must look like NAME:key=value,key=value, got {text!r}")
+        try:
+            options[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.strip()] = value
+    return name.strip(), options
+
+
+def add_batch_command(subparsers):
+    """Add ``xattr batch`` to the ``xattr`` command's subparsers (handler in ``func``)."""
+    p = subparsers.add_parser(
+        "batch", help="attribution maps for a whole image set on Dask, into a Zarr store",
+        description="Run attribution methods over a folder of images (or an .npy array (N, C, H, W)) on Dask "
+                    "and write the maps into a chunked Zarr store, with a JSON summary beside it.",
+    )
+    p.add_argument("images", help="folder of image files, or an .npy file holding (N, C, H, W)")
+    p.add_argument("--model", required=True, help="model .npz written by xattr, or module:function (a factory)")
+    p.add_argument("--method", action="append", required=True, metavar="NAME[:key=value,...]",
+                   help="registered method (repeatable); options as JSON values, e.g. grad_cam:relu=false")
+    p.add_argument("--out", required=True, help="Zarr store to write (a folder, e.g. maps.zarr)")
+    p.add_argument("--scheduler", default=None,
+                   help="threads (default), processes, sync, or a Dask scheduler address tcp://host:port")
+    p.add_argument("--resume", action="store_true", help="continue an existing store of the same job")
+    p.add_argument("--chunk", type=int, default=64, help="images per task and per Zarr chunk (default 64)")
+    p.add_argument("--batch-size", type=int, default=None, help="images per method call (default 16)")
+    p.add_argument("--target", default="predicted", help="'predicted' (default) or a class index")
+    p.add_argument("--seed", type=int, default=0, help="job seed for stochastic methods (default 0)")
+    p.add_argument("--on-error", choices=("stop", "continue"), default="stop",
+                   help="unreadable image: stop the job (default) or skip it and report it")
+    p.add_argument("--workers", type=int, default=None, help="local threads/processes (default: cores)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_batch_command)
+    return p
+
+
+def _print_summary(result):
+    s = result.summary
+    print(f"store: {result.store}  summary: {result.summary_path}")
+    c = s["chunks"]
+    print(f"images: {s['n_images']} ({s['n_valid']} valid); chunks: {c['total']} total, {c['run']} run now, "
+          f"{c['skipped']} already done")
+    for label, entry in s["methods"].items():
+        ms = entry["map_sum"]
+        line = f"{label:>20}: map sum mean {ms.get('mean', float('nan')):+.4e}"
+        gap = entry.get("completeness_gap")
+        if gap and gap.get("count"):
+            line += f", completeness gap |mean| {gap['mean_abs']:.3e}, max |gap| {max(abs(gap['min']), abs(gap['max'])):.3e}"
+        print(line)
+    for b in s["bad_images"]:
+        print(f"unreadable image {b['index']} {b['file']}: {b['error']}")
+
+
+def run_batch_command(args):
+    """Handler of ``xattr batch``; returns the exit code."""
+    import sys
+
+    try:
+        model = load_model(args.model)
+        if os.path.isfile(args.images) and args.images.endswith(".npy"):
+            images = np.load(args.images, mmap_mode="r")
+        else:
+            images = args.images
+        target = None if args.target == "predicted" else int(args.target)
+        methods = [_parse_method_arg(m) for m in args.method]
+        result = attribute_dataset(
+            model, images, target, methods=methods, chunk=args.chunk, out=args.out, scheduler=args.scheduler,
+            resume=args.resume, on_error=args.on_error, seed=args.seed, batch_size=args.batch_size,
+            workers=args.workers, progress=not args.no_progress, model_source=args.model,
+        )
+    except (BatchError, ValueError, TypeError, OSError, ImportError) as exc:
+        print(f"xattr: error: {exc}", file=sys.stderr)
+        return 2
+    _print_summary(result)
+    return 0

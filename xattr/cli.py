@@ -78,7 +78,9 @@ def main(argv=None):
     d.add_argument("--out", default="xattr-demo", help="output folder (default: ./xattr-demo)")
     d.add_argument("--size", type=int, default=64, help="image size (default 64)")
     sub.add_parser("methods", help="list the methods and print the rule table")
+    from .batch import add_batch_command; add_batch_command(sub)  # noqa: E702  `xattr batch` (xattr/batch.py)
     args = parser.parse_args(argv)
+    if getattr(args, "func", None): return args.func(args)  # noqa: E701  handler in the command's module
     try:
         if args.command == "demo":
             if args.size < 8:

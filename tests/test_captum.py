@@ -178,3 +178,150 @@ def test_functional_relu_is_silently_plain_gradient_in_captum(cls):
     assert_agree(xattr.gradient(model, x, target), theirs)
     ours = (xattr.guided_backprop if cls == "GuidedBackprop" else xattr.deconvnet)(model, x, target)
     assert np.abs(ours - theirs.detach().numpy()).max() > 1e-3 * np.abs(ours).max()
+
+
+# -- DeepLIFT and DeepSHAP ------------------------------------------------------------------------
+def _refs(x, kind):
+    rng = np.random.default_rng(11)
+    if kind == "zero":
+        return None
+    if kind == "constant":
+        return 0.1 * np.ones_like(x)
+    return 0.3 * rng.normal(size=x.shape)
+
+
+@pytest.mark.parametrize("ref", ["zero", "constant", "random"])
+def test_deeplift_rescale(setup, ref):
+    """Captum 0.9's DeepLift equals xattr's Rescale with ``maxpool="gradient"`` (multipliers routed to the
+    input pass's argmax, as the DeepLIFT reference code), for every reference tried."""
+    net, model, x, target, _ = setup
+    r = _refs(x, ref)
+    kw = {} if r is None else {"baselines": _t(r).detach()}
+    theirs = captum_attr.DeepLift(net).attribute(_t(x), target=_tt(target), **kw)
+    ours = xattr.deeplift(model, x, target, rule="rescale", **({} if r is None else {"reference": r}))
+    assert_agree(ours, theirs)
+
+
+def test_deeplift_maxpool_rescale_mode_is_not_captums(setup):
+    """Pinned: xattr's ``maxpool="rescale"`` (summation-to-delta exact) is not what Captum 0.9 computes."""
+    net, model, x, target, _ = setup
+    if not any(isinstance(m, nn.MaxPool2d) for m in net):
+        pytest.skip("this fixture has no max-pool")
+    r = _refs(x, "random")
+    theirs = captum_attr.DeepLift(net).attribute(_t(x), target=_tt(target), baselines=_t(r).detach()).detach().numpy()
+    ours = xattr.deeplift(model, x, target, maxpool="rescale", reference=r)
+    assert np.abs(ours - theirs).max() > 1e-3 * np.abs(theirs).max()
+
+
+def test_deeplift_shap(setup):
+    net, model, x, target, _ = setup
+    refs = np.random.default_rng(12).normal(size=(4,) + x.shape[1:]) * 0.3
+    theirs = captum_attr.DeepLiftShap(net).attribute(_t(x), baselines=_t(refs).detach(), target=_tt(target))
+    assert_agree(xattr.deepshap(model, x, target, references=refs), theirs)
+
+
+# -- LRP ------------------------------------------------------------------------------------------
+class _FlattenInForward(nn.Module):
+    """Captum's LRP has no rule for ``nn.Flatten`` (and its IdentityRule cannot change shapes), so the
+    flatten is done in ``forward`` as Captum's own examples do."""
+
+    def __init__(self, net):
+        super().__init__()
+        k = next(i for i, m in enumerate(net) if isinstance(m, nn.Flatten))
+        self.features, self.head = net[:k], net[k + 1 :]
+
+    def forward(self, x):
+        return self.head(self.features(x).flatten(1))
+
+
+def _pool_epsilon(net, eps):
+    from captum.attr._utils.lrp_rules import EpsilonRule
+
+    for m in net.modules():
+        if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d)):
+            m.rule = EpsilonRule(epsilon=eps)
+
+
+def _fold_bn_torch(net):
+    """The torch net with every Conv2d -> BatchNorm2d pair folded into one Conv2d (as xattr's LRP does)."""
+    mods, k = [], 0
+    while k < len(net):
+        m = net[k]
+        if isinstance(m, nn.Conv2d) and k + 1 < len(net) and isinstance(net[k + 1], nn.BatchNorm2d):
+            bn = net[k + 1]
+            a = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+            conv = nn.Conv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation).double()
+            with torch.no_grad():
+                conv.weight.copy_(m.weight * a[:, None, None, None])
+                conv.bias.copy_(a * (m.bias - bn.running_mean) + bn.bias)
+            mods.append(conv)
+            k += 2
+        else:
+            mods.append(m)
+            k += 1
+    return nn.Sequential(*mods).eval()
+
+
+def test_lrp_epsilon_agrees_when_pools_are_not_stabilised(setup):
+    """Captum's LRP puts ε on the pools too; with their ε at 1e-300 (it then only guards 0/0) it is xattr's
+    LRP-ε.  Captum also treats batch-norm as a layer of its own with an ε-rule; xattr (like Zennit's
+    canonizers) folds it into the conv first, so Captum gets the folded net here."""
+    net, model, x, target, _ = setup
+    wrapped = _FlattenInForward(_fold_bn_torch(net))
+    _pool_epsilon(wrapped, 1e-300)
+    theirs = captum_attr.LRP(wrapped).attribute(_t(x), target=_tt(target))
+    assert_agree(xattr.lrp(model, x, target, composite="epsilon", epsilon=1e-9), theirs)
+
+
+def test_lrp_default_stabilises_pools_too(setup):
+    """Pinned: with Captum's defaults (ε = 1e-9 on max-pool, average pools and batch-norm as well as on
+    conv/linear) the maps differ from xattr's (pools: LRP-0/winner-take-all) by O(ε / |z|)."""
+    net, model, x, target, _ = setup
+    theirs = captum_attr.LRP(_FlattenInForward(net)).attribute(_t(x), target=_tt(target)).detach().numpy()
+    ours = xattr.lrp(model, x, target, composite="epsilon", epsilon=1e-9)
+    rel = np.abs(ours - theirs).max() / np.abs(theirs).max()
+    assert 1e-13 < rel < 1e-5
+
+
+# -- perturbation methods -------------------------------------------------------------------------
+FLOAT32_EPS = float(np.finfo(np.float32).eps)
+
+
+def _grid4(h, w):
+    return ((np.arange(h)[:, None] * 2) // h) * 2 + (np.arange(w)[None, :] * 2) // w
+
+
+@pytest.mark.parametrize("window,stride,baseline", [(4, 2, 0.0), (3, 3, 0.5), (5, 2, 0.0)])
+def test_occlusion_mean_of_overlaps_returned_in_float32(setup, window, stride, baseline):
+    """Captum's Occlusion averages overlapping windows as xattr's default ``aggregate="mean"``, but it
+    returns float32 for float64 models: its window counts are float32 and the sum is cast with
+    ``.float()`` before the division (captum/attr/_core/feature_ablation.py).  Pinned: the dtype, and
+    agreement to float32 rounding of xattr's exact ``sum / count``."""
+    net, model, x, target, _ = setup
+    C = x.shape[1]
+    theirs = captum_attr.Occlusion(net).attribute(
+        _t(x), sliding_window_shapes=(C, window, window), strides=(C, stride, stride), baselines=baseline,
+        target=_tt(target))
+    assert theirs.dtype == torch.float32
+    total = xattr.occlusion(model, x, target, window=window, stride=stride, baseline=baseline, aggregate="sum")
+    mean = xattr.occlusion(model, x, target, window=window, stride=stride, baseline=baseline)
+    count = np.divide(total, mean, out=np.ones_like(total), where=mean != 0)
+    expected32 = total.astype(np.float32) / np.round(count).astype(np.float32)  # Captum's arithmetic
+    ours = np.broadcast_to(mean, x.shape)
+    assert_agree(np.broadcast_to(expected32, x.shape).astype(np.float64), theirs, rtol=2 * FLOAT32_EPS)
+    assert_agree(ours, theirs, rtol=4 * FLOAT32_EPS)
+
+
+def test_shapley_values_exact_but_float32(setup):
+    """Captum's ShapleyValues enumerates all n! orderings (n·n! evaluations; xattr needs 2^n) and
+    accumulates in ``torch.float`` (float32).  On a fixed 2x2 feature mask it equals xattr's exact
+    ``shapley`` and ``kernel_shap`` (which enumerates every coalition when 2^M - 2 <= n_samples)
+    up to float32 accumulation over the 4! = 24 orderings."""
+    net, model, x, target, _ = setup
+    seg = _grid4(*x.shape[2:])
+    mask = torch.from_numpy(np.broadcast_to(seg, (1,) + x.shape[1:]).copy())
+    theirs = captum_attr.ShapleyValues(net).attribute(_t(x), feature_mask=mask, target=_tt(target))
+    assert theirs.dtype == torch.float32
+    bound = 24 * 2 * FLOAT32_EPS
+    assert_agree(np.broadcast_to(xattr.shapley(model, x, target, segments=seg), x.shape), theirs, rtol=bound)
+    assert_agree(np.broadcast_to(xattr.kernel_shap(model, x, target, segments=seg, rng=0), x.shape), theirs, rtol=bound)

@@ -57,6 +57,22 @@ def test_summation_to_delta_is_exact_without_maxpool(case, rule):
     assert np.max(np.abs(gap)) < 1e-12
 
 
+@pytest.mark.parametrize("rule", ["rescale", "revealcancel"])
+def test_sensitivity_one_changed_pixel_takes_all_of_delta_t(rule):
+    """Sundararajan et al. 2017's Sensitivity(a), which summation-to-delta implies: if x and the reference
+    differ in one pixel, that pixel gets Δt and every other pixel exactly 0."""
+    gen = np.random.default_rng(13)
+    model = Sequential(Conv2D(2, 3, 3, padding=1, rng=gen), ReLU(), MaxPool2D(2), Flatten(), Dense(12, 3, rng=gen), ReLU(), Dense(3, 2, rng=gen))
+    ref = gen.normal(size=(1, 2, 4, 4))
+    x = ref.copy()
+    x[0, 1, 2, 3] += 2.5
+    a = xattr.deeplift(model, x, 1, ref, rule=rule, maxpool="rescale")
+    mask = np.zeros(x.shape, bool)
+    mask[0, 1, 2, 3] = True
+    np.testing.assert_array_equal(a[~mask], 0)
+    np.testing.assert_allclose(a[mask], _delta_t(model, x, ref, 1), rtol=1e-10)
+
+
 def _pool_model():
     head = Dense(1, 1, bias=False)
     head.weight = np.ones((1, 1))

@@ -265,10 +265,13 @@ def test_ig_paper_pair_functionally_equal_networks_with_different_deeplift_and_l
     # DeepLIFT: (1.5, -0.5) on f1, (2, -1) on f2 (worked by hand: multipliers 1/2, and 1 · 2/3)
     np.testing.assert_allclose(xattr.deeplift(f1, x, 0), [[1.5, -0.5]])
     np.testing.assert_allclose(xattr.deeplift(f2, x, 0), [[2.0, -1.0]])
-    # (z⁺ happens to agree here, (1, 0) on both: it ignores the negative path x2 takes in both networks)
-    np.testing.assert_allclose(xattr.lrp(f1, x, 0, "zplus"), xattr.lrp(f2, x, 0, "zplus"))
-    for comp in ("epsilon", "alphabeta"):
-        assert not np.allclose(xattr.lrp(f1, x, 0, comp, epsilon=0.5), xattr.lrp(f2, x, 0, comp, epsilon=0.5)), comp
+    # LRP rule by rule, recorded: f1 and f2 have the same weights and differ only in their biases, so the
+    # rules that ignore biases and activations (flat, w²) cannot tell them apart; z⁺ agrees here too
+    # (it drops the negative path x2 takes in both); ε, γ and αβ differ.
+    differs = {c: not np.allclose(xattr.lrp(f1, x, 0, c, epsilon=0.5), xattr.lrp(f2, x, 0, c, epsilon=0.5))
+               for c in ("0", "epsilon", "gamma", "alphabeta", "zplus", "flat", "w2")}
+    assert differs == {"0": False, "epsilon": True, "gamma": True, "alphabeta": True, "zplus": False, "flat": False,
+                       "w2": False}
 
 
 def test_kindermans_input_invariance():
@@ -300,11 +303,17 @@ def test_kindermans_input_invariance():
         "deeplift, zero reference": same(xattr.deeplift(m1, x, 0), xattr.deeplift(m2, x2, 0)),
         "lrp0": same(xattr.lrp(m1, x, 0, "0"), xattr.lrp(m2, x2, 0, "0")),
         "lrp_epsilon": same(xattr.lrp(m1, x, 0, "epsilon"), xattr.lrp(m2, x2, 0, "epsilon")),
+        "lrp_gamma": same(xattr.lrp(m1, x, 0, "gamma"), xattr.lrp(m2, x2, 0, "gamma")),
+        "lrp_alphabeta": same(xattr.lrp(m1, x, 0, "alphabeta"), xattr.lrp(m2, x2, 0, "alphabeta")),
+        "lrp_zplus": same(xattr.lrp(m1, x, 0, "zplus"), xattr.lrp(m2, x2, 0, "zplus")),
+        "lrp_flat": same(xattr.lrp(m1, x, 0, "flat"), xattr.lrp(m2, x2, 0, "flat")),
+        "lrp_w2": same(xattr.lrp(m1, x, 0, "w2"), xattr.lrp(m2, x2, 0, "w2")),
         "lrp z^B, shifted box": same(xattr.lrp(m1, x, 0, box, low=lo, high=hi), xattr.lrp(m2, x2, 0, box, low=lo + c, high=hi + c)),
     }
     assert kept == {
         "gradient": True, "gradient_x_input": False, "ig, shifted baseline": True, "deeplift, shifted reference": True,
-        "deeplift, zero reference": False, "lrp0": False, "lrp_epsilon": False, "lrp z^B, shifted box": True,
+        "deeplift, zero reference": False, "lrp0": False, "lrp_epsilon": False, "lrp_gamma": False,
+        "lrp_alphabeta": False, "lrp_zplus": False, "lrp_flat": True, "lrp_w2": True, "lrp z^B, shifted box": True,
     }
 
 

@@ -364,20 +364,19 @@ class _IncrementalRunner:
         self.layers = model.layers
         self.maps = [region_map(la) for la in self.layers[: self.prefix]]
         self.valid = [without_padding(la) if rm.kind == "window" else la for la, rm in zip(self.layers, self.maps)]
-        sizes = _box_sizes(model, self.prefix, x.shape[2:], window)
-        # base activations at the input of each prefix layer (and the global layer's output)
+        # base activations at the input of each prefix layer (and the prefix's output)
         acts, a = [], x
         for layer in self.layers[: self.prefix]:
             acts.append(a)
             a = layer.forward(a)[0]
         self.acts, self.last_out = acts, a
-        # padded copies for the window layers: margin = the layer's padding + the box size (see step)
+        # padded copies for the window layers; margin = padding + 1 (one spare row/column, see scores)
         self.padded, self.margin = {}, {}
-        for li, (rm, (hw, size, _)) in enumerate(zip(self.maps, sizes)):
+        for li, rm in enumerate(self.maps):
             if rm.kind == "window":
                 pads = self.layers[li].pads
-                m = (max(pads[0]) + size[0], max(pads[1]) + size[1])
-                self.margin[li] = m
+                m = (max(pads[0]) + 1, max(pads[1]) + 1)
+                self.margin[li] = np.array(m)
                 self.padded[li] = np.pad(
                     acts[li], ((0, 0), (0, 0), (m[0], m[0]), (m[1], m[1])), constant_values=finite_pad_value(rm, x.dtype)
                 ).astype(x.dtype, copy=False)
@@ -385,17 +384,16 @@ class _IncrementalRunner:
     @staticmethod
     def _gather(arr, image, lo, size):
         """Boxes ``arr[image[b], :, lo[b,0]:+size[0], lo[b,1]:+size[1]]`` -> ``(B, C, h, w)`` (one fancy index)."""
-        r = lo[:, 0, None] + np.arange(size[0])
-        c = lo[:, 1, None] + np.arange(size[1])
-        return arr[image[:, None, None], :, r[:, :, None], c[:, None, :]].transpose(0, 3, 1, 2)
+        from numpy.lib.stride_tricks import sliding_window_view
+
+        view = sliding_window_view(arr, tuple(size), axis=(2, 3))  # (N, C, ., ., h, w), no copy
+        return view[image, :, lo[:, 0], lo[:, 1]]
 
     @staticmethod
-    def _paste(dest, patch, off):
-        """Write ``patch (B, C, h, w)`` into ``dest (B, C, ., .)`` at per-item offsets ``off (B, 2)``."""
-        B, _, h, w = patch.shape
-        r = off[:, 0, None] + np.arange(h)
-        c = off[:, 1, None] + np.arange(w)
-        dest[np.arange(B)[:, None, None], :, r[:, :, None], c[:, None, :]] = patch.transpose(0, 2, 3, 1)
+    def _paste(dest, patch, rows, cols):
+        """``dest[b, :, rows[b, i], cols[b, j]] = patch[b, :, i, j]`` for per-item row/column indices."""
+        B = patch.shape[0]
+        dest[np.arange(B)[:, None, None], :, rows[:, :, None], cols[:, None, :]] = patch.transpose(0, 2, 3, 1)
 
     def scores(self, image, r0, c0):
         x, (kh, kw) = self.x, self.window
@@ -403,42 +401,61 @@ class _IncrementalRunner:
         # the changed box at the input: the window, shifted inside the image (border windows are clipped)
         lo = np.stack([np.minimum(r0, H - kh), np.minimum(c0, W - kw)], axis=1)
         size = (kh, kw)
-        box_x = self._gather(x, image, lo, size)
-        box_f = self._gather(self.fill, image, lo, size)
         rr = lo[:, 0, None] + np.arange(kh)
         cc = lo[:, 1, None] + np.arange(kw)
         inside = (((rr >= r0[:, None]) & (rr < r0[:, None] + kh))[:, :, None]
                   & ((cc >= c0[:, None]) & (cc < c0[:, None] + kw))[:, None, :])
-        patch = np.where(inside[:, None], box_f, box_x)
+        patch = np.where(inside[:, None], self._gather(self.fill, image, lo, size), self._gather(x, image, lo, size))
         for li in range(self.prefix):
             layer, rm = self.layers[li], self.maps[li]
             if rm.kind == "pointwise":
                 patch = layer.forward(patch)[0]
             elif rm.kind == "window":
-                in_hw = self.acts[li].shape[2:]
-                out_lo, out_size, need_lo, need_size = rm.fn(layer, lo, size, in_hw)
-                m = self.margin[li]
-                # read the needed box extended by the changed box's size on each side, so that the
-                # changed box always fits (where it lies outside the needed box it reaches no output)
-                ext_lo = need_lo - np.asarray(size)
-                ext_size = (need_size[0] + 2 * size[0], need_size[1] + 2 * size[1])
-                slab = self._gather(self.padded[li], image, ext_lo + np.asarray(m), ext_size)
-                off = np.clip(lo - ext_lo, 0, np.asarray(need_size) + np.asarray(size))
-                self._paste(slab, patch, off)
-                inner = slab[:, :, size[0]: size[0] + need_size[0], size[1]: size[1] + need_size[1]]
-                patch = self.valid[li].forward(np.ascontiguousarray(inner))[0]
+                out_lo, out_size, need_lo, need_size = rm.fn(layer, lo, size, self.acts[li].shape[2:])
+                # read the needed box plus one spare row and column; changed pixels that fall outside
+                # the needed box reach no output of the layer, so they are parked in the spare row/column
+                slab = self._gather(self.padded[li], image, need_lo + self.margin[li],
+                                    (need_size[0] + 1, need_size[1] + 1))
+                rows = lo[:, 0, None] - need_lo[:, 0, None] + np.arange(size[0])
+                cols = lo[:, 1, None] - need_lo[:, 1, None] + np.arange(size[1])
+                rows = np.where((rows >= 0) & (rows < need_size[0]), rows, need_size[0])
+                cols = np.where((cols >= 0) & (cols < need_size[1]), cols, need_size[1])
+                self._paste(slab, patch, rows, cols)
+                patch = _box_forward(self.valid[li], slab[:, :, : need_size[0], : need_size[1]])
                 lo, size = out_lo, tuple(out_size)
             else:  # global: corrects the unoccluded output, then the rest runs in full (small)
                 out = rm.fn(layer, self.acts[li], self.last_out, image, patch, lo)
                 return self._tail(out, li + 1)
         full = self.last_out[image].copy()
-        self._paste(full, patch, lo)
+        self._paste(full, patch, lo[:, 0, None] + np.arange(size[0]), lo[:, 1, None] + np.arange(size[1]))
         return self._tail(full, self.prefix)
 
     def _tail(self, a, start):
         for layer in self.layers[start:]:
             a = layer.forward(a)[0]
         return a
+
+
+def _box_forward(layer, boxes):
+    """A padding-free window layer on a batch of small boxes.
+
+    Convolutions run as one GEMM over all boxes (``W (O, K) @ cols (K, B*P)``), much faster for many
+    small inputs than a batched matmul; the result is the convolution of :mod:`xattr.nn.conv` (same
+    im2col, same sums), checked against full recomputation by the tests.
+    """
+    from ..nn.conv import Conv2D, conv_output_size, im2col
+
+    if type(layer) is not Conv2D:
+        return layer.forward(boxes)[0]
+    B, _, h, w = boxes.shape
+    (kh, kw), (sh, sw), (dh, dw) = layer.kernel_size, layer.stride, layer.dilation
+    out_hw = (conv_output_size(h, kh, sh, dh, 0, 0), conv_output_size(w, kw, sw, dw, 0, 0))
+    cols = im2col(boxes, layer.kernel_size, layer.stride, layer.dilation, out_hw)  # (B, K, P)
+    w2 = layer.weight.reshape(layer.out_channels, -1).astype(boxes.dtype, copy=False)
+    y = np.tensordot(w2, cols, axes=([1], [1]))  # (O, B, P)
+    if layer.bias is not None:
+        y += layer.bias.astype(boxes.dtype, copy=False)[:, None, None]
+    return y.transpose(1, 0, 2).reshape((B, layer.out_channels) + out_hw)
 
 
 # -- Shapley values ------------------------------------------------------------------------------

@@ -501,6 +501,120 @@ def shapley_from_values(v):
     return phi
 
 
+# Exact Shapley values through receptive fields: for a Sequential whose local layers (conv, pooling,
+# pointwise) end in global average pooling, each position of the last local activation depends only
+# on the few segments its receptive field touches, and the pooled vector is a sum over positions.
+# Each position's contribution is tabulated for the 2^k subsets of its k segments only; the pooled
+# vector of every coalition is then a sum of table look-ups, and the layers after the pooling run on it.
+def _gap_split(model):
+    """Index of the GlobalAvgPool2D ending a local prefix (every layer before it has a region map), or None."""
+    from ..nn.pool import GlobalAvgPool2D
+
+    k = _incremental_prefix(model)
+    if k and isinstance(model.layers[k - 1], GlobalAvgPool2D) and k > 1:
+        return k - 1
+    return None
+
+
+def _receptive_fields(model, stop, in_hw):
+    """Per axis, the input range ``[lo, hi]`` (inclusive, clipped to the image) read by each output position
+    of ``model.layers[:stop]``: the region maps' needed boxes, composed backwards."""
+    from ..nn.region import region_map
+
+    specs, hw = [], tuple(in_hw)
+    for layer in model.layers[:stop]:
+        if region_map(layer).kind == "window":
+            specs.append((layer, hw))
+            hw = tuple(_layer_out_hw(layer, hw))
+    out = []
+    for axis in (0, 1):
+        lo = np.arange(hw[axis])
+        hi = lo.copy()
+        for layer, lhw in reversed(specs):
+            need_lo, need_hi = _needed_range(layer, lo, hi, axis)
+            lo, hi = np.maximum(need_lo, 0), np.minimum(need_hi, lhw[axis] - 1)  # padding reads no input
+        out.append((lo, hi))
+    return out, hw
+
+
+def _needed_range(layer, lo, hi, axis):
+    """Input rows ``[lo*s - pad, hi*s - pad + d(k-1)]`` read by output rows ``[lo, hi]`` of a window layer."""
+    k, s = layer.kernel_size[axis], layer.stride[axis]
+    d = getattr(layer, "dilation", (1, 1))[axis]
+    pad = layer.pads[axis][0]
+    return lo * s - pad, hi * s - pad + d * (k - 1)
+
+
+def _segment_sets(lab, M, fields):
+    """Bit mask ``(Ho, Wo)`` of the segments that each position's receptive field touches (2-D prefix sums)."""
+    (rlo, rhi), (clo, chi) = fields
+    onehot = (lab[None] == np.arange(M)[:, None, None]).astype(np.int64)
+    cs = np.zeros((M, lab.shape[0] + 1, lab.shape[1] + 1), dtype=np.int64)
+    cs[:, 1:, 1:] = onehot.cumsum(1).cumsum(2)
+    r0, r1 = rlo[:, None], rhi[:, None] + 1
+    c0, c1 = clo[None, :], chi[None, :] + 1
+    counts = cs[:, r1, c1] - cs[:, r0, c1] - cs[:, r1, c0] + cs[:, r0, c0]  # (M, Ho, Wo)
+    return ((counts > 0).astype(np.int64) << np.arange(M)[:, None, None]).sum(0)
+
+
+def _subsets(mask, M):
+    """All subsets of the bits of ``mask`` as full-width codes, in the order of their compressed code."""
+    bits = np.array([b for b in range(M) if mask >> b & 1], dtype=np.int64)
+    t = np.arange(2 ** len(bits), dtype=np.int64)
+    return ((t[:, None] >> np.arange(len(bits))) & 1) @ (np.int64(1) << bits), bits
+
+
+def _local_plan(model, x_shape, lab, M):
+    """(gap index, positions' group ids, group masks, evaluations needed) or None when not applicable."""
+    split = _gap_split(model)
+    if split is None:
+        return None
+    fields, hw = _receptive_fields(model, split, x_shape[2:])
+    masks = _segment_sets(lab, M, fields)
+    groups, gid = np.unique(masks.ravel(), return_inverse=True)
+    cost = int(sum(2 ** bin(int(g)).count("1") for g in groups))
+    return split, gid, groups, cost
+
+
+def _local_coalition_values(model, value, xn, filln, lab, M, n, plan, batch_size, bar):
+    """Values of all 2^M coalitions from per-group tables (exact up to summation order)."""
+    split, gid, groups, cost = plan
+    prefix, tail = model.layers[:split], model.layers[split + 1:]
+    G = (gid[None, :] == np.arange(len(groups))[:, None]).astype(np.float64)  # (groups, positions)
+    tables, compress = [], []
+    for g, mask in enumerate(groups):  # per group of positions (a handful), never per pixel or coalition
+        codes, bits = _subsets(int(mask), M)
+        present = ((codes[:, None] >> np.arange(M)) & 1).astype(bool)
+        rows = []
+        for a in range(0, len(present), batch_size):
+            h = _seg.compose(xn, filln, lab, present[a:a + batch_size])
+            for layer in prefix:
+                h = layer.forward(h)[0]
+            rows.append(h.reshape(h.shape[0], h.shape[1], -1).astype(np.float64) @ G[g])
+            bar.update(len(h))
+        tables.append(np.concatenate(rows))  # (2^k, C): the group's summed activation per subset
+        compress.append(bits)
+    P = G.shape[1]
+    v = np.empty(2**M, dtype=np.float64)
+    for a in range(0, 2**M, 2**14):  # blocks of coalitions: bounded memory
+        S = np.arange(a, min(2**M, a + 2**14), dtype=np.int64)
+        pooled = np.zeros((len(S), tables[0].shape[1]))
+        for table, bits in zip(tables, compress):
+            t = ((S[:, None] >> bits) & 1) @ (np.int64(1) << np.arange(len(bits)))
+            pooled += table[t]
+        out = (pooled / P).astype(xn.dtype)
+        for layer in tail:
+            out = layer.forward(out)[0]
+        v[S] = value(_scores_of(out, len(S)), np.full(len(S), n))
+    return v
+
+
+def _scores_of(s, n):
+    if s.ndim != 2 or s.shape[0] != n:
+        raise ValueError(f"model must return scores of shape (N, K) = ({n}, K), got {s.shape}")
+    return s
+
+
 def _prepare(model, x, target, segments, grid, baseline, sigma, batch_size):
     _check_model(model)
     x = check_image_batch(x)
@@ -511,7 +625,7 @@ def _prepare(model, x, target, segments, grid, baseline, sigma, batch_size):
 
 
 def shapley(model, x, target, segments=None, baseline=0.0, batch_size=DEFAULT_BATCH_SIZE, progress=False,
-            return_values=False, sigma=_seg.BLUR_SIGMA):
+            return_values=False, sigma=_seg.BLUR_SIGMA, locality="auto"):
     """Exact Shapley values of segments (Shapley 1953), by enumerating all ``2^M`` coalitions.
 
     The players are the segments; the value of a coalition ``S`` is the explained score of the
@@ -529,6 +643,14 @@ def shapley(model, x, target, segments=None, baseline=0.0, batch_size=DEFAULT_BA
         What a hidden segment becomes (:func:`xattr.methods.segments.fill_image`).
     return_values : bool
         Also return the per-segment values: ``(N, M)`` array (a list if ``M`` differs per image).
+    locality : ``"auto"``, True or False
+        For an :class:`xattr.nn.Sequential` whose local layers (conv, pooling, pointwise) end in global
+        average pooling, each position of the last local activation sees only the segments its
+        receptive field touches (from the layers' region maps): its contribution to the pooled vector
+        is tabulated over the subsets of those segments only, and every coalition's pooled vector is a
+        sum of look-ups (then the layers after the pooling run on it).  Same values up to summation
+        order, with far fewer model evaluations when segments are large compared with the receptive
+        field.  ``"auto"`` uses it when possible and it needs fewer evaluations than ``2^M``.
 
     Returns
     -------
@@ -541,10 +663,25 @@ def shapley(model, x, target, segments=None, baseline=0.0, batch_size=DEFAULT_BA
             f"exact Shapley values need 2^M model evaluations; M = {max(counts)} segments is above the limit "
             f"MAX_EXACT_SHAPLEY_SEGMENTS = {MAX_EXACT_SHAPLEY_SEGMENTS}; use kernel_shap or fewer segments"
         )
-    bar = _Progress(sum(2**m for m in counts), progress, "shapley")
+    if locality not in ("auto", True, False):
+        raise ValueError(f"locality must be 'auto', True or False, got {locality!r}")
+    plans = [None] * len(counts)
+    if locality is not False:
+        plans = [_local_plan(model, x.shape, lab, M) for lab, M in zip(labels, counts)]
+        if locality is True and any(p is None for p in plans):
+            raise ValueError(
+                "locality=True needs an xattr.nn.Sequential whose local layers (Conv2D, pooling, ReLU, "
+                f"BatchNorm2D, Dropout) end in GlobalAvgPool2D; got {type(model).__name__}"
+            )
+        plans = [p if p is not None and (locality is True or p[3] < 2**M) else None for p, M in zip(plans, counts)]
+    bar = _Progress(sum(2**m if p is None else p[3] for m, p in zip(counts, plans)), progress, "shapley")
     phis = []
     try:
         for n, (lab, M) in enumerate(zip(labels, counts)):  # per image: its own 2^M batched evaluations
+            if plans[n] is not None:
+                v = _local_coalition_values(model, value, x[n], fill[n], lab, M, n, plans[n], batch_size, bar)
+                phis.append(shapley_from_values(v))
+                continue
             v = np.empty(2**M)
             for a in range(0, 2**M, 2**16):  # masks made in blocks: bounded memory for M up to 20
                 b = min(2**M, a + 2**16)

@@ -410,7 +410,7 @@ def test_locality_auto_uses_fewer_evaluations_and_true_is_checked():
     x = np.random.default_rng(21).random((1, 2, 24, 24))
     lab = grid_segments((24, 24), 3)  # 8-pixel cells, receptive field 8 pixels: at most 2 x 2 segments each
     plan = P._local_plan(model, x.shape, lab, 9)
-    assert plan is not None and plan[3] < 2**9
+    assert plan is not None and plan.cost < 2**9
     calls = []
 
     class Counting(Sequential):
@@ -428,3 +428,14 @@ def test_locality_auto_uses_fewer_evaluations_and_true_is_checked():
         xattr.shapley(model, x, 0, segments=lab, locality="yes")
     np.testing.assert_allclose(xattr.shapley(flat, x, 0, segments=lab),  # auto falls back to enumeration
                                xattr.shapley(flat, x, 0, segments=lab, locality=False))
+
+
+@pytest.mark.parametrize("method", ["lime", "kernel_shap"])
+def test_lime_and_kernel_shap_through_receptive_fields_equal_direct_evaluation(method):
+    model, x = local_archs()[0], np.random.default_rng(22).random((1, 2, 24, 24))
+    lab = grid_segments((24, 24), 3)
+    fn = getattr(xattr, method)
+    kw = dict(segments=lab, n_samples=300, rng=5, baseline="mean")
+    direct = fn(model, x, 1, locality=False, **kw)
+    local = fn(model, x, 1, locality=True, **kw)
+    np.testing.assert_allclose(local, direct, rtol=1e-9, atol=1e-12 * np.abs(direct).max())

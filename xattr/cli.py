@@ -8,6 +8,7 @@ PNG grid.  (Until the trained model ships, the network has random weights.)
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import sys
 import time
@@ -54,7 +55,8 @@ def run_demo(out_dir, size=64):
     tiles, titles = [viz.image_to_rgb(x[0])], ["input"]
     for name, fn in methods_table().items():
         t0 = time.perf_counter()
-        a = fn(model, x, target)
+        # stochastic methods take an explicit rng (no hidden randomness): the demo fixes seed 0
+        a = fn(model, x, target, **({"rng": 0} if "rng" in inspect.signature(fn).parameters else {}))
         dt = time.perf_counter() - t0
         m = a[:, 0] if a.shape[1] == 1 else reduce_channels(a, "sum")
         print(

@@ -14,6 +14,13 @@ kernel_shap Shapley-kernel weighted least squares          Lundberg & Lee 2017
 shapley    exact, all 2^M coalitions                      Shapley 1953
 ========== ============================================== ==========================================
 
+Coalition values for LIME, KernelSHAP and exact Shapley come either from batched model evaluations
+or, for an :class:`xattr.nn.Sequential` whose local layers end in global average pooling, from
+receptive-field tables (``locality="auto"``): each position of the last local activation depends
+only on the segments its receptive field touches, so its contribution to the pooled vector is
+tabulated over the subsets of those few segments; the values are the same up to summation order.
+The same region maps (projective fields) drive incremental occlusion.
+
 Numerical choices, named (see each function for details):
 
 * occlusion overlaps are **averaged** (``aggregate="mean"``, as Captum); PAIR saliency **sums**
@@ -546,67 +553,116 @@ def _needed_range(layer, lo, hi, axis):
 
 
 def _segment_sets(lab, M, fields):
-    """Bit mask ``(Ho, Wo)`` of the segments that each position's receptive field touches (2-D prefix sums)."""
+    """Which segments each position's receptive field touches: bool ``(M, Ho, Wo)`` (2-D prefix sums)."""
     (rlo, rhi), (clo, chi) = fields
     onehot = (lab[None] == np.arange(M)[:, None, None]).astype(np.int64)
     cs = np.zeros((M, lab.shape[0] + 1, lab.shape[1] + 1), dtype=np.int64)
     cs[:, 1:, 1:] = onehot.cumsum(1).cumsum(2)
     r0, r1 = rlo[:, None], rhi[:, None] + 1
     c0, c1 = clo[None, :], chi[None, :] + 1
-    counts = cs[:, r1, c1] - cs[:, r0, c1] - cs[:, r1, c0] + cs[:, r0, c0]  # (M, Ho, Wo)
-    return ((counts > 0).astype(np.int64) << np.arange(M)[:, None, None]).sum(0)
+    return (cs[:, r1, c1] - cs[:, r0, c1] - cs[:, r1, c0] + cs[:, r0, c0]) > 0
 
 
-def _subsets(mask, M):
-    """All subsets of the bits of ``mask`` as full-width codes, in the order of their compressed code."""
-    bits = np.array([b for b in range(M) if mask >> b & 1], dtype=np.int64)
-    t = np.arange(2 ** len(bits), dtype=np.int64)
-    return ((t[:, None] >> np.arange(len(bits))) & 1) @ (np.int64(1) << bits), bits
+class _LocalPlan:
+    """Positions of the last local activation grouped by the set of segments their receptive fields touch."""
+
+    def __init__(self, split, groups, gid):
+        self.split, self.groups, self.gid = split, groups, gid  # groups: bool (G, M); gid: (positions,)
+        self.cost = int((2 ** groups.sum(1)).sum())  # prefix evaluations needed for the tables
 
 
 def _local_plan(model, x_shape, lab, M):
-    """(gap index, positions' group ids, group masks, evaluations needed) or None when not applicable."""
+    """A :class:`_LocalPlan`, or None when the model is not local layers followed by global average pooling."""
     split = _gap_split(model)
     if split is None:
         return None
-    fields, hw = _receptive_fields(model, split, x_shape[2:])
-    masks = _segment_sets(lab, M, fields)
-    groups, gid = np.unique(masks.ravel(), return_inverse=True)
-    cost = int(sum(2 ** bin(int(g)).count("1") for g in groups))
-    return split, gid, groups, cost
+    fields, _ = _receptive_fields(model, split, x_shape[2:])
+    touched = _segment_sets(lab, M, fields).reshape(M, -1).T  # (positions, M)
+    groups, gid = np.unique(touched, axis=0, return_inverse=True)
+    return _LocalPlan(split, groups, gid.ravel())
 
 
-def _local_coalition_values(model, value, xn, filln, lab, M, n, plan, batch_size, bar):
-    """Values of all 2^M coalitions from per-group tables (exact up to summation order)."""
-    split, gid, groups, cost = plan
-    prefix, tail = model.layers[:split], model.layers[split + 1:]
-    G = (gid[None, :] == np.arange(len(groups))[:, None]).astype(np.float64)  # (groups, positions)
-    tables, compress = [], []
-    for g, mask in enumerate(groups):  # per group of positions (a handful), never per pixel or coalition
-        codes, bits = _subsets(int(mask), M)
-        present = ((codes[:, None] >> np.arange(M)) & 1).astype(bool)
-        rows = []
-        for a in range(0, len(present), batch_size):
-            h = _seg.compose(xn, filln, lab, present[a:a + batch_size])
-            for layer in prefix:
-                h = layer.forward(h)[0]
-            rows.append(h.reshape(h.shape[0], h.shape[1], -1).astype(np.float64) @ G[g])
-            bar.update(len(h))
-        tables.append(np.concatenate(rows))  # (2^k, C): the group's summed activation per subset
-        compress.append(bits)
-    P = G.shape[1]
-    v = np.empty(2**M, dtype=np.float64)
-    for a in range(0, 2**M, 2**14):  # blocks of coalitions: bounded memory
-        S = np.arange(a, min(2**M, a + 2**14), dtype=np.int64)
-        pooled = np.zeros((len(S), tables[0].shape[1]))
-        for table, bits in zip(tables, compress):
-            t = ((S[:, None] >> bits) & 1) @ (np.int64(1) << np.arange(len(bits)))
-            pooled += table[t]
-        out = (pooled / P).astype(xn.dtype)
-        for layer in tail:
+class _LocalGame:
+    """Values of any coalitions from per-group tables (exact up to summation order).
+
+    For each group of positions (segments set ``R``), the summed prefix activation over its positions
+    is tabulated for the ``2^|R|`` subsets of ``R`` (``plan.cost`` prefix evaluations in all).  The
+    pooled vector of a coalition ``S`` is then ``sum_g table_g[S ∩ R_g] / P`` and the layers after the
+    pooling run on it.
+    """
+
+    def __init__(self, model, value, xn, filln, lab, M, image, plan, batch_size, bar):
+        self.value, self.image, self.dtype = value, image, xn.dtype
+        self.tail = model.layers[plan.split + 1:]
+        self._build = (model, xn, filln, lab, M, plan, batch_size, bar)
+        self.tables = None
+
+    def _tabulate(self, model, xn, filln, lab, M, plan, batch_size, bar):
+        G = (plan.gid[None, :] == np.arange(len(plan.groups))[:, None]).astype(np.float64)  # (groups, positions)
+        self.P = G.shape[1]
+        self.tables, self.members = [], []
+        for g, touched in enumerate(plan.groups):  # per group of positions (a handful), never per pixel
+            members = np.flatnonzero(touched)
+            k = len(members)
+            sub = ((np.arange(2**k)[:, None] >> np.arange(k)) & 1).astype(bool)  # subsets, by compressed code
+            present = np.zeros((2**k, M), dtype=bool)
+            present[:, members] = sub
+            rows = []
+            for a in range(0, 2**k, batch_size):
+                h = _seg.compose(xn, filln, lab, present[a:a + batch_size])
+                for layer in model.layers[: plan.split]:
+                    h = layer.forward(h)[0]
+                rows.append(h.reshape(h.shape[0], h.shape[1], -1).astype(np.float64) @ G[g])
+                bar.update(len(h))
+            self.tables.append(np.concatenate(rows))  # (2^k, C)
+            self.members.append(members)
+
+    def values(self, masks):
+        """Explained values ``(B,)`` float64 of coalitions ``masks`` (bool ``(B, M)``, True = present)."""
+        if self.tables is None:
+            self._tabulate(*self._build)
+        pooled = np.zeros((len(masks), self.tables[0].shape[1]))
+        for table, members in zip(self.tables, self.members):
+            code = masks[:, members].astype(np.int64) @ (np.int64(1) << np.arange(len(members)))
+            pooled += table[code]
+        out = (pooled / self.P).astype(self.dtype)
+        for layer in self.tail:
             out = layer.forward(out)[0]
-        v[S] = value(_scores_of(out, len(S)), np.full(len(S), n))
-    return v
+        return np.asarray(self.value(_scores_of(out, len(masks)), np.full(len(masks), self.image)), dtype=np.float64)
+
+
+def _games(model, value, x, fill, labels, counts, needed, locality, batch_size, progress, desc):
+    """Per image, a function ``masks (B, M) -> values (B,)``: tables (locality) or batched model evaluations;
+    and the progress bar counting the model evaluations both will make.
+
+    ``needed[n]`` is how many coalitions image ``n`` will ask for; ``"auto"`` builds tables only when
+    they cost fewer evaluations than that.
+    """
+    if locality not in ("auto", True, False):
+        raise ValueError(f"locality must be 'auto', True or False, got {locality!r}")
+    plans = []
+    for lab, M, k in zip(labels, counts, needed):
+        plan = _local_plan(model, x.shape, lab, M) if locality is not False else None
+        if locality is True and plan is None:
+            raise ValueError(
+                "locality=True needs an xattr.nn.Sequential whose local layers (Conv2D, pooling, ReLU, "
+                f"BatchNorm2D, Dropout) end in GlobalAvgPool2D; got {type(model).__name__}"
+            )
+        plans.append(plan if plan is not None and (locality is True or plan.cost < k) else None)
+    bar = _Progress(sum(k if p is None else p.cost for p, k in zip(plans, needed)), progress, desc)
+    games = []
+    for n, (lab, M, plan) in enumerate(zip(labels, counts, plans)):
+        if plan is not None:
+            games.append(_LocalGame(model, value, x[n], fill[n], lab, M, n, plan, batch_size, bar).values)
+        else:
+            games.append(_evaluator(model, value, x[n], fill[n], lab, n, batch_size, bar))
+    return games, bar
+
+
+def _evaluator(model, value, xn, filln, lab, image, batch_size, bar):
+    def values(masks):
+        return _coalition_values(model, value, xn, filln, lab, masks, image, batch_size, bar)
+    return values
 
 
 def _scores_of(s, n):
@@ -663,30 +719,15 @@ def shapley(model, x, target, segments=None, baseline=0.0, batch_size=DEFAULT_BA
             f"exact Shapley values need 2^M model evaluations; M = {max(counts)} segments is above the limit "
             f"MAX_EXACT_SHAPLEY_SEGMENTS = {MAX_EXACT_SHAPLEY_SEGMENTS}; use kernel_shap or fewer segments"
         )
-    if locality not in ("auto", True, False):
-        raise ValueError(f"locality must be 'auto', True or False, got {locality!r}")
-    plans = [None] * len(counts)
-    if locality is not False:
-        plans = [_local_plan(model, x.shape, lab, M) for lab, M in zip(labels, counts)]
-        if locality is True and any(p is None for p in plans):
-            raise ValueError(
-                "locality=True needs an xattr.nn.Sequential whose local layers (Conv2D, pooling, ReLU, "
-                f"BatchNorm2D, Dropout) end in GlobalAvgPool2D; got {type(model).__name__}"
-            )
-        plans = [p if p is not None and (locality is True or p[3] < 2**M) else None for p, M in zip(plans, counts)]
-    bar = _Progress(sum(2**m if p is None else p[3] for m, p in zip(counts, plans)), progress, "shapley")
+    games, bar = _games(model, value, x, fill, labels, counts, [2**M for M in counts], locality, batch_size,
+                        progress, "shapley")
     phis = []
     try:
-        for n, (lab, M) in enumerate(zip(labels, counts)):  # per image: its own 2^M batched evaluations
-            if plans[n] is not None:
-                v = _local_coalition_values(model, value, x[n], fill[n], lab, M, n, plans[n], batch_size, bar)
-                phis.append(shapley_from_values(v))
-                continue
+        for n, (game, M) in enumerate(zip(games, counts)):  # per image: its own 2^M coalitions
             v = np.empty(2**M)
             for a in range(0, 2**M, 2**16):  # masks made in blocks: bounded memory for M up to 20
                 b = min(2**M, a + 2**16)
-                v[a:b] = _coalition_values(model, value, x[n], fill[n], lab, _all_coalitions(M, a, b), n,
-                                           batch_size, bar)
+                v[a:b] = game(_all_coalitions(M, a, b))
             phis.append(shapley_from_values(v))
     finally:
         bar.close()
@@ -714,7 +755,8 @@ def _constrained_wls(Z, y, w, total):
 
 
 def kernel_shap(model, x, target, segments=None, n_samples="auto", rng=None, baseline=0.0,
-                batch_size=DEFAULT_BATCH_SIZE, progress=False, return_values=False, sigma=_seg.BLUR_SIGMA):
+                batch_size=DEFAULT_BATCH_SIZE, progress=False, return_values=False, sigma=_seg.BLUR_SIGMA,
+                locality="auto"):
     """KernelSHAP (Lundberg & Lee 2017): Shapley values of segments by Shapley-kernel weighted regression.
 
     Fits ``v(S) - v(empty) ≈ sum_{j in S} phi_j`` over coalitions ``S`` weighted by the Shapley
@@ -738,6 +780,9 @@ def kernel_shap(model, x, target, segments=None, n_samples="auto", rng=None, bas
         Needed when sampling.
     return_values : bool
         Also return the per-segment values ``(N, M)`` (a list if ``M`` differs per image).
+    locality : ``"auto"``, True or False
+        Coalition values from receptive-field tables, as :func:`shapley` (``"auto"``: when that needs
+        fewer model evaluations than the coalitions asked for).
 
     Returns
     -------
@@ -754,12 +799,12 @@ def kernel_shap(model, x, target, segments=None, n_samples="auto", rng=None, bas
         plans.append(("enumerate", 2**M - 2) if k >= 2**M - 2 else ("sample", k + (k % 2)))
     if any(p[0] == "sample" for p in plans):
         gen = as_rng(rng)
-    bar = _Progress(sum(p[1] + 2 for p in plans), progress, "kernel_shap")
+    games, bar = _games(model, value, x, fill, labels, counts, [p[1] + 2 for p in plans], locality, batch_size,
+                        progress, "kernel_shap")
     phis = []
     try:
-        for n, (lab, M, (how, k)) in enumerate(zip(labels, counts, plans)):
-            ends = _coalition_values(model, value, x[n], fill[n], lab, np.array([[False] * M, [True] * M]), n,
-                                     batch_size, bar)
+        for n, (game, M, (how, k)) in enumerate(zip(games, counts, plans)):
+            ends = game(np.array([[False] * M, [True] * M]))
             total = ends[1] - ends[0]
             if M == 1:
                 phis.append(np.array([total]))
@@ -770,7 +815,7 @@ def kernel_shap(model, x, target, segments=None, n_samples="auto", rng=None, bas
             else:
                 Z = _sample_kernel_pairs(M, k // 2, gen)
                 w = np.ones(len(Z))
-            y = _coalition_values(model, value, x[n], fill[n], lab, Z, n, batch_size, bar) - ends[0]
+            y = game(Z) - ends[0]
             phis.append(_constrained_wls(Z.astype(np.float64), y, w, total))
     finally:
         bar.close()
@@ -792,7 +837,7 @@ def _sample_kernel_pairs(M, n_pairs, gen):
 
 # -- LIME ----------------------------------------------------------------------------------------
 def lime(model, x, target, segments=None, n_samples=1000, kernel_width=0.25, rng=None, baseline=0.0, alpha=1.0,
-         batch_size=DEFAULT_BATCH_SIZE, progress=False, return_weights=False, sigma=_seg.BLUR_SIGMA):
+         batch_size=DEFAULT_BATCH_SIZE, progress=False, return_weights=False, sigma=_seg.BLUR_SIGMA, locality="auto"):
     """LIME for images (Ribeiro et al. 2016): a weighted linear surrogate over segments.
 
     Draws ``n_samples`` binary masks ``z`` (the first all ones, the others uniform on ``{0, 1}^M``,
@@ -813,6 +858,9 @@ def lime(model, x, target, segments=None, n_samples=1000, kernel_width=0.25, rng
         Ridge penalty (the ``lime`` package uses scikit-learn's ``Ridge(alpha=1)``).
     return_weights : bool
         Also return ``(weights, intercepts)``: ``(N, M)`` (a list if ``M`` differs per image) and ``(N,)``.
+    locality : ``"auto"``, True or False
+        Coalition values from receptive-field tables, as :func:`shapley` (``"auto"``: when that needs
+        fewer model evaluations than ``n_samples``).
 
     Returns
     -------
@@ -827,13 +875,14 @@ def lime(model, x, target, segments=None, n_samples=1000, kernel_width=0.25, rng
     if not (isinstance(alpha, numbers.Real) and alpha >= 0):
         raise ValueError(f"alpha must be a non-negative number, got {alpha!r}")
     gen = as_rng(rng)
-    bar = _Progress(len(counts) * int(n_samples), progress, "lime")
+    games, bar = _games(model, value, x, fill, labels, counts, [int(n_samples)] * len(counts), locality, batch_size,
+                        progress, "lime")
     weights, intercepts = [], []
     try:
-        for n, (lab, M) in enumerate(zip(labels, counts)):
+        for game, M in zip(games, counts):
             Z = gen.integers(0, 2, size=(int(n_samples), M)).astype(bool)
             Z[0] = True
-            y = _coalition_values(model, value, x[n], fill[n], lab, Z, n, batch_size, bar)
+            y = game(Z)
             d = 1.0 - np.sqrt(Z.sum(1) / M)  # cosine distance to the all-ones mask (empty mask: 1)
             pi = np.exp(-(d**2) / kernel_width**2)
             w, b = _weighted_ridge(Z.astype(np.float64), y, pi, float(alpha))

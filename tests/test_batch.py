@@ -129,7 +129,7 @@ def cluster():
     """One LocalCluster (2 worker processes, loopback only) shared by the module: startup is slow."""
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                                   dashboard_address=None, silence_logs=40) as c:
-        with distributed.Client(c) as client:
+        with distributed.Client(c, set_as_default=False) as client:  # the job must not rely on a default client
             yield c, client
 
 

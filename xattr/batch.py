@@ -576,22 +576,23 @@ def _execute(tasks, scheduler, workers, retries, progress, on_chunk_done):
 
         client = scheduler if is_client else Client(scheduler, set_as_default=False)
         try:
-            futures = client.compute(tasks, retries=retries)
-            index = {f.key: i for i, f in enumerate(futures)}
-            if progress:
-                from distributed import progress as show_progress
+            with client.as_current():  # as_completed and the progress bar find the client through this
+                futures = client.compute(tasks, retries=retries)
+                index = {f.key: i for i, f in enumerate(futures)}
+                if progress:
+                    from distributed import progress as show_progress
 
-                show_progress(futures)  # Dask's text progress bar; returns when all are finished
-            records = [None] * len(futures)
-            try:
-                for fut in as_completed(futures):
-                    records[index[fut.key]] = fut.result()  # re-raises a task's error
-                    if on_chunk_done is not None:
-                        on_chunk_done(records[index[fut.key]])
-            except BaseException:
-                client.cancel(futures)
-                raise
-            return records
+                    show_progress(futures, multi=False)  # Dask's text progress bar; returns when all are done
+                records = [None] * len(futures)
+                try:
+                    for fut in as_completed(futures):
+                        records[index[fut.key]] = fut.result()  # re-raises a task's error
+                        if on_chunk_done is not None:
+                            on_chunk_done(records[index[fut.key]])
+                except BaseException:
+                    client.cancel(futures)
+                    raise
+                return records
         finally:
             if not is_client:
                 client.close()

@@ -82,7 +82,11 @@ def slow_gradient(model, x, target):
     return xattr.gradient(model, x, target)
 
 
-TEST_METHODS = {"test_noisy_gradient": noisy_gradient, "test_gxi_gap": gxi_with_gap,
+def int_map(model, x, target):
+    return np.zeros(x.shape, dtype=np.int64)
+
+
+TEST_METHODS = {"test_noisy_gradient": noisy_gradient, "test_gxi_gap": gxi_with_gap, "test_int_map": int_map,
                 "test_counting_gradient": counting_gradient, "test_slow_gradient": slow_gradient}
 METHODS = ["gradient", "grad_cam", "test_noisy_gradient", "test_gxi_gap"]
 
@@ -205,6 +209,19 @@ def test_explicit_targets_and_labels(data, tmp_path):
     root = zarr.open_group(r.store, mode="r")
     assert np.array_equal(root["target"][:], t)
     assert np.array_equal(root["score"][:], model.forward(x)[np.arange(N), t])
+
+
+def test_callable_target(data, tmp_path):
+    model, x = data
+    margin = lambda s: s[:, 1] - s[:, 0]  # noqa: E731  (a function of the scores, explained per image)
+    r = run(data, tmp_path, targets=margin, methods=["gradient"], chunk=8, scheduler="processes", workers=2)
+    ref = np.concatenate([xattr.gradient(model, x[s:s + BS], margin) for s in range(0, N, BS)])
+    assert np.array_equal(batch.read_maps(r.store, "gradient"), ref)
+    import zarr
+
+    root = zarr.open_group(r.store, mode="r")
+    sc = model.forward(x)
+    assert np.allclose(root["score"][:], sc[:, 1] - sc[:, 0], rtol=0, atol=1e-15) and (root["target"][:] == -1).all()
 
 
 # -- summaries ---------------------------------------------------------------------------------
@@ -384,7 +401,9 @@ def test_unknown_method_or_option_and_bad_settings(data, tmp_path):
         batch.attribute_dataset(model, x, np.zeros(3, int), methods=["gradient"], out=out)
     with pytest.raises(ValueError, match="scheduler must be"):
         batch.attribute_dataset(model, x, methods=["gradient"], out=out, scheduler="gpu")
-    with pytest.raises(ValueError, match="must have 3 channel"):  # the probe reports the method's own error
+    with pytest.raises(TypeError, match="'test_int_map' .* returned dtype int64; batch jobs store float maps"):
+        batch.attribute_dataset(model, x, methods=["test_int_map"], out=str(tmp_path / "c.zarr"))
+    with pytest.raises(ValueError, match="model failed on image 0: .*must have 3 channel"):  # the method's own error
         batch.attribute_dataset(model, x[:, :1], methods=["gradient"], out=str(tmp_path / "c.zarr"))
     assert not os.path.exists(tmp_path / "c.zarr")  # nothing created for a job that cannot run
 

@@ -217,3 +217,21 @@ def _conv_transposed(layer, g, cache, **_):
     """R ⋆ K̂ (transposed convolution; identical for gradient, DeconvNet and guided backprop)
     Zeiler & Fergus 2014; Springenberg et al. 2015"""
     return layer.input_grad(g, cache)
+
+
+# -- relevance columns (DeepLIFT, LRP): the formulas live in relevance.py, shared with Dense --------
+from . import relevance as _relevance  # noqa: E402
+
+# DeepLIFT's Linear rule: multipliers pass through a linear layer like gradients (Shrikumar et al. 2017).
+defrule(Conv2D, "rescale")(_conv_transposed)
+defrule(Conv2D, "revealcancel")(_relevance.deeplift_linear_revealcancel)
+for _name, _fn in _relevance.LRP_WEIGHTED_RULES.items():
+    defrule(Conv2D, _name)(_fn)
+from .region import defregion, window_region_2d  # noqa: E402  (region maps sit next to their layer)
+
+
+@defregion(Conv2D, "window", pad_value=0.0)
+def _conv_region(layer, lo, size, in_hw):
+    """Projective field of a convolution: input box -> output box it can change, input box needed
+    Nakandala et al. 2019 (incremental inference); zero padding"""
+    return window_region_2d(lo, size, in_hw, layer.kernel_size, layer.stride, layer.dilation, layer.pads)

@@ -173,6 +173,32 @@ def test_local_cluster_equals_serial(data, expected, tmp_path, cluster, chunks_p
     check_equal(r, expected)
 
 
+#: cheaper settings for the tiny images of these tests (every other method runs with its defaults)
+CHEAP = {"occlusion": {"window": 4, "stride": 2}, "lime": {"n_samples": 20}, "kernel_shap": {"n_samples": 20}}
+
+
+@pytest.mark.parametrize("name", [m for m in registry.available_methods() if not m.startswith("test_")])
+def test_every_registered_method_equals_serial(data, tmp_path, name):
+    """Any method of the registry runs by name; stochastic ones (``rng``) get per-image generators."""
+    import inspect
+
+    model, x = data
+    x, fn, opts = x[:6], registry.get_method(name), CHEAP.get(name, {})
+    r = run(data, tmp_path, images=x, methods=[(name, opts)], chunk=4, scheduler="sync")
+    ref = []
+    for s in range(0, 6, BS):
+        xb = x[s:s + BS]
+        t = model.forward(xb).argmax(1)
+        if "rng" in inspect.signature(fn).parameters:
+            ref += [fn(model, xb[j:j + 1], t[j:j + 1], **opts,
+                       rng=np.random.default_rng(np.random.SeedSequence(SEED, spawn_key=(s + j,)))) for j in range(len(xb))]
+        else:
+            ref.append(fn(model, xb, t, **opts))
+    assert np.array_equal(batch.read_maps(r.store, name), np.concatenate(ref))
+    if "return_delta" in inspect.signature(fn).parameters:  # its completeness gap is summarised
+        assert r.summary["methods"][name]["completeness_gap"]["count"] == 6
+
+
 def test_dask_array_and_float32_inputs(data, tmp_path):
     import dask.array as da
 

@@ -100,6 +100,8 @@ def main(argv=None):
     p.add_argument("--methods", default="gradient,ig50", help="comma-separated subset of gradient,ig50")
     p.add_argument("--json", default=None, help="also write the rows as JSON")
     args = p.parse_args(argv)
+    if args.chunk % 16:
+        p.error(f"--chunk must be a multiple of the micro-batch 16, got {args.chunk}")
 
     import distributed
 

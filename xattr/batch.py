@@ -581,15 +581,15 @@ def _execute(tasks, scheduler, workers, retries, progress, on_chunk_done):
     """Run the chunk tasks on Dask; return their records in chunk order."""
     import dask
 
-    try:
-        from distributed import Client
-    except ImportError:  # distributed is only needed for clusters
-        Client = None
-    is_client = Client is not None and isinstance(scheduler, Client)
-    if is_client or (isinstance(scheduler, str) and "://" in scheduler):
-        if Client is None:
-            raise ImportError("a cluster scheduler needs the 'distributed' package: pip install 'xattr-ref[batch]'")
-        from distributed import as_completed
+    is_address = isinstance(scheduler, str) and "://" in scheduler
+    if is_address or type(scheduler).__module__.startswith("distributed"):
+        try:  # imported only for clusters (it takes a second)
+            from distributed import Client, as_completed
+        except ImportError:
+            raise ImportError("a cluster scheduler needs the 'distributed' package: pip install 'xattr-ref[batch]'") from None
+        is_client = isinstance(scheduler, Client)
+        if not (is_client or is_address):
+            raise TypeError(f"scheduler must be a distributed.Client or an address, got {type(scheduler).__name__}")
 
         client = scheduler if is_client else Client(scheduler, set_as_default=False)
         try:

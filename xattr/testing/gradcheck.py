@@ -65,7 +65,7 @@ def check_model_gradient(model, x, rule="gradient", n_directions=4, eps=1e-6, rt
     dirs = gen.normal(size=(n_directions,) + x.shape)
     dirs /= np.linalg.norm(dirs.reshape(n_directions, -1), axis=1).reshape((-1,) + (1,) * x.ndim)
     numeric = numerical_directional_derivatives(model, x, u, dirs, eps)
-    analytic = np.einsum("d...,...->d", dirs, g)
+    analytic = dirs.reshape(n_directions, -1) @ g.ravel()
     err = np.abs(numeric - analytic)
     tol = atol + rtol * np.maximum(np.abs(numeric), np.abs(analytic))
     bad = np.flatnonzero(err > tol)

@@ -87,6 +87,9 @@ def _feature_ranks(attribution, x):
             f"attribution must have x's shape {x.shape} (features = elements) or (N, H, W) / (N, 1, H, W) = "
             f"({n}, {h}, {w}) (features = pixels), got {a.shape}"
         )
+    const = np.flatnonzero(np.ptp(flat, axis=1) == 0)
+    if const.size:
+        raise ValueError(f"attribution[{int(const[0])}] is constant: it gives no order to remove features in")
     order = np.argsort(-flat, axis=1, kind="stable")  # ties: raster order
     ranks = np.empty_like(order)
     np.put_along_axis(ranks, order, np.arange(flat.shape[1])[None], axis=1)

@@ -398,8 +398,8 @@ def method_claims():
         return None
     for attr in ("METHOD_CLAIMS", "CLAIMS"):
         claims = getattr(testing, attr, None)
-        if isinstance(claims, dict):
-            return {k: list(v) for k, v in claims.items()}
+        if isinstance(claims, dict):  # name -> Claims (its .claims maps check keys to options)
+            return {k: list(getattr(v, "claims", v)) for k, v in claims.items()}
     fn = getattr(testing, "claims", None)
     if callable(fn):
         out = {}

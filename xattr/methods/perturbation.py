@@ -458,7 +458,7 @@ def _box_forward(layer, boxes):
     (kh, kw), (sh, sw), (dh, dw) = layer.kernel_size, layer.stride, layer.dilation
     out_hw = (conv_output_size(h, kh, sh, dh, 0, 0), conv_output_size(w, kw, sw, dw, 0, 0))
     cols = im2col(boxes, layer.kernel_size, layer.stride, layer.dilation, out_hw)  # (B, K, P)
-    w2 = weight_matrix(layer.weight, boxes.dtype)  # rows in im2col's (i, j, c) order
+    w2 = weight_matrix(layer.weight, boxes.dtype)  # columns in im2col's row order
     y = np.tensordot(w2, cols, axes=([1], [1]))  # (O, B, P)
     if layer.bias is not None:
         y += layer.bias.astype(boxes.dtype, copy=False)[:, None, None]

@@ -202,15 +202,17 @@ def test_deeplift_rescale(setup, ref):
     assert_agree(ours, theirs)
 
 
-def test_deeplift_maxpool_rescale_mode_is_not_captums(setup):
+def test_deeplift_maxpool_rescale_mode_is_not_captums():
     """Pinned: xattr's ``maxpool="rescale"`` (summation-to-delta exact) is not what Captum 0.9 computes."""
-    net, model, x, target, _ = setup
-    if not any(isinstance(m, nn.MaxPool2d) for m in net):
-        pytest.skip("this fixture has no max-pool")
+    net = _gap_net()  # has a max-pool
+    model = from_torch(net)
+    x = np.random.default_rng(7).normal(size=(3, 3, 8, 8))
+    target = np.array([0, 2, 4])
     r = _refs(x, "random")
     theirs = captum_attr.DeepLift(net).attribute(_t(x), target=_tt(target), baselines=_t(r).detach()).detach().numpy()
     ours = xattr.deeplift(model, x, target, maxpool="rescale", reference=r)
     assert np.abs(ours - theirs).max() > 1e-3 * np.abs(theirs).max()
+    assert_agree(xattr.deeplift(model, x, target, maxpool="gradient", reference=r), theirs)
 
 
 def test_deeplift_shap(setup):

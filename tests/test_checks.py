@@ -191,6 +191,9 @@ def test_assert_close_names_the_worst_element():
 @given(xst.models_and_inputs(batch=(1, 2), repeats=False, batchnorm=False))
 def test_gradient_is_linear_and_invariant_on_random_networks(case):
     model, x, target = case
+    # the twins are equal as functions, their derivatives only away from kinks: a value like 1e-234 shifted by
+    # 0.7 and back rounds to 0, where ReLU'(0) = 0 (found by Hypothesis); move x off such points
+    x = x + np.random.default_rng(0).uniform(0.05, 0.3, x.shape) * np.random.default_rng(1).choice([-1, 1], x.shape)
     checks.check_linearity(G, model, x, target, rtol=1e-7, atol=1e-12)
     checks.check_dummy(G, model, x, target)
     checks.check_input_shift_invariance(G, model, x, target, shift=0.7, rtol=1e-6, atol=1e-12)

@@ -362,6 +362,8 @@ def check_input_shift_invariance(attribution, model=None, x=None, target=None, *
     _same_function(model, g, x, x2, "input shift invariance")
     base = np.asarray(baseline, dtype=x.dtype)
     base2 = base + c if shift_baseline else base
+    # In floating point (x + c) W - c W is x W only to round-off: a tiny pre-activation can round to 0,
+    # a kink (ReLU'(0) = 0).  Inputs near kinks can make even the gradient look shift-dependent.
     a = _attribute(attribution, model, x, target, _with_baseline(method_kwargs, baseline_arg, base, x),
                    "input shift invariance")
     b = _attribute(attribution, g, x2, target, _with_baseline(method_kwargs, baseline_arg, base2, x2),

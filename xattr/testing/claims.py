@@ -290,3 +290,25 @@ def _with_references(fn, name):
 
     attribution.__name__ = getattr(fn, "__name__", "attribution")
     return attribution
+
+
+def claims_table(claims=None):
+    """Markdown table of the claims: rows methods, columns checks; ``✓`` claimed, ``✗`` declared violated.
+
+    A cell with variants lists each (``✓ no_relu / ✗``).  The README shows this table (a test
+    keeps them equal); regenerate with ``python -c "from xattr.testing.claims import claims_table; print(claims_table())"``.
+    """
+    from .checks import CHECKS
+
+    table = CLAIMS if claims is None else claims
+    cols = list(CHECKS)
+    out = ["| method | " + " | ".join(c.replace("_", " ") for c in cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for name, cl in table.items():
+        cells = {c: [] for c in cols}
+        for key, base, _, reason in cl.entries():
+            mark = "✓" if reason is None else "✗"
+            variant = key.split(":", 1)[1].replace("_", " ") if ":" in key else ""
+            cells[base].append(f"{mark} {variant}".strip())
+        out.append(f"| `{name}` | " + " | ".join(" / ".join(sorted(v, key=lambda s: (":" in s, s))) for v in cells.values())
+                   + " |")
+    return "\n".join(out)

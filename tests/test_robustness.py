@@ -93,3 +93,12 @@ def test_input_shift_sensitivity_with_a_baseline_that_moves():
     assert np.all(fixed["relative_l2"] > 0.1)
     with pytest.raises(ValueError, match="is zero"):
         rb.input_shift_sensitivity(lambda mm, xx, t: np.zeros_like(xx), m, x, 0)
+
+
+def test_constant_maps_are_refused_not_turned_into_nan():
+    m, x = cases.small_cnn(), cases.images()
+    const = lambda mm, xx, t: np.ones_like(xx)  # noqa: E731
+    with pytest.raises(ValueError, match="is constant"):
+        rb.class_sensitivity(const, m, x)
+    with pytest.raises(ValueError, match="is constant"):
+        rb.fragility(const, m, x, rng=0, n_iter=1)

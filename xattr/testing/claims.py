@@ -226,6 +226,8 @@ CLAIMS.update({
     ),
     "occlusion": _core(
         {"implementation_invariance": {}, "sensitivity": {}, "linearity": {}, "symmetry": {},
+         # the incremental path (Nakandala et al. 2019) must agree with full recomputation on twins too
+         "implementation_invariance:incremental": {"method_kwargs": {"incremental": True}},
          "input_shift_invariance": {**_B, "shift_baseline": True}},
         {
             "completeness": "occlusion drops do not add up to f(x) - f(baseline) (Ancona et al. 2018)",
@@ -233,11 +235,6 @@ CLAIMS.update({
             "input_shift_invariance:fixed_baseline": (
                 "the occluding value 0 does not move with the input (Kindermans et al. 2019)",
                 {**_B, "shift_baseline": False}),
-            "implementation_invariance:incremental": (
-                "KNOWN BUG on main after the merges (not an axiom): incremental occlusion differs from full "
-                "recomputation (max |diff| 0.18 on the default case; tests/test_incremental.py fails too, the "
-                "perturbation branch alone is exact); remove this entry when fixed",
-                {"method_kwargs": {"incremental": "auto"}}),
         },
         # the default 8x8 window would cover the checks' whole images; full recomputation is the definition
         method_kwargs={"window": 2, "stride": 1, "incremental": False},

@@ -124,8 +124,14 @@ def _splits(model, tx, tr):
 
 
 def _multipliers_x_delta(model, x, ref, seed, rule, maxpool, threshold):
-    """Contributions ``m ⊙ Δx`` for aligned batches ``x``, ``ref`` and a seed ``(N, K)``; also the scores."""
+    """Contributions ``m ⊙ Δx`` for aligned batches ``x``, ``ref`` and a seed ``(N, K)``; also the scores.
+
+    ``seed`` may be a callable on the input's scores (the target), so that the input's forward pass
+    is run once.
+    """
     tx, tr = trace(model, x), trace(model, ref)
+    if callable(seed):
+        seed = seed(tx[-1].y)
     splits = _splits(model, tx, tr) if rule == "revealcancel" else {}
 
     def cell(i, layer):
@@ -180,10 +186,15 @@ def deeplift(model, x, target, reference=0.0, rule="rescale", maxpool="gradient"
         raise ValueError(f"x must be a batch of shape (N, ...), got shape {x.shape}")
     ref = as_reference(reference, x)
     model = _canonical(model, rule)
-    seed = _targets.seed(target, model.forward(x))
+    seeds = []
+
+    def seed(scores):
+        seeds.append(_targets.seed(target, scores))
+        return seeds[0]
+
     contrib, sx, sr = _multipliers_x_delta(model, x, ref, seed, rule, maxpool, threshold)
     if return_delta:
-        return contrib, _gap(contrib, seed, sx, sr)
+        return contrib, _gap(contrib, seeds[0], sx, sr)
     return contrib
 
 

@@ -8,6 +8,7 @@ PNG grid.  (Until the trained model ships, the network has random weights.)
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import sys
 import time
@@ -53,8 +54,9 @@ def run_demo(out_dir, size=64):
     print(f"model: {len(model)} layers, input {x.shape}, predicted class {target} (score {scores[0, target]:.4f})")
     tiles, titles = [viz.image_to_rgb(x[0])], ["input"]
     for name, fn in methods_table().items():
+        opts = {"rng": 0} if "rng" in inspect.signature(fn).parameters else {}
         t0 = time.perf_counter()
-        a = fn(model, x, target)
+        a = fn(model, x, target, **opts)
         dt = time.perf_counter() - t0
         m = a[:, 0] if a.shape[1] == 1 else reduce_channels(a, "sum")
         print(
@@ -76,7 +78,9 @@ def main(argv=None):
     d.add_argument("--out", default="xattr-demo", help="output folder (default: ./xattr-demo)")
     d.add_argument("--size", type=int, default=64, help="image size (default 64)")
     sub.add_parser("methods", help="list the methods and print the rule table")
+    from .batch import add_batch_command; add_batch_command(sub)  # noqa: E702  `xattr batch` (xattr/batch.py)
     args = parser.parse_args(argv)
+    if getattr(args, "func", None): return args.func(args)  # noqa: E701  handler in the command's module
     try:
         if args.command == "demo":
             if args.size < 8:

@@ -99,3 +99,7 @@ def _relu_lrp(layer, R, cache, **_):
     """R (relevance passes the ReLU unchanged; its rule is in the layer below)
     Bach et al. 2015; Montavon et al. 2019"""
     return R
+from .region import defregion  # noqa: E402  (region maps sit next to their layer)
+
+# Pointwise: an output pixel changes only where its input pixel changed (Nakandala et al. 2019).
+defregion(ReLU, "pointwise")(None)

@@ -221,3 +221,25 @@ def _avgpool_lrp(layer, R, cache, inp=None, epsilon=0.0, **_):
         raise ValueError(f"LRP on {layer.describe()} needs the layer's input/output (inp=); use xattr.lrp")
     s = safe_divide(R, stabilize(inp.y, epsilon))
     return inp.x * layer.backward(s, cache, "gradient")
+from .region import defregion, window_region_2d  # noqa: E402  (region maps sit next to their layer)
+
+
+@defregion(MaxPool2D, "window", pad_value=-np.inf)
+@defregion(AvgPool2D, "window", pad_value=0.0)
+def _pool_region(layer, lo, size, in_hw):
+    """Projective field of a pooling window: input box -> output box it can change, input box needed
+    Nakandala et al. 2019 (incremental inference); max pool pads with -inf, average pool with 0"""
+    return window_region_2d(lo, size, in_hw, layer.kernel_size, layer.stride, (1, 1), layer.pads)
+
+
+@defregion(GlobalAvgPool2D, "global")
+def _gap_region(layer, base_in, base_out, image, patch, lo):
+    """mean with the box replaced: base mean + (sum(patch) - sum(base box)) / (H W)
+    Nakandala et al. 2019 (incremental inference): only the box is read"""
+    _, _, h, w = patch.shape
+    H, W = base_in.shape[2:]
+    r = lo[:, 0, None] + np.arange(h)  # (B, h): rows of each item's box
+    c = lo[:, 1, None] + np.arange(w)
+    old = base_in[image[:, None, None], :, r[:, :, None], c[:, None, :]]  # (B, h, w, C)
+    delta = patch.sum(axis=(2, 3)) - old.sum(axis=(1, 2))
+    return base_out[image] + delta / (H * W)

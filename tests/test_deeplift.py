@@ -353,6 +353,7 @@ def test_dtype_reference_forms_and_input_not_modified():
     np.testing.assert_allclose(a, xattr.deeplift(model, x, 0, np.full((2, 5, 5), 0.25)))
     np.testing.assert_allclose(a, xattr.deeplift(model, x, 0, np.full((1, 2, 5, 5), 0.25)))
     np.testing.assert_allclose(a, xattr.deeplift(model, x, 0, np.full(x.shape, 0.25)))
+    np.testing.assert_allclose(a, xattr.deeplift(model, x, 0, np.asarray(0.25)))  # a 0-d array is a scalar
     a32 = xattr.deeplift(model, x.astype(np.float32), 0, 0.25)
     assert a32.dtype == np.float32
     np.testing.assert_allclose(a32, a, rtol=1e-4, atol=1e-6)

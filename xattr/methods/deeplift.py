@@ -69,9 +69,13 @@ def trace(model, x):
 
 def as_reference(reference, x, name="reference"):
     """A reference of ``x``'s shape and dtype from a scalar, one sample ``x.shape[1:]`` or ``x.shape``."""
-    if isinstance(reference, numbers.Real) and not isinstance(reference, bool):
-        return np.full_like(x, reference)
+    if isinstance(reference, bool):
+        raise TypeError(f"{name} must be a number or an array, got bool")
+    if isinstance(reference, numbers.Real):
+        reference = float(reference)
     r = as_float_array(reference, name)
+    if r.ndim == 0:  # a scalar, also as a 0-d array
+        return np.full_like(x, r)
     if r.shape == x.shape:
         return r.astype(x.dtype, copy=False)
     if r.shape in (x.shape[1:], (1,) + x.shape[1:]):

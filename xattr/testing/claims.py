@@ -142,6 +142,7 @@ CLAIMS = {
 # Methods other issues add.  Their calling conventions are the ones their issues specify; the
 # lead checks each entry when the method lands (a wrong entry fails loudly, it is never skipped).
 _B = {"baseline_arg": "baseline"}
+_R = {"baseline_arg": "reference"}  # DeepLIFT's keyword (Shrikumar et al. 2017's term)
 
 CLAIMS.update({
     "integrated_gradients": _core(
@@ -181,33 +182,43 @@ CLAIMS.update({
     ),
     "deeplift": _core(
         {
-            "completeness": {**_B, "rtol": 1e-9}, "sensitivity": dict(_B), "dummy": {}, "symmetry": dict(_B),
-            "input_shift_invariance": {**_B, "shift_baseline": True},
+            "completeness": {**_R, "rtol": 1e-9}, "sensitivity": dict(_R), "dummy": {},
+            "input_shift_invariance": {**_R, "shift_baseline": True},
+            # the check's twins are ones Rescale is exact on: a rescaled layer, and ReLU(z) - ReLU(-z) = z (the two
+            # units' Δy/Δz add up to 1); its violation on the IG paper's f1/f2 pair is
+            # tests/test_deeplift.py::test_ig_paper_pair_functionally_equal_networks_with_different_deeplift_and_lrp
+            "implementation_invariance": {},
+            # a f1 + b f2 as two parallel branches: each branch's multipliers are its own, so the sum is linear
+            "linearity": {},
         },
         {
-            "implementation_invariance": f"DeepLIFT's Rescale multipliers depend on the network's structure ({_IG}, §3.2)",
-            "linearity": "Rescale multipliers are computed per network: not linear in f (Ancona et al. 2018)",
+            "symmetry": (
+                "max-pool windows of dead ReLUs tie at 0 and the 'first' tie policy routes the multiplier to an unmirrored "
+                "unit, which DeepLIFT (unlike the gradient) credits when the reference's unit is alive (Δy ≠ 0); "
+                "symmetric without max-pool or with zero biases",
+                dict(_R),
+            ),
         },
     ),
     "deepshap": Claims(
-        claims={"completeness": {**_B, "rtol": 1e-9}, "dummy": {}, "batch_invariance": {}, "dtype_preservation": {},
-                "determinism": {}, "inputs_unmodified": {}},
+        claims={"completeness": {"rtol": 1e-9}, "dummy": {}, "batch_invariance": {}, "dtype_preservation": {},
+                "determinism": {}, "inputs_unmodified": {},
+                # with no background the reference is the zero image, the check's implicit baseline
+                "sensitivity": {},
+                # as DeepLIFT: the check's twins and parallel sums are exact for Rescale multipliers
+                "implementation_invariance": {}, "linearity": {}},
         violations={
-            "implementation_invariance": "DeepLIFT's multipliers depend on the structure (Sundararajan et al. 2017)",
-            "sensitivity": "averaged over references, which the check's single baseline does not set",
-            "linearity": "Rescale multipliers are computed per network",
             "symmetry": "the references are not symmetrised by the check",
             "input_shift_invariance": "the references are not shifted with the input",
         },
     ),
     "lrp": _core(
-        {"dummy": {}},
+        {"dummy": {}, "symmetry": {}},
         {
             "completeness": "relevance is absorbed by biases and by epsilon (Montavon et al. 2019, §10.2.1)",
             "implementation_invariance": "LRP rules depend on the network's structure (Sundararajan et al. 2017, §3.2)",
             "sensitivity": "LRP-0 equals gradient x input on ReLU networks and saturates like it",
             "linearity": "relevance rules normalise by each network's own activations",
-            "symmetry": "max-pool winner-take-all with the 'first' tie policy at ties of zeros",
             "input_shift_invariance": "LRP-0 equals gradient x input, which the shift changes (Kindermans et al. 2019)",
         },
     ),

@@ -177,7 +177,9 @@ def deeplift(model, x, target, reference=0.0, rule="rescale", maxpool="gradient"
     threshold : float
         ``|Δx|`` up to which a multiplier ``Δy/Δx`` is replaced by the gradient.
     return_delta : bool
-        Also return the summation-to-delta gap ``Σ_i C_i − (t(x) − t(x₀))`` per image ``(N,)``.
+        Also return the summation-to-delta gap ``Σ_i C_i − (t(x) − t(x₀))`` per image ``(N,)``.  For a
+        callable target the explained difference is ``Σ_k seed_k (s_k(x) − s_k(x₀))``, ``seed`` its
+        derivative at ``x``'s scores: ``t(x) − t(x₀)`` when the callable is linear in the scores.
 
     Returns
     -------

@@ -204,3 +204,42 @@ def test_captum_passes_the_vectors_it_can_run():
     assert not bad, "\n".join(bad)
     assert {r.case.method for r in ran} == {"gradient", "gradient_x_input", "guided_backprop", "deconvnet", "grad_cam"}
     assert {r.case.model.name for r in ran} == {"gap_cnn", "bn_flat_cnn", "pool_first_ties"}  # torch: first max too
+
+
+@pytest.mark.oracle
+def test_to_onnx_runs_the_same_function_in_onnx_and_back(stored):
+    """The vectors' models as ONNX: onnx's reference evaluator and ``from_onnx`` give the spec's scores."""
+    pytest.importorskip("onnx", reason="onnx is an optional extra: pip install 'xattr-ref[onnx]'")
+    from onnx.reference import ReferenceEvaluator
+
+    from xattr.io import from_onnx
+
+    seen = set()
+    for case in stored[1]:
+        if case.model.name in seen:
+            continue
+        seen.add(case.model.name)
+        proto = case.model.to_onnx()
+        ref = case.model.to_xattr().forward(case.x)
+        np.testing.assert_allclose(ReferenceEvaluator(proto).run(None, {"x": case.x})[0], ref, rtol=1e-10, atol=1e-12)
+        imported = from_onnx(proto.SerializeToString())
+        np.testing.assert_allclose(imported.forward(case.x), ref, rtol=1e-10, atol=1e-12)
+        assert imported.names[: 2] == [layer["name"] for layer in case.model.layers[:2]]
+
+
+@pytest.mark.oracle
+def test_models_imported_through_onnx_pass_every_vector():
+    """xattr on ``from_onnx(spec.to_onnx())``: the importer keeps every method's numbers (and layer names)."""
+    pytest.importorskip("onnx", reason="onnx is an optional extra: pip install 'xattr-ref[onnx]'")
+    from xattr.io import from_onnx
+
+    cache = {}
+
+    def onnx_adapter(method, model, x, target, options):
+        if model.name not in cache:
+            cache[model.name] = from_onnx(model.to_onnx().SerializeToString())
+        return get_method(method)(cache[model.name], x, target, **options)
+
+    results = conf.check(onnx_adapter, include_random=True)
+    bad = [f"{r.case.id}: {r.status} {r.message}" for r in results if r.status != "pass"]
+    assert not bad, "\n".join(bad)

@@ -64,8 +64,9 @@ def test_demo_survives_methods_that_do_not_apply(tmp_path, model_file, capsys):
     def broken(model, x, target):
         raise RuntimeError("cannot handle this model")
 
-    def wants_rng(model, x, target, rng, baseline=None):
-        assert isinstance(rng, int) and baseline == 0.0
+    def wants_rng(model, x, target, reference, rng=None, segments=None):
+        # required reference: the command fills 0.0; rng=None: filled with the seed; segments=None: left alone
+        assert isinstance(rng, int) and reference == 0.0 and segments is None
         return x * 0 + 1.0
 
     added = {"zz_needs_magic": needs_magic, "zz_broken": broken, "zz_wants_rng": wants_rng}

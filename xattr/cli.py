@@ -32,7 +32,7 @@ POINTING_TOLERANCE = 1
 
 #: per-method keyword arguments used by the demo and ``xattr explain`` (cheap settings that keep the
 #: demo under a minute).  Only the options a method's signature accepts are passed; methods that are
-#: not yet registered are simply never looked up.
+#: not (yet) registered are simply never looked up.
 METHOD_OPTIONS = {
     "integrated_gradients": {"baseline": 0.0, "steps": 32},
     "expected_gradients": {"n_samples": 16},
@@ -42,8 +42,9 @@ METHOD_OPTIONS = {
     "kernel_shap": {"n_samples": 300},
 }
 
-#: options filled by parameter name when a method requires them (or has them with a ``None`` default).
-#: Values: a constant, or a callable ``ctx -> value`` (ctx: the demo context, see :class:`_Context`).
+#: options filled by parameter name: always when the method requires them, and also when they default to
+#: ``None`` for the names in :data:`FILL_WHEN_NONE` (a stochastic method's ``rng``; DeepSHAP's background).
+#: Values are callables ``ctx -> value`` (ctx: :class:`_Context`).
 BY_PARAMETER = {
     "rng": lambda ctx: ctx.seed,
     "baseline": lambda ctx: 0.0,
@@ -51,9 +52,8 @@ BY_PARAMETER = {
     "baselines": lambda ctx: ctx.references(),
     "references": lambda ctx: ctx.references(),
     "segments": lambda ctx: ctx.segments(),
-    "progress": lambda ctx: False,
-    "verbose": lambda ctx: False,
 }
+FILL_WHEN_NONE = {"rng", "baselines", "references"}
 
 #: how each family of maps is shown: ``(channel reduction, colormap)``.  Sensitivity maps (gradients and
 #: their guided variants) show Simonyan et al.'s ``max |.|`` over channels; attributions that sum to a
@@ -119,7 +119,7 @@ def method_kwargs(name, fn, ctx, extra=None):
         p = params[pname]
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or pname in kwargs:
             continue
-        if pname in BY_PARAMETER and (p.default is p.empty or p.default is None):
+        if pname in BY_PARAMETER and (p.default is p.empty or (p.default is None and pname in FILL_WHEN_NONE)):
             kwargs[pname] = BY_PARAMETER[pname](ctx)
         elif p.default is p.empty:
             raise ValueError(f"method {name!r} needs the argument {pname!r}, which the command cannot choose")
@@ -458,11 +458,13 @@ def build_parser():
     e.add_argument("--quiet", action="store_true")
     sub.add_parser("methods", help="list the methods, the axioms each claims, and the rule table",
                    description="List the registered methods, the axioms each claims and the per-layer rule table.")
+    from .batch import add_batch_command; add_batch_command(sub)  # noqa: E702  `xattr batch` (xattr/batch.py)
     return parser
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if getattr(args, "func", None): return args.func(args)  # noqa: E701  handler in the command's module
     try:
         if args.command == "demo":
             if args.n < 1:

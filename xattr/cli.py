@@ -90,6 +90,22 @@ class _Context:
         return (r[:, None] * 4 + r[None, :]).astype(np.int64)
 
 
+def demo_model(rng=0):
+    """The benchmark CNN with random weights: conv-relu-pool ×2, conv-relu, GAP, dense (10 classes).
+
+    Kept for ``xattr batch`` and ``benchmarks/`` (``module:function`` factory); the demo uses the trained
+    ``shapes`` model instead.
+    """
+    from .nn import Conv2D, Dense, GlobalAvgPool2D, MaxPool2D, ReLU, Sequential
+
+    gen = np.random.default_rng(rng)
+    return Sequential(
+        Conv2D(3, 16, 3, padding=1, rng=gen), ReLU(), MaxPool2D(2),
+        Conv2D(16, 32, 3, padding=1, rng=gen), ReLU(), MaxPool2D(2),
+        Conv2D(32, 64, 3, padding=1, rng=gen), ReLU(), GlobalAvgPool2D(), Dense(64, 10, rng=gen),
+    )
+
+
 def methods_table():
     """``{name: function}`` of every registered method, in registration order."""
     from .methods.registry import available_methods, get_method

@@ -387,6 +387,8 @@ def run_explain(image, model_path, method, target=None, layer=None, out=None, qu
         raise ValueError(f"no layer named {layer!r}; layers are: {', '.join(model.names)}")
     ctx = _Context(0, x.shape[2], info)
     method_kwargs(method, fn, ctx, extra)  # refuse options the method does not take before any work
+    if not quiet and "progress" in inspect.signature(fn).parameters:
+        extra = {**(extra or {}), "progress": True}  # long perturbation runs show their own progress bar
     if not quiet:
         print(f"{method} on {image} ({x.shape[2]}×{x.shape[3]}), target {target} ({classes[target]}); "
               f"predicted {classes[int(scores[0].argmax())]}", file=sys.stderr)

@@ -1,6 +1,6 @@
 """Throughput of dataset-scale attribution (xattr.batch): serial vs 2 worker processes.
 
-    python benchmarks/bench_batch.py [--n 1000] [--n-ig 1000] [--chunk 50] [--json out.json]
+    python benchmarks/bench_batch.py [--n 1000] [--n-ig 1000] [--chunk 32] [--methods gradient,ig50] [--json out.json]
 
 Synthetic images ``(n, 3, 64, 64)`` (uniform in [0, 1], float64, seed 0) through the benchmark CNN
 (conv3x3(3->16)-ReLU-maxpool2-conv3x3(16->32)-ReLU-maxpool2-conv3x3(32->64)-ReLU-GAP-dense(64->10),
@@ -96,9 +96,12 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=1000, help="images for gradient (default 1000)")
     p.add_argument("--n-ig", type=int, default=1000, help="images for IG-50 (default 1000)")
-    p.add_argument("--chunk", type=int, default=48, help="images per task (default 48)")
+    p.add_argument("--chunk", type=int, default=32, help="images per task (default 32: 16 tasks per worker)")
+    p.add_argument("--methods", default="gradient,ig50", help="comma-separated subset of gradient,ig50")
     p.add_argument("--json", default=None, help="also write the rows as JSON")
     args = p.parse_args(argv)
+    if args.chunk % 16:
+        p.error(f"--chunk must be a multiple of the micro-batch 16, got {args.chunk}")
 
     import distributed
 
@@ -106,11 +109,13 @@ def main(argv=None):
 
     model = demo_model()
     x = np.random.default_rng(0).random((max(args.n, args.n_ig), 3, 64, 64))
-    specs = [(("gradient", "gradient", {}), args.n)]
-    ig = ig_spec()
+    wanted = set(args.methods.split(","))
+    specs = [(("gradient", "gradient", {}), args.n)] if "gradient" in wanted else []
+    ig = ig_spec() if "ig50" in wanted else None
     if ig is not None:
         specs.append((ig, args.n_ig))
     tmp = tempfile.mkdtemp(prefix="xattr-bench-batch-")
+    load0 = os.getloadavg()[0]
     rows = []
     try:
         t0 = time.perf_counter()
@@ -124,8 +129,9 @@ def main(argv=None):
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average "
-          f"{os.getloadavg()[0]:.1f} at the end (shared with other jobs); cluster startup {t_cluster:.1f} s")
-    if ig is None:
+          f"{load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end (shared with other jobs); "
+          f"cluster startup {t_cluster:.1f} s; chunk {args.chunk}, micro-batch 16, float64")
+    if ig is None and "ig50" in wanted:
         print("integrated_gradients is not registered in this checkout: IG-50 skipped")
     print(f"{'method':>9} {'n':>5} | {'loop':>8} {'sync':>8} {'2 procs':>8} {'cluster':>8}  images/s | "
           f"bitwise | model pickle | store writes")
@@ -137,7 +143,8 @@ def main(argv=None):
               f"{r['map_mb']:.0f} MB in {r['store_write_s']:.2f} s")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"rows": rows, "cluster_startup_s": t_cluster, "chunk": args.chunk}, f, indent=1)
+            json.dump({"rows": rows, "cluster_startup_s": t_cluster, "chunk": args.chunk, "load_start": load0,
+                       "load_end": os.getloadavg()[0]}, f, indent=1)
     return rows
 
 

@@ -82,7 +82,11 @@ def slow_gradient(model, x, target):
     return xattr.gradient(model, x, target)
 
 
-TEST_METHODS = {"test_noisy_gradient": noisy_gradient, "test_gxi_gap": gxi_with_gap,
+def int_map(model, x, target):
+    return np.zeros(x.shape, dtype=np.int64)
+
+
+TEST_METHODS = {"test_noisy_gradient": noisy_gradient, "test_gxi_gap": gxi_with_gap, "test_int_map": int_map,
                 "test_counting_gradient": counting_gradient, "test_slow_gradient": slow_gradient}
 METHODS = ["gradient", "grad_cam", "test_noisy_gradient", "test_gxi_gap"]
 
@@ -129,7 +133,7 @@ def cluster():
     """One LocalCluster (2 worker processes, loopback only) shared by the module: startup is slow."""
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                                   dashboard_address=None, silence_logs=40) as c:
-        with distributed.Client(c) as client:
+        with distributed.Client(c, set_as_default=False) as client:  # the job must not rely on a default client
             yield c, client
 
 
@@ -169,6 +173,37 @@ def test_local_cluster_equals_serial(data, expected, tmp_path, cluster, chunks_p
     check_equal(r, expected)
 
 
+#: cheaper settings for the tiny images of these tests (every other method runs with its defaults)
+CHEAP = {"occlusion": {"window": 4, "stride": 2}, "lime": {"n_samples": 20}, "kernel_shap": {"n_samples": 20},
+         "expected_gradients": {"references": np.zeros((2, 3, 8, 8)), "n_samples": 4}}
+
+
+@pytest.mark.parametrize("name", [m for m in registry.available_methods() if not m.startswith("test_")])
+def test_every_registered_method_equals_serial(data, tmp_path, name):
+    """Any method of the registry runs by name; stochastic ones (``rng``) get per-image generators."""
+    import inspect
+
+    model, x = data
+    x, fn, opts = x[:6], registry.get_method(name), CHEAP.get(name, {})
+    params = list(inspect.signature(fn).parameters.values())[3:]
+    required = [p.name for p in params if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    if set(required) - set(opts):
+        pytest.skip(f"{name} needs the option(s) {required}: add them to CHEAP in this file")
+    r = run(data, tmp_path, images=x, methods=[(name, opts)], chunk=4, scheduler="sync")
+    ref = []
+    for s in range(0, 6, BS):
+        xb = x[s:s + BS]
+        t = model.forward(xb).argmax(1)
+        if "rng" in inspect.signature(fn).parameters:
+            ref += [fn(model, xb[j:j + 1], t[j:j + 1], **opts,
+                       rng=np.random.default_rng(np.random.SeedSequence(SEED, spawn_key=(s + j,)))) for j in range(len(xb))]
+        else:
+            ref.append(fn(model, xb, t, **opts))
+    assert np.array_equal(batch.read_maps(r.store, name), np.concatenate(ref))
+    if "return_delta" in inspect.signature(fn).parameters:  # its completeness gap is summarised
+        assert r.summary["methods"][name]["completeness_gap"]["count"] == 6
+
+
 def test_dask_array_and_float32_inputs(data, tmp_path):
     import dask.array as da
 
@@ -205,6 +240,19 @@ def test_explicit_targets_and_labels(data, tmp_path):
     root = zarr.open_group(r.store, mode="r")
     assert np.array_equal(root["target"][:], t)
     assert np.array_equal(root["score"][:], model.forward(x)[np.arange(N), t])
+
+
+def test_callable_target(data, tmp_path):
+    model, x = data
+    margin = lambda s: s[:, 1] - s[:, 0]  # noqa: E731  (a function of the scores, explained per image)
+    r = run(data, tmp_path, targets=margin, methods=["gradient"], chunk=8, scheduler="processes", workers=2)
+    ref = np.concatenate([xattr.gradient(model, x[s:s + BS], margin) for s in range(0, N, BS)])
+    assert np.array_equal(batch.read_maps(r.store, "gradient"), ref)
+    import zarr
+
+    root = zarr.open_group(r.store, mode="r")
+    sc = model.forward(x)
+    assert np.allclose(root["score"][:], sc[:, 1] - sc[:, 0], rtol=0, atol=1e-15) and (root["target"][:] == -1).all()
 
 
 # -- summaries ---------------------------------------------------------------------------------
@@ -384,7 +432,9 @@ def test_unknown_method_or_option_and_bad_settings(data, tmp_path):
         batch.attribute_dataset(model, x, np.zeros(3, int), methods=["gradient"], out=out)
     with pytest.raises(ValueError, match="scheduler must be"):
         batch.attribute_dataset(model, x, methods=["gradient"], out=out, scheduler="gpu")
-    with pytest.raises(ValueError, match="must have 3 channel"):  # the probe reports the method's own error
+    with pytest.raises(TypeError, match="'test_int_map' .* returned dtype int64; batch jobs store float maps"):
+        batch.attribute_dataset(model, x, methods=["test_int_map"], out=str(tmp_path / "c.zarr"))
+    with pytest.raises(ValueError, match="model failed on image 0: .*must have 3 channel"):  # the method's own error
         batch.attribute_dataset(model, x[:, :1], methods=["gradient"], out=str(tmp_path / "c.zarr"))
     assert not os.path.exists(tmp_path / "c.zarr")  # nothing created for a job that cannot run
 

@@ -26,7 +26,8 @@ Guarantees
   temporary name and renamed, so it is atomic); its ``done`` record last.  A chunk counts
   as finished only when its record exists, and a finished chunk is never recomputed: a
   re-run (``resume=True``) skips it, and a task that Dask re-runs after a worker died
-  returns the stored record.
+  returns the stored record.  Should Dask run one chunk twice at once (a worker presumed
+  dead that was not), both write the same bytes.
 * **Same job or refusal.**  Resuming compares the stored job description with the new one
   and refuses any difference (:class:`JobMismatchError`, naming the fields).
 * **Determinism.**  Images are processed in micro-batches of ``batch_size`` aligned on
@@ -524,6 +525,15 @@ def _create_store(out, description, plan, n_chunks):
     return root
 
 
+def _reraise(exc, msg):
+    """Raise ``exc``'s type again with ``msg`` (which names the method and image), chained."""
+    try:
+        wrapped = type(exc)(msg)
+    except Exception:
+        raise BatchError(msg) from exc
+    raise wrapped from exc
+
+
 def _probe(source, methods, model, targets_kind, targets_value, tslice_all, seed):
     """Run each method on the first readable image to learn its map shape and dtype (new stores only)."""
     for i in range(source.n):
@@ -535,14 +545,21 @@ def _probe(source, methods, model, targets_kind, targets_value, tslice_all, seed
         else:
             x = np.asarray(source.chunk_input(i, i + 1))
         break
+    else:
+        raise BatchError(f"none of the {source.n} images can be read")
     x = as_float_array(x, "images", ndim=4, allow_nonfinite=True)
-    scores = np.asarray(model.forward(x))
-    target = _rows_target(targets_kind, targets_value, tslice_all, scores, np.array([i]))
+    try:
+        scores = np.asarray(model.forward(x))
+        target = _rows_target(targets_kind, targets_value, tslice_all, scores, np.array([i]))
+    except Exception as exc:
+        _reraise(exc, f"the model failed on image {i}: {exc}")
     for s in methods:
         try:
             a, _ = _call_method(s, model, x, target, [i], seed)
         except Exception as exc:
-            raise type(exc)(f"method {s.label!r} ({s.name}) failed on image {i}: {exc}") from exc
+            _reraise(exc, f"method {s.label!r} ({s.name}) failed on image {i}: {exc}")
+        if a.dtype.kind != "f":
+            raise TypeError(f"method {s.label!r} ({s.name}) returned dtype {a.dtype}; batch jobs store float maps")
         s.shape, s.dtype = tuple(a.shape[1:]), np.dtype(a.dtype).str
 
 
@@ -564,34 +581,35 @@ def _execute(tasks, scheduler, workers, retries, progress, on_chunk_done):
     """Run the chunk tasks on Dask; return their records in chunk order."""
     import dask
 
-    try:
-        from distributed import Client
-    except ImportError:  # distributed is only needed for clusters
-        Client = None
-    is_client = Client is not None and isinstance(scheduler, Client)
-    if is_client or (isinstance(scheduler, str) and "://" in scheduler):
-        if Client is None:
-            raise ImportError("a cluster scheduler needs the 'distributed' package: pip install 'xattr-ref[batch]'")
-        from distributed import as_completed
+    is_address = isinstance(scheduler, str) and "://" in scheduler
+    if is_address or type(scheduler).__module__.startswith("distributed"):
+        try:  # imported only for clusters (it takes a second)
+            from distributed import Client, as_completed
+        except ImportError:
+            raise ImportError("a cluster scheduler needs the 'distributed' package: pip install 'xattr-ref[batch]'") from None
+        is_client = isinstance(scheduler, Client)
+        if not (is_client or is_address):
+            raise TypeError(f"scheduler must be a distributed.Client or an address, got {type(scheduler).__name__}")
 
         client = scheduler if is_client else Client(scheduler, set_as_default=False)
         try:
-            futures = client.compute(tasks, retries=retries)
-            index = {f.key: i for i, f in enumerate(futures)}
-            if progress:
-                from distributed import progress as show_progress
+            with client.as_current():  # as_completed and the progress bar find the client through this
+                futures = client.compute(tasks, retries=retries)
+                index = {f.key: i for i, f in enumerate(futures)}
+                if progress:
+                    from distributed import progress as show_progress
 
-                show_progress(futures)  # Dask's text progress bar; returns when all are finished
-            records = [None] * len(futures)
-            try:
-                for fut in as_completed(futures):
-                    records[index[fut.key]] = fut.result()  # re-raises a task's error
-                    if on_chunk_done is not None:
-                        on_chunk_done(records[index[fut.key]])
-            except BaseException:
-                client.cancel(futures)
-                raise
-            return records
+                    show_progress(futures, multi=False)  # Dask's text progress bar; returns when all are done
+                records = [None] * len(futures)
+                try:
+                    for fut in as_completed(futures):
+                        records[index[fut.key]] = fut.result()  # re-raises a task's error
+                        if on_chunk_done is not None:
+                            on_chunk_done(records[index[fut.key]])
+                except BaseException:
+                    client.cancel(futures)
+                    raise
+                return records
         finally:
             if not is_client:
                 client.close()

@@ -180,23 +180,34 @@ def to_maps(name, a):
 
 
 def pointing_hits(maps, masks, tolerance=POINTING_TOLERANCE):
-    """Pointing game (Zhang et al. 2016): is the map's maximum within ``tolerance`` px of the mask?
+    """Pointing game (Zhang et al. 2016) via :func:`xattr.evaluation.pointing_game`, constant maps as misses.
 
-    ``maps (N, H, W)``, ``masks (N, H, W)`` bool -> ``(N,)`` bool.  A constant map has no maximum
-    to point with and counts as a miss.  Ties: the first maximum in row-major order.
+    ``maps (N, H, W)``, ``masks (N, H, W)`` bool -> ``(N,)`` bool: the map's maximum (first in raster
+    order) within ``tolerance`` px (Euclidean) of the mask.  A constant map has no maximum to point
+    with; ``pointing_game`` refuses it, the demo counts it as a miss.
     """
+    from .evaluation.localisation import pointing_game
+
     maps = np.asarray(maps, dtype=np.float64)
-    masks = np.asarray(masks, dtype=bool)
-    n, H, W = maps.shape
-    flat = maps.reshape(n, -1)
-    idx = flat.argmax(axis=1)
-    r, c = np.divmod(idx, W)
-    rows, cols = np.arange(H), np.arange(W)
-    near = (np.abs(rows[None, :, None] - r[:, None, None]) <= tolerance) & (
-        np.abs(cols[None, None, :] - c[:, None, None]) <= tolerance
-    )
-    constant = flat.max(axis=1) == flat.min(axis=1)
-    return (near & masks).any(axis=(1, 2)) & ~constant
+    flat = maps.reshape(len(maps), -1)
+    ok = flat.max(axis=1) > flat.min(axis=1)
+    hits = np.zeros(len(maps), dtype=bool)
+    if ok.any():
+        hits[ok] = pointing_game(maps[ok], np.asarray(masks, dtype=bool)[ok], tolerance=tolerance)
+    return hits
+
+
+def relevance_masses(maps, masks):
+    """Relevance mass accuracy (Arras et al. 2022) per image, ``None`` where the map has no positive part."""
+    from .evaluation.localisation import relevance_mass
+
+    out = []
+    for m, k in zip(maps, masks):
+        try:
+            out.append(float(relevance_mass(m[None], k[None])[0]))
+        except ValueError:
+            out.append(None)
+    return out
 
 
 def _progress(i, total, label, quiet):
@@ -270,6 +281,7 @@ def run_demo(out_dir, n=4, seed=0, model_name="shapes", methods=None, scale=4, q
             entry.update(
                 seconds=round(dt, 4), map_shape=list(a.shape), display=cmap,
                 pointing_hits=[bool(h) for h in hits], pointing_accuracy=float(hits.mean()),
+                relevance_mass=relevance_masses(maps, masks),
                 completeness_gap=None if gap is None else [float(g) for g in gap],
             )
             for r in range(len(images)):
@@ -325,18 +337,21 @@ def summary_markdown(s):
         "",
         f"Each method explains the predicted class.  Pointing game: the map's maximum within "
         f"{s['pointing_tolerance_px']} px of the object (Zhang et al. 2016).  Completeness gap: "
-        "max over images of |(f(x) − f(reference)) − Σ attribution|, for methods that define it.",
+        "max over images of |(f(x) − f(reference)) − Σ attribution|, for methods that define it.  "
+        "Relevance mass: the share of the map's positive part on the object (Arras et al. 2022), mean over images.",
         "",
-        "| method | seconds | pointing game | completeness gap | note |",
-        "|---|---|---|---|---|",
+        "| method | seconds | pointing game | relevance mass | completeness gap | note |",
+        "|---|---|---|---|---|---|",
     ]
     for name, e in s["methods"].items():
         if e["status"] != "ok":
-            lines.append(f"| {name} | – | – | – | not applicable: {e['reason'].replace('|', '/')} |")
+            lines.append(f"| {name} | – | – | – | – | not applicable: {e['reason'].replace('|', '/')} |")
             continue
         gap = "–" if e["completeness_gap"] is None else f"{max(e['completeness_gap']):.2e}"
         hits = sum(e["pointing_hits"])
-        lines.append(f"| {name} | {e['seconds']:.3f} | {hits}/{len(e['pointing_hits'])} | {gap} | |")
+        masses = [v for v in e["relevance_mass"] if v is not None]
+        mass = f"{np.mean(masses):.2f}" if masses else "–"
+        lines.append(f"| {name} | {e['seconds']:.3f} | {hits}/{len(e['pointing_hits'])} | {mass} | {gap} | |")
     lines += ["", f"Total {s['seconds']} s.  Grid: `{os.path.basename(s['png'])}`.", ""]
     return "\n".join(lines)
 
@@ -416,8 +431,8 @@ def method_claims():
         return None
     for attr in ("METHOD_CLAIMS", "CLAIMS"):
         claims = getattr(testing, attr, None)
-        if isinstance(claims, dict):
-            return {k: list(v) for k, v in claims.items()}
+        if isinstance(claims, dict):  # name -> Claims (its .claims maps check keys to options)
+            return {k: list(getattr(v, "claims", v)) for k, v in claims.items()}
     fn = getattr(testing, "claims", None)
     if callable(fn):
         out = {}
@@ -476,13 +491,16 @@ def build_parser():
     e.add_argument("--quiet", action="store_true")
     sub.add_parser("methods", help="list the methods, the axioms each claims, and the rule table",
                    description="List the registered methods, the axioms each claims and the per-layer rule table.")
-    from .batch import add_batch_command; add_batch_command(sub)  # noqa: E702  `xattr batch` (xattr/batch.py)
+    from .batch import add_batch_command
+
+    add_batch_command(sub)  # `xattr batch` lives in xattr/batch.py (its handler is args.func)
     return parser
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    if getattr(args, "func", None): return args.func(args)  # noqa: E701  handler in the command's module
+    if getattr(args, "func", None):
+        return args.func(args)  # a command whose handler lives in its own module (batch)
     try:
         if args.command == "demo":
             if args.n < 1:
@@ -496,6 +514,8 @@ def main(argv=None):
             run_explain(args.image, args.model, args.method, args.target, args.layer, args.out, args.quiet)
         elif args.command == "methods":
             run_methods()
+    except BrokenPipeError:  # output piped into e.g. `head`: not an error of the input
+        return 0
     except (ValueError, TypeError, OSError, KeyError, NotImplementedError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"xattr: error: {msg}".splitlines()[0], file=sys.stderr)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._conventions import RELU_GRAD_AT_ZERO, as_float_array
-from .base import Cache, Layer, defrule
+from .base import Cache, Layer, defjvp, defrule
 
 assert RELU_GRAD_AT_ZERO == 0.0  # the mask below is 1[X > 0]; change both together
 
@@ -48,3 +48,9 @@ def _relu_guided(layer, g, cache, **_):
     """max(R, 0) · 1[X > 0]
     guided backpropagation (Springenberg et al. 2015)"""
     return np.maximum(g, 0) * cache.active
+
+
+@defjvp(ReLU)
+def _relu_jvp(layer, dx, cache):
+    """dX · 1[X > 0]  (the linear part at the cached pattern; ReLU'(0) = 0)"""
+    return dx * cache.active

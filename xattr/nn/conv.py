@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._conventions import check_image_batch, pair
-from .base import Cache, Layer, default_rng, defrule, param_property
+from .base import Cache, Layer, defjvp, default_rng, defrule, param_property
 
 #: bytes the im2col buffer may take per chunk of images.
 IM2COL_BUDGET = 64 * 2**20
@@ -206,3 +206,17 @@ def _conv_transposed(layer, g, cache, **_):
     """R ⋆ K̂ (transposed convolution; identical for gradient, DeconvNet and guided backprop)
     Zeiler & Fergus 2014; Springenberg et al. 2015"""
     return layer.input_grad(g, cache)
+
+
+@defjvp(Conv2D)
+def _conv_jvp(layer, dx, cache):
+    """W ⋆ dX  (the convolution without its bias: the layer's linear part)"""
+    N, out_hw = dx.shape[0], cache.out_hw
+    dxp = pad_nchw(dx, layer.pads)
+    w2 = layer.weight.reshape(layer.out_channels, -1).astype(dx.dtype, copy=False)
+    K, P = w2.shape[1], out_hw[0] * out_hw[1]
+    y = np.empty((N, layer.out_channels) + tuple(out_hw), dtype=dx.dtype)
+    for sl in batch_chunks(N, K * P * dx.itemsize):
+        cols = im2col(dxp[sl], layer.kernel_size, layer.stride, layer.dilation, out_hw)
+        np.matmul(w2, cols, out=y[sl].reshape(-1, layer.out_channels, P))
+    return y

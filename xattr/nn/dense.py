@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._conventions import as_float_array
-from .base import Cache, Layer, default_rng, defrule, param_property
+from .base import Cache, Layer, defjvp, default_rng, defrule, param_property
 
 
 class Dense(Layer):
@@ -66,3 +66,9 @@ def _dense_transpose(layer, g, cache, **_):
     """R W (the adjoint of x ↦ x Wᵀ; identical for all three rules)
     backpropagation; Zeiler & Fergus 2014; Springenberg et al. 2015"""
     return g @ layer.weight.astype(g.dtype, copy=False)
+
+
+@defjvp(Dense)
+def _dense_jvp(layer, dx, cache):
+    """dX Wᵀ  (without the bias)"""
+    return dx @ layer.weight.T.astype(dx.dtype, copy=False)

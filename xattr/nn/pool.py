@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._conventions import MAXPOOL_TIE_POLICY, as_float_array, check_image_batch, pair
-from .base import Cache, Layer, defrule
+from .base import Cache, Layer, defjvp, defrule
 from .conv import conv_output_size, pad_nchw, unpad, window_slices
 
 assert MAXPOOL_TIE_POLICY == "first"  # strict '>' in the scan below keeps the first maximum
@@ -146,3 +146,25 @@ def _gap_spread(layer, g, cache, **_):
     Lin et al. 2014; the same for all three rules"""
     H, W = cache.in_shape[2:]
     return np.broadcast_to((g / (H * W))[:, :, None, None], cache.in_shape).copy()
+
+
+@defjvp(MaxPool2D)
+def _maxpool_jvp(layer, dx, cache):
+    """dX at the cached switch of each window  (ties: the recorded first maximum)"""
+    dxp = pad_nchw(dx, layer.pads)  # padded positions never win, so their value is irrelevant
+    out = np.zeros(cache.switch.shape, dtype=dx.dtype)
+    for k, (i, j) in enumerate(layer._offsets()):
+        np.copyto(out, layer._window(dxp, i, j, cache.out_hw), where=cache.switch == k)
+    return out
+
+
+@defjvp(AvgPool2D)
+def _avgpool_jvp(layer, dx, cache):
+    """mean of dX over each window  (a linear layer: the forward pass itself)"""
+    return layer.forward(dx)[0]
+
+
+@defjvp(GlobalAvgPool2D)
+def _gap_jvp(layer, dx, cache):
+    """mean of dX over (H, W)  (a linear layer)"""
+    return dx.mean(axis=(2, 3))

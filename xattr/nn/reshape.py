@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .._conventions import as_float_array
-from .base import Cache, Layer, defrule
+from .base import Cache, Layer, defjvp, defrule
 
 
 class Flatten(Layer):
@@ -22,3 +22,9 @@ def _flatten_reshape(layer, g, cache, **_):
     """reshape R back to the input's shape
     (a relabelling of units: every rule passes it through)"""
     return g.reshape(cache.in_shape)
+
+
+@defjvp(Flatten)
+def _flatten_jvp(layer, dx, cache):
+    """dX reshaped to (N, -1)"""
+    return dx.reshape(dx.shape[0], -1)

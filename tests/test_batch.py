@@ -255,6 +255,18 @@ def test_callable_target(data, tmp_path):
     assert np.allclose(root["score"][:], sc[:, 1] - sc[:, 0], rtol=0, atol=1e-15) and (root["target"][:] == -1).all()
 
 
+def test_transform_is_applied_before_the_model_and_part_of_the_job(data, tmp_path):
+    import functools
+
+    model, x = data
+    scale = functools.partial(np.multiply, 2.0)  # a picklable preprocessing step
+    r = run(data, tmp_path, methods=["gradient"], chunk=8, scheduler="processes", workers=2, transform=scale)
+    assert np.array_equal(batch.read_maps(r.store, "gradient"), serial(model, 2.0 * x, "gradient"))
+    assert r.summary["job"]["transform"]["partial"]["callable"] == "numpy.multiply"
+    with pytest.raises(batch.JobMismatchError, match="differs in transform"):
+        run(data, tmp_path, methods=["gradient"], chunk=8, scheduler="sync", resume=True)
+
+
 # -- summaries ---------------------------------------------------------------------------------
 def test_summary_json_beside_store(data, tmp_path):
     model, x = data

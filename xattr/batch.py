@@ -45,6 +45,7 @@ distributed, zarr), imported only when a job runs.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import json
@@ -122,9 +123,13 @@ def _jsonable(value):
         arr = np.ascontiguousarray(value)
         return {"ndarray_sha256": hashlib.sha256(arr.tobytes()).hexdigest(), "shape": list(arr.shape),
                 "dtype": arr.dtype.str}
-    if callable(value):
-        return {"callable": f"{getattr(value, '__module__', '?')}.{getattr(value, '__qualname__', repr(value))}"}
-    return {"repr": repr(value)}
+    if isinstance(value, functools.partial):
+        return {"partial": _jsonable(value.func), "args": _jsonable(value.args), "keywords": _jsonable(value.keywords)}
+    if callable(value) and hasattr(value, "__qualname__"):
+        return {"callable": f"{getattr(value, '__module__', '?')}.{value.__qualname__}"}
+    text = repr(value)
+    # default reprs carry a memory address, which would differ between runs
+    return {"type": type(value).__qualname__} if " at 0x" in text else {"repr": text}
 
 
 def model_fingerprint(model):
@@ -344,6 +349,7 @@ class _Plan:
     mode: str
     hw: tuple
     dtype: str
+    transform: object = None
 
     def bounds(self, index):
         return index * self.chunk, min(self.n, (index + 1) * self.chunk)
@@ -365,6 +371,16 @@ def _load_chunk(plan, images, start):
             ok[j] = False
             bad.append({"index": start + j, "file": os.path.basename(path), "error": str(exc)})
     return x, ok, bad
+
+
+def _apply_transform(transform, x):
+    """``transform(x)`` checked: a float batch with as many images (the model's input)."""
+    if transform is None:
+        return x
+    y = as_float_array(transform(x), "transform(images)", ndim=4, allow_nonfinite=True)
+    if y.shape[0] != x.shape[0]:
+        raise ValueError(f"transform must keep the number of images: {x.shape[0]} in, {y.shape[0]} out")
+    return y
 
 
 def _rows_target(kind, value, tslice, scores, rows):
@@ -417,6 +433,7 @@ def _chunk_task(plan, model, index, images, tslice):
     start, stop = plan.bounds(index)
     m = stop - start
     x, ok, bad = _load_chunk(plan, images, start)
+    x = _apply_transform(plan.transform, x)
     maps = {s.label: np.full((m,) + tuple(s.shape), np.nan, dtype=s.dtype) for s in plan.methods}
     stats = {s.label: {"map_sum": np.full(m, np.nan)} for s in plan.methods}
     for s in plan.methods:
@@ -534,7 +551,7 @@ def _reraise(exc, msg):
     raise wrapped from exc
 
 
-def _probe(source, methods, model, targets_kind, targets_value, tslice_all, seed):
+def _probe(source, methods, model, targets_kind, targets_value, tslice_all, seed, transform):
     """Run each method on the first readable image to learn its map shape and dtype (new stores only)."""
     for i in range(source.n):
         if source.kind == "folder":
@@ -547,7 +564,7 @@ def _probe(source, methods, model, targets_kind, targets_value, tslice_all, seed
         break
     else:
         raise BatchError(f"none of the {source.n} images can be read")
-    x = as_float_array(x, "images", ndim=4, allow_nonfinite=True)
+    x = _apply_transform(transform, as_float_array(x, "images", ndim=4, allow_nonfinite=True))
     try:
         scores = np.asarray(model.forward(x))
         target = _rows_target(targets_kind, targets_value, tslice_all, scores, np.array([i]))
@@ -671,7 +688,7 @@ def _summarise(root, out, description, records, counts):
 
 def attribute_dataset(model, images, targets=None, methods=("gradient",), chunk=64, out=None, scheduler=None,
                       resume=False, on_error="stop", seed=0, batch_size=None, metrics=None, workers=None,
-                      retries=2, progress=False, on_chunk_done=None, model_source=None):
+                      retries=2, progress=False, on_chunk_done=None, model_source=None, transform=None):
     """Attribution maps for a whole set of images, with several methods, on Dask, into a Zarr store.
 
     Parameters
@@ -715,6 +732,10 @@ def attribute_dataset(model, images, targets=None, methods=("gradient",), chunk=
         Called with each chunk's record as it completes (on the cluster: as soon as it completes).
     model_source : str, optional
         Where the model came from (a file name), recorded for information only.
+    transform : callable, optional
+        ``transform(x) -> x'`` applied to each chunk's images before the model sees them (e.g. a model's
+        preprocessing: pixels to normalised inputs); maps are with respect to ``x'``.  Must be picklable
+        for process and cluster schedulers; recorded in the job description by its qualified name.
 
     Returns
     -------
@@ -733,6 +754,8 @@ def attribute_dataset(model, images, targets=None, methods=("gradient",), chunk=
         batch_size = DEFAULT_BATCH_SIZE if chunk % DEFAULT_BATCH_SIZE == 0 else math.gcd(chunk, DEFAULT_BATCH_SIZE)
     if not isinstance(batch_size, (numbers.Integral, np.integer)) or batch_size < 1 or chunk % batch_size:
         raise ValueError(f"batch_size must be a positive int dividing chunk={chunk}, got {batch_size!r}")
+    if transform is not None and not callable(transform):
+        raise TypeError(f"transform must be a callable x -> x', got {type(transform).__name__}")
     if not isinstance(seed, (numbers.Integral, np.integer)) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     from .model import check_model
@@ -750,11 +773,11 @@ def attribute_dataset(model, images, targets=None, methods=("gradient",), chunk=
         "format": JOB_FORMAT, "model": model_fingerprint(model), "methods": [s.describe() for s in specs],
         "seed": int(seed), "targets": tdesc, "images": source.describe(), "chunk": chunk,
         "batch_size": int(batch_size), "metrics": [[n, _jsonable(f)] for n, f in metrics],
-        "model_source": model_source, "xattr_version": _version(),
+        "transform": _jsonable(transform), "model_source": model_source, "xattr_version": _version(),
     }
     plan = _Plan(out, source.n, chunk, int(batch_size), specs, int(seed), tkind,
                  tvalue if tkind in ("int", "callable") else None, metrics, on_error, source.kind, source.mode,
-                 tuple(source.shape[1:]), source.dtype)
+                 tuple(source.shape[1:]), source.dtype, transform)
     tarr = tvalue if tkind == "array" else None
     if os.path.exists(out):
         root = _open_existing(out, description, resume)
@@ -763,7 +786,7 @@ def attribute_dataset(model, images, targets=None, methods=("gradient",), chunk=
             s.shape, s.dtype = tuple(arr.shape[1:]), np.dtype(arr.dtype).str
     else:
         _check_writable(out)
-        _probe(source, specs, model, tkind, plan.target_value, tarr, plan.seed)
+        _probe(source, specs, model, tkind, plan.target_value, tarr, plan.seed, transform)
         root = _create_store(out, description, plan, n_chunks)
     done = root["done"][:]
     previous = [json.loads(str(r)) for r in done if str(r)]

@@ -118,14 +118,18 @@ def accuracy(model, images, labels, batch=500):
 
 def train(size=DEFAULTS["size"], channels=DEFAULTS["channels"], epochs=DEFAULTS["epochs"],
           per_epoch=DEFAULTS["per_epoch"], batch=DEFAULTS["batch"], lr=DEFAULTS["lr"], seed=DEFAULTS["seed"],
-          test_seed=DEFAULTS["test_seed"], n_test=DEFAULTS["n_test"], log=print, checkpoint=None):
+          test_seed=DEFAULTS["test_seed"], n_test=DEFAULTS["n_test"], log=print, checkpoint=None, init=None,
+          first_epoch=0):
     """Train :func:`shapes_cnn` on fresh synthetic shapes; returns ``(model, meta dict)``.
 
     ``checkpoint(model, history)``, if given, is called after every epoch (with the unfolded model).
+    ``init``: an unfolded model to continue training (a checkpoint) instead of a fresh :func:`shapes_cnn`;
+    ``first_epoch`` numbers the epochs (and so their data seeds ``[seed, epoch]``) from there, so a
+    continued run sees fresh images.
     The returned model has the normalisation folded in and takes [0, 1] pixels; ``meta["test_accuracy"]``
     is measured on it, in float64, on the held-out set.
     """
-    model = shapes_cnn(channels, rng=seed)
+    model = shapes_cnn(channels, rng=seed) if init is None else init
     opt = Adam(model, lr=lr)
     test = make_shapes(n_test, rng=test_seed, size=size, dtype=np.float32)
     norm = lambda x: ((x - TRAIN_MEAN) / TRAIN_STD).astype(np.float32)  # noqa: E731
@@ -135,7 +139,8 @@ def train(size=DEFAULTS["size"], channels=DEFAULTS["channels"], epochs=DEFAULTS[
     t0 = time.perf_counter()
     history = []
     for epoch in range(epochs):
-        data = make_shapes(steps_per_epoch * batch, rng=np.random.default_rng([seed, epoch]), size=size, dtype=np.float32)
+        data = make_shapes(steps_per_epoch * batch, rng=np.random.default_rng([seed, first_epoch + epoch]), size=size,
+                           dtype=np.float32)
         losses = []
         for s in range(steps_per_epoch):
             sl = slice(s * batch, (s + 1) * batch)
@@ -147,8 +152,8 @@ def train(size=DEFAULTS["size"], channels=DEFAULTS["channels"], epochs=DEFAULTS[
             opt.step(grads, lr * 0.5 * (1 + np.cos(np.pi * step / total)))  # cosine decay to 0
             losses.append(loss)
         acc = accuracy(model, test_x, test.labels)
-        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "test_accuracy": acc})
-        log(f"epoch {epoch + 1}/{epochs}: loss {np.mean(losses):.4f}, held-out accuracy {acc:.4f}, "
+        history.append({"epoch": first_epoch + epoch + 1, "loss": float(np.mean(losses)), "test_accuracy": acc})
+        log(f"epoch {first_epoch + epoch + 1}/{first_epoch + epochs}: loss {np.mean(losses):.4f}, held-out accuracy {acc:.4f}, "
             f"{time.perf_counter() - t0:.0f} s")
         if checkpoint is not None:
             checkpoint(model, history)
@@ -158,7 +163,7 @@ def train(size=DEFAULTS["size"], channels=DEFAULTS["channels"], epochs=DEFAULTS[
     meta = {
         "trained_by": "python -m xattr.data.train",
         "data": {"generator": "xattr.data.make_shapes", "size": size, "classes": list(SHAPES),
-                 "train_seed": seed, "train_images": epochs * steps_per_epoch * batch,
+                 "train_seed": seed, "train_images": epochs * steps_per_epoch * batch, "first_epoch": first_epoch,
                  "test_seed": test_seed, "test_images": n_test},
         "settings": {"channels": list(channels), "epochs": epochs, "batch": batch, "optimizer": "Adam (Kingma & Ba 2015)",
                      "lr": lr, "schedule": "cosine to 0", "loss": "softmax cross-entropy", "dtype": "float32"},
@@ -186,6 +191,9 @@ def main(argv=None):
     p.add_argument("--test-seed", type=int, default=DEFAULTS["test_seed"])
     p.add_argument("--n-test", type=int, default=DEFAULTS["n_test"])
     p.add_argument("--checkpoint", default=None, help="NAME to save the model to after every epoch (optional)")
+    p.add_argument("--init", default=None, help="continue from a checkpoint NAME written by --checkpoint")
+    p.add_argument("--first-epoch", type=int, default=0,
+                   help="number of epochs already done (with --init): later epochs draw fresh data seeds")
     a = p.parse_args(argv)
     from .. import models
 
@@ -194,10 +202,19 @@ def main(argv=None):
 
     def checkpoint(model, history):  # the unfolded model, normalisation declared instead
         s2 = dict(spec, mean=[TRAIN_MEAN] * 3, std=[TRAIN_STD] * 3)
-        models.save(model, a.checkpoint, input_spec=s2, classes=list(SHAPES), meta={"history": history})
+        models.save(model, a.checkpoint, input_spec=s2, classes=list(SHAPES), meta={"history": before + history})
 
+    init, before = None, []
+    if a.init:
+        init, info = models.load_with_info(a.init)
+        if info.input.get("mean") != [TRAIN_MEAN] * 3 or info.input.get("std") != [TRAIN_STD] * 3:
+            raise SystemExit(f"--init {a.init!r} is not a training checkpoint (it must declare the training normalisation)")
+        before = info.meta.get("history", [])
     model, meta = train(a.size, tuple(a.channels), a.epochs, a.per_epoch, a.batch, a.lr, a.seed, a.test_seed, a.n_test,
-                        checkpoint=checkpoint if a.checkpoint else None)
+                        checkpoint=checkpoint if a.checkpoint else None, init=init, first_epoch=a.first_epoch)
+    if a.init:
+        meta["history"] = before + meta["history"]
+        meta["continued_from"] = {"checkpoint_epochs": len(before), "lr": a.lr, "epochs": a.epochs}
     path = models.save(model, out, input_spec=spec, classes=list(SHAPES), meta=meta)
     print(f"held-out accuracy {meta['test_accuracy']:.4f} on {a.n_test} images (seed {a.test_seed}); "
           f"{meta['train_seconds']} s; wrote {path}")

@@ -50,6 +50,9 @@ def method_options(method, spec):
         "integrated_gradients": [{"quadrature": q, "steps": 16} for q in
                                  ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre")]
                                 + [{"quadrature": "exact"}],
+        "expected_gradients": [{"references": (np.linspace(-0.5, 0.5, 3)[:, None, None, None]
+                                               * np.ones((3,) + tuple(spec.input_shape[1:]))).tolist(),
+                                "n_samples": 8, "rng": 0}],
         "smoothgrad": [{"rng": 0}],
     }
     return table.get(method)

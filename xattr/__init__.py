@@ -15,13 +15,20 @@ from ._conventions import MAXPOOL_TIE_POLICY, RELU_GRAD_AT_ZERO
 from .methods import (
     backprop,
     cam,
+    class_model_visualisation,
     deconvnet,
+    exact_integrated_gradients,
+    expected_gradients,
+    expected_gradients_exact,
     grad_cam,
     gradient,
     gradient_x_input,
     guided_backprop,
     guided_grad_cam,
+    integrated_gradients,
     reduce_channels,
+    saturation,
+    smoothgrad,
 )
 from .methods.registry import available_methods, get_method
 from .model import FunctionModel, check_model, from_function
@@ -33,4 +40,6 @@ __all__ = [
     "nn", "from_function", "FunctionModel", "check_model", "rule_table",
     "backprop", "gradient", "gradient_x_input", "deconvnet", "guided_backprop", "reduce_channels",
     "cam", "grad_cam", "guided_grad_cam", "available_methods", "get_method", "MAXPOOL_TIE_POLICY", "RELU_GRAD_AT_ZERO",
+    "integrated_gradients", "exact_integrated_gradients", "expected_gradients", "expected_gradients_exact",
+    "saturation", "smoothgrad", "class_model_visualisation",
 ]

@@ -1,16 +1,30 @@
 """Attribution methods: one file per family, one function per method."""
 from .cam import cam, grad_cam, guided_grad_cam, upsample_bilinear
 from .gradient import backprop, deconvnet, gradient, gradient_x_input, guided_backprop, reduce_channels
+from .class_visualisation import class_model_visualisation
+from .path import (
+    exact_integrated_gradients, expected_gradients, expected_gradients_exact, integrated_gradients, quadrature_rule,
+    saturation,
+)
 from .registry import available_methods, get_method, register_method
+from .smoothing import noise_scale, smoothgrad, smoothgrad_gradient, smoothgrad_squared_gradient, vargrad_gradient
 
 for _name, _fn in [
     ("gradient", gradient), ("gradient_x_input", gradient_x_input), ("deconvnet", deconvnet),
     ("guided_backprop", guided_backprop), ("cam", cam), ("grad_cam", grad_cam), ("guided_grad_cam", guided_grad_cam),
 ]:
     register_method(_name, _fn, "gradient" if "cam" not in _name else "cam")
+# path and noise methods; expected gradients needs references and is not registered (every registry entry
+# must run as fn(model, x, target)); the SmoothGrad entries wrap the gradient with a stated default seed 0.
+register_method("integrated_gradients", integrated_gradients, "path")
+for _name, _fn in [("smoothgrad", smoothgrad_gradient), ("smoothgrad_squared", smoothgrad_squared_gradient),
+                   ("vargrad", vargrad_gradient)]:
+    register_method(_name, _fn, "smoothing")
 
 __all__ = [
     "backprop", "gradient", "gradient_x_input", "deconvnet", "guided_backprop", "reduce_channels",
     "cam", "grad_cam", "guided_grad_cam", "upsample_bilinear",
     "available_methods", "get_method", "register_method",
+    "integrated_gradients", "exact_integrated_gradients", "quadrature_rule", "expected_gradients",
+    "expected_gradients_exact", "saturation", "smoothgrad", "noise_scale", "class_model_visualisation",
 ]

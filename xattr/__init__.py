@@ -16,11 +16,14 @@ from .methods import (
     backprop,
     cam,
     deconvnet,
+    deeplift,
+    deepshap,
     grad_cam,
     gradient,
     gradient_x_input,
     guided_backprop,
     guided_grad_cam,
+    lrp,
     reduce_channels,
 )
 from .methods import grid_segments, kernel_shap, lime, occlusion, shapley, slic_segments
@@ -33,6 +36,6 @@ __version__ = "0.1.0"
 __all__ = [
     "nn", "from_function", "FunctionModel", "check_model", "rule_table",
     "backprop", "gradient", "gradient_x_input", "deconvnet", "guided_backprop", "reduce_channels",
-    "cam", "grad_cam", "guided_grad_cam", "available_methods", "get_method", "MAXPOOL_TIE_POLICY", "RELU_GRAD_AT_ZERO",
+    "cam", "grad_cam", "guided_grad_cam", "deeplift", "deepshap", "lrp", "available_methods", "get_method", "MAXPOOL_TIE_POLICY", "RELU_GRAD_AT_ZERO",
     "occlusion", "lime", "kernel_shap", "shapley", "grid_segments", "slic_segments",
 ]

@@ -1,6 +1,8 @@
 """Attribution methods: one file per family, one function per method."""
 from .cam import cam, grad_cam, guided_grad_cam, upsample_bilinear
 from .gradient import backprop, deconvnet, gradient, gradient_x_input, guided_backprop, reduce_channels
+from .deeplift import deeplift, deepshap
+from .lrp import COMPOSITES, lrp
 from .perturbation import kernel_shap, lime, occlusion, shapley
 from .registry import available_methods, get_method, register_method
 from .segments import grid_segments, slic_segments
@@ -10,12 +12,15 @@ for _name, _fn in [
     ("guided_backprop", guided_backprop), ("cam", cam), ("grad_cam", grad_cam), ("guided_grad_cam", guided_grad_cam),
 ]:
     register_method(_name, _fn, "gradient" if "cam" not in _name else "cam")
+for _name, _fn in [("deeplift", deeplift), ("deepshap", deepshap), ("lrp", lrp)]:
+    register_method(_name, _fn, "relevance")
 for _name, _fn in [("occlusion", occlusion), ("lime", lime), ("kernel_shap", kernel_shap), ("shapley", shapley)]:
     register_method(_name, _fn, "perturbation")
 
 __all__ = [
     "backprop", "gradient", "gradient_x_input", "deconvnet", "guided_backprop", "reduce_channels",
     "cam", "grad_cam", "guided_grad_cam", "upsample_bilinear",
+    "deeplift", "deepshap", "lrp", "COMPOSITES",
     "available_methods", "get_method", "register_method",
     "occlusion", "lime", "kernel_shap", "shapley", "grid_segments", "slic_segments",
 ]

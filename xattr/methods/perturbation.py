@@ -450,7 +450,7 @@ def _box_forward(layer, boxes):
     small inputs than a batched matmul; the result is the convolution of :mod:`xattr.nn.conv` (same
     im2col, same sums), checked against full recomputation by the tests.
     """
-    from ..nn.conv import Conv2D, conv_output_size, im2col
+    from ..nn.conv import Conv2D, conv_output_size, im2col, weight_matrix
 
     if type(layer) is not Conv2D:
         return layer.forward(boxes)[0]
@@ -458,7 +458,7 @@ def _box_forward(layer, boxes):
     (kh, kw), (sh, sw), (dh, dw) = layer.kernel_size, layer.stride, layer.dilation
     out_hw = (conv_output_size(h, kh, sh, dh, 0, 0), conv_output_size(w, kw, sw, dw, 0, 0))
     cols = im2col(boxes, layer.kernel_size, layer.stride, layer.dilation, out_hw)  # (B, K, P)
-    w2 = layer.weight.reshape(layer.out_channels, -1).astype(boxes.dtype, copy=False)
+    w2 = weight_matrix(layer.weight, boxes.dtype)  # columns in im2col's row order
     y = np.tensordot(w2, cols, axes=([1], [1]))  # (O, B, P)
     if layer.bias is not None:
         y += layer.bias.astype(boxes.dtype, copy=False)[:, None, None]

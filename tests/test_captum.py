@@ -215,6 +215,28 @@ def test_deeplift_maxpool_rescale_mode_is_not_captums():
     assert_agree(xattr.deeplift(model, x, target, maxpool="gradient", reference=r), theirs)
 
 
+def test_deeplift_maxpool_as_first_layer_breaks_summation_to_delta():
+    """Pinned Captum difference: on a net whose first layer is a max-pool (the conformance model
+    ``pool_first_ties``), Captum 0.9's DeepLift matches neither xattr max-pool mode and its attributions
+    miss Δt by several percent; xattr's ``maxpool="rescale"`` sums to Δt to round-off."""
+    from xattr.conformance.models import build_inputs, build_models
+
+    spec = build_models()["pool_first_ties"]
+    net, model = spec.to_torch(), spec.to_xattr()
+    x, target = build_inputs(spec)
+    ref = 0.3 * np.random.default_rng(1).normal(size=x.shape)
+    rows = np.arange(len(x))
+    delta_t = model.forward(x)[rows, target] - model.forward(ref)[rows, target]
+    theirs = captum_attr.DeepLift(net).attribute(_t(x), target=_tt(target), baselines=_t(ref).detach()).detach().numpy()
+    gap = lambda a: np.abs(a.reshape(len(x), -1).sum(axis=1) - delta_t).max() / np.abs(delta_t).max()  # noqa: E731
+    exact = xattr.deeplift(model, x, target, reference=ref, maxpool="rescale")
+    assert gap(exact) < 1e-12
+    assert gap(theirs) > 1e-2
+    for mode in ("gradient", "rescale"):
+        ours = xattr.deeplift(model, x, target, reference=ref, maxpool=mode)
+        assert np.abs(ours - theirs).max() > 1e-2 * np.abs(theirs).max()
+
+
 def test_deeplift_shap(setup):
     net, model, x, target, _ = setup
     refs = np.random.default_rng(12).normal(size=(4,) + x.shape[1:]) * 0.3

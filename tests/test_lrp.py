@@ -125,6 +125,41 @@ def test_conv_rule_equals_matrix_oracle_of_the_unrolled_conv(rule, seed, k, stri
     _check_rule_against_oracle(layer, a, rule, rng)
 
 
+@pytest.mark.parametrize("rule", RULES)
+@pytest.mark.parametrize("kind", ["dense", "conv"])
+def test_each_rule_conserves_relevance_at_a_bias_free_layer(rule, kind):
+    """Σ_j R_j = Σ_k R_k for every rule on a bias-free layer (z⁺, γ on a ≥ 0), except what ε absorbs,
+    the relevance of units with z⁺_k = 0 under z⁺ (dropped, not NaN),
+    Σ_k R_k ε sign z_k / (z_k + ε sign z_k), and αβ's α[z⁺_k ≠ 0] − β[z⁻_k ≠ 0] (a unit whose
+    contributions all have one sign passes α or β times its relevance, not 1 times)."""
+    rng = np.random.default_rng(12)
+    layer = Dense(6, 4, bias=False, rng=rng) if kind == "dense" else Conv2D(2, 3, 3, padding=1, bias=False, rng=rng)
+    a = np.abs(rng.normal(size=(2, 6) if kind == "dense" else (2, 2, 4, 4)))
+    y, cache = layer.forward(a)
+    R = rng.normal(size=y.shape)
+    opts = {"low": a - 1, "high": a + 1} if rule == "zbox" else dict(OPTS.get(rule, {}))
+    out = layer.backward(R, cache, COLUMN[rule], **opts)
+    if rule == "epsilon":
+        kept = R * y / (y + 0.1 * np.where(y >= 0, 1, -1))
+    elif rule == "alphabeta":
+        a_pos = a >= 0  # all inputs are >= 0 here: z⁺ from w⁺, z⁻ from w⁻
+        zp = replaced_forward(layer, a, np.maximum(layer.weight, 0))
+        zn = replaced_forward(layer, a, np.minimum(layer.weight, 0))
+        assert a_pos.all()
+        kept = R * (2.0 * (zp != 0) - 1.0 * (zn != 0))
+    elif rule == "zplus":  # a unit with no positive contribution (e.g. its w⁺ all on padding) drops its relevance
+        kept = R * (replaced_forward(layer, a, np.maximum(layer.weight, 0)) != 0)
+    else:
+        kept = R
+    np.testing.assert_allclose(out.reshape(2, -1).sum(1), kept.reshape(2, -1).sum(1), rtol=1e-10, atol=1e-12)
+
+
+def replaced_forward(layer, a, w):
+    lay = copy.deepcopy(layer)
+    lay.weight = w
+    return lay(a)
+
+
 def test_alphabeta_beta_zero_and_a_zero_denominator_give_no_nan():
     layer = Dense(3, 2, rng=0)
     layer.weight = np.array([[1.0, -1.0, 0.0], [-2.0, -1.0, 0.0]])

@@ -14,7 +14,7 @@ import pytest
 import xattr
 from xattr.methods import perturbation as P
 from xattr.methods.segments import grid_segments
-from xattr.nn import Conv2D, Dense, GlobalAvgPool2D, MaxPool2D, ReLU, Sequential
+from xattr.nn import Conv2D, Dense, Flatten, GlobalAvgPool2D, MaxPool2D, ReLU, Sequential
 
 
 def small_cnn(seed=0, c=2):
@@ -371,3 +371,73 @@ def test_registry_and_progress(capsys):
     silent = P._Progress(3, False, "quiet")
     silent.update(3)
     assert capsys.readouterr().err == ""
+
+
+# -- exact Shapley through receptive fields (locality) ------------------------------------------
+def local_archs():
+    from xattr.nn import AvgPool2D, BatchNorm2D, Dropout
+    g = np.random.default_rng(20)
+    bn = BatchNorm2D(3)
+    bn.weight, bn.bias, bn.running_mean = g.normal(size=3), g.normal(size=3), g.normal(size=3)
+    return [
+        Sequential(Conv2D(2, 3, 3, padding=1, rng=g), ReLU(), MaxPool2D(2), Conv2D(3, 4, 3, padding=1, rng=g), ReLU(),
+                   GlobalAvgPool2D(), Dense(4, 3, rng=g)),
+        Sequential(Conv2D(2, 3, 2, stride=2, rng=g), bn, ReLU(), AvgPool2D(3, stride=1, padding=1),
+                   Conv2D(3, 3, 3, dilation=2, padding=2, rng=g), Dropout(), ReLU(), GlobalAvgPool2D(),
+                   Dense(3, 5, rng=g), ReLU(), Dense(5, 3, rng=g)),
+        Sequential(Conv2D(2, 2, 1, rng=g), ReLU(), MaxPool2D(3, stride=2, padding=1), GlobalAvgPool2D(),
+                   Dense(2, 3, rng=g)),
+        Sequential(Conv2D(2, 3, 4, padding="same", rng=g), ReLU(), MaxPool2D(2), Conv2D(3, 3, 2, padding="same", rng=g),
+                   GlobalAvgPool2D(), Dense(3, 3, rng=g)),  # even kernels: asymmetric padding
+    ]
+
+
+@pytest.mark.parametrize("arch", range(4))
+@pytest.mark.parametrize("seg_kind", ["grid", "random"])
+def test_shapley_through_receptive_fields_equals_enumeration(arch, seg_kind):
+    model, rng = local_archs()[arch], np.random.default_rng(arch)
+    x = rng.random((2, 2, 12, 12))
+    if seg_kind == "grid":
+        seg = grid_segments((12, 12), (2, 3))
+    else:  # scattered labels: receptive fields touch many segments, so locality does not pay off
+        seg = rng.integers(0, 5, (12, 12))
+    target = np.array([0, 2])
+    full = xattr.shapley(model, x, target, segments=seg, baseline="blur", sigma=1.0, locality=False)
+    local = xattr.shapley(model, x, target, segments=seg, baseline="blur", sigma=1.0, locality=True, batch_size=7)
+    np.testing.assert_allclose(local, full, rtol=1e-11, atol=1e-13 * np.abs(full).max())
+
+
+def test_locality_auto_uses_fewer_evaluations_and_true_is_checked():
+    model = local_archs()[0]
+    x = np.random.default_rng(21).random((1, 2, 24, 24))
+    lab = grid_segments((24, 24), 3)  # 8-pixel cells, receptive field 8 pixels: at most 2 x 2 segments each
+    plan = P._local_plan(model, x.shape, lab, 9)
+    assert plan is not None and plan.cost < 2**9
+    calls = []
+
+    class Counting(Sequential):
+        def forward(self, x):
+            calls.append(len(x))
+            return super().forward(x)
+
+    counting = Counting(*[(la.name, la) for la in model.layers])
+    xattr.shapley(counting, x, 0, segments=lab)  # auto: tables, no full forwards of coalitions
+    assert sum(calls) == 1  # only f(x) for the target
+    flat = Sequential(Conv2D(2, 2, 3, rng=0), ReLU(), Flatten(), Dense(2 * 22 * 22, 3, rng=1))
+    with pytest.raises(ValueError, match="GlobalAvgPool2D"):
+        xattr.shapley(flat, x, 0, segments=lab, locality=True)
+    with pytest.raises(ValueError, match="locality"):
+        xattr.shapley(model, x, 0, segments=lab, locality="yes")
+    np.testing.assert_allclose(xattr.shapley(flat, x, 0, segments=lab),  # auto falls back to enumeration
+                               xattr.shapley(flat, x, 0, segments=lab, locality=False))
+
+
+@pytest.mark.parametrize("method", ["lime", "kernel_shap"])
+def test_lime_and_kernel_shap_through_receptive_fields_equal_direct_evaluation(method):
+    model, x = local_archs()[0], np.random.default_rng(22).random((1, 2, 24, 24))
+    lab = grid_segments((24, 24), 3)
+    fn = getattr(xattr, method)
+    kw = dict(segments=lab, n_samples=300, rng=5, baseline="mean")
+    direct = fn(model, x, 1, locality=False, **kw)
+    local = fn(model, x, 1, locality=True, **kw)
+    np.testing.assert_allclose(local, direct, rtol=1e-9, atol=1e-12 * np.abs(direct).max())

@@ -14,6 +14,13 @@ kernel_shap Shapley-kernel weighted least squares          Lundberg & Lee 2017
 shapley    exact, all 2^M coalitions                      Shapley 1953
 ========== ============================================== ==========================================
 
+Coalition values for LIME, KernelSHAP and exact Shapley come either from batched model evaluations
+or, for an :class:`xattr.nn.Sequential` whose local layers end in global average pooling, from
+receptive-field tables (``locality="auto"``): each position of the last local activation depends
+only on the segments its receptive field touches, so its contribution to the pooled vector is
+tabulated over the subsets of those few segments; the values are the same up to summation order.
+The same region maps (projective fields) drive incremental occlusion.
+
 Numerical choices, named (see each function for details):
 
 * occlusion overlaps are **averaged** (``aggregate="mean"``, as Captum); PAIR saliency **sums**
@@ -364,20 +371,19 @@ class _IncrementalRunner:
         self.layers = model.layers
         self.maps = [region_map(la) for la in self.layers[: self.prefix]]
         self.valid = [without_padding(la) if rm.kind == "window" else la for la, rm in zip(self.layers, self.maps)]
-        sizes = _box_sizes(model, self.prefix, x.shape[2:], window)
-        # base activations at the input of each prefix layer (and the global layer's output)
+        # base activations at the input of each prefix layer (and the prefix's output)
         acts, a = [], x
         for layer in self.layers[: self.prefix]:
             acts.append(a)
             a = layer.forward(a)[0]
         self.acts, self.last_out = acts, a
-        # padded copies for the window layers: margin = the layer's padding + the box size (see step)
+        # padded copies for the window layers; margin = padding + 1 (one spare row/column, see scores)
         self.padded, self.margin = {}, {}
-        for li, (rm, (hw, size, _)) in enumerate(zip(self.maps, sizes)):
+        for li, rm in enumerate(self.maps):
             if rm.kind == "window":
                 pads = self.layers[li].pads
-                m = (max(pads[0]) + size[0], max(pads[1]) + size[1])
-                self.margin[li] = m
+                m = (max(pads[0]) + 1, max(pads[1]) + 1)
+                self.margin[li] = np.array(m)
                 self.padded[li] = np.pad(
                     acts[li], ((0, 0), (0, 0), (m[0], m[0]), (m[1], m[1])), constant_values=finite_pad_value(rm, x.dtype)
                 ).astype(x.dtype, copy=False)
@@ -385,17 +391,16 @@ class _IncrementalRunner:
     @staticmethod
     def _gather(arr, image, lo, size):
         """Boxes ``arr[image[b], :, lo[b,0]:+size[0], lo[b,1]:+size[1]]`` -> ``(B, C, h, w)`` (one fancy index)."""
-        r = lo[:, 0, None] + np.arange(size[0])
-        c = lo[:, 1, None] + np.arange(size[1])
-        return arr[image[:, None, None], :, r[:, :, None], c[:, None, :]].transpose(0, 3, 1, 2)
+        from numpy.lib.stride_tricks import sliding_window_view
+
+        view = sliding_window_view(arr, tuple(size), axis=(2, 3))  # (N, C, ., ., h, w), no copy
+        return view[image, :, lo[:, 0], lo[:, 1]]
 
     @staticmethod
-    def _paste(dest, patch, off):
-        """Write ``patch (B, C, h, w)`` into ``dest (B, C, ., .)`` at per-item offsets ``off (B, 2)``."""
-        B, _, h, w = patch.shape
-        r = off[:, 0, None] + np.arange(h)
-        c = off[:, 1, None] + np.arange(w)
-        dest[np.arange(B)[:, None, None], :, r[:, :, None], c[:, None, :]] = patch.transpose(0, 2, 3, 1)
+    def _paste(dest, patch, rows, cols):
+        """``dest[b, :, rows[b, i], cols[b, j]] = patch[b, :, i, j]`` for per-item row/column indices."""
+        B = patch.shape[0]
+        dest[np.arange(B)[:, None, None], :, rows[:, :, None], cols[:, None, :]] = patch.transpose(0, 2, 3, 1)
 
     def scores(self, image, r0, c0):
         x, (kh, kw) = self.x, self.window
@@ -403,42 +408,61 @@ class _IncrementalRunner:
         # the changed box at the input: the window, shifted inside the image (border windows are clipped)
         lo = np.stack([np.minimum(r0, H - kh), np.minimum(c0, W - kw)], axis=1)
         size = (kh, kw)
-        box_x = self._gather(x, image, lo, size)
-        box_f = self._gather(self.fill, image, lo, size)
         rr = lo[:, 0, None] + np.arange(kh)
         cc = lo[:, 1, None] + np.arange(kw)
         inside = (((rr >= r0[:, None]) & (rr < r0[:, None] + kh))[:, :, None]
                   & ((cc >= c0[:, None]) & (cc < c0[:, None] + kw))[:, None, :])
-        patch = np.where(inside[:, None], box_f, box_x)
+        patch = np.where(inside[:, None], self._gather(self.fill, image, lo, size), self._gather(x, image, lo, size))
         for li in range(self.prefix):
             layer, rm = self.layers[li], self.maps[li]
             if rm.kind == "pointwise":
                 patch = layer.forward(patch)[0]
             elif rm.kind == "window":
-                in_hw = self.acts[li].shape[2:]
-                out_lo, out_size, need_lo, need_size = rm.fn(layer, lo, size, in_hw)
-                m = self.margin[li]
-                # read the needed box extended by the changed box's size on each side, so that the
-                # changed box always fits (where it lies outside the needed box it reaches no output)
-                ext_lo = need_lo - np.asarray(size)
-                ext_size = (need_size[0] + 2 * size[0], need_size[1] + 2 * size[1])
-                slab = self._gather(self.padded[li], image, ext_lo + np.asarray(m), ext_size)
-                off = np.clip(lo - ext_lo, 0, np.asarray(need_size) + np.asarray(size))
-                self._paste(slab, patch, off)
-                inner = slab[:, :, size[0]: size[0] + need_size[0], size[1]: size[1] + need_size[1]]
-                patch = self.valid[li].forward(np.ascontiguousarray(inner))[0]
+                out_lo, out_size, need_lo, need_size = rm.fn(layer, lo, size, self.acts[li].shape[2:])
+                # read the needed box plus one spare row and column; changed pixels that fall outside
+                # the needed box reach no output of the layer, so they are parked in the spare row/column
+                slab = self._gather(self.padded[li], image, need_lo + self.margin[li],
+                                    (need_size[0] + 1, need_size[1] + 1))
+                rows = lo[:, 0, None] - need_lo[:, 0, None] + np.arange(size[0])
+                cols = lo[:, 1, None] - need_lo[:, 1, None] + np.arange(size[1])
+                rows = np.where((rows >= 0) & (rows < need_size[0]), rows, need_size[0])
+                cols = np.where((cols >= 0) & (cols < need_size[1]), cols, need_size[1])
+                self._paste(slab, patch, rows, cols)
+                patch = _box_forward(self.valid[li], slab[:, :, : need_size[0], : need_size[1]])
                 lo, size = out_lo, tuple(out_size)
             else:  # global: corrects the unoccluded output, then the rest runs in full (small)
                 out = rm.fn(layer, self.acts[li], self.last_out, image, patch, lo)
                 return self._tail(out, li + 1)
         full = self.last_out[image].copy()
-        self._paste(full, patch, lo)
+        self._paste(full, patch, lo[:, 0, None] + np.arange(size[0]), lo[:, 1, None] + np.arange(size[1]))
         return self._tail(full, self.prefix)
 
     def _tail(self, a, start):
         for layer in self.layers[start:]:
             a = layer.forward(a)[0]
         return a
+
+
+def _box_forward(layer, boxes):
+    """A padding-free window layer on a batch of small boxes.
+
+    Convolutions run as one GEMM over all boxes (``W (O, K) @ cols (K, B*P)``), much faster for many
+    small inputs than a batched matmul; the result is the convolution of :mod:`xattr.nn.conv` (same
+    im2col, same sums), checked against full recomputation by the tests.
+    """
+    from ..nn.conv import Conv2D, conv_output_size, im2col, weight_matrix
+
+    if type(layer) is not Conv2D:
+        return layer.forward(boxes)[0]
+    B, _, h, w = boxes.shape
+    (kh, kw), (sh, sw), (dh, dw) = layer.kernel_size, layer.stride, layer.dilation
+    out_hw = (conv_output_size(h, kh, sh, dh, 0, 0), conv_output_size(w, kw, sw, dw, 0, 0))
+    cols = im2col(boxes, layer.kernel_size, layer.stride, layer.dilation, out_hw)  # (B, K, P)
+    w2 = weight_matrix(layer.weight, boxes.dtype)  # columns in im2col's row order
+    y = np.tensordot(w2, cols, axes=([1], [1]))  # (O, B, P)
+    if layer.bias is not None:
+        y += layer.bias.astype(boxes.dtype, copy=False)[:, None, None]
+    return y.transpose(1, 0, 2).reshape((B, layer.out_channels) + out_hw)
 
 
 # -- Shapley values ------------------------------------------------------------------------------
@@ -484,6 +508,169 @@ def shapley_from_values(v):
     return phi
 
 
+# Exact Shapley values through receptive fields: for a Sequential whose local layers (conv, pooling,
+# pointwise) end in global average pooling, each position of the last local activation depends only
+# on the few segments its receptive field touches, and the pooled vector is a sum over positions.
+# Each position's contribution is tabulated for the 2^k subsets of its k segments only; the pooled
+# vector of every coalition is then a sum of table look-ups, and the layers after the pooling run on it.
+def _gap_split(model):
+    """Index of the GlobalAvgPool2D ending a local prefix (every layer before it has a region map), or None."""
+    from ..nn.pool import GlobalAvgPool2D
+
+    k = _incremental_prefix(model)
+    if k and isinstance(model.layers[k - 1], GlobalAvgPool2D) and k > 1:
+        return k - 1
+    return None
+
+
+def _receptive_fields(model, stop, in_hw):
+    """Per axis, the input range ``[lo, hi]`` (inclusive, clipped to the image) read by each output position
+    of ``model.layers[:stop]``: the region maps' needed boxes, composed backwards."""
+    from ..nn.region import region_map
+
+    specs, hw = [], tuple(in_hw)
+    for layer in model.layers[:stop]:
+        if region_map(layer).kind == "window":
+            specs.append((layer, hw))
+            hw = tuple(_layer_out_hw(layer, hw))
+    out = []
+    for axis in (0, 1):
+        lo = np.arange(hw[axis])
+        hi = lo.copy()
+        for layer, lhw in reversed(specs):
+            need_lo, need_hi = _needed_range(layer, lo, hi, axis)
+            lo, hi = np.maximum(need_lo, 0), np.minimum(need_hi, lhw[axis] - 1)  # padding reads no input
+        out.append((lo, hi))
+    return out, hw
+
+
+def _needed_range(layer, lo, hi, axis):
+    """Input rows ``[lo*s - pad, hi*s - pad + d(k-1)]`` read by output rows ``[lo, hi]`` of a window layer."""
+    k, s = layer.kernel_size[axis], layer.stride[axis]
+    d = getattr(layer, "dilation", (1, 1))[axis]
+    pad = layer.pads[axis][0]
+    return lo * s - pad, hi * s - pad + d * (k - 1)
+
+
+def _segment_sets(lab, M, fields):
+    """Which segments each position's receptive field touches: bool ``(M, Ho, Wo)`` (2-D prefix sums)."""
+    (rlo, rhi), (clo, chi) = fields
+    onehot = (lab[None] == np.arange(M)[:, None, None]).astype(np.int64)
+    cs = np.zeros((M, lab.shape[0] + 1, lab.shape[1] + 1), dtype=np.int64)
+    cs[:, 1:, 1:] = onehot.cumsum(1).cumsum(2)
+    r0, r1 = rlo[:, None], rhi[:, None] + 1
+    c0, c1 = clo[None, :], chi[None, :] + 1
+    return (cs[:, r1, c1] - cs[:, r0, c1] - cs[:, r1, c0] + cs[:, r0, c0]) > 0
+
+
+class _LocalPlan:
+    """Positions of the last local activation grouped by the set of segments their receptive fields touch."""
+
+    def __init__(self, split, groups, gid):
+        self.split, self.groups, self.gid = split, groups, gid  # groups: bool (G, M); gid: (positions,)
+        self.cost = int((2 ** groups.sum(1)).sum())  # prefix evaluations needed for the tables
+
+
+def _local_plan(model, x_shape, lab, M):
+    """A :class:`_LocalPlan`, or None when the model is not local layers followed by global average pooling."""
+    split = _gap_split(model)
+    if split is None:
+        return None
+    fields, _ = _receptive_fields(model, split, x_shape[2:])
+    touched = _segment_sets(lab, M, fields).reshape(M, -1).T  # (positions, M)
+    groups, gid = np.unique(touched, axis=0, return_inverse=True)
+    return _LocalPlan(split, groups, gid.ravel())
+
+
+class _LocalGame:
+    """Values of any coalitions from per-group tables (exact up to summation order).
+
+    For each group of positions (segments set ``R``), the summed prefix activation over its positions
+    is tabulated for the ``2^|R|`` subsets of ``R`` (``plan.cost`` prefix evaluations in all).  The
+    pooled vector of a coalition ``S`` is then ``sum_g table_g[S ∩ R_g] / P`` and the layers after the
+    pooling run on it.
+    """
+
+    def __init__(self, model, value, xn, filln, lab, M, image, plan, batch_size, bar):
+        self.value, self.image, self.dtype = value, image, xn.dtype
+        self.tail = model.layers[plan.split + 1:]
+        self._build = (model, xn, filln, lab, M, plan, batch_size, bar)
+        self.tables = None
+
+    def _tabulate(self, model, xn, filln, lab, M, plan, batch_size, bar):
+        G = (plan.gid[None, :] == np.arange(len(plan.groups))[:, None]).astype(np.float64)  # (groups, positions)
+        self.P = G.shape[1]
+        self.tables, self.members = [], []
+        for g, touched in enumerate(plan.groups):  # per group of positions (a handful), never per pixel
+            members = np.flatnonzero(touched)
+            k = len(members)
+            sub = ((np.arange(2**k)[:, None] >> np.arange(k)) & 1).astype(bool)  # subsets, by compressed code
+            present = np.zeros((2**k, M), dtype=bool)
+            present[:, members] = sub
+            rows = []
+            for a in range(0, 2**k, batch_size):
+                h = _seg.compose(xn, filln, lab, present[a:a + batch_size])
+                for layer in model.layers[: plan.split]:
+                    h = layer.forward(h)[0]
+                rows.append(h.reshape(h.shape[0], h.shape[1], -1).astype(np.float64) @ G[g])
+                bar.update(len(h))
+            self.tables.append(np.concatenate(rows))  # (2^k, C)
+            self.members.append(members)
+
+    def values(self, masks):
+        """Explained values ``(B,)`` float64 of coalitions ``masks`` (bool ``(B, M)``, True = present)."""
+        if self.tables is None:
+            self._tabulate(*self._build)
+        pooled = np.zeros((len(masks), self.tables[0].shape[1]))
+        for table, members in zip(self.tables, self.members):
+            code = masks[:, members].astype(np.int64) @ (np.int64(1) << np.arange(len(members)))
+            pooled += table[code]
+        out = (pooled / self.P).astype(self.dtype)
+        for layer in self.tail:
+            out = layer.forward(out)[0]
+        return np.asarray(self.value(_scores_of(out, len(masks)), np.full(len(masks), self.image)), dtype=np.float64)
+
+
+def _games(model, value, x, fill, labels, counts, needed, locality, batch_size, progress, desc):
+    """Per image, a function ``masks (B, M) -> values (B,)``: tables (locality) or batched model evaluations;
+    and the progress bar counting the model evaluations both will make.
+
+    ``needed[n]`` is how many coalitions image ``n`` will ask for; ``"auto"`` builds tables only when
+    they cost fewer evaluations than that.
+    """
+    if locality not in ("auto", True, False):
+        raise ValueError(f"locality must be 'auto', True or False, got {locality!r}")
+    plans = []
+    for lab, M, k in zip(labels, counts, needed):
+        plan = _local_plan(model, x.shape, lab, M) if locality is not False else None
+        if locality is True and plan is None:
+            raise ValueError(
+                "locality=True needs an xattr.nn.Sequential whose local layers (Conv2D, pooling, ReLU, "
+                f"BatchNorm2D, Dropout) end in GlobalAvgPool2D; got {type(model).__name__}"
+            )
+        plans.append(plan if plan is not None and (locality is True or plan.cost < k) else None)
+    bar = _Progress(sum(k if p is None else p.cost for p, k in zip(plans, needed)), progress, desc)
+    games = []
+    for n, (lab, M, plan) in enumerate(zip(labels, counts, plans)):
+        if plan is not None:
+            games.append(_LocalGame(model, value, x[n], fill[n], lab, M, n, plan, batch_size, bar).values)
+        else:
+            games.append(_evaluator(model, value, x[n], fill[n], lab, n, batch_size, bar))
+    return games, bar
+
+
+def _evaluator(model, value, xn, filln, lab, image, batch_size, bar):
+    def values(masks):
+        return _coalition_values(model, value, xn, filln, lab, masks, image, batch_size, bar)
+    return values
+
+
+def _scores_of(s, n):
+    if s.ndim != 2 or s.shape[0] != n:
+        raise ValueError(f"model must return scores of shape (N, K) = ({n}, K), got {s.shape}")
+    return s
+
+
 def _prepare(model, x, target, segments, grid, baseline, sigma, batch_size):
     _check_model(model)
     x = check_image_batch(x)
@@ -494,7 +681,7 @@ def _prepare(model, x, target, segments, grid, baseline, sigma, batch_size):
 
 
 def shapley(model, x, target, segments=None, baseline=0.0, batch_size=DEFAULT_BATCH_SIZE, progress=False,
-            return_values=False, sigma=_seg.BLUR_SIGMA):
+            return_values=False, sigma=_seg.BLUR_SIGMA, locality="auto"):
     """Exact Shapley values of segments (Shapley 1953), by enumerating all ``2^M`` coalitions.
 
     The players are the segments; the value of a coalition ``S`` is the explained score of the
@@ -512,6 +699,14 @@ def shapley(model, x, target, segments=None, baseline=0.0, batch_size=DEFAULT_BA
         What a hidden segment becomes (:func:`xattr.methods.segments.fill_image`).
     return_values : bool
         Also return the per-segment values: ``(N, M)`` array (a list if ``M`` differs per image).
+    locality : ``"auto"``, True or False
+        For an :class:`xattr.nn.Sequential` whose local layers (conv, pooling, pointwise) end in global
+        average pooling, each position of the last local activation sees only the segments its
+        receptive field touches (from the layers' region maps): its contribution to the pooled vector
+        is tabulated over the subsets of those segments only, and every coalition's pooled vector is a
+        sum of look-ups (then the layers after the pooling run on it).  Same values up to summation
+        order, with far fewer model evaluations when segments are large compared with the receptive
+        field.  ``"auto"`` uses it when possible and it needs fewer evaluations than ``2^M``.
 
     Returns
     -------
@@ -524,15 +719,15 @@ def shapley(model, x, target, segments=None, baseline=0.0, batch_size=DEFAULT_BA
             f"exact Shapley values need 2^M model evaluations; M = {max(counts)} segments is above the limit "
             f"MAX_EXACT_SHAPLEY_SEGMENTS = {MAX_EXACT_SHAPLEY_SEGMENTS}; use kernel_shap or fewer segments"
         )
-    bar = _Progress(sum(2**m for m in counts), progress, "shapley")
+    games, bar = _games(model, value, x, fill, labels, counts, [2**M for M in counts], locality, batch_size,
+                        progress, "shapley")
     phis = []
     try:
-        for n, (lab, M) in enumerate(zip(labels, counts)):  # per image: its own 2^M batched evaluations
+        for n, (game, M) in enumerate(zip(games, counts)):  # per image: its own 2^M coalitions
             v = np.empty(2**M)
             for a in range(0, 2**M, 2**16):  # masks made in blocks: bounded memory for M up to 20
                 b = min(2**M, a + 2**16)
-                v[a:b] = _coalition_values(model, value, x[n], fill[n], lab, _all_coalitions(M, a, b), n,
-                                           batch_size, bar)
+                v[a:b] = game(_all_coalitions(M, a, b))
             phis.append(shapley_from_values(v))
     finally:
         bar.close()
@@ -560,7 +755,8 @@ def _constrained_wls(Z, y, w, total):
 
 
 def kernel_shap(model, x, target, segments=None, n_samples="auto", rng=None, baseline=0.0,
-                batch_size=DEFAULT_BATCH_SIZE, progress=False, return_values=False, sigma=_seg.BLUR_SIGMA):
+                batch_size=DEFAULT_BATCH_SIZE, progress=False, return_values=False, sigma=_seg.BLUR_SIGMA,
+                locality="auto"):
     """KernelSHAP (Lundberg & Lee 2017): Shapley values of segments by Shapley-kernel weighted regression.
 
     Fits ``v(S) - v(empty) ≈ sum_{j in S} phi_j`` over coalitions ``S`` weighted by the Shapley
@@ -584,6 +780,9 @@ def kernel_shap(model, x, target, segments=None, n_samples="auto", rng=None, bas
         Needed when sampling.
     return_values : bool
         Also return the per-segment values ``(N, M)`` (a list if ``M`` differs per image).
+    locality : ``"auto"``, True or False
+        Coalition values from receptive-field tables, as :func:`shapley` (``"auto"``: when that needs
+        fewer model evaluations than the coalitions asked for).
 
     Returns
     -------
@@ -600,12 +799,12 @@ def kernel_shap(model, x, target, segments=None, n_samples="auto", rng=None, bas
         plans.append(("enumerate", 2**M - 2) if k >= 2**M - 2 else ("sample", k + (k % 2)))
     if any(p[0] == "sample" for p in plans):
         gen = as_rng(rng)
-    bar = _Progress(sum(p[1] + 2 for p in plans), progress, "kernel_shap")
+    games, bar = _games(model, value, x, fill, labels, counts, [p[1] + 2 for p in plans], locality, batch_size,
+                        progress, "kernel_shap")
     phis = []
     try:
-        for n, (lab, M, (how, k)) in enumerate(zip(labels, counts, plans)):
-            ends = _coalition_values(model, value, x[n], fill[n], lab, np.array([[False] * M, [True] * M]), n,
-                                     batch_size, bar)
+        for n, (game, M, (how, k)) in enumerate(zip(games, counts, plans)):
+            ends = game(np.array([[False] * M, [True] * M]))
             total = ends[1] - ends[0]
             if M == 1:
                 phis.append(np.array([total]))
@@ -616,7 +815,7 @@ def kernel_shap(model, x, target, segments=None, n_samples="auto", rng=None, bas
             else:
                 Z = _sample_kernel_pairs(M, k // 2, gen)
                 w = np.ones(len(Z))
-            y = _coalition_values(model, value, x[n], fill[n], lab, Z, n, batch_size, bar) - ends[0]
+            y = game(Z) - ends[0]
             phis.append(_constrained_wls(Z.astype(np.float64), y, w, total))
     finally:
         bar.close()
@@ -638,7 +837,7 @@ def _sample_kernel_pairs(M, n_pairs, gen):
 
 # -- LIME ----------------------------------------------------------------------------------------
 def lime(model, x, target, segments=None, n_samples=1000, kernel_width=0.25, rng=None, baseline=0.0, alpha=1.0,
-         batch_size=DEFAULT_BATCH_SIZE, progress=False, return_weights=False, sigma=_seg.BLUR_SIGMA):
+         batch_size=DEFAULT_BATCH_SIZE, progress=False, return_weights=False, sigma=_seg.BLUR_SIGMA, locality="auto"):
     """LIME for images (Ribeiro et al. 2016): a weighted linear surrogate over segments.
 
     Draws ``n_samples`` binary masks ``z`` (the first all ones, the others uniform on ``{0, 1}^M``,
@@ -659,6 +858,9 @@ def lime(model, x, target, segments=None, n_samples=1000, kernel_width=0.25, rng
         Ridge penalty (the ``lime`` package uses scikit-learn's ``Ridge(alpha=1)``).
     return_weights : bool
         Also return ``(weights, intercepts)``: ``(N, M)`` (a list if ``M`` differs per image) and ``(N,)``.
+    locality : ``"auto"``, True or False
+        Coalition values from receptive-field tables, as :func:`shapley` (``"auto"``: when that needs
+        fewer model evaluations than ``n_samples``).
 
     Returns
     -------
@@ -673,13 +875,14 @@ def lime(model, x, target, segments=None, n_samples=1000, kernel_width=0.25, rng
     if not (isinstance(alpha, numbers.Real) and alpha >= 0):
         raise ValueError(f"alpha must be a non-negative number, got {alpha!r}")
     gen = as_rng(rng)
-    bar = _Progress(len(counts) * int(n_samples), progress, "lime")
+    games, bar = _games(model, value, x, fill, labels, counts, [int(n_samples)] * len(counts), locality, batch_size,
+                        progress, "lime")
     weights, intercepts = [], []
     try:
-        for n, (lab, M) in enumerate(zip(labels, counts)):
+        for game, M in zip(games, counts):
             Z = gen.integers(0, 2, size=(int(n_samples), M)).astype(bool)
             Z[0] = True
-            y = _coalition_values(model, value, x[n], fill[n], lab, Z, n, batch_size, bar)
+            y = game(Z)
             d = 1.0 - np.sqrt(Z.sum(1) / M)  # cosine distance to the all-ones mask (empty mask: 1)
             pi = np.exp(-(d**2) / kernel_width**2)
             w, b = _weighted_ridge(Z.astype(np.float64), y, pi, float(alpha))

@@ -235,7 +235,9 @@ def deeplift_linear_revealcancel(layer, g, cache, inp=None, ref=None, **_):
     up, down = da > 0, da < 0
     out = up * (transpose_with(layer, mp, cache, wp) + transpose_with(layer, mn, cache, wn))
     out += down * (transpose_with(layer, mp, cache, wn) + transpose_with(layer, mn, cache, wp))
-    out += ~(up | down) * transpose_with(layer, 0.5 * (mp + mn), cache, w)
+    still = ~(up | down)
+    if still.any():
+        out += still * transpose_with(layer, 0.5 * (mp + mn), cache, w)
     return out
 
 

@@ -43,10 +43,14 @@ import numpy as np
 
 
 def ig_spec():
-    from xattr.methods.registry import available_methods, get_method
+    from xattr.methods.registry import available_methods, get_method, register_method
 
     if "integrated_gradients" not in available_methods():
-        return None
+        try:  # the function exists but its family has not registered it (yet)
+            from xattr.methods.path import integrated_gradients
+        except ImportError:
+            return None
+        register_method("integrated_gradients", integrated_gradients, "path")
     params = inspect.signature(get_method("integrated_gradients")).parameters
     key = next((k for k in ("steps", "n_steps", "m") if k in params), None)
     return ("ig50", "integrated_gradients", {key: 50} if key else {})

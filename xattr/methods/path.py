@@ -105,7 +105,9 @@ def quadrature_rule(name, steps):
         a, w = np.linspace(0.0, 1.0, n), np.full(n, 1.0 / (n - 1))
         w[[0, -1]] /= 2
     else:
-        t, v = np.polynomial.legendre.leggauss(n)
+        from scipy.special import roots_legendre  # O(n) memory; numpy's leggauss builds an n×n matrix
+
+        t, v = roots_legendre(n)
         a, w = (t + 1) / 2, v / 2
     return a, w
 

@@ -59,7 +59,7 @@ from ..model import check_model
 from ..nn.activation import ReLU
 from ..nn.base import _JVP_RULES, Sequential
 from ..nn.base import Cache
-from ..nn.conv import Conv2D, pad_nchw
+from ..nn.conv import Conv2D, batch_chunks, col2im, pad_nchw, unpad
 from ..nn.pool import MaxPool2D
 
 QUADRATURES = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre", "exact")
@@ -406,9 +406,23 @@ def _forward(layers, v, dv=None):
     return v, dv, caches
 
 
+def _conv_input_grad(layer, g, cache):
+    """Conv2D's gradient rule (transposed convolution) with one GEMM per chunk: the walk's many small images."""
+    N, O = g.shape[:2]
+    P = cache.out_hw[0] * cache.out_hw[1]
+    w2t = layer.weight.reshape(O, -1).astype(g.dtype, copy=False).T
+    gx = np.empty(cache.xp.shape, dtype=g.dtype)
+    for sl in batch_chunks(N, 2 * w2t.shape[0] * P * g.itemsize):
+        gc = g[sl].reshape(-1, O, P)
+        n = gc.shape[0]
+        cols = (w2t @ gc.transpose(1, 0, 2).reshape(O, n * P)).reshape(-1, n, P).transpose(1, 0, 2)
+        gx[sl] = col2im(cols, gx[sl].shape, layer.kernel_size, layer.stride, layer.dilation, cache.out_hw)
+    return unpad(gx, layer.pads)
+
+
 def _backward(layers, caches, g):
     for layer, cache in zip(reversed(layers), reversed(caches)):
-        g = layer.backward(g, cache, "gradient")
+        g = _conv_input_grad(layer, g, cache) if type(layer) is Conv2D else layer.backward(g, cache, "gradient")
     return g
 
 

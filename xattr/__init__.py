@@ -17,6 +17,8 @@ from .methods import (
     cam,
     class_model_visualisation,
     deconvnet,
+    deeplift,
+    deepshap,
     exact_integrated_gradients,
     expected_gradients,
     expected_gradients_exact,
@@ -25,11 +27,13 @@ from .methods import (
     gradient_x_input,
     guided_backprop,
     guided_grad_cam,
+    lrp,
     integrated_gradients,
     reduce_channels,
     saturation,
     smoothgrad,
 )
+from .methods import grid_segments, kernel_shap, lime, occlusion, shapley, slic_segments
 from .methods.registry import available_methods, get_method
 from .model import FunctionModel, check_model, from_function
 from .nn import rule_table
@@ -39,7 +43,8 @@ __version__ = "0.1.0"
 __all__ = [
     "nn", "from_function", "FunctionModel", "check_model", "rule_table",
     "backprop", "gradient", "gradient_x_input", "deconvnet", "guided_backprop", "reduce_channels",
-    "cam", "grad_cam", "guided_grad_cam", "available_methods", "get_method", "MAXPOOL_TIE_POLICY", "RELU_GRAD_AT_ZERO",
+    "cam", "grad_cam", "guided_grad_cam", "deeplift", "deepshap", "lrp", "available_methods", "get_method", "MAXPOOL_TIE_POLICY", "RELU_GRAD_AT_ZERO",
+    "occlusion", "lime", "kernel_shap", "shapley", "grid_segments", "slic_segments",
     "integrated_gradients", "exact_integrated_gradients", "expected_gradients", "expected_gradients_exact",
     "saturation", "smoothgrad", "class_model_visualisation",
 ]

@@ -1,22 +1,101 @@
 """The ``xattr`` command.
 
-``xattr demo [--out DIR]``: the main job — builds a small CNN (fixed seed), draws a
-synthetic image, runs every available method, prints each map's statistics and writes a
-PNG grid.  (Until the trained model ships, the network has random weights.)
-``xattr methods``: the methods and the rendered rule table.
+``xattr demo [--out DIR]``
+    The main job: loads the shipped ``shapes`` CNN, draws examples from :func:`xattr.data.make_shapes`,
+    runs every registered method on the model's predictions and writes ``demo.png`` (images × methods,
+    ground truth beside them), ``summary.json`` and ``summary.md`` (prediction, per-method runtime,
+    completeness gap where the method defines one, pointing game against the ground-truth masks).
+``xattr explain IMAGE --model FILE --method NAME [--target K] [--layer NAME] [--out FILE]``
+    One method on any PNG/JPEG with any saved model; the image is resized and normalised as the
+    model file declares.
+``xattr methods``
+    The registered methods, the axioms each claims (when :mod:`xattr.testing` provides claims) and
+    the rule table.
+
+Bad input exits with status 2 and one line ``xattr: error: ...`` on stderr.
 """
 from __future__ import annotations
 
 import argparse
+import inspect
+import json
 import os
 import sys
 import time
 
 import numpy as np
 
+#: pointing-game tolerance in pixels.  Zhang et al. (2016, "Top-down neural attention by excitation
+#: backprop") count a hit within 15 px of the ground truth on images of a few hundred pixels; on the
+#: 32-pixel demo images that scales to about 1-2 px; we use 1.
+POINTING_TOLERANCE = 1
+
+#: per-method keyword arguments used by the demo and ``xattr explain`` (cheap settings that keep the
+#: demo under a minute).  Only the options a method's signature accepts are passed; methods that are
+#: not (yet) registered are simply never looked up.
+METHOD_OPTIONS = {
+    "integrated_gradients": {"baseline": 0.0, "steps": 32},
+    "expected_gradients": {"n_samples": 16},
+    "smoothgrad": {"n": 16},
+    "occlusion": {"window": 4, "stride": 2, "baseline": 0.0},
+    "lime": {"n_samples": 300},
+    "kernel_shap": {"n_samples": 300},
+}
+
+#: options filled by parameter name: always when the method requires them, and also when they default to
+#: ``None`` for the names in :data:`FILL_WHEN_NONE` (a stochastic method's ``rng``; DeepSHAP's background).
+#: Values are callables ``ctx -> value`` (ctx: :class:`_Context`).
+BY_PARAMETER = {
+    "rng": lambda ctx: ctx.seed,
+    "baseline": lambda ctx: 0.0,
+    "reference": lambda ctx: 0.0,
+    "baselines": lambda ctx: ctx.references(),
+    "references": lambda ctx: ctx.references(),
+    "segments": lambda ctx: ctx.segments(),
+}
+FILL_WHEN_NONE = {"rng", "baselines", "references"}
+
+#: how each family of maps is shown: ``(channel reduction, colormap)``.  Sensitivity maps (gradients and
+#: their guided variants) show Simonyan et al.'s ``max |.|`` over channels; attributions that sum to a
+#: score difference (gradient×input, IG, DeepLIFT, LRP, SHAP, ...) keep their sign.
+SENSITIVITY = {"gradient", "deconvnet", "guided_backprop", "guided_grad_cam", "smoothgrad"}
+
+
+def _display(name, a):
+    if name in SENSITIVITY:
+        return "max_abs", "magnitude"
+    if a.shape[1] == 1 and np.all(a >= 0):
+        return "sum", "magnitude"
+    return "sum", "signed"
+
+
+class _Context:
+    """What option builders may need: the seed, the model's input size, reference images."""
+
+    def __init__(self, seed, size, info=None, n_references=8):
+        self.seed, self.size, self.info, self.n_references = seed, size, info, n_references
+
+    def references(self):
+        """``K`` reference images from the generator (own seed), preprocessed as the model declares."""
+        from .data import make_shapes
+        from .models import preprocess
+
+        imgs = make_shapes(self.n_references, rng=self.seed + 1000, size=self.size).images
+        return preprocess(imgs, self.info) if self.info is not None else imgs
+
+    def segments(self):
+        """A grid segmentation ``(H, W)`` of 4×4 = 16 square cells (small enough for exact Shapley)."""
+        cell = max(1, -(-self.size // 4))
+        r = np.arange(self.size) // cell
+        return (r[:, None] * 4 + r[None, :]).astype(np.int64)
+
 
 def demo_model(rng=0):
-    """The benchmark CNN shape, small: conv-relu-pool ×2, conv-relu, GAP, dense (10 classes)."""
+    """The benchmark CNN with random weights: conv-relu-pool ×2, conv-relu, GAP, dense (10 classes).
+
+    Kept for ``xattr batch`` and ``benchmarks/`` (``module:function`` factory); the demo uses the trained
+    ``shapes`` model instead.
+    """
     from .nn import Conv2D, Dense, GlobalAvgPool2D, MaxPool2D, ReLU, Sequential
 
     gen = np.random.default_rng(rng)
@@ -27,68 +106,419 @@ def demo_model(rng=0):
     )
 
 
-def demo_image(size=64, rng=0):
-    """A square of colour on a noisy background, ``(1, 3, size, size)`` in [0, 1]."""
-    gen = np.random.default_rng(rng)
-    x = 0.2 * gen.random((1, 3, size, size))
-    a, b = size // 4, size // 2
-    x[0, :, a : a + b, a : a + b] += np.array([0.8, 0.3, 0.1])[:, None, None]
-    return x
-
-
 def methods_table():
+    """``{name: function}`` of every registered method, in registration order."""
     from .methods.registry import available_methods, get_method
 
     return {name: get_method(name) for name in available_methods()}
 
 
-def run_demo(out_dir, size=64):
-    from . import viz
+def method_kwargs(name, fn, ctx, extra=None):
+    """Keyword arguments for ``fn(model, x, target, **kwargs)``.
+
+    From :data:`METHOD_OPTIONS` (only those the signature accepts), then :data:`BY_PARAMETER` for
+    parameters that are required or default to ``None``, then ``extra`` (e.g. ``layer``).  Raises
+    ``ValueError`` naming a required parameter nobody can fill.
+    """
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return dict(extra or {})
+    names = list(params)
+    accepts_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    kwargs = {k: v for k, v in METHOD_OPTIONS.get(name, {}).items() if accepts_any or k in params}
+    for k, v in (extra or {}).items():
+        if not (accepts_any or k in params):
+            raise ValueError(f"method {name!r} takes no option {k!r}")
+        kwargs[k] = v
+    for pname in names[3:]:
+        p = params[pname]
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or pname in kwargs:
+            continue
+        if pname in BY_PARAMETER and (p.default is p.empty or (p.default is None and pname in FILL_WHEN_NONE)):
+            kwargs[pname] = BY_PARAMETER[pname](ctx)
+        elif p.default is p.empty:
+            raise ValueError(f"method {name!r} needs the argument {pname!r}, which the command cannot choose")
+    return kwargs
+
+
+def run_method(name, fn, model, x, target, ctx, extra=None):
+    """Run one method; returns ``(attribution, seconds, completeness gap or None)``.
+
+    A method that accepts ``return_delta`` is asked for it: its completeness gap
+    ``(f(x) − f(reference)) − Σ attribution`` per image (IG, DeepLIFT, ...).
+    """
+    kwargs = method_kwargs(name, fn, ctx, extra)
+    try:
+        takes_delta = "return_delta" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        takes_delta = False
+    t0 = time.perf_counter()
+    out = fn(model, x, target, **({**kwargs, "return_delta": True} if takes_delta else kwargs))
+    dt = time.perf_counter() - t0
+    gap = None
+    if takes_delta and isinstance(out, tuple):
+        out, delta = out
+        gap = np.abs(np.asarray(delta, dtype=np.float64)).reshape(len(x), -1).max(axis=1)
+    if isinstance(out, tuple):  # methods returning (map, extras): keep the map
+        out = out[0]
+    a = np.asarray(out, dtype=np.float64)
+    if a.ndim == 3:
+        a = a[:, None]
+    if a.ndim != 4 or a.shape[0] != len(x) or a.shape[2:] != x.shape[2:]:
+        raise ValueError(f"returned shape {a.shape}, not a per-pixel map of the input {x.shape}")
+    return a, dt, gap
+
+
+def to_maps(name, a):
+    """``(N, C, H, W)`` attribution -> ``(N, H, W)`` map as shown, and its colormap."""
     from .methods.gradient import reduce_channels
 
+    how, cmap = _display(name, a)
+    m = a[:, 0] if a.shape[1] == 1 else reduce_channels(a, how)
+    return m, cmap
+
+
+def pointing_hits(maps, masks, tolerance=POINTING_TOLERANCE):
+    """Pointing game (Zhang et al. 2016) via :func:`xattr.evaluation.pointing_game`, constant maps as misses.
+
+    ``maps (N, H, W)``, ``masks (N, H, W)`` bool -> ``(N,)`` bool: the map's maximum (first in raster
+    order) within ``tolerance`` px (Euclidean) of the mask.  A constant map has no maximum to point
+    with; ``pointing_game`` refuses it, the demo counts it as a miss.
+    """
+    from .evaluation.localisation import pointing_game
+
+    maps = np.asarray(maps, dtype=np.float64)
+    flat = maps.reshape(len(maps), -1)
+    ok = flat.max(axis=1) > flat.min(axis=1)
+    hits = np.zeros(len(maps), dtype=bool)
+    if ok.any():
+        hits[ok] = pointing_game(maps[ok], np.asarray(masks, dtype=bool)[ok], tolerance=tolerance)
+    return hits
+
+
+def relevance_masses(maps, masks):
+    """Relevance mass accuracy (Arras et al. 2022) per image, ``None`` where the map has no positive part."""
+    from .evaluation.localisation import relevance_mass
+
+    out = []
+    for m, k in zip(maps, masks):
+        try:
+            out.append(float(relevance_mass(m[None], k[None])[0]))
+        except ValueError:
+            out.append(None)
+    return out
+
+
+def _progress(i, total, label, quiet):
+    """A one-line progress bar on a terminal; one line per step otherwise (logs, CI)."""
+    if quiet:
+        return
+    width = 20
+    done = int(width * i / max(total, 1))
+    line = f"[{'#' * done}{'.' * (width - done)}] {i}/{total} {label}"
+    if sys.stderr.isatty():
+        sys.stderr.write(f"\r{line:<60}" + ("\n" if i == total else ""))
+    else:
+        sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
+def pick_examples(n, seed, size):
+    """``n`` images from the generator, cycling through the classes (one per class for n = 4)."""
+    from .data import SHAPES, make_shapes
+
+    pool = make_shapes(max(8 * n, 32), rng=seed, size=size)
+    order, by_class = [], [list(np.flatnonzero(pool.labels == c)) for c in range(len(SHAPES))]
+    k = 0
+    while len(order) < n:
+        c = k % len(SHAPES)
+        if by_class[c]:
+            order.append(by_class[c].pop(0))
+        elif not any(by_class):
+            break
+        k += 1
+    idx = np.array(order)
+    return pool.images[idx], pool.labels[idx], pool.masks[idx]
+
+
+def run_demo(out_dir, n=4, seed=0, model_name="shapes", methods=None, scale=4, quiet=False):
+    """The main job; returns the summary dict (also written to ``out_dir``)."""
+    from . import viz
+    from .data import SHAPES
+    from .models import load_with_info, preprocess
+
+    t_start = time.perf_counter()
+    model, info = load_with_info(model_name)
+    size = info.input.get("height") or 32
+    classes = info.classes or [str(k) for k in range(model.layers[-1].out_features)]
+    images, labels, masks = pick_examples(n, seed, size)
+    x = preprocess(images, info)
+    scores = model.forward(x)
+    probs = np.exp(scores - scores.max(1, keepdims=True))
+    probs /= probs.sum(1, keepdims=True)
+    pred = scores.argmax(1)
+    ctx = _Context(seed, size, info)
+    table = methods_table()
+    if methods:
+        unknown = [m for m in methods if m not in table]
+        if unknown:
+            raise ValueError(f"unknown method(s) {', '.join(unknown)}; known methods: {', '.join(table)}")
+        table = {m: table[m] for m in methods}
     os.makedirs(out_dir, exist_ok=True)
-    model, x = demo_model(), demo_image(size)
-    scores = model(x)
-    target = int(scores[0].argmax())
-    print(f"model: {len(model)} layers, input {x.shape}, predicted class {target} (score {scores[0, target]:.4f})")
-    tiles, titles = [viz.image_to_rgb(x[0])], ["input"]
-    for name, fn in methods_table().items():
-        t0 = time.perf_counter()
-        a = fn(model, x, target)
-        dt = time.perf_counter() - t0
-        m = a[:, 0] if a.shape[1] == 1 else reduce_channels(a, "sum")
-        print(
-            f"{name:>17}: shape {a.shape}, min {a.min():+.3e}, max {a.max():+.3e}, "
-            f"sum {a.sum():+.3e}, |.|_1 {np.abs(a).sum():.3e}, {dt * 1e3:.1f} ms"
-        )
-        cmap = "magnitude" if name in ("cam", "grad_cam") else "signed"
-        tiles.append(viz.to_rgb(m[0], cmap))
-        titles.append(name)
-    path = viz.save_grid(os.path.join(out_dir, "demo.png"), [tiles], titles)
-    print(f"wrote {path}")
-    return path
+
+    titles = ["input", "ground truth"]
+    rows = [[viz.image_to_rgb(img, (0, 1)), viz.outline(viz.mask_to_rgb(m, (90, 90, 90)), m, (0, 220, 0))]
+            for img, m in zip(images, masks)]
+    results = {}
+    for i, (name, fn) in enumerate(table.items()):
+        _progress(i, len(table), name, quiet)
+        entry = {"status": "ok"}
+        try:
+            a, dt, gap = run_method(name, fn, model, x, pred, ctx)
+            maps, cmap = to_maps(name, a)
+            hits = pointing_hits(maps, masks)
+            entry.update(
+                seconds=round(dt, 4), map_shape=list(a.shape), display=cmap,
+                pointing_hits=[bool(h) for h in hits], pointing_accuracy=float(hits.mean()),
+                relevance_mass=relevance_masses(maps, masks),
+                completeness_gap=None if gap is None else [float(g) for g in gap],
+            )
+            for r in range(len(images)):
+                rows[r].append(viz.overlay(viz.image_to_rgb(images[r], (0, 1)), maps[r], cmap, alpha=0.9, gray=1.0))
+            titles.append(name)
+        except Exception as exc:  # a method that does not apply to this model: say why, keep going
+            entry = {"status": "not applicable", "reason": f"{type(exc).__name__}: {exc}".splitlines()[0]}
+        results[name] = entry
+    _progress(len(table), len(table), "done", quiet)
+
+    row_titles = [
+        f"{classes[labels[r]]}->{classes[pred[r]]}" + ("" if labels[r] == pred[r] else " (wrong)") for r in range(len(labels))
+    ]
+    png = viz.save_grid(os.path.join(out_dir, "demo.png"), rows, titles, scale=scale, row_titles=row_titles)
+    summary = {
+        "model": {"name": model_name, "file": info.path, "test_accuracy": info.meta.get("test_accuracy"),
+                  "classes": classes},
+        "data": {"generator": "xattr.data.make_shapes", "seed": seed, "size": size, "n": len(labels)},
+        "images": [
+            {"label": classes[labels[r]], "predicted": classes[pred[r]], "probability": float(probs[r, pred[r]]),
+             "explained_target": int(pred[r])}
+            for r in range(len(labels))
+        ],
+        "pointing_tolerance_px": POINTING_TOLERANCE,
+        "methods": results,
+        "png": png,
+        "seconds": round(time.perf_counter() - t_start, 2),
+    }
+    with open(os.path.join(out_dir, "summary.json"), "w", encoding="utf-8") as f:
+        json.dump(summary, f, indent=1)
+    with open(os.path.join(out_dir, "summary.md"), "w", encoding="utf-8") as f:
+        f.write(summary_markdown(summary))
+    if not quiet:
+        print(summary_markdown(summary))
+        print(f"wrote {png}, {os.path.join(out_dir, 'summary.json')}, {os.path.join(out_dir, 'summary.md')}")
+    return summary
+
+
+def summary_markdown(s):
+    """The demo summary as Markdown."""
+    acc = s["model"]["test_accuracy"]
+    lines = [
+        "# xattr demo",
+        "",
+        f"Model `{s['model']['name']}` (held-out accuracy {acc:.4f})" if acc is not None else f"Model `{s['model']['name']}`",
+        f"on {s['data']['n']} images of `{s['data']['generator']}` (seed {s['data']['seed']}, {s['data']['size']}×{s['data']['size']}).",
+        "",
+        "| image | label | predicted | probability |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {k} | {im['label']} | {im['predicted']} | {im['probability']:.3f} |" for k, im in enumerate(s["images"])]
+    lines += [
+        "",
+        f"Each method explains the predicted class.  Pointing game: the map's maximum within "
+        f"{s['pointing_tolerance_px']} px of the object (Zhang et al. 2016).  Completeness gap: "
+        "max over images of |(f(x) − f(reference)) − Σ attribution|, for methods that define it.  "
+        "Relevance mass: the share of the map's positive part on the object (Arras et al. 2022), mean over images.",
+        "",
+        "| method | seconds | pointing game | relevance mass | completeness gap | note |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, e in s["methods"].items():
+        if e["status"] != "ok":
+            lines.append(f"| {name} | – | – | – | – | not applicable: {e['reason'].replace('|', '/')} |")
+            continue
+        gap = "–" if e["completeness_gap"] is None else f"{max(e['completeness_gap']):.2e}"
+        hits = sum(e["pointing_hits"])
+        masses = [v for v in e["relevance_mass"] if v is not None]
+        mass = f"{np.mean(masses):.2f}" if masses else "–"
+        lines.append(f"| {name} | {e['seconds']:.3f} | {hits}/{len(e['pointing_hits'])} | {mass} | {gap} | |")
+    lines += ["", f"Total {s['seconds']} s.  Grid: `{os.path.basename(s['png'])}`.", ""]
+    return "\n".join(lines)
+
+
+def load_image(path, info):
+    """Read a PNG/JPEG as the model file declares: ``(1, C, H, W)`` model input and ``(C, H, W)`` pixels in [0, 1]."""
+    from PIL import Image, UnidentifiedImageError
+
+    from .models import preprocess
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"image file {path!r} not found")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            spec = info.input
+            im = im.convert("L" if spec.get("channels", 3) == 1 else "RGB")
+            h, w = spec.get("height"), spec.get("width")
+            if h and w and im.size != (w, h):
+                im = im.resize((int(w), int(h)), Image.BILINEAR)
+            pixels = np.asarray(im, dtype=np.float64) / 255.0
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise ValueError(f"{path!r} is not an image Pillow can read ({type(exc).__name__})") from None
+    pixels = pixels[None] if pixels.ndim == 2 else np.moveaxis(pixels, -1, 0)
+    lo, hi = info.input.get("range", [0.0, 1.0])
+    x = preprocess((lo + (hi - lo) * pixels)[None], info)
+    return x, pixels
+
+
+def run_explain(image, model_path, method, target=None, layer=None, out=None, quiet=False):
+    """``xattr explain``: returns the output path."""
+    from . import viz
+    from .methods.registry import get_method
+    from .models import load_with_info
+
+    fn = get_method(method)
+    model, info = load_with_info(model_path)
+    x, pixels = load_image(image, info)
+    scores = model.forward(x)
+    k = scores.shape[1]
+    classes = info.classes or [str(c) for c in range(k)]
+    if target is None:
+        target = int(scores[0].argmax())
+    elif not 0 <= target < k:
+        raise ValueError(f"--target must be a class index in [0, {k - 1}], got {target}")
+    extra = {"layer": layer} if layer is not None else None
+    if layer is not None and layer not in model.names:
+        raise ValueError(f"no layer named {layer!r}; layers are: {', '.join(model.names)}")
+    ctx = _Context(0, x.shape[2], info)
+    method_kwargs(method, fn, ctx, extra)  # refuse options the method does not take before any work
+    if not quiet and "progress" in inspect.signature(fn).parameters:
+        extra = {**(extra or {}), "progress": True}  # long perturbation runs show their own progress bar
+    if not quiet:
+        print(f"{method} on {image} ({x.shape[2]}×{x.shape[3]}), target {target} ({classes[target]}); "
+              f"predicted {classes[int(scores[0].argmax())]}", file=sys.stderr)
+    a, dt, gap = run_method(method, fn, model, x, np.array([target]), ctx, extra)
+    if out is None:
+        out = os.path.splitext(image)[0] + f"_{method}.png"
+    if out.endswith(".npy"):
+        np.save(out, a)
+    else:
+        m, cmap = to_maps(method, a)
+        rgb = viz.image_to_rgb(pixels, (0, 1))
+        tiles = [[rgb, viz.to_rgb(m[0], cmap), viz.overlay(rgb, m[0], cmap, alpha=0.9, gray=1.0)]]
+        scale = max(1, 256 // max(x.shape[2:]))
+        viz.grid_image(tiles, ["input", f"{method} ({classes[target]})", "overlay"], scale=scale).save(out, format="PNG")
+    print(f"{method}: target {target} ({classes[target]}), score {scores[0, target]:.4f}, {dt:.3f} s"
+          + (f", completeness gap {gap[0]:.2e}" if gap is not None else "") + f"; wrote {out}")
+    return out
+
+
+def method_claims():
+    """``{method: [axioms]}`` if :mod:`xattr.testing` declares claims, else ``None``."""
+    try:
+        from . import testing  # noqa: F401  (may not exist yet)
+    except ImportError:
+        return None
+    for attr in ("METHOD_CLAIMS", "CLAIMS"):
+        claims = getattr(testing, attr, None)
+        if isinstance(claims, dict):  # name -> Claims (its .claims maps check keys to options)
+            return {k: list(getattr(v, "claims", v)) for k, v in claims.items()}
+    fn = getattr(testing, "claims", None)
+    if callable(fn):
+        out = {}
+        for name in methods_table():
+            try:
+                out[name] = list(fn(name))
+            except Exception:  # a method without declared claims
+                out[name] = []
+        return out
+    return None
+
+
+def run_methods():
+    from .methods.registry import _METHODS
+    from .nn import rule_table
+
+    claims = method_claims()
+    print("| method | family | function | axioms claimed |")
+    print("|---|---|---|---|")
+    for name, (fn, family) in _METHODS.items():
+        ax = "(xattr.testing declares no claims yet)" if claims is None else ", ".join(claims.get(name, [])) or "–"
+        print(f"| {name} | {family} | `{fn.__module__}.{fn.__name__}` | {ax} |")
+    print()
+    print(rule_table())
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="xattr",
+        description="Reference pixel-attribution methods in NumPy. Start with: xattr demo --out xattr-demo",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    d = sub.add_parser(
+        "demo", help="run every method on the shipped model's predictions; write a PNG grid and a summary",
+        description="Load the shipped 'shapes' CNN, draw synthetic images with ground truth, run every "
+        "registered method on the predicted class and write demo.png, summary.json and summary.md.",
+    )
+    d.add_argument("--out", default="xattr-demo", help="output folder (default: ./xattr-demo)")
+    d.add_argument("--n", type=int, default=4, help="number of images (default 4: one per class)")
+    d.add_argument("--seed", type=int, default=0, help="seed of the drawn images (default 0)")
+    d.add_argument("--model", default="shapes", help="shipped model name or saved model file (default: shapes)")
+    d.add_argument("--methods", default=None, help="comma-separated subset of methods (default: all registered)")
+    d.add_argument("--scale", type=int, default=4, help="upscaling of the grid tiles (default 4)")
+    d.add_argument("--quiet", action="store_true", help="no progress or summary on the terminal")
+    e = sub.add_parser(
+        "explain", help="explain one PNG/JPEG with a saved model and one method",
+        description="Run one attribution method on an image file. The image is resized and normalised as the "
+        "model file declares; the output is a PNG (input, map, overlay) or, for FILE.npy, the raw map.",
+    )
+    e.add_argument("image", metavar="IMAGE", help="PNG or JPEG file")
+    e.add_argument("--model", required=True, metavar="FILE", help="saved model (NAME.json + NAME.npz) or a shipped name")
+    e.add_argument("--method", required=True, metavar="NAME", help="method name (see: xattr methods)")
+    e.add_argument("--target", type=int, default=None, metavar="K", help="class to explain (default: the prediction)")
+    e.add_argument("--layer", default=None, metavar="NAME", help="layer for layer-based methods (e.g. grad_cam)")
+    e.add_argument("--out", default=None, metavar="FILE", help="output PNG (or .npy); default IMAGE_METHOD.png")
+    e.add_argument("--quiet", action="store_true")
+    sub.add_parser("methods", help="list the methods, the axioms each claims, and the rule table",
+                   description="List the registered methods, the axioms each claims and the per-layer rule table.")
+    from .batch import add_batch_command
+
+    add_batch_command(sub)  # `xattr batch` lives in xattr/batch.py (its handler is args.func)
+    return parser
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="xattr", description="Reference pixel-attribution methods in NumPy")
-    sub = parser.add_subparsers(dest="command", required=True)
-    d = sub.add_parser("demo", help="run every method on an example and write a PNG grid")
-    d.add_argument("--out", default="xattr-demo", help="output folder (default: ./xattr-demo)")
-    d.add_argument("--size", type=int, default=64, help="image size (default 64)")
-    sub.add_parser("methods", help="list the methods and print the rule table")
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
+    if getattr(args, "func", None):
+        return args.func(args)  # a command whose handler lives in its own module (batch)
     try:
         if args.command == "demo":
-            if args.size < 8:
-                raise ValueError(f"--size must be at least 8, got {args.size}")
-            run_demo(args.out, args.size)
+            if args.n < 1:
+                raise ValueError(f"--n must be at least 1, got {args.n}")
+            if args.scale < 1:
+                raise ValueError(f"--scale must be at least 1, got {args.scale}")
+            methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
+            run_demo(args.out, n=args.n, seed=args.seed, model_name=args.model, methods=methods,
+                     scale=args.scale, quiet=args.quiet)
+        elif args.command == "explain":
+            run_explain(args.image, args.model, args.method, args.target, args.layer, args.out, args.quiet)
         elif args.command == "methods":
-            from .nn import rule_table
-
-            print("methods: " + ", ".join(methods_table()))
-            print(rule_table())
-    except (ValueError, TypeError, OSError) as exc:
-        print(f"xattr: error: {exc}", file=sys.stderr)
+            run_methods()
+    except BrokenPipeError:  # output piped into e.g. `head`: not an error of the input
+        return 0
+    except (ValueError, TypeError, OSError, KeyError, NotImplementedError) as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"xattr: error: {msg}".splitlines()[0], file=sys.stderr)
         return 2
     return 0
 

@@ -50,12 +50,15 @@ class FunctionModel:
     def supports(self, rule):
         return rule in self.rules
 
+    def rule_error(self, rule):
+        return RuleNotDefined(
+            f"{self!r} wraps a plain function and supports only the 'gradient' rule without options; "
+            f"rule {rule!r} needs a layered model (xattr.nn.Sequential) whose layers define it"
+        )
+
     def vjp(self, x, grad_scores, rule="gradient", **options):
         if rule != "gradient" or options:
-            raise RuleNotDefined(
-                f"{self!r} wraps a plain function and supports only the 'gradient' rule without options; "
-                f"rule {rule!r} needs a layered model (xattr.nn.Sequential) whose layers define it"
-            )
+            raise self.rule_error(rule)
         from autograd import make_vjp
 
         x = as_float_array(x, "x")
@@ -80,6 +83,8 @@ def check_model(model, rule=None):
                 f"model must have forward(x) and vjp(x, grad_scores, rule); {type(model).__name__} lacks {attr}()"
             )
     if rule is not None and hasattr(model, "supports") and not model.supports(rule):
+        if hasattr(model, "rule_error"):
+            raise model.rule_error(rule)
         lacking = [
             layer.describe() for layer in getattr(model, "layers", []) if rule not in type(layer).rules
         ]

@@ -1,12 +1,16 @@
 """Attribution methods: one file per family, one function per method."""
 from .cam import cam, grad_cam, guided_grad_cam, upsample_bilinear
 from .gradient import backprop, deconvnet, gradient, gradient_x_input, guided_backprop, reduce_channels
+from .deeplift import deeplift, deepshap
+from .lrp import COMPOSITES, lrp
+from .perturbation import kernel_shap, lime, occlusion, shapley
+from .registry import available_methods, get_method, register_method
+from .segments import grid_segments, slic_segments
 from .class_visualisation import class_model_visualisation
 from .path import (
     exact_integrated_gradients, expected_gradients, expected_gradients_exact, integrated_gradients, quadrature_rule,
     saturation,
 )
-from .registry import available_methods, get_method, register_method
 from .smoothing import noise_scale, smoothgrad, smoothgrad_gradient, smoothgrad_squared_gradient, vargrad_gradient
 
 for _name, _fn in [
@@ -14,6 +18,10 @@ for _name, _fn in [
     ("guided_backprop", guided_backprop), ("cam", cam), ("grad_cam", grad_cam), ("guided_grad_cam", guided_grad_cam),
 ]:
     register_method(_name, _fn, "gradient" if "cam" not in _name else "cam")
+for _name, _fn in [("deeplift", deeplift), ("deepshap", deepshap), ("lrp", lrp)]:
+    register_method(_name, _fn, "relevance")
+for _name, _fn in [("occlusion", occlusion), ("lime", lime), ("kernel_shap", kernel_shap), ("shapley", shapley)]:
+    register_method(_name, _fn, "perturbation")
 # path and noise methods; expected gradients needs references and is not registered (every registry entry
 # must run as fn(model, x, target)); the SmoothGrad entries wrap the gradient with a stated default seed 0.
 register_method("integrated_gradients", integrated_gradients, "path")
@@ -24,7 +32,9 @@ for _name, _fn in [("smoothgrad", smoothgrad_gradient), ("smoothgrad_squared", s
 __all__ = [
     "backprop", "gradient", "gradient_x_input", "deconvnet", "guided_backprop", "reduce_channels",
     "cam", "grad_cam", "guided_grad_cam", "upsample_bilinear",
+    "deeplift", "deepshap", "lrp", "COMPOSITES",
     "available_methods", "get_method", "register_method",
+    "occlusion", "lime", "kernel_shap", "shapley", "grid_segments", "slic_segments",
     "integrated_gradients", "exact_integrated_gradients", "quadrature_rule", "expected_gradients",
     "expected_gradients_exact", "saturation", "smoothgrad", "noise_scale", "class_model_visualisation",
 ]

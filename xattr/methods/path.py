@@ -59,7 +59,7 @@ from ..model import check_model
 from ..nn.activation import ReLU
 from ..nn.base import _JVP_RULES, Sequential
 from ..nn.base import Cache
-from ..nn.conv import Conv2D, batch_chunks, col2im, pad_nchw, unpad
+from ..nn.conv import Conv2D, batch_chunks, col2im, pad_nchw, unpad, weight_matrix
 from ..nn.pool import MaxPool2D
 
 QUADRATURES = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre", "exact")
@@ -410,7 +410,7 @@ def _conv_input_grad(layer, g, cache):
     """Conv2D's gradient rule (transposed convolution) with one GEMM per chunk: the walk's many small images."""
     N, O = g.shape[:2]
     P = cache.out_hw[0] * cache.out_hw[1]
-    w2t = layer.weight.reshape(O, -1).astype(g.dtype, copy=False).T
+    w2t = weight_matrix(layer.weight, g.dtype).T
     gx = np.empty(cache.xp.shape, dtype=g.dtype)
     for sl in batch_chunks(N, 2 * w2t.shape[0] * P * g.itemsize):
         gc = g[sl].reshape(-1, O, P)

@@ -148,23 +148,27 @@ def rule_table(rules=None, fmt="markdown"):
     """Render the registry as a table: rows are layer types, columns rules.
 
     Each cell is the first docstring line of the rule's function (the formula), followed by
-    the citation in its second line; a cell that reuses the gradient rule's function says
-    so ("same as gradient"), and a missing cell is "—".  ``rules`` selects and orders the columns (default: all
-    registered, the core ones first).  ``fmt``: ``"markdown"`` or ``"dict"``.
+    the citation in its second line; a cell that reuses the function of an earlier column of its row
+    says so ("same as gradient", "same as lrp0"), and a missing cell is "—".  ``rules`` selects and
+    orders the columns (default: all registered, the core ones first, then the others in registration
+    order).  ``fmt``: ``"markdown"`` or ``"dict"``.
     """
     types = [t for t in _registered_layer_types() if t.rules]
     if rules is None:
-        extra = sorted({r for t in types for r in t.rules} - set(CORE_RULES))
+        extra = []
+        for t in types:
+            extra += [r for r in t.rules if r not in CORE_RULES and r not in extra]
         rules = list(CORE_RULES) + extra
     table = OrderedDict()
     for t in types:
         row = OrderedDict()
-        for r in rules:
+        for k, r in enumerate(rules):
             fn = t.rules.get(r)
+            earlier = [e for e in rules[:k] if t.rules.get(e) is fn]
             if fn is None:
                 row[r] = None
-            elif r != "gradient" and fn is t.rules.get("gradient"):
-                row[r] = "same as gradient"
+            elif earlier:
+                row[r] = f"same as {earlier[0]}"
             else:
                 lines = [ln.strip() for ln in (fn.__doc__ or "").strip().splitlines() if ln.strip()]
                 formula = lines[0] if lines else fn.__name__
@@ -363,3 +367,20 @@ def default_rng(rng):
     from .._conventions import as_rng
 
     return as_rng(rng)
+
+
+def replaced(layer, **params):
+    """A shallow copy of ``layer`` with some parameters replaced (``weight=..., bias=None``).
+
+    Used by relevance rules that run a layer with modified weights (LRP's ``ρ(w)``, DeepLIFT's
+    positive/negative weight parts).  The copy shares everything else (geometry, name); the
+    original layer is not changed.  Shapes are checked by the parameters' setters.
+    """
+    import copy
+
+    out = copy.copy(layer)
+    for name, value in params.items():
+        if name not in ("weight", "bias"):
+            raise TypeError(f"replaced() takes weight= and bias=, got {name}=")
+        setattr(out, name, value)
+    return out

@@ -62,26 +62,35 @@ def window_slices(i, j, out_hw, stride, dilation):
 
 
 def im2col(xp, kernel, stride, dilation, out_hw):
-    """``(N, C, Hp, Wp)`` -> ``(N, C*kH*kW, Ho*Wo)``, rows ordered ``(c, i, j)`` like ``W.reshape(O, -1)``."""
+    """``(N, C, Hp, Wp)`` -> ``(N, kH*kW*C, Ho*Wo)``, rows ordered ``(i, j, c)`` like :func:`weight_matrix`.
+
+    Offset-major rows make each offset's block ``cols[:, i, j]`` contiguous per image, which
+    keeps both this copy and the scatter of :func:`col2im` cache-friendly.
+    """
     N, C = xp.shape[:2]
     kh, kw = kernel
-    cols = np.empty((N, C, kh, kw) + tuple(out_hw), dtype=xp.dtype)
+    cols = np.empty((N, kh, kw, C) + tuple(out_hw), dtype=xp.dtype)
     for i in range(kh):
         for j in range(kw):
-            cols[:, :, i, j] = xp[(slice(None), slice(None)) + window_slices(i, j, out_hw, stride, dilation)]
-    return cols.reshape(N, C * kh * kw, out_hw[0] * out_hw[1])
+            cols[:, i, j] = xp[(slice(None), slice(None)) + window_slices(i, j, out_hw, stride, dilation)]
+    return cols.reshape(N, kh * kw * C, out_hw[0] * out_hw[1])
 
 
 def col2im(cols, padded_shape, kernel, stride, dilation, out_hw):
-    """Adjoint of :func:`im2col`: scatter-add ``(N, C*kH*kW, Ho*Wo)`` into ``padded_shape``."""
+    """Adjoint of :func:`im2col`: scatter-add ``(N, kH*kW*C, Ho*Wo)`` into ``padded_shape``."""
     N, C = padded_shape[:2]
     kh, kw = kernel
-    cols = cols.reshape((N, C, kh, kw) + tuple(out_hw))
+    cols = cols.reshape((N, kh, kw, C) + tuple(out_hw))
     xp = np.zeros(padded_shape, dtype=cols.dtype)
     for i in range(kh):
         for j in range(kw):
-            xp[(slice(None), slice(None)) + window_slices(i, j, out_hw, stride, dilation)] += cols[:, :, i, j]
+            xp[(slice(None), slice(None)) + window_slices(i, j, out_hw, stride, dilation)] += cols[:, i, j]
     return xp
+
+
+def weight_matrix(weight, dtype):
+    """``(O, I, kH, kW)`` -> ``(O, kH*kW*I)`` with columns ordered ``(i, j, c)`` as :func:`im2col`'s rows."""
+    return weight.transpose(0, 2, 3, 1).reshape(weight.shape[0], -1).astype(dtype, copy=False)
 
 
 def unpad(xp, pads):
@@ -161,24 +170,29 @@ class Conv2D(Layer):
 
     def forward(self, x):
         x = check_image_batch(x, f"input of {self.describe()}", channels=self.in_channels)
-        out_shape = self.output_shape(x.shape)
-        out_hw = out_shape[2:]
+        out_hw = self.output_shape(x.shape)[2:]
         xp = pad_nchw(x, self.pads)
-        w2 = self.weight.reshape(self.out_channels, -1).astype(x.dtype, copy=False)
-        y = np.empty(out_shape, dtype=x.dtype)
-        K, P = w2.shape[1], out_hw[0] * out_hw[1]
-        for sl in batch_chunks(x.shape[0], K * P * x.itemsize):
-            cols = im2col(xp[sl], self.kernel_size, self.stride, self.dilation, out_hw)
-            np.matmul(w2, cols, out=y[sl].reshape(-1, self.out_channels, P))
+        y = self.correlate(xp, out_hw)
         if self.bias is not None:
             y += self.bias.astype(x.dtype, copy=False)[:, None, None]
         return y, Cache(xp=xp, in_shape=x.shape, out_hw=out_hw)
+
+    def correlate(self, xp, out_hw):
+        """The linear part ``W ⋆ xp`` of the layer on a padded input; ``(N, O, Ho, Wo)``, no bias."""
+        w2 = weight_matrix(self.weight, xp.dtype)
+        y = np.empty((xp.shape[0], self.out_channels) + tuple(out_hw), dtype=xp.dtype)
+        K, P = w2.shape[1], out_hw[0] * out_hw[1]
+        for sl in batch_chunks(xp.shape[0], K * P * xp.itemsize):
+            cols = im2col(xp[sl], self.kernel_size, self.stride, self.dilation, out_hw)
+            # no out=: numpy's stacked matmul with out= can leave BLAS (200x slower seen here)
+            y[sl] = np.matmul(w2, cols).reshape((-1, self.out_channels) + tuple(out_hw))
+        return y
 
     def input_grad(self, g, cache):
         """Transposed convolution of ``g`` ``(N, O, Ho, Wo)`` -> ``(N, I, H, W)``."""
         N = g.shape[0]
         P = cache.out_hw[0] * cache.out_hw[1]
-        w2t = self.weight.reshape(self.out_channels, -1).astype(g.dtype, copy=False).T
+        w2t = weight_matrix(self.weight, g.dtype).T
         gx = np.empty(cache.xp.shape, dtype=g.dtype)
         g3 = g.reshape(N, self.out_channels, P)
         for sl in batch_chunks(N, w2t.shape[0] * P * g.itemsize):
@@ -195,7 +209,8 @@ class Conv2D(Layer):
         for sl in batch_chunks(N, K * P * g.itemsize):
             cols = im2col(cache.xp[sl], self.kernel_size, self.stride, self.dilation, cache.out_hw)
             dw += np.einsum("nop,nkp->ok", g3[sl], cols, optimize=True)
-        out = {"weight": dw.reshape(self.weight.shape)}
+        kh, kw = self.kernel_size
+        out = {"weight": dw.reshape(self.out_channels, kh, kw, self.in_channels).transpose(0, 3, 1, 2).copy()}
         if self.bias is not None:
             out["bias"] = g.sum(axis=(0, 2, 3))
         return out
@@ -208,18 +223,23 @@ def _conv_transposed(layer, g, cache, **_):
     return layer.input_grad(g, cache)
 
 
+# -- relevance columns (DeepLIFT, LRP): the formulas live in relevance.py, shared with Dense --------
+from . import relevance as _relevance  # noqa: E402
+
+# DeepLIFT's Linear rule: multipliers pass through a linear layer like gradients (Shrikumar et al. 2017).
+defrule(Conv2D, "rescale")(_conv_transposed)
+defrule(Conv2D, "revealcancel")(_relevance.deeplift_linear_revealcancel)
+for _name, _fn in _relevance.LRP_WEIGHTED_RULES.items():
+    defrule(Conv2D, _name)(_fn)
+from .region import defregion, window_region_2d  # noqa: E402  (region maps sit next to their layer)
+
+
+@defregion(Conv2D, "window", pad_value=0.0)
+def _conv_region(layer, lo, size, in_hw):
+    """Projective field of a convolution: input box -> output box it can change, input box needed
+    Nakandala et al. 2019 (incremental inference); zero padding"""
+    return window_region_2d(lo, size, in_hw, layer.kernel_size, layer.stride, layer.dilation, layer.pads)
 @defjvp(Conv2D)
 def _conv_jvp(layer, dx, cache):
     """W ⋆ dX  (the convolution without its bias: the layer's linear part)"""
-    N, out_hw = dx.shape[0], cache.out_hw
-    dxp = pad_nchw(dx, layer.pads)
-    w2 = layer.weight.reshape(layer.out_channels, -1).astype(dx.dtype, copy=False)
-    K, P = w2.shape[1], out_hw[0] * out_hw[1]
-    y = np.empty((N, layer.out_channels) + tuple(out_hw), dtype=dx.dtype)
-    for sl in batch_chunks(N, 2 * K * P * dx.itemsize):
-        cols = im2col(dxp[sl], layer.kernel_size, layer.stride, layer.dilation, out_hw)
-        n = cols.shape[0]
-        # one GEMM over the whole chunk (a batched matmul of small products is several times slower)
-        yc = w2 @ cols.transpose(1, 0, 2).reshape(K, n * P)
-        y[sl] = yc.reshape(layer.out_channels, n, *out_hw).transpose(1, 0, 2, 3)
-    return y
+    return layer.correlate(pad_nchw(dx, layer.pads), cache.out_hw)

@@ -68,6 +68,14 @@ def _dense_transpose(layer, g, cache, **_):
     return g @ layer.weight.astype(g.dtype, copy=False)
 
 
+# -- relevance columns (DeepLIFT, LRP): the formulas live in relevance.py, shared with Conv2D --------
+from . import relevance as _relevance  # noqa: E402
+
+# DeepLIFT's Linear rule: multipliers pass through a linear layer like gradients (Shrikumar et al. 2017).
+defrule(Dense, "rescale")(_dense_transpose)
+defrule(Dense, "revealcancel")(_relevance.deeplift_linear_revealcancel)
+for _name, _fn in _relevance.LRP_WEIGHTED_RULES.items():
+    defrule(Dense, _name)(_fn)
 @defjvp(Dense)
 def _dense_jvp(layer, dx, cache):
     """dX Wᵀ  (without the bias)"""

@@ -131,6 +131,18 @@ def fold_batchnorm(model):
     return Sequential(*layers)
 
 
+# -- DeepLIFT and LRP columns ------------------------------------------------------------------
+from .relevance import LRP_RULES  # noqa: E402
+
+# batch-norm is affine at inference: DeepLIFT multipliers pass as gradients.  LRP has no cell:
+# xattr.lrp folds every batch-norm into the preceding conv first (fold_batchnorm).
+defrule(BatchNorm2D, "rescale", "revealcancel")(_bn_scale)
+# dropout is the identity at inference; the RevealCancel pair (m⁺, m⁻) passes through unchanged
+defrule(Dropout, "rescale", "revealcancel", *LRP_RULES)(_dropout_identity)
+from .region import defregion  # noqa: E402  (region maps sit next to their layer)
+
+# Pointwise at inference: an output pixel changes only where its input pixel changed (Nakandala et al. 2019).
+defregion((BatchNorm2D, Dropout), "pointwise")(None)
 @defjvp(BatchNorm2D)
 def _bn_jvp(layer, dx, cache):
     """dX · gamma / sqrt(var + eps)  (per channel, without the shift)"""

@@ -148,14 +148,105 @@ def _gap_spread(layer, g, cache, **_):
     return np.broadcast_to((g / (H * W))[:, :, None, None], cache.in_shape).copy()
 
 
+# -- DeepLIFT (Shrikumar et al. 2017) and LRP columns -----------------------------------------------
+from .relevance import DEEPLIFT_NEAR_ZERO, LRP_RULES, need_reference, safe_divide, stabilize  # noqa: E402
+
+#: DeepLIFT max-pool modes: "gradient" (the paper's reference code, default), "rescale" (summation-exact).
+DEEPLIFT_MAXPOOL_MODES = ("gradient", "rescale")
+#: LRP max-pool modes: "winner_take_all" (default), "proportional".
+LRP_MAXPOOL_MODES = ("winner_take_all", "proportional")
+
+
+def _at_switch(layer, xp, cache):
+    """Value of the padded input ``xp`` at each window's recorded switch; ``(N, C, Ho, Wo)``."""
+    out = np.zeros(cache.switch.shape, dtype=xp.dtype)
+    for k, (i, j) in enumerate(layer._offsets()):
+        np.copyto(out, layer._window(xp, i, j, cache.out_hw), where=cache.switch == k)
+    return out
+
+
+@defrule(MaxPool2D, "rescale", "revealcancel")
+def _maxpool_deeplift(layer, g, cache, inp=None, ref=None, maxpool="gradient", threshold=DEEPLIFT_NEAR_ZERO, **_):
+    """R to the input's argmax (gradient); maxpool="rescale": R Δy/Δx_a at the input's argmax a (else the reference's)
+    DeepLIFT, Shrikumar et al. 2017 (its code's MaxPoolDeepLiftMode.gradient); "rescale" as Captum, made exact"""
+    if isinstance(g, tuple):
+        raise ValueError(f"{layer.describe()}: DeepLIFT through max-pool takes one multiplier, got a (m⁺, m⁻) pair")
+    if maxpool not in DEEPLIFT_MAXPOOL_MODES:
+        raise ValueError(f"DeepLIFT maxpool mode must be one of {DEEPLIFT_MAXPOOL_MODES}, got {maxpool!r}")
+    if maxpool == "gradient":
+        return layer.route(g, cache)  # the switches of the *input* pass, never the reference's
+    need_reference(layer, "rescale", inp, ref)
+    dy = inp.y - ref.y
+    # Δx at the input's argmax a and at the reference's argmax b (padding is never a switch)
+    dxa = inp.y - _at_switch(layer, pad_nchw(ref.x, layer.pads), cache)
+    dxb = _at_switch(layer, pad_nchw(inp.x, layer.pads), ref.cache) - ref.y
+    ok_a, ok_b = np.abs(dxa) > threshold, np.abs(dxb) > threshold
+    coef_a = np.divide(dy, dxa, out=np.where(ok_b, 0.0, 1.0).astype(dy.dtype), where=ok_a)
+    coef_b = np.divide(dy, dxb, out=np.zeros_like(dy), where=ok_b & ~ok_a)
+    return layer.route(g * coef_a, cache) + layer.route(g * coef_b, ref.cache)
+
+
+@defrule(MaxPool2D, *LRP_RULES)
+def _maxpool_lrp(layer, R, cache, inp=None, maxpool="winner_take_all", **_):
+    """R to the window's argmax (winner-take-all); maxpool="proportional": R_i = x_i R / Σ_window x
+    Montavon et al. 2019 §10.3 (winner-take-all); proportional as a z-rule on the window"""
+    if maxpool not in LRP_MAXPOOL_MODES:
+        raise ValueError(f"LRP maxpool mode must be one of {LRP_MAXPOOL_MODES}, got {maxpool!r}")
+    if maxpool == "winner_take_all":
+        return layer.route(R, cache)
+    if inp is None:
+        raise ValueError(f"proportional LRP on {layer.describe()} needs the layer's input (inp=); use xattr.lrp")
+    xp = pad_nchw(inp.x, layer.pads)  # zero padding: padded positions take no relevance
+    z = np.zeros(cache.switch.shape, dtype=xp.dtype)
+    for i, j in layer._offsets():
+        z += layer._window(xp, i, j, cache.out_hw)
+    s = safe_divide(R, z)
+    c = np.zeros(cache.padded_shape, dtype=s.dtype)
+    for i, j in layer._offsets():
+        c[(slice(None), slice(None)) + window_slices(i, j, cache.out_hw, layer.stride, (1, 1))] += s
+    return inp.x * unpad(c, layer.pads)
+
+
+# average pools are linear: DeepLIFT multipliers pass as gradients; LRP treats them as a linear layer
+# with positive weights (the z-rule: z⁺, γ, αβ all reduce to it for a ≥ 0; Zennit's Norm rule).
+defrule(AvgPool2D, "rescale", "revealcancel")(_avgpool_spread)
+defrule(GlobalAvgPool2D, "rescale", "revealcancel")(_gap_spread)
+
+
+@defrule((AvgPool2D, GlobalAvgPool2D), *LRP_RULES)
+def _avgpool_lrp(layer, R, cache, inp=None, epsilon=0.0, **_):
+    """R_i = x_i Σ_w R_w / (kH kW z_w),  z_w = the window's mean (z = 0 → 0)
+    LRP-0 on the linear pooling map; Montavon et al. 2019"""
+    if inp is None:
+        raise ValueError(f"LRP on {layer.describe()} needs the layer's input/output (inp=); use xattr.lrp")
+    s = safe_divide(R, stabilize(inp.y, epsilon))
+    return inp.x * layer.backward(s, cache, "gradient")
+from .region import defregion, window_region_2d  # noqa: E402  (region maps sit next to their layer)
+
+
+@defregion(MaxPool2D, "window", pad_value=-np.inf)
+@defregion(AvgPool2D, "window", pad_value=0.0)
+def _pool_region(layer, lo, size, in_hw):
+    """Projective field of a pooling window: input box -> output box it can change, input box needed
+    Nakandala et al. 2019 (incremental inference); max pool pads with -inf, average pool with 0"""
+    return window_region_2d(lo, size, in_hw, layer.kernel_size, layer.stride, (1, 1), layer.pads)
+
+
+@defregion(GlobalAvgPool2D, "global")
+def _gap_region(layer, base_in, base_out, image, patch, lo):
+    """mean with the box replaced: base mean + (sum(patch) - sum(base box)) / (H W)
+    Nakandala et al. 2019 (incremental inference): only the box is read"""
+    _, _, h, w = patch.shape
+    H, W = base_in.shape[2:]
+    r = lo[:, 0, None] + np.arange(h)  # (B, h): rows of each item's box
+    c = lo[:, 1, None] + np.arange(w)
+    old = base_in[image[:, None, None], :, r[:, :, None], c[:, None, :]]  # (B, h, w, C)
+    delta = patch.sum(axis=(2, 3)) - old.sum(axis=(1, 2))
+    return base_out[image] + delta / (H * W)
 @defjvp(MaxPool2D)
 def _maxpool_jvp(layer, dx, cache):
     """dX at the cached switch of each window  (ties: the recorded first maximum)"""
-    dxp = pad_nchw(dx, layer.pads)  # padded positions never win, so their value is irrelevant
-    out = np.zeros(cache.switch.shape, dtype=dx.dtype)
-    for k, (i, j) in enumerate(layer._offsets()):
-        np.copyto(out, layer._window(dxp, i, j, cache.out_hw), where=cache.switch == k)
-    return out
+    return _at_switch(layer, pad_nchw(dx, layer.pads), cache)  # padded positions never win
 
 
 @defjvp(AvgPool2D)

@@ -24,6 +24,19 @@ def _flatten_reshape(layer, g, cache, **_):
     return g.reshape(cache.in_shape)
 
 
+# -- DeepLIFT and LRP columns: a relabelling of units passes every signal through ----------------
+from .relevance import LRP_RULES  # noqa: E402
+
+defrule(Flatten, "rescale", *LRP_RULES)(_flatten_reshape)
+
+
+@defrule(Flatten, "revealcancel")
+def _flatten_reshape_pairs(layer, g, cache, **_):
+    """reshape R (or each of the RevealCancel pair m⁺, m⁻) back to the input's shape
+    (a relabelling of units); Shrikumar et al. 2017"""
+    if isinstance(g, tuple):
+        return tuple(part.reshape(cache.in_shape) for part in g)
+    return g.reshape(cache.in_shape)
 @defjvp(Flatten)
 def _flatten_jvp(layer, dx, cache):
     """dX reshaped to (N, -1)"""

@@ -1,0 +1,89 @@
+"""Independent autograd versions of every layer's forward pass (test oracle).
+
+Written from the definitions with ``autograd.numpy``; ``model_function(model)`` chains them
+for a Sequential, so ``autograd.grad`` gives the reference gradient of the whole network.
+Max uses autograd's ``np.max`` (ties split evenly: only compare away from ties).
+"""
+import autograd.numpy as anp
+from autograd import make_vjp
+
+from xattr.nn import AvgPool2D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, MaxPool2D, ReLU
+
+
+def _pad(x, pads, value=0.0):
+    (t, b), (l, r) = pads
+    return anp.pad(x, ((0, 0), (0, 0), (t, b), (l, r)), mode="constant", constant_values=value)
+
+
+def _windows(xp, kernel, stride, dilation, out_hw):
+    (kh, kw), (sh, sw), (dh, dw), (Ho, Wo) = kernel, stride, dilation, out_hw
+    return [
+        xp[:, :, i * dh : i * dh + sh * (Ho - 1) + 1 : sh, j * dw : j * dw + sw * (Wo - 1) + 1 : sw]
+        for i in range(kh)
+        for j in range(kw)
+    ]
+
+
+def conv2d(x, layer):
+    out_hw = layer.output_shape(x.shape)[2:]
+    wins = _windows(_pad(x, layer.pads), layer.kernel_size, layer.stride, layer.dilation, out_hw)
+    kh, kw = layer.kernel_size
+    y = 0.0
+    for k, win in enumerate(wins):
+        y = y + anp.einsum("oc,nchw->nohw", layer.weight[:, :, k // kw, k % kw], win)
+    if layer.bias is not None:
+        y = y + layer.bias[None, :, None, None]
+    return y
+
+
+def maxpool2d(x, layer):
+    out_hw = layer.output_hw(x.shape)
+    wins = _windows(_pad(x, layer.pads, -1e300), layer.kernel_size, layer.stride, (1, 1), out_hw)
+    return anp.max(anp.stack(wins), axis=0)
+
+
+def avgpool2d(x, layer):
+    out_hw = layer.output_hw(x.shape)
+    wins = _windows(_pad(x, layer.pads), layer.kernel_size, layer.stride, (1, 1), out_hw)
+    return sum(wins) / len(wins)
+
+
+def layer_function(layer):
+    if isinstance(layer, Conv2D):
+        return lambda x: conv2d(x, layer)
+    if isinstance(layer, MaxPool2D):
+        return lambda x: maxpool2d(x, layer)
+    if isinstance(layer, AvgPool2D):
+        return lambda x: avgpool2d(x, layer)
+    if isinstance(layer, ReLU):
+        return lambda x: anp.maximum(x, 0.0)
+    if isinstance(layer, GlobalAvgPool2D):
+        return lambda x: anp.mean(x, axis=(2, 3))
+    if isinstance(layer, Flatten):
+        return lambda x: anp.reshape(x, (x.shape[0], -1))
+    if isinstance(layer, Dense):
+        return lambda x: anp.dot(x, layer.weight.T) + (0.0 if layer.bias is None else layer.bias)
+    if isinstance(layer, BatchNorm2D):
+        a = layer.weight / anp.sqrt(layer.running_var + layer.eps)
+        c = layer.bias - a * layer.running_mean
+        return lambda x: x * a[:, None, None] + c[:, None, None]
+    if isinstance(layer, Dropout):
+        return lambda x: x
+    raise TypeError(layer)
+
+
+def model_function(model):
+    fns = [layer_function(layer) for layer in model]
+
+    def f(x):
+        for fn in fns:
+            x = fn(x)
+        return x
+
+    return f
+
+
+def vjp(fn, x, u):
+    """autograd's vector-Jacobian product ``uᵀ J_fn(x)``."""
+    back, _ = make_vjp(fn)(x)
+    return back(u)

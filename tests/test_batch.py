@@ -1,0 +1,491 @@
+"""xattr.batch: dataset-scale attribution on Dask into a Zarr store.
+
+Oracle: the serial loop over aligned micro-batches (``method(model, x[s:s+b], t[s:s+b])``, and
+``method(model, x[i:i+1], t[i:i+1], rng=default_rng(SeedSequence(seed, spawn_key=(i,))))`` for
+stochastic methods), written here independently of the module; results must equal it bit for bit.
+"""
+import json
+import os
+import signal
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+pytest.importorskip("dask", reason="xattr.batch needs the optional extra 'batch' (dask)")
+pytest.importorskip("zarr", reason="xattr.batch needs the optional extra 'batch' (zarr)")
+distributed = pytest.importorskip("distributed", reason="xattr.batch clusters need the optional extra 'batch'")
+
+import cloudpickle  # noqa: E402  (a dask dependency)
+from PIL import Image  # noqa: E402
+
+import xattr  # noqa: E402
+from xattr import batch  # noqa: E402
+from xattr._conventions import as_rng  # noqa: E402
+from xattr.methods import registry  # noqa: E402
+from xattr.nn import Conv2D, Dense, GlobalAvgPool2D, MaxPool2D, ReLU, Sequential  # noqa: E402
+
+# the test methods below travel to process workers by value (those processes cannot import this file)
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+N, SEED, BS = 24, 7, 2
+
+
+def tiny_model(rng=0):
+    g = np.random.default_rng(rng)
+    return Sequential(Conv2D(3, 4, 3, padding=1, rng=g), ReLU(), MaxPool2D(2),
+                      Conv2D(4, 4, 3, padding=1, rng=g), ReLU(), GlobalAvgPool2D(), Dense(4, 3, rng=g))
+
+
+def noisy_gradient(model, x, target, sigma=0.1, samples=3, rng=None):
+    """A small SmoothGrad-like stochastic method (mean gradient over noisy copies), for the tests."""
+    gen = as_rng(rng)
+    return np.mean([xattr.gradient(model, x + sigma * gen.standard_normal(x.shape), target)
+                    for _ in range(samples)], axis=0)
+
+
+def gxi_with_gap(model, x, target, return_delta=False):
+    """Gradient × input with its completeness gap sum(a) - (S(x) - S(0)), for the summaries."""
+    a = xattr.gradient_x_input(model, x, target)
+    if not return_delta:
+        return a
+    t = np.broadcast_to(np.asarray(target), (x.shape[0],)) if not callable(target) else target
+    sel = lambda z: model.forward(z)[np.arange(x.shape[0]), t]  # noqa: E731
+    return a, a.reshape(x.shape[0], -1).sum(1) - (sel(x) - sel(np.zeros_like(x)))
+
+
+class Counter:
+    """Counts images seen by ``counting_gradient``; raises once ``fail_after`` images were seen."""
+
+    lock = threading.Lock()
+    seen = 0
+    fail_after = None
+
+
+class Interrupted(Exception):
+    pass
+
+
+def counting_gradient(model, x, target):
+    with Counter.lock:
+        if Counter.fail_after is not None and Counter.seen >= Counter.fail_after:
+            raise Interrupted("simulated interruption")
+        Counter.seen += x.shape[0]
+    return xattr.gradient(model, x, target)
+
+
+def slow_gradient(model, x, target):
+    import time
+
+    time.sleep(0.15)  # slow enough that a worker can be killed while chunks remain
+    return xattr.gradient(model, x, target)
+
+
+def int_map(model, x, target):
+    return np.zeros(x.shape, dtype=np.int64)
+
+
+TEST_METHODS = {"test_noisy_gradient": noisy_gradient, "test_gxi_gap": gxi_with_gap, "test_int_map": int_map,
+                "test_counting_gradient": counting_gradient, "test_slow_gradient": slow_gradient}
+METHODS = ["gradient", "grad_cam", "test_noisy_gradient", "test_gxi_gap"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def test_methods():
+    """Register the test methods for this module only (other tests list the registry)."""
+    for name, fn in TEST_METHODS.items():
+        registry.register_method(name, fn, "test")
+    yield
+    for name in TEST_METHODS:
+        registry._METHODS.pop(name, None)
+
+
+@pytest.fixture(scope="module")
+def data():
+    x = np.random.default_rng(1).random((N, 3, 8, 8))
+    return tiny_model(), x
+
+
+def serial(model, x, method, seed=SEED, bs=BS, target=None):
+    """The oracle: a plain loop over aligned micro-batches (per image for stochastic methods)."""
+    fn = registry.get_method(method)
+    out = []
+    for s in range(0, x.shape[0], bs):
+        xb = x[s:s + bs]
+        t = model.forward(xb).argmax(1) if target is None else target
+        if method == "test_noisy_gradient":
+            out += [fn(model, xb[j:j + 1], t[j:j + 1], rng=np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(s + j,))))
+                    for j in range(xb.shape[0])]
+        else:
+            out.append(fn(model, xb, t))
+    return np.concatenate(out)
+
+
+@pytest.fixture(scope="module")
+def expected(data):
+    model, x = data
+    return {m: serial(model, x, m) for m in METHODS}
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """One LocalCluster (2 worker processes, loopback only) shared by the module: startup is slow."""
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None, silence_logs=40) as c:
+        with distributed.Client(c, set_as_default=False) as client:  # the job must not rely on a default client
+            yield c, client
+
+
+def run(data, tmp_path, name="s.zarr", **kw):
+    model, x = data
+    kw.setdefault("methods", METHODS)
+    kw.setdefault("seed", SEED)
+    kw.setdefault("batch_size", BS)
+    return batch.attribute_dataset(model, kw.pop("images", x), kw.pop("targets", None), out=str(tmp_path / name), **kw)
+
+
+def check_equal(result, expected):
+    for m, ref in expected.items():
+        got = batch.read_maps(result.store, m)
+        assert got.dtype == ref.dtype and got.shape == ref.shape
+        assert np.array_equal(got, ref), f"{m}: max |diff| {np.abs(got - ref).max()}"
+
+
+# -- bit-for-bit equality with the serial loop -------------------------------------------------
+@pytest.mark.parametrize("scheduler", ["sync", "threads", "processes"])
+@pytest.mark.parametrize("chunks_per_worker", [1, 2])
+def test_local_schedulers_equal_serial(data, expected, tmp_path, scheduler, chunks_per_worker):
+    chunk = N // (2 * chunks_per_worker)  # 2 workers
+    r = run(data, tmp_path, chunk=chunk, scheduler=scheduler, workers=2)
+    assert r.chunks_total == 2 * chunks_per_worker and r.chunks_run == r.chunks_total and r.chunks_skipped == 0
+    check_equal(r, expected)
+
+
+@pytest.mark.parametrize("chunks_per_worker", [1, 2])
+def test_local_cluster_equals_serial(data, expected, tmp_path, cluster, chunks_per_worker):
+    c, client = cluster
+    client.wait_for_workers(2, timeout=60)
+    # by address for one case (the CLI's --scheduler tcp://...), by Client for the other
+    sched = c.scheduler_address if chunks_per_worker == 1 else client
+    assert chunks_per_worker != 1 or sched.startswith("tcp://127.0.0.1:")
+    r = run(data, tmp_path, chunk=N // (2 * chunks_per_worker), scheduler=sched)
+    check_equal(r, expected)
+
+
+#: cheaper settings for the tiny images of these tests (every other method runs with its defaults)
+CHEAP = {"occlusion": {"window": 4, "stride": 2}, "lime": {"n_samples": 20}, "kernel_shap": {"n_samples": 20},
+         "expected_gradients": {"references": np.zeros((2, 3, 8, 8)), "n_samples": 4}}
+
+
+@pytest.mark.parametrize("name", [m for m in registry.available_methods() if not m.startswith("test_")])
+def test_every_registered_method_equals_serial(data, tmp_path, name):
+    """Any method of the registry runs by name; stochastic ones (``rng``) get per-image generators."""
+    import inspect
+
+    model, x = data
+    x, fn, opts = x[:6], registry.get_method(name), CHEAP.get(name, {})
+    params = list(inspect.signature(fn).parameters.values())[3:]
+    required = [p.name for p in params if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    if set(required) - set(opts):
+        pytest.skip(f"{name} needs the option(s) {required}: add them to CHEAP in this file")
+    r = run(data, tmp_path, images=x, methods=[(name, opts)], chunk=4, scheduler="sync")
+    ref = []
+    for s in range(0, 6, BS):
+        xb = x[s:s + BS]
+        t = model.forward(xb).argmax(1)
+        if "rng" in inspect.signature(fn).parameters:
+            ref += [fn(model, xb[j:j + 1], t[j:j + 1], **opts,
+                       rng=np.random.default_rng(np.random.SeedSequence(SEED, spawn_key=(s + j,)))) for j in range(len(xb))]
+        else:
+            ref.append(fn(model, xb, t, **opts))
+    assert np.array_equal(batch.read_maps(r.store, name), np.concatenate(ref))
+    if "return_delta" in inspect.signature(fn).parameters:  # its completeness gap is summarised
+        assert r.summary["methods"][name]["completeness_gap"]["count"] == 6
+
+
+def test_dask_array_and_float32_inputs(data, tmp_path):
+    import dask.array as da
+
+    model, x = data
+    xd = da.from_array(x, chunks=(5, 3, 8, 8))  # chunks unrelated to the job's
+    r = run(data, tmp_path, images=xd, methods=["gradient"], chunk=6, scheduler="threads")
+    assert np.array_equal(batch.read_maps(r.store, "gradient"), serial(model, x, "gradient"))
+    x32 = x.astype(np.float32)
+    r = run(data, tmp_path, name="f32.zarr", images=x32, methods=["gradient"], chunk=6, scheduler="sync")
+    got = batch.read_maps(r.store, "gradient")
+    assert got.dtype == np.float32 and np.array_equal(got, serial(model, x32, "gradient"))
+
+
+def test_stochastic_results_do_not_depend_on_chunking_and_follow_the_seed(data, tmp_path):
+    a = run(data, tmp_path, name="a.zarr", methods=["test_noisy_gradient"], chunk=4, scheduler="sync")
+    b = run(data, tmp_path, name="b.zarr", methods=["test_noisy_gradient"], chunk=12, scheduler="threads")
+    c = run(data, tmp_path, name="c.zarr", methods=["test_noisy_gradient"], chunk=4, scheduler="sync", seed=SEED + 1)
+    ma, mb, mc = (batch.read_maps(r.store, "test_noisy_gradient") for r in (a, b, c))
+    assert np.array_equal(ma, mb)
+    assert not np.any(np.all(ma == mc, axis=(1, 2, 3)))  # another seed: every image's noise differs
+
+
+def test_explicit_targets_and_labels(data, tmp_path):
+    model, x = data
+    t = np.arange(N) % 3
+    r = run(data, tmp_path, targets=t, methods=[("gc_norelu", "grad_cam", {"relu": False}), "gradient"],
+            chunk=8, scheduler="sync")
+    ref = np.concatenate([xattr.gradient(model, x[s:s + BS], t[s:s + BS]) for s in range(0, N, BS)])
+    assert np.array_equal(batch.read_maps(r.store, "gradient"), ref)
+    ref = np.concatenate([xattr.grad_cam(model, x[s:s + BS], t[s:s + BS], relu=False) for s in range(0, N, BS)])
+    assert np.array_equal(batch.read_maps(r.store, "gc_norelu"), ref)
+    import zarr
+
+    root = zarr.open_group(r.store, mode="r")
+    assert np.array_equal(root["target"][:], t)
+    assert np.array_equal(root["score"][:], model.forward(x)[np.arange(N), t])
+
+
+def test_callable_target(data, tmp_path):
+    model, x = data
+    margin = lambda s: s[:, 1] - s[:, 0]  # noqa: E731  (a function of the scores, explained per image)
+    r = run(data, tmp_path, targets=margin, methods=["gradient"], chunk=8, scheduler="processes", workers=2)
+    ref = np.concatenate([xattr.gradient(model, x[s:s + BS], margin) for s in range(0, N, BS)])
+    assert np.array_equal(batch.read_maps(r.store, "gradient"), ref)
+    import zarr
+
+    root = zarr.open_group(r.store, mode="r")
+    sc = model.forward(x)
+    assert np.allclose(root["score"][:], sc[:, 1] - sc[:, 0], rtol=0, atol=1e-15) and (root["target"][:] == -1).all()
+
+
+def test_transform_is_applied_before_the_model_and_part_of_the_job(data, tmp_path):
+    import functools
+
+    model, x = data
+    scale = functools.partial(np.multiply, 2.0)  # a picklable preprocessing step
+    r = run(data, tmp_path, methods=["gradient"], chunk=8, scheduler="processes", workers=2, transform=scale)
+    assert np.array_equal(batch.read_maps(r.store, "gradient"), serial(model, 2.0 * x, "gradient"))
+    assert r.summary["job"]["transform"]["partial"]["callable"] == "numpy.multiply"
+    with pytest.raises(batch.JobMismatchError, match="differs in transform"):
+        run(data, tmp_path, methods=["gradient"], chunk=8, scheduler="sync", resume=True)
+
+
+# -- summaries ---------------------------------------------------------------------------------
+def test_summary_json_beside_store(data, tmp_path):
+    model, x = data
+    r = run(data, tmp_path, name="sum.zarr", chunk=8, scheduler="threads")
+    assert r.summary_path == str(tmp_path / "sum.summary.json")
+    with open(r.summary_path) as f:
+        s = json.load(f)
+    assert s["n_images"] == N and s["n_valid"] == N and s["bad_images"] == []
+    # completeness gaps, recomputed here from the serial loop
+    gaps = np.concatenate([gxi_with_gap(model, x[i:i + BS], model.forward(x[i:i + BS]).argmax(1), True)[1]
+                           for i in range(0, N, BS)])
+    g = s["methods"]["test_gxi_gap"]["completeness_gap"]
+    assert g["count"] == N and g["mean"] == pytest.approx(gaps.mean(), rel=1e-12, abs=1e-15)
+    assert g["quantiles"]["0.5"] == pytest.approx(np.quantile(gaps, 0.5), rel=1e-12, abs=1e-15)
+    assert g["max"] == pytest.approx(gaps.max(), rel=1e-12, abs=1e-15)
+    assert "completeness_gap" not in s["methods"]["gradient"]  # gradient defines no gap
+    sums = serial(model, x, "gradient").reshape(N, -1).sum(1)
+    assert s["methods"]["gradient"]["map_sum"]["mean"] == pytest.approx(sums.mean(), rel=1e-12)
+    assert s["job"]["seed"] == SEED and [m["name"] for m in s["job"]["methods"]] == METHODS
+
+
+def test_user_metrics_are_stored_and_summarised(data, tmp_path):
+    model, x = data
+    metric = {"abs_mass": lambda model, xb, a, t: np.abs(a).reshape(a.shape[0], -1).sum(1)}
+    r = run(data, tmp_path, methods=["gradient"], metrics=metric, chunk=8, scheduler="sync")
+    ref = np.abs(serial(model, x, "gradient")).reshape(N, -1).sum(1)
+    assert r.summary["methods"]["gradient"]["abs_mass"]["mean"] == pytest.approx(ref.mean(), rel=1e-12)
+
+
+# -- model identity ----------------------------------------------------------------------------
+def test_model_fingerprint_tracks_weights_and_architecture():
+    a, b = tiny_model(), tiny_model()
+    assert batch.model_fingerprint(a)["sha256"] == batch.model_fingerprint(b)["sha256"]
+    b["dense1"].weight = b["dense1"].weight + np.eye(3, 4) * 1e-12
+    assert batch.model_fingerprint(a)["sha256"] != batch.model_fingerprint(b)["sha256"]
+    c = tiny_model()
+    c["conv2"].stride = (2, 2)
+    assert batch.model_fingerprint(a)["sha256"] != batch.model_fingerprint(c)["sha256"]
+
+
+def test_load_model_from_file_or_factory(tmp_path, data):
+    from xattr import models
+
+    model, x = data
+    loaded, info = batch.load_model(models.save(model, str(tmp_path / "m")))
+    assert batch.model_fingerprint(loaded)["sha256"] == batch.model_fingerprint(model)["sha256"]
+    assert info.input["channels"] == 3
+    factory_model, none = batch.load_model("xattr.cli:demo_model")
+    assert isinstance(factory_model, Sequential) and none is None
+    with pytest.raises(ValueError, match="missing.json"):
+        batch.load_model(str(tmp_path / "missing.npz"))
+    with pytest.raises(ValueError, match="cannot import model factory 'xattr.cli:nope'"):
+        batch.load_model("xattr.cli:nope")
+
+
+# -- resume ------------------------------------------------------------------------------------
+def test_resume_skips_finished_chunks_and_refuses_changed_jobs(data, tmp_path):
+    model, x = data
+    Counter.seen, Counter.fail_after = 0, 2 * 8 + 1  # probe (1 image) + two chunks of 8, then interrupted
+    kw = dict(methods=["test_counting_gradient"], chunk=8, scheduler="sync")
+    with pytest.raises(Interrupted):
+        run(data, tmp_path, **kw)
+    assert Counter.seen == 17
+    with pytest.raises(batch.BatchError, match="already exists; pass resume=True"):
+        run(data, tmp_path, **kw)
+    Counter.seen, Counter.fail_after = 0, None
+    r = run(data, tmp_path, resume=True, **kw)
+    assert Counter.seen == N - 16  # only the unfinished chunk ran
+    assert (r.chunks_total, r.chunks_skipped, r.chunks_run) == (3, 2, 1)
+    assert np.array_equal(batch.read_maps(r.store, "test_counting_gradient"), serial(model, x, "gradient"))
+    Counter.seen = 0
+    r = run(data, tmp_path, resume=True, **kw)  # everything done: nothing recomputed
+    assert Counter.seen == 0 and r.chunks_run == 0 and r.chunks_skipped == 3
+    with pytest.raises(batch.JobMismatchError, match="differs in seed"):
+        run(data, tmp_path, resume=True, seed=SEED + 1, **kw)
+    with pytest.raises(batch.JobMismatchError, match="differs in methods"):
+        run(data, tmp_path, resume=True, **{**kw, "methods": ["gradient"]})
+    other = tiny_model(rng=5)
+    with pytest.raises(batch.JobMismatchError, match="differs in model"):
+        batch.attribute_dataset(other, x, methods=kw["methods"], chunk=8, batch_size=BS, seed=SEED,
+                                out=str(tmp_path / "s.zarr"), resume=True, scheduler="sync")
+    with pytest.raises(batch.JobMismatchError, match="differs in chunk"):
+        run(data, tmp_path, resume=True, **{**kw, "chunk": 4})
+
+
+# -- a worker dies mid-job ---------------------------------------------------------------------
+def test_killed_worker_job_completes_and_matches_serial(data, tmp_path, cluster):
+    model, x = data
+    c, client = cluster
+    client.wait_for_workers(2, timeout=60)
+    pids = client.run(os.getpid)  # {worker address: pid}
+    victim = sorted(pids.values())[0]
+    killed, after = [], []
+
+    def kill_after_first(record):
+        if killed:
+            after.append(record)
+        else:
+            os.kill(victim, signal.SIGKILL)
+            killed.append(record)
+
+    r = run(data, tmp_path, methods=["test_slow_gradient"], chunk=2, scheduler=client, on_chunk_done=kill_after_first)
+    assert len(killed) == 1 and len(after) == N // 2 - 1  # killed mid-job: 11 chunks still to come
+    assert any(rec["pid"] != victim for rec in after)  # the job went on in the other processes
+    assert r.chunks_run + r.summary["chunks"]["reused_after_retry"] == r.chunks_total == N // 2
+    assert np.array_equal(batch.read_maps(r.store, "test_slow_gradient"), serial(model, x, "gradient"))
+    client.wait_for_workers(2, timeout=60)  # the nanny restarts the worker
+    assert victim not in client.run(os.getpid).values()
+
+
+# -- bad input ---------------------------------------------------------------------------------
+@pytest.fixture
+def folder(tmp_path):
+    d = tmp_path / "imgs"
+    d.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(5):
+        Image.fromarray((rng.random((8, 8, 3)) * 255).astype(np.uint8)).save(d / f"img{i}.png")
+    (d / "img2.png").write_bytes(b"this is not a png")  # unreadable, in the middle
+    (d / "notes.txt").write_text("ignored: not an image extension")
+    return d
+
+
+def read_png(path):
+    return (np.asarray(Image.open(path).convert("RGB"), dtype=np.float64) / 255).transpose(2, 0, 1)
+
+
+def test_folder_unreadable_image_stop_names_it(data, folder, tmp_path):
+    with pytest.raises(batch.ImageReadError, match="img2.png") as info:
+        run(data, tmp_path, images=str(folder), methods=["gradient"], chunk=2, batch_size=1, scheduler="threads")
+    assert info.value.path.endswith("img2.png") and info.value.index == 2
+
+
+def test_folder_unreadable_image_continue_reports_and_goes_on(data, folder, tmp_path):
+    model, _ = data
+    r = run(data, tmp_path, images=str(folder), methods=["gradient"], chunk=2, batch_size=1,
+            scheduler="processes", workers=2, on_error="continue")
+    assert [(b["index"], b["file"]) for b in r.bad_images] == [(2, "img2.png")]
+    assert "img2.png" in json.load(open(r.summary_path))["bad_images"][0]["file"]
+    got = batch.read_maps(r.store, "gradient")
+    assert np.isnan(got[2]).all()
+    for i in (0, 1, 3, 4):
+        xi = read_png(folder / f"img{i}.png")[None]
+        assert np.array_equal(got[i], xattr.gradient(model, xi, model.forward(xi).argmax(1))[0])
+    assert r.summary["n_valid"] == 4 and r.summary["methods"]["gradient"]["map_sum"]["count"] == 4
+
+
+def test_folder_image_of_another_size_is_reported(data, folder, tmp_path):
+    Image.fromarray(np.zeros((9, 8, 3), np.uint8)).save(folder / "img9.png")
+    r = run(data, tmp_path, images=str(folder), methods=["gradient"], chunk=2, batch_size=1, scheduler="sync",
+            on_error="continue")
+    assert [b["file"] for b in r.bad_images] == ["img2.png", "img9.png"]
+    assert "9x8" in r.bad_images[1]["error"]
+
+
+def test_store_path_not_writable(data, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    with pytest.raises(batch.BatchError, match="not writable"):
+        batch.attribute_dataset(data[0], data[1], methods=["gradient"], out=str(blocker / "s.zarr"), chunk=8)
+    with pytest.raises(batch.BatchError, match="not an xattr batch store"):
+        batch.attribute_dataset(data[0], data[1], methods=["gradient"], out=str(blocker), chunk=8, resume=True)
+
+
+def test_unknown_method_or_option_and_bad_settings(data, tmp_path):
+    model, x = data
+    out = str(tmp_path / "s.zarr")
+    with pytest.raises(ValueError, match="unknown method 'no_such_method'; known methods: gradient"):
+        batch.attribute_dataset(model, x, methods=["no_such_method"], out=out)
+    with pytest.raises(ValueError, match="method 'grad_cam' has no option 'steps'; its options are: layer, relu"):
+        batch.attribute_dataset(model, x, methods=[("grad_cam", {"steps": 3})], out=out)
+    with pytest.raises(ValueError, match="set by the batch job"):
+        batch.attribute_dataset(model, x, methods=[("test_noisy_gradient", {"rng": 1})], out=out)
+    with pytest.raises(ValueError, match="batch_size must be a positive int dividing chunk=8"):
+        batch.attribute_dataset(model, x, methods=["gradient"], out=out, chunk=8, batch_size=3)
+    with pytest.raises(ValueError, match="on_error must be 'stop' or 'continue'"):
+        batch.attribute_dataset(model, x, methods=["gradient"], out=out, on_error="ignore")
+    with pytest.raises(ValueError, match=r"targets must be .* shape \(N,\) = \(24,\)"):
+        batch.attribute_dataset(model, x, np.zeros(3, int), methods=["gradient"], out=out)
+    with pytest.raises(ValueError, match="scheduler must be"):
+        batch.attribute_dataset(model, x, methods=["gradient"], out=out, scheduler="gpu")
+    with pytest.raises(TypeError, match="'test_int_map' .* returned dtype int64; batch jobs store float maps"):
+        batch.attribute_dataset(model, x, methods=["test_int_map"], out=str(tmp_path / "c.zarr"))
+    with pytest.raises(ValueError, match="model failed on image 0: .*must have 3 channel"):  # the method's own error
+        batch.attribute_dataset(model, x[:, :1], methods=["gradient"], out=str(tmp_path / "c.zarr"))
+    assert not os.path.exists(tmp_path / "c.zarr")  # nothing created for a job that cannot run
+
+
+def test_missing_extra_gives_install_hint(monkeypatch, data, tmp_path):
+    monkeypatch.setitem(sys.modules, "zarr", None)
+    with pytest.raises(ImportError, match=r"optional extra 'batch'.*xattr-ref\[batch\]"):
+        batch.attribute_dataset(data[0], data[1], methods=["gradient"], out=str(tmp_path / "s.zarr"))
+
+
+# -- command line ------------------------------------------------------------------------------
+def test_cli_batch_runs_and_resumes(data, folder, tmp_path, capsys):
+    from xattr import models
+    from xattr.cli import main
+
+    model, _ = data
+    spec = {"channels": 3, "height": 8, "width": 8, "range": [0.0, 2.0], "mean": [0.5] * 3, "std": [0.25] * 3}
+    mfile = models.save(model, str(tmp_path / "m"), input_spec=spec)
+    Image.fromarray(np.zeros((9, 8, 3), np.uint8) + 100).save(folder / "img9.png")  # resized to the declared 8x8
+    args = ["batch", str(folder), "--model", mfile, "--method", "gradient", "--method", "grad_cam:relu=false",
+            "--out", str(tmp_path / "cli.zarr"), "--chunk", "2", "--scheduler", "sync", "--on-error", "continue"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "images: 6 (5 valid)" in out and "unreadable image 2 img2.png" in out and "grad_cam" in out
+    got = batch.read_maps(tmp_path / "cli.zarr", "gradient")
+    xin = (2.0 * read_png(folder / "img0.png")[None] - 0.5) / 0.25  # the model file's range and normalisation
+    assert np.array_equal(got[0], xattr.gradient(model, xin, model.forward(xin).argmax(1))[0])
+    pix9 = np.asarray(Image.open(folder / "img9.png").convert("RGB").resize((8, 8), Image.BILINEAR)) / 255
+    x9 = (2.0 * pix9.transpose(2, 0, 1)[None] - 0.5) / 0.25
+    assert np.array_equal(got[5], xattr.gradient(model, x9, model.forward(x9).argmax(1))[0])
+    assert main(args + ["--resume"]) == 0
+    assert "0 run now, 3 already done" in capsys.readouterr().out
+    assert main(args) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert main(args[:4] + ["--method", "nope", "--out", str(tmp_path / "x.zarr")]) == 2
+    assert "unknown method 'nope'" in capsys.readouterr().err
+    assert main(args[:2] + ["--model", str(tmp_path / "absent"), "--method", "gradient", "--out", "y.zarr"]) == 2
+    assert "absent.json" in capsys.readouterr().err

@@ -1,0 +1,146 @@
+"""Conv2D: naive twin, autograd, central differences, the adjoint identity, errors."""
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from autograd_twins import conv2d as ag_conv2d
+from autograd_twins import vjp as ag_vjp
+from xattr.nn import Conv2D, reference
+from xattr.nn import conv as conv_mod
+
+
+@st.composite
+def conv_cases(draw):
+    c_in, c_out = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    k = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    d = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    same = draw(st.booleans())
+    s = (1, 1) if same else (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    padding = "same" if same else (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
+    H = draw(st.integers(d[0] * (k[0] - 1) + 1, 7))
+    W = draw(st.integers(d[1] * (k[1] - 1) + 1, 7))
+    n = draw(st.integers(1, 2))
+    bias = draw(st.booleans())
+    seed = draw(st.integers(0, 2**16))
+    layer = Conv2D(c_in, c_out, k, stride=s, padding=padding, dilation=d, bias=bias, rng=seed)
+    if bias:
+        layer.bias = np.random.default_rng(seed + 1).normal(size=c_out)
+    x = np.random.default_rng(seed + 2).normal(size=(n, c_in, H, W))
+    return layer, x
+
+
+@given(conv_cases())
+def test_forward_and_backward_equal_naive_twin(case):
+    layer, x = case
+    y, cache = layer.forward(x)
+    np.testing.assert_allclose(y, reference.conv2d_forward(x, layer.weight, layer.bias, layer.stride, layer.pads, layer.dilation), rtol=1e-12, atol=1e-12)
+    g = np.random.default_rng(0).normal(size=y.shape)
+    np.testing.assert_allclose(
+        layer.backward(g, cache), reference.conv2d_backward(g, x.shape, layer.weight, layer.stride, layer.pads, layer.dilation), rtol=1e-12, atol=1e-12
+    )
+    pg = layer.param_grads(g, cache)
+    np.testing.assert_allclose(pg["weight"], reference.conv2d_weight_grad(g, x, layer.weight.shape, layer.stride, layer.pads, layer.dilation), rtol=1e-11, atol=1e-11)
+    if layer.bias is not None:
+        np.testing.assert_allclose(pg["bias"], g.sum(axis=(0, 2, 3)), rtol=1e-12)
+
+
+@given(conv_cases())
+def test_gradient_equals_autograd_and_central_differences(case):
+    layer, x = case
+    y, cache = layer.forward(x)
+    rng = np.random.default_rng(1)
+    u, v = rng.normal(size=y.shape), rng.normal(size=x.shape)
+    gx = layer.backward(u, cache, "gradient")
+    np.testing.assert_allclose(gx, ag_vjp(lambda z: ag_conv2d(z, layer), x, u), rtol=1e-10, atol=1e-12)
+    h = 1e-5
+    fd = np.sum(u * (layer(x + h * v) - layer(x - h * v))) / (2 * h)
+    assert np.isclose(fd, np.sum(gx * v), rtol=1e-7, atol=1e-9)
+
+
+@given(conv_cases())
+def test_adjoint_identity_without_bias(case):
+    """<A x, u> = <x, Aᵀ u> for the linear part (exact up to round-off)."""
+    layer, x = case
+    layer.bias = None if layer.bias is None else np.zeros(layer.out_channels)
+    y, cache = layer.forward(x)
+    u = np.random.default_rng(3).normal(size=y.shape)
+    lhs, rhs = np.sum(y * u), np.sum(x * layer.backward(u, cache))
+    assert np.isclose(lhs, rhs, rtol=1e-12, atol=1e-12 * (1 + abs(lhs)))
+
+
+def test_three_rules_share_the_transposed_convolution():
+    layer = Conv2D(2, 3, 3, padding=1, rng=0)
+    x = np.random.default_rng(0).normal(size=(1, 2, 5, 5))
+    y, cache = layer.forward(x)
+    g = np.random.default_rng(1).normal(size=y.shape)
+    ref = layer.backward(g, cache, "gradient")
+    for rule in ("deconvnet", "guided"):
+        np.testing.assert_array_equal(layer.backward(g, cache, rule), ref)
+
+
+def test_chunked_batches_equal_one_chunk(monkeypatch):
+    layer = Conv2D(3, 4, 3, stride=2, padding=1, rng=0)
+    x = np.random.default_rng(0).normal(size=(5, 3, 9, 9))
+    y_full, cache = layer.forward(x)
+    g = np.random.default_rng(1).normal(size=y_full.shape)
+    gx_full, pg_full = layer.backward(g, cache), layer.param_grads(g, cache)
+    monkeypatch.setattr(conv_mod, "IM2COL_BUDGET", 1)  # one image per chunk
+    y, cache = layer.forward(x)
+    np.testing.assert_array_equal(y, y_full)
+    np.testing.assert_allclose(layer.backward(g, cache), gx_full, rtol=1e-13)
+    np.testing.assert_allclose(layer.param_grads(g, cache)["weight"], pg_full["weight"], rtol=1e-12)
+
+
+def test_same_padding_keeps_size_including_even_kernels():
+    for k, d in [(3, 1), (4, 1), (3, 2), (2, 3)]:
+        layer = Conv2D(1, 1, k, padding="same", dilation=d, rng=0)
+        assert layer(np.zeros((1, 1, 7, 6))).shape == (1, 1, 7, 6)
+
+
+def test_float32_in_float32_out_and_input_untouched():
+    layer = Conv2D(2, 3, 3, padding=1, rng=0)
+    x = np.random.default_rng(0).normal(size=(2, 2, 6, 6)).astype(np.float32)
+    x0 = x.copy()
+    y, cache = layer.forward(x)
+    assert y.dtype == np.float32 and layer.backward(np.ones_like(y), cache).dtype == np.float32
+    np.testing.assert_array_equal(x, x0)
+    np.testing.assert_allclose(y, layer(x.astype(np.float64)), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "x, match",
+    [
+        (np.zeros((1, 4, 5, 5)), "3 channel"),
+        (np.zeros((3, 5, 5)), "rank 4"),
+        (np.full((1, 3, 5, 5), np.nan), "finite"),
+        (np.zeros((1, 3, 5, 5), dtype=complex), "dtype"),
+        (np.zeros((1, 3, 2, 2)), "smaller than"),
+    ],
+)
+def test_bad_input_is_refused_clearly(x, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        Conv2D(3, 2, 3, rng=0).forward(x)
+
+
+def test_bad_parameters_are_refused_clearly():
+    layer = Conv2D(3, 2, 3, rng=0)
+    with pytest.raises(ValueError, match=r"weight must have shape \(2, 3, 3, 3\), got \(2, 3, 2, 2\)"):
+        layer.weight = np.zeros((2, 3, 2, 2))
+    with pytest.raises(ValueError, match="bias must have shape"):
+        layer.bias = np.zeros(3)
+    with pytest.raises(ValueError, match="stride 1"):
+        Conv2D(3, 2, 3, stride=2, padding="same")
+    with pytest.raises(ValueError, match=">= 1"):
+        Conv2D(3, 2, 0)
+    with pytest.raises(ValueError, match="padding must be"):
+        Conv2D(3, 2, 3, padding="full")
+
+
+def test_weights_are_plain_assignable_and_copied():
+    layer = Conv2D(1, 1, 2, bias=False)
+    w = np.arange(4.0).reshape(1, 1, 2, 2)
+    layer.weight = w
+    w[...] = 0  # the layer keeps its own copy
+    x = np.ones((1, 1, 2, 2))
+    assert layer(x).item() == 6.0

@@ -1,0 +1,85 @@
+"""Which method × option combinations the vectors hold, and with what tolerance.
+
+Options use xattr's keyword names; :data:`DEFINITIONS` says in words what each method computes, so
+an adapter for another library can map the options.  An option value that is a list in the
+manifest is given to the adapter as a float64 (or int, for ``segments``) ndarray.
+
+A registered method missing here gets one case with its default options (``rng=0`` added if it
+takes one), so regenerating after a new method lands covers it at once.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+#: tolerance: ``max |actual - expected| <= atol + rtol * max |expected|`` (float64 round-off is ~1e-15).
+RTOL = 1e-10
+ATOL = 1e-13
+
+
+def _grid(h, w, gh, gw):
+    """Segment labels of a ``gh x gw`` grid of equal cells over ``(h, w)`` (row-major labels)."""
+    rows = (np.arange(h) * gh) // h
+    cols = (np.arange(w) * gw) // w
+    return (rows[:, None] * gw + cols[None, :]).tolist()
+
+
+def method_options(method, spec):
+    """The option sets for ``method`` on model ``spec`` (list of dicts)."""
+    h, w = spec.input_shape[2:]
+    first_relu = [layer["name"] for layer in spec.layers if layer["type"] == "ReLU"][0]  # not the default layer
+    seg = _grid(h, w, 2, 2)  # 4 features: exact Shapley enumerates 16 coalitions
+    ref = (0.1 * np.ones(spec.input_shape[1:])).tolist()
+    table = {
+        "gradient": [{}], "gradient_x_input": [{}], "deconvnet": [{}], "guided_backprop": [{}],
+        "cam": [{"upsample": False}, {"upsample": True}],
+        "grad_cam": [{"relu": True, "upsample": False}, {"relu": False, "upsample": False},
+                     {"relu": True, "upsample": True}, {"layer": first_relu, "relu": False, "upsample": False}],
+        "guided_grad_cam": [{}],
+        "deeplift": [{"rule": "rescale"}, {"rule": "rescale", "reference": ref},
+                     {"rule": "rescale", "maxpool": "rescale", "reference": ref}, {"rule": "revealcancel"}],
+        "deepshap": [{"references": (np.linspace(-0.5, 0.5, 3)[:, None, None, None]
+                                     * np.ones((3,) + tuple(spec.input_shape[1:]))).tolist()}],
+        "lrp": [{"composite": c} for c in ("epsilon", "epsilon_plus", "epsilon_plus_flat", "epsilon_alpha2_beta1")]
+               + [{"composite": "0"}, {"composite": "epsilon", "epsilon": 0.25},
+                  {"composite": "epsilon_gamma_box", "low": -3.0, "high": 3.0}],
+        "occlusion": [{"window": 4, "stride": 2}, {"window": 4, "stride": 2, "aggregate": "sum"},
+                      {"window": 3, "stride": 3, "baseline": 0.5}],
+        "shapley": [{"segments": seg}, {"segments": seg, "baseline": 0.5}],
+        "kernel_shap": [{"segments": seg, "rng": 0}],  # 4 features: every coalition enumerated, so exact
+        "lime": [{"segments": seg, "rng": 0, "n_samples": 50}],
+        "integrated_gradients": [{"quadrature": q, "steps": 16} for q in
+                                 ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre")]
+                                + [{"quadrature": "exact"}],
+        "smoothgrad": [{"rng": 0}],
+    }
+    return table.get(method)
+
+
+#: methods whose numbers depend on xattr's random stream (numpy PCG64 from the seed): another
+#: implementation can match them only by drawing the same noise; the runner reports them apart.
+RANDOM_METHODS = ("lime", "smoothgrad", "smoothgrad_squared", "vargrad", "expected_gradients")
+
+#: what each method computes, in words, for adapter writers (xattr's docstrings have the details).
+DEFINITIONS = {
+    "gradient": "dS_t/dx, signed (Simonyan et al. 2013); Captum Saliency(abs=False)",
+    "gradient_x_input": "x * dS_t/dx (Shrikumar et al. 2016); Captum InputXGradient",
+    "deconvnet": "ReLUs pass max(R, 0) (Zeiler & Fergus 2014); Captum Deconvolution",
+    "guided_backprop": "ReLUs pass max(R, 0) * 1[X > 0] (Springenberg et al. 2015); Captum GuidedBackprop",
+    "cam": "sum_k W[t, k] A_k at the GAP input, bias excluded (Zhou et al. 2016); (N,1,h,w) or bilinear (N,1,H,W)",
+    "grad_cam": "alpha_k = spatial mean of dS_t/dA_k at the output of `layer` (default: last layer with a spatial "
+                "output), map sum_k alpha_k A_k, ReLU if relu (Selvaraju et al. 2017); upsample: bilinear, "
+                "align_corners=False; Captum LayerGradCam(relu_attributions=relu)",
+    "guided_grad_cam": "guided_backprop * bilinear-upsampled ReLU Grad-CAM; Captum GuidedGradCam(interpolate_mode='bilinear')",
+    "deeplift": "DeepLIFT multipliers times (x - reference) (Shrikumar et al. 2017); rule rescale|revealcancel; "
+                "reference default 0; max-pool 'gradient' (the input pass's argmax) or 'rescale'",
+    "deepshap": "mean of DeepLIFT-Rescale over the given references (Lundberg & Lee 2017)",
+    "lrp": "layer-wise relevance propagation with a composite (rules per layer type; Montavon et al. 2019); "
+           "output relevance = the target score; max-pool winner-take-all",
+    "occlusion": "S_t(x) - S_t(x with a window set to baseline), averaged over the windows covering a pixel "
+                 "(aggregate='mean', as Captum) or summed; windows clipped at the border; (N,1,H,W)",
+    "shapley": "exact Shapley values of the segments (hidden = baseline), every 2^M coalition; (N,1,H,W)",
+    "kernel_shap": "KernelSHAP (Lundberg & Lee 2017); with 4 segments every coalition is enumerated: exact Shapley",
+    "lime": "LIME (Ribeiro et al. 2016) with xattr's random masks: xattr-specific",
+    "integrated_gradients": "(x - baseline) * integral of dS_t/dx along the straight path, by the named quadrature "
+                            "(weights sum to 1) or exactly ('exact', piecewise-linear nets)",
+}

@@ -1,0 +1,344 @@
+"""Saving and loading ``Sequential`` models, and the trained models shipped with xattr.
+
+A saved model is two files side by side::
+
+    NAME.json   the architecture (layer types, names, constructor settings), the input the model
+                expects (channels, size, value range, normalisation), the class names, free
+                metadata (how it was trained, its accuracy), and the SHA-256 of the weights file
+    NAME.npz    the arrays, keyed ``"<layer name>.<array>"`` (``conv1.weight``, ``bn1.running_var``)
+
+:func:`save` writes both; :func:`load` reads them back into an identical model and checks
+everything on the way: a missing, corrupt or truncated file, a checksum that does not match,
+an unknown layer type, a missing, extra or wrongly shaped array each raise
+:class:`ModelFileError` (a ``ValueError``) that names the file and what was expected.
+
+``load("shapes")`` returns the CNN shipped inside the package (trained on
+:func:`xattr.data.make_shapes` by ``python -m xattr.data.train``).
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import zipfile
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..nn import AvgPool2D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, MaxPool2D, ReLU, Sequential
+
+FORMAT = "xattr-model"
+FORMAT_VERSION = 1
+
+#: folder of the models shipped with the package (``NAME.json`` + ``NAME.npz``).
+SHIPPED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "shipped")
+
+
+class ModelFileError(ValueError):
+    """A model file is missing, corrupt, truncated or does not match its architecture."""
+
+
+def _jsonable(v):
+    if isinstance(v, tuple):
+        return [_jsonable(a) for a in v]
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (np.floating,)):
+        return float(v)
+    return v
+
+
+def _pair_or_str(v):
+    return v if isinstance(v, str) else _jsonable(tuple(v)) if isinstance(v, (tuple, list)) else int(v)
+
+
+# -- the layer formats: type name -> (class, config(layer) -> dict, array names) -----------------------
+LAYER_FORMATS = {}
+
+
+def register_layer_format(cls, config, arrays=("weight", "bias")):
+    """Teach :func:`save`/:func:`load` a layer type.
+
+    ``config(layer) -> dict`` gives the keyword arguments that rebuild it (``cls(**config)``);
+    ``arrays`` names the array attributes stored in the ``.npz`` (``None``-valued ones are skipped).
+    """
+    LAYER_FORMATS[cls.__name__] = (cls, config, tuple(arrays))
+    return cls
+
+
+register_layer_format(
+    Conv2D,
+    lambda l: dict(
+        in_channels=l.in_channels, out_channels=l.out_channels, kernel_size=list(l.kernel_size),
+        stride=list(l.stride), padding=_pair_or_str(l.padding), dilation=list(l.dilation), bias=l.bias is not None,
+    ),
+)
+register_layer_format(
+    Dense, lambda l: dict(in_features=l.in_features, out_features=l.out_features, bias=l.bias is not None)
+)
+for _pool in (MaxPool2D, AvgPool2D):
+    register_layer_format(
+        _pool, lambda l: dict(kernel_size=list(l.kernel_size), stride=list(l.stride), padding=list(l.padding)), ()
+    )
+for _plain in (ReLU, GlobalAvgPool2D, Flatten):
+    register_layer_format(_plain, lambda l: {}, ())
+register_layer_format(
+    BatchNorm2D, lambda l: dict(num_features=l.num_features, eps=l.eps), ("weight", "bias", "running_mean", "running_var")
+)
+register_layer_format(Dropout, lambda l: dict(p=l.p), ())
+
+
+@dataclass
+class ModelInfo:
+    """What a model file declares beside its layers.
+
+    Attributes
+    ----------
+    input : dict
+        ``channels``, ``height``, ``width`` of the images the model takes, ``range`` ``[lo, hi]``
+        the pixel values are scaled to before normalisation, and per-channel ``mean`` and ``std``
+        (the model sees ``(pixel - mean) / std``).
+    classes : list of str or None
+    meta : dict
+        Free metadata (training settings, accuracy, seed, time).
+    path : str
+        The architecture file read.
+    """
+
+    input: dict = field(default_factory=dict)
+    classes: list | None = None
+    meta: dict = field(default_factory=dict)
+    path: str = ""
+
+
+def default_input_spec(channels=3, height=None, width=None):
+    """Input declaration: pixels scaled to ``[0, 1]``, no normalisation (mean 0, std 1)."""
+    return {
+        "channels": int(channels), "height": height, "width": width,
+        "range": [0.0, 1.0], "mean": [0.0] * int(channels), "std": [1.0] * int(channels),
+    }
+
+
+def _paths(path):
+    """``(json path, npz path)`` for ``NAME``, ``NAME.json`` or ``NAME.npz``."""
+    path = os.fspath(path)
+    stem = path[: -len(os.path.splitext(path)[1])] if path.endswith((".json", ".npz")) else path
+    return stem + ".json", stem + ".npz"
+
+
+def _sha256(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def save(model, path, input_spec=None, classes=None, meta=None):
+    """Save ``model`` as ``NAME.json`` (architecture) + ``NAME.npz`` (weights).
+
+    Parameters
+    ----------
+    model : Sequential
+    path : str or path-like
+        ``NAME``, ``NAME.json`` or ``NAME.npz``; both files are written.
+    input_spec : dict, optional
+        See :class:`ModelInfo` (default: :func:`default_input_spec` with the first conv's channels).
+    classes : list of str, optional
+    meta : dict, optional
+        JSON-serialisable metadata.
+
+    Returns
+    -------
+    str
+        The ``.json`` path.
+    """
+    if not isinstance(model, Sequential):
+        raise TypeError(f"save takes an xattr.nn.Sequential, got {type(model).__name__}")
+    layers, arrays = [], {}
+    for layer in model:
+        tname = type(layer).__name__
+        if tname not in LAYER_FORMATS or LAYER_FORMATS[tname][0] is not type(layer):
+            raise TypeError(
+                f"cannot save layer {layer.describe()}: type {tname} has no file format "
+                f"(known: {', '.join(LAYER_FORMATS)}; add one with xattr.models.register_layer_format)"
+            )
+        _, config, names = LAYER_FORMATS[tname]
+        stored = []
+        for a in names:
+            v = getattr(layer, a, None)
+            if v is not None:
+                arrays[f"{layer.name}.{a}"] = np.asarray(v)
+                stored.append(a)
+        layers.append({"name": layer.name, "type": tname, "config": config(layer), "arrays": stored})
+    if input_spec is None:
+        first = next((l for l in model if isinstance(l, Conv2D)), None)
+        input_spec = default_input_spec(first.in_channels if first is not None else 3)
+    json_path, npz_path = _paths(path)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    data = buf.getvalue()
+    doc = {
+        "format": FORMAT, "version": FORMAT_VERSION,
+        "weights": {"file": os.path.basename(npz_path), "sha256": _sha256(data), "bytes": len(data)},
+        "input": input_spec, "classes": list(classes) if classes is not None else None,
+        "meta": meta or {}, "layers": layers,
+    }
+    text = json.dumps(doc, indent=1, default=_jsonable)
+    folder = os.path.dirname(json_path)
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    with open(npz_path, "wb") as f:
+        f.write(data)
+    with open(json_path, "w", encoding="utf-8") as f:
+        f.write(text + "\n")
+    return json_path
+
+
+def resolve(name_or_path):
+    """The ``.json`` path of a shipped model name (``"shapes"``) or of a file path."""
+    s = os.fspath(name_or_path)
+    json_path, _ = _paths(s)
+    if os.path.exists(json_path) or os.sep in s or "/" in s or s.endswith((".json", ".npz")):
+        return json_path
+    shipped = os.path.join(SHIPPED_DIR, s + ".json")
+    if os.path.exists(shipped):
+        return shipped
+    raise ModelFileError(
+        f"no model file {json_path!r} and no shipped model named {s!r} (shipped: {', '.join(shipped_models()) or 'none'})"
+    )
+
+
+def shipped_models():
+    """Names of the models shipped in the package."""
+    if not os.path.isdir(SHIPPED_DIR):
+        return []
+    return sorted(f[:-5] for f in os.listdir(SHIPPED_DIR) if f.endswith(".json"))
+
+
+def read_info(name_or_path):
+    """Read and validate the architecture file only; returns ``(document dict, ModelInfo)``."""
+    json_path = resolve(name_or_path)
+    if not os.path.exists(json_path):
+        raise ModelFileError(f"model file {json_path!r} not found (a saved model is NAME.json + NAME.npz)")
+    try:
+        with open(json_path, encoding="utf-8") as f:
+            doc = json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"{json_path!r} is not a valid xattr model file (not JSON: {exc})") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise ModelFileError(f"{json_path!r} is not an xattr model file (expected \"format\": \"{FORMAT}\")")
+    if doc.get("version") != FORMAT_VERSION:
+        raise ModelFileError(f"{json_path!r} has format version {doc.get('version')!r}; this xattr reads {FORMAT_VERSION}")
+    for key in ("layers", "weights", "input"):
+        if key not in doc:
+            raise ModelFileError(f"{json_path!r} lacks the {key!r} entry")
+    info = ModelInfo(input=doc["input"], classes=doc.get("classes"), meta=doc.get("meta") or {}, path=json_path)
+    return doc, info
+
+
+def _read_weights(json_path, doc):
+    npz_path = _paths(json_path)[1]  # always beside it with the same stem, so a renamed pair still loads
+    if not os.path.isfile(npz_path):
+        raise ModelFileError(f"weights file {npz_path!r} not found (a saved model is NAME.json + NAME.npz)")
+    with open(npz_path, "rb") as f:
+        data = f.read()
+    want = doc["weights"].get("sha256")
+    if want is not None and _sha256(data) != want:
+        size = doc["weights"].get("bytes")
+        hint = f" (it has {len(data)} bytes, {size} were written: truncated?)" if size is not None and size != len(data) else ""
+        raise ModelFileError(
+            f"weights file {npz_path!r} is corrupt or truncated: its SHA-256 does not match the one in {json_path!r}{hint}"
+        )
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            return npz_path, {k: z[k] for k in z.files}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
+        raise ModelFileError(f"weights file {npz_path!r} is corrupt or truncated: {exc}") from None
+
+
+def load_with_info(name_or_path):
+    """Load a saved model; returns ``(Sequential, ModelInfo)``.  See :func:`load`."""
+    doc, info = read_info(name_or_path)
+    json_path = info.path
+    npz_path, arrays = _read_weights(json_path, doc)
+    layers, used = [], set()
+    for k, spec in enumerate(doc["layers"]):
+        try:
+            name, tname, config, names = spec["name"], spec["type"], spec.get("config", {}), spec.get("arrays", [])
+        except (TypeError, KeyError):
+            raise ModelFileError(f"{json_path!r}: layer entry {k} lacks 'name' or 'type'") from None
+        if tname not in LAYER_FORMATS:
+            raise ModelFileError(
+                f"{json_path!r}: layer {name!r} has unknown type {tname!r} (known: {', '.join(LAYER_FORMATS)})"
+            )
+        cls = LAYER_FORMATS[tname][0]
+        try:
+            layer = cls(**config)
+        except (TypeError, ValueError) as exc:
+            raise ModelFileError(f"{json_path!r}: cannot build layer {name!r} ({tname}) from {config}: {exc}") from None
+        for a in names:
+            key = f"{name}.{a}"
+            if key not in arrays:
+                raise ModelFileError(f"weights file {npz_path!r} has no array {key!r} that {json_path!r} declares")
+            want = getattr(layer, a)
+            if want is not None and arrays[key].shape != want.shape:
+                raise ModelFileError(
+                    f"weights file {npz_path!r} does not match {json_path!r}: {key} has shape "
+                    f"{arrays[key].shape}, the architecture needs {want.shape}"
+                )
+            try:
+                setattr(layer, a, arrays[key])
+            except (TypeError, ValueError) as exc:
+                raise ModelFileError(f"weights file {npz_path!r}: array {key!r} is not usable: {exc}") from None
+            used.add(key)
+        missing = [a for a in LAYER_FORMATS[tname][2] if getattr(layer, a, None) is not None and a not in names]
+        if missing:
+            raise ModelFileError(f"{json_path!r}: layer {name!r} ({tname}) needs arrays {missing} that are not listed")
+        layers.append((name, layer))
+    extra = sorted(set(arrays) - used)
+    if extra:
+        raise ModelFileError(
+            f"weights file {npz_path!r} does not match {json_path!r}: arrays {extra} belong to no declared layer"
+        )
+    try:
+        model = Sequential(*layers)
+    except (TypeError, ValueError) as exc:
+        raise ModelFileError(f"{json_path!r}: {exc}") from None
+    return model, info
+
+
+def load(name_or_path):
+    """Load a model saved by :func:`save`, or a shipped model by name (``"shapes"``).
+
+    Parameters
+    ----------
+    name_or_path : str or path-like
+        ``NAME``/``NAME.json``/``NAME.npz`` of a saved model, or the name of a shipped model
+        (:func:`shipped_models`).
+
+    Returns
+    -------
+    Sequential
+
+    Raises
+    ------
+    ModelFileError
+        Missing, corrupt, truncated or mismatched files (the message names the file and the mismatch).
+    """
+    return load_with_info(name_or_path)[0]
+
+
+def preprocess(images, info):
+    """Pixels in the declared ``range`` -> the model's input: ``(x - mean) / std`` per channel.
+
+    ``images`` ``(N, C, H, W)`` with values in ``info.input["range"]`` (``[0, 1]`` by default).
+    """
+    spec = info.input if isinstance(info, ModelInfo) else info
+    x = np.asarray(images, dtype=np.float64)
+    mean = np.asarray(spec.get("mean", 0.0), dtype=np.float64).reshape(-1, 1, 1)
+    std = np.asarray(spec.get("std", 1.0), dtype=np.float64).reshape(-1, 1, 1)
+    return (x - mean) / std
+
+
+__all__ = [
+    "ModelFileError", "ModelInfo", "save", "load", "load_with_info", "read_info", "resolve", "shipped_models",
+    "preprocess", "default_input_spec", "register_layer_format", "LAYER_FORMATS", "SHIPPED_DIR",
+]

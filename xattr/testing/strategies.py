@@ -1,0 +1,241 @@
+"""Hypothesis strategies for random ``Sequential`` networks, their inputs, baselines and targets.
+
+Needs Hypothesis (the ``test`` extra).  The networks cover the general domain of the core
+stack: depth, channels, kernel sizes, strides, paddings (including ``"same"``), dilations,
+max/average pools (overlapping windows too), optional batch-norm, and GAP or flatten heads
+with an optional hidden dense layer.  Inputs repeat values and contain exact zeros on
+purpose (``hypothesis.extra.numpy.arrays`` fills with repeats), which is what finds max-pool
+ties and ReLU inputs of exactly zero.  Floats are bounded and finite.
+
+Example::
+
+    from hypothesis import given
+    from xattr.testing import strategies as xst
+
+    @given(xst.models_and_inputs())
+    def test_gradient_is_linear(case):
+        model, x, target = case
+        ...
+"""
+from __future__ import annotations
+
+try:
+    import hypothesis.extra.numpy as hnp
+    from hypothesis import strategies as st
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise ImportError(
+        "xattr.testing.strategies needs Hypothesis: pip install 'xattr-ref[test]' (or pip install hypothesis)"
+    ) from exc
+
+import numpy as np
+
+from ..nn import (
+    AvgPool2D, BatchNorm2D, Conv2D, Dense, Flatten, GlobalAvgPool2D, MaxPool2D, ReLU, Sequential,
+)
+from ..nn.conv import conv_output_size
+
+__all__ = [
+    "conv_specs", "architectures", "sequential_models", "images", "models_and_inputs", "baselines", "targets",
+    "build_model", "output_hw",
+]
+
+#: values repeated in inputs and weights (exact zeros create ReLU kinks, repeats create max-pool ties).
+REPEATS = (0.0, 1.0, -1.0, 0.5)
+
+
+def _conv_out(hw, spec):
+    k, s, p, d = spec["kernel"], spec["stride"], spec["padding"], spec["dilation"]
+    if p == "same":
+        return hw
+    return tuple(conv_output_size(n, k, s, d, p, p) for n in hw)
+
+
+def _pool_out(hw, spec):
+    k, s, p = spec["kernel"], spec["stride"], spec["padding"]
+    return tuple(conv_output_size(n, k, s, 1, p, p) for n in hw)
+
+
+@st.composite
+def conv_specs(draw, hw, max_kernel=3, allow_same=True):
+    """A convolution's ``kernel, stride, padding, dilation`` that gives an output of at least 1x1 on ``hw``."""
+    k = draw(st.integers(1, max_kernel))
+    d = draw(st.integers(1, 2)) if k > 1 else 1
+    s = draw(st.integers(1, 2))
+    choices = list(range(0, k))  # padding below the kernel size, as in practice
+    if allow_same and s == 1:
+        choices.append("same")
+    p = draw(st.sampled_from(choices))
+    spec = dict(kernel=k, stride=s, padding=p, dilation=d)
+    if min(_conv_out(hw, spec)) < 1:
+        spec.update(dilation=1, padding=k // 2 if p != "same" else "same")
+        if min(_conv_out(hw, spec)) < 1:
+            spec.update(kernel=1, padding=0, stride=1)
+    return spec
+
+
+@st.composite
+def architectures(draw, in_channels=(1, 3), size=(4, 9), depth=(1, 3), max_channels=4, n_classes=(1, 4),
+                  pools=("max", "avg", None), heads=("gap", "flatten"), bias=None, batchnorm=True, relu=True):
+    """A description of a network: a dict ``{"in_channels", "hw", "blocks", "head", "hidden", "n_classes", "bias"}``.
+
+    Each block is a conv spec with ``out`` channels, ``relu`` (bool), ``bn`` (bool) and ``pool``
+    (None or ``{"kind", "kernel", "stride", "padding"}``).  Sizes are tracked so every layer
+    gets an input of at least its window.
+    """
+    c = draw(st.integers(*in_channels))
+    h = draw(st.integers(*size))
+    w = draw(st.one_of(st.just(h), st.integers(*size)))
+    hw = (h, w)
+    use_bias = draw(st.booleans()) if bias is None else bool(bias)
+    blocks = []
+    for _ in range(draw(st.integers(*depth))):
+        spec = draw(conv_specs(hw))
+        spec["out"] = draw(st.integers(1, max_channels))
+        spec["relu"] = draw(st.booleans()) if relu is None else relu
+        spec["bn"] = bool(batchnorm) and draw(st.booleans())
+        hw = _conv_out(hw, spec)
+        kind = draw(st.sampled_from(pools))
+        spec["pool"] = None
+        if kind is not None and min(hw) >= 2:
+            k = draw(st.integers(2, min(3, min(hw))))
+            s = draw(st.integers(1, k))
+            p = draw(st.integers(0, k // 2)) if kind == "max" else 0
+            pool = dict(kind=kind, kernel=k, stride=s, padding=p)
+            if min(_pool_out(hw, pool)) >= 1:
+                spec["pool"] = pool
+                hw = _pool_out(hw, pool)
+        blocks.append(spec)
+    head = draw(st.sampled_from(heads))
+    hidden = draw(st.one_of(st.none(), st.integers(1, 4)))
+    k = draw(st.integers(*n_classes))
+    return dict(in_channels=c, hw=(h, w), blocks=blocks, head=head, hidden=hidden, n_classes=k, bias=use_bias)
+
+
+def output_hw(arch):
+    """Spatial size of the last block's output for an architecture from :func:`architectures`."""
+    hw = arch["hw"]
+    for b in arch["blocks"]:
+        hw = _conv_out(hw, b)
+        if b["pool"]:
+            hw = _pool_out(hw, b["pool"])
+    return hw
+
+
+def build_model(arch, rng=0, bias_scale=0.1):
+    """The ``Sequential`` an architecture describes, weights from ``rng`` (biases ``N(0, bias_scale²)``)."""
+    gen = np.random.default_rng(rng)
+    layers = []
+    c = arch["in_channels"]
+    for b in arch["blocks"]:
+        layers.append(Conv2D(c, b["out"], b["kernel"], stride=b["stride"], padding=b["padding"],
+                             dilation=b["dilation"], bias=arch["bias"], rng=gen))
+        c = b["out"]
+        if b["bn"]:
+            bn = BatchNorm2D(c)
+            bn.weight = gen.uniform(0.5, 1.5, c)
+            bn.bias = gen.normal(0, 0.1, c)
+            bn.running_mean = gen.normal(0, 0.1, c)
+            bn.running_var = gen.uniform(0.5, 2.0, c)
+            layers.append(bn)
+        if b["relu"]:
+            layers.append(ReLU())
+        if b["pool"]:
+            p = b["pool"]
+            cls = MaxPool2D if p["kind"] == "max" else AvgPool2D
+            layers.append(cls(p["kernel"], stride=p["stride"], padding=p["padding"]))
+    oh, ow = output_hw(arch)
+    if arch["head"] == "gap":
+        layers.append(GlobalAvgPool2D())
+        feats = c
+    else:
+        layers.append(Flatten())
+        feats = c * oh * ow
+    if arch["hidden"]:
+        layers += [Dense(feats, arch["hidden"], bias=arch["bias"], rng=gen), ReLU()]
+        feats = arch["hidden"]
+    layers.append(Dense(feats, arch["n_classes"], bias=arch["bias"], rng=gen))
+    model = Sequential(*layers)
+    if arch["bias"]:
+        for layer in model:
+            if isinstance(layer, (Conv2D, Dense)):
+                layer.bias = gen.normal(0.0, bias_scale, layer.bias.shape)
+    return model
+
+
+@st.composite
+def sequential_models(draw, weights="seed", **arch_options):
+    """A random ``Sequential`` (see :func:`architectures` for the options).
+
+    ``weights="seed"`` draws an integer seed for the initialisers (fast, shrinks well);
+    ``weights="arrays"`` draws every weight array with Hypothesis (bounded, with repeats
+    and exact zeros).  The architecture dict is attached as ``model.arch``.
+    """
+    arch = draw(architectures(**arch_options))
+    model = build_model(arch, rng=draw(st.integers(0, 2**16)))
+    if weights == "arrays":
+        elems = st.one_of(st.sampled_from(REPEATS), st.floats(-1.5, 1.5, allow_nan=False, allow_infinity=False))
+        for layer in model:
+            for p in ("weight", "bias"):
+                if isinstance(layer, (Conv2D, Dense)) and getattr(layer, p) is not None:
+                    setattr(layer, p, draw(hnp.arrays(np.float64, getattr(layer, p).shape, elements=elems)))
+    elif weights != "seed":
+        raise ValueError(f"weights must be 'seed' or 'arrays', got {weights!r}")
+    model.arch = arch
+    return model
+
+
+def images(shape, dtype=np.float64, low=-2.0, high=2.0, repeats=True):
+    """Arrays of ``shape`` with bounded finite values; with ``repeats`` also exact zeros and repeated values."""
+    width = 32 if np.dtype(dtype) == np.float32 else 64
+    elems = st.floats(low, high, allow_nan=False, allow_infinity=False, width=width)
+    if repeats:
+        elems = st.one_of(st.sampled_from([v for v in REPEATS if low <= v <= high]), elems)
+    return hnp.arrays(dtype, shape, elements=elems)
+
+
+@st.composite
+def models_and_inputs(draw, batch=(1, 3), dtype=np.float64, repeats=True, target_kinds=("int", "array"),
+                      **arch_options):
+    """``(model, x, target)``: a random network, an input batch for it and a target."""
+    model = draw(sequential_models(**arch_options))
+    arch = model.arch
+    n = draw(st.integers(*batch))
+    x = draw(images((n, arch["in_channels"]) + tuple(arch["hw"]), dtype=dtype, repeats=repeats))
+    t = draw(targets(n, arch["n_classes"], kinds=target_kinds))
+    return model, x, t
+
+
+def baselines(x, kinds=("zero", "scalar", "array", "channel")):
+    """Baselines for ``x``: 0, a scalar, an array of ``x``'s shape, or one value per channel ``(1, C, 1, 1)``."""
+    x = np.asarray(x)
+    options = []
+    if "zero" in kinds:
+        options.append(st.just(0.0))
+    if "scalar" in kinds:
+        options.append(st.floats(-1, 1, allow_nan=False))
+    if "array" in kinds:
+        options.append(images(x.shape, dtype=x.dtype, low=-1, high=1))
+    if "channel" in kinds:
+        options.append(images((1, x.shape[1], 1, 1), dtype=x.dtype, low=-1, high=1))
+    return st.one_of(*options)
+
+
+def targets(n, k, kinds=("int", "array", "callable")):
+    """Targets for ``n`` images and ``k`` classes: an int, an int array ``(n,)``, or a callable on the scores.
+
+    The callable explains ``s[:, i] - s[:, j]`` (written with ``autograd.numpy``-compatible
+    indexing, so its derivative can be taken).
+    """
+    options = []
+    if "int" in kinds:
+        options.append(st.integers(0, k - 1))
+    if "array" in kinds:
+        options.append(hnp.arrays(np.intp, (n,), elements=st.integers(0, k - 1)))
+    if "callable" in kinds:
+        def contrast(pair):
+            i, j = pair
+            f = lambda s: s[:, i] - s[:, j]  # noqa: E731
+            f.__name__ = f"s[:, {i}] - s[:, {j}]"
+            return f
+        options.append(st.tuples(st.integers(0, k - 1), st.integers(0, k - 1)).map(contrast))
+    return st.one_of(*options)

@@ -602,3 +602,12 @@ def test_walk_conv_kernels_match_the_layer():
         np.testing.assert_allclose(v, y, rtol=1e-12, atol=1e-13)
         r = g.normal(size=y.shape)
         np.testing.assert_allclose(_backward([conv], caches, r), conv.backward(r, cache), rtol=1e-12, atol=1e-13)
+
+
+def test_exact_ig_does_not_depend_on_the_chunking():
+    model = small_cnn(23)
+    x = np.random.default_rng(23).random((2, 2, 8, 8))
+    a = exact_integrated_gradients(model, x, 1)
+    b = exact_integrated_gradients(model, x, 1, batch_size=3)
+    np.testing.assert_array_equal(a.segments, b.segments)
+    np.testing.assert_allclose(a.attributions, b.attributions, rtol=1e-12, atol=1e-15)

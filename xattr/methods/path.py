@@ -450,7 +450,7 @@ def _stages(layers):
     return out
 
 
-def _walk(model, x0, d, classes, budget):
+def _walk(model, x0, d, classes, budget, rows=None):
     """Walk the paths ``x0 + α d``; return ``(Σ_pieces length · ∂F/∂x (N, ...), pieces)``.
 
     Stage ``s`` gets segments on which every nonlinearity before block ``s`` is fixed, with the
@@ -459,7 +459,8 @@ def _walk(model, x0, d, classes, budget):
     through the block and the linear layers after it to the next stage.  On the way back each
     stage returns, per segment, the length-weighted gradient summed over its pieces at its block's
     input, so a linear layer's backward runs once per segment of its level, not once per piece.
-    ``pieces`` is ``(starts, ends, image ids)`` of the final linear pieces.
+    ``pieces`` is ``(starts, ends, image ids)`` of the final linear pieces.  At most ``rows`` pieces
+    (default: as many as fit ``budget`` bytes of one block input, four copies) are processed at once.
     """
     layers = model.layers
     stages = _stages(layers)
@@ -474,7 +475,7 @@ def _walk(model, x0, d, classes, budget):
         span = layers[lo : len(layers) if last else stages[s + 1][0]]
         pm = (a + b) / 2
         R = np.zeros(u.shape)
-        step = max(1, budget // (4 * u[0].nbytes))
+        step = rows or max(1, budget // (4 * u[0].nbytes))
         for c0 in range(0, len(ca), step):
             sl = slice(c0, c0 + step)
             p = parent[sl]
@@ -521,8 +522,8 @@ def exact_integrated_gradients(model, x, target, baseline=0.0, batch_size=None):
         As :func:`integrated_gradients`; ``target`` must pick classes (an int, an int array or a
         callable returning ints): a float-valued callable of the scores is not piecewise linear.
     batch_size : int, optional
-        Bounds the pieces processed at once: at most ``max(batch_size, EXACT_BUDGET bytes of one
-        layer's values)`` (default: the byte budget).
+        Pieces of the path processed at once at each nonlinearity (default: as many as fit
+        ``EXACT_BUDGET`` bytes of that layer's input, four copies).
 
     Returns
     -------
@@ -531,7 +532,7 @@ def exact_integrated_gradients(model, x, target, baseline=0.0, batch_size=None):
     """
     _check_piecewise_linear(model)
     x_in = _check_input(model, x)
-    budget = EXACT_BUDGET if batch_size is None else _check_batch_size(batch_size) * x_in[0].size * 8 * 4
+    rows = None if batch_size is None else _check_batch_size(batch_size)
     x64 = x_in.astype(np.float64)
     x0 = _baseline(baseline, x64)
     d = x64 - x0
@@ -541,7 +542,7 @@ def exact_integrated_gradients(model, x, target, baseline=0.0, batch_size=None):
             "exact integrated gradients needs a class target (int, int array or a callable returning ints); "
             "a float-valued target callable is not piecewise linear in the scores"
         )
-    G, (starts, ends, img) = _walk(model, x0, d, tgt, budget)
+    G, (starts, ends, img) = _walk(model, x0, d, tgt, EXACT_BUDGET, rows)
     attr = d * G
     f_x = _targets.selected(tgt, scores).astype(np.float64)
     delta = f_x - _explained(model, x0, tgt) - attr.reshape(len(x64), -1).sum(axis=1)

@@ -211,9 +211,11 @@ def architectures(draw):
             layers.append(bn)
         ch = out
         layers.append(ReLU())
-        pool = draw(st.sampled_from(["max", "max3", "avg", "none", "dropout"]))
+        pool = draw(st.sampled_from(["max", "max3", "avg", "none", "dropout", "max_before_relu"]))
         if pool == "max":
             layers.append(MaxPool2D(2, stride=draw(st.integers(1, 2))))
+        elif pool == "max_before_relu":  # a max-pool on its own (not fused with a preceding ReLU)
+            layers.insert(len(layers) - 1, MaxPool2D(2, stride=1))
         elif pool == "max3":
             layers.append(MaxPool2D(3, stride=2, padding=1))
         elif pool == "avg":

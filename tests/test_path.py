@@ -211,9 +211,11 @@ def architectures(draw):
             layers.append(bn)
         ch = out
         layers.append(ReLU())
-        pool = draw(st.sampled_from(["max", "max3", "avg", "none", "dropout"]))
+        pool = draw(st.sampled_from(["max", "max3", "avg", "none", "dropout", "max_before_relu"]))
         if pool == "max":
             layers.append(MaxPool2D(2, stride=draw(st.integers(1, 2))))
+        elif pool == "max_before_relu":  # a max-pool on its own (not fused with a preceding ReLU)
+            layers.insert(len(layers) - 1, MaxPool2D(2, stride=1))
         elif pool == "max3":
             layers.append(MaxPool2D(3, stride=2, padding=1))
         elif pool == "avg":
@@ -586,3 +588,28 @@ def test_saturation_matches_direct_gradients():
         np.testing.assert_allclose(res.scores[:, j], explained(model, a * x, 1), rtol=1e-12)
         gn = np.sqrt((xattr.gradient(model, a * x, 1) ** 2).reshape(2, -1).sum(1))
         np.testing.assert_allclose(res.gradient_norm[:, j], gn, rtol=1e-12)
+
+
+def test_walk_conv_kernels_match_the_layer():
+    """The exact walk's one-GEMM conv value and transposed conv equal Conv2D's own forward and gradient rule."""
+    from xattr.methods.path import _backward, _forward
+
+    g = np.random.default_rng(22)
+    for conv, shape in [(Conv2D(3, 4, 3, stride=2, padding=1, rng=g), (5, 3, 7, 7)),
+                        (Conv2D(2, 3, (2, 3), padding="same", dilation=2, rng=g), (4, 2, 6, 6))]:
+        conv.bias = g.normal(size=conv.out_channels)
+        x = g.normal(size=shape)
+        v, _, caches = _forward([conv], x)
+        y, cache = conv.forward(x)
+        np.testing.assert_allclose(v, y, rtol=1e-12, atol=1e-13)
+        r = g.normal(size=y.shape)
+        np.testing.assert_allclose(_backward([conv], caches, r), conv.backward(r, cache), rtol=1e-12, atol=1e-13)
+
+
+def test_exact_ig_does_not_depend_on_the_chunking():
+    model = small_cnn(23)
+    x = np.random.default_rng(23).random((2, 2, 8, 8))
+    a = exact_integrated_gradients(model, x, 1)
+    b = exact_integrated_gradients(model, x, 1, batch_size=3)
+    np.testing.assert_array_equal(a.segments, b.segments)
+    np.testing.assert_allclose(a.attributions, b.attributions, rtol=1e-12, atol=1e-15)

@@ -51,7 +51,8 @@ def test_demo_end_to_end_writes_png_and_summaries(tmp_path, model_file, capsys):
     assert summary["data"]["n"] == 2 and len(summary["images"]) == 2
     for name, e in summary["methods"].items():
         assert e["status"] == "ok", (name, e)
-        assert e["seconds"] >= 0 and len(e["pointing_hits"]) == 2
+        assert e["seconds"] >= 0 and len(e["pointing_hits"]) == 2 and len(e["relevance_mass"]) == 2
+        assert all(v is None or 0 <= v <= 1 for v in e["relevance_mass"])
     md = (out / "summary.md").read_text()
     assert "| gradient |" in md and "pointing game" in md
     assert "[" in err  # progress went to stderr
@@ -64,8 +65,9 @@ def test_demo_survives_methods_that_do_not_apply(tmp_path, model_file, capsys):
     def broken(model, x, target):
         raise RuntimeError("cannot handle this model")
 
-    def wants_rng(model, x, target, rng, baseline=None):
-        assert isinstance(rng, int) and baseline == 0.0
+    def wants_rng(model, x, target, reference, rng=None, segments=None):
+        # required reference: the command fills 0.0; rng=None: filled with the seed; segments=None: left alone
+        assert isinstance(rng, int) and reference == 0.0 and segments is None
         return x * 0 + 1.0
 
     added = {"zz_needs_magic": needs_magic, "zz_broken": broken, "zz_wants_rng": wants_rng}
@@ -109,7 +111,7 @@ def test_pointing_game():
     masks = np.zeros((3, 5, 5), bool)
     masks[:, 0, 0] = True
     maps[0, 0, 0] = 1  # on the object
-    maps[1, 1, 1] = 1  # one pixel off: within tolerance 1
+    maps[1, 0, 1] = 1  # one pixel off: within tolerance 1 (Euclidean)
     maps[2, 4, 4] = 1  # far away
     assert cli.pointing_hits(maps, masks, tolerance=1).tolist() == [True, True, False]
     assert cli.pointing_hits(maps, masks, tolerance=0).tolist() == [True, False, False]

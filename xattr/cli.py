@@ -32,7 +32,7 @@ POINTING_TOLERANCE = 1
 
 #: per-method keyword arguments used by the demo and ``xattr explain`` (cheap settings that keep the
 #: demo under a minute).  Only the options a method's signature accepts are passed; methods that are
-#: not yet registered are simply never looked up.
+#: not (yet) registered are simply never looked up.
 METHOD_OPTIONS = {
     "integrated_gradients": {"baseline": 0.0, "steps": 32},
     "expected_gradients": {"n_samples": 16},
@@ -42,8 +42,9 @@ METHOD_OPTIONS = {
     "kernel_shap": {"n_samples": 300},
 }
 
-#: options filled by parameter name when a method requires them (or has them with a ``None`` default).
-#: Values: a constant, or a callable ``ctx -> value`` (ctx: the demo context, see :class:`_Context`).
+#: options filled by parameter name: always when the method requires them, and also when they default to
+#: ``None`` for the names in :data:`FILL_WHEN_NONE` (a stochastic method's ``rng``; DeepSHAP's background).
+#: Values are callables ``ctx -> value`` (ctx: :class:`_Context`).
 BY_PARAMETER = {
     "rng": lambda ctx: ctx.seed,
     "baseline": lambda ctx: 0.0,
@@ -51,9 +52,8 @@ BY_PARAMETER = {
     "baselines": lambda ctx: ctx.references(),
     "references": lambda ctx: ctx.references(),
     "segments": lambda ctx: ctx.segments(),
-    "progress": lambda ctx: False,
-    "verbose": lambda ctx: False,
 }
+FILL_WHEN_NONE = {"rng", "baselines", "references"}
 
 #: how each family of maps is shown: ``(channel reduction, colormap)``.  Sensitivity maps (gradients and
 #: their guided variants) show Simonyan et al.'s ``max |.|`` over channels; attributions that sum to a
@@ -90,6 +90,22 @@ class _Context:
         return (r[:, None] * 4 + r[None, :]).astype(np.int64)
 
 
+def demo_model(rng=0):
+    """The benchmark CNN with random weights: conv-relu-pool ×2, conv-relu, GAP, dense (10 classes).
+
+    Kept for ``xattr batch`` and ``benchmarks/`` (``module:function`` factory); the demo uses the trained
+    ``shapes`` model instead.
+    """
+    from .nn import Conv2D, Dense, GlobalAvgPool2D, MaxPool2D, ReLU, Sequential
+
+    gen = np.random.default_rng(rng)
+    return Sequential(
+        Conv2D(3, 16, 3, padding=1, rng=gen), ReLU(), MaxPool2D(2),
+        Conv2D(16, 32, 3, padding=1, rng=gen), ReLU(), MaxPool2D(2),
+        Conv2D(32, 64, 3, padding=1, rng=gen), ReLU(), GlobalAvgPool2D(), Dense(64, 10, rng=gen),
+    )
+
+
 def methods_table():
     """``{name: function}`` of every registered method, in registration order."""
     from .methods.registry import available_methods, get_method
@@ -119,7 +135,7 @@ def method_kwargs(name, fn, ctx, extra=None):
         p = params[pname]
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or pname in kwargs:
             continue
-        if pname in BY_PARAMETER and (p.default is p.empty or p.default is None):
+        if pname in BY_PARAMETER and (p.default is p.empty or (p.default is None and pname in FILL_WHEN_NONE)):
             kwargs[pname] = BY_PARAMETER[pname](ctx)
         elif p.default is p.empty:
             raise ValueError(f"method {name!r} needs the argument {pname!r}, which the command cannot choose")
@@ -164,23 +180,34 @@ def to_maps(name, a):
 
 
 def pointing_hits(maps, masks, tolerance=POINTING_TOLERANCE):
-    """Pointing game (Zhang et al. 2016): is the map's maximum within ``tolerance`` px of the mask?
+    """Pointing game (Zhang et al. 2016) via :func:`xattr.evaluation.pointing_game`, constant maps as misses.
 
-    ``maps (N, H, W)``, ``masks (N, H, W)`` bool -> ``(N,)`` bool.  A constant map has no maximum
-    to point with and counts as a miss.  Ties: the first maximum in row-major order.
+    ``maps (N, H, W)``, ``masks (N, H, W)`` bool -> ``(N,)`` bool: the map's maximum (first in raster
+    order) within ``tolerance`` px (Euclidean) of the mask.  A constant map has no maximum to point
+    with; ``pointing_game`` refuses it, the demo counts it as a miss.
     """
+    from .evaluation.localisation import pointing_game
+
     maps = np.asarray(maps, dtype=np.float64)
-    masks = np.asarray(masks, dtype=bool)
-    n, H, W = maps.shape
-    flat = maps.reshape(n, -1)
-    idx = flat.argmax(axis=1)
-    r, c = np.divmod(idx, W)
-    rows, cols = np.arange(H), np.arange(W)
-    near = (np.abs(rows[None, :, None] - r[:, None, None]) <= tolerance) & (
-        np.abs(cols[None, None, :] - c[:, None, None]) <= tolerance
-    )
-    constant = flat.max(axis=1) == flat.min(axis=1)
-    return (near & masks).any(axis=(1, 2)) & ~constant
+    flat = maps.reshape(len(maps), -1)
+    ok = flat.max(axis=1) > flat.min(axis=1)
+    hits = np.zeros(len(maps), dtype=bool)
+    if ok.any():
+        hits[ok] = pointing_game(maps[ok], np.asarray(masks, dtype=bool)[ok], tolerance=tolerance)
+    return hits
+
+
+def relevance_masses(maps, masks):
+    """Relevance mass accuracy (Arras et al. 2022) per image, ``None`` where the map has no positive part."""
+    from .evaluation.localisation import relevance_mass
+
+    out = []
+    for m, k in zip(maps, masks):
+        try:
+            out.append(float(relevance_mass(m[None], k[None])[0]))
+        except ValueError:
+            out.append(None)
+    return out
 
 
 def _progress(i, total, label, quiet):
@@ -254,6 +281,7 @@ def run_demo(out_dir, n=4, seed=0, model_name="shapes", methods=None, scale=4, q
             entry.update(
                 seconds=round(dt, 4), map_shape=list(a.shape), display=cmap,
                 pointing_hits=[bool(h) for h in hits], pointing_accuracy=float(hits.mean()),
+                relevance_mass=relevance_masses(maps, masks),
                 completeness_gap=None if gap is None else [float(g) for g in gap],
             )
             for r in range(len(images)):
@@ -309,18 +337,21 @@ def summary_markdown(s):
         "",
         f"Each method explains the predicted class.  Pointing game: the map's maximum within "
         f"{s['pointing_tolerance_px']} px of the object (Zhang et al. 2016).  Completeness gap: "
-        "max over images of |(f(x) − f(reference)) − Σ attribution|, for methods that define it.",
+        "max over images of |(f(x) − f(reference)) − Σ attribution|, for methods that define it.  "
+        "Relevance mass: the share of the map's positive part on the object (Arras et al. 2022), mean over images.",
         "",
-        "| method | seconds | pointing game | completeness gap | note |",
-        "|---|---|---|---|---|",
+        "| method | seconds | pointing game | relevance mass | completeness gap | note |",
+        "|---|---|---|---|---|---|",
     ]
     for name, e in s["methods"].items():
         if e["status"] != "ok":
-            lines.append(f"| {name} | – | – | – | not applicable: {e['reason'].replace('|', '/')} |")
+            lines.append(f"| {name} | – | – | – | – | not applicable: {e['reason'].replace('|', '/')} |")
             continue
         gap = "–" if e["completeness_gap"] is None else f"{max(e['completeness_gap']):.2e}"
         hits = sum(e["pointing_hits"])
-        lines.append(f"| {name} | {e['seconds']:.3f} | {hits}/{len(e['pointing_hits'])} | {gap} | |")
+        masses = [v for v in e["relevance_mass"] if v is not None]
+        mass = f"{np.mean(masses):.2f}" if masses else "–"
+        lines.append(f"| {name} | {e['seconds']:.3f} | {hits}/{len(e['pointing_hits'])} | {mass} | {gap} | |")
     lines += ["", f"Total {s['seconds']} s.  Grid: `{os.path.basename(s['png'])}`.", ""]
     return "\n".join(lines)
 
@@ -371,6 +402,8 @@ def run_explain(image, model_path, method, target=None, layer=None, out=None, qu
         raise ValueError(f"no layer named {layer!r}; layers are: {', '.join(model.names)}")
     ctx = _Context(0, x.shape[2], info)
     method_kwargs(method, fn, ctx, extra)  # refuse options the method does not take before any work
+    if not quiet and "progress" in inspect.signature(fn).parameters:
+        extra = {**(extra or {}), "progress": True}  # long perturbation runs show their own progress bar
     if not quiet:
         print(f"{method} on {image} ({x.shape[2]}×{x.shape[3]}), target {target} ({classes[target]}); "
               f"predicted {classes[int(scores[0].argmax())]}", file=sys.stderr)
@@ -481,6 +514,8 @@ def main(argv=None):
             run_explain(args.image, args.model, args.method, args.target, args.layer, args.out, args.quiet)
         elif args.command == "methods":
             run_methods()
+    except BrokenPipeError:  # output piped into e.g. `head`: not an error of the input
+        return 0
     except (ValueError, TypeError, OSError, KeyError, NotImplementedError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"xattr: error: {msg}".splitlines()[0], file=sys.stderr)

@@ -255,6 +255,18 @@ def test_callable_target(data, tmp_path):
     assert np.allclose(root["score"][:], sc[:, 1] - sc[:, 0], rtol=0, atol=1e-15) and (root["target"][:] == -1).all()
 
 
+def test_transform_is_applied_before_the_model_and_part_of_the_job(data, tmp_path):
+    import functools
+
+    model, x = data
+    scale = functools.partial(np.multiply, 2.0)  # a picklable preprocessing step
+    r = run(data, tmp_path, methods=["gradient"], chunk=8, scheduler="processes", workers=2, transform=scale)
+    assert np.array_equal(batch.read_maps(r.store, "gradient"), serial(model, 2.0 * x, "gradient"))
+    assert r.summary["job"]["transform"]["partial"]["callable"] == "numpy.multiply"
+    with pytest.raises(batch.JobMismatchError, match="differs in transform"):
+        run(data, tmp_path, methods=["gradient"], chunk=8, scheduler="sync", resume=True)
+
+
 # -- summaries ---------------------------------------------------------------------------------
 def test_summary_json_beside_store(data, tmp_path):
     model, x = data
@@ -295,15 +307,19 @@ def test_model_fingerprint_tracks_weights_and_architecture():
     assert batch.model_fingerprint(a)["sha256"] != batch.model_fingerprint(c)["sha256"]
 
 
-def test_private_npz_model_round_trip(tmp_path, data):
+def test_load_model_from_file_or_factory(tmp_path, data):
+    from xattr import models
+
     model, x = data
-    path = batch._save_model_npz(model, str(tmp_path / "m.npz"))
-    loaded = batch.load_model(path)
+    loaded, info = batch.load_model(models.save(model, str(tmp_path / "m")))
     assert batch.model_fingerprint(loaded)["sha256"] == batch.model_fingerprint(model)["sha256"]
-    assert np.array_equal(loaded.forward(x), model.forward(x))
-    assert isinstance(batch.load_model("xattr.cli:demo_model"), Sequential)
-    with pytest.raises(ValueError, match="module:function"):
+    assert info.input["channels"] == 3
+    factory_model, none = batch.load_model("xattr.cli:demo_model")
+    assert isinstance(factory_model, Sequential) and none is None
+    with pytest.raises(ValueError, match="missing.json"):
         batch.load_model(str(tmp_path / "missing.npz"))
+    with pytest.raises(ValueError, match="cannot import model factory 'xattr.cli:nope'"):
+        batch.load_model("xattr.cli:nope")
 
 
 # -- resume ------------------------------------------------------------------------------------
@@ -447,18 +463,29 @@ def test_missing_extra_gives_install_hint(monkeypatch, data, tmp_path):
 
 # -- command line ------------------------------------------------------------------------------
 def test_cli_batch_runs_and_resumes(data, folder, tmp_path, capsys):
+    from xattr import models
     from xattr.cli import main
 
     model, _ = data
-    mfile = batch._save_model_npz(model, str(tmp_path / "m.npz"))
+    spec = {"channels": 3, "height": 8, "width": 8, "range": [0.0, 2.0], "mean": [0.5] * 3, "std": [0.25] * 3}
+    mfile = models.save(model, str(tmp_path / "m"), input_spec=spec)
+    Image.fromarray(np.zeros((9, 8, 3), np.uint8) + 100).save(folder / "img9.png")  # resized to the declared 8x8
     args = ["batch", str(folder), "--model", mfile, "--method", "gradient", "--method", "grad_cam:relu=false",
             "--out", str(tmp_path / "cli.zarr"), "--chunk", "2", "--scheduler", "sync", "--on-error", "continue"]
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "images: 5 (4 valid)" in out and "unreadable image 2 img2.png" in out and "grad_cam" in out
+    assert "images: 6 (5 valid)" in out and "unreadable image 2 img2.png" in out and "grad_cam" in out
+    got = batch.read_maps(tmp_path / "cli.zarr", "gradient")
+    xin = (2.0 * read_png(folder / "img0.png")[None] - 0.5) / 0.25  # the model file's range and normalisation
+    assert np.array_equal(got[0], xattr.gradient(model, xin, model.forward(xin).argmax(1))[0])
+    pix9 = np.asarray(Image.open(folder / "img9.png").convert("RGB").resize((8, 8), Image.BILINEAR)) / 255
+    x9 = (2.0 * pix9.transpose(2, 0, 1)[None] - 0.5) / 0.25
+    assert np.array_equal(got[5], xattr.gradient(model, x9, model.forward(x9).argmax(1))[0])
     assert main(args + ["--resume"]) == 0
     assert "0 run now, 3 already done" in capsys.readouterr().out
     assert main(args) == 2
     assert "already exists" in capsys.readouterr().err
     assert main(args[:4] + ["--method", "nope", "--out", str(tmp_path / "x.zarr")]) == 2
     assert "unknown method 'nope'" in capsys.readouterr().err
+    assert main(args[:2] + ["--model", str(tmp_path / "absent"), "--method", "gradient", "--out", "y.zarr"]) == 2
+    assert "absent.json" in capsys.readouterr().err

@@ -2,7 +2,7 @@
 (xattr/testing/checks.py).  The failing methods are written here to break exactly one property."""
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 
 import xattr
 from xattr.testing import cases, checks
@@ -93,7 +93,7 @@ def test_sensitivity():
         return (x - baseline) * sum(xattr.gradient(model, baseline + a * (x - baseline), target) for a in nodes) / 64
     checks.check_sensitivity(ig64, baseline_arg="baseline")
     with pytest.raises(AssertionError, match=r"sensitivity\(a\) fails for gradient: image 0 differs from the baseline "
-                                             r"only at pixel \(0, 0\) and f\(x\) - f\(baseline\) = 0.25"):
+                                             r"only at pixel \(0, 0\) and f\(x\) - f\(baseline\) = 0.015625"):
         checks.check_sensitivity(G)
 
 
@@ -186,11 +186,25 @@ def test_assert_close_names_the_worst_element():
         checks.assert_close(a, b, 1e-9, 0.0, "demo")
 
 
+def _tiny_tied_case():
+    """Hypothesis' find: all-equal inputs of 2.4e-234 under a 1x1 conv and an overlapping max-pool."""
+    from xattr.nn import Conv2D, Dense, GlobalAvgPool2D, MaxPool2D, ReLU, Sequential
+
+    m = Sequential(Conv2D(1, 1, 1, bias=False, rng=0), ReLU(), MaxPool2D(2, stride=1), GlobalAvgPool2D(),
+                   Dense(1, 1, bias=False, rng=1))
+    m[0].weight = np.ones((1, 1, 1, 1))
+    return m, np.full((1, 1, 4, 4), 2.41229268e-234), 0
+
+
 # The gradient's claimed axioms on random architectures (strides, paddings, dilations, pools, heads).
 @settings(max_examples=10)
 @given(xst.models_and_inputs(batch=(1, 2), repeats=False, batchnorm=False))
+@example(_tiny_tied_case())
 def test_gradient_is_linear_and_invariant_on_random_networks(case):
     model, x, target = case
+    # the twins are equal as functions, their derivatives only away from kinks: a value like 1e-234 shifted by
+    # 0.7 and back rounds to 0, where ReLU'(0) = 0 (found by Hypothesis); move x off such points
+    x = x + np.random.default_rng(0).uniform(0.05, 0.3, x.shape) * np.random.default_rng(1).choice([-1, 1], x.shape)
     checks.check_linearity(G, model, x, target, rtol=1e-7, atol=1e-12)
     checks.check_dummy(G, model, x, target)
     checks.check_input_shift_invariance(G, model, x, target, shift=0.7, rtol=1e-6, atol=1e-12)

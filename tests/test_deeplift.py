@@ -353,6 +353,7 @@ def test_dtype_reference_forms_and_input_not_modified():
     np.testing.assert_allclose(a, xattr.deeplift(model, x, 0, np.full((2, 5, 5), 0.25)))
     np.testing.assert_allclose(a, xattr.deeplift(model, x, 0, np.full((1, 2, 5, 5), 0.25)))
     np.testing.assert_allclose(a, xattr.deeplift(model, x, 0, np.full(x.shape, 0.25)))
+    np.testing.assert_allclose(a, xattr.deeplift(model, x, 0, np.asarray(0.25)))  # a 0-d array is a scalar
     a32 = xattr.deeplift(model, x.astype(np.float32), 0, 0.25)
     assert a32.dtype == np.float32
     np.testing.assert_allclose(a32, a, rtol=1e-4, atol=1e-6)
@@ -438,3 +439,62 @@ def test_relu_cells_by_hand_including_their_limits():
     assert mp[0, 1] == 2 * 0.5  # Δx⁺ = 0 on unit 1: limit ½(f'(2) + f'(2 − 4)) = ½
     # unit 2: Δy⁺ = ½(f(1) − f(.5)) + ½(f(.5) − f(0)) = .5, Δy⁻ = ½(f(0) − f(.5)) + ½(f(.5) − f(1)) = -.5
     np.testing.assert_allclose([mp[0, 2], mn[0, 2]], [2 * 1.0, 2 * 1.0])
+
+
+# -- cross-check with issue 3's exact integrated gradients, once it is merged -------------------------
+def _exact_ig():
+    ig = getattr(xattr, "integrated_gradients", None)
+    if ig is None:
+        pytest.skip("xattr.integrated_gradients (issue 3, quadrature='exact') is not on this branch yet")
+    return ig
+
+
+@pytest.mark.parametrize("kind", ["dense", "conv"])
+def test_rescale_equals_xattr_exact_ig_on_one_hidden_relu_layer(kind):
+    ig = _exact_ig()
+    gen = np.random.default_rng(14)
+    if kind == "dense":
+        first = Dense(6, 5, rng=gen)
+        first.bias = gen.normal(size=5)
+        model = Sequential(Flatten(), first, ReLU(), Dense(5, 3, rng=gen))
+    else:
+        first = Conv2D(2, 3, 3, padding=1, rng=gen)
+        first.bias = gen.normal(size=3)
+        model = Sequential(first, ReLU(), Flatten(), Dense(3 * 9, 3, rng=gen))
+    shape = (2, 6, 1, 1) if kind == "dense" else (2, 2, 3, 3)
+    x, ref = gen.normal(size=shape), gen.normal(size=shape)
+    want = ig(model, x, 2, baseline=ref, quadrature="exact")
+    np.testing.assert_allclose(xattr.deeplift(model, x, 2, ref), want, rtol=1e-9, atol=1e-12)
+    # and both against this file's closed form
+    W, b = (first.weight.T, first.bias) if kind == "dense" else _unrolled(first, (2, 3, 3))
+    closed = _exact_ig_one_hidden_layer(W, b, model[-1].weight, x.reshape(2, -1), ref.reshape(2, -1), 2)
+    np.testing.assert_allclose(want.reshape(2, -1), closed, rtol=1e-9, atol=1e-12)
+
+
+def test_rescale_and_exact_ig_part_ways_with_two_hidden_layers():
+    """With two hidden ReLU layers DeepLIFT-Rescale is no longer IG (a documented property): both sum to Δt."""
+    ig = _exact_ig()
+    f1, f2 = _ig_paper_pair()
+    x, ref = np.array([[3.0, 1.0]]), np.zeros((1, 2))
+    # along (3α, α) both compute ReLU(2α − 1), active for α > ½ with gradient (1, −1): IG = (1.5, −0.5) by hand
+    for f in (f1, f2):
+        np.testing.assert_allclose(ig(f, x, 0, baseline=ref, quadrature="exact"), [[1.5, -0.5]], rtol=1e-12)
+    # DeepLIFT agrees with it on f1 but not on f2 (multipliers 1 and 2/3: (2, −1)), both summing to Δt = 1
+    np.testing.assert_allclose(xattr.deeplift(f1, x, 0, ref), [[1.5, -0.5]])
+    np.testing.assert_allclose(xattr.deeplift(f2, x, 0, ref), [[2.0, -1.0]])
+
+
+def test_callable_targets_explain_a_difference_of_classes():
+    import autograd.numpy as anp  # noqa: F401  (a target callable must be autograd-differentiable)
+
+    gen = np.random.default_rng(15)
+    model = Sequential(Conv2D(2, 3, 3, padding=1, rng=gen), ReLU(), MaxPool2D(2), Flatten(), Dense(12, 3, rng=gen))
+    x, ref = gen.normal(size=(2, 2, 4, 4)), gen.normal(size=(2, 2, 4, 4))
+    diff = lambda s: s[:, 0] - s[:, 2]  # noqa: E731
+    a, gap = xattr.deeplift(model, x, diff, ref, maxpool="rescale", return_delta=True)
+    np.testing.assert_allclose(_sums(a), diff(model(x)) - diff(model(ref)), rtol=1e-10)
+    assert np.abs(gap).max() < 1e-12
+    np.testing.assert_allclose(a, xattr.deeplift(model, x, 0, ref, maxpool="rescale") - xattr.deeplift(model, x, 2, ref, maxpool="rescale"),
+                               rtol=1e-10, atol=1e-14)
+    r = xattr.lrp(model, x, diff, "0")  # output relevance seed ⊙ scores = (s0, -s2): LRP-0 stays gradient×input
+    np.testing.assert_allclose(r, xattr.gradient_x_input(model, x, diff), rtol=1e-9, atol=1e-13)

@@ -22,8 +22,9 @@ def window_layers(draw):
     k = draw(st.integers(1, 4))
     s = draw(st.integers(1, 3))
     if kind == "conv":
-        return Conv2D(2, 3, k, stride=s, padding=draw(st.integers(0, 2)), dilation=draw(st.integers(1, 2)),
-                      rng=draw(st.integers(0, 9)))
+        padding = draw(st.sampled_from([0, 1, 2, "same"]))  # "same": asymmetric for even kernels
+        return Conv2D(2, 3, k, stride=1 if padding == "same" else s, padding=padding,
+                      dilation=draw(st.integers(1, 2)), rng=draw(st.integers(0, 9)))
     pool = MaxPool2D if kind == "max" else AvgPool2D
     return pool(k, stride=s, padding=draw(st.integers(0, k // 2)))
 
@@ -82,8 +83,9 @@ def architectures(draw):
     layers, c, gen = [], 2, np.random.default_rng(draw(st.integers(0, 99)))
     for _ in range(draw(st.integers(1, 3))):
         o = draw(st.integers(1, 4))
-        layers.append(Conv2D(c, o, draw(st.integers(1, 3)), stride=draw(st.integers(1, 2)),
-                             padding=draw(st.integers(0, 2)), dilation=draw(st.integers(1, 2)), rng=gen))
+        padding = draw(st.sampled_from([0, 1, 2, "same"]))
+        layers.append(Conv2D(c, o, draw(st.integers(1, 4)), stride=1 if padding == "same" else draw(st.integers(1, 2)),
+                             padding=padding, dilation=draw(st.integers(1, 2)), rng=gen))
         c = o
         if draw(st.booleans()):
             bn = BatchNorm2D(c)

@@ -354,6 +354,8 @@ def test_bad_input_is_refused_with_clear_messages():
         xattr.lrp(model, x, 0, "epsilon_gamma_box")
     with pytest.raises(ValueError, match="box bounds"):
         model[0].backward(np.ones((2, 4, 8, 8)), model[0].forward(x)[1], "lrp_zbox")
+    with pytest.raises(ValueError, match=r"z\^B bounds must be scalars or broadcast"):
+        xattr.lrp(model, x, 0, "zbox", low=np.zeros((3, 8, 8)), high=1.0)
     with pytest.raises(ValueError, match="low <= high"):
         xattr.lrp(model, x, 0, "zbox", low=1.0, high=-1.0)
     with pytest.raises(ValueError, match="epsilon >= 0"):

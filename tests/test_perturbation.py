@@ -387,10 +387,12 @@ def local_archs():
                    Dense(3, 5, rng=g), ReLU(), Dense(5, 3, rng=g)),
         Sequential(Conv2D(2, 2, 1, rng=g), ReLU(), MaxPool2D(3, stride=2, padding=1), GlobalAvgPool2D(),
                    Dense(2, 3, rng=g)),
+        Sequential(Conv2D(2, 3, 4, padding="same", rng=g), ReLU(), MaxPool2D(2), Conv2D(3, 3, 2, padding="same", rng=g),
+                   GlobalAvgPool2D(), Dense(3, 3, rng=g)),  # even kernels: asymmetric padding
     ]
 
 
-@pytest.mark.parametrize("arch", range(3))
+@pytest.mark.parametrize("arch", range(4))
 @pytest.mark.parametrize("seg_kind", ["grid", "random"])
 def test_shapley_through_receptive_fields_equals_enumeration(arch, seg_kind):
     model, rng = local_archs()[arch], np.random.default_rng(arch)

@@ -161,3 +161,12 @@ def test_entries_for_methods_not_yet_in_xattr_fail_loudly_when_asked_for_by_name
     assert cid == f"{missing[0]}-claims_table"
     with pytest.raises(ClaimsError, match="unknown method"):
         check(None)
+
+
+def test_a_registered_method_without_claims_is_a_failing_case(monkeypatch):
+    from xattr.methods import registry
+
+    monkeypatch.setitem(registry._METHODS, "brand_new", (xattr.gradient, "gradient"))
+    cases = {cid: check for cid, _, check, _ in iter_cases()}
+    with pytest.raises(ClaimsError, match="registered method 'brand_new' has no entry"):
+        cases["brand_new-claims_table"](xattr.gradient)

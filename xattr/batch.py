@@ -45,6 +45,7 @@ distributed, zarr), imported only when a job runs.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import json
@@ -60,7 +61,7 @@ from ._conventions import as_float_array
 
 __all__ = [
     "attribute_dataset", "BatchResult", "BatchError", "JobMismatchError", "ImageReadError",
-    "model_fingerprint", "read_maps", "add_batch_command", "IMAGE_EXTENSIONS",
+    "model_fingerprint", "read_maps", "load_model", "model_input", "add_batch_command", "IMAGE_EXTENSIONS",
 ]
 
 JOB_FORMAT = 1
@@ -122,9 +123,13 @@ def _jsonable(value):
         arr = np.ascontiguousarray(value)
         return {"ndarray_sha256": hashlib.sha256(arr.tobytes()).hexdigest(), "shape": list(arr.shape),
                 "dtype": arr.dtype.str}
-    if callable(value):
-        return {"callable": f"{getattr(value, '__module__', '?')}.{getattr(value, '__qualname__', repr(value))}"}
-    return {"repr": repr(value)}
+    if isinstance(value, functools.partial):
+        return {"partial": _jsonable(value.func), "args": _jsonable(value.args), "keywords": _jsonable(value.keywords)}
+    if callable(value) and hasattr(value, "__qualname__"):
+        return {"callable": f"{getattr(value, '__module__', '?')}.{value.__qualname__}"}
+    text = repr(value)
+    # default reprs carry a memory address, which would differ between runs
+    return {"type": type(value).__qualname__} if " at 0x" in text else {"repr": text}
 
 
 def model_fingerprint(model):
@@ -231,6 +236,7 @@ class _Source:
     data: object = None  # ndarray / dask array
     files: list = field(default_factory=list)
     mode: str = ""
+    resize: bool = False
 
     def chunk_input(self, start, stop):
         if self.kind == "folder":
@@ -246,7 +252,10 @@ class _Source:
             ).hexdigest()
         else:
             ident = dask.base.tokenize(self.data)
-        return {"kind": self.kind, "n": self.n, "shape": list(self.shape), "dtype": self.dtype, "id": ident}
+        out = {"kind": self.kind, "n": self.n, "shape": list(self.shape), "dtype": self.dtype, "id": ident}
+        if self.kind == "folder":
+            out.update(mode=self.mode, resize=self.resize)
+        return out
 
 
 def _folder_files(folder):
@@ -256,15 +265,20 @@ def _folder_files(folder):
     return [os.path.join(folder, f) for f in names]
 
 
-def _read_image(path, mode, hw):
-    """One image file as ``(C, H, W)`` float64 in [0, 1]; ``ImageReadError`` naming the file otherwise."""
+def _read_image(path, mode, hw, resize=False):
+    """One image file as ``(C, H, W)`` float64 in [0, 1]; ``ImageReadError`` naming the file otherwise.
+
+    ``resize``: bring other sizes to ``hw`` (bilinear, Pillow) instead of refusing them.
+    """
     from PIL import Image
 
     try:
         with Image.open(path) as im:
             im = im.convert(mode)
-            if hw is not None and (im.height, im.width) != tuple(hw):
-                raise ValueError(f"size {im.height}x{im.width} (HxW), expected {hw[0]}x{hw[1]} like the first image")
+            if (im.height, im.width) != tuple(hw):
+                if not resize:
+                    raise ValueError(f"size {im.height}x{im.width} (HxW), expected {hw[0]}x{hw[1]} like the first image")
+                im = im.resize((int(hw[1]), int(hw[0])), Image.BILINEAR)
             arr = np.asarray(im, dtype=np.float64) / 255.0
     except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError... for bad files
         raise ImageReadError(f"cannot read image {os.path.basename(path)!r}: {type(exc).__name__}: {exc}", path) from None
@@ -272,12 +286,23 @@ def _read_image(path, mode, hw):
     return np.ascontiguousarray(arr.transpose(2, 0, 1))
 
 
-def _make_source(images):
+def _make_source(images, image_mode=None, image_size=None):
+    if not isinstance(images, (str, os.PathLike)) and (image_mode is not None or image_size is not None):
+        raise ValueError("image_mode and image_size apply to a folder of image files only")
+    if image_mode not in (None, "L", "RGB"):
+        raise ValueError(f"image_mode must be None, 'L' or 'RGB', got {image_mode!r}")
     if isinstance(images, (str, os.PathLike)):
         folder = os.fspath(images)
         if not os.path.isdir(folder):
             raise BatchError(f"images must be an array or a folder of image files; {folder!r} is not a folder")
         files = _folder_files(folder)
+        if image_size is not None:
+            hw = tuple(int(v) for v in image_size)
+            if len(hw) != 2 or min(hw) < 1:
+                raise ValueError(f"image_size must be (height, width), got {image_size!r}")
+        if image_mode is not None and image_size is not None:
+            c = 1 if image_mode == "L" else 3
+            return _Source("folder", len(files), (c,) + hw, "float64", files=files, mode=image_mode, resize=True)
         first = None
         for f in files:  # the first readable file fixes mode and size; unreadable ones are handled per chunk
             try:
@@ -291,8 +316,9 @@ def _make_source(images):
                 continue
         if first is None:
             raise BatchError(f"none of the {len(files)} image files in {folder!r} can be read")
-        mode, hw = first
-        return _Source("folder", len(files), ((1 if mode == "L" else 3),) + hw, "float64", files=files, mode=mode)
+        mode, hw = (image_mode or first[0]), (hw if image_size is not None else first[1])
+        return _Source("folder", len(files), ((1 if mode == "L" else 3),) + hw, "float64", files=files, mode=mode,
+                       resize=image_size is not None)
     if hasattr(images, "dask") and hasattr(images, "chunks"):
         if images.ndim != 4:
             raise ValueError(f"images must have rank 4 (N, C, H, W), got shape {images.shape}")
@@ -344,6 +370,8 @@ class _Plan:
     mode: str
     hw: tuple
     dtype: str
+    transform: object = None
+    resize: bool = False
 
     def bounds(self, index):
         return index * self.chunk, min(self.n, (index + 1) * self.chunk)
@@ -358,13 +386,23 @@ def _load_chunk(plan, images, start):
     ok, bad = np.ones(len(images), bool), []
     for j, path in enumerate(images):
         try:
-            x[j] = _read_image(path, plan.mode, plan.hw)
+            x[j] = _read_image(path, plan.mode, plan.hw, plan.resize)
         except ImageReadError as exc:
             if plan.on_error == "stop":
                 raise ImageReadError(f"image {start + j}: {exc}", path, start + j) from None
             ok[j] = False
             bad.append({"index": start + j, "file": os.path.basename(path), "error": str(exc)})
     return x, ok, bad
+
+
+def _apply_transform(transform, x):
+    """``transform(x)`` checked: a float batch with as many images (the model's input)."""
+    if transform is None:
+        return x
+    y = as_float_array(transform(x), "transform(images)", ndim=4, allow_nonfinite=True)
+    if y.shape[0] != x.shape[0]:
+        raise ValueError(f"transform must keep the number of images: {x.shape[0]} in, {y.shape[0]} out")
+    return y
 
 
 def _rows_target(kind, value, tslice, scores, rows):
@@ -417,6 +455,7 @@ def _chunk_task(plan, model, index, images, tslice):
     start, stop = plan.bounds(index)
     m = stop - start
     x, ok, bad = _load_chunk(plan, images, start)
+    x = _apply_transform(plan.transform, x)
     maps = {s.label: np.full((m,) + tuple(s.shape), np.nan, dtype=s.dtype) for s in plan.methods}
     stats = {s.label: {"map_sum": np.full(m, np.nan)} for s in plan.methods}
     for s in plan.methods:
@@ -534,12 +573,12 @@ def _reraise(exc, msg):
     raise wrapped from exc
 
 
-def _probe(source, methods, model, targets_kind, targets_value, tslice_all, seed):
+def _probe(source, methods, model, targets_kind, targets_value, tslice_all, seed, transform):
     """Run each method on the first readable image to learn its map shape and dtype (new stores only)."""
     for i in range(source.n):
         if source.kind == "folder":
             try:
-                x = _read_image(source.files[i], source.mode, source.shape[1:])[None]
+                x = _read_image(source.files[i], source.mode, source.shape[1:], source.resize)[None]
             except ImageReadError:
                 continue
         else:
@@ -547,7 +586,7 @@ def _probe(source, methods, model, targets_kind, targets_value, tslice_all, seed
         break
     else:
         raise BatchError(f"none of the {source.n} images can be read")
-    x = as_float_array(x, "images", ndim=4, allow_nonfinite=True)
+    x = _apply_transform(transform, as_float_array(x, "images", ndim=4, allow_nonfinite=True))
     try:
         scores = np.asarray(model.forward(x))
         target = _rows_target(targets_kind, targets_value, tslice_all, scores, np.array([i]))
@@ -671,7 +710,8 @@ def _summarise(root, out, description, records, counts):
 
 def attribute_dataset(model, images, targets=None, methods=("gradient",), chunk=64, out=None, scheduler=None,
                       resume=False, on_error="stop", seed=0, batch_size=None, metrics=None, workers=None,
-                      retries=2, progress=False, on_chunk_done=None, model_source=None):
+                      retries=2, progress=False, on_chunk_done=None, model_source=None, transform=None,
+                      image_mode=None, image_size=None):
     """Attribution maps for a whole set of images, with several methods, on Dask, into a Zarr store.
 
     Parameters
@@ -715,6 +755,13 @@ def attribute_dataset(model, images, targets=None, methods=("gradient",), chunk=
         Called with each chunk's record as it completes (on the cluster: as soon as it completes).
     model_source : str, optional
         Where the model came from (a file name), recorded for information only.
+    image_mode, image_size : optional, folders only
+        Read every file as ``"L"`` (1 channel) or ``"RGB"`` (3) instead of the first file's kind, and bring
+        every file to ``(height, width)`` (bilinear) instead of refusing sizes other than the first file's.
+    transform : callable, optional
+        ``transform(x) -> x'`` applied to each chunk's images before the model sees them (e.g. a model's
+        preprocessing: pixels to normalised inputs); maps are with respect to ``x'``.  Must be picklable
+        for process and cluster schedulers; recorded in the job description by its qualified name.
 
     Returns
     -------
@@ -733,6 +780,8 @@ def attribute_dataset(model, images, targets=None, methods=("gradient",), chunk=
         batch_size = DEFAULT_BATCH_SIZE if chunk % DEFAULT_BATCH_SIZE == 0 else math.gcd(chunk, DEFAULT_BATCH_SIZE)
     if not isinstance(batch_size, (numbers.Integral, np.integer)) or batch_size < 1 or chunk % batch_size:
         raise ValueError(f"batch_size must be a positive int dividing chunk={chunk}, got {batch_size!r}")
+    if transform is not None and not callable(transform):
+        raise TypeError(f"transform must be a callable x -> x', got {type(transform).__name__}")
     if not isinstance(seed, (numbers.Integral, np.integer)) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     from .model import check_model
@@ -743,18 +792,18 @@ def attribute_dataset(model, images, targets=None, methods=("gradient",), chunk=
     for name, fn in metrics:
         if not callable(fn) or not isinstance(name, str) or "/" in name or name in ("map_sum", "completeness_gap"):
             raise ValueError(f"metrics must map new names (no '/') to callables fn(model, x, maps, target), got {name!r}")
-    source = _make_source(images)
+    source = _make_source(images, image_mode, image_size)
     (tkind, tvalue), tdesc = _targets_spec(targets, source.n)
     n_chunks = -(-source.n // chunk)
     description = {
         "format": JOB_FORMAT, "model": model_fingerprint(model), "methods": [s.describe() for s in specs],
         "seed": int(seed), "targets": tdesc, "images": source.describe(), "chunk": chunk,
         "batch_size": int(batch_size), "metrics": [[n, _jsonable(f)] for n, f in metrics],
-        "model_source": model_source, "xattr_version": _version(),
+        "transform": _jsonable(transform), "model_source": model_source, "xattr_version": _version(),
     }
     plan = _Plan(out, source.n, chunk, int(batch_size), specs, int(seed), tkind,
                  tvalue if tkind in ("int", "callable") else None, metrics, on_error, source.kind, source.mode,
-                 tuple(source.shape[1:]), source.dtype)
+                 tuple(source.shape[1:]), source.dtype, transform, source.resize)
     tarr = tvalue if tkind == "array" else None
     if os.path.exists(out):
         root = _open_existing(out, description, resume)
@@ -763,7 +812,7 @@ def attribute_dataset(model, images, targets=None, methods=("gradient",), chunk=
             s.shape, s.dtype = tuple(arr.shape[1:]), np.dtype(arr.dtype).str
     else:
         _check_writable(out)
-        _probe(source, specs, model, tkind, plan.target_value, tarr, plan.seed)
+        _probe(source, specs, model, tkind, plan.target_value, tarr, plan.seed, transform)
         root = _create_store(out, description, plan, n_chunks)
     done = root["done"][:]
     previous = [json.loads(str(r)) for r in done if str(r)]
@@ -802,74 +851,14 @@ def read_maps(out, label):
     return zarr.open_group(os.fspath(out), mode="r")[f"maps/{label}"][:]
 
 
-# -- model files (stop-gap until xattr.models save/load lands) -------------------------------
-_MODEL_KEY = "__xattr_batch_model__"
-
-
-def _tag(value):
-    if isinstance(value, tuple):
-        return {"__tuple__": [_tag(v) for v in value]}
-    if isinstance(value, list):
-        return [_tag(v) for v in value]
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    raise TypeError(f"cannot save layer attribute of type {type(value).__name__}")
-
-
-def _untag(value):
-    if isinstance(value, dict) and "__tuple__" in value:
-        return tuple(_untag(v) for v in value["__tuple__"])
-    if isinstance(value, list):
-        return [_untag(v) for v in value]
-    return value
-
-
-def _save_model_npz(model, path):
-    """Write a :class:`~xattr.nn.Sequential` as one ``.npz`` (weights + a JSON architecture entry).
-
-    Private stop-gap for ``xattr batch --model FILE.npz`` until ``xattr.models`` save/load is merged.
-    """
-    arrays, layers = {}, []
-    for i, layer in enumerate(model.layers):
-        attrs = {}
-        for key, value in vars(layer).items():
-            if isinstance(value, np.ndarray):
-                arrays[f"{i}/{key}"] = value
-            else:
-                attrs[key] = _tag(value)
-        layers.append({"type": type(layer).__name__, "attrs": attrs})
-    arrays[_MODEL_KEY] = np.array(json.dumps({"format": 1, "layers": layers}))
-    np.savez(path, **arrays)
-    return path
-
-
-def _load_model_npz(path):
-    from . import nn
-
-    with np.load(path, allow_pickle=False) as z:
-        if _MODEL_KEY not in z.files:
-            raise ValueError(f"{path!r} is not a model file written by xattr (no {_MODEL_KEY!r} entry)")
-        spec = json.loads(str(z[_MODEL_KEY]))
-        layers = []
-        for i, entry in enumerate(spec["layers"]):
-            cls = getattr(nn, entry["type"], None)
-            if not (isinstance(cls, type) and issubclass(cls, nn.Layer)):
-                raise ValueError(f"{path!r}: layer {i} has unknown type {entry['type']!r}")
-            layer = cls.__new__(cls)
-            layer.__dict__.update({k: _untag(v) for k, v in entry["attrs"].items()})
-            prefix = f"{i}/"
-            layer.__dict__.update({k[len(prefix):]: z[k] for k in z.files if k.startswith(prefix)})
-            layers.append((layer.name, layer))
-    return nn.Sequential(*layers)
-
-
+# -- model files -----------------------------------------------------------------------------
 def load_model(spec):
-    """A model from ``FILE.npz`` (see ``_save_model_npz``) or a ``module:function`` factory called without arguments."""
-    if os.path.isfile(spec):
-        if not spec.endswith(".npz"):
-            raise ValueError(f"model file {spec!r} must be an .npz written by xattr (or give module:function)")
-        return _load_model_npz(spec)
-    if ":" in spec and not os.path.exists(spec):
+    """``(model, info)`` from a saved model (``NAME``/``NAME.json``/``NAME.npz`` or a shipped name, read by
+    :func:`xattr.models.load_with_info`), or ``(model, None)`` from a ``module:function`` factory."""
+    from . import models
+
+    looks_like_file = os.path.exists(spec) or spec.endswith((".json", ".npz")) or "/" in spec or os.sep in spec
+    if ":" in spec and not looks_like_file:
         import importlib
 
         module, _, name = spec.partition(":")
@@ -877,8 +866,20 @@ def load_model(spec):
             factory = getattr(importlib.import_module(module), name)
         except (ImportError, AttributeError) as exc:
             raise ValueError(f"cannot import model factory {spec!r}: {exc}") from None
-        return factory()
-    raise ValueError(f"--model must be an existing .npz file or a module:function factory, got {spec!r}")
+        return factory(), None
+    return models.load_with_info(spec)  # ModelFileError (a ValueError) names the file and the problem
+
+
+def model_input(pixels, spec):
+    """Pixels in [0, 1] ``(N, C, H, W)`` -> the model's input, as the model file's input ``spec`` declares.
+
+    Scaled to the declared ``range`` then normalised by :func:`xattr.models.preprocess`
+    (what ``xattr explain`` does for one image).  ``spec``: ``ModelInfo.input`` (a dict).
+    """
+    from .models import preprocess
+
+    lo, hi = spec.get("range", [0.0, 1.0])
+    return preprocess(lo + (hi - lo) * np.asarray(pixels, dtype=np.float64), spec)
 
 
 # -- command line ----------------------------------------------------------------------------
@@ -905,7 +906,8 @@ def add_batch_command(subparsers):
                     "and write the maps into a chunked Zarr store, with a JSON summary beside it.",
     )
     p.add_argument("images", help="folder of image files, or an .npy file holding (N, C, H, W)")
-    p.add_argument("--model", required=True, help="model .npz written by xattr, or module:function (a factory)")
+    p.add_argument("--model", required=True,
+                   help="saved model (NAME.json + NAME.npz, or a shipped name such as 'shapes'), or module:function")
     p.add_argument("--method", action="append", required=True, metavar="NAME[:key=value,...]",
                    help="registered method (repeatable); options as JSON values, e.g. grad_cam:relu=false")
     p.add_argument("--out", required=True, help="Zarr store to write (a folder, e.g. maps.zarr)")
@@ -946,17 +948,25 @@ def run_batch_command(args):
     import sys
 
     try:
-        model = load_model(args.model)
+        model, info = load_model(args.model)
+        folder_options = {}
         if os.path.isfile(args.images) and args.images.endswith(".npy"):
-            images = np.load(args.images, mmap_mode="r")
+            images = np.load(args.images, mmap_mode="r")  # model inputs as they are
         else:
             images = args.images
+            if info is not None:  # read as the model file declares: channels, size, range, normalisation
+                spec = info.input
+                folder_options = dict(
+                    image_mode="L" if spec.get("channels", 3) == 1 else "RGB",
+                    image_size=(spec["height"], spec["width"]) if spec.get("height") and spec.get("width") else None,
+                    transform=functools.partial(model_input, spec=spec),  # described by value: path-independent
+                )
         target = None if args.target == "predicted" else int(args.target)
         methods = [_parse_method_arg(m) for m in args.method]
         result = attribute_dataset(
             model, images, target, methods=methods, chunk=args.chunk, out=args.out, scheduler=args.scheduler,
             resume=args.resume, on_error=args.on_error, seed=args.seed, batch_size=args.batch_size,
-            workers=args.workers, progress=not args.no_progress, model_source=args.model,
+            workers=args.workers, progress=not args.no_progress, model_source=args.model, **folder_options,
         )
     except (BatchError, ValueError, TypeError, OSError, ImportError) as exc:
         print(f"xattr: error: {exc}", file=sys.stderr)

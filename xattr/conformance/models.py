@@ -12,8 +12,8 @@ float64 arrays (``weight`` ``(O, I, kH, kW)`` / ``(out, in)``, ``bias``, ``runni
   ``Flatten``); batch-norm is at inference: ``(x - mean) / sqrt(var + eps) * weight + bias``;
 * ``ReLU'(0) = 0``; max-pool ties send the signal to the first maximum in row-major window order.
 
-:func:`build_models` makes the fixed set from fixed seeds; ``to_xattr()`` and ``to_torch()`` build
-runnable models (the latter needs torch).
+:func:`build_models` makes the fixed set from fixed seeds; ``to_xattr()``, ``to_torch()`` (needs
+torch) and ``to_onnx()`` (needs onnx; any ONNX runtime can then run the model) build runnable models.
 """
 from __future__ import annotations
 
@@ -130,6 +130,59 @@ class ModelSpec:
                     if k in layer:
                         getattr(m, k).copy_(torch.from_numpy(np.asarray(layer[k], dtype=np.float64)))
         return net
+
+    def to_onnx(self, opset=17):
+        """An ``onnx.ModelProto`` (float64, batch dimension free) computing this model (needs ``onnx``).
+
+        Operators: Conv, Relu, MaxPool, AveragePool (``count_include_pad=1``), GlobalAveragePool +
+        Flatten, Flatten, Gemm (``transB=1``), BatchNormalization; nodes are named after the layers.
+        """
+        import onnx
+        from onnx import helper, numpy_helper
+
+        nodes, inits, cur = [], [], "x"
+
+        def init(name, arr):
+            inits.append(numpy_helper.from_array(np.asarray(arr, dtype=np.float64), name))
+            return name
+
+        for layer in self.layers:
+            t, name = layer["type"], layer["name"]
+            out = name + "_out"
+            if t == "Conv2d":
+                ins = [cur, init(name + ".weight", layer["weight"])] + ([init(name + ".bias", layer["bias"])] if "bias" in layer else [])
+                ph, pw = layer["padding"]
+                nodes.append(helper.make_node("Conv", ins, [out], name=name, kernel_shape=layer["kernel_size"],
+                                              strides=layer["stride"], dilations=layer["dilation"], pads=[ph, pw, ph, pw]))
+            elif t == "Linear":
+                ins = [cur, init(name + ".weight", layer["weight"])] + ([init(name + ".bias", layer["bias"])] if "bias" in layer else [])
+                nodes.append(helper.make_node("Gemm", ins, [out], name=name, transB=1))
+            elif t == "ReLU":
+                nodes.append(helper.make_node("Relu", [cur], [out], name=name))
+            elif t in ("MaxPool2d", "AvgPool2d"):
+                ph, pw = layer["padding"]
+                extra = {"count_include_pad": 1} if t == "AvgPool2d" else {}
+                nodes.append(helper.make_node("MaxPool" if t == "MaxPool2d" else "AveragePool", [cur], [out], name=name,
+                                              kernel_shape=layer["kernel_size"], strides=layer["stride"],
+                                              pads=[ph, pw, ph, pw], **extra))
+            elif t == "GlobalAvgPool2d":
+                nodes.append(helper.make_node("GlobalAveragePool", [cur], [name + "_4d"], name=name))
+                nodes.append(helper.make_node("Flatten", [name + "_4d"], [out], name=name + "_flatten", axis=1))
+            elif t == "Flatten":
+                nodes.append(helper.make_node("Flatten", [cur], [out], name=name, axis=1))
+            elif t == "BatchNorm2d":
+                ins = [cur] + [init(f"{name}.{k}", layer[k]) for k in ("weight", "bias", "running_mean", "running_var")]
+                nodes.append(helper.make_node("BatchNormalization", ins, [out], name=name, epsilon=layer["eps"]))
+            else:
+                raise ValueError(f"unknown layer type {t!r} in conformance model {self.name!r}")
+            cur = out
+        shape = [None] + list(self.input_shape[1:])
+        graph = helper.make_graph(
+            nodes, self.name, [helper.make_tensor_value_info("x", onnx.TensorProto.DOUBLE, shape)],
+            [helper.make_tensor_value_info(cur, onnx.TensorProto.DOUBLE, [None, self.num_classes])], initializer=inits)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="xattr.conformance")
+        onnx.checker.check_model(model)
+        return model
 
 
 # -- the fixed models ---------------------------------------------------------------------------

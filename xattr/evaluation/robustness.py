@@ -102,6 +102,8 @@ def fragility(method, model, x, target=None, k=None, epsilon=0.05, step=None, n_
     if not epsilon > 0:
         raise ValueError(f"epsilon must be positive, got {epsilon}")
     step = epsilon / 2 if step is None else float(step)
+    if clip is not None and (np.any(x < clip[0]) or np.any(x > clip[1])):
+        raise ValueError(f"x must lie inside the data range clip={tuple(clip)} to be perturbed within it")
     kw = dict(method_kwargs or {})
     label = _predicted(model, x)
     t = label if target is None else np.broadcast_to(np.asarray(target), (len(x),))

@@ -69,9 +69,13 @@ def trace(model, x):
 
 def as_reference(reference, x, name="reference"):
     """A reference of ``x``'s shape and dtype from a scalar, one sample ``x.shape[1:]`` or ``x.shape``."""
-    if isinstance(reference, numbers.Real) and not isinstance(reference, bool):
-        return np.full_like(x, reference)
+    if isinstance(reference, bool):
+        raise TypeError(f"{name} must be a number or an array, got bool")
+    if isinstance(reference, numbers.Real):
+        reference = float(reference)
     r = as_float_array(reference, name)
+    if r.ndim == 0:  # a scalar, also as a 0-d array
+        return np.full_like(x, r)
     if r.shape == x.shape:
         return r.astype(x.dtype, copy=False)
     if r.shape in (x.shape[1:], (1,) + x.shape[1:]):
@@ -124,8 +128,14 @@ def _splits(model, tx, tr):
 
 
 def _multipliers_x_delta(model, x, ref, seed, rule, maxpool, threshold):
-    """Contributions ``m ⊙ Δx`` for aligned batches ``x``, ``ref`` and a seed ``(N, K)``; also the scores."""
+    """Contributions ``m ⊙ Δx`` for aligned batches ``x``, ``ref`` and a seed ``(N, K)``; also the scores.
+
+    ``seed`` may be a callable on the input's scores (the target), so that the input's forward pass
+    is run once.
+    """
     tx, tr = trace(model, x), trace(model, ref)
+    if callable(seed):
+        seed = seed(tx[-1].y)
     splits = _splits(model, tx, tr) if rule == "revealcancel" else {}
 
     def cell(i, layer):
@@ -167,7 +177,9 @@ def deeplift(model, x, target, reference=0.0, rule="rescale", maxpool="gradient"
     threshold : float
         ``|Δx|`` up to which a multiplier ``Δy/Δx`` is replaced by the gradient.
     return_delta : bool
-        Also return the summation-to-delta gap ``Σ_i C_i − (t(x) − t(x₀))`` per image ``(N,)``.
+        Also return the summation-to-delta gap ``Σ_i C_i − (t(x) − t(x₀))`` per image ``(N,)``.  For a
+        callable target the explained difference is ``Σ_k seed_k (s_k(x) − s_k(x₀))``, ``seed`` its
+        derivative at ``x``'s scores: ``t(x) − t(x₀)`` when the callable is linear in the scores.
 
     Returns
     -------
@@ -180,10 +192,15 @@ def deeplift(model, x, target, reference=0.0, rule="rescale", maxpool="gradient"
         raise ValueError(f"x must be a batch of shape (N, ...), got shape {x.shape}")
     ref = as_reference(reference, x)
     model = _canonical(model, rule)
-    seed = _targets.seed(target, model.forward(x))
+    seeds = []
+
+    def seed(scores):
+        seeds.append(_targets.seed(target, scores))
+        return seeds[0]
+
     contrib, sx, sr = _multipliers_x_delta(model, x, ref, seed, rule, maxpool, threshold)
     if return_delta:
-        return contrib, _gap(contrib, seed, sx, sr)
+        return contrib, _gap(contrib, seeds[0], sx, sr)
     return contrib
 
 

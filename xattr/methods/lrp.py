@@ -172,6 +172,9 @@ def lrp(model, x, target, composite="epsilon", *, epsilon=LRP_EPSILON, gamma=LRP
         input's box for z^B (scalars or arrays broadcastable to one sample).
     maxpool : ``"winner_take_all"`` (default) or ``"proportional"``
     output : ``"score"`` (default: the relevance at the output is the target score) or ``"one"``
+        The output relevance is ``seed ⊙ scores`` (or ``seed``), ``seed`` the target's one-hot row or, for
+        a callable target, its derivative with respect to the scores: the explained value itself when
+        the callable is linear in the scores (e.g. a difference of two classes).
     return_totals : bool
         Also return the total relevance ``(N, L + 1)`` at every layer: column ``L`` is the output's,
         column ``i`` the input of layer ``i``'s (of the batch-norm-folded model), so that what each

@@ -1,6 +1,6 @@
 """The layer stack: each layer is a forward pass and its backward rules, side by side."""
 from .activation import ReLU
-from .base import CORE_RULES, Layer, RuleNotDefined, Sequential, defrule, rule_table
+from .base import CORE_RULES, Layer, RuleNotDefined, Sequential, defjvp, defrule, rule_table
 from .conv import Conv2D
 from .dense import Dense
 from .norm import BatchNorm2D, Dropout, fold_batchnorm
@@ -8,7 +8,7 @@ from .pool import AvgPool2D, GlobalAvgPool2D, MaxPool2D
 from .reshape import Flatten
 
 __all__ = [
-    "Layer", "Sequential", "RuleNotDefined", "defrule", "rule_table", "CORE_RULES",
+    "Layer", "Sequential", "RuleNotDefined", "defrule", "defjvp", "rule_table", "CORE_RULES",
     "Conv2D", "ReLU", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D", "Flatten", "Dense",
     "BatchNorm2D", "Dropout", "fold_batchnorm",
 ]

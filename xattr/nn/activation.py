@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._conventions import RELU_GRAD_AT_ZERO, as_float_array
-from .base import Cache, Layer, defrule
+from .base import Cache, Layer, defjvp, defrule
 
 assert RELU_GRAD_AT_ZERO == 0.0  # the mask below is 1[X > 0]; change both together
 
@@ -103,3 +103,7 @@ from .region import defregion  # noqa: E402  (region maps sit next to their laye
 
 # Pointwise: an output pixel changes only where its input pixel changed (Nakandala et al. 2019).
 defregion(ReLU, "pointwise")(None)
+@defjvp(ReLU)
+def _relu_jvp(layer, dx, cache):
+    """dX · 1[X > 0]  (the linear part at the cached pattern; ReLU'(0) = 0)"""
+    return dx * cache.active

@@ -69,6 +69,21 @@ class Layer:
         """Gradients of ``<g, layer(x)>`` with respect to the parameters (none by default)."""
         return {}
 
+    def jvp(self, dx, cache):
+        """Forward-mode derivative along ``dx`` at the point whose forward ``cache`` is given.
+
+        For a piecewise-linear layer this is its linear part at the cached pattern (no bias,
+        the cached ReLU mask / max-pool switches).  Registered per exact layer type with
+        :func:`defjvp`; exact integrated gradients walks the path with it.
+        """
+        fn = _JVP_RULES.get(type(self))
+        if fn is None:
+            raise RuleNotDefined(
+                f"layer {self.describe()} has no forward-mode derivative (jvp); "
+                f"layers with one: {', '.join(sorted(t.__name__ for t in _JVP_RULES)) or 'none'}"
+            )
+        return fn(self, dx, cache)
+
     @property
     def params(self):
         """Names of the trainable parameters (``weight``, ``bias``) that are set."""
@@ -99,6 +114,21 @@ def defrule(layer_types, *rule_names):
         for t in types:
             for r in rule_names:
                 t.rules[r] = fn
+        return fn
+
+    return register
+
+
+#: forward-mode derivatives by exact layer type (subclasses do not inherit them: a subclass may
+#: change the forward pass).
+_JVP_RULES = {}
+
+
+def defjvp(layer_type):
+    """Register ``fn(layer, dx, cache) -> dy`` as the forward-mode derivative of ``layer_type``."""
+
+    def register(fn: Callable):
+        _JVP_RULES[layer_type] = fn
         return fn
 
     return register

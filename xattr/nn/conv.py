@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._conventions import check_image_batch, pair
-from .base import Cache, Layer, default_rng, defrule, param_property
+from .base import Cache, Layer, defjvp, default_rng, defrule, param_property
 
 #: bytes the im2col buffer may take per chunk of images.
 IM2COL_BUDGET = 64 * 2**20
@@ -170,19 +170,23 @@ class Conv2D(Layer):
 
     def forward(self, x):
         x = check_image_batch(x, f"input of {self.describe()}", channels=self.in_channels)
-        out_shape = self.output_shape(x.shape)
-        out_hw = out_shape[2:]
+        out_hw = self.output_shape(x.shape)[2:]
         xp = pad_nchw(x, self.pads)
-        w2 = weight_matrix(self.weight, x.dtype)
-        y = np.empty(out_shape, dtype=x.dtype)
-        K, P = w2.shape[1], out_hw[0] * out_hw[1]
-        for sl in batch_chunks(x.shape[0], K * P * x.itemsize):
-            cols = im2col(xp[sl], self.kernel_size, self.stride, self.dilation, out_hw)
-            # no out=: numpy's stacked matmul with out= can leave BLAS (200x slower seen here)
-            y[sl] = np.matmul(w2, cols).reshape((-1, self.out_channels) + tuple(out_hw))
+        y = self.correlate(xp, out_hw)
         if self.bias is not None:
             y += self.bias.astype(x.dtype, copy=False)[:, None, None]
         return y, Cache(xp=xp, in_shape=x.shape, out_hw=out_hw)
+
+    def correlate(self, xp, out_hw):
+        """The linear part ``W ⋆ xp`` of the layer on a padded input; ``(N, O, Ho, Wo)``, no bias."""
+        w2 = weight_matrix(self.weight, xp.dtype)
+        y = np.empty((xp.shape[0], self.out_channels) + tuple(out_hw), dtype=xp.dtype)
+        K, P = w2.shape[1], out_hw[0] * out_hw[1]
+        for sl in batch_chunks(xp.shape[0], K * P * xp.itemsize):
+            cols = im2col(xp[sl], self.kernel_size, self.stride, self.dilation, out_hw)
+            # no out=: numpy's stacked matmul with out= can leave BLAS (200x slower seen here)
+            y[sl] = np.matmul(w2, cols).reshape((-1, self.out_channels) + tuple(out_hw))
+        return y
 
     def input_grad(self, g, cache):
         """Transposed convolution of ``g`` ``(N, O, Ho, Wo)`` -> ``(N, I, H, W)``."""
@@ -235,3 +239,7 @@ def _conv_region(layer, lo, size, in_hw):
     """Projective field of a convolution: input box -> output box it can change, input box needed
     Nakandala et al. 2019 (incremental inference); zero padding"""
     return window_region_2d(lo, size, in_hw, layer.kernel_size, layer.stride, layer.dilation, layer.pads)
+@defjvp(Conv2D)
+def _conv_jvp(layer, dx, cache):
+    """W ⋆ dX  (the convolution without its bias: the layer's linear part)"""
+    return layer.correlate(pad_nchw(dx, layer.pads), cache.out_hw)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._conventions import as_float_array
-from .base import Cache, Layer, default_rng, defrule, param_property
+from .base import Cache, Layer, defjvp, default_rng, defrule, param_property
 
 
 class Dense(Layer):
@@ -76,3 +76,7 @@ defrule(Dense, "rescale")(_dense_transpose)
 defrule(Dense, "revealcancel")(_relevance.deeplift_linear_revealcancel)
 for _name, _fn in _relevance.LRP_WEIGHTED_RULES.items():
     defrule(Dense, _name)(_fn)
+@defjvp(Dense)
+def _dense_jvp(layer, dx, cache):
+    """dX Wᵀ  (without the bias)"""
+    return dx @ layer.weight.T.astype(dx.dtype, copy=False)

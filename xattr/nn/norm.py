@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._conventions import as_float_array, check_image_batch
-from .base import Cache, Layer, defrule, param_property
+from .base import Cache, Layer, defjvp, defrule, param_property
 from .conv import Conv2D
 
 
@@ -143,3 +143,13 @@ from .region import defregion  # noqa: E402  (region maps sit next to their laye
 
 # Pointwise at inference: an output pixel changes only where its input pixel changed (Nakandala et al. 2019).
 defregion((BatchNorm2D, Dropout), "pointwise")(None)
+@defjvp(BatchNorm2D)
+def _bn_jvp(layer, dx, cache):
+    """dX · gamma / sqrt(var + eps)  (per channel, without the shift)"""
+    return dx * layer.scale_shift()[0].astype(dx.dtype)[:, None, None]
+
+
+@defjvp(Dropout)
+def _dropout_jvp(layer, dx, cache):
+    """dX  (identity at inference)"""
+    return dx

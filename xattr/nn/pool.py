@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._conventions import MAXPOOL_TIE_POLICY, as_float_array, check_image_batch, pair
-from .base import Cache, Layer, defrule
+from .base import Cache, Layer, defjvp, defrule
 from .conv import conv_output_size, pad_nchw, unpad, window_slices
 
 assert MAXPOOL_TIE_POLICY == "first"  # strict '>' in the scan below keeps the first maximum
@@ -243,3 +243,19 @@ def _gap_region(layer, base_in, base_out, image, patch, lo):
     old = base_in[image[:, None, None], :, r[:, :, None], c[:, None, :]]  # (B, h, w, C)
     delta = patch.sum(axis=(2, 3)) - old.sum(axis=(1, 2))
     return base_out[image] + delta / (H * W)
+@defjvp(MaxPool2D)
+def _maxpool_jvp(layer, dx, cache):
+    """dX at the cached switch of each window  (ties: the recorded first maximum)"""
+    return _at_switch(layer, pad_nchw(dx, layer.pads), cache)  # padded positions never win
+
+
+@defjvp(AvgPool2D)
+def _avgpool_jvp(layer, dx, cache):
+    """mean of dX over each window  (a linear layer: the forward pass itself)"""
+    return layer.forward(dx)[0]
+
+
+@defjvp(GlobalAvgPool2D)
+def _gap_jvp(layer, dx, cache):
+    """mean of dX over (H, W)  (a linear layer)"""
+    return dx.mean(axis=(2, 3))

@@ -179,8 +179,14 @@ def lrp_zbox(layer, R, cache, inp=None, low=None, high=None, **_):
             f"the z^B rule on {layer.describe()} needs the input's box bounds low= and high= "
             f"(scalars or arrays broadcastable to the input {a.shape[1:]})"
         )
-    lo = np.broadcast_to(np.asarray(low, dtype=a.dtype), a.shape)
-    hi = np.broadcast_to(np.asarray(high, dtype=a.dtype), a.shape)
+    try:
+        lo = np.broadcast_to(np.asarray(low, dtype=a.dtype), a.shape)
+        hi = np.broadcast_to(np.asarray(high, dtype=a.dtype), a.shape)
+    except ValueError:
+        raise ValueError(
+            f"the z^B bounds must be scalars or broadcast to the input of {layer.describe()} {a.shape} "
+            f"(e.g. one sample {a.shape[1:]}), got shapes {np.shape(low)} and {np.shape(high)}"
+        ) from None
     if np.any(lo > hi):
         raise ValueError("the z^B rule needs low <= high everywhere")
     w, wp, wn = layer.weight, pos(layer.weight), neg(layer.weight)
@@ -235,7 +241,9 @@ def deeplift_linear_revealcancel(layer, g, cache, inp=None, ref=None, **_):
     up, down = da > 0, da < 0
     out = up * (transpose_with(layer, mp, cache, wp) + transpose_with(layer, mn, cache, wn))
     out += down * (transpose_with(layer, mp, cache, wn) + transpose_with(layer, mn, cache, wp))
-    out += ~(up | down) * transpose_with(layer, 0.5 * (mp + mn), cache, w)
+    still = ~(up | down)
+    if still.any():
+        out += still * transpose_with(layer, 0.5 * (mp + mn), cache, w)
     return out
 
 

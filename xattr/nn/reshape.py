@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .._conventions import as_float_array
-from .base import Cache, Layer, defrule
+from .base import Cache, Layer, defjvp, defrule
 
 
 class Flatten(Layer):
@@ -37,3 +37,7 @@ def _flatten_reshape_pairs(layer, g, cache, **_):
     if isinstance(g, tuple):
         return tuple(part.reshape(cache.in_shape) for part in g)
     return g.reshape(cache.in_shape)
+@defjvp(Flatten)
+def _flatten_jvp(layer, dx, cache):
+    """dX reshaped to (N, -1)"""
+    return dx.reshape(dx.shape[0], -1)

@@ -58,6 +58,29 @@ def saturating_model():
     return Sequential(a, ReLU(), b, GlobalAvgPool2D(), d)
 
 
+def ig_paper_pair():
+    """The IG paper's functionally equal pair as image models, and an input: ``(f1, f2, x, target)``.
+
+    Sundararajan et al. 2017, §3.2: ``f1 = ReLU(ReLU(x1) - 1 - ReLU(x2))`` and
+    ``f2 = ReLU(ReLU(x1 - 1) - ReLU(x2))`` are the same function but differ in structure
+    (where the bias sits).  Here ``x1, x2`` are the two channels of every pixel (1x1
+    convolutions), averaged by a GAP; ``x`` is ``(1, 2, 8, 8)`` with ``x1 = 3, x2 = 1``
+    everywhere, where DeepLIFT gives ``(1.5, -0.5)`` on ``f1`` but ``(2, -1)`` on ``f2`` per pixel
+    (up to the GAP's 1/64).
+    """
+    def net(bias_first):
+        a, b = Conv2D(2, 2, 1), Conv2D(2, 1, 1)
+        a.weight, a.bias = np.eye(2)[:, :, None, None], np.array([-1.0 if bias_first else 0.0, 0.0])
+        b.weight, b.bias = np.array([[1.0, -1.0]])[:, :, None, None], np.array([0.0 if bias_first else -1.0])
+        d = Dense(1, 1)
+        d.weight, d.bias = np.ones((1, 1)), np.zeros(1)
+        return Sequential(a, ReLU(), b, ReLU(), GlobalAvgPool2D(), d)
+
+    x = np.empty((1, 2, 8, 8))
+    x[:, 0], x[:, 1] = 3.0, 1.0
+    return net(False), net(True), x, 0
+
+
 def default_case(check, **options):
     """``(model, x, target)`` used by ``check`` (a check name) when the caller gives none.
 
@@ -67,7 +90,7 @@ def default_case(check, **options):
     n = options.pop("n", 3 if check == "batch_invariance" else 2)
     size = options.get("size", 8)
     if check == "sensitivity":
-        x = np.zeros((1, 1, 2, 2))
+        x = np.zeros((1, 1, 8, 8))  # 8x8 so that segment-based methods' default grids fit
         x[0, 0, 0, 0] = 2.0
         return saturating_model(), x, 0
     if check == "input_shift_invariance":

@@ -65,6 +65,8 @@ _NOT_SUM = "the map is (N, 1, H, W) class evidence, not a decomposition of f(x) 
 _SHIFT = ("gradient x input multiplies by x, which the shift changes while the gradient stays "
           "(Kindermans et al. 2019, Fig. 2)")
 
+_TIE_DEAD = ("max-pool windows whose ReLU outputs are all 0 tie, the 'first' tie policy picks a switch that is "
+             "not mirrored, and the rule passes signal there although the ReLU below is dead")
 _IO = {"batch_invariance": {}, "dtype_preservation": {}, "determinism": {}, "inputs_unmodified": {}}
 
 
@@ -138,10 +140,29 @@ CLAIMS = {
     ),
 }
 
+def _smooth(linear):
+    """SmoothGrad (Smilkov et al. 2017) and its squared / variance variants of the gradient."""
+    violations = {
+        "completeness": f"an average of gradients is {_LOCAL}",
+        "sensitivity": "an average of gradients, which saturate (Sundararajan et al. 2017, §2.1): noise of 0.15 x "
+                       "range rarely reaches the unsaturated segment",
+        "symmetry": "Gaussian noise samples are not mirror-symmetric",
+        "batch_invariance": "the noise is drawn for the whole batch in one stream",
+    }
+    claims = {"implementation_invariance": {}, "dummy": {}, "input_shift_invariance": {}, "dtype_preservation": {},
+              "determinism": {"rng_arg": "rng"}, "inputs_unmodified": {}}
+    if linear:
+        claims["linearity"] = {}
+    else:
+        violations["linearity"] = "squares (or variances) of gradients are not linear in f"
+    return Claims(claims=claims, violations=violations, method_kwargs={"rng": 0, "n": 8})
+
+
 # ---------------------------------------------------------------------------------------------
 # Methods other issues add.  Their calling conventions are the ones their issues specify; the
 # lead checks each entry when the method lands (a wrong entry fails loudly, it is never skipped).
 _B = {"baseline_arg": "baseline"}
+_R = {"baseline_arg": "reference"}
 
 CLAIMS.update({
     "integrated_gradients": _core(
@@ -156,102 +177,96 @@ CLAIMS.update({
         method_kwargs={"quadrature": "exact"},
     ),
     "expected_gradients": Claims(
-        claims={"implementation_invariance": {}, "dummy": {}, "linearity": {}, "dtype_preservation": {},
-                "determinism": {"rng_arg": "rng"}, "inputs_unmodified": {}},
+        # sensitivity and symmetry hold in expectation; the seeded draws (one alpha and one reference per
+        # sample, shared by all pixels) keep both in the checks' cases with mirror-symmetric constant references
+        claims={"implementation_invariance": {}, "sensitivity": {}, "dummy": {}, "linearity": {}, "symmetry": {},
+                "dtype_preservation": {}, "determinism": {"rng_arg": "rng"}, "inputs_unmodified": {}},
         violations={
             "completeness": "completeness holds only in expectation over random path points (Erion et al. 2021)",
-            "sensitivity": "a Monte-Carlo estimate: the default case's single sample can miss the saturated segment",
-            "symmetry": "random path points and baselines are not mirror-symmetric",
             "input_shift_invariance": "the reference images are not shifted with the input",
             "batch_invariance": "random draws are made for the whole batch",
         },
-        method_kwargs={"rng": 0},
+        method_kwargs={"rng": 0, "n_samples": 8},
+        adapt=lambda eg: _with_references(eg, "references"),
     ),
-    "smoothgrad": Claims(
-        claims={"implementation_invariance": {}, "dummy": {}, "linearity": {}, "input_shift_invariance": {},
-                "dtype_preservation": {}, "determinism": {"rng_arg": "rng"}, "inputs_unmodified": {}},
-        violations={
-            "completeness": f"an average of gradients is {_LOCAL}",
-            "sensitivity": "an average of gradients, which saturate (Sundararajan et al. 2017, §2.1)",
-            "symmetry": "Gaussian noise samples are not mirror-symmetric",
-            "batch_invariance": "the noise is drawn for the whole batch at once",
-        },
-        method_kwargs={"rng": 0},
-        adapt=lambda sg: _wrapping(sg, "gradient"),
-    ),
+    # registry entries of the path issue: "smoothgrad" etc. are the gradient wrapped, (model, x, target, ...)
+    "smoothgrad": _smooth(linear=True),
+    "smoothgrad_squared": _smooth(linear=False),
+    "vargrad": _smooth(linear=False),
     "deeplift": _core(
         {
-            "completeness": {**_B, "rtol": 1e-9}, "sensitivity": dict(_B), "dummy": {}, "symmetry": dict(_B),
-            "input_shift_invariance": {**_B, "shift_baseline": True},
+            "completeness": {**_R, "rtol": 1e-9}, "sensitivity": dict(_R), "dummy": {}, "linearity": {},
+            "input_shift_invariance": {**_R, "shift_baseline": True},
         },
         {
-            "implementation_invariance": f"DeepLIFT's Rescale multipliers depend on the network's structure ({_IG}, §3.2)",
-            "linearity": "Rescale multipliers are computed per network: not linear in f (Ancona et al. 2018)",
+            "implementation_invariance": f"the IG paper's pair: Rescale multipliers depend on where a bias sits ({_IG}, "
+                                         "§3.2: (1.5, -0.5) on f1, (2, -1) on f2)",
+            "symmetry": _TIE_DEAD,
         },
     ),
     "deepshap": Claims(
-        claims={"completeness": {**_B, "rtol": 1e-9}, "dummy": {}, "batch_invariance": {}, "dtype_preservation": {},
-                "determinism": {}, "inputs_unmodified": {}},
+        # references=None: DeepLIFT against the zero image (the check's implicit baseline 0)
+        claims={"completeness": {"rtol": 1e-9}, "sensitivity": {}, "dummy": {}, "linearity": {},
+                "batch_invariance": {}, "dtype_preservation": {}, "determinism": {}, "inputs_unmodified": {}},
         violations={
-            "implementation_invariance": "DeepLIFT's multipliers depend on the structure (Sundararajan et al. 2017)",
-            "sensitivity": "averaged over references, which the check's single baseline does not set",
-            "linearity": "Rescale multipliers are computed per network",
-            "symmetry": "the references are not symmetrised by the check",
+            "implementation_invariance": "DeepLIFT's multipliers depend on the structure (the IG paper's pair)",
+            "symmetry": _TIE_DEAD,
             "input_shift_invariance": "the references are not shifted with the input",
         },
     ),
     "lrp": _core(
-        {"dummy": {}},
+        {"dummy": {}, "symmetry": {}},
         {
             "completeness": "relevance is absorbed by biases and by epsilon (Montavon et al. 2019, §10.2.1)",
             "implementation_invariance": "LRP rules depend on the network's structure (Sundararajan et al. 2017, §3.2)",
             "sensitivity": "LRP-0 equals gradient x input on ReLU networks and saturates like it",
-            "linearity": "relevance rules normalise by each network's own activations",
-            "symmetry": "max-pool winner-take-all with the 'first' tie policy at ties of zeros",
+            "linearity": "the epsilon rule normalises by each network's own pre-activations",
             "input_shift_invariance": "LRP-0 equals gradient x input, which the shift changes (Kindermans et al. 2019)",
         },
     ),
     "occlusion": _core(
-        {"implementation_invariance": {}, "sensitivity": {}, "linearity": {}, "input_shift_invariance": {}},
+        {"implementation_invariance": {}, "sensitivity": {}, "linearity": {}, "symmetry": {},
+         # the incremental path (Nakandala et al. 2019) must agree with full recomputation on twins too
+         "implementation_invariance:incremental": {"method_kwargs": {"incremental": True}},
+         "input_shift_invariance": {**_B, "shift_baseline": True}},
         {
             "completeness": "occlusion drops do not add up to f(x) - f(baseline) (Ancona et al. 2018)",
             "dummy": "a window covering a dummy pixel also covers read pixels: the drop is shared with it",
-            "symmetry": "window positions at the stride are not mirror images unless the width allows",
+            "input_shift_invariance:fixed_baseline": (
+                "the occluding value 0 does not move with the input (Kindermans et al. 2019)",
+                {**_B, "shift_baseline": False}),
         },
+        # the default 8x8 window would cover the checks' whole images; full recomputation is the definition
+        method_kwargs={"window": 2, "stride": 1, "incremental": False},
     ),
     "lime": Claims(
-        claims={"dtype_preservation": {}, "determinism": {"rng_arg": "rng"}, "inputs_unmodified": {}},
+        claims={"implementation_invariance": {}, "sensitivity": {}, "linearity": {},
+                "dtype_preservation": {}, "determinism": {"rng_arg": "rng"}, "inputs_unmodified": {}},
         violations={
             "completeness": "a local linear surrogate fitted by weighted ridge regression (Ribeiro et al. 2016)",
-            "implementation_invariance": "samples are random; the surrogate is fitted, not exact",
-            "sensitivity": "segments, not pixels: the single changed pixel shares its segment",
             "dummy": "segment-level: dummy pixels share their segment's weight",
-            "linearity": "ridge regression with a kernel on distances is not linear in f",
             "symmetry": "random masks are not mirror-symmetric",
-            "input_shift_invariance": "the cosine-distance kernel changes with the shift",
+            "input_shift_invariance": "the hiding value 0 does not move with the input",
             "batch_invariance": "random masks are drawn for the whole batch",
         },
-        method_kwargs={"rng": 0},
+        method_kwargs={"rng": 0, "n_samples": 200},  # fewer than the default 1000: speed
     ),
     "kernel_shap": Claims(
-        claims={"dtype_preservation": {}, "determinism": {"rng_arg": "rng"}, "inputs_unmodified": {}},
+        claims={"implementation_invariance": {}, "sensitivity": {}, "linearity": {},
+                "dtype_preservation": {}, "determinism": {"rng_arg": "rng"}, "inputs_unmodified": {}},
         violations={
             "completeness": "efficiency holds per segment; the check's pixel-level baseline differs",
-            "implementation_invariance": "sampled coalitions",
-            "sensitivity": "segments, not pixels",
             "dummy": "segment-level: dummy pixels share their segment's value",
-            "linearity": "sampled coalitions are the same for f1, f2 only with the same seed and count",
             "symmetry": "sampled coalitions are not mirror-symmetric",
-            "input_shift_invariance": "the hidden-segment baseline is not shifted",
+            "input_shift_invariance": "the hiding value 0 does not move with the input",
             "batch_invariance": "coalitions are drawn for the whole batch",
         },
-        method_kwargs={"rng": 0},
+        method_kwargs={"rng": 0, "n_samples": 64},  # sampled coalitions (not all 2^M)
     ),
     "shapley": _core(
-        {"implementation_invariance": {}, "linearity": {}},
+        {"implementation_invariance": {}, "sensitivity": {}, "linearity": {}},
         {
             "completeness": "efficiency holds over segments against the all-hidden image, not the check's baseline",
-            "sensitivity": "segments, not pixels",
             "dummy": "segment-level: dummy pixels share their segment's value",
             "symmetry": "the default grid segmentation is not mirror-symmetric for every width",
             "input_shift_invariance": "the hidden-segment baseline is not shifted",
@@ -260,7 +275,7 @@ CLAIMS.update({
 })
 
 
-def _wrapping(wrapper, inner):
+def _wrapping(wrapper, inner):  # for a method registered as smoothgrad(method, model, x, target, ...)
     """``attribution(model, x, target, **kw) = wrapper(get_method(inner), model, x, target, **kw)``."""
     from ..methods.registry import get_method
 
@@ -269,3 +284,38 @@ def _wrapping(wrapper, inner):
 
     attribution.__name__ = f"{getattr(wrapper, '__name__', 'wrapper')}({inner})"
     return attribution
+
+
+def _with_references(fn, name):
+    """``fn(model, x, target, **{name: two reference images}, **kw)``: the zero image and a constant 0.5 image."""
+    import numpy as np
+
+    def attribution(model, x, target, **kw):
+        x = np.asarray(x)
+        refs = np.stack([np.zeros(x.shape[1:]), np.full(x.shape[1:], 0.5)]).astype(x.dtype)
+        return fn(model, x, target, **{name: refs, **kw})
+
+    attribution.__name__ = getattr(fn, "__name__", "attribution")
+    return attribution
+
+
+def claims_table(claims=None):
+    """Markdown table of the claims: rows methods, columns checks; ``✓`` claimed, ``✗`` declared violated.
+
+    A cell with variants lists each (``✓ no_relu / ✗``).  The README shows this table (a test
+    keeps them equal); regenerate with ``python -c "from xattr.testing.claims import claims_table; print(claims_table())"``.
+    """
+    from .checks import CHECKS
+
+    table = CLAIMS if claims is None else claims
+    cols = list(CHECKS)
+    out = ["| method | " + " | ".join(c.replace("_", " ") for c in cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for name, cl in table.items():
+        cells = {c: [] for c in cols}
+        for key, base, _, reason in cl.entries():
+            mark = "✓" if reason is None else "✗"
+            variant = key.split(":", 1)[1].replace("_", " ") if ":" in key else ""
+            cells[base].append(f"{mark} {variant}".strip())
+        out.append(f"| `{name}` | " + " | ".join(" / ".join(sorted(v, key=lambda s: (":" in s, s))) for v in cells.values())
+                   + " |")
+    return "\n".join(out)

@@ -31,10 +31,15 @@ def _resolve(methods, claims):
     """``[(name, fn or None, Claims, problem or None)]``."""
     table = CLAIMS if claims is None else claims
     if methods is None:
-        from ..methods.registry import available_methods
+        from ..methods.registry import available_methods, get_method
 
-        have = set(available_methods())
-        methods = [name for name in table if name in have]
+        have = available_methods()
+        out = [(name, get_method(name), table[name], None) for name in table if name in have]
+        # a registered method without an entry is a failing case, never silently left out
+        out += [(name, get_method(name), Claims(), f"registered method {name!r} has no entry in "
+                 "xattr/testing/claims.py: declare the axioms it claims and violates")
+                for name in have if name not in table]
+        return out
     if isinstance(methods, dict):
         return [(name, fn, cl, None) for name, (fn, cl) in methods.items()]
     out = []
@@ -113,7 +118,8 @@ def _failing(message):
 def iter_cases(methods=None, claims=None):
     """``(case id, attribution, check, violation reason or None)`` for every declared check.
 
-    ``methods``: None (every method of ``claims`` that xattr has registered), a list of
+    ``methods``: None (every method xattr has registered; one without an entry in ``claims``
+    gives a failing case), a list of
     names or functions, or a dict ``{name: (function, Claims)}``; ``claims`` defaults to
     :data:`xattr.testing.claims.CLAIMS`.  A broken entry yields one case whose check raises
     :class:`ClaimsError` saying what is wrong.

@@ -1,0 +1,630 @@
+"""Path methods: integrated gradients (named quadratures and an exact solver), expected gradients, saturation.
+
+Integrated gradients (Sundararajan, Taly & Yan 2017, "Axiomatic attribution for deep networks")::
+
+    IG_i(x) = (x_i − x'_i) · ∫_0^1 ∂F(x' + α (x − x')) / ∂x_i dα
+
+``F`` is the explained value (the target class's score before softmax, or a callable on the scores),
+``x'`` the baseline.  Completeness: ``Σ_i IG_i(x) = F(x) − F(x')``.
+
+The integral is a quadrature ``Σ_k w_k ∂F(x' + α_k (x − x'))`` with named nodes ``α_k`` and weights
+``w_k`` (``n = steps`` gradient evaluations in every rule, so rules compare at equal cost):
+
+===================== ================================== ============================== ============================
+quadrature            nodes ``α_k``                      weights ``w_k``                 error on a smooth path
+===================== ================================== ============================== ============================
+``riemann_left``      ``k / n``, ``k = 0 … n−1``         ``1 / n``                      ``O(1/n)``
+``riemann_right``     ``k / n``, ``k = 1 … n``           ``1 / n``                      ``O(1/n)``
+``riemann_middle``    ``(k + ½) / n``, ``k = 0 … n−1``   ``1 / n``                      ``O(1/n²)``
+``riemann_trapezoid`` ``k / (n−1)``, ``k = 0 … n−1``     ``1/(n−1)``, ends ``1/(2(n−1))`` ``O(1/n²)``  (n ≥ 2)
+``gausslegendre``     ``(1 + t_k) / 2``, ``t_k`` the     ``v_k / 2``, ``v_k`` the        exponential (``O(ρ^{−2n})``)
+                      Legendre roots on [−1, 1]          Gauss weights
+``exact``             the kinks of a piecewise-linear    segment lengths                 none (float64 round-off)
+                      model along the path
+===================== ================================== ============================== ============================
+
+Every rule's weights sum to 1, so on a linear model every rule is exact (a test pins this; Captum's
+``riemann_trapezoid`` uses nodes ``linspace(0, 1, n)`` with weights summing to ``(n−1)/n``, a
+completeness gap of ``|ΔF|/n``).  The default is ``gausslegendre`` with ``steps=50``, as Captum: on a
+smooth path it converges fastest; on a ReLU network the integrand is piecewise constant and every rule
+is first order, which is what ``quadrature="exact"`` removes.  Peers' nodes: see ``peers.md``
+(PAIR saliency counts both ends with equal weights, iNNvestigate left Riemann, Zennit right Riemann,
+Xplique trapezoid).
+
+Exact integrated gradients (``quadrature="exact"``, new in xattr): for a ``Sequential`` of
+piecewise-linear layers (conv, dense, ReLU, max-pool, average pools, flatten, batch-norm, dropout)
+the network is affine on the straight path between the points where a ReLU input crosses zero or a
+max-pool argmax changes.  Those points are found analytically, layer by layer: on a segment where
+all earlier nonlinearities are fixed, a layer's input is affine in ``α``, its value at the segment's
+midpoint and its derivative along the path (the layers' forward-mode derivatives,
+:meth:`xattr.nn.Layer.jvp`) give every crossing in closed form; the segment is split there and the
+pieces go on to the next nonlinearity, many segments at a time.  The gradient is constant on each
+final segment; ``IG = (x − x') · Σ_segments length · gradient``.
+
+Expected gradients (Erion et al. 2021, "Improving performance of deep learning models with axiomatic
+attribution priors and expected gradients"; shap's ``GradientExplainer``): the baseline is drawn from
+``K`` reference images and ``α ~ U(0, 1)``.  Saturation (Sundararajan, Taly & Yan 2016, "Gradients of
+counterfactuals"): the score and the gradient's size along ``α·x``.
+"""
+from __future__ import annotations
+
+import numbers
+from collections import namedtuple
+
+import numpy as np
+
+from .. import _targets
+from .._conventions import as_float_array, as_rng
+from ..model import check_model
+from ..nn.activation import ReLU
+from ..nn.base import _JVP_RULES, Sequential
+from ..nn.conv import pad_nchw
+from ..nn.pool import MaxPool2D
+
+QUADRATURES = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre", "exact")
+
+#: path points (image × node rows) evaluated in one forward/backward call when ``batch_size`` is None.
+DEFAULT_BATCH_SIZE = 128
+
+#: bytes the exact solver's per-chunk state may take (segment values and tangents at one layer).
+EXACT_BUDGET = 64 * 2**20
+
+ExactIG = namedtuple("ExactIG", "attributions delta segments breakpoints")
+ExactIG.__doc__ = """Result of :func:`exact_integrated_gradients`.
+
+attributions : ndarray, ``x.shape``
+delta : ndarray ``(N,)``, ``F(x) − F(x') − Σ attributions`` (float64 round-off)
+segments : int ndarray ``(N,)``, number of linear pieces of each path
+breakpoints : list of N float64 arrays, the kinks ``0 < α < 1`` of each path, sorted
+"""
+
+Saturation = namedtuple("Saturation", "alphas scores gradient_norm")
+Saturation.__doc__ = """Result of :func:`saturation`: ``alphas (A,)``, ``scores (N, A)``, ``gradient_norm (N, A)``."""
+
+
+# -- quadratures -----------------------------------------------------------------------------
+def quadrature_rule(name, steps):
+    """Nodes and weights ``(alphas (n,), weights (n,))`` on ``[0, 1]`` of a named quadrature, float64.
+
+    See the module docstring for the table.  ``steps`` is the number of nodes (gradient evaluations).
+    """
+    if name not in QUADRATURES or name == "exact":
+        raise ValueError(
+            f"quadrature must be one of {', '.join(QUADRATURES)}, got {name!r}"
+            + (" (exact has no nodes: it walks the path's kinks)" if name == "exact" else "")
+        )
+    n = _check_steps(steps, minimum=2 if name == "riemann_trapezoid" else 1, what=name)
+    if name == "riemann_left":
+        a, w = np.arange(n) / n, np.full(n, 1.0 / n)
+    elif name == "riemann_right":
+        a, w = np.arange(1, n + 1) / n, np.full(n, 1.0 / n)
+    elif name == "riemann_middle":
+        a, w = (np.arange(n) + 0.5) / n, np.full(n, 1.0 / n)
+    elif name == "riemann_trapezoid":
+        # a true trapezoid: n nodes, n - 1 intervals of width h, end weights h/2; Σ w = 1 exactly.
+        a, w = np.linspace(0.0, 1.0, n), np.full(n, 1.0 / (n - 1))
+        w[[0, -1]] /= 2
+    else:
+        from scipy.special import roots_legendre  # O(n) memory; numpy's leggauss builds an n×n matrix
+
+        t, v = roots_legendre(n)
+        a, w = (t + 1) / 2, v / 2
+    return a, w
+
+
+def _check_steps(steps, minimum, what):
+    if isinstance(steps, bool) or not isinstance(steps, (numbers.Integral, np.integer)):
+        raise TypeError(f"steps must be an int, got {type(steps).__name__}")
+    if steps < minimum:
+        raise ValueError(f"steps must be >= {minimum} for {what}, got {steps}")
+    return int(steps)
+
+
+def _check_batch_size(batch_size):
+    if batch_size is None:
+        return DEFAULT_BATCH_SIZE
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (numbers.Integral, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
+    return int(batch_size)
+
+
+# -- shared plumbing -------------------------------------------------------------------------
+def _check_input(model, x):
+    check_model(model, "gradient")
+    x = as_float_array(x, "x")
+    if x.ndim < 2 or x.shape[0] == 0:
+        raise ValueError(f"x must be a non-empty batch of shape (N, ...), got shape {x.shape}")
+    return x
+
+
+def _baseline(baseline, x):
+    """The baseline as an array of ``x``'s shape and dtype (scalar, broadcastable array, or callable)."""
+    if callable(baseline):
+        value = baseline(x.copy())  # a copy: a careless callable cannot write into the caller's x
+        name = "baseline(x)"
+    else:
+        value, name = baseline, "baseline"
+    b = as_float_array(value, name)
+    try:
+        b = np.broadcast_to(b, x.shape)
+    except ValueError:
+        raise ValueError(f"{name} must be a scalar or broadcastable to x's shape {x.shape}, got shape {b.shape}") from None
+    return np.array(b, dtype=x.dtype)
+
+
+def _resolve_target(model, x, target):
+    """``(classes (N,) or a float-valued callable, scores at x)``.
+
+    A callable returning integers is evaluated once, at ``x``: the class explained along a path or
+    under noise is the one chosen at the input, not re-chosen at every path point.
+    """
+    scores = np.asarray(model.forward(x))
+    if callable(target):
+        value = np.asarray(target(scores))
+        if value.dtype.kind not in "iu":
+            if value.shape != (x.shape[0],):
+                raise ValueError(f"a target callable must return shape (N,) = ({x.shape[0]},), got {value.shape}")
+            return target, scores
+        target = value
+    if isinstance(target, bool):
+        raise TypeError("target must be an int, an int array of shape (N,) or a callable, got bool")
+    if not isinstance(target, (numbers.Integral, np.integer, np.ndarray, list, tuple)):
+        raise TypeError(f"target must be an int, an int array of shape (N,) or a callable, got {type(target).__name__}")
+    return _targets._classes(target, *scores.shape), scores
+
+
+def _rows_target(target, img):
+    return target if callable(target) else target[img]
+
+
+def _scores_and_grads(model, pts, target, weight):
+    """Scores ``(r, K)`` and ``weight[r] · ∂F/∂x`` at the points ``pts`` (one forward pass on a Sequential)."""
+    if isinstance(model, Sequential):
+        scores, caches = model.forward_all(pts)
+        g = model.backward(_targets.seed(target, scores) * weight[:, None].astype(scores.dtype), caches)
+    else:
+        scores = np.asarray(model.forward(pts))
+        g = model.vjp(pts, _targets.seed(target, scores) * weight[:, None].astype(scores.dtype))
+    return scores, np.asarray(g)
+
+
+def _accumulate(model, img, weight, points, target, batch_size, n_images, factor=None):
+    """``acc[i] = Σ_{rows r of image i} weight[r] · factor(r) ⊙ ∂F/∂x (points[r])``, float64.
+
+    ``points(sl)`` builds the chunk's path points, so at most ``batch_size`` rows exist at once.
+    """
+    acc = None
+    for a in range(0, len(img), batch_size):
+        sl = slice(a, min(len(img), a + batch_size))
+        pts = points(sl)
+        _, g = _scores_and_grads(model, pts, _rows_target(target, img[sl]), weight[sl])
+        g = g.astype(np.float64, copy=False)
+        if factor is not None:
+            g = g * factor(sl)
+        if acc is None:
+            acc = np.zeros((n_images,) + g.shape[1:])
+        ii = img[sl]
+        starts = np.flatnonzero(np.r_[True, ii[1:] != ii[:-1]])
+        np.add.at(acc, ii[starts], np.add.reduceat(g, starts, axis=0))
+    return acc
+
+
+def _explained(model, pts, target):
+    scores = np.asarray(model.forward(pts))
+    return _targets.selected(target, scores).astype(np.float64)
+
+
+# -- integrated gradients ----------------------------------------------------------------------
+def integrated_gradients(
+    model, x, target, baseline=0.0, steps=50, quadrature="gausslegendre", batch_size=None, return_delta=False
+):
+    """Integrated gradients (Sundararajan et al. 2017) with a named quadrature.
+
+    ``IG_i = (x_i − x'_i) Σ_k w_k ∂F(x' + α_k (x − x'))/∂x_i``; see the module docstring for the rules.
+
+    Parameters
+    ----------
+    model : model protocol object
+    x : ndarray ``(N, C, H, W)`` (or any ``(N, ...)`` the model takes)
+    target : int, int array ``(N,)`` or callable on the scores
+        A callable returning classes is evaluated at ``x`` once.
+    baseline : float, array broadcastable to ``x``, or callable ``x -> baseline``
+        ``x'``; default 0 (the black image, as the paper).
+    steps : int
+        Number of nodes (gradient evaluations per image); ignored by ``"exact"``.
+    quadrature : str
+        ``"riemann_left"``, ``"riemann_right"``, ``"riemann_middle"``, ``"riemann_trapezoid"``,
+        ``"gausslegendre"`` (default, 50 nodes as Captum) or ``"exact"`` (piecewise-linear
+        ``Sequential`` models; see :func:`exact_integrated_gradients`).
+    batch_size : int, optional
+        At most this many path points (image × node) are evaluated in one call (default
+        ``DEFAULT_BATCH_SIZE``), so memory does not grow with ``steps``.
+    return_delta : bool
+        Also return the completeness gap ``F(x) − F(x') − Σ_i IG_i`` per image, ``(N,)`` float64.
+
+    Returns
+    -------
+    attributions : ndarray, ``x.shape``, ``x.dtype``
+    delta : ndarray ``(N,)`` (only with ``return_delta``)
+    """
+    if quadrature == "exact":
+        res = exact_integrated_gradients(model, x, target, baseline, batch_size=batch_size)
+        return (res.attributions, res.delta) if return_delta else res.attributions
+    alphas, weights = quadrature_rule(quadrature, steps)
+    batch_size = _check_batch_size(batch_size)
+    x = _check_input(model, x)
+    x0 = _baseline(baseline, x)
+    d = x - x0
+    tgt, scores = _resolve_target(model, x, target)
+    n_img, n = x.shape[0], len(alphas)
+    img = np.repeat(np.arange(n_img), n)
+    node = np.tile(np.arange(n), n_img)
+    a_rows = alphas.astype(x.dtype)[node].reshape((-1,) + (1,) * (x.ndim - 1))
+
+    def points(sl):
+        return x0[img[sl]] + a_rows[sl] * d[img[sl]]
+
+    acc = _accumulate(model, img, np.tile(weights, n_img), points, tgt, batch_size, n_img)
+    attr = (d * acc).astype(x.dtype, copy=False)
+    if not return_delta:
+        return attr
+    f_x = _targets.selected(tgt, scores).astype(np.float64)
+    delta = f_x - _explained(model, x0, tgt) - attr.reshape(n_img, -1).sum(axis=1, dtype=np.float64)
+    return attr, delta
+
+
+# -- exact integrated gradients ----------------------------------------------------------------
+def _relu_kinks(block, u, du, a, b):
+    """``α = m − u/du`` where a ReLU input crosses zero inside ``(a, b)``; ``(segment ids, alphas)``."""
+    S = u.shape[0]
+    uf, duf = u.reshape(S, -1), du.reshape(S, -1)
+    m = ((a + b) / 2)[:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = m - uf / duf
+    ok = (duf != 0) & (t > a[:, None]) & (t < b[:, None])
+    seg = np.nonzero(ok)[0]
+    return seg, t[ok]
+
+
+def _maxpool_kinks(block, u, du, a, b):
+    """Where the argmax of a max-pool window changes inside ``(a, b)``: the upper envelope of lines.
+
+    Each window position is a line ``v_k + (α − m) dv_k``; walking right from ``a``, the current
+    maximum is overtaken by the steepest line that meets it first.  A window of ``K`` lines has at
+    most ``K − 1`` switches (slopes increase along the envelope), so at most ``K − 1`` sweeps.
+    For a ReLU followed by a max-pool (``block`` of two layers), ``maxpool(relu(u)) = max(0, max u)``:
+    the zero line joins every window, and a ReLU flip of a unit that is not its window's maximum
+    (which changes nothing downstream) makes no cut.
+    """
+    pool = block[-1]
+    S = u.shape[0]
+    out_hw = pool.output_hw(u.shape)
+    up, dup = pad_nchw(u, pool.pads, value=-np.inf), pad_nchw(du, pool.pads)
+    offs = pool._offsets()
+    V = [pool._window(up, i, j, out_hw) for i, j in offs]
+    D = [pool._window(dup, i, j, out_hw) for i, j in offs]
+    if len(block) == 2:  # ReLU -> MaxPool2D
+        V.append(np.zeros_like(V[0]))
+        D.append(np.zeros_like(D[0]))
+    V, D = np.stack(V, axis=-1), np.stack(D, axis=-1)
+    shape = (S,) + (1,) * (V.ndim - 2)
+    m = ((a + b) / 2).reshape(shape)
+    bb = b.reshape(shape)
+    t = np.broadcast_to(a.reshape(shape), V.shape[:-1]).copy()
+    finite = np.isfinite(V)
+    cur = np.argmax(np.where(finite, V + (t - m)[..., None] * D, -np.inf), axis=-1)
+    aa = a.reshape(shape)
+    segs, alphas = [], []
+    for _ in range(V.shape[-1] - 1):
+        vc = np.take_along_axis(V, cur[..., None], -1)
+        dc = np.take_along_axis(D, cur[..., None], -1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            tk = m[..., None] + (vc - V) / (D - dc)
+        # a steeper line that meets the current one at or before t (a tie at t, or round-off in
+        # picking the maximum) leads from t on: switch now.  Every switch is to a steeper line.
+        valid = finite & (D > dc)
+        tk = np.where(valid, np.maximum(tk, t[..., None]), np.inf)
+        tnext = tk.min(axis=-1)
+        found = tnext < bb
+        if not found.any():
+            break
+        nxt = np.argmax(np.where(valid & (tk == tnext[..., None]), D, -np.inf), axis=-1)
+        inside = found & (tnext > aa)
+        segs.append(np.nonzero(inside)[0])
+        alphas.append(tnext[inside])
+        cur = np.where(found, nxt, cur)
+        t = np.where(found, tnext, np.inf)  # a window without a further switch is done
+    if not segs:
+        return np.zeros(0, dtype=np.intp), np.zeros(0)
+    return np.concatenate(segs), np.concatenate(alphas)
+
+
+#: where each nonlinear layer type changes its linear piece along a path.
+_KINK_FINDERS = {ReLU: _relu_kinks, MaxPool2D: _maxpool_kinks}
+
+
+def _check_piecewise_linear(model):
+    if not isinstance(model, Sequential):
+        raise TypeError(
+            f"exact integrated gradients needs a Sequential of piecewise-linear layers; {model!r} is not one "
+            "(a plain function's kinks cannot be found analytically: use a quadrature)"
+        )
+    for layer in model:
+        if type(layer) not in _JVP_RULES or not getattr(layer, "piecewise_linear", False):
+            raise ValueError(
+                f"exact integrated gradients needs piecewise-linear layers with a forward-mode derivative; "
+                f"layer {layer.describe()} is not one (supported: "
+                f"{', '.join(sorted(t.__name__ for t in _JVP_RULES))})"
+            )
+
+
+def _split(a, b, seg, alpha):
+    """Children of segments ``(a, b)`` cut at ``(seg, alpha)``: ``(starts, ends, parent)`` sorted by parent, α."""
+    S = len(a)
+    all_seg = np.concatenate([np.arange(S), seg])
+    all_start = np.concatenate([a, alpha])
+    order = np.lexsort((all_start, all_seg))
+    parent, start = all_seg[order], all_start[order]
+    keep = np.r_[True, (parent[1:] != parent[:-1]) | (start[1:] != start[:-1])]  # equal kinks: one cut
+    parent, start = parent[keep], start[keep]
+    end = np.r_[start[1:], 0.0]
+    last = np.r_[parent[1:] != parent[:-1], True]
+    end[last] = b[parent[last]]
+    return start, end, parent
+
+
+def _forward(layers, v, dv=None):
+    """Forward through ``layers`` keeping caches; the tangent ``dv`` goes through each layer's linear part."""
+    caches = []
+    for layer in layers:
+        v, cache = layer.forward(v)
+        if dv is not None:
+            dv = layer.jvp(dv, cache)
+        caches.append(cache)
+    return v, dv, caches
+
+
+def _backward(layers, caches, g):
+    for layer, cache in zip(reversed(layers), reversed(caches)):
+        g = layer.backward(g, cache, "gradient")
+    return g
+
+
+def _sum_by(parent, g, n):
+    """``out[p] = Σ_{rows r with parent[r] = p} g[r]`` (``parent`` sorted)."""
+    out = np.zeros((n,) + g.shape[1:])
+    starts = np.flatnonzero(np.r_[True, parent[1:] != parent[:-1]])
+    out[parent[starts]] = np.add.reduceat(g, starts, axis=0)
+    return out
+
+
+def _stages(layers):
+    """``[(first layer, finder)]``: each ReLU, each max-pool, and ReLU→MaxPool2D as one block."""
+    out, k = [], 0
+    while k < len(layers):
+        t = type(layers[k])
+        if t is ReLU and k + 1 < len(layers) and type(layers[k + 1]) is MaxPool2D:
+            out.append((k, k + 2))
+            k += 2
+        elif t in _KINK_FINDERS:
+            out.append((k, k + 1))
+            k += 1
+        else:
+            k += 1
+    return out
+
+
+def _walk(model, x0, d, classes, budget):
+    """Walk the paths ``x0 + α d``; return ``(Σ_pieces length · ∂F/∂x (N, ...), pieces)``.
+
+    Stage ``s`` gets segments on which every nonlinearity before block ``s`` is fixed, with the
+    block's input at their midpoints (``u``) and its derivative along the path (``du``); the
+    block's kinks cut them; the pieces' values (extrapolated from the parent: affine there) go
+    through the block and the linear layers after it to the next stage.  On the way back each
+    stage returns, per segment, the length-weighted gradient summed over its pieces at its block's
+    input, so a linear layer's backward runs once per segment of its level, not once per piece.
+    ``pieces`` is ``(starts, ends, image ids)`` of the final linear pieces.
+    """
+    layers = model.layers
+    stages = _stages(layers)
+    N = x0.shape[0]
+    pieces = []
+
+    def stage(s, a, b, img, u, du):
+        lo, hi = stages[s]
+        seg, alpha = _KINK_FINDERS[type(layers[hi - 1])](layers[lo:hi], u, du, a, b)
+        ca, cb, parent = _split(a, b, seg, alpha)
+        last = s + 1 == len(stages)
+        span = layers[lo : len(layers) if last else stages[s + 1][0]]
+        pm = (a + b) / 2
+        R = np.zeros(u.shape)
+        step = max(1, budget // (4 * u[0].nbytes))
+        for c0 in range(0, len(ca), step):
+            sl = slice(c0, c0 + step)
+            p = parent[sl]
+            shift = ((ca[sl] + cb[sl]) / 2 - pm[p]).reshape((-1,) + (1,) * (u.ndim - 1))
+            # within the parent everything up to this block is affine: extrapolate to the piece's midpoint
+            v, dv, caches = _forward(span, u[p] + shift * du[p], None if last else du[p])
+            if last:
+                pieces.append((ca[sl], cb[sl], img[p]))
+                g = np.zeros(v.shape)
+                g[np.arange(len(p)), classes[img[p]]] = cb[sl] - ca[sl]
+            else:
+                g = stage(s + 1, ca[sl], cb[sl], img[p], v, dv)
+            R += _sum_by(p, _backward(span, caches, g), len(a))
+        return R
+
+    if not stages:  # an affine model: one piece, constant gradient
+        v, _, caches = _forward(layers, x0 + 0.5 * d)
+        g = np.zeros(v.shape)
+        g[np.arange(N), classes] = 1.0
+        return _backward(layers, caches, g), (np.zeros(N), np.ones(N), np.arange(N))
+    prefix = layers[: stages[0][0]]
+    u, du, caches = _forward(prefix, x0 + 0.5 * d, d)
+    G = _backward(prefix, caches, stage(0, np.zeros(N), np.ones(N), np.arange(N), u, du))
+    starts, ends, imgs = (np.concatenate([pc[i] for pc in pieces]) for i in range(3))
+    order = np.lexsort((starts, imgs))
+    return G, (starts[order], ends[order], imgs[order])
+
+
+def exact_integrated_gradients(model, x, target, baseline=0.0, batch_size=None):
+    """Integrated gradients computed exactly on a piecewise-linear ``Sequential`` model.
+
+    The path ``x' + α (x − x')`` is cut at every ``α`` where a ReLU input crosses zero or a max-pool
+    argmax changes (found analytically from each layer's value and forward-mode derivative on a
+    segment; see the module docstring); on each piece the gradient is constant, so
+    ``IG = (x − x') · Σ_pieces length · ∂F/∂x(piece)`` and completeness holds to round-off.
+    Computed in float64 whatever ``x``'s dtype (the result is cast back to it).
+
+    Parameters
+    ----------
+    model : Sequential
+        Of Conv2D, Dense, ReLU, MaxPool2D, AvgPool2D, GlobalAvgPool2D, Flatten, BatchNorm2D, Dropout.
+        Any other layer (or a non-Sequential model) raises an error naming it.
+    x, target, baseline
+        As :func:`integrated_gradients`; ``target`` must pick classes (an int, an int array or a
+        callable returning ints): a float-valued callable of the scores is not piecewise linear.
+    batch_size : int, optional
+        Bounds the pieces processed at once: at most ``max(batch_size, EXACT_BUDGET bytes of one
+        layer's values)`` (default: the byte budget).
+
+    Returns
+    -------
+    ExactIG
+        ``(attributions x.shape, delta (N,), segments (N,), breakpoints list of N arrays)``.
+    """
+    _check_piecewise_linear(model)
+    x_in = _check_input(model, x)
+    budget = EXACT_BUDGET if batch_size is None else _check_batch_size(batch_size) * x_in[0].size * 8 * 4
+    x64 = x_in.astype(np.float64)
+    x0 = _baseline(baseline, x64)
+    d = x64 - x0
+    tgt, scores = _resolve_target(model, x64, target)
+    if callable(tgt):
+        raise ValueError(
+            "exact integrated gradients needs a class target (int, int array or a callable returning ints); "
+            "a float-valued target callable is not piecewise linear in the scores"
+        )
+    G, (starts, ends, img) = _walk(model, x0, d, tgt, budget)
+    attr = d * G
+    f_x = _targets.selected(tgt, scores).astype(np.float64)
+    delta = f_x - _explained(model, x0, tgt) - attr.reshape(len(x64), -1).sum(axis=1)
+    counts = np.bincount(img, minlength=len(x64))
+    breaks = np.split(starts, np.cumsum(counts)[:-1])
+    return ExactIG(attr.astype(x_in.dtype, copy=False), delta, counts, [bp[1:] for bp in breaks])
+
+
+# -- expected gradients --------------------------------------------------------------------------
+def _references(references, x):
+    r = as_float_array(references, "references")
+    if r.ndim != x.ndim or r.shape[1:] != x.shape[1:] or r.shape[0] == 0:
+        raise ValueError(
+            f"references must be K >= 1 images of shape (K,) + {x.shape[1:]} (x's image shape), got {r.shape}"
+        )
+    return r.astype(x.dtype, copy=False)
+
+
+def expected_gradients(model, x, target, references, n_samples=50, rng=None, batch_size=None):
+    """Expected gradients / gradient SHAP (Erion et al. 2021; Lundberg & Lee 2017's GradientExplainer).
+
+    ``EG_i(x) = E_{x' ~ references, α ~ U(0,1)} [(x_i − x'_i) ∂F(x' + α (x − x'))/∂x_i]``, estimated with
+    ``n_samples`` draws per image: a reference index uniform over the ``K`` references and ``α``
+    uniform on ``[0, 1)``, both from ``rng``.  Completeness holds in expectation:
+    ``E[Σ_i EG_i] = F(x) − mean_k F(r_k)``; :func:`expected_gradients_exact` takes the expectation.
+
+    Parameters
+    ----------
+    references : ndarray ``(K,) + x.shape[1:]``
+        The baseline distribution (e.g. training images): "the baseline can also be multiple images".
+    n_samples : int
+    rng : numpy.random.Generator or int
+        Required.  Draws: ``k = rng.integers(0, K, (N, n_samples))`` then ``α = rng.random((N, n_samples))``.
+
+    Returns
+    -------
+    ndarray, ``x.shape``, ``x.dtype``
+    """
+    rng = as_rng(rng)
+    n_samples = _check_steps(n_samples, 1, "expected_gradients (n_samples)")
+    batch_size = _check_batch_size(batch_size)
+    x = _check_input(model, x)
+    refs = _references(references, x)
+    tgt, _ = _resolve_target(model, x, target)
+    n_img = x.shape[0]
+    k = rng.integers(0, refs.shape[0], size=(n_img, n_samples)).ravel()
+    alpha = rng.random((n_img, n_samples)).ravel().astype(x.dtype).reshape((-1,) + (1,) * (x.ndim - 1))
+    img = np.repeat(np.arange(n_img), n_samples)
+
+    def points(sl):
+        r = refs[k[sl]]
+        return r + alpha[sl] * (x[img[sl]] - r)
+
+    def factor(sl):
+        return (x[img[sl]] - refs[k[sl]]).astype(np.float64)
+
+    acc = _accumulate(model, img, np.full(len(img), 1.0 / n_samples), points, tgt, batch_size, n_img, factor)
+    return acc.astype(x.dtype, copy=False)
+
+
+def expected_gradients_exact(
+    model, x, target, references, steps=50, quadrature="exact", batch_size=None, return_delta=False
+):
+    """Expected gradients with the expectation taken, not sampled: ``mean_k IG(x; baseline r_k)``.
+
+    With ``quadrature="exact"`` (default; piecewise-linear ``Sequential`` models) completeness holds to
+    round-off against the mean reference output: ``Σ_i EG_i = F(x) − mean_k F(r_k)``.  Other
+    quadratures (any model) integrate over ``α`` with ``steps`` nodes.
+
+    Returns
+    -------
+    attributions : ndarray, ``x.shape``, ``x.dtype``
+    delta : ndarray ``(N,)``, ``F(x) − mean_k F(r_k) − Σ_i EG_i`` (only with ``return_delta``)
+    """
+    x = _check_input(model, x)
+    refs = _references(references, x)
+    n_img, K = x.shape[0], refs.shape[0]
+    tgt, _ = _resolve_target(model, x, target)
+    t_rows = tgt if callable(tgt) else np.repeat(tgt, K)
+    xs = np.repeat(x, K, axis=0)  # rows (image i, reference k)
+    bs = np.tile(refs, (n_img,) + (1,) * (x.ndim - 1))
+    attr, delta = integrated_gradients(model, xs, t_rows, bs, steps, quadrature, batch_size, return_delta=True)
+    attr = attr.reshape((n_img, K) + x.shape[1:]).mean(axis=1, dtype=np.float64).astype(x.dtype, copy=False)
+    return (attr, delta.reshape(n_img, K).mean(axis=1)) if return_delta else attr
+
+
+# -- saturation ----------------------------------------------------------------------------------
+def saturation(model, x, target, alphas=None, batch_size=None):
+    """Score and gradient size along the scaled inputs ``α·x`` (Sundararajan, Taly & Yan 2016).
+
+    "Gradients of counterfactuals": the score ``F(α x)`` rises and then saturates as ``α`` goes from 0
+    to 1, while the gradient ``∂F/∂x(α x)`` shrinks, so the gradient at the input itself says little.
+
+    Parameters
+    ----------
+    alphas : array_like ``(A,)``, optional
+        Scales; default ``linspace(0, 1, 51)``.
+
+    Returns
+    -------
+    Saturation
+        ``alphas (A,)``, ``scores (N, A)`` the explained value ``F(α x)``, and ``gradient_norm (N, A)``
+        the Euclidean norm of ``∂F/∂x`` at ``α x`` over all input entries; float64.
+    """
+    batch_size = _check_batch_size(batch_size)
+    x = _check_input(model, x)
+    alphas = np.linspace(0.0, 1.0, 51) if alphas is None else as_float_array(alphas, "alphas", ndim=1)
+    alphas = np.asarray(alphas, dtype=np.float64)
+    if alphas.size == 0:
+        raise ValueError("alphas must hold at least one scale")
+    tgt, _ = _resolve_target(model, x, target)
+    n_img, A = x.shape[0], alphas.size
+    img = np.repeat(np.arange(n_img), A)
+    a_rows = np.tile(alphas, n_img).astype(x.dtype).reshape((-1,) + (1,) * (x.ndim - 1))
+    scores, norms = np.empty(n_img * A), np.empty(n_img * A)
+    for lo in range(0, len(img), batch_size):
+        sl = slice(lo, min(len(img), lo + batch_size))
+        t = _rows_target(tgt, img[sl])
+        s, g = _scores_and_grads(model, a_rows[sl] * x[img[sl]], t, np.ones(sl.stop - sl.start))
+        scores[sl] = _targets.selected(t, s)
+        norms[sl] = np.sqrt((g.reshape(len(g), -1).astype(np.float64) ** 2).sum(axis=1))
+    return Saturation(alphas, scores.reshape(n_img, A), norms.reshape(n_img, A))

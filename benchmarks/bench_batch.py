@@ -17,8 +17,9 @@ For each method it times (wall clock, images/s):
 * ``cluster``: a ``distributed.LocalCluster`` with 2 worker processes (1 thread each) on 127.0.0.1
   (cluster startup excluded, reported separately);
 
-the CPU time per image of ``loop`` and ``sync`` (both run in this process: robust to other jobs on a
-shared machine, unlike wall clock); and the parts of the overhead: the model's cloudpickle size and time (sent with every task by the
+the CPU time per image of ``loop`` and ``sync`` (both run in this process) and of the cluster's
+workers (robust to other jobs on a shared machine, unlike wall clock; on an idle machine W workers
+give W / (CPU per image) images/s); and the parts of the overhead: the model's cloudpickle size and time (sent with every task by the
 local process pool, once per worker on a cluster), and writing all maps to a Zarr store with the job's
 chunking (store writes).  Every Dask run's maps are checked bit for bit against the loop's.
 """
@@ -101,9 +102,13 @@ def bench_method(model, x, spec, chunk, client, tmp, rounds=1, batch_size=16):
         for sched, kw in [("sync", {"scheduler": "sync"}), ("processes", {"scheduler": "processes", "workers": 2}),
                           ("cluster", {"scheduler": client})]:
             out = os.path.join(tmp, f"{label}-{sched}-{r}.zarr")
+            w0 = client.run(time.process_time) if sched == "cluster" else None
             res, t, c = cpu_timed(lambda: attribute_dataset(model, x, None, methods=[spec], chunk=chunk, out=out,
                                                             batch_size=batch_size, **kw))
-            keep_best(sched, t, c if sched == "sync" else None)  # sync runs in this process: CPU is its cost
+            if sched == "cluster":  # the workers' CPU time: what the job cost them, whatever else ran
+                w1 = client.run(time.process_time)
+                c = sum(w1[w] - w0[w] for w in w1 if w in w0)
+            keep_best(sched, t, c if sched in ("sync", "cluster") else None)  # sync runs in this process
             same = bool(np.array_equal(read_maps(res.store, label), ref))
             row[f"{sched}_bitwise_equal"] = row.get(f"{sched}_bitwise_equal", True) and same
     # overhead parts
@@ -165,12 +170,13 @@ def main(argv=None):
     if ig is None and "ig50" in wanted:
         print("integrated_gradients is not registered in this checkout: IG-50 skipped")
     print(f"{'method':>9} {'n':>5} | {'loop':>8} {'sync':>8} {'2 procs':>8} {'cluster':>8}  images/s | "
-          f"CPU ms/image loop, sync | bitwise | model pickle | store writes")
+          f"CPU ms/image loop, sync, cluster workers | bitwise | model pickle | store writes")
     for r in rows:
         eq = all(r[f"{s}_bitwise_equal"] for s in ("sync", "processes", "cluster"))
         print(f"{r['method']:>9} {r['n']:>5} | {r['loop_img_s']:8.2f} {r['sync_img_s']:8.2f} "
               f"{r['processes_img_s']:8.2f} {r['cluster_img_s']:8.2f}           | "
-              f"{r['loop_cpu_ms_img']:7.1f} {r['sync_cpu_ms_img']:7.1f}          | {str(eq):>7} | "
+              f"{r['loop_cpu_ms_img']:7.1f} {r['sync_cpu_ms_img']:7.1f} {r['cluster_cpu_ms_img']:7.1f}          "
+              f"         | {str(eq):>7} | "
               f"{r['model_pickle_bytes'] / 1e3:.0f} kB {r['model_pickle_s'] * 1e3:.1f} ms | "
               f"{r['map_mb']:.0f} MB in {r['store_write_s']:.2f} s")
     if args.json:

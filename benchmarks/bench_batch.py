@@ -132,6 +132,8 @@ def main(argv=None):
     p.add_argument("--n-ig", type=int, default=1000, help="images for IG-50 (default 1000)")
     p.add_argument("--chunk", type=int, default=32, help="images per task (default 32: 16 tasks per worker)")
     p.add_argument("--methods", default="gradient,ig50", help="comma-separated subset of gradient,ig50")
+    p.add_argument("--keep-malloc-trim", action="store_true",
+                   help="keep distributed's MALLOC_TRIM_THRESHOLD_=65536 in the workers (slower; see the code)")
     p.add_argument("--rounds", type=int, default=1, help="interleaved repetitions, best kept (default 1)")
     p.add_argument("--json", default=None, help="also write the rows as JSON")
     args = p.parse_args(argv)
@@ -149,6 +151,14 @@ def main(argv=None):
     ig = ig_spec() if "ig50" in wanted else None
     if ig is not None:
         specs.append((ig, args.n_ig))
+    import dask
+
+    # distributed's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in its workers (and in this process's
+    # environment, hence in the local process pool's children too); glibc then maps and unmaps every
+    # large temporary, and the conv kernels cost ~1.7x the CPU.  Unset it (the README says how for
+    # `dask worker`).
+    if not args.keep_malloc_trim:
+        dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None})
     tmp = tempfile.mkdtemp(prefix="xattr-bench-batch-")
     load0 = os.getloadavg()[0]
     rows = []
@@ -166,7 +176,8 @@ def main(argv=None):
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average "
           f"{load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end (shared with other jobs); "
           f"cluster startup {t_cluster:.1f} s; chunk {args.chunk}, micro-batch 16, float64, 1 BLAS thread per "
-          f"process, best of {args.rounds} round(s)")
+          f"process, best of {args.rounds} round(s), MALLOC_TRIM_THRESHOLD_ "
+          f"{'kept' if args.keep_malloc_trim else 'unset'} in the workers")
     if ig is None and "ig50" in wanted:
         print("integrated_gradients is not registered in this checkout: IG-50 skipped")
     print(f"{'method':>9} {'n':>5} | {'loop':>8} {'sync':>8} {'2 procs':>8} {'cluster':>8}  images/s | "

@@ -1,7 +1,7 @@
 """Throughput of dataset-scale attribution (xattr.batch): serial vs 2 worker processes.
 
-    python benchmarks/bench_batch.py [--n 1000] [--n-ig 1000] [--chunk 32] [--methods gradient,ig50] [--rounds 1]
-                                     [--json out.json]
+    python benchmarks/bench_batch.py [--n 1000] [--n-ig 1000] [--chunk 32] [--chunk-ig 16] [--methods gradient,ig50]
+                                     [--rounds 1] [--keep-malloc-trim] [--json out.json]
 
 Synthetic images ``(n, 3, 64, 64)`` (uniform in [0, 1], float64, seed 0) through the benchmark CNN
 (conv3x3(3->16)-ReLU-maxpool2-conv3x3(16->32)-ReLU-maxpool2-conv3x3(32->64)-ReLU-GAP-dense(64->10),
@@ -129,16 +129,18 @@ def bench_method(model, x, spec, chunk, client, tmp, rounds=1, batch_size=16):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=1000, help="images for gradient (default 1000)")
-    p.add_argument("--n-ig", type=int, default=1000, help="images for IG-50 (default 1000)")
+    p.add_argument("--n-ig", type=int, default=1000, help="images for IG-50 (default 1000; a multiple of 2 chunks)")
     p.add_argument("--chunk", type=int, default=32, help="images per task (default 32: 16 tasks per worker)")
+    p.add_argument("--chunk-ig", type=int, default=16,
+                   help="images per task for IG-50 (default 16: with --n-ig 64, 2 tasks per worker)")
     p.add_argument("--methods", default="gradient,ig50", help="comma-separated subset of gradient,ig50")
     p.add_argument("--keep-malloc-trim", action="store_true",
                    help="keep distributed's MALLOC_TRIM_THRESHOLD_=65536 in the workers (slower; see the code)")
     p.add_argument("--rounds", type=int, default=1, help="interleaved repetitions, best kept (default 1)")
     p.add_argument("--json", default=None, help="also write the rows as JSON")
     args = p.parse_args(argv)
-    if args.chunk % 16:
-        p.error(f"--chunk must be a multiple of the micro-batch 16, got {args.chunk}")
+    if args.chunk % 16 or args.chunk_ig % 16:
+        p.error(f"--chunk and --chunk-ig must be multiples of the micro-batch 16, got {args.chunk}, {args.chunk_ig}")
 
     import distributed
 
@@ -147,10 +149,10 @@ def main(argv=None):
     model = demo_model()
     x = np.random.default_rng(0).random((max(args.n, args.n_ig), 3, 64, 64))
     wanted = set(args.methods.split(","))
-    specs = [(("gradient", "gradient", {}), args.n)] if "gradient" in wanted else []
+    specs = [(("gradient", "gradient", {}), args.n, args.chunk)] if "gradient" in wanted else []
     ig = ig_spec() if "ig50" in wanted else None
     if ig is not None:
-        specs.append((ig, args.n_ig))
+        specs.append((ig, args.n_ig, args.chunk_ig))
     import dask
 
     # distributed's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in its workers (and in this process's
@@ -169,13 +171,13 @@ def main(argv=None):
             with distributed.Client(cluster) as client:
                 client.wait_for_workers(2)
                 t_cluster = time.perf_counter() - t0
-                for spec, n in specs:
-                    rows.append(bench_method(model, x[:n], spec, args.chunk, client, tmp, args.rounds))
+                for spec, n, chunk in specs:
+                    rows.append(bench_method(model, x[:n], spec, chunk, client, tmp, args.rounds))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average "
           f"{load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end (shared with other jobs); "
-          f"cluster startup {t_cluster:.1f} s; chunk {args.chunk}, micro-batch 16, float64, 1 BLAS thread per "
+          f"cluster startup {t_cluster:.1f} s; chunk {args.chunk} (IG {args.chunk_ig}), micro-batch 16, float64, 1 BLAS thread per "
           f"process, best of {args.rounds} round(s), MALLOC_TRIM_THRESHOLD_ "
           f"{'kept' if args.keep_malloc_trim else 'unset'} in the workers")
     if ig is None and "ig50" in wanted:

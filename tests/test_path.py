@@ -270,8 +270,11 @@ def test_exact_ig_completeness_and_pieces(arch, data):
         pts = lambda t: x0[i] + t.reshape(-1, 1, 1, 1) * d  # noqa: E731
         g1 = xattr.gradient(model, pts(a + (b - a) / 3), target)
         g2 = xattr.gradient(model, pts(a + 2 * (b - a) / 3), target)
-        long = (b - a) > 1e-7
-        np.testing.assert_allclose(g1[long], g2[long], rtol=1e-7, atol=1e-9)
+        # pieces short in input space are below what evaluating F at two points can resolve
+        long = (b - a) * np.abs(d).max() > 1e-7
+        # compared where it matters, on d ⊙ gradient: at near-ties of values that differ by a few ulps
+        # (pixels with |d| ~ 1e-16) the tie policy may pick different switches at the two points
+        np.testing.assert_allclose((d * g1)[long], (d * g2)[long], rtol=1e-7, atol=1e-9 * scale[i])
         oracle = d * np.tensordot(b - a, g1, axes=1)
         np.testing.assert_allclose(res.attributions[i], oracle, rtol=1e-6, atol=1e-9 * scale[i])
 

@@ -280,7 +280,7 @@ def _relu_kinks(block, u, du, a, b):
     S = u.shape[0]
     uf, duf = u.reshape(S, -1), du.reshape(S, -1)
     m = ((a + b) / 2)[:, None]
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         t = m - uf / duf
     ok = (duf != 0) & (t > a[:, None]) & (t < b[:, None])
     seg = np.nonzero(ok)[0]
@@ -319,7 +319,7 @@ def _maxpool_kinks(block, u, du, a, b):
     for _ in range(V.shape[-1] - 1):
         vc = np.take_along_axis(V, cur[..., None], -1)
         dc = np.take_along_axis(D, cur[..., None], -1)
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             tk = m[..., None] + (vc - V) / (D - dc)
         # a steeper line that meets the current one at or before t (a tie at t, or round-off in
         # picking the maximum) leads from t on: switch now.  Every switch is to a steeper line.

@@ -182,7 +182,6 @@ def test_shipped_model_reaches_its_recorded_accuracy():
 
 
 @shipped
-@pytest.mark.xfail(reason="interim shipped model (10 epochs): 93.95% held-out; continued training is running", strict=True)
 def test_shipped_model_meets_the_accuracy_target():
     """The issue's target: at least 95% on the held-out set of the generator."""
     assert models.load_with_info("shapes")[1].meta["test_accuracy"] >= 0.95

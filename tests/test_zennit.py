@@ -250,3 +250,26 @@ def test_integrated_gradients_attributor_is_right_riemann(setup, _ig):
     with IntegratedGradients(model=net, n_iter=16) as attributor:
         _, theirs = attributor(torch.from_numpy(x.copy()), seed)
     assert_agree(_ig(model, x, target, steps=16, quadrature="riemann_right"), theirs)
+
+
+def test_smoothgrad_attributor_has_a_noise_free_sample(setup):
+    """Pinned difference: Zennit's ``SmoothGrad(noise_level, n_iter)`` uses σ = noise_level·(max − min) per
+    image (as xattr's ``sigma_is="range"``) but only n_iter − 1 noisy samples: its last sample is the clean
+    input.  With xattr's noise injected (``torch.randn_like`` replaced for the call):
+    Zennit(m) = ((m − 1)·xattr.smoothgrad(n = m − 1) + gradient) / m."""
+    if "smoothgrad" not in xattr.available_methods():
+        pytest.skip("xattr's smoothgrad is not on main yet")
+    from zennit.attribution import SmoothGrad
+
+    net, model, x, target = setup
+    m, level, seed = 5, 0.2, 3
+    z = np.random.default_rng(seed).standard_normal((len(x) * (m - 1),) + x.shape[1:])
+    per_sample = iter(torch.from_numpy(z.reshape((len(x), m - 1) + x.shape[1:])[:, s].copy()) for s in range(m - 1))
+    seed_out = torch.eye(4, dtype=torch.float64)[torch.from_numpy(target)]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch, "randn_like", lambda t, *a, **k: next(per_sample))
+        with SmoothGrad(model=net, noise_level=level, n_iter=m) as attributor:
+            _, theirs = attributor(torch.from_numpy(x.copy()), seed_out)
+    noisy = xattr.get_method("smoothgrad")(model, x, target, n=m - 1, sigma=level, sigma_is="range", rng=seed)
+    assert_agree(((m - 1) * noisy + xattr.gradient(model, x, target)) / m, theirs)
+    assert np.abs(noisy - theirs.detach().numpy()).max() > 1e-3 * np.abs(noisy).max()

@@ -34,7 +34,7 @@ POINTING_TOLERANCE = 1
 #: demo under a minute).  Only the options a method's signature accepts are passed; methods that are
 #: not (yet) registered are simply never looked up.
 METHOD_OPTIONS = {
-    "integrated_gradients": {"baseline": 0.0, "steps": 32},
+    "integrated_gradients": {"baseline": 0.0, "steps": 128},  # Gauss-Legendre; the gap is reported
     "expected_gradients": {"n_samples": 16},
     "smoothgrad": {"n": 16},
     "smoothgrad_squared": {"n": 16},

@@ -296,6 +296,27 @@ def test_user_metrics_are_stored_and_summarised(data, tmp_path):
     assert r.summary["methods"]["gradient"]["abs_mass"]["mean"] == pytest.approx(ref.mean(), rel=1e-12)
 
 
+def deletion_auc(model, x, maps, target):
+    """Deletion AUC (xattr.evaluation, Petsiuk et al. 2018) of channel-summed maps, 8 steps."""
+    from xattr import evaluation as ev
+
+    return ev.deletion_curve(model, x, target, xattr.reduce_channels(maps, "sum"), n_steps=8).auc
+
+
+def test_evaluation_metric_per_image_equals_direct_call(data, tmp_path):
+    pytest.importorskip("xattr.evaluation", reason="xattr.evaluation is not in this checkout")
+    model, x = data
+    r = run(data, tmp_path, methods=["gradient"], metrics={"deletion_auc": deletion_auc}, chunk=8,
+            scheduler="processes", workers=2)
+    import zarr
+
+    got = zarr.open_group(r.store, mode="r")["stats/gradient/deletion_auc"][:]
+    ref = np.concatenate([deletion_auc(model, x[s:s + BS], serial(model, x[s:s + BS], "gradient"),
+                                       model.forward(x[s:s + BS]).argmax(1)) for s in range(0, N, BS)])
+    assert np.array_equal(got, ref)
+    assert r.summary["methods"]["gradient"]["deletion_auc"]["quantiles"]["0.5"] == pytest.approx(np.median(ref))
+
+
 # -- model identity ----------------------------------------------------------------------------
 def test_model_fingerprint_tracks_weights_and_architecture():
     a, b = tiny_model(), tiny_model()

@@ -13,7 +13,7 @@ LRP-epsilon, occlusion 8/4 at 64x64 and 16/8 at 224x224):
 1. checks, in float64, that both libraries produce the same map where the definitions match (relative
    L2 error printed and stored; SmoothGrad draws different noise, so its maps are not compared);
 2. for Captum's IG, SmoothGrad and occlusion, finds the best ``internal_batch_size`` /
-   ``nt_samples_batch_size`` / ``perturbations_per_eval`` among a few candidates (fastest of two runs),
+   ``nt_samples_batch_size`` / ``perturbations_per_eval`` among a few candidates (one run each),
    and times Captum both at its default and at that best value;
 3. times both libraries alternately (the order flips every run, so that drifts in machine load hit
    both), in float32 and float64, at 32x32 and 64x64 (batch 16) and 224x224 (batch 1): medians and
@@ -149,13 +149,13 @@ def methods(ca, tmodel, xmodel, size, batch):
         lambda x, t: integrated_gradients(xmodel, x, t, baseline=0.0, steps=50, quadrature="gausslegendre"),
         lambda x, t, k: ca.IntegratedGradients(tmodel).attribute(
             x, baselines=0.0, target=t, n_steps=50, method="gausslegendre", internal_batch_size=k),
-        "internal_batch_size", sorted({max(1, rows // d) for d in (1, 2, 4, 8, 16, 50)} - {rows}), True,
+        "internal_batch_size", sorted({max(1, rows // d) for d in (2, 8, 50)}), True,
     )
     out["smoothgrad50"] = (
         lambda x, t: smoothgrad(xattr.gradient, xmodel, x, t, n=50, sigma=SG_SIGMA, sigma_is="absolute", rng=0),
         lambda x, t, k: ca.NoiseTunnel(ca.Saliency(tmodel)).attribute(
             x, nt_type="smoothgrad", nt_samples=50, stdevs=SG_SIGMA, target=t, abs=False, nt_samples_batch_size=k),
-        "nt_samples_batch_size", (1, 2, 5, 10, 25, 50), False,  # different random noise: not comparable draw by draw
+        "nt_samples_batch_size", (2, 10, 25), False,  # different random noise: not comparable draw by draw
     )
     # DeepLIFT-Rescale, zero reference; multipliers through max-pool to the input pass's argmax
     # (xattr's default maxpool="gradient", which is what Captum 0.9 computes: tests/test_captum.py)
@@ -174,7 +174,7 @@ def methods(ca, tmodel, xmodel, size, batch):
         lambda x, t: xattr.occlusion(xmodel, x, t, window=window, stride=stride, baseline=0.0, aggregate="mean"),
         lambda x, t, k: ca.Occlusion(tmodel).attribute(
             x, sliding_window_shapes=w3, strides=s3, baselines=0.0, target=t, perturbations_per_eval=k or 1),
-        "perturbations_per_eval", tuple(sorted({c for c in (4, 16, 64, 256) if c <= n_win} | {n_win})), True,
+        "perturbations_per_eval", tuple(c for c in (2, 8, 32, 128) if c <= n_win), True,
     )
     return out
 
@@ -186,11 +186,11 @@ def _once(fn):
 
 
 def best_knob(cf, xt, candidates):
-    """Captum's fastest batching value among ``candidates`` (min of two runs each after a warm-up)."""
+    """Captum's fastest batching value among ``candidates`` (one run each after a warm-up)."""
     best, best_t = None, np.inf
     for k in candidates:
         cf(xt, TARGET, k)  # warm-up
-        t = min(_once(lambda: cf(xt, TARGET, k)) for _ in range(2))
+        t = _once(lambda: cf(xt, TARGET, k))
         if t < best_t:
             best, best_t = k, t
     return best

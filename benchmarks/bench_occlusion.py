@@ -4,7 +4,7 @@
     python benchmarks/bench_occlusion.py --only occlusion64 --dtypes float32
 
 Benchmark CNN: conv3x3(3->16)-ReLU-maxpool2-conv3x3(16->32)-ReLU-maxpool2-conv3x3(32->64)-ReLU-GAP-dense(64->10)
-(``xattr.cli.demo_model``, random weights).  Cases:
+(``benchmarks/bench_core.py:benchmark_cnn``, random weights).  Cases:
 
 * occlusion window 8 stride 4 at 64x64, batch 16 (225 windows per image);
   target: incremental >= 5x faster than full recomputation;
@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 
 import numpy as np
 
 import xattr
-from xattr.cli import demo_model
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_core import benchmark_cnn as demo_model  # noqa: E402  (the one benchmark CNN, defined once)
 
 
 def timed(fn, repeats):

@@ -215,6 +215,28 @@ def test_deeplift_maxpool_rescale_mode_is_not_captums():
     assert_agree(xattr.deeplift(model, x, target, maxpool="gradient", reference=r), theirs)
 
 
+def test_deeplift_maxpool_as_first_layer_breaks_summation_to_delta():
+    """Pinned Captum difference: on a net whose first layer is a max-pool (the conformance model
+    ``pool_first_ties``), Captum 0.9's DeepLift matches neither xattr max-pool mode and its attributions
+    miss Δt by several percent; xattr's ``maxpool="rescale"`` sums to Δt to round-off."""
+    from xattr.conformance.models import build_inputs, build_models
+
+    spec = build_models()["pool_first_ties"]
+    net, model = spec.to_torch(), spec.to_xattr()
+    x, target = build_inputs(spec)
+    ref = 0.3 * np.random.default_rng(1).normal(size=x.shape)
+    rows = np.arange(len(x))
+    delta_t = model.forward(x)[rows, target] - model.forward(ref)[rows, target]
+    theirs = captum_attr.DeepLift(net).attribute(_t(x), target=_tt(target), baselines=_t(ref).detach()).detach().numpy()
+    gap = lambda a: np.abs(a.reshape(len(x), -1).sum(axis=1) - delta_t).max() / np.abs(delta_t).max()  # noqa: E731
+    exact = xattr.deeplift(model, x, target, reference=ref, maxpool="rescale")
+    assert gap(exact) < 1e-12
+    assert gap(theirs) > 1e-2
+    for mode in ("gradient", "rescale"):
+        ours = xattr.deeplift(model, x, target, reference=ref, maxpool=mode)
+        assert np.abs(ours - theirs).max() > 1e-2 * np.abs(theirs).max()
+
+
 def test_deeplift_shap(setup):
     net, model, x, target, _ = setup
     refs = np.random.default_rng(12).normal(size=(4,) + x.shape[1:]) * 0.3
@@ -455,3 +477,52 @@ def test_integrated_gradients_against_xattr_exact(setup, float64_default, method
     assert errs[64][0] < errs[8][0]
     if method == "riemann_trapezoid":
         assert errs[64][1] > 0.5 * scale / 64
+
+
+# -- NoiseTunnel ----------------------------------------------------------------------------------
+# Captum draws its noise with ``torch.normal(0, stdev_expanded)`` where ``stdev_expanded`` is built
+# with ``torch.tensor(stdev)`` (torch's default dtype: float32 noise for float64 models) in the order of
+# ``input.repeat_interleave(nt_samples, dim=0)`` (image-major, as xattr).  The tests inject xattr's noise
+# (σ·z with z from the same seeded Generator) into Captum by replacing ``torch.normal`` for the call.
+def _smoothing(name):
+    if name not in xattr.available_methods():
+        pytest.skip(f"xattr's {name} is not on main yet")
+    return xattr.get_method(name)
+
+
+@pytest.mark.parametrize("xattr_name,nt_type", [("smoothgrad", "smoothgrad"), ("smoothgrad_squared", "smoothgrad_sq"),
+                                                 ("vargrad", "vargrad")])
+def test_noise_tunnel_with_injected_noise(setup, monkeypatch, xattr_name, nt_type):
+    fn = _smoothing(xattr_name)
+    net, model, x, target, _ = setup
+    n, sigma, seed = 6, 0.3, 17
+    z = np.random.default_rng(seed).standard_normal((len(x) * n,) + x.shape[1:])
+    noise = torch.from_numpy(sigma * z)
+
+    def fixed_normal(mean, std, *args, **kwargs):
+        assert tuple(std.shape) == tuple(noise.shape), "Captum's noise layout changed"
+        return noise.to(std.dtype) if std.dtype == torch.float64 else noise
+
+    monkeypatch.setattr(torch, "normal", fixed_normal)
+    nt = captum_attr.NoiseTunnel(captum_attr.Saliency(net))
+    theirs = nt.attribute(_t(x), nt_type=nt_type, nt_samples=n, stdevs=sigma, target=_tt(target), abs=False)
+    monkeypatch.undo()
+    ours = fn(model, x, target, n=n, sigma=sigma, sigma_is="absolute", rng=seed)
+    assert_agree(ours, theirs)
+
+
+def test_noise_tunnel_own_noise_is_float32(setup):
+    """Pinned: without injection, Captum's noise for a float64 input is drawn in float32 (``torch.tensor(stdev)``
+    takes torch's default dtype)."""
+    net, model, x, target, _ = setup
+    seen = []
+    real = torch.normal
+
+    def spy(mean, std, *args, **kwargs):
+        seen.append(std.dtype)
+        return real(mean, std, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch, "normal", spy)
+        captum_attr.NoiseTunnel(captum_attr.Saliency(net)).attribute(_t(x), nt_samples=2, stdevs=0.1, target=_tt(target))
+    assert seen == [torch.float32]

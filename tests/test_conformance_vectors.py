@@ -168,42 +168,38 @@ def test_to_torch_builds_the_same_function(stored):
         np.testing.assert_allclose(from_torch(net).forward(case.x), ref, rtol=1e-10, atol=1e-12)
 
 
-def captum_adapter(method, model, x, target, options):
-    """What a Captum user would write: xattr names -> Captum calls (no xattr internals)."""
-    import torch
-    from captum import attr as ca
-
-    net = model.to_torch()
-    xt = torch.from_numpy(x).requires_grad_(True)
-    tt = torch.from_numpy(target)
-    if method == "gradient" and not options:
-        out = ca.Saliency(net).attribute(xt, target=tt, abs=False)
-    elif method == "gradient_x_input" and not options:
-        out = ca.InputXGradient(net).attribute(xt, target=tt)
-    elif method == "guided_backprop" and not options:
-        out = ca.GuidedBackprop(net).attribute(xt, target=tt)
-    elif method == "deconvnet" and not options:
-        out = ca.Deconvolution(net).attribute(xt, target=tt)
-    elif method == "grad_cam" and options.get("upsample") is False:
-        names = [layer["name"] for layer in model.layers]
-        first_flat = next(i for i, layer in enumerate(model.layers) if layer["type"] in ("Flatten", "GlobalAvgPool2d"))
-        layer = options.get("layer") or names[first_flat - 1]  # the last layer with a spatial output
-        out = ca.LayerGradCam(net, getattr(net, layer)).attribute(xt, target=tt, relu_attributions=options["relu"])
-    else:
-        raise NotImplementedError(f"{method} {options} not mapped to Captum")
-    return out.detach().numpy()
-
-
 @pytest.mark.oracle
 @pytest.mark.filterwarnings("ignore:Setting backward hooks on ReLU")
-def test_captum_passes_the_vectors_it_can_run():
+@pytest.mark.filterwarnings("ignore:Setting forward, backward hooks")
+def test_captum_adapter_passes_except_the_pinned_differences():
+    """The packaged Captum adapter (public runner API only): every case it runs passes at 1e-10 (NoiseTunnel
+    with xattr's noise injected included) except the differences docs/peers.md explains: occlusion and
+    Shapley values come back in float32 (they pass at float32 rounding), DeepLift/DeepLiftShap with a
+    non-zero reference on the net whose first layer is a max-pool (see test_captum.py), and IG's trapezoid
+    ((n-1)/n) and Gauss-Legendre (float32 weights) rules."""
     pytest.importorskip("captum", reason="Captum is an optional extra: pip install 'xattr-ref[captum]'")
-    results = conf.check(captum_adapter)
+    from xattr.conformance.adapters import captum_adapter
+
+    # Captum's perturbation methods are slow (Python loops over many tiny evaluations): one model for them
+    slow = ["occlusion", "shapley"]
+    fast = [m for m in available_methods() if m not in slow]
+    results = (conf.check(captum_adapter, methods=fast, include_random=True)
+               + conf.check(captum_adapter, methods=slow, models=["pool_first_ties"]))
     ran = [r for r in results if r.status != "skip"]
-    bad = [f"{r.case.id}: {r.message}" for r in ran if r.status != "pass"]
-    assert not bad, "\n".join(bad)
-    assert {r.case.method for r in ran} == {"gradient", "gradient_x_input", "guided_backprop", "deconvnet", "grad_cam"}
-    assert {r.case.model.name for r in ran} == {"gap_cnn", "bn_flat_cnn", "pool_first_ties"}  # torch: first max too
+    assert {"gradient", "gradient_x_input", "guided_backprop", "deconvnet", "grad_cam", "guided_grad_cam", "deeplift",
+            "deepshap", "lrp", "occlusion", "shapley", "integrated_gradients", "smoothgrad", "smoothgrad_squared",
+            "vargrad"} <= {r.case.method for r in ran}
+    assert not [r for r in ran if r.status == "error"], [r.message for r in ran if r.status == "error"]
+    float32 = {r.case.id for r in ran if r.case.method in slow}
+    maxpool_first = {r.case.id for r in ran if r.case.model.name == "pool_first_ties"
+                     and (r.case.method == "deepshap" or r.case.method == "deeplift" and "reference" in r.case.options)}
+    # integrated gradients: Captum's trapezoid weights sum to (n-1)/n; its Gauss-Legendre weights are float32
+    quadrature = {r.case.id for r in ran if r.case.method == "integrated_gradients"
+                  and r.case.options.get("quadrature") in ("riemann_trapezoid", "gausslegendre")}
+    failed = {r.case.id for r in ran if r.status == "fail"}
+    assert failed == float32 | maxpool_first | quadrature
+    loose = conf.check(captum_adapter, methods=slow, models=["pool_first_ties"], rtol=64 * float(np.finfo(np.float32).eps))
+    assert all(r.status == "pass" for r in loose if r.status != "skip")
 
 
 @pytest.mark.oracle

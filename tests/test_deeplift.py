@@ -482,3 +482,19 @@ def test_rescale_and_exact_ig_part_ways_with_two_hidden_layers():
     # DeepLIFT agrees with it on f1 but not on f2 (multipliers 1 and 2/3: (2, −1)), both summing to Δt = 1
     np.testing.assert_allclose(xattr.deeplift(f1, x, 0, ref), [[1.5, -0.5]])
     np.testing.assert_allclose(xattr.deeplift(f2, x, 0, ref), [[2.0, -1.0]])
+
+
+def test_callable_targets_explain_a_difference_of_classes():
+    import autograd.numpy as anp  # noqa: F401  (a target callable must be autograd-differentiable)
+
+    gen = np.random.default_rng(15)
+    model = Sequential(Conv2D(2, 3, 3, padding=1, rng=gen), ReLU(), MaxPool2D(2), Flatten(), Dense(12, 3, rng=gen))
+    x, ref = gen.normal(size=(2, 2, 4, 4)), gen.normal(size=(2, 2, 4, 4))
+    diff = lambda s: s[:, 0] - s[:, 2]  # noqa: E731
+    a, gap = xattr.deeplift(model, x, diff, ref, maxpool="rescale", return_delta=True)
+    np.testing.assert_allclose(_sums(a), diff(model(x)) - diff(model(ref)), rtol=1e-10)
+    assert np.abs(gap).max() < 1e-12
+    np.testing.assert_allclose(a, xattr.deeplift(model, x, 0, ref, maxpool="rescale") - xattr.deeplift(model, x, 2, ref, maxpool="rescale"),
+                               rtol=1e-10, atol=1e-14)
+    r = xattr.lrp(model, x, diff, "0")  # output relevance seed ⊙ scores = (s0, -s2): LRP-0 stays gradient×input
+    np.testing.assert_allclose(r, xattr.gradient_x_input(model, x, diff), rtol=1e-9, atol=1e-13)

@@ -354,6 +354,8 @@ def test_bad_input_is_refused_with_clear_messages():
         xattr.lrp(model, x, 0, "epsilon_gamma_box")
     with pytest.raises(ValueError, match="box bounds"):
         model[0].backward(np.ones((2, 4, 8, 8)), model[0].forward(x)[1], "lrp_zbox")
+    with pytest.raises(ValueError, match=r"z\^B bounds must be scalars or broadcast"):
+        xattr.lrp(model, x, 0, "zbox", low=np.zeros((3, 8, 8)), high=1.0)
     with pytest.raises(ValueError, match="low <= high"):
         xattr.lrp(model, x, 0, "zbox", low=1.0, high=-1.0)
     with pytest.raises(ValueError, match="epsilon >= 0"):
@@ -389,3 +391,29 @@ def test_bad_input_is_refused_with_clear_messages():
 def test_registered_and_exported():
     assert xattr.get_method("lrp") is xattr.lrp
     assert "lrp" in xattr.available_methods("relevance")
+
+
+def test_rule_table_shows_the_relevance_columns():
+    table = xattr.rule_table(fmt="dict")
+    for rule in ("rescale", "revealcancel") + tuple(COLUMN.values()):
+        for layer in ("Conv2D", "Dense", "ReLU", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D", "Flatten"):
+            assert table[layer][rule] is not None, (layer, rule)
+    assert table["BatchNorm2D"]["lrp0"] is None  # folded away before LRP
+    assert table["Dense"]["rescale"] == "same as gradient"  # multipliers pass linear layers as gradients
+    assert table["ReLU"]["lrp_gamma"] == "same as lrp0"  # one pass-through cell for every LRP column
+    assert table["Conv2D"]["lrp_gamma"].startswith("`R_j = a_j Σ_k ρ(w_jk)")
+    assert "Shrikumar et al. 2017" in table["ReLU"]["revealcancel"]
+
+
+def test_replaced_leaves_the_layer_alone():
+    from xattr.nn.base import replaced
+
+    layer = Conv2D(2, 3, 3, rng=0)
+    w = layer.weight.copy()
+    other = replaced(layer, weight=np.ones_like(w), bias=None)
+    np.testing.assert_array_equal(layer.weight, w)
+    assert layer.bias is not None and other.bias is None and other.kernel_size == layer.kernel_size
+    with pytest.raises(ValueError, match="shape"):
+        replaced(layer, weight=np.ones((3, 2, 2, 2)))
+    with pytest.raises(TypeError, match="weight= and bias="):
+        replaced(layer, stride=2)

@@ -5,7 +5,9 @@ Oracles: central differences for the loss gradient; Adam's first step in closed 
 """
 import numpy as np
 
-from xattr.data.train import Adam, fold_input_normalization, shapes_cnn, softmax_xent, train
+from xattr.data.train import (
+    Adam, NormalisedConv, fold_input_normalization, model_params, shapes_cnn, softmax_xent, train,
+)
 
 
 def test_softmax_xent_gradient_matches_central_differences():
@@ -27,9 +29,41 @@ def test_adam_first_step_closed_form_and_in_place():
     model = shapes_cnn((2, 3, 4), rng=0)
     w0 = model["dense1"].weight.copy()
     g = np.random.default_rng(1).normal(size=w0.shape)
-    opt = Adam(model, lr=0.01)
-    opt.step({"dense1": {"weight": g}})
+    opt = Adam(model_params(model), lr=0.01)
+    opt.step({("dense1", "weight"): g})
     np.testing.assert_allclose(model["dense1"].weight, w0 - 0.01 * g / (np.abs(g) + 1e-8), rtol=1e-12)
+
+
+def _loss(model, x, y):
+    return softmax_xent(model(x), y)[0]
+
+
+def test_normalised_conv_is_a_reparametrisation_with_chain_rule_gradients():
+    """Interior equivalence with a network on (x - m)/s, and ∂L/∂(W_n, b_n) against central differences."""
+    rng = np.random.default_rng(5)
+    model = shapes_cnn((2, 3, 4), rng=2, first_padding=1)
+    conv = model.layers[0]
+    ref = shapes_cnn((2, 3, 4), rng=2, first_padding=1)  # the same He weights read as W_n, acting on (x - m)/s
+    pre = NormalisedConv.from_normalised_init(conv, 0.5, 0.25)
+    np.testing.assert_allclose(pre.w_n, ref.layers[0].weight, rtol=1e-12)
+    x = rng.random((2, 3, 10, 10))
+    # away from the zero padding the raw layer equals the normalised one
+    np.testing.assert_allclose(conv(x)[:, :, 1:-1, 1:-1], ref.layers[0]((x - 0.5) / 0.25)[:, :, 1:-1, 1:-1], atol=1e-12)
+    y = np.array([1, 3])
+    _, g = softmax_xent(model(x), y)
+    grads = model.param_grads(x, g)[1][conv.name]
+    dw_n, db_n = pre.grads(grads["weight"], grads["bias"])
+    eps = 1e-6
+    for arr, analytic, idx in [(pre.w_n, dw_n, (1, 2, 0, 1)), (pre.w_n, dw_n, (0, 0, 2, 2)), (pre.b_n, db_n, (1,))]:
+        arr[idx] += eps
+        pre.apply()
+        up = _loss(model, x, y)
+        arr[idx] -= 2 * eps
+        pre.apply()
+        down = _loss(model, x, y)
+        arr[idx] += eps
+        pre.apply()
+        np.testing.assert_allclose(analytic[idx], (up - down) / (2 * eps), rtol=1e-6, atol=1e-9)
 
 
 def test_training_records_its_run_and_is_deterministic():
@@ -43,10 +77,14 @@ def test_training_records_its_run_and_is_deterministic():
     again, _ = train(size=16, channels=(2, 3, 4), epochs=2, per_epoch=64, batch=32, lr=1e-2, n_test=20, log=lambda s: None)
     x = np.random.default_rng(0).random((2, 3, 16, 16))
     assert model(x).tobytes() == again(x).tobytes()  # same seeds, same bits
+    assert model.layers[0].pads == ((1, 1), (1, 1)) and meta["norm"] == "reparam"
+    folded, meta_f = train(size=16, channels=(2, 3, 4), epochs=1, per_epoch=32, batch=32, n_test=20, log=lambda s: None,
+                           norm="fold")
+    assert folded.layers[0].pads == ((0, 0), (0, 0)) and meta_f["norm"] == "fold"
 
 
 def test_fold_with_per_channel_statistics():
-    model = shapes_cnn((3, 4, 5), rng=2)
+    model = shapes_cnn((3, 4, 5), rng=2, first_padding=0)
     x = np.random.default_rng(3).random((1, 3, 11, 11))
     mean, std = np.array([0.4, 0.5, 0.6]), np.array([0.2, 0.3, 0.25])
     want = model((x - mean[:, None, None]) / std[:, None, None])

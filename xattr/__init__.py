@@ -15,16 +15,23 @@ from ._conventions import MAXPOOL_TIE_POLICY, RELU_GRAD_AT_ZERO
 from .methods import (
     backprop,
     cam,
+    class_model_visualisation,
     deconvnet,
     deeplift,
     deepshap,
+    exact_integrated_gradients,
+    expected_gradients,
+    expected_gradients_exact,
     grad_cam,
     gradient,
     gradient_x_input,
     guided_backprop,
     guided_grad_cam,
     lrp,
+    integrated_gradients,
     reduce_channels,
+    saturation,
+    smoothgrad,
 )
 from .methods import grid_segments, kernel_shap, lime, occlusion, shapley, slic_segments
 from .methods.registry import available_methods, get_method
@@ -38,4 +45,6 @@ __all__ = [
     "backprop", "gradient", "gradient_x_input", "deconvnet", "guided_backprop", "reduce_channels",
     "cam", "grad_cam", "guided_grad_cam", "deeplift", "deepshap", "lrp", "available_methods", "get_method", "MAXPOOL_TIE_POLICY", "RELU_GRAD_AT_ZERO",
     "occlusion", "lime", "kernel_shap", "shapley", "grid_segments", "slic_segments",
+    "integrated_gradients", "exact_integrated_gradients", "expected_gradients", "expected_gradients_exact",
+    "saturation", "smoothgrad", "class_model_visualisation",
 ]

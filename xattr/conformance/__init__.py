@@ -171,10 +171,10 @@ def _compare(case, actual, rtol, atol):
     return Result(case, status, err, f"max abs error {err:.3e} (bound {bound:.3e}, scale {scale:.3e})")
 
 
-def check(adapter, methods=None, include_random=False, rtol=None, atol=None, data_dir=DATA_DIR):
+def check(adapter, methods=None, include_random=False, rtol=None, atol=None, data_dir=DATA_DIR, models=None):
     """Run ``adapter`` on every case; returns a list of :class:`Result`.
 
-    ``methods``: restrict to these names.  ``include_random``: also the cases that depend on xattr's
+    ``methods`` / ``models``: restrict to these names.  ``include_random``: also the cases that depend on xattr's
     random stream (skipped by default).  ``rtol``/``atol`` override the stored tolerances (e.g. for a
     float32 implementation).  An adapter raising ``NotImplementedError`` skips the case; any other
     exception is an ``error`` result carrying its message.
@@ -183,6 +183,8 @@ def check(adapter, methods=None, include_random=False, rtol=None, atol=None, dat
     results = []
     for case in cases:
         if methods is not None and case.method not in methods:
+            continue
+        if models is not None and case.model.name not in models:
             continue
         if case.random and not include_random:
             results.append(Result(case, "skip", message="depends on xattr's random stream"))

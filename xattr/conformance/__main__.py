@@ -15,6 +15,7 @@ def main(argv=None):
     c = sub.add_parser("check", help="run an adapter MODULE:FUNCTION against the vectors")
     c.add_argument("adapter", help="e.g. mypkg.conformance:adapter, or xattr.conformance:xattr_adapter")
     c.add_argument("--methods", nargs="*", help="only these methods")
+    c.add_argument("--models", nargs="*", help="only these models (see `list`)")
     c.add_argument("--include-random", action="store_true", help="also cases that depend on xattr's random stream")
     c.add_argument("--rtol", type=float, help="override the stored relative tolerance (e.g. 1e-5 for float32)")
     c.add_argument("--atol", type=float)
@@ -33,7 +34,7 @@ def main(argv=None):
             print(f"{case.id}  shape={case.expected.shape}  rtol={case.rtol:g}" + ("  (random)" if case.random else ""))
         return 0
     results = check(load_adapter(args.adapter), methods=args.methods, include_random=args.include_random,
-                    rtol=args.rtol, atol=args.atol, data_dir=args.data)
+                    rtol=args.rtol, atol=args.atol, data_dir=args.data, models=args.models)
     for r in results:
         if args.verbose or r.status in ("fail", "error"):
             print(f"{r.status.upper():5s} {r.case.id}: {r.message}")

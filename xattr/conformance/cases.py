@@ -50,7 +50,12 @@ def method_options(method, spec):
         "integrated_gradients": [{"quadrature": q, "steps": 16} for q in
                                  ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre")]
                                 + [{"quadrature": "exact"}],
-        "smoothgrad": [{"rng": 0}],
+        "expected_gradients": [{"references": (np.linspace(-0.5, 0.5, 3)[:, None, None, None]
+                                               * np.ones((3,) + tuple(spec.input_shape[1:]))).tolist(),
+                                "n_samples": 8, "rng": 0}],
+        "smoothgrad": [{"n": 8, "sigma": 0.3, "sigma_is": "absolute", "rng": 0}, {"n": 8, "rng": 0}],
+        "smoothgrad_squared": [{"n": 8, "sigma": 0.3, "sigma_is": "absolute", "rng": 0}],
+        "vargrad": [{"n": 8, "sigma": 0.3, "sigma_is": "absolute", "rng": 0}],
     }
     return table.get(method)
 
@@ -80,6 +85,12 @@ DEFINITIONS = {
     "shapley": "exact Shapley values of the segments (hidden = baseline), every 2^M coalition; (N,1,H,W)",
     "kernel_shap": "KernelSHAP (Lundberg & Lee 2017); with 4 segments every coalition is enumerated: exact Shapley",
     "lime": "LIME (Ribeiro et al. 2016) with xattr's random masks: xattr-specific",
+    "smoothgrad": "mean over n noisy copies x + sigma_i z of the signed gradient (Smilkov et al. 2017); sigma_i = "
+                  "sigma (sigma_is='absolute') or sigma * (max - min) of image i ('range'); z = numpy "
+                  "default_rng(rng).standard_normal((N * n, C, H, W)), image-major (image i: rows i*n .. i*n+n-1)",
+    "smoothgrad_squared": "as smoothgrad, mean of the squared gradients (Hooker et al. 2019)",
+    "vargrad": "as smoothgrad, population variance (divisor n) of the gradients (Adebayo et al. 2018)",
+    "expected_gradients": "expected gradients (Erion et al. 2021) with xattr's random references and alphas: xattr-specific",
     "integrated_gradients": "(x - baseline) * integral of dS_t/dx along the straight path, by the named quadrature "
                             "(weights sum to 1) or exactly ('exact', piecewise-linear nets)",
 }

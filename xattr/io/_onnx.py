@@ -207,7 +207,9 @@ def _reshape(node, a, chain, label):
     shape = chain.const(node.input[1], "target shape", label).reshape(-1)
     if shape.size != 2:
         raise ConversionError(f"{label}: only a Reshape to rank 2 (N, features) is supported, got shape {shape.tolist()}")
-    return Flatten()  # (N, -1) in C order; a batch size baked in by the exporter is read as N
+    # (N, -1) in C order; a batch size baked in by the exporter is read as N.  A rank-2 reshape that
+    # is not a per-image flatten changes the feature count, so the next layer refuses its input shape.
+    return Flatten()
 
 
 def _batchnorm(node, a, chain, label):

@@ -6,6 +6,12 @@ from .lrp import COMPOSITES, lrp
 from .perturbation import kernel_shap, lime, occlusion, shapley
 from .registry import available_methods, get_method, register_method
 from .segments import grid_segments, slic_segments
+from .class_visualisation import class_model_visualisation
+from .path import (
+    exact_integrated_gradients, expected_gradients, expected_gradients_exact, integrated_gradients, quadrature_rule,
+    saturation,
+)
+from .smoothing import noise_scale, smoothgrad, smoothgrad_gradient, smoothgrad_squared_gradient, vargrad_gradient
 
 for _name, _fn in [
     ("gradient", gradient), ("gradient_x_input", gradient_x_input), ("deconvnet", deconvnet),
@@ -16,6 +22,12 @@ for _name, _fn in [("deeplift", deeplift), ("deepshap", deepshap), ("lrp", lrp)]
     register_method(_name, _fn, "relevance")
 for _name, _fn in [("occlusion", occlusion), ("lime", lime), ("kernel_shap", kernel_shap), ("shapley", shapley)]:
     register_method(_name, _fn, "perturbation")
+# path and noise methods; expected gradients needs references and is not registered (every registry entry
+# must run as fn(model, x, target)); the SmoothGrad entries wrap the gradient with a stated default seed 0.
+register_method("integrated_gradients", integrated_gradients, "path")
+for _name, _fn in [("smoothgrad", smoothgrad_gradient), ("smoothgrad_squared", smoothgrad_squared_gradient),
+                   ("vargrad", vargrad_gradient)]:
+    register_method(_name, _fn, "smoothing")
 
 __all__ = [
     "backprop", "gradient", "gradient_x_input", "deconvnet", "guided_backprop", "reduce_channels",
@@ -23,4 +35,6 @@ __all__ = [
     "deeplift", "deepshap", "lrp", "COMPOSITES",
     "available_methods", "get_method", "register_method",
     "occlusion", "lime", "kernel_shap", "shapley", "grid_segments", "slic_segments",
+    "integrated_gradients", "exact_integrated_gradients", "quadrature_rule", "expected_gradients",
+    "expected_gradients_exact", "saturation", "smoothgrad", "noise_scale", "class_model_visualisation",
 ]

@@ -100,7 +100,7 @@ def class_model_visualisation(
     if blur_every and blur_sigma > 0:
         from scipy.ndimage import gaussian_filter
 
-        sig = (0,) * (len(shape) - 1) + (blur_sigma, blur_sigma) if len(shape) >= 3 else blur_sigma
+        sig = (0,) * (len(shape) - 2) + (blur_sigma, blur_sigma) if len(shape) >= 2 else blur_sigma
 
         def blur(img):
             return gaussian_filter(img, sigma=sig, mode="nearest")

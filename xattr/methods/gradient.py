@@ -18,6 +18,7 @@ import numpy as np
 from .. import _targets
 from .._conventions import as_float_array
 from ..model import check_model
+from ..nn import Sequential
 
 
 def backprop(model, x, target, rule="gradient", **options):
@@ -39,6 +40,9 @@ def backprop(model, x, target, rule="gradient", **options):
     x = as_float_array(x, "x")
     if x.ndim < 2:
         raise ValueError(f"x must be a batch of shape (N, ...), got shape {x.shape}")
+    if isinstance(model, Sequential):  # one forward pass: its caches serve the backward pass too
+        scores, caches = model.forward_all(x)
+        return model.backward(_targets.seed(target, scores), caches, rule, **options)
     scores = np.asarray(model.forward(x))
     return model.vjp(x, _targets.seed(target, scores), rule, **options)
 

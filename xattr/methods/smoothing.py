@@ -139,7 +139,8 @@ def smoothgrad(
             delta = mb - mean[i]
             tot = count[i] + nb
             mean[i] += delta * (nb / tot)
-            m2[i] += ((block - mb) ** 2).sum(axis=0) + delta**2 * (count[i] * nb / tot)
+            if variant == "vargrad":  # the sum of squared deviations only VarGrad reads
+                m2[i] += ((block - mb) ** 2).sum(axis=0) + delta**2 * (count[i] * nb / tot)
             count[i] = tot
     out = m2 / n if variant == "vargrad" else mean
     return out.astype(x.dtype, copy=False)

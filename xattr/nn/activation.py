@@ -26,7 +26,11 @@ class ReLU(Layer):
     def forward(self, x):
         x = as_float_array(x, f"input of {self.describe()}")
         active = x > 0
-        return np.where(active, x, 0).astype(x.dtype, copy=False), Cache(active=active)
+        # x · 1[x > 0], then + 0 turns the -0.0 of negative inputs into +0.0 (np.where's output, bit
+        # for bit); np.where on a random mask runs ~20x slower than these two passes (benchmarks/)
+        y = np.multiply(x, active)
+        y += 0
+        return y, Cache(active=active)
 
 
 @defrule(ReLU, "gradient")

@@ -69,24 +69,42 @@ class MaxPool2D(_Pool2D):
         x = check_image_batch(x, f"input of {self.describe()}")
         out_hw = self.output_hw(x.shape)
         xp = pad_nchw(x, self.pads, value=-np.inf)
-        best = None
-        switch = np.zeros(x.shape[:2] + out_hw, dtype=np.intp)
-        for k, (i, j) in enumerate(self._offsets()):
-            v = self._window(xp, i, j, out_hw)
-            if best is None:
-                best = v.copy()
-                continue
-            better = v > best  # strict: ties keep the earlier offset ("first")
-            np.copyto(best, v, where=better)
-            np.copyto(switch, k, where=better)
+        offsets = self._offsets()
+        views = [self._window(xp, i, j, out_hw) for i, j in offsets]
+        best = views[0].copy()
+        for v in views[1:]:
+            np.maximum(best, v, out=best)
+        # switch = the first offset k (window order) with v_k == max ("first"); -inf padding never
+        # equals the max of a window that holds an input.  Bool/uint8 arithmetic, not np.copyto(where=),
+        # which is ~10x slower on random masks.
+        switch = np.zeros(best.shape, dtype=np.uint8 if len(offsets) < 256 else np.intp)
+        taken = views[0] == best
+        for k, v in enumerate(views[1:], start=1):
+            hit = v == best
+            hit &= ~taken
+            switch += hit * switch.dtype.type(k)
+            taken |= hit
         return best, Cache(switch=switch, padded_shape=xp.shape, out_hw=out_hw, in_shape=x.shape)
 
     def route(self, g, cache):
         """Send ``g`` ``(N, C, Ho, Wo)`` to the recorded switches; ``(N, C, H, W)``."""
         gx = np.zeros(cache.padded_shape, dtype=g.dtype)
+        if not np.isfinite(g).all():  # inf * 0 would be NaN: the exact (slower) selection
+            for k, (i, j) in enumerate(self._offsets()):
+                sl = (slice(None), slice(None)) + window_slices(i, j, cache.out_hw, self.stride, (1, 1))
+                gx[sl] += np.where(cache.switch == k, g, 0)
+            return unpad(gx, self.pads)
+        # g · 1[switch == k]: a multiply, since np.where on a random mask is ~20x slower; where windows
+        # do not overlap each position is written once, else added.  + 0 makes the -0.0 of g < 0 at
+        # non-switch positions +0.0, so the result is np.where's bit for bit.
+        disjoint = all(s >= k for s, k in zip(self.stride, self.kernel_size))
         for k, (i, j) in enumerate(self._offsets()):
             sl = (slice(None), slice(None)) + window_slices(i, j, cache.out_hw, self.stride, (1, 1))
-            gx[sl] += np.where(cache.switch == k, g, 0)
+            if disjoint:
+                np.multiply(g, cache.switch == k, out=gx[sl])
+            else:
+                gx[sl] += g * (cache.switch == k)
+        gx += 0
         return unpad(gx, self.pads)
 
 

@@ -90,6 +90,11 @@ def transpose_with(layer, s, cache, weight):
     return replaced(layer, weight=weight, bias=None).backward(s, cache, "gradient")
 
 
+def _own_output(layer, a, inp):
+    """``z`` with the layer's own weights: its recorded output when given (no second forward pass)."""
+    return inp.y if inp is not None else forward_with(layer, a, layer.weight, _bias(layer))
+
+
 def _bias(layer, fn=lambda b: b):
     return None if layer.bias is None else fn(layer.bias)
 
@@ -119,7 +124,7 @@ def lrp_0(layer, R, cache, inp=None, **_):
     """R_j = a_j Σ_k w_jk R_k / z_k,  z_k = b_k + Σ_j a_j w_jk  (z_k = 0 → 0)
     LRP-0, Bach et al. 2015; Montavon et al. 2019 eq. (1)"""
     a = layer_input(layer, cache, inp)
-    z = forward_with(layer, a, layer.weight, _bias(layer))
+    z = _own_output(layer, a, inp)
     return a * transpose_with(layer, safe_divide(R, z), cache, layer.weight)
 
 
@@ -128,7 +133,7 @@ def lrp_epsilon(layer, R, cache, inp=None, epsilon=LRP_EPSILON, **_):
     LRP-ε, Bach et al. 2015; Montavon et al. 2019 eq. (2)"""
     check_epsilon(epsilon)
     a = layer_input(layer, cache, inp)
-    z = stabilize(forward_with(layer, a, layer.weight, _bias(layer)), epsilon)
+    z = stabilize(_own_output(layer, a, inp), epsilon)
     return a * transpose_with(layer, safe_divide(R, z), cache, layer.weight)
 
 
@@ -179,8 +184,14 @@ def lrp_zbox(layer, R, cache, inp=None, low=None, high=None, **_):
             f"the z^B rule on {layer.describe()} needs the input's box bounds low= and high= "
             f"(scalars or arrays broadcastable to the input {a.shape[1:]})"
         )
-    lo = np.broadcast_to(np.asarray(low, dtype=a.dtype), a.shape)
-    hi = np.broadcast_to(np.asarray(high, dtype=a.dtype), a.shape)
+    try:
+        lo = np.broadcast_to(np.asarray(low, dtype=a.dtype), a.shape)
+        hi = np.broadcast_to(np.asarray(high, dtype=a.dtype), a.shape)
+    except ValueError:
+        raise ValueError(
+            f"the z^B bounds must be scalars or broadcast to the input of {layer.describe()} {a.shape} "
+            f"(e.g. one sample {a.shape[1:]}), got shapes {np.shape(low)} and {np.shape(high)}"
+        ) from None
     if np.any(lo > hi):
         raise ValueError("the z^B rule needs low <= high everywhere")
     w, wp, wn = layer.weight, pos(layer.weight), neg(layer.weight)

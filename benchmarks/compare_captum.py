@@ -26,6 +26,7 @@ against the GEMM rate measured in the same run (:mod:`bench_core`).  ``--json`` 
 the machine, the load averages before and after, the versions and the command line.
 
 ``--quick``: 32x32 and 64x64 only, float32 only, 3 runs (a smoke run of a few minutes).
+``--tables run.json``: print the tables of a saved run again (for the README).
 
 Needs the ``captum`` extra (``pip install torch==2.13.0 captum==0.9.0 threadpoolctl``).  Speed is
 never asserted: this is a measurement, to be read together with the machine's load.
@@ -315,6 +316,19 @@ def core_rates(configs, dtypes, repeat):
     return out
 
 
+def print_tables(rows, core, meta):
+    print(ratio_table(rows))
+    if core:
+        print()
+        print("| conv layers | GEMM GFLOP/s | forward GFLOP/s (share) | fwd+bwd GFLOP/s (share) |")
+        print("|---|---:|---:|---:|")
+        for r in core:
+            print(f"| {r['size']}×{r['size']} b{r['batch']} {r['dtype']} | {r['gemm_gflops']:.1f} | "
+                  f"{r['forward_gflops']:.1f} ({100 * r['forward_share_of_gemm']:.0f}%) | "
+                  f"{r['fwd_bwd_gflops']:.1f} ({100 * r['fwd_bwd_share_of_gemm']:.0f}%) |")
+    print(f"\nload average before {meta['load_average_before']}, after {meta['load_average_after']}")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=None, help="timed runs per library (default 7; 3 with --quick)")
@@ -325,7 +339,13 @@ def main(argv=None):
     ap.add_argument("--methods", default=None, help="comma-separated method names (e.g. gradient,ig,occlusion)")
     ap.add_argument("--no-core", action="store_true", help="skip the conv GFLOP/s vs GEMM measurement")
     ap.add_argument("--json", default=None, help="write rows, checks, core rates and metadata here")
+    ap.add_argument("--tables", default=None, metavar="JSON", help="only print the tables of a saved run")
     args = ap.parse_args(argv)
+    if args.tables:
+        with open(args.tables) as fh:
+            saved = json.load(fh)
+        print_tables(saved["rows"], saved["core"], saved["meta"])
+        return
     repeat = args.repeat or (3 if args.quick else 7)
     configs = CONFIGS[:2] if args.quick else CONFIGS
     if args.sizes:
@@ -356,16 +376,7 @@ def main(argv=None):
         core = [] if args.no_core else core_rates(configs, dtypes, max(5, repeat))
         meta["load_average_after"] = load_average()
     print()
-    print(ratio_table(rows))
-    if core:
-        print()
-        print("| conv layers | GEMM GFLOP/s | forward GFLOP/s (share) | fwd+bwd GFLOP/s (share) |")
-        print("|---|---:|---:|---:|")
-        for r in core:
-            print(f"| {r['size']}×{r['size']} b{r['batch']} {r['dtype']} | {r['gemm_gflops']:.1f} | "
-                  f"{r['forward_gflops']:.1f} ({100 * r['forward_share_of_gemm']:.0f}%) | "
-                  f"{r['fwd_bwd_gflops']:.1f} ({100 * r['fwd_bwd_share_of_gemm']:.0f}%) |")
-    print(f"\nload average before {meta['load_average_before']}, after {meta['load_average_after']}")
+    print_tables(rows, core, meta)
     if args.json:
         os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
         with open(args.json, "w") as fh:

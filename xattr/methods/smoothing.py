@@ -97,23 +97,27 @@ def smoothgrad(
     rng : numpy.random.Generator or int
         Required.
     batch_size : int, optional
-        Noisy images per call of ``method`` (default ``DEFAULT_BATCH_SIZE``).
+        Noisy images per call of ``method`` (default: as many as hold ``DEFAULT_BATCH_VALUES`` input
+        values, at most ``DEFAULT_BATCH_SIZE``).
 
     Returns
     -------
     ndarray, the method's output shape, ``x.dtype``
     """
     rng = as_rng(rng)
+    batch_size_arg = batch_size
     fn = _method(method)
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
     if isinstance(n, bool) or not isinstance(n, (numbers.Integral, np.integer)) or n < 1:
         raise ValueError(f"n must be a positive int, got {n!r}")
-    batch_size = _check_batch_size(batch_size)
+    batch_size = _check_batch_size(batch_size)  # validated here, sized below once x is known
     check_model(model)
     x = as_float_array(x, "x")
     if x.ndim < 2 or x.shape[0] == 0:
         raise ValueError(f"x must be a non-empty batch of shape (N, ...), got shape {x.shape}")
+    if batch_size_arg is None:
+        batch_size = _check_batch_size(None, x)
     scale = noise_scale(x, sigma, sigma_is)
     tgt, _ = _resolve_target(model, x, target)
     N, n = x.shape[0], int(n)

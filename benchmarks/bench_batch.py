@@ -1,7 +1,7 @@
 """Throughput of dataset-scale attribution (xattr.batch): serial vs 2 worker processes.
 
-    python benchmarks/bench_batch.py [--n 1000] [--n-ig 1000] [--chunk 32] [--methods gradient,ig50] [--rounds 1]
-                                     [--json out.json]
+    python benchmarks/bench_batch.py [--n 1000] [--n-ig 1000] [--chunk 32] [--chunk-ig 16] [--methods gradient,ig50]
+                                     [--rounds 1] [--keep-malloc-trim] [--json out.json]
 
 Synthetic images ``(n, 3, 64, 64)`` (uniform in [0, 1], float64, seed 0) through the benchmark CNN
 (conv3x3(3->16)-ReLU-maxpool2-conv3x3(16->32)-ReLU-maxpool2-conv3x3(32->64)-ReLU-GAP-dense(64->10),
@@ -17,8 +17,9 @@ For each method it times (wall clock, images/s):
 * ``cluster``: a ``distributed.LocalCluster`` with 2 worker processes (1 thread each) on 127.0.0.1
   (cluster startup excluded, reported separately);
 
-the CPU time per image of ``loop`` and ``sync`` (both run in this process: robust to other jobs on a
-shared machine, unlike wall clock); and the parts of the overhead: the model's cloudpickle size and time (sent with every task by the
+the CPU time per image of ``loop`` and ``sync`` (both run in this process) and of the cluster's
+workers (robust to other jobs on a shared machine, unlike wall clock; on an idle machine W workers
+give W / (CPU per image) images/s); and the parts of the overhead: the model's cloudpickle size and time (sent with every task by the
 local process pool, once per worker on a cluster), and writing all maps to a Zarr store with the job's
 chunking (store writes).  Every Dask run's maps are checked bit for bit against the loop's.
 """
@@ -101,9 +102,13 @@ def bench_method(model, x, spec, chunk, client, tmp, rounds=1, batch_size=16):
         for sched, kw in [("sync", {"scheduler": "sync"}), ("processes", {"scheduler": "processes", "workers": 2}),
                           ("cluster", {"scheduler": client})]:
             out = os.path.join(tmp, f"{label}-{sched}-{r}.zarr")
+            w0 = client.run(time.process_time) if sched == "cluster" else None
             res, t, c = cpu_timed(lambda: attribute_dataset(model, x, None, methods=[spec], chunk=chunk, out=out,
                                                             batch_size=batch_size, **kw))
-            keep_best(sched, t, c if sched == "sync" else None)  # sync runs in this process: CPU is its cost
+            if sched == "cluster":  # the workers' CPU time: what the job cost them, whatever else ran
+                w1 = client.run(time.process_time)
+                c = sum(w1[w] - w0[w] for w in w1 if w in w0)
+            keep_best(sched, t, c if sched in ("sync", "cluster") else None)  # sync runs in this process
             same = bool(np.array_equal(read_maps(res.store, label), ref))
             row[f"{sched}_bitwise_equal"] = row.get(f"{sched}_bitwise_equal", True) and same
     # overhead parts
@@ -124,14 +129,18 @@ def bench_method(model, x, spec, chunk, client, tmp, rounds=1, batch_size=16):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=1000, help="images for gradient (default 1000)")
-    p.add_argument("--n-ig", type=int, default=1000, help="images for IG-50 (default 1000)")
+    p.add_argument("--n-ig", type=int, default=1000, help="images for IG-50 (default 1000; a multiple of 2 chunks)")
     p.add_argument("--chunk", type=int, default=32, help="images per task (default 32: 16 tasks per worker)")
+    p.add_argument("--chunk-ig", type=int, default=16,
+                   help="images per task for IG-50 (default 16: with --n-ig 64, 2 tasks per worker)")
     p.add_argument("--methods", default="gradient,ig50", help="comma-separated subset of gradient,ig50")
+    p.add_argument("--keep-malloc-trim", action="store_true",
+                   help="keep distributed's MALLOC_TRIM_THRESHOLD_=65536 in the workers (slower; see the code)")
     p.add_argument("--rounds", type=int, default=1, help="interleaved repetitions, best kept (default 1)")
     p.add_argument("--json", default=None, help="also write the rows as JSON")
     args = p.parse_args(argv)
-    if args.chunk % 16:
-        p.error(f"--chunk must be a multiple of the micro-batch 16, got {args.chunk}")
+    if args.chunk % 16 or args.chunk_ig % 16:
+        p.error(f"--chunk and --chunk-ig must be multiples of the micro-batch 16, got {args.chunk}, {args.chunk_ig}")
 
     import distributed
 
@@ -140,10 +149,18 @@ def main(argv=None):
     model = demo_model()
     x = np.random.default_rng(0).random((max(args.n, args.n_ig), 3, 64, 64))
     wanted = set(args.methods.split(","))
-    specs = [(("gradient", "gradient", {}), args.n)] if "gradient" in wanted else []
+    specs = [(("gradient", "gradient", {}), args.n, args.chunk)] if "gradient" in wanted else []
     ig = ig_spec() if "ig50" in wanted else None
     if ig is not None:
-        specs.append((ig, args.n_ig))
+        specs.append((ig, args.n_ig, args.chunk_ig))
+    import dask
+
+    # distributed's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in its workers (and in this process's
+    # environment, hence in the local process pool's children too); glibc then maps and unmaps every
+    # large temporary, and the conv kernels cost ~1.7x the CPU.  Unset it (the README says how for
+    # `dask worker`).
+    if not args.keep_malloc_trim:
+        dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None})
     tmp = tempfile.mkdtemp(prefix="xattr-bench-batch-")
     load0 = os.getloadavg()[0]
     rows = []
@@ -154,23 +171,25 @@ def main(argv=None):
             with distributed.Client(cluster) as client:
                 client.wait_for_workers(2)
                 t_cluster = time.perf_counter() - t0
-                for spec, n in specs:
-                    rows.append(bench_method(model, x[:n], spec, args.chunk, client, tmp, args.rounds))
+                for spec, n, chunk in specs:
+                    rows.append(bench_method(model, x[:n], spec, chunk, client, tmp, args.rounds))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average "
           f"{load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end (shared with other jobs); "
-          f"cluster startup {t_cluster:.1f} s; chunk {args.chunk}, micro-batch 16, float64, 1 BLAS thread per "
-          f"process, best of {args.rounds} round(s)")
+          f"cluster startup {t_cluster:.1f} s; chunk {args.chunk} (IG {args.chunk_ig}), micro-batch 16, float64, 1 BLAS thread per "
+          f"process, best of {args.rounds} round(s), MALLOC_TRIM_THRESHOLD_ "
+          f"{'kept' if args.keep_malloc_trim else 'unset'} in the workers")
     if ig is None and "ig50" in wanted:
         print("integrated_gradients is not registered in this checkout: IG-50 skipped")
     print(f"{'method':>9} {'n':>5} | {'loop':>8} {'sync':>8} {'2 procs':>8} {'cluster':>8}  images/s | "
-          f"CPU ms/image loop, sync | bitwise | model pickle | store writes")
+          f"CPU ms/image loop, sync, cluster workers | bitwise | model pickle | store writes")
     for r in rows:
         eq = all(r[f"{s}_bitwise_equal"] for s in ("sync", "processes", "cluster"))
         print(f"{r['method']:>9} {r['n']:>5} | {r['loop_img_s']:8.2f} {r['sync_img_s']:8.2f} "
               f"{r['processes_img_s']:8.2f} {r['cluster_img_s']:8.2f}           | "
-              f"{r['loop_cpu_ms_img']:7.1f} {r['sync_cpu_ms_img']:7.1f}          | {str(eq):>7} | "
+              f"{r['loop_cpu_ms_img']:7.1f} {r['sync_cpu_ms_img']:7.1f} {r['cluster_cpu_ms_img']:7.1f}          "
+              f"         | {str(eq):>7} | "
               f"{r['model_pickle_bytes'] / 1e3:.0f} kB {r['model_pickle_s'] * 1e3:.1f} ms | "
               f"{r['map_mb']:.0f} MB in {r['store_write_s']:.2f} s")
     if args.json:

@@ -25,7 +25,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import xattr  # noqa: E402
-from xattr.cli import demo_model  # noqa: E402
+from bench_core import benchmark_cnn  # noqa: E402  (the benchmark CNN, in one place)
 from xattr.methods.path import DEFAULT_BATCH_SIZE, exact_integrated_gradients  # noqa: E402
 
 
@@ -65,7 +65,7 @@ def main(argv=None):
     p.add_argument("--skip-exact", action="store_true")
     args = p.parse_args(argv)
     print(f"load average at start: {os.getloadavg()}, cpus: {os.cpu_count()}")
-    model = demo_model(0)
+    model = benchmark_cnn(0)
     x = np.random.default_rng(0).random((16, 3, 64, 64)).astype(np.float32)
     rows = 16 * 50
     k, kc = kernels_time(model, x, rows, DEFAULT_BATCH_SIZE, args.repeat)

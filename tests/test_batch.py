@@ -131,8 +131,12 @@ def expected(data):
 @pytest.fixture(scope="module")
 def cluster():
     """One LocalCluster (2 worker processes, loopback only) shared by the module: startup is slow."""
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  dashboard_address=None, silence_logs=40) as c:
+    import dask
+
+    # as the README advises: without it glibc unmaps every large temporary in the workers (slower)
+    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}), \
+            distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                     dashboard_address=None, silence_logs=40) as c:
         with distributed.Client(c, set_as_default=False) as client:  # the job must not rely on a default client
             yield c, client
 
@@ -294,6 +298,27 @@ def test_user_metrics_are_stored_and_summarised(data, tmp_path):
     r = run(data, tmp_path, methods=["gradient"], metrics=metric, chunk=8, scheduler="sync")
     ref = np.abs(serial(model, x, "gradient")).reshape(N, -1).sum(1)
     assert r.summary["methods"]["gradient"]["abs_mass"]["mean"] == pytest.approx(ref.mean(), rel=1e-12)
+
+
+def deletion_auc(model, x, maps, target):
+    """Deletion AUC (xattr.evaluation, Petsiuk et al. 2018) of channel-summed maps, 8 steps."""
+    from xattr import evaluation as ev
+
+    return ev.deletion_curve(model, x, target, xattr.reduce_channels(maps, "sum"), n_steps=8).auc
+
+
+def test_evaluation_metric_per_image_equals_direct_call(data, tmp_path):
+    pytest.importorskip("xattr.evaluation", reason="xattr.evaluation is not in this checkout")
+    model, x = data
+    r = run(data, tmp_path, methods=["gradient"], metrics={"deletion_auc": deletion_auc}, chunk=8,
+            scheduler="processes", workers=2)
+    import zarr
+
+    got = zarr.open_group(r.store, mode="r")["stats/gradient/deletion_auc"][:]
+    ref = np.concatenate([deletion_auc(model, x[s:s + BS], serial(model, x[s:s + BS], "gradient"),
+                                       model.forward(x[s:s + BS]).argmax(1)) for s in range(0, N, BS)])
+    assert np.array_equal(got, ref)
+    assert r.summary["methods"]["gradient"]["deletion_auc"]["quantiles"]["0.5"] == pytest.approx(np.median(ref))
 
 
 # -- model identity ----------------------------------------------------------------------------

@@ -248,7 +248,8 @@ def architectures(draw):
 def test_exact_ig_completeness_and_pieces(arch, data):
     model, (c, h) = arch
     shape = (2, c, h, h)
-    x = data.draw(hnp.arrays(np.float64, shape, elements=st.floats(-1, 1, width=32)))
+    # repeated values (Hypothesis' default) make ties; distinct ones let the per-piece oracle run
+    x = data.draw(hnp.arrays(np.float64, shape, elements=st.floats(-1, 1, width=32), unique=data.draw(st.booleans())))
     zero_baseline = data.draw(st.booleans())
     x0 = np.zeros(shape) if zero_baseline else data.draw(hnp.arrays(np.float64, shape, elements=st.floats(-1, 1)))
     target = data.draw(st.integers(0, 2))
@@ -262,7 +263,16 @@ def test_exact_ig_completeness_and_pieces(arch, data):
     np.testing.assert_allclose(res.delta, gap, rtol=0, atol=1e-12 * scale.max())
     # independent piecewise oracle: the gradient (xattr.gradient, no jvp, no walk) at 1/3 and 2/3 of
     # every piece; it must be the same at both, and Σ length · gradient must give the attributions.
+    # Only for paths without (nearly) repeated values: where two pixels are equal in x and x' their conv
+    # outputs are tied along the whole path and the max-pool tie policy picks among values that
+    # round-off has made unequal, differently at different α; where they differ by δ, float64 places
+    # their switch only to ~1e-16/δ in α (the same ambiguity, scaled down).  Completeness is unaffected
+    # and is checked above for every path.
     for i in range(2):
+        pairs = np.stack([x[i].ravel(), x0[i].ravel()], axis=1)
+        gaps = np.abs(pairs[:, None, :] - pairs[None, :, :]).max(axis=2) + np.eye(len(pairs))
+        if gaps.min() < 1e-6:
+            continue
         edges = np.r_[0.0, res.breakpoints[i], 1.0]
         assert res.segments[i] == len(edges) - 1 and np.all(np.diff(edges) > 0)
         a, b = edges[:-1], edges[1:]
@@ -270,8 +280,11 @@ def test_exact_ig_completeness_and_pieces(arch, data):
         pts = lambda t: x0[i] + t.reshape(-1, 1, 1, 1) * d  # noqa: E731
         g1 = xattr.gradient(model, pts(a + (b - a) / 3), target)
         g2 = xattr.gradient(model, pts(a + 2 * (b - a) / 3), target)
-        long = (b - a) > 1e-7
-        np.testing.assert_allclose(g1[long], g2[long], rtol=1e-7, atol=1e-9)
+        # pieces short in input space are below what evaluating F at two points can resolve
+        long = (b - a) * np.abs(d).max() > 1e-7
+        # compared where it matters, on d ⊙ gradient: at near-ties of values that differ by a few ulps
+        # (pixels with |d| ~ 1e-16) the tie policy may pick different switches at the two points
+        np.testing.assert_allclose((d * g1)[long], (d * g2)[long], rtol=1e-7, atol=1e-9 * scale[i])
         oracle = d * np.tensordot(b - a, g1, axes=1)
         np.testing.assert_allclose(res.attributions[i], oracle, rtol=1e-6, atol=1e-9 * scale[i])
 

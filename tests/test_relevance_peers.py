@@ -9,8 +9,9 @@ Every remaining difference is a named choice, set equal here and documented in t
 * Zennit's Gamma is the generalised rule of Andéol et al. 2021 (for units with z < 0 it favours w⁻); xattr's
   is Montavon et al. 2019's.  Zennit's WSquare squares biases too unless ``zero_params=["bias"]``.
 * Captum's DeepLift agrees to round-off on networks without max-pool.  Through MaxPool2d Captum 0.9 breaks its
-  own summation-to-delta (a strict xfail below, cf. captum#1276); its rule is meant to be xattr's
-  ``maxpool="rescale"``, and xattr's default ``maxpool="gradient"`` (the DeepLIFT code's) differs by design.
+  own summation-to-delta (a strict xfail below, cf. captum#1276).  Where the max-pool follows a ReLU its numbers
+  equal xattr's default ``maxpool="gradient"`` (the DeepLIFT code's rule; tests/test_captum.py); where its own
+  max-pool multipliers act they match neither xattr mode (docs/peers.md), and only ``maxpool="rescale"`` is exact.
 """
 import sys
 import types
@@ -205,7 +206,7 @@ def test_deeplift_agrees_with_captum_without_maxpool():
 
 @pytest.mark.xfail(strict=True, reason=(
     "Captum 0.9's DeepLift through MaxPool2d breaks its own summation-to-delta (convergence delta ~0.3 on one "
-    "image; cf. captum#1276): xattr's maxpool='rescale' (Captum's rule, exact) conserves to round-off"))
+    "image; cf. captum#1276), while xattr's maxpool='rescale' conserves to round-off"))
 def test_deeplift_through_maxpool_agrees_with_captum():
     net = _gap_net(maxpool=True)
     gen = np.random.default_rng(7)

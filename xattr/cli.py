@@ -34,9 +34,11 @@ POINTING_TOLERANCE = 1
 #: demo under a minute).  Only the options a method's signature accepts are passed; methods that are
 #: not (yet) registered are simply never looked up.
 METHOD_OPTIONS = {
-    "integrated_gradients": {"baseline": 0.0, "steps": 32},
+    "integrated_gradients": {"baseline": 0.0, "steps": 128},  # Gauss-Legendre; the gap is reported
     "expected_gradients": {"n_samples": 16},
     "smoothgrad": {"n": 16},
+    "smoothgrad_squared": {"n": 16},
+    "vargrad": {"n": 16},
     "occlusion": {"window": 4, "stride": 2, "baseline": 0.0},
     "lime": {"n_samples": 300},
     "kernel_shap": {"n_samples": 300},
@@ -58,7 +60,7 @@ FILL_WHEN_NONE = {"rng", "baselines", "references"}
 #: how each family of maps is shown: ``(channel reduction, colormap)``.  Sensitivity maps (gradients and
 #: their guided variants) show Simonyan et al.'s ``max |.|`` over channels; attributions that sum to a
 #: score difference (gradient×input, IG, DeepLIFT, LRP, SHAP, ...) keep their sign.
-SENSITIVITY = {"gradient", "deconvnet", "guided_backprop", "guided_grad_cam", "smoothgrad"}
+SENSITIVITY = {"gradient", "deconvnet", "guided_backprop", "guided_grad_cam", "smoothgrad", "smoothgrad_squared", "vargrad"}
 
 
 def _display(name, a):

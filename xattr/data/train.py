@@ -26,7 +26,7 @@ from . import DEFAULT_SIZE, SHAPES, make_shapes
 
 #: the settings the shipped model was trained with (``python -m xattr.data.train`` without arguments).
 DEFAULTS = dict(
-    size=DEFAULT_SIZE, channels=(8, 16, 32), epochs=10, per_epoch=16000, batch=32, lr=1e-2,
+    size=DEFAULT_SIZE, channels=(8, 16, 32), epochs=12, per_epoch=16000, batch=32, lr=1e-2,
     seed=0, test_seed=12345, n_test=2000,
 )
 

@@ -186,7 +186,7 @@ def _at_switch(layer, xp, cache):
 @defrule(MaxPool2D, "rescale", "revealcancel")
 def _maxpool_deeplift(layer, g, cache, inp=None, ref=None, maxpool="gradient", threshold=DEEPLIFT_NEAR_ZERO, **_):
     """R to the input's argmax (gradient); maxpool="rescale": R Δy/Δx_a at the input's argmax a (else the reference's)
-    DeepLIFT, Shrikumar et al. 2017 (its code's MaxPoolDeepLiftMode.gradient); "rescale" as Captum, made exact"""
+    DeepLIFT, Shrikumar et al. 2017 (its code's MaxPoolDeepLiftMode.gradient); "rescale": Rescale on each window, exact"""
     if isinstance(g, tuple):
         raise ValueError(f"{layer.describe()}: DeepLIFT through max-pool takes one multiplier, got a (m⁺, m⁻) pair")
     if maxpool not in DEEPLIFT_MAXPOOL_MODES:

@@ -7,30 +7,19 @@ The network is conv3×3(3→16)-ReLU-maxpool2-conv3×3(16→32)-ReLU-maxpool2-co
 Prints the median wall time per call in milliseconds.
 """
 import argparse
-import time
+import os
+import sys
 
 import numpy as np
 
 import xattr
-from xattr.nn import Conv2D, Dense, GlobalAvgPool2D, MaxPool2D, ReLU, Sequential
 
-
-def model(rng=0):
-    g = np.random.default_rng(rng)
-    return Sequential(
-        Conv2D(3, 16, 3, padding=1, rng=g), ReLU(), MaxPool2D(2), Conv2D(16, 32, 3, padding=1, rng=g), ReLU(),
-        MaxPool2D(2), Conv2D(32, 64, 3, padding=1, rng=g), ReLU(), GlobalAvgPool2D(), Dense(64, 10, rng=g),
-    )
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_core import benchmark_cnn, median_time  # noqa: E402  (the benchmark CNN and timer, defined once)
 
 
 def median_ms(fn, repeat):
-    fn()  # warm-up
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * float(np.median(times))
+    return 1e3 * median_time(fn, repeat)[0]
 
 
 def main(argv=None):
@@ -39,7 +28,7 @@ def main(argv=None):
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--batch", type=int, default=16)
     a = p.parse_args(argv)
-    m = model()
+    m = benchmark_cnn()
     cases = {
         "gradient (for scale)": lambda x: xattr.gradient(m, x, 3),
         "deeplift rescale": lambda x: xattr.deeplift(m, x, 3),

@@ -44,17 +44,22 @@ def _zennit():
     return pytest.importorskip("zennit", reason="Zennit is an optional extra: pip install 'xattr-ref[zennit]'")
 
 
+def _random_biases(net, scale=0.2):
+    """Draw every bias from N(0, scale²) (torch's seed), so that biases take part in the comparisons."""
+    with torch.no_grad():
+        for m in net:
+            if getattr(m, "bias", None) is not None:
+                m.bias.normal_(0, scale)
+    return net
+
+
 def _net(seed=0):
     torch.manual_seed(seed)
     net = nn.Sequential(
         nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(4, 6, 3, padding=1), nn.ReLU(),
         nn.AvgPool2d(2), nn.Flatten(), nn.Linear(6 * 2 * 2, 5), nn.ReLU(), nn.Linear(5, 4),
     ).double().eval()
-    with torch.no_grad():
-        for m in net:
-            if getattr(m, "bias", None) is not None:
-                m.bias.normal_(0, 0.2)
-    return net
+    return _random_biases(net)
 
 
 def assert_agree(ours, theirs, rtol=1e-10):
@@ -179,11 +184,7 @@ def _gap_net(seed=6, maxpool=False):
         nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), *pool, nn.Conv2d(4, 6, 3, padding=1), nn.ReLU(),
         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3),
     ).double().eval()
-    with torch.no_grad():
-        for m in net:
-            if getattr(m, "bias", None) is not None:
-                m.bias.normal_(0, 0.2)
-    return net
+    return _random_biases(net)
 
 
 def _captum_deeplift(net, x, ref, target):

@@ -92,6 +92,50 @@ def test_chunked_batches_equal_one_chunk(monkeypatch):
     np.testing.assert_allclose(layer.param_grads(g, cache)["weight"], pg_full["weight"], rtol=1e-12)
 
 
+@pytest.mark.parametrize("stride", [(1, 1), (2, 1)])
+def test_chunked_batches_equal_one_chunk_in_both_layouts(monkeypatch, stride):
+    """Stride 1 takes the wide layout, other strides the per-row im2col: chunking changes neither."""
+    layer = Conv2D(3, 4, (3, 2), stride=stride, padding=(1, 2), dilation=(1, 2), rng=0)
+    x = np.random.default_rng(0).normal(size=(5, 3, 9, 8))
+    y_full, cache = layer.forward(x)
+    g = np.random.default_rng(1).normal(size=y_full.shape)
+    gx_full = layer.backward(g, cache)
+    monkeypatch.setattr(conv_mod, "IM2COL_BUDGET", 1)  # one image per chunk
+    y, cache = layer.forward(x)
+    np.testing.assert_array_equal(y, y_full)
+    np.testing.assert_array_equal(layer.backward(g, cache), gx_full)
+
+
+@given(conv_cases())
+def test_wide_layout_holds_the_per_row_columns(case):
+    """The wide im2col's column h·Wp + w is the per-row im2col's column h·Wo + w (stride 1)."""
+    layer, x = case
+    layer.stride = (1, 1)
+    xp = conv_mod.pad_nchw(x, layer.pads)
+    out_hw = layer.output_shape(x.shape)[2:]
+    rows = conv_mod.im2col(xp, layer.kernel_size, (1, 1), layer.dilation, out_hw)
+    wide = conv_mod.wide_im2col(xp, layer.kernel_size, layer.dilation, out_hw)
+    Ho, Wo = out_hw
+    Wp = xp.shape[3]
+    picked = np.concatenate([wide[:, :, h * Wp : h * Wp + Wo] for h in range(Ho)], axis=2)
+    np.testing.assert_array_equal(picked, rows)
+
+
+def test_results_never_alias_the_scratch_buffers():
+    """A later call (same thread, same workspace) must not change an earlier result."""
+    layer = Conv2D(2, 3, 3, padding=1, rng=0)
+    rng = np.random.default_rng(0)
+    x1, x2 = rng.normal(size=(2, 2, 2, 6, 6))
+    y1, c1 = layer.forward(x1)
+    g1 = layer.backward(np.ones_like(y1), c1)
+    y1_0, g1_0 = y1.copy(), g1.copy()
+    y2, c2 = layer.forward(x2)
+    layer.backward(rng.normal(size=y2.shape), c2)
+    np.testing.assert_array_equal(y1, y1_0)
+    np.testing.assert_array_equal(g1, g1_0)
+    assert y1.flags.writeable and g1.flags.writeable
+
+
 def test_same_padding_keeps_size_including_even_kernels():
     for k, d in [(3, 1), (4, 1), (3, 2), (2, 3)]:
         layer = Conv2D(1, 1, k, padding="same", dilation=d, rng=0)

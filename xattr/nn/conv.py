@@ -8,12 +8,20 @@ convolution ``R ⋆ K̂``; it is the same for the gradient, DeconvNet and guided
 The kernels loop over the ``kH * kW`` kernel offsets (never over pixels or images) and
 process the batch in chunks so that the im2col buffer stays below ``IM2COL_BUDGET`` bytes.
 Their naive loop twins are in :mod:`xattr.nn.reference`.
+
+Stride-1 layers (the common 3×3 "same" convolution) take a *wide* layout: the padded rows of each
+channel are laid end to end (``Hp·Wp`` values), so kernel offset ``(i, j)`` is one shift of that flat
+array by ``d_h·i·Wp + d_w·j`` and im2col copies runs of ``L = (Ho−1)·Wp + Wo`` values instead of rows
+of ``Wo``.  The GEMM then also computes the ``Wp − Wo`` columns that wrap around the right border;
+they are dropped by a strided view (forward) or fed zeros (backward).  At 8×8 feature maps the
+row-by-row copies cost more than the GEMM; laid end to end they cost a fraction of it.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .._conventions import check_image_batch, pair
+from ._workspace import borrow
 from .base import Cache, Layer, defjvp, default_rng, defrule, param_property
 
 #: bytes the im2col buffer may take per chunk of images.
@@ -65,15 +73,17 @@ def window_slices(i, j, out_hw, stride, dilation):
     )
 
 
-def im2col(xp, kernel, stride, dilation, out_hw):
+def im2col(xp, kernel, stride, dilation, out_hw, out=None):
     """``(N, C, Hp, Wp)`` -> ``(N, kH*kW*C, Ho*Wo)``, rows ordered ``(i, j, c)`` like :func:`weight_matrix`.
 
     Offset-major rows make each offset's block ``cols[:, i, j]`` contiguous per image, which
-    keeps both this copy and the scatter of :func:`col2im` cache-friendly.
+    keeps both this copy and the scatter of :func:`col2im` cache-friendly.  ``out``: a C-contiguous
+    buffer of ``N*kH*kW*C*Ho*Wo`` values of ``xp``'s dtype to fill (default: a new array).
     """
     N, C = xp.shape[:2]
     kh, kw = kernel
-    cols = np.empty((N, kh, kw, C) + tuple(out_hw), dtype=xp.dtype)
+    shape = (N, kh, kw, C) + tuple(out_hw)
+    cols = np.empty(shape, dtype=xp.dtype) if out is None else out.reshape(shape)
     for i in range(kh):
         for j in range(kw):
             cols[:, i, j] = xp[(slice(None), slice(None)) + window_slices(i, j, out_hw, stride, dilation)]
@@ -90,6 +100,69 @@ def col2im(cols, padded_shape, kernel, stride, dilation, out_hw):
         for j in range(kw):
             xp[(slice(None), slice(None)) + window_slices(i, j, out_hw, stride, dilation)] += cols[:, i, j]
     return xp
+
+
+def wide_length(padded_hw, out_hw):
+    """``L = (Ho − 1)·Wp + Wo``: flat positions from the first to the last output pixel in the wide layout."""
+    return (out_hw[0] - 1) * padded_hw[1] + out_hw[1]
+
+
+def wide_offsets(kernel, dilation, padded_hw):
+    """Flat shift ``d_h·i·Wp + d_w·j`` of every kernel offset ``(i, j)``, row-major (im2col's row order)."""
+    (kh, kw), (dh, dw), Wp = kernel, dilation, padded_hw[1]
+    return [dh * i * Wp + dw * j for i in range(kh) for j in range(kw)]
+
+
+def wide_im2col(xp, kernel, dilation, out_hw, out=None):
+    """Stride 1: ``(N, C, Hp, Wp)`` -> ``(N, kH*kW*C, L)`` in the wide layout, rows ordered ``(i, j, c)``.
+
+    Column ``h·Wp + w`` holds output pixel ``(h, w)`` for ``w < Wo``; the others wrap around the border.
+    ``out``: as :func:`im2col`'s.
+    """
+    N, C, Hp, Wp = xp.shape
+    L = wide_length((Hp, Wp), out_hw)
+    flat = xp.reshape(N, C, Hp * Wp)
+    offs = wide_offsets(kernel, dilation, (Hp, Wp))
+    shape = (N, len(offs), C, L)
+    cols = np.empty(shape, dtype=xp.dtype) if out is None else out.reshape(shape)
+    for k, off in enumerate(offs):
+        cols[:, k] = flat[:, :, off : off + L]
+    return cols.reshape(N, len(offs) * C, L)
+
+
+def wide_to_image(yw, out_hw, Wp):
+    """View ``(N, O, L)`` wide columns as the ``(N, O, Ho, Wo)`` image (no copy; drops the wrapped columns)."""
+    N, O = yw.shape[:2]
+    s = yw.strides
+    return np.lib.stride_tricks.as_strided(yw, (N, O) + tuple(out_hw), (s[0], s[1], Wp * s[2], s[2]), writeable=False)
+
+
+def image_to_wide(g, Wp, out=None):
+    """``(N, O, Ho, Wo)`` -> ``(N, O, L)`` wide columns, zeros in the wrapped ones (so they add nothing).
+
+    ``out``: a buffer of ``N*O*Ho*Wp`` values to fill (default: a new array).
+    """
+    N, O, Ho, Wo = g.shape
+    gw = np.empty((N, O, Ho * Wp), dtype=g.dtype) if out is None else out.reshape(N, O, Ho * Wp)
+    g4 = gw.reshape(N, O, Ho, Wp)
+    g4[:, :, :, :Wo] = g
+    g4[:, :, :, Wo:] = 0
+    return gw[:, :, : wide_length((Ho, Wp), (Ho, Wo))]
+
+
+def wide_col2im(cols, padded_shape, kernel, dilation, out_hw):
+    """Adjoint of :func:`wide_im2col`: scatter-add ``(N, kH*kW*C, L)`` into a zero ``padded_shape`` array."""
+    N, C, Hp, Wp = padded_shape
+    L = wide_length((Hp, Wp), out_hw)
+    offs = wide_offsets(kernel, dilation, (Hp, Wp))
+    cols = cols.reshape(N, len(offs), C, L)
+    flat = np.empty((N, C, Hp * Wp), dtype=cols.dtype)
+    # offset 0 covers [0, L): assigned, not added to zeros; the tail is zeroed (one pass saved)
+    flat[:, :, :L] = cols[:, 0]
+    flat[:, :, L:] = 0
+    for k, off in enumerate(offs[1:], start=1):
+        flat[:, :, off : off + L] += cols[:, k]
+    return flat.reshape(padded_shape)
 
 
 def weight_matrix(weight, dtype):
@@ -176,35 +249,74 @@ class Conv2D(Layer):
         x = check_image_batch(x, f"input of {self.describe()}", channels=self.in_channels)
         out_hw = self.output_shape(x.shape)[2:]
         xp = pad_nchw(x, self.pads)
-        y = self.correlate(xp, out_hw)
-        if self.bias is not None:
-            y += self.bias.astype(x.dtype, copy=False)[:, None, None]
+        y = self.correlate(xp, out_hw, bias=self.bias)
         return y, Cache(xp=xp, in_shape=x.shape, out_hw=out_hw)
 
-    def correlate(self, xp, out_hw):
-        """The linear part ``W ⋆ xp`` of the layer on a padded input; ``(N, O, Ho, Wo)``, no bias."""
+    def _wide(self):
+        """Stride 1 takes the wide layout (module docstring); other strides the per-row im2col."""
+        return self.stride == (1, 1)
+
+    def correlate(self, xp, out_hw, bias=None):
+        """``W ⋆ xp (+ bias)`` on a padded input ``(N, I, Hp, Wp)``; ``(N, O, Ho, Wo)``.
+
+        The result may be a strided view into the GEMM's output (stride-1 layers): read it, don't
+        rely on it being contiguous.
+        """
         w2 = weight_matrix(self.weight, xp.dtype)
-        K, P = w2.shape[1], out_hw[0] * out_hw[1]
-        chunks = batch_chunks(xp.shape[0], K * P * xp.itemsize)
+        b = None if bias is None else bias.astype(xp.dtype, copy=False)[:, None]
+        wide = self._wide()
+        P = wide_length(xp.shape[2:], out_hw) if wide else out_hw[0] * out_hw[1]
+
+        def part(xc):
+            n, K = xc.shape[0], w2.shape[1]
+            # scratch from the workspace: fresh memory costs page faults on every chunk (_workspace.py)
+            buf = borrow("conv.cols", (n * K * P,), xp.dtype)
+            if wide:
+                cols = wide_im2col(xc, self.kernel_size, self.dilation, out_hw, out=buf)
+                y = np.matmul(w2, cols, out=borrow("conv.wide", (n, self.out_channels, P), xp.dtype))
+            else:
+                cols = im2col(xc, self.kernel_size, self.stride, self.dilation, out_hw, out=buf)
+                y = np.matmul(w2, cols)  # (n, O, P), returned: a new array
+            if b is not None:
+                y += b
+            if wide:  # the borrowed wide columns never escape: copy the image out
+                return wide_to_image(y, out_hw, xp.shape[3]).copy()
+            return y.reshape((-1, self.out_channels) + tuple(out_hw))
+
+        chunks = batch_chunks(xp.shape[0], w2.shape[1] * P * xp.itemsize)
         if len(chunks) == 1:  # one chunk: the GEMM's output is the result (no copy into y)
-            cols = im2col(xp, self.kernel_size, self.stride, self.dilation, out_hw)
-            return np.matmul(w2, cols).reshape((-1, self.out_channels) + tuple(out_hw))
+            return part(xp)
         y = np.empty((xp.shape[0], self.out_channels) + tuple(out_hw), dtype=xp.dtype)
         for sl in chunks:
-            cols = im2col(xp[sl], self.kernel_size, self.stride, self.dilation, out_hw)
-            # no out=: numpy's stacked matmul with out= can leave BLAS (200x slower seen here)
-            y[sl] = np.matmul(w2, cols).reshape((-1, self.out_channels) + tuple(out_hw))
+            y[sl] = part(xp[sl])
         return y
 
     def input_grad(self, g, cache):
-        """Transposed convolution of ``g`` ``(N, O, Ho, Wo)`` -> ``(N, I, H, W)``."""
+        """Transposed convolution of ``g`` ``(N, O, Ho, Wo)`` -> ``(N, I, H, W)`` (may be a view)."""
         N = g.shape[0]
-        P = cache.out_hw[0] * cache.out_hw[1]
         w2t = weight_matrix(self.weight, g.dtype).T
-        gx = np.empty(cache.xp.shape, dtype=g.dtype)
-        g3 = g.reshape(N, self.out_channels, P)
-        for sl in batch_chunks(N, w2t.shape[0] * P * g.itemsize):
-            gx[sl] = col2im(w2t @ g3[sl], gx[sl].shape, self.kernel_size, self.stride, self.dilation, cache.out_hw)
+        padded = cache.xp.shape
+        if self._wide():
+            g3 = image_to_wide(g, padded[3], out=borrow("conv.wide", (g.size // g.shape[3] * padded[3],), g.dtype))
+            scatter = wide_col2im
+            args = (self.kernel_size, self.dilation, cache.out_hw)
+        else:
+            g3 = g.reshape(N, self.out_channels, -1)
+            scatter = col2im
+            args = (self.kernel_size, self.stride, self.dilation, cache.out_hw)
+
+        def part(sl):
+            n = len(range(*sl.indices(N)))
+            cols = np.matmul(w2t, g3[sl], out=borrow("conv.cols", (n, w2t.shape[0], g3.shape[2]), g.dtype))
+            return scatter(cols, (n,) + padded[1:], *args)
+
+        chunks = batch_chunks(N, w2t.shape[0] * g3.shape[2] * g.itemsize)
+        if len(chunks) == 1:
+            gx = part(chunks[0])
+        else:
+            gx = np.empty(padded, dtype=g.dtype)
+            for sl in chunks:
+                gx[sl] = part(sl)
         return unpad(gx, self.pads)
 
     def param_grads(self, g, cache):

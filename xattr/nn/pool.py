@@ -71,19 +71,18 @@ class MaxPool2D(_Pool2D):
         xp = pad_nchw(x, self.pads, value=-np.inf)
         offsets = self._offsets()
         views = [self._window(xp, i, j, out_hw) for i, j in offsets]
+        # One scan in window order with a strict '>': the switch is the first offset holding the
+        # max ("first").  The switch only ever moves to a later offset k, so max(switch, k·[v > best])
+        # updates it without a select (np.copyto(where=) is ~10x slower on random masks); -inf
+        # padding never beats a window that holds an input.
         best = views[0].copy()
-        for v in views[1:]:
-            np.maximum(best, v, out=best)
-        # switch = the first offset k (window order) with v_k == max ("first"); -inf padding never
-        # equals the max of a window that holds an input.  Bool/uint8 arithmetic, not np.copyto(where=),
-        # which is ~10x slower on random masks.
         switch = np.zeros(best.shape, dtype=np.uint8 if len(offsets) < 256 else np.intp)
-        taken = views[0] == best
+        gt, step = np.empty(best.shape, dtype=bool), np.empty_like(switch)
         for k, v in enumerate(views[1:], start=1):
-            hit = v == best
-            hit &= ~taken
-            switch += hit * switch.dtype.type(k)
-            taken |= hit
+            np.greater(v, best, out=gt)
+            np.maximum(best, v, out=best)
+            np.multiply(gt, switch.dtype.type(k), out=step)
+            np.maximum(switch, step, out=switch)
         return best, Cache(switch=switch, padded_shape=xp.shape, out_hw=out_hw, in_shape=x.shape)
 
     def route(self, g, cache):
@@ -98,12 +97,14 @@ class MaxPool2D(_Pool2D):
         # do not overlap each position is written once, else added.  + 0 makes the -0.0 of g < 0 at
         # non-switch positions +0.0, so the result is np.where's bit for bit.
         disjoint = all(s >= k for s, k in zip(self.stride, self.kernel_size))
+        hit = np.empty(cache.switch.shape, dtype=bool)
         for k, (i, j) in enumerate(self._offsets()):
             sl = (slice(None), slice(None)) + window_slices(i, j, cache.out_hw, self.stride, (1, 1))
+            np.equal(cache.switch, k, out=hit)
             if disjoint:
-                np.multiply(g, cache.switch == k, out=gx[sl])
+                np.multiply(g, hit, out=gx[sl])
             else:
-                gx[sl] += g * (cache.switch == k)
+                gx[sl] += g * hit
         gx += 0
         return unpad(gx, self.pads)
 

@@ -626,3 +626,53 @@ def test_exact_ig_does_not_depend_on_the_chunking():
     b = exact_integrated_gradients(model, x, 1, batch_size=3)
     np.testing.assert_array_equal(a.segments, b.segments)
     np.testing.assert_allclose(a.attributions, b.attributions, rtol=1e-12, atol=1e-15)
+
+
+# -- the affine head (path points at the first layer's output) -----------------------------------
+class Opaque:
+    """The same model behind the bare protocol: IG cannot see its first layer, so takes no shortcut."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def forward(self, x):
+        return self.model.forward(x)
+
+    def vjp(self, x, g, rule="gradient", **options):
+        return self.model.vjp(x, g, rule, **options)
+
+
+@pytest.mark.parametrize("quadrature", ["gausslegendre", "riemann_trapezoid"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_affine_head_shortcut_equals_the_plain_sum(quadrature, dtype):
+    """Σ_k w_k Lᵀ g_k = Lᵀ Σ_k w_k g_k and h(x' + α d) = h(x') + α L d: the same IG up to round-off."""
+    model = small_cnn(21)
+    rng = np.random.default_rng(21)
+    x, x0 = rng.random((3, 2, 8, 8)).astype(dtype), rng.random((3, 2, 8, 8)).astype(dtype)
+    fast = integrated_gradients(model, x, [0, 1, 2], baseline=x0, steps=20, quadrature=quadrature, batch_size=7)
+    plain = integrated_gradients(Opaque(model), x, [0, 1, 2], baseline=x0, steps=20, quadrature=quadrature, batch_size=7)
+    assert fast.dtype == dtype
+    tol = 1e-12 if dtype == np.float64 else 2e-5
+    np.testing.assert_allclose(fast, plain, rtol=tol, atol=tol * np.abs(plain).max())
+
+
+def test_affine_head_of_a_dense_model_and_its_completeness():
+    g = np.random.default_rng(22)
+    model = Sequential(Dense(6, 5, rng=g), ReLU(), Dense(5, 3, rng=g))
+    randomize_biases(model, g)
+    x = g.normal(size=(4, 6))
+    fast, delta = integrated_gradients(model, x, 2, steps=64, return_delta=True)
+    np.testing.assert_allclose(fast, integrated_gradients(Opaque(model), x, 2, steps=64), rtol=1e-12, atol=1e-14)
+    exact = integrated_gradients(model, x, 2, quadrature="exact")
+    np.testing.assert_allclose(fast, exact, atol=0.05 * np.abs(exact).max())  # quadrature error only
+
+
+def test_run_sums_and_segment_sums_agree(monkeypatch):
+    """Chunks with few images sum per run; chunks with many use gathers and reduceat: same numbers."""
+    import xattr.methods.path as path_mod
+
+    model = small_cnn(23)
+    x = np.random.default_rng(23).random((5, 2, 8, 8))
+    runs = integrated_gradients(model, x, 1, steps=4, batch_size=9)
+    monkeypatch.setattr(path_mod, "MAX_RUNS", 0)
+    np.testing.assert_allclose(integrated_gradients(model, x, 1, steps=4, batch_size=9), runs, rtol=1e-13, atol=1e-15)

@@ -27,6 +27,10 @@ ignored).  xattr uses ``n=50`` samples (the paper's).
 Randomness and batching.  The noise is ``σ_i · z`` with ``z = rng.standard_normal((N, n) + x.shape[1:])``
 in C order, drawn chunk by chunk in that order, so the result does not depend on ``batch_size``
 (at most ``batch_size`` noisy images go into one call of the method).  Same seed, same bits.
+
+SmoothGrad proper (``method=xattr.gradient``, ``variant="mean"``) on a Sequential that starts with an
+affine layer ``h = L x + b`` averages ``∂F/∂h`` and applies ``Lᵀ`` once per image at the end:
+``(1/n) Σ_s Lᵀ ∂F/∂h (x + ε_s) = Lᵀ (1/n) Σ_s ∂F/∂h (x + ε_s)`` (see :func:`xattr.methods.path._affine_head`).
 """
 from __future__ import annotations
 
@@ -36,7 +40,8 @@ import numpy as np
 
 from .._conventions import as_float_array, as_rng
 from ..model import check_model
-from .path import DEFAULT_BATCH_SIZE, _check_batch_size, _resolve_target, _rows_target
+from .gradient import gradient
+from .path import DEFAULT_BATCH_SIZE, _affine_head, _check_batch_size, _resolve_target, _rows_target, _runs, _scores_and_grads
 
 VARIANTS = ("mean", "squared", "vargrad")
 SIGMA_KINDS = ("range", "absolute")
@@ -123,6 +128,8 @@ def smoothgrad(
     N, n = x.shape[0], int(n)
     img = np.repeat(np.arange(N), n)
     bshape = (-1,) + (1,) * (x.ndim - 1)
+    # SmoothGrad proper behind an affine first layer: average ∂F/∂h, apply Lᵀ once (module docstring)
+    head = _affine_head(model) if fn is gradient and variant == "mean" and not method_options else None
     # running per-image mean and sum of squared deviations (Chan et al.'s pairwise update), float64
     count, mean, m2 = np.zeros(N), None, None
     for lo in range(0, N * n, batch_size):
@@ -130,16 +137,20 @@ def smoothgrad(
         ii = img[sl]
         z = rng.standard_normal((sl.stop - sl.start,) + x.shape[1:])
         noisy = (x[ii] + (scale[ii].reshape(bshape) * z)).astype(x.dtype, copy=False)
-        a = np.asarray(fn(model, noisy, _rows_target(tgt, ii), **method_options), dtype=np.float64)
+        if head is None:
+            a = np.asarray(fn(model, noisy, _rows_target(tgt, ii), **method_options))
+        else:
+            a = _scores_and_grads(model, head.forward(noisy)[0], _rows_target(tgt, ii), np.ones(len(ii)), start=1)[1]
         if a.shape[0] != len(ii):
             raise ValueError(f"method returned {a.shape[0]} maps for a batch of {len(ii)} images")
         if variant == "squared":
-            a = a * a
+            a = np.asarray(a, dtype=np.float64) ** 2
         if mean is None:
             mean, m2 = np.zeros((N,) + a.shape[1:]), np.zeros((N,) + a.shape[1:])
-        for i in np.unique(ii):  # at most a few images per chunk: a loop over groups, not samples
-            block = a[ii == i]
-            nb, mb = len(block), block.mean(axis=0)
+        runs = _runs(ii)  # rows come in runs per image: views, not masked copies
+        for i, rows in runs if runs is not None else ((i, ii == i) for i in np.unique(ii)):
+            block = a[rows]
+            nb, mb = len(block), block.mean(axis=0, dtype=np.float64)
             delta = mb - mean[i]
             tot = count[i] + nb
             mean[i] += delta * (nb / tot)
@@ -147,6 +158,8 @@ def smoothgrad(
                 m2[i] += ((block - mb) ** 2).sum(axis=0) + delta**2 * (count[i] * nb / tot)
             count[i] = tot
     out = m2 / n if variant == "vargrad" else mean
+    if head is not None:
+        out = head.backward(out, head.forward(x)[1], "gradient")  # Lᵀ of the mean, in float64
     return out.astype(x.dtype, copy=False)
 
 

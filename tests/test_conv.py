@@ -117,7 +117,7 @@ def test_wide_layout_holds_the_per_row_columns(case):
     wide = conv_mod.wide_im2col(xp, layer.kernel_size, layer.dilation, out_hw)
     Ho, Wo = out_hw
     Wp = xp.shape[3]
-    picked = np.concatenate([wide[:, :, h * Wp : h * Wp + Wo] for h in range(Ho)], axis=2)
+    picked = np.concatenate([wide[:, :, h * Wp : h * Wp + Wo] for h in range(Ho)], axis=2).transpose(1, 0, 2)
     np.testing.assert_array_equal(picked, rows)
 
 

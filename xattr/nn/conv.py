@@ -114,27 +114,29 @@ def wide_offsets(kernel, dilation, padded_hw):
 
 
 def wide_im2col(xp, kernel, dilation, out_hw, out=None):
-    """Stride 1: ``(N, C, Hp, Wp)`` -> ``(N, kH*kW*C, L)`` in the wide layout, rows ordered ``(i, j, c)``.
+    """Stride 1: ``(N, C, Hp, Wp)`` -> ``(kH*kW*C, N, L)`` in the wide layout, rows ordered ``(i, j, c)``.
 
-    Column ``h·Wp + w`` holds output pixel ``(h, w)`` for ``w < Wo``; the others wrap around the border.
+    Column ``h·Wp + w`` of image ``n`` holds output pixel ``(h, w)`` for ``w < Wo``; the others wrap
+    around the border.  Images side by side make the forward one GEMM per layer,
+    ``(O, K) @ (K, N·L)``, rather than N small ones (which also keeps a second BLAS thread busy).
     ``out``: as :func:`im2col`'s.
     """
     N, C, Hp, Wp = xp.shape
     L = wide_length((Hp, Wp), out_hw)
     flat = xp.reshape(N, C, Hp * Wp)
     offs = wide_offsets(kernel, dilation, (Hp, Wp))
-    shape = (N, len(offs), C, L)
+    shape = (len(offs), C, N, L)
     cols = np.empty(shape, dtype=xp.dtype) if out is None else out.reshape(shape)
     for k, off in enumerate(offs):
-        cols[:, k] = flat[:, :, off : off + L]
-    return cols.reshape(N, len(offs) * C, L)
+        cols[k] = flat[:, :, off : off + L].transpose(1, 0, 2)
+    return cols.reshape(len(offs) * C, N, L)
 
 
 def wide_to_image(yw, out_hw, Wp):
-    """View ``(N, O, L)`` wide columns as the ``(N, O, Ho, Wo)`` image (no copy; drops the wrapped columns)."""
-    N, O = yw.shape[:2]
+    """View ``(O, N, L)`` wide columns as the ``(N, O, Ho, Wo)`` images (no copy; drops the wrapped columns)."""
+    O, N = yw.shape[:2]
     s = yw.strides
-    return np.lib.stride_tricks.as_strided(yw, (N, O) + tuple(out_hw), (s[0], s[1], Wp * s[2], s[2]), writeable=False)
+    return np.lib.stride_tricks.as_strided(yw, (N, O) + tuple(out_hw), (s[1], s[0], Wp * s[2], s[2]), writeable=False)
 
 
 def image_to_wide(g, Wp, out=None):
@@ -151,7 +153,11 @@ def image_to_wide(g, Wp, out=None):
 
 
 def wide_col2im(cols, padded_shape, kernel, dilation, out_hw):
-    """Adjoint of :func:`wide_im2col`: scatter-add ``(N, kH*kW*C, L)`` into a zero ``padded_shape`` array."""
+    """Scatter-add ``(N, kH*kW*C, L)`` wide columns (image-major, as ``Wᵀ @ image_to_wide(g)`` gives them)
+    into a zero ``padded_shape`` array: the adjoint of :func:`wide_im2col` up to the images' order.
+
+    The backward keeps one GEMM per image: measured here, the image-major scatter beats the transposed
+    reads one large GEMM would need (the forward is the other way round; benchmarks/bench_core.py)."""
     N, C, Hp, Wp = padded_shape
     L = wide_length((Hp, Wp), out_hw)
     offs = wide_offsets(kernel, dilation, (Hp, Wp))
@@ -272,15 +278,15 @@ class Conv2D(Layer):
             # scratch from the workspace: fresh memory costs page faults on every chunk (_workspace.py)
             buf = borrow("conv.cols", (n * K * P,), xp.dtype)
             if wide:
-                cols = wide_im2col(xc, self.kernel_size, self.dilation, out_hw, out=buf)
-                y = np.matmul(w2, cols, out=borrow("conv.wide", (n, self.out_channels, P), xp.dtype))
+                cols = wide_im2col(xc, self.kernel_size, self.dilation, out_hw, out=buf).reshape(K, n * P)
+                y = np.matmul(w2, cols, out=borrow("conv.wide", (self.out_channels, n * P), xp.dtype))
             else:
                 cols = im2col(xc, self.kernel_size, self.stride, self.dilation, out_hw, out=buf)
                 y = np.matmul(w2, cols)  # (n, O, P), returned: a new array
             if b is not None:
                 y += b
-            if wide:  # the borrowed wide columns never escape: copy the image out
-                return wide_to_image(y, out_hw, xp.shape[3]).copy()
+            if wide:  # the borrowed wide columns never escape: copy the images out
+                return wide_to_image(y.reshape(self.out_channels, n, P), out_hw, xp.shape[3]).copy()
             return y.reshape((-1, self.out_channels) + tuple(out_hw))
 
         chunks = batch_chunks(xp.shape[0], w2.shape[1] * P * xp.itemsize)

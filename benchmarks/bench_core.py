@@ -7,6 +7,10 @@ input 64x64, batch 16, float32 and float64.  The GEMM rate is numpy's matmul of 
 2048x2048 matrices, measured in the same run.  Achieved GFLOP/s counts the convolutions'
 multiply-adds (2 flops each): forward = sum over convs of 2*N*O*Ho*Wo*C*kH*kW; backward
 (input gradient, what attribution needs) the same again.  Times are medians.
+
+Two shares per row: the whole model's time charged to the convolutions' flops (a lower bound: ReLU,
+pooling and the head run single-threaded in NumPy and count as conv time), and the conv layers alone
+(each Conv2D's forward, and forward + input gradient, timed on the input it sees in the model).
 """
 from __future__ import annotations
 
@@ -57,6 +61,19 @@ def gemm_rate(dtype, n=2048, repeat=5):
     return 2 * n**3 / t / 1e9
 
 
+def conv_layer_times(model, x, repeat):
+    """Summed medians over the Conv2D layers of ``(forward, forward + input gradient)`` seconds."""
+    h, t_f, t_b = x, 0.0, 0.0
+    for layer in model:
+        if isinstance(layer, Conv2D):
+            y, cache = layer.forward(h)
+            g = np.ones_like(y)
+            t_f += median_time(lambda: layer.forward(h), repeat)[0]
+            t_b += median_time(lambda: layer.input_grad(g, cache), repeat)[0]
+        h = layer(h)
+    return t_f, t_f + t_b
+
+
 def run(repeat=20, batch=16, size=64):
     model = benchmark_cnn()
     rows = []
@@ -67,6 +84,7 @@ def run(repeat=20, batch=16, size=64):
         seed[:, 0] = 1
         t_f = median_time(lambda: model.forward(x), repeat)
         t_fb = median_time(lambda: model.vjp(x, seed), repeat)
+        c_f, c_fb = conv_layer_times(model, x, repeat)
         peak = gemm_rate(dtype)
         rows.append({
             "dtype": np.dtype(dtype).name, "batch": batch, "size": size,
@@ -75,10 +93,14 @@ def run(repeat=20, batch=16, size=64):
             "forward_gflops": fl / t_f[0] / 1e9,
             "fwd_bwd_ms": 1e3 * t_fb[0], "fwd_bwd_ms_min_max": [1e3 * t_fb[1], 1e3 * t_fb[2]],
             "fwd_bwd_gflops": 2 * fl / t_fb[0] / 1e9,
+            "conv_forward_ms": 1e3 * c_f, "conv_forward_gflops": fl / c_f / 1e9,
+            "conv_fwd_bwd_ms": 1e3 * c_fb, "conv_fwd_bwd_gflops": 2 * fl / c_fb / 1e9,
         })
         r = rows[-1]
         r["forward_share_of_gemm"] = r["forward_gflops"] / peak
         r["fwd_bwd_share_of_gemm"] = r["fwd_bwd_gflops"] / peak
+        r["conv_forward_share_of_gemm"] = r["conv_forward_gflops"] / peak
+        r["conv_fwd_bwd_share_of_gemm"] = r["conv_fwd_bwd_gflops"] / peak
     return rows
 
 
@@ -91,12 +113,16 @@ def main(argv=None):
     args = ap.parse_args(argv)
     rows = run(args.repeat, args.batch, args.size)
     print(f"machine: {platform.machine()}, {platform.processor() or '?'}; numpy {np.__version__}")
-    print(f"{'dtype':8} {'GEMM GF/s':>9} {'fwd ms':>8} {'fwd GF/s':>8} {'fwd %':>6} {'f+b ms':>8} {'f+b GF/s':>8} {'f+b %':>6}")
+    print(f"{'':18} {'':9} {'--- whole model (lower bound) ---':^42} {'--- conv layers alone ---':^30}")
+    print(f"{'dtype':8} {'GEMM GF/s':>9} {'fwd ms':>8} {'fwd GF/s':>8} {'fwd %':>6} {'f+b ms':>8} {'f+b GF/s':>8} {'f+b %':>6}"
+          f" {'fwd ms':>8} {'fwd %':>6} {'f+b ms':>8} {'f+b %':>6}")
     for r in rows:
         print(
             f"{r['dtype']:8} {r['gemm_gflops']:9.1f} {r['forward_ms']:8.2f} {r['forward_gflops']:8.1f} "
             f"{100 * r['forward_share_of_gemm']:5.1f}% {r['fwd_bwd_ms']:8.2f} {r['fwd_bwd_gflops']:8.1f} "
-            f"{100 * r['fwd_bwd_share_of_gemm']:5.1f}%"
+            f"{100 * r['fwd_bwd_share_of_gemm']:5.1f}% {r['conv_forward_ms']:8.2f} "
+            f"{100 * r['conv_forward_share_of_gemm']:5.1f}% {r['conv_fwd_bwd_ms']:8.2f} "
+            f"{100 * r['conv_fwd_bwd_share_of_gemm']:5.1f}%"
         )
     if args.json:
         with open(args.json, "w") as fh:

@@ -305,7 +305,7 @@ def ratio_table(rows):
 
 
 def core_rates(configs, dtypes, repeat):
-    """Conv layers' GFLOP/s (forward, forward+backward) against the GEMM rate (bench_core)."""
+    """Conv layers' GFLOP/s (forward, forward+backward; alone and as the whole model) against the GEMM rate (bench_core)."""
     out = []
     for size, batch in configs:
         if size < 64:
@@ -320,10 +320,14 @@ def print_tables(rows, core, meta):
     print(ratio_table(rows))
     if core:
         print()
-        print("| conv layers | GEMM GFLOP/s | forward GFLOP/s (share) | fwd+bwd GFLOP/s (share) |")
-        print("|---|---:|---:|---:|")
+        print("| model | GEMM GFLOP/s | conv layers: forward GFLOP/s (share) | conv layers: fwd+bwd (share) "
+              "| whole model as conv: forward (share) | whole model: fwd+bwd (share) |")
+        print("|---|---:|---:|---:|---:|---:|")
         for r in core:
-            print(f"| {r['size']}×{r['size']} b{r['batch']} {r['dtype']} | {r['gemm_gflops']:.1f} | "
+            conv = "" if "conv_forward_gflops" not in r else (  # runs saved before bench_core timed the layers
+                f"{r['conv_forward_gflops']:.1f} ({100 * r['conv_forward_share_of_gemm']:.0f}%) | "
+                f"{r['conv_fwd_bwd_gflops']:.1f} ({100 * r['conv_fwd_bwd_share_of_gemm']:.0f}%)")
+            print(f"| {r['size']}×{r['size']} b{r['batch']} {r['dtype']} | {r['gemm_gflops']:.1f} | {conv or ' | '} | "
                   f"{r['forward_gflops']:.1f} ({100 * r['forward_share_of_gemm']:.0f}%) | "
                   f"{r['fwd_bwd_gflops']:.1f} ({100 * r['fwd_bwd_share_of_gemm']:.0f}%) |")
     print(f"\nload average before {meta['load_average_before']}, after {meta['load_average_after']}")

@@ -14,7 +14,9 @@ channel are laid end to end (``Hp·Wp`` values), so kernel offset ``(i, j)`` is 
 array by ``d_h·i·Wp + d_w·j`` and im2col copies runs of ``L = (Ho−1)·Wp + Wo`` values instead of rows
 of ``Wo``.  The GEMM then also computes the ``Wp − Wo`` columns that wrap around the right border;
 they are dropped by a strided view (forward) or fed zeros (backward).  At 8×8 feature maps the
-row-by-row copies cost more than the GEMM; laid end to end they cost a fraction of it.
+row-by-row copies cost more than the GEMM; laid end to end they cost a fraction of it.  The forward
+puts a chunk's images side by side, ``(K, N·L)``, so that each layer is one GEMM.  Scratch (columns,
+wide outputs and gradients) is borrowed from :mod:`xattr.nn._workspace` and never returned.
 """
 from __future__ import annotations
 
@@ -263,10 +265,10 @@ class Conv2D(Layer):
         return self.stride == (1, 1)
 
     def correlate(self, xp, out_hw, bias=None):
-        """``W ⋆ xp (+ bias)`` on a padded input ``(N, I, Hp, Wp)``; ``(N, O, Ho, Wo)``.
+        """``W ⋆ xp (+ bias)`` on a padded input ``(N, I, Hp, Wp)``; a new ``(N, O, Ho, Wo)`` array.
 
-        The result may be a strided view into the GEMM's output (stride-1 layers): read it, don't
-        rely on it being contiguous.
+        Stride 1: one GEMM per chunk on the wide columns (:func:`wide_im2col`), the images copied
+        out of them; other strides: one GEMM per image on the per-row columns (:func:`im2col`).
         """
         w2 = weight_matrix(self.weight, xp.dtype)
         b = None if bias is None else bias.astype(xp.dtype, copy=False)[:, None]

@@ -147,3 +147,28 @@ def test_bad_input():
         smoothgrad("smoothest", model, x, 0, rng=0)
     with pytest.raises(ValueError, match="x must be finite"):
         smoothgrad(xattr.gradient, model, np.full((1, 2, 6, 6), np.nan), 0, rng=0)
+
+
+class Opaque:
+    """The same model behind the bare protocol: SmoothGrad cannot see its first layer."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def forward(self, x):
+        return self.model.forward(x)
+
+    def vjp(self, x, g, rule="gradient", **options):
+        return self.model.vjp(x, g, rule, **options)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_mean_of_gradients_behind_an_affine_head_equals_the_plain_mean(dtype):
+    """(1/n) Σ_s Lᵀ ∂F/∂h = Lᵀ (1/n) Σ_s ∂F/∂h: the shortcut gives the same map (same noise)."""
+    model = cnn(9)
+    x = np.random.default_rng(9).random((3, 2, 6, 6)).astype(dtype)
+    fast = smoothgrad(xattr.gradient, model, x, [0, 1, 2], n=12, rng=4, batch_size=5)
+    plain = smoothgrad(xattr.gradient, Opaque(model), x, [0, 1, 2], n=12, rng=4, batch_size=5)
+    assert fast.dtype == dtype
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(fast, plain, rtol=tol, atol=tol * np.abs(plain).max())

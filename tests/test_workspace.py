@@ -20,6 +20,17 @@ def test_borrow_reuses_and_grows_one_buffer_per_tag():
     assert _workspace.held_bytes() == 0
 
 
+def test_large_requests_are_not_kept(monkeypatch):
+    _workspace.release()
+    monkeypatch.setattr(_workspace, "MAX_KEPT_BYTES", 1000)
+    a = _workspace.borrow("t", (200,), np.float64)  # 1600 bytes
+    b = _workspace.borrow("t", (200,), np.float64)
+    assert not np.shares_memory(a, b) and _workspace.held_bytes() == 0
+    c = _workspace.borrow("t", (100,), np.float64)  # 800 bytes: kept
+    assert _workspace.held_bytes() == 800 and np.shares_memory(c, _workspace.borrow("t", (10,), np.float64))
+    _workspace.release()
+
+
 def test_threads_have_their_own_buffers_and_results():
     """Layers shared by threads (dask's threaded scheduler) give each thread the serial result."""
     layer = Conv2D(3, 8, 3, padding=1, rng=0)

@@ -9,8 +9,9 @@ block), so every chunk faulted its buffers in again: ~100 MB of 4 KiB page fault
 Contract: an array returned by :func:`borrow` is valid until the same thread borrows the same
 ``tag`` again; it must never escape the function that borrowed it (copy what you return).  Each
 thread has its own buffers (``threading.local``), so threads and dask workers never share one.
-Buffers only grow, one per tag per thread, and are bounded by the kernels' chunk budgets
-(:data:`xattr.nn.conv.IM2COL_BUDGET`); :func:`release` drops this thread's buffers.
+Buffers only grow, one per tag per thread; a request above :data:`MAX_KEPT_BYTES` gets a fresh array
+that is not kept, so a thread holds at most that much per tag.  :func:`release` drops this thread's
+buffers.
 """
 from __future__ import annotations
 
@@ -20,6 +21,9 @@ import numpy as np
 
 _local = threading.local()
 
+#: larger scratch requests are allocated for the call and not kept (bounds what a thread retains).
+MAX_KEPT_BYTES = 256 * 2**20
+
 
 def borrow(tag, shape, dtype):
     """An uninitialised C-contiguous array of ``shape`` and ``dtype`` on this thread's ``tag`` buffer."""
@@ -28,6 +32,8 @@ def borrow(tag, shape, dtype):
     buffers = getattr(_local, "buffers", None)
     if buffers is None:
         buffers = _local.buffers = {}
+    if nbytes > MAX_KEPT_BYTES:
+        return np.empty(shape, dtype=dtype)
     buf = buffers.get(tag)
     if buf is None or buf.nbytes < nbytes:
         buf = buffers[tag] = np.empty(max(nbytes, 1), dtype=np.uint8)

@@ -28,7 +28,7 @@ the machine, the load averages before and after, the versions and the command li
 ``--quick``: 32x32 and 64x64 only, float32 only, 3 runs (a smoke run of a few minutes).
 ``--tables run.json``: print the tables of a saved run again (for the README).
 
-Needs the ``captum`` extra (``pip install torch==2.13.0 captum==0.9.0 threadpoolctl``).  Speed is
+Needs the ``bench`` extra (``pip install -e ".[bench]"``: torch 2.13.0, captum 0.9.0, threadpoolctl).  Speed is
 never asserted: this is a measurement, to be read together with the machine's load.
 """
 from __future__ import annotations

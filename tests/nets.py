@@ -42,3 +42,17 @@ def networks(draw, relu=True, max_pool=True):
     k_out = draw(st.integers(1, 4))
     layers.append(Dense(feat, k_out, rng=rng))
     return Sequential(*layers), x
+
+
+class Opaque:
+    """A model behind the bare protocol (``forward``, ``vjp``): methods cannot see its layers, so they
+    take no layer-aware shortcut; the twin against which those shortcuts are tested."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def forward(self, x):
+        return self.model.forward(x)
+
+    def vjp(self, x, g, rule="gradient", **options):
+        return self.model.vjp(x, g, rule, **options)

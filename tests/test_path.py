@@ -37,6 +37,7 @@ from xattr.nn import (
     Sequential,
 )
 from xattr.testing.toy_models import ig_f1, ig_f2, linear_model, one_minus_relu
+from nets import Opaque  # the bare-protocol twin: no layer-aware shortcuts
 
 RULES = [q for q in QUADRATURES if q != "exact"]
 
@@ -629,18 +630,6 @@ def test_exact_ig_does_not_depend_on_the_chunking():
 
 
 # -- the affine head (path points at the first layer's output) -----------------------------------
-class Opaque:
-    """The same model behind the bare protocol: IG cannot see its first layer, so takes no shortcut."""
-
-    def __init__(self, model):
-        self.model = model
-
-    def forward(self, x):
-        return self.model.forward(x)
-
-    def vjp(self, x, g, rule="gradient", **options):
-        return self.model.vjp(x, g, rule, **options)
-
 
 @pytest.mark.parametrize("quadrature", ["gausslegendre", "riemann_trapezoid"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

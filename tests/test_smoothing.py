@@ -7,6 +7,7 @@ from scipy.stats import norm
 import xattr
 from xattr.methods.smoothing import noise_scale, smoothgrad
 from xattr.nn import Conv2D, Dense, GlobalAvgPool2D, ReLU, Sequential
+from nets import Opaque  # the bare-protocol twin: no layer-aware shortcuts
 
 
 def identity_method(model, x, target):
@@ -147,19 +148,6 @@ def test_bad_input():
         smoothgrad("smoothest", model, x, 0, rng=0)
     with pytest.raises(ValueError, match="x must be finite"):
         smoothgrad(xattr.gradient, model, np.full((1, 2, 6, 6), np.nan), 0, rng=0)
-
-
-class Opaque:
-    """The same model behind the bare protocol: SmoothGrad cannot see its first layer."""
-
-    def __init__(self, model):
-        self.model = model
-
-    def forward(self, x):
-        return self.model.forward(x)
-
-    def vjp(self, x, g, rule="gradient", **options):
-        return self.model.vjp(x, g, rule, **options)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

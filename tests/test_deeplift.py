@@ -382,8 +382,10 @@ def test_bad_input_is_refused_with_clear_messages():
     with pytest.raises(TypeError, match="Sequential"):
         xattr.deeplift(xattr.from_function(lambda v: v.reshape(len(v), -1)[:, :2]), x, 0)
     pool_first = Sequential(Conv2D(2, 3, 3, rng=gen), MaxPool2D(3), ReLU(), Flatten(), Dense(3, 2, rng=gen))
-    with pytest.raises(ValueError, match="RevealCancel needs the input of ReLU 'relu1' to come from a Dense or Conv2D"):
-        xattr.deeplift(pool_first, x, 0, rule="revealcancel")
+    # a ReLU fed by a max-pool has one term per unit (its input's own Δ): RevealCancel is Rescale there
+    rc, gap = xattr.deeplift(pool_first, x, 0, rule="revealcancel", return_delta=True)
+    np.testing.assert_allclose(rc, xattr.deeplift(pool_first, x, 0, rule="rescale"), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(gap, 0, atol=1e-12)
     with pytest.raises(ValueError, match="needs the layer's input/output"):
         model[1].backward(np.ones((2, 3, 3, 3)), model[1].forward(np.ones((2, 3, 3, 3)))[1], "rescale")
 

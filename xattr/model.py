@@ -56,6 +56,15 @@ class FunctionModel:
             f"rule {rule!r} needs a layered model (xattr.nn.Sequential) whose layers define it"
         )
 
+    def trace(self, x):
+        """One forward pass through autograd, kept for the backward pass: a :class:`FunctionTape`."""
+        from autograd import make_vjp
+
+        x = as_float_array(x, "x")
+        vjp_fn, scores = make_vjp(self.f)(x)
+        self._check_scores(x, scores)
+        return FunctionTape(self, x, np.asarray(scores).astype(x.dtype, copy=False), vjp_fn)
+
     def vjp(self, x, grad_scores, rule="gradient", **options):
         if rule != "gradient" or options:
             raise self.rule_error(rule)
@@ -68,6 +77,52 @@ class FunctionModel:
         if g.shape != np.shape(scores):
             raise ValueError(f"grad_scores must have the scores' shape {np.shape(scores)}, got {g.shape}")
         return np.asarray(vjp_fn(g)).astype(x.dtype, copy=False)
+
+
+class FunctionTape:
+    """The tape of a :class:`FunctionModel`: ``output`` and ``pull`` (the gradient rule, input only).
+
+    A plain function has no nodes: asking ``pull`` for a node, a tap or another rule raises an error
+    that says so.
+    """
+
+    def __init__(self, model, x, output, vjp_fn):
+        self.model, self.x, self.output, self._vjp = model, x, output, vjp_fn
+
+    def _refuse_nodes(self, at, to, taps):
+        if at is not None or to is not None or taps:
+            raise RuleNotDefined(
+                f"{self.model!r} has no nodes: activations and gradients at a layer need a layered model "
+                "(xattr.nn.Graph or Sequential)"
+            )
+
+    def pull(self, seed, rule="gradient", *, at=None, to=None, taps=None, **options):
+        self._refuse_nodes(at, to, taps)
+        if rule != "gradient" or options:
+            raise self.model.rule_error(rule)
+        g = np.asarray(seed, dtype=self.output.dtype)
+        if g.shape != self.output.shape:
+            raise ValueError(f"the seed must have the scores' shape {self.output.shape}, got {g.shape}")
+        return np.asarray(self._vjp(g)).astype(self.x.dtype, copy=False)
+
+
+class ProtocolTape(FunctionTape):
+    """The tape of any object with ``forward`` and ``vjp``: ``pull`` calls ``model.vjp(x, seed, rule, **options)``."""
+
+    def __init__(self, model, x):
+        super().__init__(model, x, np.asarray(model.forward(x)), None)
+
+    def pull(self, seed, rule="gradient", *, at=None, to=None, taps=None, **options):
+        self._refuse_nodes(at, to, taps)
+        return np.asarray(self.model.vjp(self.x, seed, rule, **options))
+
+
+def trace(model, x):
+    """The tape of one forward pass: ``model.trace(x)`` for layered and function models, a
+    :class:`ProtocolTape` for any other object with ``forward`` and ``vjp``."""
+    if hasattr(model, "trace"):
+        return model.trace(x)
+    return ProtocolTape(model, as_float_array(x, "x"))
 
 
 def from_function(f, name=None):
@@ -85,9 +140,7 @@ def check_model(model, rule=None):
     if rule is not None and hasattr(model, "supports") and not model.supports(rule):
         if hasattr(model, "rule_error"):
             raise model.rule_error(rule)
-        lacking = [
-            layer.describe() for layer in getattr(model, "layers", []) if rule not in type(layer).rules
-        ]
+        lacking = [layer.describe() for layer in getattr(model, "layers", []) if not layer.has_rule(rule)]
         detail = f": layers without it: {', '.join(lacking)}" if lacking else ""
         raise RuleNotDefined(f"model {type(model).__name__} does not support rule {rule!r}{detail}")
     return model

@@ -18,14 +18,13 @@ import numpy as np
 
 from .. import _targets
 from .._conventions import check_image_batch
-from ..nn import Dense, Dropout, Flatten, GlobalAvgPool2D, Sequential
-from .gradient import guided_backprop
+from ..nn import INPUT, Dense, Dropout, Flatten, GlobalAvgPool2D
 
 
-def _require_sequential(model, method):
-    if not isinstance(model, Sequential):
+def _require_layered(model, method):
+    if not hasattr(model, "trace") or not hasattr(model, "node"):
         raise TypeError(
-            f"{method} needs a layered model (xattr.nn.Sequential) to read activations at a layer, "
+            f"{method} reads activations at a layer and needs a layered model (xattr.nn.Graph or Sequential), "
             f"got {type(model).__name__}"
         )
 
@@ -55,17 +54,35 @@ def _finish(m, x, upsample):
     return upsample_bilinear(m, x.shape[2:]) if upsample else m
 
 
+#: single-input layers that only relabel or pass units between a GAP and the final dense layer
+_HEAD_PASS = (Flatten, Dropout)
+
+
 def _gap_head(model):
-    """``(index of the GAP, dense layer)`` of a model ending GAP -> [Flatten/Dropout] -> Dense."""
-    layers = model.layers
-    if not layers or not isinstance(layers[-1], Dense):
-        raise ValueError("CAM needs a model whose last layer is Dense (a GAP -> Dense head)")
-    k = len(layers) - 2
-    while k >= 0 and isinstance(layers[k], (Flatten, Dropout)):
-        k -= 1
-    if k < 0 or not isinstance(layers[k], GlobalAvgPool2D):
+    """``(name of the GAP's input node, dense layer)`` of a model whose output is GAP -> [Flatten/Dropout] -> Dense."""
+    dense = model[model.output]
+    if not isinstance(dense, Dense):
+        raise ValueError(
+            f"CAM needs a model whose last layer is Dense (its output node: a GAP -> Dense head); {dense.describe()} "
+            "is the output"
+        )
+    n = model.inputs_of(model.output)[0]
+    while n != INPUT and isinstance(model[n], _HEAD_PASS):
+        n = model.inputs_of(n)[0]
+    if n == INPUT or not isinstance(model[n], GlobalAvgPool2D):
         raise ValueError("CAM needs GlobalAvgPool2D right before the final Dense layer (Zhou et al. 2016)")
-    return k, layers[-1]
+    for k in _head_nodes(model, n):
+        if len(model.consumers(k)) != 1:
+            raise ValueError(f"CAM needs the head GAP -> Dense to be a chain; node {k!r} also feeds other nodes")
+    return model.inputs_of(n)[0], dense
+
+
+def _head_nodes(model, gap):
+    out, n = [], gap
+    while n != model.output:
+        out.append(n)
+        n = model.consumers(n)[0]
+    return out
 
 
 def cam(model, x, target, upsample=True):
@@ -77,7 +94,7 @@ def cam(model, x, target, upsample=True):
 
     Parameters
     ----------
-    model : Sequential ending ``GlobalAvgPool2D -> [Flatten] -> Dense``
+    model : Graph or Sequential whose output is ``GlobalAvgPool2D -> [Flatten] -> Dense``
     x : ndarray ``(N, C, H, W)``
     target : int, int array ``(N,)`` or callable
     upsample : bool
@@ -87,26 +104,44 @@ def cam(model, x, target, upsample=True):
     -------
     ndarray ``(N, 1, H, W)`` (or ``(N, 1, h, w)``), ``x.dtype``
     """
-    _require_sequential(model, "cam")
+    _require_layered(model, "cam")
     x = check_image_batch(x)
-    k, dense = _gap_head(model)
-    feats, _ = model.forward_all(x, stop=k)
-    scores = model.forward(x)
-    w = _targets.seed(target, scores) @ dense.weight.astype(x.dtype)  # (N, K)
+    feat_node, dense = _gap_head(model)
+    tape = model.trace(x)
+    feats = tape.value(feat_node)
+    if feats.ndim != 4:
+        raise ValueError(f"CAM needs spatial features (N, K, h, w) before the GAP, got {feats.shape}")
+    w = _targets.seed(target, tape.output) @ dense.weight.astype(x.dtype)  # (N, K)
     return _finish(np.einsum("nk,nkhw->nhw", w, feats), x, upsample)
 
 
 def default_cam_layer(model, x):
-    """Name of the last layer whose output is spatial ``(N, C, h, w)`` (the usual Grad-CAM layer)."""
-    h = x
-    last = None
-    for layer in model:
-        h = layer(h)
-        if h.ndim == 4:
-            last = layer.name
-    if last is None:
-        raise ValueError("grad_cam found no layer with a spatial (N, C, h, w) output")
-    return last
+    """Name of the last node (in topological order) whose output is spatial ``(N, C, h, w)``: the usual Grad-CAM layer."""
+    return _last_spatial(model.trace(x))
+
+
+def _last_spatial(tape):
+    for n in reversed(tape.graph.order):
+        if n in tape and tape.value(n).ndim == 4:
+            return n
+    raise ValueError("grad_cam found no layer with a spatial (N, C, h, w) output")
+
+
+def activations_and_gradients(model, x, target, layer=None):
+    """``(A, ∂S/∂A, name)`` at a node: its activations ``(N, K, h, w)`` and the gradient of the explained
+    score there, from one forward and one backward pass (the base of the CAM family).
+
+    ``layer``: a node name or index; default the last node with a spatial output.
+    """
+    _require_layered(model, "grad_cam")
+    x = check_image_batch(x)
+    tape = model.trace(x)
+    name = _last_spatial(tape) if layer is None else model.name_of(layer)
+    feats = tape.value(name)
+    if feats.ndim != 4:
+        raise ValueError(f"grad_cam needs a layer with a spatial output (N, C, h, w); {model[name].describe()} gives {feats.shape}")
+    g = tape.pull(_targets.seed(target, tape.output), "gradient", to=name)
+    return feats, g, name
 
 
 def grad_cam(model, x, target, layer=None, relu=True, upsample=True):
@@ -114,12 +149,12 @@ def grad_cam(model, x, target, layer=None, relu=True, upsample=True):
 
     Parameters
     ----------
-    model : Sequential
+    model : Graph or Sequential
     x : ndarray ``(N, C, H, W)``
     target : int, int array ``(N,)`` or callable
     layer : str or int, optional
-        The layer whose output ``A (N, K, h, w)`` is used; default: the last layer with a
-        spatial output.
+        The node whose output ``A (N, K, h, w)`` is used (a name, or a position in topological order);
+        default: the last node with a spatial output.
     relu : bool
         Apply the paper's final ReLU (default True).  Captum's default is without it.
     upsample : bool
@@ -129,19 +164,8 @@ def grad_cam(model, x, target, layer=None, relu=True, upsample=True):
     -------
     ndarray ``(N, 1, H, W)`` (or ``(N, 1, h, w)``)
     """
-    _require_sequential(model, "grad_cam")
+    feats, g, _ = activations_and_gradients(model, x, target, layer)
     x = check_image_batch(x)
-    if layer is None:
-        layer = default_cam_layer(model, x)
-    i = model.index(layer)
-    feats, caches = model.forward_all(x, stop=i + 1)
-    if feats.ndim != 4:
-        raise ValueError(f"grad_cam needs a layer with a spatial output (N, C, h, w); {model[i].describe()} gives {feats.shape}")
-    scores, tail = feats, []
-    for lay in model.layers[i + 1 :]:
-        scores, c = lay.forward(scores)
-        tail.append(c)
-    g = model.backward(_targets.seed(target, scores), caches + tail, "gradient", stop=i + 1)
     alpha = g.mean(axis=(2, 3))  # (N, K): global-average-pooled gradients
     m = np.einsum("nk,nkhw->nhw", alpha, feats)
     if relu:
@@ -149,6 +173,23 @@ def grad_cam(model, x, target, layer=None, relu=True, upsample=True):
     return _finish(m, x, upsample)
 
 
-def guided_grad_cam(model, x, target, layer=None):
-    """Guided Grad-CAM (Selvaraju et al. 2017): guided backprop ⊙ upsampled Grad-CAM; ``(N, C, H, W)``."""
-    return guided_backprop(model, x, target) * grad_cam(model, x, target, layer=layer, relu=True, upsample=True)
+def guided_grad_cam(model, x, target, layer=None, pixel="guided_backprop"):
+    """Guided Grad-CAM (Selvaraju et al. 2017): a pixel-space map ⊙ the upsampled Grad-CAM; ``(N, C, H, W)``.
+
+    ``pixel``: the pixel-space method, guided backprop by default (the paper's); the paper's §3 notes that
+    Grad-CAM can lens any pixel-space map, so any registered method name (``"gradient"``, ``"smoothgrad"``,
+    ``"integrated_gradients"``, ...) or a callable ``(model, x, target) -> (N, C, H, W)`` is accepted.
+    """
+    if isinstance(pixel, str):
+        from .registry import get_method
+
+        pixel_fn = get_method(pixel)
+    elif callable(pixel):
+        pixel_fn = pixel
+    else:
+        raise TypeError(f"pixel must be a method name or a callable (model, x, target) -> map, got {pixel!r}")
+    fine = np.asarray(pixel_fn(model, x, target))
+    x = check_image_batch(x)
+    if fine.shape != x.shape:
+        raise ValueError(f"the pixel method must return a map of x's shape {x.shape}, got {fine.shape}")
+    return fine * grad_cam(model, x, target, layer=layer, relu=True, upsample=True)

@@ -40,8 +40,7 @@ import numpy as np
 
 from .. import _targets
 from .._conventions import as_float_array
-from ..nn import Conv2D, Dense, Dropout, Flatten, ReLU, Sequential
-from ..nn.base import Cache
+from ..nn import INPUT, Add, Concat, Conv2D, Dense, Dropout, Flatten, ReLU
 from ..nn.norm import BatchNorm2D, fold_batchnorm
 from ..nn.pool import DEEPLIFT_MAXPOOL_MODES
 from ..nn.relevance import DEEPLIFT_NEAR_ZERO, deeplift_split
@@ -49,22 +48,13 @@ from ..nn.relevance import DEEPLIFT_NEAR_ZERO, deeplift_split
 DEEPLIFT_RULES = ("rescale", "revealcancel")
 
 
-def require_sequential(model, method):
-    if not isinstance(model, Sequential):
+def require_layered(model, method):
+    """Refuse models without a tape of nodes (DeepLIFT and LRP propagate through the layers' rule table)."""
+    if not hasattr(model, "trace") or not hasattr(model, "node"):
         raise TypeError(
-            f"{method} propagates through the layers' rule table and needs an xattr.nn.Sequential model, "
-            f"got {type(model).__name__}"
+            f"{method} propagates through the layers' rule table and needs a layered model "
+            f"(xattr.nn.Graph or Sequential), got {type(model).__name__}"
         )
-
-
-def trace(model, x):
-    """Forward pass keeping every layer's input, output and cache: ``[Cache(x, y, cache)] * len(model)``."""
-    out = []
-    for layer in model:
-        y, cache = layer.forward(x)
-        out.append(Cache(x=x, y=y, cache=cache))
-        x = y
-    return out
 
 
 def as_reference(reference, x, name="reference"):
@@ -96,35 +86,60 @@ def _check_options(rule, maxpool, threshold):
 
 
 def _canonical(model, rule):
-    """RevealCancel needs each ReLU fed by a dense/conv layer: fold batch-norms into their convs."""
+    """RevealCancel splits the terms of each conv: fold batch-norms into their convs first (where they follow one)."""
     if rule == "revealcancel" and any(isinstance(layer, BatchNorm2D) for layer in model):
-        return fold_batchnorm(model)
+        return fold_batchnorm(model, strict=False)
     return model
 
 
-def _splits(model, tx, tr):
-    """``{ReLU index: (Δx⁺, Δx⁻)}``: positive and negative terms of each ReLU's input (RevealCancel)."""
-    layers, out = model.layers, {}
-    for i, layer in enumerate(layers):
-        if not isinstance(layer, ReLU):
-            continue
-        j = i - 1
-        while j >= 0 and isinstance(layers[j], (Flatten, Dropout)):
-            j -= 1
-        if j < 0:  # the ReLU sees the model input: its terms are the input's own signs
-            d = tx[0].x - tr[0].x
-            parts = (np.maximum(d, 0), np.minimum(d, 0))
-        elif isinstance(layers[j], (Dense, Conv2D)):
-            parts = deeplift_split(layers[j], tx[j], tr[j])
+#: single-input layers that relabel units, so the (Δx⁺, Δx⁻) terms (and the (m⁺, m⁻) pair) pass through them
+_RELABEL = (Flatten, Dropout)
+
+
+def _terms(model, tx, tr, name, memo):
+    """``(Δz⁺, Δz⁻)``: the positive and negative terms of node ``name``'s output difference (RevealCancel).
+
+    A dense or conv node's terms are ``w_jk Δa_j`` (Shrikumar et al. 2017 §3.5.1); flatten/dropout relabel
+    their input's terms; a sum adds its inputs' terms and a concat joins them; any other node (the model
+    input, a ReLU, a pool, ...) is one term per unit, its own ``Δ`` split by sign.  The backward pass
+    must treat the pair the same way: :func:`_collapse` does it at the last kind of node.
+    """
+    if name in memo:
+        return memo[name]
+    layer = None if name == INPUT else model[name]
+    if isinstance(layer, (Dense, Conv2D)):
+        parts = deeplift_split(layer, tx[name], tr[name])
+    elif isinstance(layer, _RELABEL):
+        parts = tuple(layer(p) for p in _terms(model, tx, tr, model.inputs_of(name)[0], memo))
+    elif isinstance(layer, (Add, Concat)):
+        each = [_terms(model, tx, tr, i, memo) for i in model.inputs_of(name)]
+        if isinstance(layer, Add):
+            parts = tuple(sum(p[k] for p in each) for k in (0, 1))
         else:
-            raise ValueError(
-                f"RevealCancel needs the input of {layer.describe()} to come from a Dense or Conv2D layer "
-                f"(through Flatten/Dropout only), but {layers[j].describe()} feeds it; use rule='rescale'"
-            )
-        for k in range(j + 1, i):  # flatten/dropout relabel the terms
-            parts = tuple(layers[k](p) for p in parts)
-        out[i] = parts
-    return out
+            parts = tuple(np.concatenate([p[k] for p in each], axis=1) for k in (0, 1))
+    else:
+        d = tx[name].y - tr[name].y
+        parts = (np.maximum(d, 0), np.minimum(d, 0))
+    memo[name] = parts
+    return parts
+
+
+def _passes_pairs(layer):
+    return isinstance(layer, (Dense, Conv2D, Add, Concat) + _RELABEL)
+
+
+def _collapse(tx, tr):
+    """A tap: a ``(m⁺, m⁻)`` pair arriving at a node that is one term per unit becomes one multiplier,
+    ``m⁺`` where the node's ``Δ > 0``, ``m⁻`` where ``< 0``, their mean where ``Δ = 0`` (the linear rule, §3.5.1,
+    with unit weights)."""
+
+    def tap(name, rec, g):
+        if not isinstance(g, tuple):
+            return None
+        d = tx[name].y - tr[name].y
+        return np.where(d > 0, g[0], np.where(d < 0, g[1], 0.5 * (g[0] + g[1])))
+
+    return tap
 
 
 def _multipliers_x_delta(model, x, ref, seed, rule, maxpool, threshold):
@@ -133,24 +148,31 @@ def _multipliers_x_delta(model, x, ref, seed, rule, maxpool, threshold):
     ``seed`` may be a callable on the input's scores (the target), so that the input's forward pass
     is run once.
     """
-    tx, tr = trace(model, x), trace(model, ref)
+    tx, tr = model.trace(x), model.trace(ref)
     if callable(seed):
-        seed = seed(tx[-1].y)
-    splits = _splits(model, tx, tr) if rule == "revealcancel" else {}
+        seed = seed(tx.output)
+    splits, taps = {}, {}
+    if rule == "revealcancel":
+        memo, tap = {}, _collapse(tx, tr)
+        for name in model.order:
+            if isinstance(model[name], ReLU):
+                splits[name] = _terms(model, tx, tr, model.inputs_of(name)[0], memo)
+            if not _passes_pairs(model[name]):
+                taps[name] = tap
 
-    def cell(i, layer):
-        opts = {"inp": tx[i], "ref": tr[i], "maxpool": maxpool, "threshold": threshold}
-        if i in splits:
-            opts["split"] = splits[i]
+    def cell(name, layer):
+        opts = {"inp": tx[name], "ref": tr[name], "maxpool": maxpool, "threshold": threshold}
+        if name in splits:
+            opts["split"] = splits[name]
         return rule, opts
 
-    m = model.backward(seed, [t.cache for t in tx], cell)
+    m = tx.pull(seed, cell, taps=taps)
     d = x - ref
-    if isinstance(m, tuple):  # a RevealCancel ReLU reads the input directly: m⁺ for Δx⁺, m⁻ for Δx⁻
+    if isinstance(m, tuple):  # the model input is one term per unit: m⁺ for Δx⁺, m⁻ for Δx⁻
         contrib = m[0] * np.maximum(d, 0) + m[1] * np.minimum(d, 0)
     else:
         contrib = m * d
-    return contrib, tx[-1].y, tr[-1].y
+    return contrib, tx.output, tr.output
 
 
 def _gap(contrib, seed, scores, ref_scores):
@@ -165,7 +187,7 @@ def deeplift(model, x, target, reference=0.0, rule="rescale", maxpool="gradient"
 
     Parameters
     ----------
-    model : xattr.nn.Sequential
+    model : xattr.nn.Graph or Sequential
     x : ndarray ``(N, C, H, W)`` (or any ``(N, ...)`` the model takes)
     target : int, int array ``(N,)`` or callable on the scores
     reference : float or ndarray
@@ -185,7 +207,7 @@ def deeplift(model, x, target, reference=0.0, rule="rescale", maxpool="gradient"
     -------
     ndarray ``x.shape`` (and the gap ``(N,)`` if ``return_delta``)
     """
-    require_sequential(model, "deeplift")
+    require_layered(model, "deeplift")
     _check_options(rule, maxpool, threshold)
     x = as_float_array(x, "x")
     if x.ndim < 2:
@@ -223,7 +245,7 @@ def deepshap(model, x, target, references=None, rule="rescale", maxpool="gradien
     ndarray ``x.shape``: ``mean_k deeplift(x, x₀ₖ)``, so ``Σ_i C_i = t(x) − mean_k t(x₀ₖ)``; and with
     ``return_delta`` the gap to that ``(N,)``.
     """
-    require_sequential(model, "deepshap")
+    require_layered(model, "deepshap")
     _check_options(rule, maxpool, threshold)
     x = as_float_array(x, "x")
     if x.ndim < 2:

@@ -17,8 +17,7 @@ import numpy as np
 
 from .. import _targets
 from .._conventions import as_float_array
-from ..model import check_model
-from ..nn import Sequential
+from ..model import check_model, trace
 
 
 def backprop(model, x, target, rule="gradient", **options):
@@ -40,11 +39,8 @@ def backprop(model, x, target, rule="gradient", **options):
     x = as_float_array(x, "x")
     if x.ndim < 2:
         raise ValueError(f"x must be a batch of shape (N, ...), got shape {x.shape}")
-    if isinstance(model, Sequential):  # one forward pass: its caches serve the backward pass too
-        scores, caches = model.forward_all(x)
-        return model.backward(_targets.seed(target, scores), caches, rule, **options)
-    scores = np.asarray(model.forward(x))
-    return model.vjp(x, _targets.seed(target, scores), rule, **options)
+    tape = trace(model, x)  # one forward pass: its record serves the backward pass too
+    return tape.pull(_targets.seed(target, tape.output), rule, **options)
 
 
 def gradient(model, x, target):

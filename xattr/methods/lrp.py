@@ -14,8 +14,9 @@ Batch-norm is folded into the preceding conv first (:func:`xattr.nn.fold_batchno
 canonicalisation that keeps the function and lets the conv's rule see the effective weights (as Zennit's
 canonizers); a batch-norm that does not follow a conv is refused.
 
-A composite is a plain mapping from layer *type* (``Dense``, ``Conv2D``) or *position* (``"first"``:
-the first layer with weights) to a rule, given as a name or ``(name, {options})``; ``"first"`` wins
+A composite is a plain mapping from layer *type* (``Dense``, ``Conv2D``: any class whose ``weighted``
+trait is set, matched with ``isinstance``), *node name* (``"layer3.1.conv2"``) or *position* (``"first"``:
+the weighted nodes with no weighted node before them) to a rule, given as a name or ``(name, {options})``; ``"first"`` wins
 over the type.  Rule names: ``"0"``, ``"epsilon"``, ``"gamma"``, ``"alphabeta"``, ``"zplus"``,
 ``"zbox"``, ``"flat"``, ``"w2"``.  Presets (:data:`COMPOSITES`) and any single rule name (applied to
 every layer with weights) may be passed by name.
@@ -30,13 +31,13 @@ import numpy as np
 
 from .. import _targets
 from .._conventions import as_float_array
-from ..nn import Conv2D, Dense
+from ..nn import INPUT, Conv2D, Dense, Layer
 from ..nn.norm import BatchNorm2D, fold_batchnorm
 from ..nn.pool import LRP_MAXPOOL_MODES
 from ..nn.relevance import (
     LRP_ALPHA, LRP_BETA, LRP_EPSILON, LRP_GAMMA, check_alpha_beta, check_epsilon, check_gamma,
 )
-from .deeplift import require_sequential, trace
+from .deeplift import require_layered
 
 #: short rule name -> (column of the rule table, the options it takes)
 LRP_RULE_NAMES = {
@@ -99,12 +100,12 @@ def resolve_composite(composite):
         raise TypeError(f"a composite is a preset name, a rule name or a dict, got {type(composite).__name__}")
     out = {}
     for key, spec in composite.items():
-        if key != "first" and not (isinstance(key, type) and issubclass(key, WEIGHTED)):
+        if not (isinstance(key, str) or isinstance(key, type) and issubclass(key, Layer) and key.weighted):
             name = key.__name__ if isinstance(key, type) else repr(key)
             raise ValueError(
-                f"composite key {name} is not supported: keys are 'first' or a layer type with weights "
-                f"({', '.join(t.__name__ for t in WEIGHTED)}); ReLU/flatten/dropout/pools have fixed LRP cells "
-                "(max-pool: maxpool=...) and batch-norm is folded into its conv"
+                f"composite key {name} is not supported: keys are 'first', a node name, or a layer type with "
+                f"weights (e.g. {', '.join(t.__name__ for t in WEIGHTED)}); ReLU/flatten/dropout/pools/merges have "
+                "fixed LRP cells (max-pool: maxpool=...) and batch-norm is folded into its conv"
             )
         out[key] = _rule_spec(spec, f"composite entry {getattr(key, '__name__', key)}")
     return out
@@ -125,34 +126,60 @@ def _validate(name, opts):
         raise ValueError("the z^B rule needs the input's box bounds: pass low= and high= (e.g. the data range)")
 
 
+def _first_weighted(model):
+    """Weighted nodes with no weighted node before them on any path from the input (the ``"first"`` key)."""
+    first, seen_weighted = [], set()
+    for name in model.order:
+        before = any(i in seen_weighted for i in model.inputs_of(name))
+        if model[name].weighted:
+            if not before:
+                first.append(name)
+            seen_weighted.add(name)
+        elif before:
+            seen_weighted.add(name)  # a weighted node lies upstream
+    return set(first)
+
+
 def layer_rules(model, composite, defaults, maxpool):
-    """``[(column, options)]`` per layer of a (batch-norm-free) model."""
+    """``{node name: (column, options)}`` for a (batch-norm-free) model.
+
+    A weighted node takes its rule from the composite: by node name first, then ``"first"``, then its
+    layer type (the most specific class in the composite that it is an instance of).
+    """
     comp = resolve_composite(composite)
-    weighted = [i for i, layer in enumerate(model) if isinstance(layer, WEIGHTED)]
-    cells = []
-    for i, layer in enumerate(model):
-        if isinstance(layer, WEIGHTED):
-            key = "first" if ("first" in comp and weighted and i == weighted[0]) else None
+    for key in comp:
+        if isinstance(key, str) and key != "first":
+            if key not in model:
+                raise ValueError(f"composite key {key!r} is not a node of the model; nodes: {', '.join(model.order)}")
+            if not model[key].weighted:
+                raise ValueError(f"composite key {key!r} names {model[key].describe()}, which has fixed LRP cells")
+    first = _first_weighted(model) if "first" in comp else set()
+    cells = {}
+    for name in model.order:
+        layer = model[name]
+        if layer.weighted:
+            key = name if name in comp else "first" if name in first else None
             if key is None:
-                key = next((t for t in comp if t != "first" and isinstance(layer, t)), None)
+                types = [t for t in comp if isinstance(t, type) and isinstance(layer, t)]
+                key = next((t for t in types if all(issubclass(t, u) for u in types)), None)
             if key is None:
                 raise ValueError(f"the composite has no rule for {layer.describe()} (keys: {list(comp)})")
-            name, column, opts = comp[key]
-            allowed = LRP_RULE_NAMES[name][1]
+            short, column, opts = comp[key]
+            allowed = LRP_RULE_NAMES[short][1]
             opts = {**{k: defaults[k] for k in allowed}, **opts}
-            _validate(name, opts)
-            cells.append((column, opts))
+            _validate(short, opts)
+            cells[name] = (column, opts)
         else:
-            if "lrp0" not in type(layer).rules:
+            if not layer.has_rule("lrp0"):
                 raise ValueError(f"{layer.describe()} has no LRP rule; LRP supports {_supported()}")
-            cells.append(("lrp0", {"maxpool": maxpool}))
+            cells[name] = ("lrp0", {"maxpool": maxpool})
     return cells
 
 
 def _supported():
-    from ..nn.base import _registered_layer_types
+    from ..nn.base import _registered_layer_types, find_rule
 
-    return ", ".join(t.__name__ for t in _registered_layer_types() if "lrp0" in t.rules)
+    return ", ".join(t.__name__ for t in _registered_layer_types() if find_rule(t, "lrp0") is not None)
 
 
 def lrp(model, x, target, composite="epsilon", *, epsilon=LRP_EPSILON, gamma=LRP_GAMMA, alpha=LRP_ALPHA,
@@ -161,12 +188,12 @@ def lrp(model, x, target, composite="epsilon", *, epsilon=LRP_EPSILON, gamma=LRP
 
     Parameters
     ----------
-    model : xattr.nn.Sequential
+    model : xattr.nn.Graph or Sequential
     x : ndarray ``(N, C, H, W)`` (or any ``(N, ...)`` the model takes)
     target : int, int array ``(N,)`` or callable on the scores
     composite : str or dict
         A preset of :data:`COMPOSITES`, a rule name for every dense/conv layer, or a dict
-        ``{"first" | Dense | Conv2D: rule name or (name, {options})}``.
+        ``{"first" | node name | Dense | Conv2D: rule name or (name, {options})}``.
     epsilon, gamma, alpha, beta, low, high : float or ndarray
         Defaults of the rules' options (a composite entry's own options win).  ``low``/``high``: the
         input's box for z^B (scalars or arrays broadcastable to one sample).
@@ -176,15 +203,16 @@ def lrp(model, x, target, composite="epsilon", *, epsilon=LRP_EPSILON, gamma=LRP
         a callable target, its derivative with respect to the scores: the explained value itself when
         the callable is linear in the scores (e.g. a difference of two classes).
     return_totals : bool
-        Also return the total relevance ``(N, L + 1)`` at every layer: column ``L`` is the output's,
-        column ``i`` the input of layer ``i``'s (of the batch-norm-folded model), so that what each
-        layer's biases and ε absorb can be read off.
+        Also return the total relevance ``(N, L + 1)``: column 0 at the model input, column ``i + 1`` at the
+        output of node ``i`` (topological order of the batch-norm-folded model; for a chain: column ``i`` is
+        the input of layer ``i`` and column ``L`` the output), so that what each node's biases and ε absorb
+        can be read off (a node feeding several others shows the sum of what comes back to it).
 
     Returns
     -------
     ndarray ``x.shape`` (and the totals if ``return_totals``)
     """
-    require_sequential(model, "lrp")
+    require_layered(model, "lrp")
     if maxpool not in LRP_MAXPOOL_MODES:
         raise ValueError(f"maxpool must be one of {LRP_MAXPOOL_MODES}, got {maxpool!r}")
     if output not in OUTPUT_RELEVANCE:
@@ -195,16 +223,21 @@ def lrp(model, x, target, composite="epsilon", *, epsilon=LRP_EPSILON, gamma=LRP
     if any(isinstance(layer, BatchNorm2D) for layer in model):
         model = fold_batchnorm(model)
     cells = layer_rules(model, composite, _defaults(epsilon, gamma, alpha, beta, low, high), maxpool)
-    tx = trace(model, x)
-    scores = tx[-1].y
+    tape = model.trace(x)
+    scores = tape.output
     seed = _targets.seed(target, scores)
     R = seed * scores if output == "score" else seed
-    totals = [R.reshape(R.shape[0], -1).sum(axis=1)]
-    caches = [t.cache for t in tx]
-    for i in range(len(model) - 1, -1, -1):
-        column, opts = cells[i]
-        R = model.backward(R, caches, lambda _i, _layer: (column, {"inp": tx[_i], **opts}), start=i + 1, stop=i)
-        totals.append(R.reshape(R.shape[0], -1).sum(axis=1))
+    totals = {}
+
+    def total(name, rec, g):
+        totals[name] = g.reshape(g.shape[0], -1).sum(axis=1)
+
+    def rule(name, layer):
+        column, opts = cells[name]
+        return column, {"inp": tape[name], **opts}
+
+    R = tape.pull(R, rule, taps={n: total for n in model.order + [INPUT]} if return_totals else None)
     if return_totals:
-        return R, np.stack(totals[::-1], axis=1)
+        cols = [totals.get(n, np.zeros(len(x))) for n in [INPUT] + model.order]
+        return R, np.stack(cols, axis=1)
     return R

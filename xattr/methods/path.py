@@ -55,13 +55,9 @@ import numpy as np
 
 from .. import _targets
 from .._conventions import as_float_array, as_rng
-from ..model import check_model
-from ..nn.activation import ReLU
-from ..nn.base import _JVP_RULES, Sequential
-from ..nn.base import Cache
-from ..nn.conv import Conv2D, batch_chunks, col2im, pad_nchw, unpad, weight_matrix
-from ..nn.dense import Dense
-from ..nn.pool import MaxPool2D
+from ..model import check_model, trace
+from ..nn import INPUT, MaxPool2D, ReLU
+from ..nn.base import _registered_layer_types, find_fact
 
 QUADRATURES = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre", "exact")
 
@@ -188,32 +184,23 @@ def _rows_target(target, img):
     return target if callable(target) else target[img]
 
 
-def _scores_and_grads(model, pts, target, weight, start=0):
-    """Scores ``(r, K)`` and ``weight[r] · ∂F/∂x`` at the points ``pts`` (one forward pass on a Sequential).
+def _scores_and_grads(model, pts, target, weight, start=None):
+    """Scores ``(r, K)`` and ``weight[r] · ∂F/∂x`` at the points ``pts`` (one forward pass).
 
-    ``start > 0`` (a Sequential only): ``pts`` are the inputs of layer ``start`` and the gradients
-    are with respect to them.
+    ``start`` (a layered model only): the name of a node that every path from the input passes through;
+    ``pts`` are its outputs and the gradients are with respect to them.
     """
-    if start:
-        h, caches = pts, [None] * start
-        for layer in model.layers[start:]:
-            h, cache = layer.forward(h)
-            caches.append(cache)
-        return h, model.backward(_targets.seed(target, h) * weight[:, None].astype(h.dtype), caches, stop=start)
-    if isinstance(model, Sequential):
-        scores, caches = model.forward_all(pts)
-        g = model.backward(_targets.seed(target, scores) * weight[:, None].astype(scores.dtype), caches)
-    else:
-        scores = np.asarray(model.forward(pts))
-        g = model.vjp(pts, _targets.seed(target, scores) * weight[:, None].astype(scores.dtype))
+    tape = model.trace(pts, start=start) if start is not None else trace(model, pts)
+    scores = tape.output
+    g = tape.pull(_targets.seed(target, scores) * weight[:, None].astype(scores.dtype))
     return scores, np.asarray(g)
 
 
-def _accumulate(model, img, weight, points, target, batch_size, n_images, factor=None, start=0):
+def _accumulate(model, img, weight, points, target, batch_size, n_images, factor=None, start=None):
     """``acc[i] = Σ_{rows r of image i} weight[r] · factor(r) ⊙ ∂F/∂x (points[r])``, float64.
 
     ``points(sl)`` builds the chunk's path points, so at most ``batch_size`` rows exist at once;
-    with ``start > 0`` they are inputs of layer ``start`` of a Sequential (see :func:`_affine_head`).
+    with ``start`` they are outputs of that node (see :func:`_affine_head`).
     """
     acc = None
     for a in range(0, len(img), batch_size):
@@ -249,22 +236,24 @@ def _runs(ii):
     return [(int(ii[a]), slice(int(a), int(b))) for a, b in zip(starts, ends)]
 
 
-#: first layers that are affine, ``h = L x + b``, with ``L`` their jvp and ``Lᵀ`` their gradient rule.
-AFFINE_HEADS = (Conv2D, Dense)
-
-
 def _affine_head(model):
-    """``model``'s first layer if ``model`` is a Sequential that starts with an affine layer, else None.
+    """The layer of the node that alone reads the model input, if it is affine and not the whole model; else None.
 
     Integrated gradients needs only ``Σ_k w_k ∂F/∂x (x_k)`` per image, and behind an affine first
     layer ``∂F/∂x = Lᵀ ∂F/∂h``, so the sum is ``Lᵀ Σ_k w_k ∂F/∂h (h_k)``: one transposed convolution
     per image instead of one per path point.  Along the straight path the head's outputs are
     ``h(x' + α (x − x')) = h(x') + α L (x − x')``: two head passes per image instead of one per
     point.  Exact in real arithmetic; in floating point the sums are taken in another order.
+    The layer's ``affine`` trait says whether it qualifies (dense, conv and their subclasses).
     """
-    if isinstance(model, Sequential) and len(model) > 1 and type(model.layers[0]) in AFFINE_HEADS:
-        return model.layers[0]
-    return None
+    consumers = getattr(model, "consumers", None)
+    if consumers is None or len(model) < 2:
+        return None
+    heads = consumers(INPUT)
+    if len(heads) != 1 or heads[0] == model.output:
+        return None
+    layer = model[heads[0]]
+    return layer if layer.affine else None
 
 
 def _explained(model, pts, target):
@@ -320,9 +309,9 @@ def integrated_gradients(
     node = np.tile(np.arange(n), n_img)
     head = _affine_head(model)
     if head is None:
-        start, (h0, c0), hd = 0, (x0, None), d
+        start, (h0, c0), hd = None, (x0, None), d
     else:  # path points at the head's output; see _affine_head
-        start, (h0, c0) = 1, head.forward(x0)
+        start, (h0, c0) = head.name, head.forward(x0)
         hd = head.jvp(d, c0)
     a_rows = alphas.astype(x.dtype)[node].reshape((-1,) + (1,) * (h0.ndim - 1))
 
@@ -337,6 +326,7 @@ def integrated_gradients(
         return out
 
     acc = _accumulate(model, img, np.tile(weights, n_img), points, tgt, batch_size, n_img, start=start)
+
     if head is not None:
         acc = head.backward(acc, c0, "gradient")  # Lᵀ of the weighted sums, in float64
     attr = (d * acc).astype(x.dtype, copy=False)
@@ -348,88 +338,22 @@ def integrated_gradients(
 
 
 # -- exact integrated gradients ----------------------------------------------------------------
-def _relu_kinks(block, u, du, a, b):
-    """``α = m − u/du`` where a ReLU input crosses zero inside ``(a, b)``; ``(segment ids, alphas)``."""
-    S = u.shape[0]
-    uf, duf = u.reshape(S, -1), du.reshape(S, -1)
-    m = ((a + b) / 2)[:, None]
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        t = m - uf / duf
-    ok = (duf != 0) & (t > a[:, None]) & (t < b[:, None])
-    seg = np.nonzero(ok)[0]
-    return seg, t[ok]
-
-
-def _maxpool_kinks(block, u, du, a, b):
-    """Where the argmax of a max-pool window changes inside ``(a, b)``: the upper envelope of lines.
-
-    Each window position is a line ``v_k + (α − m) dv_k``; walking right from ``a``, the current
-    maximum is overtaken by the steepest line that meets it first.  A window of ``K`` lines has at
-    most ``K − 1`` switches (slopes increase along the envelope), so at most ``K − 1`` sweeps.
-    For a ReLU followed by a max-pool (``block`` of two layers), ``maxpool(relu(u)) = max(0, max u)``:
-    the zero line joins every window, and a ReLU flip of a unit that is not its window's maximum
-    (which changes nothing downstream) makes no cut.
-    """
-    pool = block[-1]
-    S = u.shape[0]
-    out_hw = pool.output_hw(u.shape)
-    up, dup = pad_nchw(u, pool.pads, value=-np.inf), pad_nchw(du, pool.pads)
-    offs = pool._offsets()
-    V = [pool._window(up, i, j, out_hw) for i, j in offs]
-    D = [pool._window(dup, i, j, out_hw) for i, j in offs]
-    if len(block) == 2:  # ReLU -> MaxPool2D
-        V.append(np.zeros_like(V[0]))
-        D.append(np.zeros_like(D[0]))
-    V, D = np.stack(V, axis=-1), np.stack(D, axis=-1)
-    shape = (S,) + (1,) * (V.ndim - 2)
-    m = ((a + b) / 2).reshape(shape)
-    bb = b.reshape(shape)
-    t = np.broadcast_to(a.reshape(shape), V.shape[:-1]).copy()
-    finite = np.isfinite(V)
-    cur = np.argmax(np.where(finite, V + (t - m)[..., None] * D, -np.inf), axis=-1)
-    aa = a.reshape(shape)
-    segs, alphas = [], []
-    for _ in range(V.shape[-1] - 1):
-        vc = np.take_along_axis(V, cur[..., None], -1)
-        dc = np.take_along_axis(D, cur[..., None], -1)
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            tk = m[..., None] + (vc - V) / (D - dc)
-        # a steeper line that meets the current one at or before t (a tie at t, or round-off in
-        # picking the maximum) leads from t on: switch now.  Every switch is to a steeper line.
-        valid = finite & (D > dc)
-        tk = np.where(valid, np.maximum(tk, t[..., None]), np.inf)
-        tnext = tk.min(axis=-1)
-        found = tnext < bb
-        if not found.any():
-            break
-        nxt = np.argmax(np.where(valid & (tk == tnext[..., None]), D, -np.inf), axis=-1)
-        inside = found & (tnext > aa)
-        segs.append(np.nonzero(inside)[0])
-        alphas.append(tnext[inside])
-        cur = np.where(found, nxt, cur)
-        t = np.where(found, tnext, np.inf)  # a window without a further switch is done
-    if not segs:
-        return np.zeros(0, dtype=np.intp), np.zeros(0)
-    return np.concatenate(segs), np.concatenate(alphas)
-
-
-#: where each nonlinear layer type changes its linear piece along a path.
-_KINK_FINDERS = {ReLU: _relu_kinks, MaxPool2D: _maxpool_kinks}
-
-
 def _check_piecewise_linear(model):
-    if not isinstance(model, Sequential):
+    if not hasattr(model, "run") or not hasattr(model, "node"):
         raise TypeError(
-            f"exact integrated gradients needs a Sequential of piecewise-linear layers; {model!r} is not one "
-            "(a plain function's kinks cannot be found analytically: use a quadrature)"
+            f"exact integrated gradients needs a layered model (xattr.nn.Graph or Sequential) of piecewise-linear "
+            f"layers; {model!r} is not one (a plain function's kinks cannot be found analytically: use a quadrature)"
         )
     for layer in model:
-        if type(layer) not in _JVP_RULES or not getattr(layer, "piecewise_linear", False):
+        if find_fact(type(layer), "jvp") is None or not layer.piecewise_linear:
+            have = sorted(t.__name__ for t in _registered_layer_types()
+                          if find_fact(t, "jvp") is not None and t.piecewise_linear and not t.__name__.startswith("_"))
             raise ValueError(
                 f"exact integrated gradients needs piecewise-linear layers with a forward-mode derivative; "
-                f"layer {layer.describe()} is not one (supported: "
-                f"{', '.join(sorted(t.__name__ for t in _JVP_RULES))})"
+                f"layer {layer.describe()} is not one (supported: {', '.join(have)})"
             )
+        if layer.kind not in ("linear", "merge", "global") and find_fact(type(layer), "kinks") is None:
+            raise ValueError(f"exact integrated gradients has no kink finder for {layer.describe()}")
 
 
 def _split(a, b, seg, alpha):
@@ -447,58 +371,6 @@ def _split(a, b, seg, alpha):
     return start, end, parent
 
 
-def _conv_cache(layer, shape, dtype):
-    """What a Conv2D's jvp and input gradient read from its forward cache (shapes), without the forward pass."""
-    (t, b), (l, r) = layer.pads
-    padded = (shape[0], shape[1], shape[2] + t + b, shape[3] + l + r)
-    return Cache(xp=np.broadcast_to(np.zeros((), dtype), padded), in_shape=shape,
-                 out_hw=layer.output_shape(shape)[2:])
-
-
-def _forward(layers, v, dv=None):
-    """Forward through ``layers`` keeping caches; the tangent ``dv`` goes through each layer's linear part.
-
-    A convolution's value is computed as its linear part plus the bias (the jvp kernel, one GEMM per
-    chunk), which is faster than the layer's batched forward on the many small images of a walk.
-    """
-    caches = []
-    for layer in layers:
-        if type(layer) is Conv2D:
-            if v.ndim != 4 or v.shape[1] != layer.in_channels:
-                raise ValueError(f"input of {layer.describe()} must have shape (N, {layer.in_channels}, H, W), "
-                                 f"got {v.shape}")
-            cache = _conv_cache(layer, v.shape, v.dtype)
-            v = layer.jvp(v, cache)
-            if layer.bias is not None:
-                v += layer.bias.astype(v.dtype)[:, None, None]
-        else:
-            v, cache = layer.forward(v)
-        if dv is not None:
-            dv = layer.jvp(dv, cache)
-        caches.append(cache)
-    return v, dv, caches
-
-
-def _conv_input_grad(layer, g, cache):
-    """Conv2D's gradient rule (transposed convolution) with one GEMM per chunk: the walk's many small images."""
-    N, O = g.shape[:2]
-    P = cache.out_hw[0] * cache.out_hw[1]
-    w2t = weight_matrix(layer.weight, g.dtype).T
-    gx = np.empty(cache.xp.shape, dtype=g.dtype)
-    for sl in batch_chunks(N, 2 * w2t.shape[0] * P * g.itemsize):
-        gc = g[sl].reshape(-1, O, P)
-        n = gc.shape[0]
-        cols = (w2t @ gc.transpose(1, 0, 2).reshape(O, n * P)).reshape(-1, n, P).transpose(1, 0, 2)
-        gx[sl] = col2im(cols, gx[sl].shape, layer.kernel_size, layer.stride, layer.dilation, cache.out_hw)
-    return unpad(gx, layer.pads)
-
-
-def _backward(layers, caches, g):
-    for layer, cache in zip(reversed(layers), reversed(caches)):
-        g = _conv_input_grad(layer, g, cache) if type(layer) is Conv2D else layer.backward(g, cache, "gradient")
-    return g
-
-
 def _sum_by(parent, g, n):
     """``out[p] = Σ_{rows r with parent[r] = p} g[r]`` (``parent`` sorted)."""
     out = np.zeros((n,) + g.shape[1:])
@@ -507,74 +379,110 @@ def _sum_by(parent, g, n):
     return out
 
 
-def _stages(layers):
-    """``[(first layer, finder)]``: each ReLU, each max-pool, and ReLU→MaxPool2D as one block."""
-    out, k = [], 0
-    while k < len(layers):
-        t = type(layers[k])
-        if t is ReLU and k + 1 < len(layers) and type(layers[k + 1]) is MaxPool2D:
+def _stages(model):
+    """``[(lo, hi)]``: positions in the topological order of each node with a kink finder; a ReLU whose only
+    consumer is the max-pool right after it makes one block with it (``hi = lo + 2``)."""
+    order, out, k = model.order, [], 0
+    while k < len(order):
+        layer = model[order[k]]
+        if find_fact(type(layer), "kinks") is None:
+            k += 1
+            continue
+        nxt = order[k + 1] if k + 1 < len(order) else None
+        if (isinstance(layer, ReLU) and nxt is not None and isinstance(model[nxt], MaxPool2D)
+                and model.consumers(order[k]) == [nxt]):
             out.append((k, k + 2))
             k += 2
-        elif t in _KINK_FINDERS:
+        else:
             out.append((k, k + 1))
             k += 1
-        else:
-            k += 1
     return out
+
+
+def _live(model, done, upto):
+    """Names among ``done`` (computed nodes, ``"input"`` included) read by a node at position ``>= upto``."""
+    later = set(model.order[upto:])
+    return [n for n in done if any(c in later for c in model.consumers(n))]
 
 
 def _walk(model, x0, d, classes, budget, rows=None):
     """Walk the paths ``x0 + α d``; return ``(Σ_pieces length · ∂F/∂x (N, ...), pieces)``.
 
-    Stage ``s`` gets segments on which every nonlinearity before block ``s`` is fixed, with the
-    block's input at their midpoints (``u``) and its derivative along the path (``du``); the
-    block's kinks cut them; the pieces' values (extrapolated from the parent: affine there) go
-    through the block and the linear layers after it to the next stage.  On the way back each
-    stage returns, per segment, the length-weighted gradient summed over its pieces at its block's
-    input, so a linear layer's backward runs once per segment of its level, not once per piece.
+    Stage ``s`` gets segments on which every nonlinearity before its block is fixed, with the values
+    of the *live* nodes (computed before the block and read at or after it: on a chain, the block's
+    input; on a residual net also the skip connections) at their midpoints and their derivatives along
+    the path (``tape.push`` in the same pass: :meth:`xattr.nn.Graph.run`).  The block's kinks cut the
+    segments; the pieces' values (extrapolated from the parent: affine there) run through the block and
+    the nodes up to the next block, and go to the next stage.  On the way back each stage returns, per
+    segment, the length-weighted gradient at its live nodes summed over its pieces (one ``tape.pull``
+    per chunk), so a layer's backward runs once per segment of its level, not once per piece.
     ``pieces`` is ``(starts, ends, image ids)`` of the final linear pieces.  At most ``rows`` pieces
-    (default: as many as fit ``budget`` bytes of one block input, four copies) are processed at once.
+    (default: as many as fit ``budget`` bytes of the live values, four copies) are processed at once.
     """
-    layers = model.layers
-    stages = _stages(layers)
+    order = model.order
+    stages = _stages(model)
     N = x0.shape[0]
     pieces = []
 
-    def stage(s, a, b, img, u, du):
+    def back_through(tape, seeds, live):
+        """Gradients at the ``live`` values from ``seeds`` on the span's nodes or on live values themselves."""
+        inner = {n: g for n, g in seeds.items() if n in tape.records}
+        back = tape.pull(inner, "gradient", to=list(live)) if inner else {}
+        out = {}
+        for n in live:
+            g = back.get(n)
+            if n in seeds:  # a live value read again after the span: its gradient comes straight back
+                g = seeds[n] if g is None else g + seeds[n]
+            out[n] = g
+        return out
+
+    def stage(s, a, b, img, live):
         lo, hi = stages[s]
-        seg, alpha = _KINK_FINDERS[type(layers[hi - 1])](layers[lo:hi], u, du, a, b)
+        block = [model[n] for n in order[lo:hi]]
+        u, du = live[model.inputs_of(order[lo])[0]]
+        seg, alpha = find_fact(type(block[-1]), "kinks")(block, u, du, a, b)
         ca, cb, parent = _split(a, b, seg, alpha)
         last = s + 1 == len(stages)
-        span = layers[lo : len(layers) if last else stages[s + 1][0]]
+        end = len(order) if last else stages[s + 1][0]
+        span = order[lo:end]
         pm = (a + b) / 2
-        R = np.zeros(u.shape)
-        step = rows or max(1, budget // (4 * u[0].nbytes))
+        R = {n: np.zeros(v.shape) for n, (v, _) in live.items()}
+        step = rows or max(1, budget // (4 * sum(v[0].nbytes for v, _ in live.values())))
         for c0 in range(0, len(ca), step):
             sl = slice(c0, c0 + step)
             p = parent[sl]
-            shift = ((ca[sl] + cb[sl]) / 2 - pm[p]).reshape((-1,) + (1,) * (u.ndim - 1))
+            shift = (ca[sl] + cb[sl]) / 2 - pm[p]
             # within the parent everything up to this block is affine: extrapolate to the piece's midpoint
-            v, dv, caches = _forward(span, u[p] + shift * du[p], None if last else du[p])
+            env = {n: v[p] + shift.reshape((-1,) + (1,) * (v.ndim - 1)) * dv[p] for n, (v, dv) in live.items()}
+            tangents = None if last else {n: dv[p] for n, (_, dv) in live.items()}
+            tape = model.run(env, span, tangents)
             if last:
                 pieces.append((ca[sl], cb[sl], img[p]))
-                g = np.zeros(v.shape)
+                g = np.zeros(env[model.output].shape)
                 g[np.arange(len(p)), classes[img[p]]] = cb[sl] - ca[sl]
+                seeds = {model.output: g}
             else:
-                g = stage(s + 1, ca[sl], cb[sl], img[p], v, dv)
-            R += _sum_by(p, _backward(span, caches, g), len(a))
+                nxt = _live(model, list(live) + span, end)
+                seeds = stage(s + 1, ca[sl], cb[sl], img[p], {n: (env[n], tangents[n]) for n in nxt})
+            for n, g in back_through(tape, seeds, live).items():
+                if g is not None:
+                    R[n] += _sum_by(p, g, len(a))
         return R
 
     if not stages:  # an affine model: one piece, constant gradient
-        v, _, caches = _forward(layers, x0 + 0.5 * d)
-        g = np.zeros(v.shape)
+        tape = model.trace(x0 + 0.5 * d)
+        g = np.zeros(tape.output.shape)
         g[np.arange(N), classes] = 1.0
-        return _backward(layers, caches, g), (np.zeros(N), np.ones(N), np.arange(N))
-    prefix = layers[: stages[0][0]]
-    u, du, caches = _forward(prefix, x0 + 0.5 * d, d)
-    G = _backward(prefix, caches, stage(0, np.zeros(N), np.ones(N), np.arange(N), u, du))
+        return tape.pull(g, "gradient"), (np.zeros(N), np.ones(N), np.arange(N))
+    prefix = order[: stages[0][0]]
+    env, tangents = {INPUT: x0 + 0.5 * d}, {INPUT: d}
+    tape = model.run(env, prefix, tangents)
+    live = _live(model, [INPUT] + prefix, stages[0][0])
+    R = stage(0, np.zeros(N), np.ones(N), np.arange(N), {n: (env[n], tangents[n]) for n in live})
+    G = back_through(tape, R, [INPUT])[INPUT]
     starts, ends, imgs = (np.concatenate([pc[i] for pc in pieces]) for i in range(3))
-    order = np.lexsort((starts, imgs))
-    return G, (starts[order], ends[order], imgs[order])
+    srt = np.lexsort((starts, imgs))
+    return G, (starts[srt], ends[srt], imgs[srt])
 
 
 def exact_integrated_gradients(model, x, target, baseline=0.0, batch_size=None):

@@ -1,14 +1,18 @@
 """The layer stack: each layer is a forward pass and its backward rules, side by side."""
 from .activation import ReLU
-from .base import CORE_RULES, Layer, RuleNotDefined, Sequential, defjvp, defrule, rule_table
+from .base import CORE_RULES, Layer, RuleNotDefined, deffact, defjvp, defrule, find_fact, find_rule, rule_table
+from .graph import INPUT, Graph, GraphError, Sequential, Tape
 from .conv import Conv2D
 from .dense import Dense
+from . import kinks as _kinks  # noqa: F401  (registers the kink finders)
+from .merge import Add, Concat, Merge, Multiply
 from .norm import BatchNorm2D, Dropout, fold_batchnorm
 from .pool import AvgPool2D, GlobalAvgPool2D, MaxPool2D
 from .reshape import Flatten
 
 __all__ = [
-    "Layer", "Sequential", "RuleNotDefined", "defrule", "defjvp", "rule_table", "CORE_RULES",
+    "Layer", "Graph", "GraphError", "Tape", "INPUT", "Sequential", "Add", "Concat", "Multiply", "Merge",
+    "deffact", "find_fact", "find_rule", "RuleNotDefined", "defrule", "defjvp", "rule_table", "CORE_RULES",
     "Conv2D", "ReLU", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D", "Flatten", "Dense",
     "BatchNorm2D", "Dropout", "fold_batchnorm",
 ]

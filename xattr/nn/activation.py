@@ -22,6 +22,7 @@ class ReLU(Layer):
     """Rectified linear unit ``max(x, 0)``; any shape -> same shape."""
 
     short_name = "relu"
+    kind = "pointwise"
 
     def forward(self, x):
         x = as_float_array(x, f"input of {self.describe()}")

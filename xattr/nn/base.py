@@ -29,23 +29,60 @@ CORE_RULES = ("gradient", "deconvnet", "guided")
 
 
 class RuleNotDefined(NotImplementedError):
-    """A layer has no backward rule of the requested name."""
+    """A layer has no backward rule (or no per-layer fact) of the requested name."""
+
+
+def _mro_lookup(cls, table, key):
+    """``(owner class, value)`` of ``key`` in the per-class ``table`` attribute, following the MRO.
+
+    This is the one lookup rule for every per-layer fact and rule: a subclass inherits what its
+    bases registered and may override it by registering its own.
+    """
+    for klass in cls.__mro__:
+        own = klass.__dict__.get(table)
+        if own is not None and key in own:
+            return klass, own[key]
+    return None, None
 
 
 class Layer:
     """Base class of every layer.
 
     Subclasses implement ``forward(x) -> (y, cache)`` and register their backward rules
-    with :func:`defrule`.  ``rules`` is a per-subclass registry ``{rule name: function}``.
+    with :func:`defrule` and their other facts (forward-mode derivative, region map, kink finder)
+    with :func:`deffact`.  ``rules`` and ``facts`` are per-class tables; lookups follow the class
+    hierarchy (:func:`find_rule`, :func:`find_fact`), so ``class MyConv(Conv2D): pass`` keeps every
+    rule and fact of ``Conv2D``.
+
+    Class attributes (plain facts, inherited as Python attributes are):
+
+    ``kind``
+        ``"linear"`` (dense, conv, average pools, batch-norm, reshapes), ``"pointwise"`` (activations),
+        ``"window"`` (max-pool), ``"global"``, or ``"merge"`` (several inputs).
+    ``weighted``
+        True for layers with a weight that relevance rules modify (dense, conv): LRP composites
+        assign them a rule.
+    ``affine``
+        True when ``forward(x) = L x + b`` with ``L`` the ``jvp`` and ``Lᵀ`` the gradient rule
+        (the IG and SmoothGrad shortcuts move ``Lᵀ`` out of the sum).
+    ``piecewise_linear``
+        True when the map is piecewise linear in the input (exact integrated gradients).
+    ``arity``
+        Number of inputs: 1 for ordinary layers, ``None`` (any number ≥ 2) or an int for merges.
     """
 
     rules: ClassVar[dict] = {}
-    #: True for layers whose map is piecewise linear in the input (used by exact IG).
+    facts: ClassVar[dict] = {}
+    kind: ClassVar[str] = "linear"
+    weighted: ClassVar[bool] = False
+    affine: ClassVar[bool] = False
     piecewise_linear: ClassVar[bool] = True
+    arity: ClassVar = 1
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        cls.rules = {}  # each subclass owns its table row
+        cls.rules = {}  # each subclass owns its table row; lookups fall back to the bases
+        cls.facts = {}
 
     name: str | None = None
 
@@ -55,15 +92,26 @@ class Layer:
     def __call__(self, x):
         return self.forward(x)[0]
 
-    def backward(self, g, cache, rule="gradient", **options):
-        """Propagate ``g`` (shaped like this layer's output) back to its input with ``rule``."""
-        fn = self.rules.get(rule)
+    def rule(self, rule):
+        """The function registered for ``rule`` on this layer's class or its bases; :class:`RuleNotDefined` otherwise."""
+        fn = find_rule(type(self), rule)
         if fn is None:
-            known = ", ".join(sorted(self.rules)) or "none"
+            known = ", ".join(sorted(rules_of(type(self)))) or "none"
             raise RuleNotDefined(
                 f"layer {self.describe()} has no backward rule {rule!r}; its rules are: {known}"
             )
-        return fn(self, g, cache, **options)
+        return fn
+
+    def has_rule(self, rule):
+        return find_rule(type(self), rule) is not None
+
+    def backward(self, g, cache, rule="gradient", **options):
+        """Propagate ``g`` (shaped like this layer's output) back to its input with ``rule``.
+
+        ``options`` the rule's function does not name raise a ``TypeError`` naming them and the ones it takes.
+        """
+        fn = self.rule(rule)
+        return fn(self, g, cache, **checked_options(fn, options, f"rule {rule!r} of {self.describe()}"))
 
     def param_grads(self, g, cache):
         """Gradients of ``<g, layer(x)>`` with respect to the parameters (none by default)."""
@@ -73,14 +121,14 @@ class Layer:
         """Forward-mode derivative along ``dx`` at the point whose forward ``cache`` is given.
 
         For a piecewise-linear layer this is its linear part at the cached pattern (no bias,
-        the cached ReLU mask / max-pool switches).  Registered per exact layer type with
-        :func:`defjvp`; exact integrated gradients walks the path with it.
+        the cached ReLU mask / max-pool switches).  Registered with :func:`defjvp`; exact
+        integrated gradients walks the path with it.
         """
-        fn = _JVP_RULES.get(type(self))
+        fn = find_fact(type(self), "jvp")
         if fn is None:
+            have = sorted(t.__name__ for t in _registered_layer_types() if find_fact(t, "jvp") is not None)
             raise RuleNotDefined(
-                f"layer {self.describe()} has no forward-mode derivative (jvp); "
-                f"layers with one: {', '.join(sorted(t.__name__ for t in _JVP_RULES)) or 'none'}"
+                f"layer {self.describe()} has no forward-mode derivative (jvp); layers with one: {', '.join(have)}"
             )
         return fn(self, dx, cache)
 
@@ -100,11 +148,30 @@ class Layer:
         return ""
 
 
+def find_rule(layer_type, rule):
+    """The function of ``rule`` for ``layer_type`` (its own or inherited), or None."""
+    return _mro_lookup(layer_type, "rules", rule)[1]
+
+
+def rules_of(layer_type):
+    """Every rule name ``layer_type`` has, own or inherited."""
+    names = set()
+    for klass in layer_type.__mro__:
+        names.update(klass.__dict__.get("rules", {}) or {})
+    return names
+
+
+def find_fact(layer_type, name):
+    """A per-layer fact (``"jvp"``, ``"region"``, ``"kinks"``, ...) of ``layer_type``, own or inherited, or None."""
+    return _mro_lookup(layer_type, "facts", name)[1]
+
+
 def defrule(layer_types, *rule_names):
     """Register the decorated function as the backward rule(s) ``rule_names`` of ``layer_types``.
 
-    The function has the signature ``fn(layer, g, cache, **options) -> grad_input``.
-    The first line of its docstring is the formula; the second names the paper.
+    The function has the signature ``fn(layer, g, cache, *, option=default, ...) -> grad_input``.
+    The first line of its docstring is the formula; the second names the paper.  Its keyword
+    parameters are the options it takes (:func:`checked_options`).
     """
     if not rule_names:
         raise TypeError("defrule needs at least one rule name")
@@ -119,19 +186,54 @@ def defrule(layer_types, *rule_names):
     return register
 
 
-#: forward-mode derivatives by exact layer type (subclasses do not inherit them: a subclass may
-#: change the forward pass).
-_JVP_RULES = {}
+def deffact(layer_types, name):
+    """Register the decorated object as the fact ``name`` of ``layer_types`` (looked up along the MRO)."""
+    types = layer_types if isinstance(layer_types, (tuple, list)) else (layer_types,)
+
+    def register(value):
+        for t in types:
+            t.facts[name] = value
+        return value
+
+    return register
 
 
 def defjvp(layer_type):
     """Register ``fn(layer, dx, cache) -> dy`` as the forward-mode derivative of ``layer_type``."""
+    return deffact(layer_type, "jvp")
 
-    def register(fn: Callable):
-        _JVP_RULES[layer_type] = fn
-        return fn
 
-    return register
+#: options every rule walk may hand to a cell that names them (the layer's records of a forward pass)
+CONTEXT_OPTIONS = ("inp", "ref", "split")
+
+
+def option_names(fn):
+    """``(names, takes_any)``: the keyword options ``fn(layer, g, cache, ...)`` names, and whether it has ``**kw``."""
+    cached = getattr(fn, "_xattr_options", None)
+    if cached is None:
+        import inspect
+
+        params = list(inspect.signature(fn).parameters.values())[3:]
+        names = tuple(p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
+        anyk = any(p.kind is p.VAR_KEYWORD and p.name != "_" for p in params)
+        cached = (names, anyk)
+        try:
+            fn._xattr_options = cached
+        except AttributeError:  # builtins, bound methods
+            pass
+    return cached
+
+
+def checked_options(fn, options, what):
+    """The ``options`` ``fn`` takes; a ``TypeError`` naming any it does not take (context options excepted)."""
+    names, anyk = option_names(fn)
+    if anyk:
+        return options
+    unknown = [k for k in options if k not in names and k not in CONTEXT_OPTIONS]
+    if unknown:
+        takes = ", ".join(n for n in names if n not in CONTEXT_OPTIONS) or "none"
+        raise TypeError(f"{what} takes no option {', '.join(map(repr, unknown))}; its options: {takes}")
+    return {k: v for k, v in options.items() if k in names}
 
 
 def _registered_layer_types():
@@ -151,9 +253,10 @@ def rule_table(rules=None, fmt="markdown"):
     the citation in its second line; a cell that reuses the function of an earlier column of its row
     says so ("same as gradient", "same as lrp0"), and a missing cell is "—".  ``rules`` selects and
     orders the columns (default: all registered, the core ones first, then the others in registration
-    order).  ``fmt``: ``"markdown"`` or ``"dict"``.
+    order).  ``fmt``: ``"markdown"`` or ``"dict"``.  Rows are the layer types that register rules of
+    their own (a subclass that only inherits is not a new row).
     """
-    types = [t for t in _registered_layer_types() if t.rules]
+    types = [t for t in _registered_layer_types() if t.rules and not t.__name__.startswith("_")]
     if rules is None:
         extra = []
         for t in types:
@@ -163,8 +266,8 @@ def rule_table(rules=None, fmt="markdown"):
     for t in types:
         row = OrderedDict()
         for k, r in enumerate(rules):
-            fn = t.rules.get(r)
-            earlier = [e for e in rules[:k] if t.rules.get(e) is fn]
+            fn = find_rule(t, r)
+            earlier = [e for e in rules[:k] if find_rule(t, e) is fn]
             if fn is None:
                 row[r] = None
             elif earlier:
@@ -183,158 +286,6 @@ def rule_table(rules=None, fmt="markdown"):
         cells = [(c if c is not None else "—").replace("|", "\\|") for c in row.values()]
         out.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(out)
-
-
-class Sequential:
-    """A chain of named layers; also the model protocol's reference implementation.
-
-    Parameters
-    ----------
-    *layers : Layer, or (name, Layer) pairs
-        Unnamed layers are named ``<type><k>`` (``conv1``, ``relu1``, ``dense1``, ...).
-
-    The model protocol that methods rely on::
-
-        scores = model.forward(x)                    # (N, C, H, W) -> (N, K)
-        gx = model.vjp(x, grad_scores, rule="gradient", **options)   # (N, K) -> x.shape
-
-    Layers are reached by name (``model["conv3"]``) or index (``model[0]``).
-    """
-
-    def __init__(self, *layers):
-        self._layers = OrderedDict()
-        counters = {}
-        for item in layers:
-            if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str):
-                name, layer = item
-            else:
-                layer = item
-                if not isinstance(layer, Layer):
-                    raise TypeError(f"Sequential takes Layer objects or (name, Layer) pairs, got {item!r}")
-                prefix = getattr(type(layer), "short_name", type(layer).__name__.lower())
-                counters[prefix] = counters.get(prefix, 0) + 1
-                name = f"{prefix}{counters[prefix]}"
-            if not isinstance(layer, Layer):
-                raise TypeError(f"layer {name!r} is not a Layer: {layer!r}")
-            if name in self._layers:
-                raise ValueError(f"duplicate layer name {name!r}")
-            layer.name = name
-            self._layers[name] = layer
-
-    # -- container ---------------------------------------------------------------
-    @property
-    def layers(self):
-        return list(self._layers.values())
-
-    @property
-    def names(self):
-        return list(self._layers)
-
-    def __len__(self):
-        return len(self._layers)
-
-    def __iter__(self):
-        return iter(self._layers.values())
-
-    def __getitem__(self, key):
-        return self.layers[self.index(key)]
-
-    def index(self, key):
-        """Position of a layer given by name, index or the layer object itself."""
-        if isinstance(key, Layer):
-            for i, layer in enumerate(self._layers.values()):
-                if layer is key:
-                    return i
-            raise KeyError(f"layer {key!r} is not in this model")
-        if isinstance(key, str):
-            if key not in self._layers:
-                raise KeyError(f"no layer named {key!r}; layers are: {', '.join(self._layers)}")
-            return list(self._layers).index(key)
-        if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
-            n = len(self._layers)
-            if not -n <= key < n:
-                raise IndexError(f"layer index {key} out of range for a model of {n} layers")
-            return int(key) % n
-        raise TypeError(f"layers are indexed by name or int, got {type(key).__name__}")
-
-    def __repr__(self):
-        inner = ",\n".join(f"  ({n}): {layer!r}" for n, layer in self._layers.items())
-        return f"Sequential(\n{inner}\n)"
-
-    # -- forward -----------------------------------------------------------------
-    def forward_all(self, x, stop=None):
-        """Run the layers ``[0, stop)`` and keep what every backward rule needs.
-
-        Returns
-        -------
-        out : ndarray
-            Output of the last layer run.
-        caches : list
-            One cache per layer run.
-        """
-        x = as_float_array(x, "x")
-        stop = len(self) if stop is None else stop
-        caches = []
-        for layer in self.layers[:stop]:
-            x, cache = layer.forward(x)
-            caches.append(cache)
-        return x, caches
-
-    def forward(self, x):
-        """Scores ``(N, K)`` for images ``(N, C, H, W)``."""
-        return self.forward_all(x)[0]
-
-    __call__ = forward
-
-    def activations(self, x, layer):
-        """Output of the named layer for input ``x``."""
-        return self.forward_all(x, stop=self.index(layer) + 1)[0]
-
-    # -- backward ----------------------------------------------------------------
-    def backward(self, g, caches, rule="gradient", start=None, stop=0, **options):
-        """Propagate ``g`` from the output of layer ``start - 1`` to the input of layer ``stop``.
-
-        ``start`` defaults to the number of cached layers.  ``rule`` is a rule name or a
-        callable ``(index, layer) -> (rule name, options dict)`` (a composite, as LRP uses).
-        """
-        start = len(caches) if start is None else start
-        for i in range(start - 1, stop - 1, -1):
-            layer = self.layers[i]
-            if callable(rule):
-                name, opts = rule(i, layer)
-                opts = {**options, **opts}
-            else:
-                name, opts = rule, options
-            g = layer.backward(g, caches[i], name, **opts)
-        return g
-
-    def vjp(self, x, grad_scores, rule="gradient", **options):
-        """Vector-Jacobian product (generalised by ``rule``): ``(N, K)`` -> ``x.shape``."""
-        scores, caches = self.forward_all(x)
-        g = as_float_array(grad_scores, "grad_scores").astype(scores.dtype, copy=False)
-        if g.shape != scores.shape:
-            raise ValueError(f"grad_scores must have the scores' shape {scores.shape}, got {g.shape}")
-        return self.backward(g, caches, rule, **options)
-
-    def param_grads(self, x, grad_scores):
-        """Input gradient and parameter gradients of ``<grad_scores, model(x)>``.
-
-        Returns ``(grad_x, {layer name: {"weight": dW, "bias": db}})`` (the gradient rule).
-        """
-        scores, caches = self.forward_all(x)
-        g = as_float_array(grad_scores, "grad_scores").astype(scores.dtype, copy=False)
-        grads = {}
-        for i in range(len(self) - 1, -1, -1):
-            layer = self.layers[i]
-            pg = layer.param_grads(g, caches[i])
-            if pg:
-                grads[layer.name] = pg
-            g = layer.backward(g, caches[i], "gradient")
-        return g, grads
-
-    def supports(self, rule):
-        """True if every layer implements ``rule``."""
-        return all(rule in type(layer).rules for layer in self)
 
 
 def checked_param(value, name, shape, owner):
@@ -384,3 +335,6 @@ def replaced(layer, **params):
             raise TypeError(f"replaced() takes weight= and bias=, got {name}=")
         setattr(out, name, value)
     return out
+
+
+from .graph import Graph, Sequential  # noqa: E402  (the container lives in graph.py; kept importable from here)

@@ -213,6 +213,8 @@ class Conv2D(Layer):
     """
 
     short_name = "conv"
+    weighted = True
+    affine = True
 
     weight = param_property("weight", lambda self: (self.out_channels, self.in_channels) + self.kernel_size)
     bias = param_property("bias", lambda self: (self.out_channels,))

@@ -26,6 +26,8 @@ class Dense(Layer):
     """
 
     short_name = "dense"
+    weighted = True
+    affine = True
 
     weight = param_property("weight", lambda self: (self.out_features, self.in_features))
     bias = param_property("bias", lambda self: (self.out_features,))

@@ -95,40 +95,38 @@ def _dropout_identity(layer, g, cache, **_):
     return g
 
 
-def fold_batchnorm(model):
-    """A new ``Sequential`` where every ``Conv2D -> BatchNorm2D`` pair is one ``Conv2D``.
+def fold_batchnorm(model, strict=True):
+    """A new model where every ``Conv2D -> BatchNorm2D`` pair is one ``Conv2D`` (a canonizer, as Zennit's).
 
     ``W' = a[:, None, None, None] * W`` and ``b' = a * b + c`` with ``(a, c)`` from
-    :meth:`BatchNorm2D.scale_shift`.  The result computes the same function (to
-    round-off); its conv takes the conv's name.  The input model is not changed.
-    A batch-norm that does not follow a conv raises ``ValueError``.
+    :meth:`BatchNorm2D.scale_shift`.  The result computes the same function (to round-off); the
+    folded conv keeps the conv's node name and the batch-norm's node is bypassed.  A pair is folded
+    when the batch-norm's input is a ``Conv2D`` (or a subclass) that feeds nothing else.  The input model
+    is not changed.  Any other batch-norm raises ``ValueError`` (``strict=False``: it is kept).
     """
     import copy
 
-    from .base import Sequential
-
-    layers = []
-    src = model.layers
-    k = 0
-    while k < len(src):
-        layer = src[k]
-        if isinstance(layer, BatchNorm2D):
-            raise ValueError(f"{layer.describe()} does not follow a Conv2D; it cannot be folded")
-        if isinstance(layer, Conv2D) and k + 1 < len(src) and isinstance(src[k + 1], BatchNorm2D):
-            bn = src[k + 1]
-            if bn.num_features != layer.out_channels:
-                raise ValueError(f"{bn.describe()} has {bn.num_features} channels, {layer.describe()} outputs {layer.out_channels}")
-            a, c = bn.scale_shift()
-            conv = copy.deepcopy(layer)
-            b = layer.bias if layer.bias is not None else np.zeros(layer.out_channels)
-            conv.weight = layer.weight * a[:, None, None, None]
-            conv.bias = a * b + c
-            layers.append((layer.name, conv))
-            k += 2
+    layers, remove = {}, []
+    for name in model.order:
+        bn = model[name]
+        if not isinstance(bn, BatchNorm2D):
             continue
-        layers.append((layer.name, copy.deepcopy(layer)))
-        k += 1
-    return Sequential(*layers)
+        src = model.inputs_of(name)[0]
+        conv = None if src == "input" else model[src]
+        if not isinstance(conv, Conv2D) or len(model.consumers(src)) != 1:
+            if strict:
+                raise ValueError(f"{bn.describe()} does not follow a Conv2D that feeds only it; it cannot be folded")
+            continue
+        if bn.num_features != conv.out_channels:
+            raise ValueError(f"{bn.describe()} has {bn.num_features} channels, {conv.describe()} outputs {conv.out_channels}")
+        a, c = bn.scale_shift()
+        folded = copy.deepcopy(conv)
+        b = conv.bias if conv.bias is not None else np.zeros(conv.out_channels)
+        folded.weight = conv.weight * a[:, None, None, None]
+        folded.bias = a * b + c
+        layers[src] = folded
+        remove.append(name)
+    return model.rebuild(layers=layers, remove=remove)
 
 
 # -- DeepLIFT and LRP columns ------------------------------------------------------------------

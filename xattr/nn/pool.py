@@ -64,6 +64,7 @@ class MaxPool2D(_Pool2D):
     """
 
     short_name = "maxpool"
+    kind = "window"
 
     def forward(self, x):
         x = check_image_batch(x, f"input of {self.describe()}")
@@ -151,6 +152,7 @@ class GlobalAvgPool2D(Layer):
     """Global average pooling ``(N, C, H, W) -> (N, C)`` (Lin et al. 2014), the head CAM needs."""
 
     short_name = "gap"
+    kind = "global"
 
     def forward(self, x):
         x = as_float_array(x, f"input of {self.describe()}")

@@ -40,31 +40,31 @@ class RegionMap(NamedTuple):
     pad_value: float
 
 
-_REGION_MAPS: dict = {}
-
-
 def defregion(layer_types, kind, pad_value=0.0):
     """Register the decorated function as the region map of ``layer_types`` (see the module docstring).
 
     ``pad_value`` is what the layer pads its input with (0 for convolution and average pooling,
     ``-inf`` for max pooling).  Used as ``@defregion(Conv2D, "window")``; pointwise layers
-    register ``defregion(ReLU, "pointwise")(None)``.
+    register ``defregion(ReLU, "pointwise")(None)``.  Stored as the layer's ``"region"`` fact, so
+    subclasses inherit it.
     """
+    from .base import deffact
+
     if kind not in REGION_KINDS:
         raise ValueError(f"kind must be one of {REGION_KINDS}, got {kind!r}")
-    types = layer_types if isinstance(layer_types, (tuple, list)) else (layer_types,)
 
     def register(fn):
-        for t in types:
-            _REGION_MAPS[t] = RegionMap(kind, fn, float(pad_value))
+        deffact(layer_types, "region")(RegionMap(kind, fn, float(pad_value)))
         return fn
 
     return register
 
 
 def region_map(layer):
-    """The :class:`RegionMap` of ``layer``'s type, or None if it has none."""
-    return _REGION_MAPS.get(type(layer))
+    """The :class:`RegionMap` of ``layer``'s type (own or inherited), or None if it has none."""
+    from .base import find_fact
+
+    return find_fact(type(layer), "region")
 
 
 def window_region(lo, size, in_len, kernel, stride, dilation, pad_lo, pad_hi):

@@ -13,6 +13,7 @@ import pytest
 
 import xattr
 from xattr.methods import perturbation as P
+from xattr.methods.incremental import use_incremental
 from xattr.methods.segments import grid_segments
 from xattr.nn import Conv2D, Dense, Flatten, GlobalAvgPool2D, MaxPool2D, ReLU, Sequential
 
@@ -295,8 +296,8 @@ def test_occlusion_incremental_equals_full_and_auto_picks_it():
     full = xattr.occlusion(model, x, 2, window=5, stride=3, baseline=fill, incremental=False)
     inc = xattr.occlusion(model, x, 2, window=5, stride=3, baseline=fill, incremental=True, batch_size=13)
     np.testing.assert_allclose(inc, full, rtol=0, atol=1e-13 * np.abs(full).max())
-    assert P._use_incremental(model, x, (5, 5), "auto")
-    assert not P._use_incremental(model, x, (24, 24), "auto")  # the patch reaches everything: no gain
+    assert use_incremental(model, x, (5, 5), "auto")
+    assert not use_incremental(model, x, (24, 24), "auto")  # the patch reaches everything: no gain
 
 
 def test_occlusion_float32_and_forward_only_models():

@@ -47,6 +47,7 @@ import numpy as np
 
 from .. import _targets
 from .._conventions import as_rng, check_image_batch, pair
+from . import incremental as _inc
 from . import segments as _seg
 
 #: exact Shapley values enumerate 2^M coalitions; above this many segments they are refused.
@@ -229,7 +230,7 @@ def occlusion(model, x, target, window=8, stride=4, baseline=0.0, aggregate="mea
     fx, value = _explained(model, x, target)
 
     rows, cols = _window_starts(H, kh, sh), _window_starts(W, kw, sw)
-    use_inc = _use_incremental(model, x, (kh, kw), incremental)
+    use_inc = _inc.use_incremental(model, x, (kh, kw), incremental)
     drops = fx[:, None, None] - occluded_scores(
         model, x, fill, value, rows, cols, (kh, kw), batch_size, use_inc, progress
     )  # (N, nr, nc)
@@ -257,7 +258,7 @@ def occluded_scores(model, x, fill, value, rows, cols, window, batch_size=DEFAUL
     image, i, j = (a.ravel() for a in np.meshgrid(np.arange(N), np.arange(nr), np.arange(nc), indexing="ij"))
     out = np.empty(N * nr * nc, dtype=np.float64)
     bar = _Progress(len(out), progress, "occlusion")
-    runner = _IncrementalRunner(model, x, fill, window) if incremental else None
+    runner = _inc.IncrementalRunner(model, x, fill, window) if incremental else None
     try:
         for a in range(0, len(out), batch_size):
             sl = slice(a, min(len(out), a + batch_size))
@@ -275,198 +276,6 @@ def occluded_scores(model, x, fill, value, rows, cols, window, batch_size=DEFAUL
     finally:
         bar.close()
     return out.reshape(N, nr, nc)
-
-
-# -- incremental inference (Nakandala et al. 2019) -------------------------------------------------
-def _incremental_prefix(model):
-    """Number of leading layers with region maps (window/pointwise, then optionally one global), or 0."""
-    from ..nn.base import Layer
-    from ..nn.region import region_map
-
-    layers = getattr(model, "layers", None)
-    if not isinstance(layers, list) or not layers or not all(isinstance(la, Layer) for la in layers):
-        return 0
-    k = 0
-    for layer in layers:
-        rm = region_map(layer)
-        if rm is None:
-            break
-        k += 1
-        if rm.kind == "global":
-            break
-    return k
-
-
-def _box_sizes(model, prefix, in_hw, window):
-    """Per layer of the prefix: (input hw, box size at its input, box size at its output)."""
-    from ..nn.region import region_map
-
-    sizes, hw, size = [], tuple(in_hw), tuple(window)
-    for layer in model.layers[:prefix]:
-        rm = region_map(layer)
-        if rm.kind == "window":
-            _, out_size, _, _ = rm.fn(layer, np.zeros((1, 2), dtype=np.intp), size, hw)
-            out_hw = _layer_out_hw(layer, hw)
-            sizes.append((hw, size, tuple(out_size)))
-            hw, size = tuple(out_hw), tuple(out_size)
-        else:
-            sizes.append((hw, size, size))
-    return sizes
-
-
-def _use_incremental(model, x, window, incremental):
-    if incremental is False:
-        return False
-    prefix = _incremental_prefix(model)
-    kinds = []
-    if prefix:
-        from ..nn.region import region_map
-
-        kinds = [region_map(la).kind for la in model.layers[:prefix]]
-    if "window" not in kinds:
-        if incremental is True:
-            raise ValueError(
-                "incremental occlusion needs an xattr.nn.Sequential whose first layers have region maps "
-                "(Conv2D, pooling, ReLU, BatchNorm2D, Dropout, then optionally GlobalAvgPool2D); "
-                f"got {type(model).__name__}" + (f" starting with {model.layers[0].describe()}" if prefix == 0 and
-                                                   getattr(model, "layers", None) else "")
-            )
-        return False
-    if incremental is True:
-        return True
-    # "auto": compare the area recomputed with the full area, layer by layer (weighted by channels).
-    full = inc = 0.0
-    for (hw, _, out_box), layer in zip(_box_sizes(model, prefix, x.shape[2:], window), model.layers[:prefix]):
-        ch = getattr(layer, "out_channels", 1) * getattr(layer, "in_channels", 1)
-        out_hw = _layer_out_hw(layer, hw)
-        full += ch * out_hw[0] * out_hw[1]
-        inc += ch * out_box[0] * out_box[1]
-    return inc < 0.5 * full
-
-
-def _layer_out_hw(layer, hw):
-    if hasattr(layer, "output_shape"):
-        return layer.output_shape((1, layer.in_channels) + tuple(hw))[2:]
-    if hasattr(layer, "output_hw"):
-        return layer.output_hw((1, 1) + tuple(hw))
-    return tuple(hw)
-
-
-class _IncrementalRunner:
-    """Scores of occluded images by incremental inference through a ``Sequential`` (Nakandala et al. 2019).
-
-    Each occluded image is represented, at the input of every layer, by a box of fixed size (per
-    layer) holding its values, the rest being the unoccluded activation.  Window layers read the
-    box they need from the unoccluded activation (padded with the layer's pad value), paste the
-    changed box in, and run without padding on it; pointwise layers run on the box; a global
-    layer (GAP) corrects the unoccluded output by the box's change; any other layer ends the
-    incremental part: the box is pasted into the full activation and the rest runs in full.
-    """
-
-    def __init__(self, model, x, fill, window):
-        from ..nn.region import finite_pad_value, region_map, without_padding
-
-        self.model, self.x, self.fill, self.window = model, x, fill, tuple(window)
-        self.prefix = _incremental_prefix(model)
-        self.layers = model.layers
-        self.maps = [region_map(la) for la in self.layers[: self.prefix]]
-        self.valid = [without_padding(la) if rm.kind == "window" else la for la, rm in zip(self.layers, self.maps)]
-        # base activations at the input of each prefix layer (and the prefix's output)
-        acts, a = [], x
-        for layer in self.layers[: self.prefix]:
-            acts.append(a)
-            a = layer.forward(a)[0]
-        self.acts, self.last_out = acts, a
-        # padded copies for the window layers; margin = padding + 1 (one spare row/column, see scores)
-        self.padded, self.margin = {}, {}
-        for li, rm in enumerate(self.maps):
-            if rm.kind == "window":
-                pads = self.layers[li].pads
-                m = (max(pads[0]) + 1, max(pads[1]) + 1)
-                self.margin[li] = np.array(m)
-                self.padded[li] = np.pad(
-                    acts[li], ((0, 0), (0, 0), (m[0], m[0]), (m[1], m[1])), constant_values=finite_pad_value(rm, x.dtype)
-                ).astype(x.dtype, copy=False)
-
-    @staticmethod
-    def _gather(arr, image, lo, size):
-        """Boxes ``arr[image[b], :, lo[b,0]:+size[0], lo[b,1]:+size[1]]`` -> ``(B, C, h, w)`` (one fancy index)."""
-        from numpy.lib.stride_tricks import sliding_window_view
-
-        view = sliding_window_view(arr, tuple(size), axis=(2, 3))  # (N, C, ., ., h, w), no copy
-        return view[image, :, lo[:, 0], lo[:, 1]]
-
-    @staticmethod
-    def _paste(dest, patch, rows, cols):
-        """``dest[b, :, rows[b, i], cols[b, j]] = patch[b, :, i, j]`` for per-item row/column indices."""
-        B = patch.shape[0]
-        dest[np.arange(B)[:, None, None], :, rows[:, :, None], cols[:, None, :]] = patch.transpose(0, 2, 3, 1)
-
-    def scores(self, image, r0, c0):
-        x, (kh, kw) = self.x, self.window
-        H, W = x.shape[2:]
-        # the changed box at the input: the window, shifted inside the image (border windows are clipped)
-        lo = np.stack([np.minimum(r0, H - kh), np.minimum(c0, W - kw)], axis=1)
-        size = (kh, kw)
-        rr = lo[:, 0, None] + np.arange(kh)
-        cc = lo[:, 1, None] + np.arange(kw)
-        inside = (((rr >= r0[:, None]) & (rr < r0[:, None] + kh))[:, :, None]
-                  & ((cc >= c0[:, None]) & (cc < c0[:, None] + kw))[:, None, :])
-        patch = np.where(inside[:, None], self._gather(self.fill, image, lo, size), self._gather(x, image, lo, size))
-        for li in range(self.prefix):
-            layer, rm = self.layers[li], self.maps[li]
-            if rm.kind == "pointwise":
-                patch = layer.forward(patch)[0]
-            elif rm.kind == "window":
-                out_lo, out_size, need_lo, need_size = rm.fn(layer, lo, size, self.acts[li].shape[2:])
-                # read the needed box plus one spare row and column; changed pixels that fall outside
-                # the needed box reach no output of the layer, so they are parked in the spare row/column
-                slab = self._gather(self.padded[li], image, need_lo + self.margin[li],
-                                    (need_size[0] + 1, need_size[1] + 1))
-                rows = lo[:, 0, None] - need_lo[:, 0, None] + np.arange(size[0])
-                cols = lo[:, 1, None] - need_lo[:, 1, None] + np.arange(size[1])
-                rows = np.where((rows >= 0) & (rows < need_size[0]), rows, need_size[0])
-                cols = np.where((cols >= 0) & (cols < need_size[1]), cols, need_size[1])
-                self._paste(slab, patch, rows, cols)
-                patch = _box_forward(self.valid[li], slab[:, :, : need_size[0], : need_size[1]])
-                lo, size = out_lo, tuple(out_size)
-            else:  # global: corrects the unoccluded output, then the rest runs in full (small)
-                out = rm.fn(layer, self.acts[li], self.last_out, image, patch, lo)
-                return self._tail(out, li + 1)
-        full = self.last_out[image].copy()
-        self._paste(full, patch, lo[:, 0, None] + np.arange(size[0]), lo[:, 1, None] + np.arange(size[1]))
-        return self._tail(full, self.prefix)
-
-    def _tail(self, a, start):
-        for layer in self.layers[start:]:
-            a = layer.forward(a)[0]
-        return a
-
-
-def _box_forward(layer, boxes):
-    """A padding-free window layer on a batch of small boxes.
-
-    Convolutions run as one GEMM over all boxes (``W (O, K) @ cols (K, B*P)``), much faster for many
-    small inputs than a batched matmul: stride-1 layers through their own wide-column kernel
-    (``Conv2D.correlate``, 10 % faster here than per-row columns and ``tensordot``), other strides by
-    per-row im2col; the result is the convolution of :mod:`xattr.nn.conv`, checked against full
-    recomputation by the tests.
-    """
-    from ..nn.conv import Conv2D, conv_output_size, im2col, weight_matrix
-
-    if type(layer) is not Conv2D:
-        return layer.forward(boxes)[0]
-    B, _, h, w = boxes.shape
-    (kh, kw), (sh, sw), (dh, dw) = layer.kernel_size, layer.stride, layer.dilation
-    out_hw = (conv_output_size(h, kh, sh, dh, 0, 0), conv_output_size(w, kw, sw, dw, 0, 0))
-    if layer.stride == (1, 1):  # the layer's own kernel: wide columns, already one GEMM over all boxes
-        return layer.correlate(boxes, out_hw, bias=layer.bias)
-    cols = im2col(boxes, layer.kernel_size, layer.stride, layer.dilation, out_hw)  # (B, K, P)
-    w2 = weight_matrix(layer.weight, boxes.dtype)  # columns in im2col's row order
-    y = np.tensordot(w2, cols, axes=([1], [1]))  # (O, B, P)
-    if layer.bias is not None:
-        y += layer.bias.astype(boxes.dtype, copy=False)[:, None, None]
-    return y.transpose(1, 0, 2).reshape((B, layer.out_channels) + out_hw)
 
 
 # -- Shapley values ------------------------------------------------------------------------------
@@ -517,45 +326,6 @@ def shapley_from_values(v):
 # on the few segments its receptive field touches, and the pooled vector is a sum over positions.
 # Each position's contribution is tabulated for the 2^k subsets of its k segments only; the pooled
 # vector of every coalition is then a sum of table look-ups, and the layers after the pooling run on it.
-def _gap_split(model):
-    """Index of the GlobalAvgPool2D ending a local prefix (every layer before it has a region map), or None."""
-    from ..nn.pool import GlobalAvgPool2D
-
-    k = _incremental_prefix(model)
-    if k and isinstance(model.layers[k - 1], GlobalAvgPool2D) and k > 1:
-        return k - 1
-    return None
-
-
-def _receptive_fields(model, stop, in_hw):
-    """Per axis, the input range ``[lo, hi]`` (inclusive, clipped to the image) read by each output position
-    of ``model.layers[:stop]``: the region maps' needed boxes, composed backwards."""
-    from ..nn.region import region_map
-
-    specs, hw = [], tuple(in_hw)
-    for layer in model.layers[:stop]:
-        if region_map(layer).kind == "window":
-            specs.append((layer, hw))
-            hw = tuple(_layer_out_hw(layer, hw))
-    out = []
-    for axis in (0, 1):
-        lo = np.arange(hw[axis])
-        hi = lo.copy()
-        for layer, lhw in reversed(specs):
-            need_lo, need_hi = _needed_range(layer, lo, hi, axis)
-            lo, hi = np.maximum(need_lo, 0), np.minimum(need_hi, lhw[axis] - 1)  # padding reads no input
-        out.append((lo, hi))
-    return out, hw
-
-
-def _needed_range(layer, lo, hi, axis):
-    """Input rows ``[lo*s - pad, hi*s - pad + d(k-1)]`` read by output rows ``[lo, hi]`` of a window layer."""
-    k, s = layer.kernel_size[axis], layer.stride[axis]
-    d = getattr(layer, "dilation", (1, 1))[axis]
-    pad = layer.pads[axis][0]
-    return lo * s - pad, hi * s - pad + d * (k - 1)
-
-
 def _segment_sets(lab, M, fields):
     """Which segments each position's receptive field touches: bool ``(M, Ho, Wo)`` (2-D prefix sums)."""
     (rlo, rhi), (clo, chi) = fields
@@ -571,16 +341,17 @@ class _LocalPlan:
     """Positions of the last local activation grouped by the set of segments their receptive fields touch."""
 
     def __init__(self, split, groups, gid):
-        self.split, self.groups, self.gid = split, groups, gid  # groups: bool (G, M); gid: (positions,)
+        # split: the GAP node; groups: bool (G, M); gid: (positions,)
+        self.split, self.groups, self.gid = split, groups, gid
         self.cost = int((2 ** groups.sum(1)).sum())  # prefix evaluations needed for the tables
 
 
 def _local_plan(model, x_shape, lab, M):
     """A :class:`_LocalPlan`, or None when the model is not local layers followed by global average pooling."""
-    split = _gap_split(model)
+    split = _inc.gap_split(model)
     if split is None:
         return None
-    fields, _ = _receptive_fields(model, split, x_shape[2:])
+    fields, _ = _inc.receptive_fields(model, model.inputs_of(split)[0], np.zeros((1,) + tuple(x_shape[1:])))
     touched = _segment_sets(lab, M, fields).reshape(M, -1).T  # (positions, M)
     groups, gid = np.unique(touched, axis=0, return_inverse=True)
     return _LocalPlan(split, groups, gid.ravel())
@@ -597,7 +368,7 @@ class _LocalGame:
 
     def __init__(self, model, value, xn, filln, lab, M, image, plan, batch_size, bar):
         self.value, self.image, self.dtype = value, image, xn.dtype
-        self.tail = model.layers[plan.split + 1:]
+        self.model, self.split = model, plan.split
         self._build = (model, xn, filln, lab, M, plan, batch_size, bar)
         self.tables = None
 
@@ -614,8 +385,7 @@ class _LocalGame:
             rows = []
             for a in range(0, 2**k, batch_size):
                 h = _seg.compose(xn, filln, lab, present[a:a + batch_size])
-                for layer in model.layers[: plan.split]:
-                    h = layer.forward(h)[0]
+                h = model.trace(h, stop=model.inputs_of(plan.split)[0]).output
                 rows.append(h.reshape(h.shape[0], h.shape[1], -1).astype(np.float64) @ G[g])
                 bar.update(len(h))
             self.tables.append(np.concatenate(rows))  # (2^k, C)
@@ -630,8 +400,8 @@ class _LocalGame:
             code = masks[:, members].astype(np.int64) @ (np.int64(1) << np.arange(len(members)))
             pooled += table[code]
         out = (pooled / self.P).astype(self.dtype)
-        for layer in self.tail:
-            out = layer.forward(out)[0]
+        if self.split != self.model.output:  # the nodes after the pooling, on the pooled vectors
+            out = self.model.trace(out, start=self.split).output
         return np.asarray(self.value(_scores_of(out, len(masks)), np.full(len(masks), self.image)), dtype=np.float64)
 
 
@@ -649,8 +419,9 @@ def _games(model, value, x, fill, labels, counts, needed, locality, batch_size, 
         plan = _local_plan(model, x.shape, lab, M) if locality is not False else None
         if locality is True and plan is None:
             raise ValueError(
-                "locality=True needs an xattr.nn.Sequential whose local layers (Conv2D, pooling, ReLU, "
-                f"BatchNorm2D, Dropout) end in GlobalAvgPool2D; got {type(model).__name__}"
+                "locality=True needs a layered model (xattr.nn.Graph or Sequential) whose local layers (Conv2D, "
+                "pooling, ReLU, BatchNorm2D, Dropout, merges) end in a GlobalAvgPool2D that every path passes "
+                f"through; got {type(model).__name__}"
             )
         plans.append(plan if plan is not None and (locality is True or plan.cost < k) else None)
     bar = _Progress(sum(k if p is None else p.cost for p, k in zip(plans, needed)), progress, desc)

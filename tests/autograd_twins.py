@@ -83,6 +83,30 @@ def model_function(model):
     return f
 
 
+def graph_function(model):
+    """The graph's forward pass in autograd, node by node: merges are written out (sum, concat, product)."""
+    from xattr.nn import Add, Concat, Multiply
+
+    order = [(n, model.inputs_of(n), model[n]) for n in model.order]
+    fns = {n: None if isinstance(layer, (Add, Concat, Multiply)) else layer_function(layer) for n, _, layer in order}
+
+    def f(x):
+        env = {"input": x}
+        for n, ins, layer in order:
+            args = [env[i] for i in ins]
+            if isinstance(layer, Add):
+                env[n] = sum(args[1:], args[0])
+            elif isinstance(layer, Concat):
+                env[n] = anp.concatenate(args, axis=1)
+            elif isinstance(layer, Multiply):
+                env[n] = args[0] * args[1]
+            else:
+                env[n] = fns[n](args[0])
+        return env[model.output]
+
+    return f
+
+
 def vjp(fn, x, u):
     """autograd's vector-Jacobian product ``uᵀ J_fn(x)``."""
     back, _ = make_vjp(fn)(x)

@@ -323,8 +323,15 @@ def test_batchnorm_is_folded_before_lrp():
             xattr.lrp(model, x, 1, comp, low=-5, high=5), xattr.lrp(fold_batchnorm(model), x, 1, comp, low=-5, high=5)
         )
     np.testing.assert_allclose(xattr.lrp(model, x, 1, "0"), xattr.gradient_x_input(model, x, 1), rtol=1e-9, atol=1e-12)
-    with pytest.raises(ValueError, match="does not follow a Conv2D"):
-        xattr.lrp(Sequential(BatchNorm2D(2), Flatten(), Dense(72, 2)), x, 0)
+    # a batch-norm that follows no conv takes the z-rule on its affine map: R_i = a x_i R / stab(a x_i + c)
+    first = Sequential(bn2 := BatchNorm2D(2), Flatten(), Dense(72, 2, rng=3))
+    bn2.weight, bn2.bias = gen.normal(size=2), gen.normal(size=2)
+    tape = first.trace(x)
+    r_flat = xattr.lrp(Sequential(Flatten(), first[2]), tape.value("bn1"), 0).reshape(x.shape)
+    a, _ = bn2.scale_shift()
+    z = tape.value("bn1")
+    want = r_flat * a[:, None, None] * x / (z + 1e-6 * np.where(z >= 0, 1, -1))
+    np.testing.assert_allclose(xattr.lrp(first, x, 0), want, rtol=1e-10, atol=1e-14)
 
 
 def test_dtype_is_kept_and_input_not_modified():
@@ -387,7 +394,9 @@ def test_bad_input_is_refused_with_clear_messages():
     with pytest.raises(ValueError, match="has no LRP rule"):
         xattr.lrp(Sequential(Weird(), Flatten(), Dense(128, 2)), x, 0)
     # a missing cell called directly still names layer and rule
-    with pytest.raises(RuleNotDefined, match="BatchNorm2D.*lrp0"):
+    with pytest.raises(RuleNotDefined, match="Flatten.*lrp_nonsense"):
+        Flatten().backward(np.ones((1, 8)), None, "lrp_nonsense")
+    with pytest.raises(ValueError, match="LRP on BatchNorm2D needs the layer's input/output"):
         BatchNorm2D(2).backward(np.ones((1, 2, 2, 2)), None, "lrp0")
 
 
@@ -401,7 +410,7 @@ def test_rule_table_shows_the_relevance_columns():
     for rule in ("rescale", "revealcancel") + tuple(COLUMN.values()):
         for layer in ("Conv2D", "Dense", "ReLU", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D", "Flatten"):
             assert table[layer][rule] is not None, (layer, rule)
-    assert table["BatchNorm2D"]["lrp0"] is None  # folded away before LRP
+    assert "z-rule on the batch-norm's affine map" in table["BatchNorm2D"]["lrp0"]  # where it cannot be folded
     assert table["Dense"]["rescale"] == "same as gradient"  # multipliers pass linear layers as gradients
     assert table["ReLU"]["lrp_gamma"] == "same as lrp0"  # one pass-through cell for every LRP column
     assert table["Conv2D"]["lrp_gamma"].startswith("`R_j = a_j Σ_k ρ(w_jk)")

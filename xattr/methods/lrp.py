@@ -12,7 +12,8 @@ assigns them; the others have one cell for every LRP column:
 
 Batch-norm is folded into the preceding conv first (:func:`xattr.nn.fold_batchnorm`), a
 canonicalisation that keeps the function and lets the conv's rule see the effective weights (as Zennit's
-canonizers); a batch-norm that does not follow a conv is refused.
+canonizers); a batch-norm that does not follow a conv (a pre-activation ``bn-relu-conv`` block, a batch-norm
+after a sum) takes the z-rule on its own affine map, its shift absorbing relevance as a bias does.
 
 A composite is a plain mapping from layer *type* (``Dense``, ``Conv2D``: any class whose ``weighted``
 trait is set, matched with ``isinstance``), *node name* (``"layer3.1.conv2"``) or *position* (``"first"``:
@@ -105,7 +106,7 @@ def resolve_composite(composite):
             raise ValueError(
                 f"composite key {name} is not supported: keys are 'first', a node name, or a layer type with "
                 f"weights (e.g. {', '.join(t.__name__ for t in WEIGHTED)}); ReLU/flatten/dropout/pools/merges have "
-                "fixed LRP cells (max-pool: maxpool=...) and batch-norm is folded into its conv"
+                "fixed LRP cells (max-pool: maxpool=...) and batch-norm is folded into its conv where it follows one"
             )
         out[key] = _rule_spec(spec, f"composite entry {getattr(key, '__name__', key)}")
     return out
@@ -141,7 +142,7 @@ def _first_weighted(model):
 
 
 def layer_rules(model, composite, defaults, maxpool):
-    """``{node name: (column, options)}`` for a (batch-norm-free) model.
+    """``{node name: (column, options)}`` for a model (batch-norms folded where they follow a conv).
 
     A weighted node takes its rule from the composite: by node name first, then ``"first"``, then its
     layer type (the most specific class in the composite that it is an instance of).
@@ -221,7 +222,7 @@ def lrp(model, x, target, composite="epsilon", *, epsilon=LRP_EPSILON, gamma=LRP
     if x.ndim < 2:
         raise ValueError(f"x must be a batch of shape (N, ...), got shape {x.shape}")
     if any(isinstance(layer, BatchNorm2D) for layer in model):
-        model = fold_batchnorm(model)
+        model = fold_batchnorm(model, strict=False)
     cells = layer_rules(model, composite, _defaults(epsilon, gamma, alpha, beta, low, high), maxpool)
     tape = model.trace(x)
     scores = tape.output

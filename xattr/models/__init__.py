@@ -1,8 +1,9 @@
-"""Saving and loading ``Sequential`` models, and the trained models shipped with xattr.
+"""Saving and loading models (graphs and chains), and the trained models shipped with xattr.
 
 A saved model is two files side by side::
 
-    NAME.json   the architecture (layer types, names, constructor settings), the input the model
+    NAME.json   the architecture (layer types, names, constructor settings; for a graph each node's
+                inputs and the output node's name), the input the model
                 expects (channels, size, value range, normalisation), the class names, free
                 metadata (how it was trained, its accuracy), and the SHA-256 of the weights file
     NAME.npz    the arrays, keyed ``"<layer name>.<array>"`` (``conv1.weight``, ``bn1.running_var``)
@@ -26,7 +27,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..nn import AvgPool2D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, MaxPool2D, ReLU, Sequential
+from ..nn import (
+    Add, AvgPool2D, BatchNorm2D, Concat, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, Graph, GraphError,
+    MaxPool2D, Multiply, ReLU, Sequential,
+)
 
 FORMAT = "xattr-model"
 FORMAT_VERSION = 1
@@ -87,6 +91,9 @@ register_layer_format(
     BatchNorm2D, lambda l: dict(num_features=l.num_features, eps=l.eps), ("weight", "bias", "running_mean", "running_var")
 )
 register_layer_format(Dropout, lambda l: dict(p=l.p), ())
+register_layer_format(Add, lambda l: {}, ())
+register_layer_format(Concat, lambda l: dict(axis=l.axis), ())
+register_layer_format(Multiply, lambda l: dict(gate=l.gate), ())
 
 
 @dataclass
@@ -136,7 +143,8 @@ def save(model, path, input_spec=None, classes=None, meta=None):
 
     Parameters
     ----------
-    model : Sequential
+    model : Graph or Sequential
+        A graph's nodes are stored with their inputs and the output's name; a chain as a plain list.
     path : str or path-like
         ``NAME``, ``NAME.json`` or ``NAME.npz``; both files are written.
     input_spec : dict, optional
@@ -150,8 +158,9 @@ def save(model, path, input_spec=None, classes=None, meta=None):
     str
         The ``.json`` path.
     """
-    if not isinstance(model, Sequential):
-        raise TypeError(f"save takes an xattr.nn.Sequential, got {type(model).__name__}")
+    if not isinstance(model, Graph):
+        raise TypeError(f"save takes an xattr.nn.Graph or Sequential, got {type(model).__name__}")
+    chain = isinstance(model, Sequential)
     layers, arrays = [], {}
     for layer in model:
         tname = type(layer).__name__
@@ -167,7 +176,10 @@ def save(model, path, input_spec=None, classes=None, meta=None):
             if v is not None:
                 arrays[f"{layer.name}.{a}"] = np.asarray(v)
                 stored.append(a)
-        layers.append({"name": layer.name, "type": tname, "config": config(layer), "arrays": stored})
+        entry = {"name": layer.name, "type": tname, "config": config(layer), "arrays": stored}
+        if not chain:
+            entry["inputs"] = list(model.inputs_of(layer.name))
+        layers.append(entry)
     if input_spec is None:
         first = next((l for l in model if isinstance(l, Conv2D)), None)
         input_spec = default_input_spec(first.in_channels if first is not None else 3)
@@ -181,6 +193,8 @@ def save(model, path, input_spec=None, classes=None, meta=None):
         "input": input_spec, "classes": list(classes) if classes is not None else None,
         "meta": meta or {}, "layers": layers,
     }
+    if not chain:
+        doc["output"] = model.output
     text = json.dumps(doc, indent=1, default=_jsonable)
     folder = os.path.dirname(json_path)
     if folder:
@@ -255,11 +269,11 @@ def _read_weights(json_path, doc):
 
 
 def load_with_info(name_or_path):
-    """Load a saved model; returns ``(Sequential, ModelInfo)``.  See :func:`load`."""
+    """Load a saved model; returns ``(Graph or Sequential, ModelInfo)``.  See :func:`load`."""
     doc, info = read_info(name_or_path)
     json_path = info.path
     npz_path, arrays = _read_weights(json_path, doc)
-    layers, used = [], set()
+    layers, used, inputs = [], set(), []
     for k, spec in enumerate(doc["layers"]):
         try:
             name, tname, config, names = spec["name"], spec["type"], spec.get("config", {}), spec.get("arrays", [])
@@ -293,14 +307,21 @@ def load_with_info(name_or_path):
         if missing:
             raise ModelFileError(f"{json_path!r}: layer {name!r} ({tname}) needs arrays {missing} that are not listed")
         layers.append((name, layer))
+        if isinstance(spec, dict) and "inputs" in spec:
+            inputs.append(spec["inputs"])
     extra = sorted(set(arrays) - used)
     if extra:
         raise ModelFileError(
             f"weights file {npz_path!r} does not match {json_path!r}: arrays {extra} belong to no declared layer"
         )
+    if inputs and len(inputs) != len(layers):
+        raise ModelFileError(f"{json_path!r}: some layer entries give 'inputs' and some do not (a graph gives them all)")
     try:
-        model = Sequential(*layers)
-    except (TypeError, ValueError) as exc:
+        if inputs:
+            model = Graph([(n, layer, ins) for (n, layer), ins in zip(layers, inputs)], output=doc.get("output"))
+        else:
+            model = Sequential(*layers)
+    except (TypeError, ValueError, GraphError) as exc:
         raise ModelFileError(f"{json_path!r}: {exc}") from None
     return model, info
 
@@ -316,7 +337,7 @@ def load(name_or_path):
 
     Returns
     -------
-    Sequential
+    Sequential (a chain) or Graph
 
     Raises
     ------

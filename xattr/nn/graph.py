@@ -478,7 +478,8 @@ class Tape:
         at : str, optional
             The node whose output receives ``seed``.
         to : str or list of str, optional
-            Stop at these nodes' outputs and return what arrived there (a dict for a list); default the
+            Return what arrives at these nodes' outputs (a dict for a list; the walk ends at the earliest one,
+            so a node downstream of another gets its complete gradient too); default the
             trace's source (the model input).  A node with no path to ``at`` gets zeros (None if the
             tape holds no value for it).
         taps : dict ``{name: fn(name, record, g)}``, optional
@@ -518,9 +519,8 @@ class Tape:
                 out = taps[n](n, self.records[n], g)
                 if out is not None:
                     g = out
-            if n in stops:
+            if n in stops:  # record what arrived and go on: an earlier stop gets the paths through this one too
                 results[n] = g
-                continue
             node = graph._nodes[n]
             fn, opts = cells[n]
             gin = fn(node.layer, g, self.records[n].cache, **opts)

@@ -130,11 +130,25 @@ def fold_batchnorm(model, strict=True):
 
 
 # -- DeepLIFT and LRP columns ------------------------------------------------------------------
-from .relevance import LRP_RULES  # noqa: E402
+from .relevance import LRP_RULES, safe_divide, stabilize  # noqa: E402
 
-# batch-norm is affine at inference: DeepLIFT multipliers pass as gradients.  LRP has no cell:
-# xattr.lrp folds every batch-norm into the preceding conv first (fold_batchnorm).
+# batch-norm is affine at inference: DeepLIFT multipliers pass as gradients.  xattr.lrp folds every
+# batch-norm that follows a conv into it first (fold_batchnorm); the others (pre-activation blocks, as
+# DenseNet's bn-relu-conv, or a batch-norm after a sum) take the z-rule on their own affine map.
 defrule(BatchNorm2D, "rescale", "revealcancel")(_bn_scale)
+
+#: stabiliser of the z-rule at a batch-norm that cannot be folded (as at a residual sum: Zennit's Norm default)
+LRP_BN_STABILIZER = 1e-6
+
+
+@defrule(BatchNorm2D, *LRP_RULES)
+def _bn_lrp(layer, R, cache, inp=None):
+    """R_i = a x_i R / stab(a x_i + c),  stab(z) = z + 1e-6·sign(z)
+    the z-rule on the batch-norm's affine map y = a x + c (its shift c absorbs relevance as a bias does); Bach et al. 2015"""
+    if inp is None:
+        raise ValueError(f"LRP on {layer.describe()} needs the layer's input/output (inp=); use xattr.lrp")
+    a = layer.scale_shift()[0].astype(R.dtype)[:, None, None]
+    return safe_divide(R * a * inp.x, stabilize(inp.y, LRP_BN_STABILIZER))
 # dropout is the identity at inference; the RevealCancel pair (m⁺, m⁻) passes through unchanged
 defrule(Dropout, "rescale", "revealcancel", *LRP_RULES)(_dropout_identity)
 from .region import defregion  # noqa: E402  (region maps sit next to their layer)

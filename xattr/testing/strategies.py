@@ -1,4 +1,4 @@
-"""Hypothesis strategies for random ``Sequential`` networks, their inputs, baselines and targets.
+"""Hypothesis strategies for random networks (chains and graphs), their inputs, baselines and targets.
 
 Needs Hypothesis (the ``test`` extra).  The networks cover the general domain of the core
 stack: depth, channels, kernel sizes, strides, paddings (including ``"same"``), dilations,
@@ -36,7 +36,7 @@ from ..nn.conv import conv_output_size
 
 __all__ = [
     "conv_specs", "architectures", "sequential_models", "images", "models_and_inputs", "baselines", "targets",
-    "build_model", "output_hw",
+    "build_model", "output_hw", "graph_architectures", "build_graph", "graph_models_and_inputs",
 ]
 
 #: values repeated in inputs and weights (exact zeros create ReLU kinks, repeats create max-pool ties).
@@ -239,3 +239,124 @@ def targets(n, k, kinds=("int", "array", "callable")):
             return f
         options.append(st.tuples(st.integers(0, k - 1), st.integers(0, k - 1)).map(contrast))
     return st.one_of(*options)
+
+
+# -- random graphs (residual and dense connections) ---------------------------------------------------
+@st.composite
+def graph_architectures(draw, channels=(1, 3), hw=(5, 8), nodes=(2, 6), n_classes=(2, 4),
+                        merges=("add", "concat"), pool=True, max_inputs=3):
+    """A random DAG description: a stem conv, then nodes that each take one or more earlier nodes.
+
+    Each node is ``conv`` (3×3 or 1×1, ``"same"`` padding: spatial size kept so any two nodes can merge),
+    ``relu``, ``maxpool``/``avgpool`` (3×3, stride 1, padding 1: size kept), or a merge (``add``: inputs of
+    one channel count, reached by a 1×1 conv where they differ; ``concat``).  Fan-out arises whenever a
+    node is read twice.  The head is GAP (or flatten) and a dense layer, fed by the last node.
+    """
+    c = draw(st.integers(*channels))
+    h = draw(st.integers(*hw))
+    w = draw(st.integers(*hw))
+    n = draw(st.integers(*nodes))
+    stem = draw(st.integers(2, 4))
+    specs = [dict(op="conv", inputs=("input",), out=stem, kernel=draw(st.sampled_from([1, 3])))]
+    outs = [stem]
+    ops = ["conv", "relu", "relu"] + (["maxpool", "avgpool"] if pool else []) + list(merges)
+    for _ in range(n):
+        op = draw(st.sampled_from(ops))
+        k = len(specs)
+        if op in ("add", "concat") and k >= 2:
+            m = draw(st.integers(2, min(max_inputs, k)))
+            ins = tuple(sorted(draw(st.lists(st.integers(0, k - 1), min_size=m, max_size=m, unique=True))))
+            if op == "add":
+                out = outs[ins[0]]
+                specs.append(dict(op="add", inputs=ins, out=out))
+            else:
+                out = sum(outs[i] for i in ins)
+                specs.append(dict(op="concat", inputs=ins, out=out))
+        else:
+            op = "conv" if op in ("add", "concat") else op
+            src = draw(st.integers(max(0, k - 3), k - 1))  # mostly recent nodes; older ones make skips
+            out = draw(st.integers(1, 4)) if op == "conv" else outs[src]
+            specs.append(dict(op=op, inputs=(src,), out=out, kernel=draw(st.sampled_from([1, 3]))))
+        outs.append(out)
+    head = draw(st.sampled_from(["gap", "flatten"]))
+    return dict(in_channels=c, hw=(h, w), nodes=specs, head=head, n_classes=draw(st.integers(*n_classes)))
+
+
+def build_graph(arch, rng=0, bias_scale=0.1):
+    """The :class:`xattr.nn.Graph` a description from :func:`graph_architectures` gives (nodes ``n0, n1, ...``)."""
+    from ..nn import Add, Concat, Graph
+
+    gen = np.random.default_rng(rng)
+    triples, outs = [], []
+    c = arch["in_channels"]
+
+    def name(i):
+        return "input" if i == "input" else f"n{i}"
+
+    for k, spec in enumerate(arch["nodes"]):
+        ins = spec["inputs"]
+        cin = c if ins == ("input",) else None
+        if spec["op"] == "conv":
+            cin = c if ins == ("input",) else outs[ins[0]]
+            layer = Conv2D(cin, spec["out"], spec["kernel"], padding="same", rng=gen)
+            layer.bias = gen.normal(0.0, bias_scale, spec["out"])
+        elif spec["op"] == "relu":
+            layer = ReLU()
+        elif spec["op"] == "maxpool":
+            layer = MaxPool2D(3, stride=1, padding=1)
+        elif spec["op"] == "avgpool":
+            layer = AvgPool2D(3, stride=1, padding=1)
+        elif spec["op"] == "add":
+            # inputs of another channel count are brought to the first's by a 1x1 conv node
+            fixed = []
+            for i in ins:
+                if outs[i] != spec["out"]:
+                    adapter = f"n{k}_from{i}"
+                    conv = Conv2D(outs[i], spec["out"], 1, rng=gen)
+                    conv.bias = gen.normal(0.0, bias_scale, spec["out"])
+                    triples.append((adapter, conv, name(i)))
+                    fixed.append(adapter)
+                else:
+                    fixed.append(name(i))
+            triples.append((name(k), Add(), tuple(fixed)))
+            outs.append(spec["out"])
+            continue
+        else:
+            layer = Concat()
+        triples.append((name(k), layer, tuple(name(i) for i in ins) if len(ins) > 1 else name(ins[0])))
+        outs.append(spec["out"])
+    last = name(len(arch["nodes"]) - 1)
+    feats = outs[-1] if arch["head"] == "gap" else outs[-1] * arch["hw"][0] * arch["hw"][1]
+    triples.append(("pool" if arch["head"] == "gap" else "flatten",
+                    GlobalAvgPool2D() if arch["head"] == "gap" else Flatten(), last))
+    dense = Dense(feats, arch["n_classes"], rng=gen)
+    dense.bias = gen.normal(0.0, bias_scale, arch["n_classes"])
+    triples.append(("dense", dense, triples[-1][0]))
+    return _connected_graph(triples)  # nodes that lead nowhere are dropped
+
+
+def _connected_graph(triples):
+    """A Graph of ``triples``, dropping nodes that do not lead to the output (they would be dangling)."""
+    from ..nn import Graph
+
+    needed, names = set(), {t[0]: t for t in triples}
+    stack = [triples[-1][0]]
+    while stack:
+        n = stack.pop()
+        if n in needed or n == "input":
+            continue
+        needed.add(n)
+        ins = names[n][2]
+        stack.extend([ins] if isinstance(ins, str) else ins)
+    return Graph([t for t in triples if t[0] in needed])
+
+
+@st.composite
+def graph_models_and_inputs(draw, batch=(1, 2), repeats=True, **arch_options):
+    """``(graph, x, target)``: a random DAG (:func:`graph_architectures`), an input batch and a class target."""
+    arch = draw(graph_architectures(**arch_options))
+    model = build_graph(arch, rng=draw(st.integers(0, 2**16)))
+    model.arch = arch
+    n = draw(st.integers(*batch))
+    x = draw(images((n, arch["in_channels"]) + tuple(arch["hw"]), repeats=repeats))
+    return model, x, draw(st.integers(0, arch["n_classes"] - 1))

@@ -1,4 +1,4 @@
-"""The 1000 ImageNet (ILSVRC-2012) class names, in the standard index order, shipped as data.
+"""ImageNet (ILSVRC-2012): the 1000 class names in the standard index order, shipped as data, and the evaluation crop.
 
 The names live in ``xattr/models/imagenet_classes.txt``, one per line, line ``i`` (from 0) naming
 class ``i``: the order of the sorted WordNet ids of ILSVRC-2012, which every ImageNet classifier
@@ -17,6 +17,8 @@ import argparse
 import os
 import sys
 from functools import lru_cache
+
+import numpy as np
 
 #: the shipped file (package data of ``xattr.models``).
 CLASSES_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models",
@@ -39,6 +41,49 @@ def imagenet_classes():
         raise ValueError(f"{CLASSES_PATH} must hold {N_CLASSES} distinct non-empty names, one per line; "
                          f"found {len(names)} lines, {len(set(names))} distinct")
     return names
+
+
+def eval_transform(image, size=224, resize=256):
+    """ImageNet evaluation crop of one RGB photo: ``(H, W, 3)`` uint8 -> ``(3, size, size)`` float64 in ``[0, 1]``.
+
+    The shorter side is resized to ``resize`` (the other to ``int(resize · long / short)``) with
+    Pillow's bilinear filter (antialiased when shrinking), then the centre ``size × size`` is cut
+    (top-left at ``round((H' - size) / 2)``): torchvision's ``Resize(256)``, ``CenterCrop(224)``,
+    ``ToTensor()`` on a PIL image, pixel for pixel. The crop keeps ``size / resize = 0.875`` of
+    the shorter side, the fraction of TensorFlow's EfficientNet evaluation (``CROP_PADDING = 32``),
+    which crops first and then resizes bicubically.
+
+    Parameters
+    ----------
+    image : ndarray ``(H, W, 3)`` uint8, or a Pillow image in mode ``"RGB"``
+    size, resize : int
+        Crop side and the shorter side after resizing (``resize >= size``).
+    """
+    from PIL import Image
+
+    if isinstance(image, Image.Image):
+        if image.mode != "RGB":
+            raise ValueError(f"eval_transform takes an RGB image, got Pillow mode {image.mode!r} (convert('RGB') first)")
+        pil = image
+    else:
+        a = np.asarray(image)
+        if a.ndim != 3 or a.shape[2] != 3 or a.dtype != np.uint8:
+            raise ValueError(f"eval_transform takes an RGB image (H, W, 3) uint8, got shape {a.shape} {a.dtype}")
+        pil = Image.fromarray(a, "RGB")
+    size, resize = int(size), int(resize)
+    if not 1 <= size <= resize:
+        raise ValueError(f"need 1 <= size <= resize, got size={size}, resize={resize}")
+    w, h = pil.size
+    if min(w, h) < 1:
+        raise ValueError(f"empty image {w}x{h}")
+    short, long = (w, h) if w <= h else (h, w)
+    new_long = int(resize * long / short)
+    nw, nh = (resize, new_long) if w <= h else (new_long, resize)
+    if (nw, nh) != (w, h):
+        pil = pil.resize((nw, nh), Image.BILINEAR)
+    top, left = int(round((nh - size) / 2.0)), int(round((nw - size) / 2.0))
+    crop = np.asarray(pil, dtype=np.uint8)[top:top + size, left:left + size]
+    return np.moveaxis(crop, -1, 0).astype(np.float64) / 255.0
 
 
 def _from_torchvision():

@@ -112,3 +112,184 @@ def test_to_rgb_rejects_bad_input():
         viz.to_rgb(np.zeros((2, 2, 2)))
     with pytest.raises(ValueError, match="cmap"):
         viz.to_rgb(np.zeros((2, 2)), "jet")
+
+
+# -- show / render: the one-call view ------------------------------------------------------------------
+def _peak_map():
+    m = np.zeros((6, 8))
+    m[1, 2], m[4, 5], m[3, 3] = 2.0, -4.0, 1.0
+    return m
+
+
+def _tile_at(img, x, y, h, w):
+    return np.asarray(img)[y:y + h, x:x + w]
+
+
+def test_show_returns_an_image_with_its_tiles_and_bars():
+    rng = np.random.default_rng(0)
+    attr, image = rng.normal(size=(3, 10, 12)), rng.uniform(size=(3, 10, 12))
+    for method in viz.METHODS:
+        r = viz.render(attr, image, method)
+        out = viz.show(attr, image, method, scale=2)
+        assert isinstance(out, Image.Image) and out.mode == "RGB"
+        assert len(r.tiles) == len(r.titles) == len(r.colorbars) == (2 if method == "split" else 1)
+        top = 6 + int(12 * 1.4)  # no title: one line of tile titles
+        x = 6
+        for tile, bar in zip(r.tiles, r.colorbars):
+            assert tile.shape == (10, 12, 3) and tile.dtype == np.uint8
+            np.testing.assert_array_equal(_tile_at(out, x, top, 20, 24), np.repeat(np.repeat(tile, 2, 0), 2, 1))
+            barw = viz.colorbar_image(bar, 20, viz.font(12)).width + 6 if bar is not None else 0
+            x += 24 + barw + 12
+        assert out.width == x
+    titled = viz.show(attr, image, "heat_map", title="SmoothGrad², σ = 0.15")
+    assert titled.height == viz.show(attr, image, "heat_map").height + int(12 * 1.4)
+    assert viz.show(attr, method="heat_map").size[0] >= 160  # small maps are upscaled to >= 160 px
+
+
+def test_max_pixel_takes_the_top_colour():
+    m = _peak_map()
+    cm = viz.COLORMAPS
+    pos = viz.render(m, sign="positive", outlier_percentile=0).tiles[0]
+    assert pos[1, 2].tolist() == cm["magnitude"][-1].tolist() and pos[4, 5].tolist() == [0, 0, 0]
+    assert pos[3, 3].tolist() == viz.colormap(0.5, "magnitude").tolist()
+    neg = viz.render(m, sign="negative", outlier_percentile=0).tiles[0]
+    assert neg[4, 5].tolist() == cm["negative"][-1].tolist() and neg[1, 2].tolist() == [0, 0, 0]
+    both = viz.render(m, sign="all", outlier_percentile=0).tiles[0]  # scale 4: +2 -> halfway to red
+    assert both[4, 5].tolist() == cm["signed"][0].tolist() and both[0, 0].tolist() == [255, 255, 255]
+    np.testing.assert_array_equal(both[1, 2], viz.colormap(0.75, "signed"))
+    absolute = viz.render(m, outlier_percentile=0).tiles[0]  # default sign: absolute
+    assert absolute[4, 5].tolist() == cm["magnitude"][-1].tolist()
+    image = np.random.default_rng(1).integers(0, 256, size=(6, 8, 3), dtype=np.uint8)
+    masked = viz.render(m, image, "masked_image", "positive", outlier_percentile=0).tiles[0]
+    assert masked[1, 2].tolist() == image[1, 2].tolist() and masked[4, 5].tolist() == [0, 0, 0]
+    np.testing.assert_array_equal(masked[3, 3], np.round(image[3, 3] / 2))
+
+
+def test_outlier_clipping_is_the_numpy_percentile():
+    rng = np.random.default_rng(2)
+    m = rng.standard_cauchy(size=(40, 50))  # heavy tails: outliers that would wash out the rest
+    for p in (0.5, 2.0, 10.0):
+        for sign, part in [("absolute", np.abs(m)), ("positive", np.maximum(m, 0)), ("all", m)]:
+            r = viz.render(m, sign=sign, outlier_percentile=p)
+            s = np.percentile(np.abs(part), 100 - p)
+            assert r.scale == s
+            np.testing.assert_array_equal(r.normalized, np.clip(part / s, -1, 1))
+            assert np.count_nonzero(np.abs(r.normalized) == 1) == np.count_nonzero(np.abs(part) >= s)
+    assert viz.render(np.zeros((3, 3))).scale == 1.0 and np.all(viz.render(np.zeros((3, 3))).tiles[0] == 0)
+    sparse = np.zeros((20, 20))
+    sparse[0, 0] = 3.0  # the 99.5th percentile is 0: the largest value sets the scale instead
+    assert viz.render(sparse).scale == 3.0
+
+
+def test_cumulative_threshold_equals_captum():
+    vis = pytest.importorskip("captum.attr._utils.visualization", reason="Captum is the oracle here")
+    rng = np.random.default_rng(3)
+    m = rng.normal(size=(12, 15)) * rng.exponential(size=(12, 15))
+    for ours, theirs in [("positive", "positive"), ("negative", "negative"), ("absolute", "absolute_value"),
+                         ("all", "all")]:
+        for p in (0, 2, 20):
+            got = viz.render(m, sign=ours, outlier_percentile=p, threshold="cumulative").normalized
+            if ours == "negative":  # Captum divides the negative part by -s (magnitudes); xattr keeps t <= 0
+                got = -got
+            np.testing.assert_allclose(got, vis._normalize_attr(m, theirs, p), rtol=1e-15, atol=0)
+    a = rng.normal(size=(3, 12, 15))  # channels: Captum sums them (signed), as reduce="sum" does
+    got = viz.render(a, sign="all", outlier_percentile=2, threshold="cumulative").normalized
+    np.testing.assert_allclose(got, vis._normalize_attr(a.sum(0), "all", 2), rtol=1e-15, atol=0)
+    assert viz.render(m, sign="absolute_value").normalized.min() >= 0  # Captum's spelling accepted
+
+
+def test_blended_alpha_and_scaled_views():
+    m = _peak_map()
+    image = np.full((6, 8, 3), 200, np.uint8)
+    image[..., 2] = 50
+    r = viz.render(m, image, "blended_heat_map", "positive", outlier_percentile=0, alpha=0.25)
+    luma = 0.299 * 200 + 0.587 * 200 + 0.114 * 50
+    np.testing.assert_array_equal(r.tiles[0][0, 0], np.round([0.75 * luma] * 3))  # heat 0 is black
+    np.testing.assert_array_equal(r.tiles[0][1, 2], np.round(0.75 * luma + 0.25 * 255))
+    a = viz.render(m, image, "alpha_scaling", "positive", outlier_percentile=0).tiles[0]
+    assert a[0, 0].tolist() == [255, 255, 255] and a[1, 2].tolist() == [200, 200, 50]  # opacity 0 and 1 over white
+    np.testing.assert_array_equal(a[3, 3], np.round(np.array([200, 200, 50]) / 2 + 255 / 2))
+    # the counterfactuals' view: P = sum_c |attr_c| (Sundararajan et al. 2016, Eq. 1), even where channels cancel
+    attr = np.zeros((3, 6, 8))
+    attr[0, 2, 2], attr[1, 2, 2] = 1.0, -1.0  # signed sum 0
+    attr[0, 0, 0] = 0.5
+    scaled = viz.render(attr, image, "scaled_image", outlier_percentile=0)
+    assert scaled.scale == 2.0 and scaled.tiles[0][2, 2].tolist() == [200, 200, 50]
+    np.testing.assert_array_equal(scaled.tiles[0][0, 0], np.round(np.array([200, 200, 50]) / 4))
+    masked = viz.render(attr, image, "masked_image", outlier_percentile=0)  # Captum's signed channel sum
+    assert masked.tiles[0][2, 2].tolist() == [0, 0, 0]
+    image_chw = np.moveaxis(image, -1, 0) / 255.0  # (C, H, W) in [0, 1] gives the same tile
+    np.testing.assert_array_equal(viz.render(attr, image_chw, "scaled_image", outlier_percentile=0,
+                                             value_range=(0, 1)).tiles[0], scaled.tiles[0])
+
+
+def test_split_puts_both_signs_on_one_scale():
+    m = _peak_map()
+    r = viz.render(m, method="split", outlier_percentile=0)
+    assert r.scale == 4.0 and [b.cmap for b in r.colorbars] == ["magnitude", "negative"]
+    pos, neg = r.tiles
+    np.testing.assert_array_equal(pos[1, 2], viz.colormap(0.5, "magnitude"))  # +2 of 4
+    assert neg[4, 5].tolist() == viz.COLORMAPS["negative"][-1].tolist()  # -4 of 4
+    assert pos[4, 5].tolist() == [0, 0, 0] and neg[1, 2].tolist() == [0, 0, 0]
+    assert (r.colorbars[0].lo, r.colorbars[0].hi, r.colorbars[1].hi) == (0.0, 4.0, -4.0)
+
+
+def test_colorbar_runs_from_lo_to_hi():
+    fnt = viz.font(12)
+    bar = np.asarray(viz.colorbar_image(viz.ColorBar("magnitude", 0.0, 3.0), 100, fnt))
+    y0 = fnt.getbbox("0")[3] // 2  # the strip starts half a line down, so the top label fits
+    strip = bar[y0:y0 + 100, 5]
+    np.testing.assert_array_equal(strip, viz.colormap(np.linspace(1, 0, 100), "magnitude"))  # hi at the top
+    inverted = np.asarray(viz.colorbar_image(viz.ColorBar("gray_inverted", 0.0, 3.0), 100, fnt))
+    assert inverted[y0, 5].tolist() == [0, 0, 0] and inverted[y0 + 99, 5].tolist() == [255, 255, 255]
+
+
+def test_font_renders_sigma_and_squared():
+    from PIL import ImageFont
+
+    if viz.font_path() is None:
+        pytest.skip("no DejaVu Sans (matplotlib's or the system's): the ASCII fallback is tested below")
+    assert viz.has_glyphs(viz.font(14), "σ²−×")
+    assert viz.fit_text(viz.font(14), "SmoothGrad², σ = 0.15") == "SmoothGrad², σ = 0.15"
+    pillow = ImageFont.load_default(size=14)
+    if not viz.has_glyphs(pillow, "σ"):  # Pillow's built-in Aileron: boxes, so the text is spelled out
+        assert viz.fit_text(pillow, "SmoothGrad², σ = 0.15 − x") == "SmoothGrad^2, sigma = 0.15 - x"
+
+
+def test_show_rejects_bad_input():
+    m = np.zeros((4, 5))
+    image = np.zeros((3, 4, 5))
+    cases = [
+        (dict(method="jet"), "method must be one of"),
+        (dict(sign="both"), "sign must be one of"),
+        (dict(method="masked_image", sign="all", image=image), "sign must be 'positive', 'negative' or 'absolute'"),
+        (dict(method="alpha_scaling", sign="all", image=image), "not 'all'"),
+        (dict(method="split", sign="positive"), "sign must be 'all'"),
+        (dict(method="blended_heat_map"), "needs the image"),
+        (dict(image=np.zeros((3, 5, 5))), "image is 5x5 but the attribution is 4x5"),
+        (dict(image=np.zeros((4, 5, 3))), "image must be"),
+        (dict(outlier_percentile=100), r"outlier_percentile must be in \[0, 100\)"),
+        (dict(outlier_percentile=-1), "outlier_percentile"),
+        (dict(threshold="mass"), "threshold must be one of"),
+        (dict(alpha=1.5, method="blended_heat_map", image=image), "alpha"),
+        (dict(reduce="median", attr=np.zeros((3, 4, 5))), "how must be one of"),
+        (dict(attr=np.zeros((2, 3, 4, 5))), "batch of 2"),
+        (dict(attr=np.zeros(5)), r"\(H, W\), \(C, H, W\)"),
+        (dict(attr=np.full((4, 5), np.nan)), "finite"),
+        (dict(scale=0), "scale must be a positive int"),
+    ]
+    for kw, match in cases:
+        kw = dict(kw)
+        attr = kw.pop("attr", m)
+        with pytest.raises(ValueError, match=match):
+            viz.show(attr, **kw)
+
+
+def test_show_leaves_its_inputs_alone():
+    rng = np.random.default_rng(4)
+    attr, image = rng.normal(size=(1, 3, 6, 7)), rng.integers(0, 256, size=(6, 7, 3), dtype=np.uint8)
+    a0, i0 = attr.copy(), image.copy()
+    for method in viz.METHODS:
+        viz.show(attr, image, method, sign="all" if method in ("heat_map", "split") else "positive")
+    np.testing.assert_array_equal(attr, a0)
+    np.testing.assert_array_equal(image, i0)

@@ -4,7 +4,9 @@ Colormaps are a few anchor colours linearly interpolated (:data:`COLORMAPS`):
 
 * ``"magnitude"`` black → red → yellow → white, for non-negative maps (``|map|`` is shown);
 * ``"signed"`` blue → white → red, diverging and symmetric around zero (white = 0);
-* ``"gray"`` black → white.
+* ``"gray"`` black → white;
+* ``"negative"`` black → blue → light blue → white, for the magnitudes of negative evidence
+  (blue as in ``"signed"``).
 
 Before mapping, values are scaled by a percentile of ``|map|`` (default 99.5) and clipped, so
 a few extreme pixels do not wash out the rest (the convention of Smilkov et al. 2017's
@@ -12,9 +14,16 @@ visualisations and PAIR saliency's ``VisualizeImageGrayscale``).  For signed map
 scale is used on both sides, so equal magnitudes get equal intensities.
 
 Everything returns ``uint8`` arrays ``(H, W, 3)`` or Pillow images (which notebooks display
-inline); matplotlib is not needed.
+inline); matplotlib is not needed. :func:`show` is the one-call view (Captum's
+``visualize_image_attr``: heat map, blended, masked, alpha scaling, plus the seeds' views: the
+image's intensities scaled by the map and the positive/negative split), with a colour bar and a
+font that renders σ and ² (:func:`font`).
 """
 from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -22,6 +31,7 @@ COLORMAPS = {
     "magnitude": np.array([[0, 0, 0], [180, 20, 20], [255, 200, 0], [255, 255, 255]], dtype=float),
     "signed": np.array([[30, 60, 200], [255, 255, 255], [200, 30, 30]], dtype=float),
     "gray": np.array([[0, 0, 0], [255, 255, 255]], dtype=float),
+    "negative": np.array([[0, 0, 0], [20, 40, 180], [40, 170, 255], [255, 255, 255]], dtype=float),
 }
 
 #: default percentile of ``|map|`` at which maps are clipped.
@@ -219,7 +229,353 @@ def save_grid(path, rows, titles, scale=3, row_titles=None):
     return path
 
 
+# -- one-call view: Captum's visualize_image_attr, and the views the seeds use ----------------------
+#: the views of :func:`show` (see its docstring).
+METHODS = ("heat_map", "blended_heat_map", "masked_image", "alpha_scaling", "scaled_image", "split", "original_image")
+#: which part of the map is shown.
+SIGNS = ("positive", "negative", "absolute", "all")
+_SIGN_ALIASES = {"absolute_value": "absolute"}  # Captum's spelling
+#: default share (in percent) of the largest values clipped as outliers: the complement of :data:`CLIP_PERCENTILE`.
+OUTLIER_PERCENTILE = 100 - CLIP_PERCENTILE
+THRESHOLDS = ("percentile", "cumulative")
+_IMAGE_METHODS = ("blended_heat_map", "masked_image", "alpha_scaling", "scaled_image", "original_image")
+
+
+@dataclass
+class ColorBar:
+    """A colour bar: ``cmap`` from ``lo`` (bottom) to ``hi`` (top), in attribution units.
+
+    ``cmap`` names a :data:`COLORMAPS` entry, or ``"gray_inverted"`` (white at ``lo``: the
+    opacity of ``"alpha_scaling"`` over a white background).
+    """
+
+    cmap: str
+    lo: float
+    hi: float
+
+
+@dataclass
+class Rendering:
+    """What :func:`render` returns (and :func:`show` lays out).
+
+    Attributes
+    ----------
+    tiles : list of ndarray ``(H, W, 3)`` uint8
+        One tile, or two for ``"split"`` (positive, negative).
+    titles : list of str
+        One per tile.
+    colorbars : list of ColorBar or None
+        One per tile (None for ``"original_image"``).
+    scale : float
+        The clipping scale ``s``: values are shown as ``clip(m / s, -1, 1)``.
+    normalized : ndarray ``(H, W)``
+        That clipped map ``t`` in ``[-1, 1]``, after the sign filter (``"split"``: of the signed map).
+    """
+
+    tiles: list
+    titles: list
+    colorbars: list
+    scale: float
+    normalized: np.ndarray = field(repr=False)
+
+
+def clip_scale(values, outlier_percentile=OUTLIER_PERCENTILE, threshold="percentile"):
+    """The scale ``s`` at which a map's magnitudes are clipped, leaving out the top ``outlier_percentile`` %.
+
+    ``threshold="percentile"``: ``s = np.percentile(|values|, 100 - outlier_percentile)``, the
+    count percentile (PAIR saliency's and :func:`normalize`'s convention). ``"cumulative"``: the
+    smallest sorted ``|value|`` whose cumulative sum reaches ``(100 - outlier_percentile)`` % of
+    the total, Captum's ``visualize_image_attr`` (its ``outlier_perc``, default 2): a mass
+    percentile, which ignores zeros and clips fewer pixels of a peaked map. If ``s`` comes out 0
+    the largest magnitude is used, and 1 for an all-zero map (which then stays zero).
+    """
+    if threshold not in THRESHOLDS:
+        raise ValueError(f"threshold must be one of {THRESHOLDS}, got {threshold!r}")
+    p = float(outlier_percentile)
+    if not 0 <= p < 100:
+        raise ValueError(f"outlier_percentile must be in [0, 100), got {outlier_percentile}")
+    v = np.abs(np.asarray(values, dtype=np.float64)).ravel()
+    if v.size == 0 or not v.max() > 0:
+        return 1.0
+    if threshold == "percentile":
+        s = float(np.percentile(v, 100 - p))
+    else:
+        v = np.sort(v)
+        cum = np.cumsum(v)
+        s = float(v[min(np.searchsorted(cum, cum[-1] * (100 - p) / 100, side="left"), v.size - 1)])
+    return s if s > 0 else float(v.max())
+
+
+def _attr_map(attr, reduce):
+    a = np.asarray(attr, dtype=np.float64)
+    if a.ndim == 4:
+        if a.shape[0] != 1:
+            raise ValueError(f"show takes one image's attribution, got a batch of {a.shape[0]} (shape {a.shape})")
+        a = a[0]
+    if a.ndim not in (2, 3):
+        raise ValueError(f"attr must be (H, W), (C, H, W) or (1, C, H, W), got shape {a.shape}")
+    if not np.all(np.isfinite(a)):
+        raise ValueError("attr must be finite (it holds NaN or inf)")
+    return to_map(a, reduce)
+
+
+def _image_rgb(image, shape, value_range):
+    x = np.asarray(image)
+    if x.ndim == 4 and x.shape[0] == 1:
+        x = x[0]
+    if x.dtype == np.uint8 and x.ndim == 3 and x.shape[2] == 3:
+        rgb = x
+    elif x.ndim == 3 and x.shape[0] in (1, 3):
+        rgb = image_to_rgb(x, value_range)
+    elif x.ndim == 2:
+        rgb = image_to_rgb(x[None], value_range)
+    else:
+        raise ValueError(f"image must be (C, H, W) with C = 1 or 3, (H, W), or (H, W, 3) uint8, got shape {x.shape} "
+                         f"{x.dtype}")
+    if rgb.shape[:2] != tuple(shape):
+        raise ValueError(f"image is {rgb.shape[0]}x{rgb.shape[1]} but the attribution is {shape[0]}x{shape[1]}")
+    return rgb
+
+
+def render(attr, image=None, method="heat_map", sign=None, outlier_percentile=OUTLIER_PERCENTILE, *, reduce=None,
+           threshold="percentile", alpha=0.5, value_range=None):
+    """The tiles of :func:`show` without the layout: see :func:`show` for the parameters; returns a :class:`Rendering`."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    sign = ("all" if method == "split" else "absolute") if sign is None else _SIGN_ALIASES.get(sign, sign)
+    if sign not in SIGNS:
+        raise ValueError(f"sign must be one of {SIGNS}, got {sign!r}")
+    if method == "split" and sign != "all":
+        raise ValueError(f"method 'split' shows both signs side by side: sign must be 'all', got {sign!r}")
+    if method in ("masked_image", "alpha_scaling", "scaled_image") and sign == "all":
+        raise ValueError(f"method {method!r} scales the image by a magnitude: sign must be 'positive', 'negative' or "
+                         "'absolute', not 'all'")
+    if not 0 <= alpha <= 1:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    if reduce is None:  # Eq. (1) of Sundararajan et al. 2016 for their view; Captum's signed sum otherwise
+        reduce = "sum_abs" if method == "scaled_image" else "sum"
+    m = _attr_map(attr, reduce)
+    rgb = None
+    if method in _IMAGE_METHODS:
+        if image is None:
+            raise ValueError(f"method {method!r} needs the image")
+        rgb = _image_rgb(image, m.shape, value_range)
+    elif image is not None:
+        _image_rgb(image, m.shape, value_range)  # still checked
+    part = {"positive": np.maximum(m, 0), "negative": np.minimum(m, 0), "absolute": np.abs(m), "all": m}[sign]
+    s = clip_scale(part, outlier_percentile, threshold)
+    t = np.clip(part / s, -1, 1)
+    mag = np.abs(t)
+    heat_bar = {"all": ColorBar("signed", -s, s), "positive": ColorBar("magnitude", 0.0, s),
+                "negative": ColorBar("negative", 0.0, -s), "absolute": ColorBar("magnitude", 0.0, s)}[sign]
+    label = {"all": "attribution", "positive": "attribution > 0", "negative": "attribution < 0",
+             "absolute": "|attribution|"}[sign]
+    heat = colormap((t + 1) / 2, "signed") if sign == "all" else colormap(mag, heat_bar.cmap)
+    if method == "heat_map":
+        return Rendering([heat], [label], [heat_bar], s, t)
+    if method == "blended_heat_map":
+        gray = np.repeat((rgb.astype(np.float64) @ np.array([0.299, 0.587, 0.114]))[..., None], 3, axis=-1)
+        out = (1 - alpha) * gray + alpha * heat
+        return Rendering([np.round(out).astype(np.uint8)], [label], [heat_bar], s, t)
+    if method in ("masked_image", "scaled_image"):
+        out = rgb.astype(np.float64) * mag[..., None]
+        what = "Σc|attribution|" if reduce == "sum_abs" and sign == "absolute" else label
+        return Rendering([np.round(out).astype(np.uint8)], [f"image × {what}"], [ColorBar("gray", 0.0, heat_bar.hi)],
+                         s, t)
+    if method == "alpha_scaling":  # the image with opacity |t|, over white
+        out = rgb.astype(np.float64) * mag[..., None] + 255.0 * (1 - mag[..., None])
+        return Rendering([np.round(out).astype(np.uint8)], [f"opacity ∝ {label}"],
+                         [ColorBar("gray_inverted", 0.0, heat_bar.hi)], s, t)
+    if method == "split":
+        pos, neg = colormap(np.maximum(t, 0), "magnitude"), colormap(np.maximum(-t, 0), "negative")
+        return Rendering([pos, neg], ["attribution > 0", "attribution < 0"],
+                         [ColorBar("magnitude", 0.0, s), ColorBar("negative", 0.0, -s)], s, t)
+    return Rendering([rgb], ["image"], [None], s, t)  # original_image
+
+
+# -- fonts that render σ and ² ------------------------------------------------------------------------
+#: stand-ins for the symbols a font lacks (Pillow's built-in Aileron has none of these).
+ASCII_FALLBACK = {"σ": "sigma", "²": "^2", "³": "^3", "−": "-", "×": "x", "·": "*", "∝": "~", "α": "alpha",
+                  "β": "beta", "γ": "gamma", "ε": "eps", "Δ": "Delta", "⊙": "*", "→": "->", "≥": ">=", "≤": "<=",
+                  "≈": "~", "±": "+/-", "|": "|"}
+
+
+@functools.lru_cache(maxsize=1)
+def font_path():
+    """A TrueType font with Greek letters and superscripts, or None.
+
+    DejaVu Sans, from matplotlib's bundled data (located without importing matplotlib) or from the
+    system (Debian's ``fonts-dejavu-core``, found by Pillow's font search).
+    """
+    import importlib.util
+
+    from PIL import ImageFont
+
+    try:
+        spec = importlib.util.find_spec("matplotlib")
+    except (ImportError, ValueError):
+        spec = None
+    for root in (spec.submodule_search_locations or []) if spec else []:
+        path = os.path.join(root, "mpl-data", "fonts", "ttf", "DejaVuSans.ttf")
+        if os.path.isfile(path):
+            return path
+    try:
+        return ImageFont.truetype("DejaVuSans.ttf", 12).path
+    except OSError:
+        return None
+
+
+@functools.lru_cache(maxsize=16)
+def font(size=12):
+    """DejaVu Sans at ``size`` px (:func:`font_path`), else Pillow's default font (whose missing glyphs :func:`fit_text` spells in ASCII)."""
+    from PIL import ImageFont
+
+    path = font_path()
+    if path is not None:
+        return ImageFont.truetype(path, size)
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1 or no FreeType: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def has_glyphs(fnt, text):
+    """Whether ``fnt`` draws every character of ``text`` (not the 'missing glyph' box)."""
+    def bitmap(ch):
+        m = fnt.getmask(ch)
+        return m.size, bytes(m)
+
+    missing = bitmap("\u0378")  # an unassigned code point: the font's .notdef glyph
+    return all(ch.isascii() or ch.isspace() or bitmap(ch) != missing for ch in set(text))
+
+
+def fit_text(fnt, text):
+    """``text`` as ``fnt`` can draw it: symbols it lacks replaced by :data:`ASCII_FALLBACK` (else ``?``)."""
+    if has_glyphs(fnt, text):
+        return text
+    return "".join(ch if has_glyphs(fnt, ch) else ASCII_FALLBACK.get(ch, "?") for ch in text)
+
+
+def _tick(v, fnt):
+    s = "0" if v == 0 else f"{v:.3g}"
+    return fit_text(fnt, s.replace("-", "−"))
+
+
+def colorbar_image(bar, height, fnt, width=12):
+    """A vertical colour bar ``(height, ...)`` as a Pillow image: gradient from ``bar.lo`` (bottom) to ``bar.hi`` with 3 ticks."""
+    from PIL import Image, ImageDraw
+
+    t = np.linspace(1, 0, height)[:, None] * np.ones((1, width))  # top = 1
+    if bar.cmap == "gray_inverted":  # alpha_scaling: opacity 0 shows the white background
+        strip = colormap(1 - t, "gray")
+    else:
+        strip = colormap(t, bar.cmap)
+    labels = [_tick(v, fnt) for v in (bar.hi, (bar.lo + bar.hi) / 2, bar.lo)]
+    lw = int(max(fnt.getlength(s) for s in labels)) + 4
+    asc = fnt.getbbox("0")[3]
+    img = Image.new("RGB", (width + lw, height + asc), "white")
+    img.paste(Image.fromarray(strip), (0, asc // 2))
+    draw = ImageDraw.Draw(img)
+    for s, y in zip(labels, (0, height / 2, height)):
+        draw.line([(width - 3, asc // 2 + round(y) - (y == height)), (width, asc // 2 + round(y) - (y == height))],
+                  fill="black")
+        draw.text((width + 3, round(y)), s, fill="black", font=fnt, anchor="lm" if 0 < y < height else
+                  ("lt" if y == 0 else "lb"))
+    return img
+
+
+def show(attr, image=None, method="heat_map", sign=None, outlier_percentile=OUTLIER_PERCENTILE, *, reduce=None,
+         threshold="percentile", alpha=0.5, value_range=None, title=None, scale=None, font_size=12, colorbar=True):
+    """One attribution map as a labelled Pillow image with its colour bar (like Captum's ``visualize_image_attr``).
+
+    The map is reduced over channels (``reduce``), its ``sign`` part kept, clipped at the scale
+    ``s`` of :func:`clip_scale` (``outlier_percentile`` % of the largest magnitudes saturate) and
+    shown as ``t = clip(part / s, -1, 1)``:
+
+    * ``"heat_map"``: ``t`` in colour (``"signed"`` blue-white-red for ``sign="all"``,
+      ``"magnitude"`` for positive/absolute, ``"negative"`` black-blue-white for negative);
+    * ``"blended_heat_map"``: ``(1 - alpha)·luma(image) + alpha·heat``;
+    * ``"masked_image"``: ``image · |t|`` (Captum's name);
+    * ``"scaled_image"``: the same view with the channel reduction ``Σ_c |attr_c|`` by default:
+      "scaling the intensities of the pixels in the original image in proportion to their
+      respective scores" (Sundararajan, Taly & Yan 2016, Gradients of Counterfactuals, Eq. 1 and Fig. 1);
+    * ``"alpha_scaling"``: the image with opacity ``|t|`` over white;
+    * ``"split"``: positive and negative parts side by side on one scale (``s`` from ``|m|``),
+      so equal magnitudes of either sign look equally strong;
+    * ``"original_image"``: the image alone.
+
+    Parameters
+    ----------
+    attr : ndarray ``(H, W)``, ``(C, H, W)`` or ``(1, C, H, W)``
+    image : ndarray ``(C, H, W)`` (C = 1 or 3, scaled by ``value_range``, default min-max), ``(H, W)``, or ``(H, W, 3)`` uint8
+        Needed by every method but ``"heat_map"`` and ``"split"``.
+    method : str
+        One of :data:`METHODS`.
+    sign : str
+        ``"positive"``, ``"negative"``, ``"absolute"`` (Captum's ``"absolute_value"`` is accepted) or
+        ``"all"``; default ``"absolute"`` (Captum's default), ``"all"`` for ``"split"``.
+    outlier_percentile : float in ``[0, 100)``
+        Percent of the largest magnitudes clipped; default 0.5 (:data:`CLIP_PERCENTILE` 99.5).
+        Captum's default is 2 with its cumulative threshold.
+    reduce : str, optional
+        Channel reduction of :func:`to_map` (``"sum"``, ``"sum_abs"``, ``"max_abs"``, ``"l2_squared"``);
+        default ``"sum"`` (Captum), ``"sum_abs"`` for ``"scaled_image"``.
+    threshold : ``"percentile"`` or ``"cumulative"``
+        How ``s`` is found (:func:`clip_scale`); ``"cumulative"`` reproduces Captum's normalisation.
+    alpha : float in ``[0, 1]``
+        Opacity of the heat map in ``"blended_heat_map"``.
+    title : str, optional
+        Drawn on top (e.g. ``"SmoothGrad², σ = 0.15"``: the font renders σ and ², see :func:`font`).
+    scale : int, optional
+        Nearest-neighbour upscaling of the tiles; default: the smallest factor that makes them at
+        least 160 pixels.
+    font_size : int
+    colorbar : bool
+        Draw a colour bar right of each tile, in attribution units.
+
+    Returns
+    -------
+    PIL.Image.Image
+        RGB. The tiles sit at ``x = 6 + k·(tile + bar + 12)``, ``y =`` below the title lines.
+
+    Raises
+    ------
+    ValueError
+        Unknown method, sign or reduction; a sign the method cannot show; a missing image; shapes
+        that do not match; a batch of more than one; non-finite values; parameters out of range.
+    """
+    from PIL import Image, ImageDraw
+
+    r = render(attr, image, method, sign, outlier_percentile, reduce=reduce, threshold=threshold, alpha=alpha,
+               value_range=value_range)
+    h, w = r.tiles[0].shape[:2]
+    if scale is None:
+        scale = max(1, -(-160 // max(h, w)))
+    scale = int(scale)
+    if scale < 1:
+        raise ValueError(f"scale must be a positive int, got {scale}")
+    fnt = font(font_size)
+    th, tw = h * scale, w * scale
+    pad, line = 6, int(font_size * 1.4)
+    bars = [colorbar_image(b, th, fnt) if (colorbar and b is not None) else None for b in r.colorbars]
+    widths = [tw + (b.width + 6 if b is not None else 0) for b in bars]
+    top = pad + (line if title else 0) + line
+    canvas = Image.new("RGB", (pad + sum(wd + 2 * pad for wd in widths), top + th + pad + font_size // 2), "white")
+    draw = ImageDraw.Draw(canvas)
+    if title:
+        draw.text((pad, pad), fit_text(fnt, str(title)), fill="black", font=fnt)
+    x = pad
+    for tile, name, bar, wd in zip(r.tiles, r.titles, bars, widths):
+        draw.text((x, top - line + 2), fit_text(fnt, name), fill="black", font=fnt)
+        canvas.paste(Image.fromarray(tile).resize((tw, th), Image.NEAREST), (x, top))
+        if bar is not None:
+            canvas.paste(bar, (x + tw + 6, top - fnt.getbbox("0")[3] // 2))
+        x += wd + 2 * pad
+    return canvas
+
+
 __all__ = [
     "COLORMAPS", "CLIP_PERCENTILE", "colormap", "normalize", "to_rgb", "to_map", "image_to_rgb", "overlay",
-    "mask_to_rgb", "outline", "grid_image", "save_grid",
+    "mask_to_rgb", "outline", "grid_image", "save_grid", "METHODS", "SIGNS", "OUTLIER_PERCENTILE", "ColorBar",
+    "Rendering", "clip_scale", "render", "show", "font", "font_path", "has_glyphs", "fit_text", "colorbar_image",
 ]

@@ -10,9 +10,14 @@ module path such as ``"features.3"``, or the ONNX node name), so a layer chosen 
 source (e.g. Captum's ``LayerGradCam`` layer) is found under the same name in xattr.
 Anything that cannot be represented exactly raises :class:`ConversionError` naming the
 layer or operator; nothing is approximated silently.
+
+* :func:`read_state_dict` — a ``torch.save``-d state dict (zip or legacy layout) as NumPy arrays,
+  **without torch**, through an unpickler that only knows the globals a state dict needs
+  (:mod:`xattr.io.torchfile`).
 """
 from ._common import ConversionError
 from ._onnx import from_onnx
 from ._torch import from_torch
+from .torchfile import TorchFileError, read_state_dict
 
-__all__ = ["ConversionError", "from_torch", "from_onnx"]
+__all__ = ["ConversionError", "from_torch", "from_onnx", "read_state_dict", "TorchFileError"]

@@ -1,0 +1,33 @@
+"""xattr.data.imagenet: the shipped ImageNet class names.
+
+Oracles: the standard ILSVRC-2012 index order at known indices (the classes the pretrained
+network's tests rely on), and torchvision's list itself when torchvision is installed.
+"""
+import pytest
+
+from xattr.data import imagenet
+
+
+def test_standard_index_order():
+    names = imagenet.imagenet_classes()
+    assert len(names) == 1000 and len(set(names)) == 1000
+    assert names[285] == "Egyptian cat" and names[967] == "espresso"
+    assert names[281] == "tabby" and names[282] == "tiger cat" and names[0] == "tench"
+    assert names[999] == "toilet tissue" and names[134] == "crane bird" and names[517] == "crane"
+
+
+def test_file_equals_torchvision_list():
+    pytest.importorskip("torchvision", reason="torchvision (the list's source) is not installed")
+    assert imagenet.main(["--check"]) == 0
+
+
+def test_malformed_file_is_refused(tmp_path, monkeypatch):
+    bad = tmp_path / "classes.txt"
+    bad.write_text("a\nb\na\n")
+    monkeypatch.setattr(imagenet, "CLASSES_PATH", str(bad))
+    imagenet.imagenet_classes.cache_clear()
+    try:
+        with pytest.raises(ValueError, match="1000 distinct non-empty names.*found 3 lines, 2 distinct"):
+            imagenet.imagenet_classes()
+    finally:
+        imagenet.imagenet_classes.cache_clear()

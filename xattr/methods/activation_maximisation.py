@@ -127,7 +127,8 @@ def _objective_and_grad(model, x, objective, need_grad=True):
 
     A channel objective runs ``model.forward_all(x, stop=layer + 1)`` and back-propagates the seed
     ``1[channel]/(H·W)`` from that layer to the input with ``model.backward(..., start=layer + 1, stop=0)``.
-    Class objectives use the model protocol (``forward``/``vjp``) on any model.
+    Class objectives use the model protocol (``forward``/``vjp``) on any model (on a ``Sequential``, one
+    ``forward_all`` and one ``backward`` from the scores).
     """
     n = x.shape[0]
     rows = np.arange(n)
@@ -146,7 +147,10 @@ def _objective_and_grad(model, x, objective, need_grad=True):
         seed = np.zeros_like(out)
         seed[rows, ch] = 1.0 / float(np.prod(out.shape[2:], dtype=np.int64))
         return values, model.backward(seed, caches, "gradient", start=stop, stop=0)
-    scores = np.asarray(model.forward(x))
+    if isinstance(model, Sequential):  # one forward pass serves the value and the gradient
+        scores, caches = model.forward_all(x)
+    else:
+        scores, caches = np.asarray(model.forward(x)), None
     values = _targets.selected(objective.target, scores)  # checks that the classes exist
     seed = _targets.seed(objective.target, scores)
     if objective.kind == "log_softmax":
@@ -156,6 +160,8 @@ def _objective_and_grad(model, x, objective, need_grad=True):
         seed = seed - np.exp(shifted - log_z)  # ∂ log P_c / ∂S = e_c − P
     if not need_grad:
         return values, None
+    if caches is not None:
+        return values, model.backward(seed.astype(scores.dtype, copy=False), caches, "gradient")
     return values, np.asarray(model.vjp(x, seed), dtype=x.dtype)
 
 

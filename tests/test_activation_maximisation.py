@@ -9,8 +9,8 @@ import pytest
 
 import xattr
 from xattr.methods.activation_maximisation import (
-    Adam, GradientAscent, RMSprop, _objective_and_grad, activation_maximisation, channel_mean,
-    class_log_probability, class_score, l2, norm, start_image, total_variation,
+    Adam, GradientAscent, RMSprop, _objective_and_grad, activation_maximisation, apply_warp, channel_mean,
+    class_log_probability, class_score, l2, norm, similarity_warp, start_image, total_variation,
 )
 from xattr.models import load_with_info
 from xattr.nn import Conv2D, Dense, GlobalAvgPool2D, MaxPool2D, ReLU, Sequential
@@ -299,7 +299,7 @@ def test_starts():
 
 def test_same_seed_same_bits_other_seed_other_image():
     model = _small_cnn(2)
-    kw = dict(steps=8, start="uniform", jitter=2, blur_sigma=0.5, blur_every=3, tv_weight=0.1)
+    kw = dict(steps=8, start="uniform", jitter=2, rotate=5.0, scale=(0.9, 1.1), blur_sigma=0.5, blur_every=3, tv_weight=0.1)
     a = activation_maximisation(model, class_score(1), (2, 8, 8), rng=11, **kw)
     b = activation_maximisation(model, class_score(1), (2, 8, 8), rng=np.random.default_rng(11), **kw)
     c = activation_maximisation(model, class_score(1), (2, 8, 8), rng=12, **kw)
@@ -322,6 +322,40 @@ def test_jitter_rolls_the_gradient_back():
     shifts = np.random.default_rng(0).integers(-2, 3, size=(6, 2))
     want = sum(0.1 * np.roll(w[0], (-int(dy), -int(dx)), axis=(-2, -1)) for dy, dx in shifts)
     np.testing.assert_allclose(jit.image[0], want, rtol=1e-13)
+
+
+def test_similarity_warp_identity_quarter_turn_scipy_and_adjoint():
+    x = np.random.default_rng(15).normal(size=(2, 3, 6, 6))
+    np.testing.assert_array_equal(apply_warp(x, similarity_warp(6, 6)), x)
+    np.testing.assert_allclose(apply_warp(x, similarity_warp(6, 6, 90.0)), np.rot90(x, 1, axes=(-2, -1)), atol=1e-12)
+    from scipy.ndimage import affine_transform, rotate
+
+    # scipy.ndimage with order=1 (bilinear) and mode="nearest" (clamped coordinates) is the same resampling
+    np.testing.assert_allclose(apply_warp(x[0, 0], similarity_warp(6, 6, 17.0)),
+                               rotate(x[0, 0], 17.0, reshape=False, order=1, mode="nearest"), atol=1e-12)
+    y = x[1, 2, :, :5]
+    c = np.array([2.5, 2.0])
+    want = affine_transform(y, np.eye(2) / 1.3, offset=c - c / 1.3, order=1, mode="nearest")
+    np.testing.assert_allclose(apply_warp(y, similarity_warp(6, 5, zoom=1.3)), want, atol=1e-12)
+    # exact adjoint: <T a, u> = <a, Tᵀ u>; every output pixel's weights sum to 1
+    T = similarity_warp(6, 5, -23.0, 0.85)
+    a, u = x[..., :5], np.random.default_rng(16).normal(size=(2, 3, 6, 5))
+    assert np.sum(apply_warp(a, T) * u) == pytest.approx(np.sum(a * apply_warp(u, T, adjoint=True)), rel=1e-13)
+    np.testing.assert_allclose(np.asarray(T.sum(axis=1)).ravel(), 1.0, rtol=1e-14)
+
+
+def test_rotate_and_scale_pull_the_gradient_back_through_the_warp():
+    """Linear model f = w·I: each step adds lr · roll⁻¹ Tᵀ w for that step's draws (roll, angle, zoom, in order)."""
+    w = np.random.default_rng(17).normal(size=(2, 2, 7, 7))
+    kw = dict(steps=3, optimiser="gradient", lr=0.1, start="zeros", jitter=1, rotate=10.0, scale=(0.9, 1.2), **TOY)
+    res = activation_maximisation(linear_model(w), 1, (2, 7, 7), rng=21, **kw)
+    gen = np.random.default_rng(21)
+    want = np.zeros((2, 7, 7))
+    for _ in range(3):
+        dy, dx = (int(d) for d in gen.integers(-1, 2, size=2))
+        T = similarity_warp(7, 7, gen.uniform(-10.0, 10.0), gen.uniform(0.9, 1.2))
+        want += 0.1 * np.roll(apply_warp(w[1], T, adjoint=True), (-dy, -dx), axis=(-2, -1))
+    np.testing.assert_allclose(res.image[0], want, rtol=1e-12, atol=1e-15)
 
 
 def test_clipping_keeps_iterates_in_the_box_or_only_the_result():
@@ -456,5 +490,11 @@ def test_bad_input():
         activation_maximisation(model, "dense1", shape)
     with pytest.raises(TypeError, match="channel must be an int"):
         channel_mean("conv1", 1.5)
+    with pytest.raises(ValueError, match="rotate must be >= 0"):
+        activation_maximisation(model, 0, shape, rotate=-1.0, rng=0)
+    with pytest.raises(ValueError, match="scale must be finite zoom factors with 0 < lo <= hi"):
+        activation_maximisation(model, 0, shape, scale=(1.2, 0.9), rng=0)
+    with pytest.raises(TypeError, match="rng must be"):
+        activation_maximisation(model, 0, shape, rotate=5.0)
     with pytest.raises(ValueError, match="beta1 must be in"):
         Adam(beta1=1.0)

@@ -33,6 +33,12 @@ Input modifiers, all drawn from an explicit ``rng``:
   the gradient rolled back (Mordvintsev et al. 2015 "Inceptionism"; Yosinski et al. 2015).  The image stays
   registered.  tf-keras-vis' ``Jitter`` draws from ``{−j, …, j−1}`` and keeps the rolled image as the new
   iterate, so its result drifts by the random walk of the shifts;
+* ``rotate`` / ``scale``: before each gradient the (rolled) image is resampled by a random rotation of
+  ``U(−rotate, rotate)`` degrees and zoom ``U(scale)`` about its centre (bilinear, coordinates clamped to the
+  image: replicate boundary), and the gradient is pulled back through the exact adjoint of that resampling
+  (:func:`similarity_warp`): the "transformation robustness" of Olah, Mordvintsev & Schubert 2017 ("Feature
+  visualization", Distill).  tf-keras-vis' ``Rotate2D``/``Scale`` instead resample the iterate itself each
+  step (``scipy.ndimage``, reflect boundary) and keep it, so its image accumulates the interpolation blur;
 * ``blur_sigma`` / ``blur_every``: every ``blur_every`` steps the iterate is smoothed by a Gaussian of
   ``blur_sigma`` pixels (Yosinski et al. 2015, "Understanding neural networks through deep visualization").
 
@@ -425,6 +431,47 @@ def start_image(start, shape, n=1, input_range=(0.0, 1.0), rng=None, dtype=np.fl
     raise ValueError(f"unknown start {start!r}; known: {', '.join(START_KINDS)} or an array")
 
 
+# -- transformation robustness: a random similarity warp and its adjoint ------------------------------------
+
+def similarity_warp(height, width, angle=0.0, zoom=1.0):
+    """The bilinear resampling ``T`` that rotates an image by ``angle`` degrees and zooms it by ``zoom``.
+
+    Output pixel ``p`` (row, column) samples the input at ``c + R(−angle) (p − c) / zoom``, ``c`` the image
+    centre, with bilinear weights; sample coordinates are clamped to the image (replicate boundary), so ``T`` is
+    linear and every row's weights sum to 1.  Returned as a sparse ``(H·W, H·W)`` matrix: ``T x`` is
+    ``x.reshape(-1, H·W) @ T.T`` and the adjoint ``Tᵀ g`` is ``g.reshape(-1, H·W) @ T``
+    (:func:`apply_warp` with ``adjoint``).  ``angle = 0, zoom = 1`` is the identity.
+    """
+    from scipy.sparse import csr_matrix
+
+    zoom = float(zoom)
+    if not np.isfinite(zoom) or zoom <= 0:
+        raise ValueError(f"zoom must be > 0 and finite, got {zoom}")
+    theta = np.deg2rad(float(angle))
+    cos, sin = np.cos(theta), np.sin(theta)
+    rows, cols = np.meshgrid(np.arange(height, dtype=np.float64), np.arange(width, dtype=np.float64), indexing="ij")
+    cr, cc = (height - 1) / 2, (width - 1) / 2
+    dr, dc = (rows - cr) / zoom, (cols - cc) / zoom
+    # rotating the image by +angle samples the input at the point rotated by −angle
+    src_r = np.clip(cr + cos * dr + sin * dc, 0, height - 1).ravel()
+    src_c = np.clip(cc - sin * dr + cos * dc, 0, width - 1).ravel()
+    r0, c0 = np.floor(src_r).astype(np.intp), np.floor(src_c).astype(np.intp)
+    fr, fc = src_r - r0, src_c - c0
+    r1, c1 = np.minimum(r0 + 1, height - 1), np.minimum(c0 + 1, width - 1)
+    out = np.arange(height * width)
+    data = np.concatenate([(1 - fr) * (1 - fc), (1 - fr) * fc, fr * (1 - fc), fr * fc])
+    src = np.concatenate([r0 * width + c0, r0 * width + c1, r1 * width + c0, r1 * width + c1])
+    # duplicate (row, column) entries (at the clamped border) are summed by the constructor
+    return csr_matrix((data, (np.tile(out, 4), src)), shape=(height * width, height * width))
+
+
+def apply_warp(x, warp, adjoint=False):
+    """``T x`` (or ``Tᵀ x``) over the last two axes of ``x`` ``(..., H, W)`` for a :func:`similarity_warp` ``T``."""
+    flat = x.reshape(-1, x.shape[-2] * x.shape[-1])
+    out = flat @ warp if adjoint else (warp @ flat.T).T
+    return np.asarray(out, dtype=x.dtype).reshape(x.shape)
+
+
 # -- the ascent ----------------------------------------------------------------------------------------------
 
 ActivationMaximisation = namedtuple("ActivationMaximisation", "image values objective penalty")
@@ -455,7 +502,8 @@ def _penalty(x, l2_weight, tv_weight, tv_beta, tv_anisotropic, norm_weight, norm
 def activation_maximisation(
     model, objective, shape=None, start="centre", *, steps=200, optimiser="adam", lr=None,
     l2_weight=0.0, tv_weight=0.3, tv_beta=2.0, tv_anisotropic=False, norm_weight=0.0, norm_p=2.0,
-    jitter=0, blur_sigma=0.0, blur_every=0, input_range=(0.0, 1.0), clip="step", rng=None, dtype=np.float64,
+    jitter=0, rotate=0.0, scale=None, blur_sigma=0.0, blur_every=0, input_range=(0.0, 1.0), clip="step", rng=None,
+    dtype=np.float64,
 ):
     """Maximise ``J(I) = f(I) − R(I)`` over images by a named step rule (see the module docstring).
 
@@ -483,6 +531,10 @@ def activation_maximisation(
         Options of :func:`total_variation` and :func:`norm`.
     jitter : int
         Random roll of up to ``jitter`` pixels before each gradient (0: off).  Needs ``rng``.
+    rotate : float
+        Random rotation of up to ``rotate`` degrees before each gradient (0: off).  Needs ``rng``.
+    scale : (lo, hi), optional
+        Random zoom factor in ``[lo, hi]`` before each gradient (None: off).  Needs ``rng``.
     blur_sigma, blur_every : float, int
         Gaussian blur of ``blur_sigma`` pixels every ``blur_every`` steps (0: off).
     input_range : (lo, hi) or None
@@ -491,7 +543,8 @@ def activation_maximisation(
     clip : ``"step"`` (default), ``"end"`` or None
         Project every iterate onto ``input_range``, only the result (tf-keras-vis), or never.
     rng : numpy.random.Generator or int, optional
-        Needed for the noise starts and for ``jitter``.
+        Needed for the noise starts and for ``jitter``, ``rotate``, ``scale``.  Per step, the draws are the roll
+        ``(dy, dx)``, then the angle, then the zoom (those switched on).
     dtype : float32 or float64
         Of the iterate when ``start`` is a name (an array start keeps its dtype).
 
@@ -507,6 +560,15 @@ def activation_maximisation(
     for name, value in (("l2_weight", l2_weight), ("tv_weight", tv_weight), ("norm_weight", norm_weight)):
         weights[name] = float(_positive(value, name, allow_zero=True))
     jitter = int(_positive(jitter, "jitter", allow_zero=True, integer=True))
+    rotate = float(_positive(rotate, "rotate", allow_zero=True))
+    if scale is not None:
+        try:
+            zlo, zhi = (float(v) for v in scale)
+        except (TypeError, ValueError):
+            raise TypeError(f"scale must be a pair (lo, hi) of zoom factors, got {scale!r}") from None
+        if not (np.isfinite(zlo) and np.isfinite(zhi) and 0 < zlo <= zhi):
+            raise ValueError(f"scale must be finite zoom factors with 0 < lo <= hi, got {(zlo, zhi)}")
+    transform = bool(jitter or rotate or scale is not None)
     blur_every = int(_positive(blur_every, "blur_every", allow_zero=True, integer=True))
     blur_sigma = float(_positive(blur_sigma, "blur_sigma", allow_zero=True))
     if clip not in ("step", "end", None):
@@ -523,7 +585,7 @@ def activation_maximisation(
         norm(np.zeros((1, 1)), norm_p)
 
     # one generator for everything random (the start's noise, then the jitter), made once from rng
-    gen = as_rng(rng) if jitter or (isinstance(start, str) and start in ("uniform", "normal")) else None
+    gen = as_rng(rng) if transform or (isinstance(start, str) and start in ("uniform", "normal")) else None
 
     # the image: shape, batch size, start
     if isinstance(start, str):
@@ -541,8 +603,8 @@ def activation_maximisation(
         x = start_image(arr, shape)
     if box is not None and clip == "step":
         x = np.clip(x, *box)
-    if jitter and x.ndim < 4:
-        raise ValueError(f"jitter rolls the two spatial axes; images must be (N, C, H, W), got {x.shape}")
+    if transform and x.ndim < 4:
+        raise ValueError(f"jitter/rotate/scale move the two spatial axes; images must be (N, C, H, W), got {x.shape}")
     blur = None
     if blur_every and blur_sigma > 0:
         from scipy.ndimage import gaussian_filter
@@ -559,15 +621,23 @@ def activation_maximisation(
     state = rule.init(x)
     values, penalties = [], []
     for t in range(steps + 1):
-        f, g = _objective_and_grad(model, x, objective, need_grad=not jitter and t < steps)
+        f, g = _objective_and_grad(model, x, objective, need_grad=not transform and t < steps)
         r, gr = penalty(x)
         values.append(f)
         penalties.append(r)
         if t == steps:
             break
-        if jitter:
-            dy, dx = (int(d) for d in gen.integers(-jitter, jitter + 1, size=2))
-            _, g = _objective_and_grad(model, np.roll(x, (dy, dx), axis=(-2, -1)), objective)
+        if transform:  # the gradient of f(W(roll(x))) at x: roll⁻¹ Wᵀ ∇f
+            dy, dx = (int(d) for d in gen.integers(-jitter, jitter + 1, size=2)) if jitter else (0, 0)
+            angle = float(gen.uniform(-rotate, rotate)) if rotate else 0.0
+            zoom = float(gen.uniform(zlo, zhi)) if scale is not None else 1.0
+            moved = np.roll(x, (dy, dx), axis=(-2, -1))
+            warp = similarity_warp(x.shape[-2], x.shape[-1], angle, zoom) if (rotate or scale is not None) else None
+            if warp is not None:
+                moved = apply_warp(moved, warp)
+            _, g = _objective_and_grad(model, moved, objective)
+            if warp is not None:
+                g = apply_warp(g, warp, adjoint=True)
             g = np.roll(g, (-dy, -dx), axis=(-2, -1))
         delta, state = rule.step((g - gr).astype(x.dtype, copy=False), state, t + 1)
         x = x + delta.astype(x.dtype, copy=False)

@@ -30,8 +30,8 @@ gradient, tested against finite differences:
 Input modifiers, all drawn from an explicit ``rng``:
 
 * ``jitter``: before each gradient the image is rolled by ``(dy, dx)``, each uniform on ``{−j, …, j}``, and
-  the gradient rolled back (Mordvintsev et al. 2015 "Inceptionism"; Yosinski et al. 2015).  The image stays
-  registered.  tf-keras-vis' ``Jitter`` draws from ``{−j, …, j−1}`` and keeps the rolled image as the new
+  the gradient rolled back (as the DeepDream code of Mordvintsev, Olah & Tyka 2015, "Inceptionism", shifts
+  and unshifts the image).  The image stays registered.  tf-keras-vis' ``Jitter`` draws from ``{−j, …, j−1}`` and keeps the rolled image as the new
   iterate, so its result drifts by the random walk of the shifts;
 * ``rotate`` / ``scale``: before each gradient the (rolled) image is resampled by a random rotation of
   ``U(−rotate, rotate)`` degrees and zoom ``U(scale)`` about its centre (bilinear, coordinates clamped to the
@@ -49,7 +49,16 @@ image, as tf-keras-vis does (its iterate is unconstrained and the history is tak
 Step rules (:class:`GradientAscent`, :class:`Adam`, :class:`RMSprop`) are small named objects: Simonyan et
 al. use plain gradient ascent; tf-keras-vis 0.8.7 uses Keras' ``RMSprop(learning_rate=1.0, rho=0.999)`` for
 images in ``[0, 255]`` (so ``lr = 1/255`` for images in ``[0, 1]``); Adam (Kingma & Ba 2015) is what Lucid and
-most notebooks use.
+most notebooks use (Lucid/Lucent render with ``Adam(lr=0.05)``, the default here for images in ``[0, 1]``).
+
+Defaults, measured on the shipped shapes model (``xattr.models.load("shapes")``, scores in the hundreds; run
+with ``OPENBLAS_NUM_THREADS=1``).  At the zero image every first-layer ReLU is off (all ``conv1`` biases are
+negative), the gradient is exactly 0 and nothing moves; from the default ``"centre"`` start, 200 Adam steps at
+``lr = 0.05`` with the default TV prior (``λ_TV = 0.3``, ``β = 2``), clipped to ``[0, 1]``, raise the class scores
+(square, disk, triangle, cross) from ``[15.1, 50.6, −73.1, −83.0]`` to ``[155, 445, 394, 1106]``, each class top-1
+with a margin of ``[22, 349, 425, 1332]`` over the runner-up.  Without the TV prior the "square" ascent ends with
+"disk" ahead (margin −2.4): both scores rise along what squares and disks share.  The log-probability objective
+makes every class top-1 in 20 steps, "square" by *lowering* the others (its own score falls from 15.1 to −0.3).
 """
 from __future__ import annotations
 
@@ -209,7 +218,7 @@ def total_variation(x, beta=2.0, anisotropic=False):
     """``TV_β(I) = Σ_{c,i,j} (ΔᵢI² + ΔⱼI²)^{β/2}`` per image (Mahendran & Vedaldi 2015, ``R_{V^β}``).
 
     ``ΔᵢI = I_{c,i+1,j} − I_{c,i,j}`` and ``ΔⱼI = I_{c,i,j+1} − I_{c,i,j}`` over the last two axes, zero past the
-    last row/column (the replicate boundary of Mahendran & Vedaldi's code), summed over channels.
+    last row/column (a replicate boundary: the paper does not state one), summed over channels.
     ``anisotropic=True``: ``Σ |ΔᵢI|^β + |ΔⱼI|^β``; at ``β = 1`` this is ``tf.image.total_variation``, at
     ``β = 2`` both forms coincide.
 

@@ -438,6 +438,17 @@ def test_shipped_model_hidden_channels_rise(shapes):
     assert np.all(res.values[-1] > res.values[0] + 0.1), res.values[[0, -1]]
 
 
+def test_shipped_model_a_channel_dead_at_the_centre_stays_dead_and_noise_wakes_it(shapes):
+    """relu2 channel 0 is 0 everywhere at the centre image: its gradient is exactly 0 (and the TV prior's is 0 at a
+    constant image), so the ascent returns the start; from uniform noise the channel is on and rises."""
+    model, _ = shapes
+    centre = activation_maximisation(model, channel_mean("relu2", 0), (3, 32, 32), steps=10)
+    assert np.all(centre.values == 0) and np.all(centre.image == 0.5)
+    noise = activation_maximisation(model, channel_mean("relu2", 0), (3, 32, 32), "uniform", steps=10, rng=0,
+                                    tv_weight=0.0)
+    assert noise.values[0, 0] > 0 and noise.values[-1, 0] > 5 * noise.values[0, 0], noise.values[[0, -1], 0]
+
+
 # -- bad input -----------------------------------------------------------------------------------------------
 
 def test_bad_input():

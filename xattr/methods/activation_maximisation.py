@@ -59,6 +59,15 @@ negative), the gradient is exactly 0 and nothing moves; from the default ``"cent
 with a margin of ``[22, 349, 425, 1332]`` over the runner-up.  Without the TV prior the "square" ascent ends with
 "disk" ahead (margin −2.4): both scores rise along what squares and disks share.  The log-probability objective
 makes every class top-1 in 20 steps, "square" by *lowering* the others (its own score falls from 15.1 to −0.3).
+
+Hidden channels are another matter (same model, defaults, 200 steps).  The centre image leaves some channels
+off everywhere (``relu1`` 2, 4, 5; ``relu2`` 0, 1, 2, 10, 15; ``relu3`` 2, 6, 24, 27): their gradient is exactly 0
+and the ascent returns the start, as the zero image did for the classes.  A noise start wakes them
+(``start="uniform"``, tf-keras-vis' default, with an ``rng``), but the default TV weight, sized for class scores
+in the hundreds, outweighs first-layer channels whose mean activation is about 1: from uniform noise the TV
+prior smooths away what ``relu1`` responds to and 0 of its 8 channels rise, against 15/16 for ``relu2`` and 32/32
+for ``relu3``.  With ``tv_weight=0`` from uniform noise: 8/8, 12/16 (4 switch off on the way), 32/32.  Choose the
+prior's weight against the objective's scale.
 """
 from __future__ import annotations
 

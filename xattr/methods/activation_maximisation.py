@@ -51,6 +51,13 @@ al. use plain gradient ascent; tf-keras-vis 0.8.7 uses Keras' ``RMSprop(learning
 images in ``[0, 255]`` (so ``lr = 1/255`` for images in ``[0, 1]``); Adam (Kingma & Ba 2015) is what Lucid and
 most notebooks use (Lucid/Lucent render with ``Adam(lr=0.05)``, the default here for images in ``[0, 1]``).
 
+tf-keras-vis 0.8.7's ``ActivationMaximization`` defaults in these terms, for a model with inputs in ``[0, 255]``
+of shape ``(C, H, W)``: ``start="uniform"``, ``optimiser=RMSprop(lr=1.0, rho=0.999)``, ``tv_weight=1/(C·H·W)``
+with ``tv_beta=1, tv_anisotropic=True``, ``norm_weight=0.3, norm_p=1``, ``jitter=4``, ``rotate=1.0``,
+``input_range=(0, 255), clip="end"``, ``steps=200``; its score is summed over the batch and its loss is
+``−score + regularisers``, the same ascent.  What still differs: its jitter and rotation act on the iterate
+(above), its draws come from NumPy's global generator, and it works in float32.
+
 Defaults, measured on the shipped shapes model (``xattr.models.load("shapes")``, scores in the hundreds; run
 with ``OPENBLAS_NUM_THREADS=1``).  At the zero image every first-layer ReLU is off (all ``conv1`` biases are
 negative), the gradient is exactly 0 and nothing moves; from the default ``"centre"`` start, 200 Adam steps at

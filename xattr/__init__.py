@@ -13,6 +13,7 @@ Quick start::
 from . import nn
 from ._conventions import MAXPOOL_TIE_POLICY, RELU_GRAD_AT_ZERO
 from .methods import (
+    activation_maximisation,
     backprop,
     cam,
     class_model_visualisation,
@@ -46,5 +47,5 @@ __all__ = [
     "cam", "grad_cam", "guided_grad_cam", "deeplift", "deepshap", "lrp", "available_methods", "get_method", "MAXPOOL_TIE_POLICY", "RELU_GRAD_AT_ZERO",
     "occlusion", "lime", "kernel_shap", "shapley", "grid_segments", "slic_segments",
     "integrated_gradients", "exact_integrated_gradients", "expected_gradients", "expected_gradients_exact",
-    "saturation", "smoothgrad", "class_model_visualisation",
+    "saturation", "smoothgrad", "class_model_visualisation", "activation_maximisation",
 ]

@@ -7,6 +7,7 @@ from .perturbation import kernel_shap, lime, occlusion, shapley
 from .registry import available_methods, get_method, register_method
 from .segments import grid_segments, slic_segments
 from .class_visualisation import class_model_visualisation
+from .activation_maximisation import activation_maximisation
 from .path import (
     exact_integrated_gradients, expected_gradients, expected_gradients_exact, integrated_gradients, quadrature_rule,
     saturation,
@@ -37,4 +38,5 @@ __all__ = [
     "occlusion", "lime", "kernel_shap", "shapley", "grid_segments", "slic_segments",
     "integrated_gradients", "exact_integrated_gradients", "quadrature_rule", "expected_gradients",
     "expected_gradients_exact", "saturation", "smoothgrad", "noise_scale", "class_model_visualisation",
+    "activation_maximisation",
 ]

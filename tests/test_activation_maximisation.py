@@ -270,7 +270,7 @@ def test_function_model_gives_class_objectives_only():
         np.testing.assert_allclose(grad, num, rtol=1e-7, atol=1e-9)
     res = activation_maximisation(model, class_log_probability(1), (2, 4, 4), steps=20, optimiser="gradient", lr=0.1)
     assert res.values[-1, 0] > res.values[0, 0]
-    with pytest.raises(TypeError, match="channel objective needs an xattr.nn.Sequential"):
+    with pytest.raises(TypeError, match="channel objective needs a layered model"):
         activation_maximisation(model, channel_mean("dense1", 0), (2, 4, 4), steps=1)
 
 

@@ -15,7 +15,7 @@ over images ``I`` of shape ``(N, C, H, W)`` (each image of the batch independent
   test suite pins this);
 * :func:`channel_mean`: the mean over positions of channel ``k`` of a named layer's output (any hidden unit,
   as tf-keras-vis' ``ActivationMaximization`` visualises filters; Erhan et al. 2009).  For now a layer of a
-  :class:`xattr.nn.Sequential`; a plain function model offers class objectives only.
+  layered model (:class:`xattr.nn.Graph` or ``Sequential``); a plain function model offers class objectives only.
 
 and the regularisers (priors) are small named functions, each returning its value per image and its
 gradient, tested against finite differences:
@@ -85,8 +85,7 @@ import numpy as np
 
 from .. import _targets
 from .._conventions import as_float_array, as_rng
-from ..model import check_model
-from ..nn.base import Sequential
+from ..model import check_model, trace
 
 # -- objectives -----------------------------------------------------------------------------------------
 
@@ -123,7 +122,7 @@ def class_log_probability(c):
 def channel_mean(layer, channel):
     """``f(I) = mean_{i,j} A^layer_{channel,i,j}(I)``: the mean activation of one channel of a layer's output.
 
-    ``layer`` is the name (or index) of a layer of a :class:`xattr.nn.Sequential`; for a layer whose output is
+    ``layer`` is the name (or index) of a node of a layered model (:class:`xattr.nn.Graph` or ``Sequential``); for a layer whose output is
     ``(N, F)`` (dense) the unit ``channel`` itself.
     """
     if not isinstance(layer, (str, numbers.Integral, np.integer)) or isinstance(layer, bool):
@@ -156,32 +155,30 @@ def _channels(target, n, k, layer):
 def _objective_and_grad(model, x, objective, need_grad=True):
     """``f(x)`` per image ``(N,)`` and ``∂f/∂x`` (``x.shape``, or None): the one place that touches the model.
 
-    A channel objective runs ``model.forward_all(x, stop=layer + 1)`` and back-propagates the seed
-    ``1[channel]/(H·W)`` from that layer to the input with ``model.backward(..., start=layer + 1, stop=0)``.
-    Class objectives use the model protocol (``forward``/``vjp``) on any model (on a ``Sequential``, one
-    ``forward_all`` and one ``backward`` from the scores).
+    A channel objective traces the model up to the node (``model.trace(x, stop=node)``) and pulls the seed
+    ``1[channel]/(H·W)`` from there to the input.  Class objectives use one trace and one pull on any model
+    (:func:`xattr.model.trace`: a layered model, a function model, or any object with ``forward``/``vjp``).
     """
     n = x.shape[0]
     rows = np.arange(n)
     if objective.kind == "channel":
-        if not isinstance(model, Sequential):
+        if not hasattr(model, "node"):
             raise TypeError(
-                f"a channel objective needs an xattr.nn.Sequential (layers by name); {type(model).__name__} "
-                "offers class objectives only (class_score, class_log_probability)"
+                f"a channel objective needs a layered model (xattr.nn.Graph or Sequential: nodes by name); "
+                f"{type(model).__name__} offers class objectives only (class_score, class_log_probability)"
             )
-        stop = model.index(objective.layer) + 1
-        out, caches = model.forward_all(x, stop=stop)
-        ch = _channels(objective.target, n, out.shape[1], model.names[stop - 1])
+        node = model.name_of(objective.layer)
+        tape = model.trace(x, stop=node)
+        out = tape.output
+        ch = _channels(objective.target, n, out.shape[1], node)
         values = out[rows, ch].reshape(n, -1).mean(axis=1)
         if not need_grad:
             return values, None
         seed = np.zeros_like(out)
         seed[rows, ch] = 1.0 / float(np.prod(out.shape[2:], dtype=np.int64))
-        return values, model.backward(seed, caches, "gradient", start=stop, stop=0)
-    if isinstance(model, Sequential):  # one forward pass serves the value and the gradient
-        scores, caches = model.forward_all(x)
-    else:
-        scores, caches = np.asarray(model.forward(x)), None
+        return values, tape.pull(seed, "gradient")
+    tape = trace(model, x)  # one forward pass serves the value and the gradient
+    scores = tape.output
     values = _targets.selected(objective.target, scores)  # checks that the classes exist
     seed = _targets.seed(objective.target, scores)
     if objective.kind == "log_softmax":
@@ -191,9 +188,7 @@ def _objective_and_grad(model, x, objective, need_grad=True):
         seed = seed - np.exp(shifted - log_z)  # ∂ log P_c / ∂S = e_c − P
     if not need_grad:
         return values, None
-    if caches is not None:
-        return values, model.backward(seed.astype(scores.dtype, copy=False), caches, "gradient")
-    return values, np.asarray(model.vjp(x, seed), dtype=x.dtype)
+    return values, np.asarray(tape.pull(seed.astype(scores.dtype, copy=False), "gradient"), dtype=x.dtype)
 
 
 # -- regularisers: value (N,) and gradient (x.shape) -------------------------------------------------------
@@ -534,7 +529,7 @@ def activation_maximisation(
 
     Parameters
     ----------
-    model : model protocol object (a :class:`xattr.nn.Sequential` for channel objectives)
+    model : model protocol object (a layered model for channel objectives)
     objective : Objective or int
         :func:`class_score` (an int ``c`` means ``class_score(c)``), :func:`class_log_probability`,
         :func:`channel_mean`.  Its target may be an int array ``(N,)``: one class/channel per image.

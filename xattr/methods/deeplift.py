@@ -40,7 +40,8 @@ import numpy as np
 
 from .. import _targets
 from .._conventions import as_float_array
-from ..nn import Conv2D, Dense, Dropout, Flatten, ReLU, Sequential
+from ..nn import Conv2D, Dense, Dropout, Flatten, Sequential
+from ..nn.activation import NONLINEAR_UNITS
 from ..nn.base import Cache
 from ..nn.norm import BatchNorm2D, fold_batchnorm
 from ..nn.pool import DEEPLIFT_MAXPOOL_MODES
@@ -106,7 +107,7 @@ def _splits(model, tx, tr):
     """``{ReLU index: (Δx⁺, Δx⁻)}``: positive and negative terms of each ReLU's input (RevealCancel)."""
     layers, out = model.layers, {}
     for i, layer in enumerate(layers):
-        if not isinstance(layer, ReLU):
+        if not isinstance(layer, NONLINEAR_UNITS):  # the ReLU and every other element-wise unit
             continue
         j = i - 1
         while j >= 0 and isinstance(layers[j], (Flatten, Dropout)):

@@ -56,7 +56,7 @@ import numpy as np
 from .. import _targets
 from .._conventions import as_float_array, as_rng
 from ..model import check_model
-from ..nn.activation import ReLU
+from ..nn.activation import PIECEWISE_LINEAR_UNITS, ReLU
 from ..nn.base import _JVP_RULES, Sequential
 from ..nn.base import Cache
 from ..nn.conv import Conv2D, batch_chunks, col2im, pad_nchw, unpad, weight_matrix
@@ -360,6 +360,21 @@ def _relu_kinks(block, u, du, a, b):
     return seg, t[ok]
 
 
+def _pointwise_kinks(block, u, du, a, b):
+    """``α = m + (c − u)/du`` where a unit's input crosses one of its kinks ``c`` (``layer.kinks()``) inside ``(a, b)``."""
+    S = u.shape[0]
+    uf, duf = u.reshape(S, -1), du.reshape(S, -1)
+    m = ((a + b) / 2)[:, None]
+    segs, alphas = [np.zeros(0, dtype=np.intp)], [np.zeros(0)]
+    for c in block[-1].kinks():
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            t = m + (c - uf) / duf
+        ok = (duf != 0) & (t > a[:, None]) & (t < b[:, None])
+        segs.append(np.nonzero(ok)[0])
+        alphas.append(t[ok])
+    return np.concatenate(segs), np.concatenate(alphas)
+
+
 def _maxpool_kinks(block, u, du, a, b):
     """Where the argmax of a max-pool window changes inside ``(a, b)``: the upper envelope of lines.
 
@@ -414,7 +429,7 @@ def _maxpool_kinks(block, u, du, a, b):
 
 
 #: where each nonlinear layer type changes its linear piece along a path.
-_KINK_FINDERS = {ReLU: _relu_kinks, MaxPool2D: _maxpool_kinks}
+_KINK_FINDERS = {ReLU: _relu_kinks, MaxPool2D: _maxpool_kinks, **{t: _pointwise_kinks for t in PIECEWISE_LINEAR_UNITS}}
 
 
 def _check_piecewise_linear(model):

@@ -31,12 +31,20 @@ def _windows(xp, kernel, stride, dilation, out_hw):
 
 
 def conv2d(x, layer):
+    """Each group's channels convolved with its own filters, the groups' outputs concatenated."""
     out_hw = layer.output_shape(x.shape)[2:]
     wins = _windows(_pad(x, layer.pads), layer.kernel_size, layer.stride, layer.dilation, out_hw)
     kh, kw = layer.kernel_size
-    y = 0.0
-    for k, win in enumerate(wins):
-        y = y + anp.einsum("oc,nchw->nohw", layer.weight[:, :, k // kw, k % kw], win)
+    G = getattr(layer, "groups", 1)
+    Cg, Og = layer.in_channels // G, layer.out_channels // G
+    outs = []
+    for grp in range(G):
+        y = 0.0
+        for k, win in enumerate(wins):
+            w = layer.weight[grp * Og : (grp + 1) * Og, :, k // kw, k % kw]
+            y = y + anp.einsum("oc,nchw->nohw", w, win[:, grp * Cg : (grp + 1) * Cg])
+        outs.append(y)
+    y = anp.concatenate(outs, axis=1)
     if layer.bias is not None:
         y = y + layer.bias[None, :, None, None]
     return y

@@ -510,7 +510,8 @@ def _conv_input_grad(layer, g, cache):
 
 def _backward(layers, caches, g):
     for layer, cache in zip(reversed(layers), reversed(caches)):
-        g = _conv_input_grad(layer, g, cache) if type(layer) is Conv2D else layer.backward(g, cache, "gradient")
+        fast = type(layer) is Conv2D and layer.groups == 1  # grouped convs: the layer's own kernels
+        g = _conv_input_grad(layer, g, cache) if fast else layer.backward(g, cache, "gradient")
     return g
 
 

@@ -35,6 +35,8 @@ from .base import Cache, Layer, defjvp, default_rng, defrule, param_property
 
 #: bytes the im2col buffer may take per chunk of images.
 IM2COL_BUDGET = 64 * 2**20
+#: bytes of output a depthwise kernel accumulates at once (a channel block; kept in the CPU's cache).
+DEPTHWISE_BLOCK_BYTES = 2**20
 
 
 def conv_output_size(size, k, s, d, pad_lo, pad_hi):
@@ -360,31 +362,59 @@ class Conv2D(Layer):
             y[sl] = part(xp[sl])
         return y
 
-    def _depthwise_views(self, a, out_hw):
-        """``[(i, j, view)]``: the shifted (strided, dilated) views of ``a`` ``(N, C, Hp, Wp)`` per kernel offset."""
-        kh, kw = self.kernel_size
-        return [
-            (i, j, a[(slice(None), slice(None)) + window_slices(i, j, out_hw, self.stride, self.dilation)])
-            for i in range(kh) for j in range(kw)
-        ]
-
     def _depthwise_weights(self, dtype):
         """``(C, M, kH, kW)``: the weights of channel ``c``'s ``M = O/C`` outputs."""
         C = self.in_channels
         return self.weight.reshape((C, self.out_channels // C) + self.kernel_size).astype(dtype, copy=False)
 
+    def _depthwise_shifts(self, a, out_hw):
+        """``[(i, j, shifted)]`` per kernel offset: what offset ``(i, j)`` reads of ``a`` ``(N, C, Hp, Wp)``.
+
+        Stride 1: ``(N, C, 1, L)`` runs of the flat padded rows (the wide layout: contiguous, so each pass is
+        one long loop; the ``Wp − Wo`` wrapped columns are computed and dropped); other strides: the strided
+        window views ``(N, C, 1, Ho, Wo)``.  The axis of length 1 broadcasts against the channel multiplier.
+        """
+        kh, kw = self.kernel_size
+        if self._wide():
+            Hp, Wp = a.shape[2:]
+            L = wide_length((Hp, Wp), out_hw)
+            flat = a.reshape(a.shape[:2] + (1, Hp * Wp))
+            offs = wide_offsets(self.kernel_size, self.dilation, (Hp, Wp))
+            return [(k // kw, k % kw, flat[..., off : off + L]) for k, off in enumerate(offs)]
+        return [
+            (i, j, a[(slice(None), slice(None)) + window_slices(i, j, out_hw, self.stride, self.dilation)][:, :, None])
+            for i in range(kh) for j in range(kw)
+        ]
+
+    @staticmethod
+    def _channel_blocks(c, bytes_per_channel):
+        """Channel slices of at most ``DEPTHWISE_BLOCK_BYTES`` of output each (at least one channel).
+
+        The offset sums make ``2 kH kW`` passes over the output; a block that stays in the CPU's cache makes
+        them ~2x faster at 96 channels of 112x112 than whole-array passes (measured, float32, 1 thread)."""
+        step = max(1, DEPTHWISE_BLOCK_BYTES // max(1, bytes_per_channel))
+        return [slice(a, min(c, a + step)) for a in range(0, c, step)]
+
     def _depthwise_correlate(self, xp, out_hw, bias):
         """``y[n, c·M + m] = Σ_{i,j} W[c·M + m, 0, i, j] · xp[n, c, shifted by (i, j)]``: a sum over kernel
-        offsets of shifted views times per-channel weights (no columns, no GEMM)."""
+        offsets of shifted inputs times per-channel weights (no columns, no GEMM), channel block by block."""
         N, C = xp.shape[:2]
         M = self.out_channels // C
         w = self._depthwise_weights(xp.dtype)
-        y = np.zeros((N, C, M) + tuple(out_hw), dtype=xp.dtype)
-        tmp = np.empty_like(y)
-        for i, j, view in self._depthwise_views(xp, out_hw):
-            np.multiply(view[:, :, None], w[None, :, :, i, j, None, None], out=tmp)
-            y += tmp
-        y = y.reshape((N, self.out_channels) + tuple(out_hw))
+        shifts = self._depthwise_shifts(xp, out_hw)
+        acc = np.empty((N, C, M) + shifts[0][2].shape[3:], dtype=xp.dtype)
+        tail = (None,) * (acc.ndim - 3)
+        for cb in self._channel_blocks(C, acc[:, :1].nbytes):
+            a = acc[:, cb]
+            tmp = np.empty_like(a)
+            for k, (i, j, v) in enumerate(shifts):
+                np.multiply(v[:, cb], w[(None, cb, slice(None), i, j) + tail], out=a if k == 0 else tmp)
+                if k:
+                    a += tmp
+        if self._wide():  # the images out of the wide rows (drops the wrapped columns; a copy)
+            y = wide_to_image(acc.reshape(N, self.out_channels, -1).transpose(1, 0, 2), out_hw, xp.shape[3]).copy()
+        else:
+            y = acc.reshape((N, self.out_channels) + tuple(out_hw))
         if bias is not None:
             y += bias.astype(xp.dtype, copy=False)[:, None, None]
         return y
@@ -394,16 +424,30 @@ class Conv2D(Layer):
         N, C = cache.xp.shape[:2]
         M = self.out_channels // C
         w = self._depthwise_weights(g.dtype)
-        g5 = g.reshape((N, C, M) + tuple(cache.out_hw))
         gx = np.zeros(cache.xp.shape, dtype=g.dtype)
-        tmp = np.empty((N, C) + tuple(cache.out_hw), dtype=g.dtype)
-        for i, j, view in self._depthwise_views(gx, cache.out_hw):
-            if M == 1:
-                np.multiply(g5[:, :, 0], w[None, :, 0, i, j, None, None], out=tmp)
-            else:
-                np.einsum("ncmhw,cm->nchw", g5, w[:, :, i, j], out=tmp)
-            view += tmp
+        if self._wide():  # zeros in the wrapped columns: they add nothing
+            gs = image_to_wide(g, cache.xp.shape[3]).reshape(N, C, M, -1)
+        else:
+            gs = g.reshape((N, C, M) + tuple(cache.out_hw))
+        shifts = self._depthwise_shifts(gx, cache.out_hw)
+        for cb in self._channel_blocks(C, gs[:, :1].nbytes):
+            gb = gs[:, cb]
+            tmp = np.empty((N, gb.shape[1], 1) + gb.shape[3:], dtype=g.dtype)
+            for i, j, v in shifts:
+                if M == 1:
+                    np.multiply(gb, w[(None, cb, slice(None), i, j) + (None,) * (gb.ndim - 3)], out=tmp)
+                else:
+                    np.einsum("ncm...,cm->nc...", gb, w[cb, :, i, j], out=tmp[:, :, 0])
+                v[:, cb] += tmp
         return unpad(gx, self.pads)
+
+    def _depthwise_views(self, a, out_hw):
+        """``[(i, j, view)]``: the shifted (strided, dilated) window views ``(N, C, Ho, Wo)`` per kernel offset."""
+        kh, kw = self.kernel_size
+        return [
+            (i, j, a[(slice(None), slice(None)) + window_slices(i, j, out_hw, self.stride, self.dilation)])
+            for i in range(kh) for j in range(kw)
+        ]
 
     def input_grad(self, g, cache):
         """Transposed convolution of ``g`` ``(N, O, Ho, Wo)`` -> ``(N, I, H, W)`` (may be a view)."""

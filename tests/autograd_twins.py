@@ -4,10 +4,16 @@ Written from the definitions with ``autograd.numpy``; ``model_function(model)`` 
 for a Sequential, so ``autograd.grad`` gives the reference gradient of the whole network.
 Max uses autograd's ``np.max`` (ties split evenly: only compare away from ties).
 """
+import math
+
 import autograd.numpy as anp
+import autograd.scipy.special as asp
 from autograd import make_vjp
 
-from xattr.nn import AvgPool2D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, MaxPool2D, ReLU
+from xattr.nn import (
+    GELU, AvgPool2D, BatchNorm2D, Clamp, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, Hardsigmoid, Hardswish,
+    Hardtanh, LeakyReLU, MaxPool2D, PReLU, ReLU, ReLU6, SiLU, Sigmoid, Softplus, Tanh,
+)
 
 
 def _pad(x, pads, value=0.0):
@@ -25,12 +31,20 @@ def _windows(xp, kernel, stride, dilation, out_hw):
 
 
 def conv2d(x, layer):
+    """Each group's channels convolved with its own filters, the groups' outputs concatenated."""
     out_hw = layer.output_shape(x.shape)[2:]
     wins = _windows(_pad(x, layer.pads), layer.kernel_size, layer.stride, layer.dilation, out_hw)
     kh, kw = layer.kernel_size
-    y = 0.0
-    for k, win in enumerate(wins):
-        y = y + anp.einsum("oc,nchw->nohw", layer.weight[:, :, k // kw, k % kw], win)
+    G = getattr(layer, "groups", 1)
+    Cg, Og = layer.in_channels // G, layer.out_channels // G
+    outs = []
+    for grp in range(G):
+        y = 0.0
+        for k, win in enumerate(wins):
+            w = layer.weight[grp * Og : (grp + 1) * Og, :, k // kw, k % kw]
+            y = y + anp.einsum("oc,nchw->nohw", w, win[:, grp * Cg : (grp + 1) * Cg])
+        outs.append(y)
+    y = anp.concatenate(outs, axis=1)
     if layer.bias is not None:
         y = y + layer.bias[None, :, None, None]
     return y
@@ -46,6 +60,45 @@ def avgpool2d(x, layer):
     out_hw = layer.output_hw(x.shape)
     wins = _windows(_pad(x, layer.pads), layer.kernel_size, layer.stride, (1, 1), out_hw)
     return sum(wins) / len(wins)
+
+
+def _sigmoid(x):
+    return 0.5 * (anp.tanh(0.5 * x) + 1)  # = 1 / (1 + e^-x), without overflow
+
+
+def activation(x, layer):
+    """The activations from their textbook formulas (differentiated by autograd away from kinks)."""
+    t = type(layer)
+    if t in (ReLU6, Hardtanh):
+        return anp.minimum(anp.maximum(x, layer.min_val), layer.max_val)
+    if t is Clamp:
+        lo = -anp.inf if layer.min is None else layer.min
+        hi = anp.inf if layer.max is None else layer.max
+        return anp.minimum(anp.maximum(x, lo), hi)
+    if t is LeakyReLU:
+        return anp.where(x > 0, x, layer.negative_slope * x)
+    if t is PReLU:
+        a = layer.weight if layer.num_parameters > 1 else layer.weight[0]
+        a = anp.reshape(a, (1, -1) + (1,) * (x.ndim - 2)) if layer.num_parameters > 1 else a
+        return anp.where(x > 0, x, a * x)
+    if t is Hardsigmoid:
+        return anp.minimum(anp.maximum(x + 3, 0), 6) / 6
+    if t is Hardswish:
+        return x * anp.minimum(anp.maximum(x + 3, 0), 6) / 6
+    if t is Sigmoid:
+        return _sigmoid(x)
+    if t is Tanh:
+        return anp.tanh(x)
+    if t is SiLU:
+        return x * _sigmoid(x)
+    if t is GELU and layer.approximate == "tanh":
+        return 0.5 * x * (1 + anp.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
+    if t is GELU:
+        return 0.5 * x * (1 + asp.erf(x / math.sqrt(2)))
+    if t is Softplus:
+        bx = layer.beta * x
+        return anp.where(bx > layer.threshold, x, anp.logaddexp(0, bx) / layer.beta)
+    raise TypeError(layer)
 
 
 def layer_function(layer):
@@ -69,7 +122,7 @@ def layer_function(layer):
         return lambda x: x * a[:, None, None] + c[:, None, None]
     if isinstance(layer, Dropout):
         return lambda x: x
-    raise TypeError(layer)
+    return lambda x: activation(x, layer)
 
 
 def model_function(model):

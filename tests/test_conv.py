@@ -11,36 +11,50 @@ from xattr.nn import conv as conv_mod
 
 
 @st.composite
-def conv_cases(draw):
-    c_in, c_out = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+def conv_cases(draw, groups=True):
+    g = draw(st.sampled_from([1, 1, 2, 3])) if groups else 1
+    depthwise = g > 1 and draw(st.booleans())
+    c_in = g * (1 if depthwise else draw(st.integers(1, 2)))
+    c_out = g * draw(st.integers(1, 2))
+    if g == 1:
+        c_in, c_out = draw(st.integers(1, 3)), draw(st.integers(1, 3))
     k = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
     d = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
-    same = draw(st.booleans())
-    s = (1, 1) if same else (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
-    padding = "same" if same else (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
+    kind = draw(st.sampled_from(["same", "sym", "asym"]))
+    s = (1, 1) if kind == "same" else (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    if kind == "same":
+        padding = "same"
+    elif kind == "sym":
+        padding = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
+    else:  # ((top, bottom), (left, right)), as ONNX pads or TensorFlow's "SAME" at stride 2
+        padding = tuple((draw(st.integers(0, 2)), draw(st.integers(0, 2))) for _ in range(2))
     H = draw(st.integers(d[0] * (k[0] - 1) + 1, 7))
     W = draw(st.integers(d[1] * (k[1] - 1) + 1, 7))
     n = draw(st.integers(1, 2))
     bias = draw(st.booleans())
     seed = draw(st.integers(0, 2**16))
-    layer = Conv2D(c_in, c_out, k, stride=s, padding=padding, dilation=d, bias=bias, rng=seed)
+    layer = Conv2D(c_in, c_out, k, stride=s, padding=padding, dilation=d, bias=bias, rng=seed, groups=g)
     if bias:
         layer.bias = np.random.default_rng(seed + 1).normal(size=c_out)
     x = np.random.default_rng(seed + 2).normal(size=(n, c_in, H, W))
     return layer, x
 
 
+def _naive(layer):
+    return dict(stride=layer.stride, pads=layer.pads, dilation=layer.dilation, groups=layer.groups)
+
+
 @given(conv_cases())
 def test_forward_and_backward_equal_naive_twin(case):
     layer, x = case
     y, cache = layer.forward(x)
-    np.testing.assert_allclose(y, reference.conv2d_forward(x, layer.weight, layer.bias, layer.stride, layer.pads, layer.dilation), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(y, reference.conv2d_forward(x, layer.weight, layer.bias, **_naive(layer)), rtol=1e-12, atol=1e-12)
     g = np.random.default_rng(0).normal(size=y.shape)
     np.testing.assert_allclose(
-        layer.backward(g, cache), reference.conv2d_backward(g, x.shape, layer.weight, layer.stride, layer.pads, layer.dilation), rtol=1e-12, atol=1e-12
+        layer.backward(g, cache), reference.conv2d_backward(g, x.shape, layer.weight, **_naive(layer)), rtol=1e-12, atol=1e-12
     )
     pg = layer.param_grads(g, cache)
-    np.testing.assert_allclose(pg["weight"], reference.conv2d_weight_grad(g, x, layer.weight.shape, layer.stride, layer.pads, layer.dilation), rtol=1e-11, atol=1e-11)
+    np.testing.assert_allclose(pg["weight"], reference.conv2d_weight_grad(g, x, layer.weight.shape, **_naive(layer)), rtol=1e-11, atol=1e-11)
     if layer.bias is not None:
         np.testing.assert_allclose(pg["bias"], g.sum(axis=(0, 2, 3)), rtol=1e-12)
 
@@ -67,6 +81,98 @@ def test_adjoint_identity_without_bias(case):
     u = np.random.default_rng(3).normal(size=y.shape)
     lhs, rhs = np.sum(y * u), np.sum(x * layer.backward(u, cache))
     assert np.isclose(lhs, rhs, rtol=1e-12, atol=1e-12 * (1 + abs(lhs)))
+
+
+try:
+    import torch
+    import torch.nn.functional as F
+except ImportError:  # pragma: no cover - torch is the optional 'captum' extra
+    torch = F = None
+needs_torch = pytest.mark.skipif(torch is None, reason="PyTorch is the oracle here: pip install 'xattr-ref[captum]'")
+
+
+@needs_torch
+@given(conv_cases())
+def test_grouped_depthwise_and_asymmetric_convs_equal_torch_float64(case):
+    """Forward, input gradient and parameter gradients against ``F.conv2d`` (asymmetric pads by ``F.pad``)."""
+    layer, x = case
+    y, cache = layer.forward(x)
+    u = np.random.default_rng(4).normal(size=y.shape)
+    xt = torch.tensor(x, requires_grad=True)
+    wt = torch.tensor(layer.weight, requires_grad=True)
+    bt = None if layer.bias is None else torch.tensor(layer.bias, requires_grad=True)
+    (t, b), (l, r) = layer.pads
+    yt = F.conv2d(F.pad(xt, (l, r, t, b)), wt, bt, stride=layer.stride, dilation=layer.dilation, groups=layer.groups)
+    (yt * torch.tensor(u)).sum().backward()
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(layer.backward(u, cache), xt.grad.numpy(), rtol=1e-12, atol=1e-12)
+    pg = layer.param_grads(u, cache)
+    np.testing.assert_allclose(pg["weight"], wt.grad.numpy(), rtol=1e-11, atol=1e-11)
+    if bt is not None:
+        np.testing.assert_allclose(pg["bias"], bt.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
+def _block_diagonal_twin(layer):
+    """The same function as a groups=1 conv whose weight is zero between groups."""
+    G, O, C = layer.groups, layer.out_channels, layer.in_channels
+    full = Conv2D(C, O, layer.kernel_size, stride=layer.stride, padding=layer.padding, dilation=layer.dilation,
+                  bias=layer.bias is not None)
+    w = np.zeros(full.weight.shape)
+    for g in range(G):
+        w[g * O // G : (g + 1) * O // G, g * C // G : (g + 1) * C // G] = layer.weight[g * O // G : (g + 1) * O // G]
+    full.weight, full.bias = w, layer.bias
+    return full
+
+
+@pytest.mark.parametrize("stride", [(1, 1), (2, 1)])
+@pytest.mark.parametrize("c_in, c_out, groups", [(4, 4, 4), (3, 6, 3), (4, 6, 2), (6, 3, 3)])
+def test_grouped_and_depthwise_kernels_equal_the_block_diagonal_conv(c_in, c_out, groups, stride):
+    """Depthwise (``groups = in_channels``: offset sums, channel multiplier 1 or 2) and grouped (batched GEMM)."""
+    layer = Conv2D(c_in, c_out, 3, stride=stride, padding=(1, 2), dilation=(1, 2), rng=0, groups=groups)
+    layer.bias = np.linspace(-1, 1, c_out)
+    assert layer._depthwise() == (groups == c_in)
+    full = _block_diagonal_twin(layer)
+    x = np.random.default_rng(0).normal(size=(3, c_in, 7, 8))
+    y, cache = layer.forward(x)
+    yf, cf = full.forward(x)
+    np.testing.assert_allclose(y, yf, rtol=1e-13, atol=1e-13)
+    g = np.random.default_rng(1).normal(size=y.shape)
+    np.testing.assert_allclose(layer.backward(g, cache), full.backward(g, cf), rtol=1e-13, atol=1e-13)
+    dw_full = full.param_grads(g, cf)["weight"]
+    dw = layer.param_grads(g, cache)["weight"]
+    for k in range(groups):
+        o, c = slice(k * c_out // groups, (k + 1) * c_out // groups), slice(k * c_in // groups, (k + 1) * c_in // groups)
+        np.testing.assert_allclose(dw[o], dw_full[o, c], rtol=1e-12, atol=1e-13)
+    dx = np.random.default_rng(2).normal(size=x.shape)  # jvp: the linear part
+    np.testing.assert_allclose(layer.jvp(dx, cache), full.jvp(dx, cf), rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("groups, c_in", [(2, 4), (4, 4)])
+def test_grouped_chunked_batches_equal_one_chunk(monkeypatch, groups, c_in):
+    layer = Conv2D(c_in, 4, 3, padding=1, rng=0, groups=groups)
+    x = np.random.default_rng(0).normal(size=(5, c_in, 6, 6))
+    y_full, cache = layer.forward(x)
+    g = np.random.default_rng(1).normal(size=y_full.shape)
+    gx_full, pg_full = layer.backward(g, cache), layer.param_grads(g, cache)["weight"]
+    monkeypatch.setattr(conv_mod, "IM2COL_BUDGET", 1)  # one image per chunk
+    y, cache = layer.forward(x)
+    np.testing.assert_allclose(y, y_full, rtol=1e-14, atol=1e-14)
+    np.testing.assert_allclose(layer.backward(g, cache), gx_full, rtol=1e-13, atol=1e-14)
+    np.testing.assert_allclose(layer.param_grads(g, cache)["weight"], pg_full, rtol=1e-12)
+
+
+def test_grouped_conv_float32_and_bad_groups():
+    layer = Conv2D(4, 4, 3, padding=1, rng=0, groups=4)
+    x = np.random.default_rng(0).normal(size=(2, 4, 5, 5)).astype(np.float32)
+    y, cache = layer.forward(x)
+    assert y.dtype == np.float32 and layer.backward(np.ones_like(y), cache).dtype == np.float32
+    assert layer.weight.shape == (4, 1, 3, 3) and "groups=4" in repr(layer)
+    with pytest.raises(ValueError, match="must divide both channel counts"):
+        Conv2D(4, 6, 3, groups=4)
+    with pytest.raises(ValueError, match="positive int"):
+        Conv2D(4, 4, 3, groups=0)
+    with pytest.raises(ValueError, match=r"weight must have shape \(4, 1, 3, 3\)"):
+        layer.weight = np.zeros((4, 4, 3, 3))
 
 
 def test_three_rules_share_the_transposed_convolution():
@@ -106,7 +212,7 @@ def test_chunked_batches_equal_one_chunk_in_both_layouts(monkeypatch, stride):
     np.testing.assert_array_equal(layer.backward(g, cache), gx_full)
 
 
-@given(conv_cases())
+@given(conv_cases(groups=False))
 def test_wide_layout_holds_the_per_row_columns(case):
     """The wide im2col's column h·Wp + w is the per-row im2col's column h·Wo + w (stride 1)."""
     layer, x = case
@@ -188,3 +294,38 @@ def test_weights_are_plain_assignable_and_copied():
     w[...] = 0  # the layer keeps its own copy
     x = np.ones((1, 1, 2, 2))
     assert layer(x).item() == 6.0
+
+
+def _mobile_block(stride=2):
+    """A MobileNet-like block: pointwise expand, ReLU6, depthwise 3x3 (stride 2), ReLU6, pointwise project."""
+    from xattr.nn import Dense, GlobalAvgPool2D, ReLU6, Sequential
+
+    m = Sequential(
+        Conv2D(3, 6, 1, rng=0), ReLU6(), Conv2D(6, 6, 3, stride=stride, padding=1, rng=1, groups=6), ReLU6(),
+        Conv2D(6, 4, 1, rng=2, groups=2), GlobalAvgPool2D(), Dense(4, 3, rng=3),
+    )
+    for k in (0, 2, 4):
+        m[k].bias = np.linspace(-0.3, 0.4, m[k].out_channels)
+    return m
+
+
+def test_grouped_convs_through_every_walk():
+    """Gradient (autograd oracle), exact IG (completeness), DeepLIFT (summation-to-delta), incremental occlusion
+    (= full recomputation) on a depthwise-separable net."""
+    import xattr
+    from autograd_twins import model_function
+
+    m = _mobile_block()
+    x = np.random.default_rng(0).normal(size=(2, 3, 9, 9)) * 2
+    seed = np.zeros((2, 3))
+    seed[:, 1] = 1
+    np.testing.assert_allclose(m.vjp(x, seed), ag_vjp(model_function(m), x, seed), rtol=1e-11, atol=1e-13)
+    res = xattr.exact_integrated_gradients(m, x, 1)
+    assert np.abs(res.delta).max() < 1e-10 and res.segments.min() > 1
+    _, delta = xattr.deeplift(m, x, 1, reference=0.1, return_delta=True)
+    assert np.abs(delta).max() < 1e-12
+    for stride in (1, 2):
+        m = _mobile_block(stride)
+        inc = xattr.occlusion(m, x, 1, window=3, stride=2, incremental=True)
+        full = xattr.occlusion(m, x, 1, window=3, stride=2, incremental=False)
+        np.testing.assert_allclose(inc, full, rtol=1e-10, atol=1e-12)

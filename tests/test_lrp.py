@@ -125,6 +125,25 @@ def test_conv_rule_equals_matrix_oracle_of_the_unrolled_conv(rule, seed, k, stri
 
 
 @pytest.mark.parametrize("rule", RULES)
+@settings(max_examples=6)
+@given(seed=st.integers(0, 2**16), groups=st.sampled_from([2, 3]), depthwise=st.booleans(), stride=st.integers(1, 2),
+       bias=st.booleans())
+def test_grouped_and_depthwise_conv_rule_equals_matrix_oracle(rule, seed, groups, depthwise, stride, bias):
+    """The rules run the layer's own grouped kernels with ρ(W): the oracle's matrix has the groups' zeros."""
+    rng = np.random.default_rng(seed)
+    c_in = groups if depthwise else 2 * groups
+    layer = Conv2D(c_in, 2 * groups, 3, stride=stride, padding=1, bias=bias, rng=rng, groups=groups)
+    assert layer._depthwise() == depthwise
+    if bias:
+        layer.bias = rng.normal(size=2 * groups)
+    a = rng.normal(size=(2, c_in, 4, 5))
+    a[rng.random(a.shape) < 0.2] = 0.0
+    if rule in ("zplus", "gamma"):
+        a = np.abs(a)
+    _check_rule_against_oracle(layer, a, rule, rng)
+
+
+@pytest.mark.parametrize("rule", RULES)
 @pytest.mark.parametrize("kind", ["dense", "conv"])
 def test_each_rule_conserves_relevance_at_a_bias_free_layer(rule, kind):
     """Σ_j R_j = Σ_k R_k for every rule on a bias-free layer (z⁺, γ on a ≥ 0), except what ε absorbs,

@@ -16,6 +16,12 @@ Dtypes
 Kinks and ties
     ``RELU_GRAD_AT_ZERO = 0``: the derivative of ``max(x, 0)`` at ``x = 0`` is taken as 0
     (as PyTorch, TensorFlow and autograd's ``np.maximum`` do for the ReLU).
+    ``KINK_POLICY = "outer"``: at every other kink of a piecewise activation the derivative is the
+    slope of the piece *outside* the unit's open central region, as PyTorch's backward functions
+    (checked against them in ``tests/test_activation.py``): ``LeakyReLU'(0) = PReLU'(0) = α`` (the
+    negative side, like ``ReLU'(0) = 0``); ``ReLU6'(0) = ReLU6'(6) = 0``, and likewise ``Hardtanh``,
+    ``Clamp`` (``torch.clamp``) and ``Hardsigmoid`` (at ±3) are 0 at their bounds; ``Hardswish'(−3) = 0``
+    and ``Hardswish'(3) = 1``.  Softplus switches to the identity where ``βx > threshold`` (strictly).
     ``MAXPOOL_TIE_POLICY = "first"``: when several inputs of a pooling window equal its
     maximum, the whole gradient goes to the first of them in row-major window order
     (the switch PyTorch's ``max_pool2d`` records).  autograd instead splits the gradient
@@ -40,6 +46,7 @@ DEFAULT_DTYPE = np.float64
 SUPPORTED_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 RELU_GRAD_AT_ZERO = 0.0
+KINK_POLICY = "outer"
 MAXPOOL_TIE_POLICY = "first"
 
 

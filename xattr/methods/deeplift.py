@@ -40,7 +40,8 @@ import numpy as np
 
 from .. import _targets
 from .._conventions import as_float_array
-from ..nn import INPUT, Add, Concat, Conv2D, Dense, Dropout, Flatten, ReLU
+from ..nn import INPUT, Add, Concat, Conv2D, Dense, Dropout, Flatten
+from ..nn.activation import NONLINEAR_UNITS
 from ..nn.norm import BatchNorm2D, fold_batchnorm
 from ..nn.pool import DEEPLIFT_MAXPOOL_MODES
 from ..nn.relevance import DEEPLIFT_NEAR_ZERO, deeplift_split
@@ -155,7 +156,7 @@ def _multipliers_x_delta(model, x, ref, seed, rule, maxpool, threshold):
     if rule == "revealcancel":
         memo, tap = {}, _collapse(tx, tr)
         for name in model.order:
-            if isinstance(model[name], ReLU):
+            if isinstance(model[name], NONLINEAR_UNITS):  # the ReLU and every other element-wise unit
                 splits[name] = _terms(model, tx, tr, model.inputs_of(name)[0], memo)
             if not _passes_pairs(model[name]):
                 taps[name] = tap

@@ -255,7 +255,7 @@ def box_forward(layer, boxes):
     B, _, h, w = boxes.shape
     (kh, kw), (sh, sw), (dh, dw) = layer.kernel_size, layer.stride, layer.dilation
     out_hw = (conv_output_size(h, kh, sh, dh, 0, 0), conv_output_size(w, kw, sw, dw, 0, 0))
-    if layer.stride == (1, 1):  # the layer's own kernel: wide columns, already one GEMM over all boxes
+    if layer.stride == (1, 1) or layer.groups != 1:  # the layer's own kernel (wide columns / grouped / depthwise)
         return layer.correlate(boxes, out_hw, bias=layer.bias)
     cols = im2col(boxes, layer.kernel_size, layer.stride, layer.dilation, out_hw)  # (B, K, P)
     w2 = weight_matrix(layer.weight, boxes.dtype)  # columns in im2col's row order

@@ -76,6 +76,7 @@ register_layer_format(
     lambda l: dict(
         in_channels=l.in_channels, out_channels=l.out_channels, kernel_size=list(l.kernel_size),
         stride=list(l.stride), padding=_pair_or_str(l.padding), dilation=list(l.dilation), bias=l.bias is not None,
+        **({"groups": l.groups} if l.groups != 1 else {}),
     ),
 )
 register_layer_format(

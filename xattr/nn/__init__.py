@@ -1,5 +1,8 @@
 """The layer stack: each layer is a forward pass and its backward rules, side by side."""
-from .activation import ReLU
+from .activation import (
+    GELU, Activation, Clamp, Hardsigmoid, Hardswish, Hardtanh, LeakyReLU, PReLU, ReLU, ReLU6, SiLU, Sigmoid, Softplus,
+    Tanh,
+)
 from .base import CORE_RULES, Layer, RuleNotDefined, deffact, defjvp, defrule, find_fact, find_rule, rule_table
 from .graph import INPUT, Graph, GraphError, Sequential, Tape
 from .conv import Conv2D
@@ -15,4 +18,6 @@ __all__ = [
     "deffact", "find_fact", "find_rule", "RuleNotDefined", "defrule", "defjvp", "rule_table", "CORE_RULES",
     "Conv2D", "ReLU", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D", "Flatten", "Dense",
     "BatchNorm2D", "Dropout", "fold_batchnorm",
+    "Activation", "ReLU6", "Hardtanh", "Clamp", "LeakyReLU", "PReLU", "Hardsigmoid", "Sigmoid", "Tanh", "SiLU",
+    "Hardswish", "GELU", "Softplus",
 ]

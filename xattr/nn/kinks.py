@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .activation import ReLU
+from .activation import PIECEWISE_LINEAR_UNITS, ReLU
 from .base import deffact
 from .conv import pad_nchw
 from .pool import MaxPool2D
@@ -90,5 +90,21 @@ def _maxpool_kinks(block, u, du, a, b):
 
 
 
+def _pointwise_kinks(block, u, du, a, b):
+    """``α = m + (c − u)/du`` where a unit's input crosses one of its kinks ``c`` (``layer.kinks()``) inside ``(a, b)``."""
+    S = u.shape[0]
+    uf, duf = u.reshape(S, -1), du.reshape(S, -1)
+    m = ((a + b) / 2)[:, None]
+    segs, alphas = [np.zeros(0, dtype=np.intp)], [np.zeros(0)]
+    for c in block[-1].kinks():
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            t = m + (c - uf) / duf
+        ok = (duf != 0) & (t > a[:, None]) & (t < b[:, None])
+        segs.append(np.nonzero(ok)[0])
+        alphas.append(t[ok])
+    return np.concatenate(segs), np.concatenate(alphas)
+
+
+deffact(PIECEWISE_LINEAR_UNITS, "kinks")(_pointwise_kinks)
 deffact(ReLU, "kinks")(_relu_kinks)
 deffact(MaxPool2D, "kinks")(_maxpool_kinks)

@@ -13,63 +13,72 @@ def _pad(x, pads, value=0.0):
     return np.pad(x, ((0, 0), (0, 0), (t, b), (l, r)), constant_values=value)
 
 
-def conv2d_forward(x, w, b, stride, pads, dilation):
-    """``y[n,o,h,v] = b[o] + Σ_{c,i,j} w[o,c,i,j] xp[n,c,h s + i d, v s + j d]`` by loops."""
+def conv2d_forward(x, w, b, stride, pads, dilation, groups=1):
+    """``y[n,o,h,v] = b[o] + Σ_{c,i,j} w[o,c,i,j] xp[n, g·Cg + c, h s + i d, v s + j d]`` by loops.
+
+    ``g = o // (O/groups)`` is output channel ``o``'s group and ``Cg = C/groups`` its input channels.
+    """
     xp = _pad(x, pads)
     N, C, Hp, Wp = xp.shape
-    O, _, kh, kw = w.shape
+    O, Cg, kh, kw = w.shape
+    Og = O // groups
     (sh, sw), (dh, dw) = stride, dilation
     Ho = (Hp - dh * (kh - 1) - 1) // sh + 1
     Wo = (Wp - dw * (kw - 1) - 1) // sw + 1
     y = np.zeros((N, O, Ho, Wo))
     for n in range(N):
         for o in range(O):
+            first = (o // Og) * Cg
             for h in range(Ho):
                 for v in range(Wo):
                     s = 0.0 if b is None else b[o]
-                    for c in range(C):
+                    for c in range(Cg):
                         for i in range(kh):
                             for j in range(kw):
-                                s += w[o, c, i, j] * xp[n, c, h * sh + i * dh, v * sw + j * dw]
+                                s += w[o, c, i, j] * xp[n, first + c, h * sh + i * dh, v * sw + j * dw]
                     y[n, o, h, v] = s
     return y
 
 
-def conv2d_backward(g, x_shape, w, stride, pads, dilation):
-    """Input gradient and weight gradient of :func:`conv2d_forward` by loops: ``(dx, dw)``."""
+def conv2d_backward(g, x_shape, w, stride, pads, dilation, groups=1):
+    """Input gradient of :func:`conv2d_forward` by loops."""
     (t, b_), (l, r) = pads
     N, C, H, W = x_shape
-    O, _, kh, kw = w.shape
+    O, Cg, kh, kw = w.shape
+    Og = O // groups
     (sh, sw), (dh, dw) = stride, dilation
     _, _, Ho, Wo = g.shape
     dxp = np.zeros((N, C, H + t + b_, W + l + r))
     for n in range(N):
         for o in range(O):
+            first = (o // Og) * Cg
             for h in range(Ho):
                 for v in range(Wo):
-                    for c in range(C):
+                    for c in range(Cg):
                         for i in range(kh):
                             for j in range(kw):
-                                dxp[n, c, h * sh + i * dh, v * sw + j * dw] += w[o, c, i, j] * g[n, o, h, v]
+                                dxp[n, first + c, h * sh + i * dh, v * sw + j * dw] += w[o, c, i, j] * g[n, o, h, v]
     return dxp[:, :, t : t + H, l : l + W]
 
 
-def conv2d_weight_grad(g, x, w_shape, stride, pads, dilation):
-    """``dw[o,c,i,j] = Σ_{n,h,v} g[n,o,h,v] xp[n,c,h s + i d, v s + j d]`` by loops."""
+def conv2d_weight_grad(g, x, w_shape, stride, pads, dilation, groups=1):
+    """``dw[o,c,i,j] = Σ_{n,h,v} g[n,o,h,v] xp[n, g·Cg + c, h s + i d, v s + j d]`` by loops."""
     xp = _pad(x, pads)
-    O, C, kh, kw = w_shape
+    O, Cg, kh, kw = w_shape
+    Og = O // groups
     (sh, sw), (dh, dw) = stride, dilation
     N, _, Ho, Wo = g.shape
     dw_ = np.zeros(w_shape)
     for o in range(O):
-        for c in range(C):
+        first = (o // Og) * Cg
+        for c in range(Cg):
             for i in range(kh):
                 for j in range(kw):
                     s = 0.0
                     for n in range(N):
                         for h in range(Ho):
                             for v in range(Wo):
-                                s += g[n, o, h, v] * xp[n, c, h * sh + i * dh, v * sw + j * dw]
+                                s += g[n, o, h, v] * xp[n, first + c, h * sh + i * dh, v * sw + j * dw]
                     dw_[o, c, i, j] = s
     return dw_
 

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import xattr
-from tests.autograd_twins import graph_function, model_function, vjp
+from autograd_twins import graph_function, vjp
 from xattr.nn import (
     INPUT, Add, AvgPool2D, Concat, Conv2D, Dense, Flatten, GlobalAvgPool2D, Graph, GraphError, MaxPool2D,
     Multiply, ReLU, RuleNotDefined, Sequential,

@@ -85,9 +85,14 @@ def default_case(check, **options):
     """``(model, x, target)`` used by ``check`` (a check name) when the caller gives none.
 
     ``options`` go to :func:`small_cnn` (``bias``, ``padding``, ``head``, ``n_classes``) and
-    ``n`` (batch size) / ``size`` to :func:`images`.
+    ``n`` (batch size) / ``size`` to :func:`images`.  ``arch="resnet" | "densenet" | "mobilenet"`` runs the check on
+    a reference graph of :mod:`xattr.testing.networks` instead (``bias=False``: no biases and batch-norms
+    without shift); ``padding`` and ``head`` then do not apply.
     """
+    arch = options.pop("arch", "cnn")
     n = options.pop("n", 3 if check == "batch_invariance" else 2)
+    if arch != "cnn" and check != "sensitivity":
+        return _graph_case(arch, check, n, **options)
     size = options.get("size", 8)
     if check == "sensitivity":
         x = np.zeros((1, 1, 8, 8))  # 8x8 so that segment-based methods' default grids fit
@@ -98,4 +103,35 @@ def default_case(check, **options):
     model = small_cnn(**options)
     x = images(n=n, channels=model[0].in_channels, size=size)
     target = np.arange(n) % model.layers[-1].out_features if check == "batch_invariance" else 1
+    return model, x, target
+
+
+def _graph_case(arch, check, n, bias=True, n_classes=3, size=None, rng=1, **ignored):
+    """A reference graph (:mod:`xattr.testing.networks`) and images for :func:`default_case`.
+
+    Sizes are chosen so that every stride-2 window tiles the width symmetrically (the symmetry check's mirror twin
+    needs it): the ResNet without its stem max-pool on 9×9 (a 3×3/2 conv needs an odd width, a max-pool an even
+    output), the DenseNet block with a 2×2 max-pool after its stem on 8×8.  Weights ``rng=1``: Grad-CAM's map of
+    target 1 is not all zero there (with ``rng=0`` the DenseNet's is, and every claim about it would hold trivially).
+    """
+    from functools import partial
+
+    from . import networks
+
+    makers = {"resnet": (partial(networks.small_resnet, maxpool=False), 9),
+              "densenet": (partial(networks.dense_block_net, maxpool=(2, 2, 0)), 8),
+              "mobilenet": (networks.inverted_residual_net, 8)}
+    if arch not in makers:
+        raise ValueError(f"arch must be 'cnn' or one of {sorted(makers)}, got {arch!r}")
+    make, default_size = makers[arch]
+    size = default_size if size is None else size
+    model = make(in_channels=3, classes=n_classes, rng=rng)
+    if not bias:
+        for layer in model:
+            if getattr(layer, "bias", None) is not None:
+                layer.bias = np.zeros_like(layer.bias)
+            if hasattr(layer, "running_mean"):
+                layer.running_mean = np.zeros_like(layer.running_mean)
+    x = images(n=n, channels=3, size=size)
+    target = np.arange(n) % n_classes if check == "batch_invariance" else 1
     return model, x, target

@@ -40,7 +40,7 @@ import copy
 import numpy as np
 
 from .. import _targets
-from ..nn import Sequential
+from ..nn import Graph
 from . import twins
 from .cases import default_case, ig_paper_pair
 
@@ -190,8 +190,8 @@ def check_implementation_invariance(attribution, model=None, x=None, target=None
     bias across a ReLU.  Every twin's function is verified equal first.
     """
     model, x, target = _case("implementation_invariance", model, x, target, case)
-    if not isinstance(model, Sequential):
-        raise ValueError("check_implementation_invariance builds twins of an xattr.nn.Sequential model")
+    if not isinstance(model, Graph):
+        raise ValueError("check_implementation_invariance builds twins of a layered model (xattr.nn.Graph or Sequential)")
     kw = dict(method_kwargs or {})
     a = _attribute(attribution, model, x, target, kw, "implementation invariance")
     for kind in constructions:
@@ -298,8 +298,8 @@ def check_linearity(attribution, model=None, x=None, target=None, *, coefficient
     rules that clip the signal at zero are linear only for positive combinations.
     """
     model, x, target = _case("linearity", model, x, target, case)
-    if not isinstance(model, Sequential):
-        raise ValueError("check_linearity combines two xattr.nn.Sequential models")
+    if not isinstance(model, Graph):
+        raise ValueError("check_linearity combines two layered models (xattr.nn.Graph or Sequential)")
     a_, b_ = (float(c) for c in coefficients)
     m2 = twins.random_weights_like(model, rng)
     h = twins.parallel_sum(model, m2, a_, b_)

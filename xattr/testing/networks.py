@@ -67,14 +67,16 @@ def small_resnet(in_channels=3, classes=5, width=4, rng=0, bias_scale=0.1, maxpo
     """A two-block ResNet (He et al. 2016): stem ``conv1-bn1-relu[-maxpool]``, ``layer1.0`` (identity
     shortcut), ``layer2.0`` (projection shortcut ``downsample.0/1``, stride 2), GAP, ``fc``.
 
-    Input ``(N, in_channels, H, W)`` with ``H, W >= 8``; output ``(N, classes)``.
+    ``maxpool``: True for torchvision's ``MaxPool2D(3, stride=2, padding=1)``, False for none, or a
+    ``(kernel, stride, padding)`` triple.  Input ``(N, in_channels, H, W)`` with ``H, W >= 8``; output ``(N, classes)``.
     """
     b = _Builder(rng, bias_scale)
     x = b.conv("conv1", "input", in_channels, width, 3)
     x = b.bn("bn1", x, width)
     x = b.add("relu", ReLU(), x)
     if maxpool:
-        x = b.add("maxpool", MaxPool2D(3, stride=2, padding=1), x)
+        k, st, p = (3, 2, 1) if maxpool is True else maxpool
+        x = b.add("maxpool", MaxPool2D(k, stride=st, padding=p), x)
     for layer, (cin, cout, stride) in (("layer1.0", (width, width, 1)), ("layer2.0", (width, 2 * width, 2))):
         y = b.conv(f"{layer}.conv1", x, cin, cout, 3, stride=stride)
         y = b.bn(f"{layer}.bn1", y, cout)
@@ -90,12 +92,18 @@ def small_resnet(in_channels=3, classes=5, width=4, rng=0, bias_scale=0.1, maxpo
     return b.head(x, 2 * width, classes)
 
 
-def dense_block_net(in_channels=3, classes=5, growth=3, layers=3, rng=0, bias_scale=0.1):
-    """A DenseNet block (Huang et al. 2017): stem conv, ``layers`` dense layers ``bn-relu-conv 3×3`` each reading
+def dense_block_net(in_channels=3, classes=5, growth=3, layers=3, rng=0, bias_scale=0.1, maxpool=None):
+    """A DenseNet block (Huang et al. 2017): stem conv (``maxpool``: an optional ``(kernel, stride, padding)``
+    max-pool after a ReLU, as torchvision's ``pool0``), ``layers`` dense layers ``bn-relu-conv 3×3`` each reading
     the concatenation of everything before it, a transition ``bn-relu-conv 1×1-avgpool 2``, GAP, ``fc``."""
     b = _Builder(rng, bias_scale)
     c0 = 2 * growth
-    feats = [b.conv("conv0", "input", in_channels, c0, 3)]
+    stem = b.conv("conv0", "input", in_channels, c0, 3)
+    if maxpool:
+        stem = b.add("relu0", ReLU(), stem)
+        k, st, p = maxpool
+        stem = b.add("pool0", MaxPool2D(k, stride=st, padding=p), stem)
+    feats = [stem]
     c = c0
     for k in range(1, layers + 1):
         src = feats[0] if len(feats) == 1 else b.add(f"block.cat{k}", Concat(), tuple(feats))

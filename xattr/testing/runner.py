@@ -93,9 +93,11 @@ def _attribution(name, fn, cl):
     return attribution
 
 
-def _bound_check(check_name, kwargs):
+def _bound_check(check_name, kwargs, case=None):
     fn = CHECKS[check_name]
     kwargs = dict(kwargs)
+    if case:  # the runner's default case options, under the claim's own
+        kwargs["case"] = {**case, **dict(kwargs.get("case") or {})}
 
     def check(attribution):
         kw = dict(kwargs)
@@ -115,14 +117,16 @@ def _failing(message):
     return check
 
 
-def iter_cases(methods=None, claims=None):
+def iter_cases(methods=None, claims=None, case=None):
     """``(case id, attribution, check, violation reason or None)`` for every declared check.
 
     ``methods``: None (every method xattr has registered; one without an entry in ``claims``
     gives a failing case), a list of
     names or functions, or a dict ``{name: (function, Claims)}``; ``claims`` defaults to
     :data:`xattr.testing.claims.CLAIMS`.  A broken entry yields one case whose check raises
-    :class:`ClaimsError` saying what is wrong.
+    :class:`ClaimsError` saying what is wrong.  ``case``: options of the default case every check runs on
+    (:func:`xattr.testing.cases.default_case`, e.g. ``{"arch": "resnet"}``).  A violation whose kwargs give
+    ``shows_on`` (architectures, ``"cnn"`` the default chain) is a claim on any other architecture.
     """
     for name, fn, cl, problem in _resolve(methods, claims):
         problems = ([problem] if problem else []) + _problems(name, cl)
@@ -130,11 +134,17 @@ def iter_cases(methods=None, claims=None):
             yield f"{name}-claims_table", fn, _failing("; ".join(problems)), None
             continue
         attribution = _attribution(name, fn, cl)
+        arch = dict(case or {}).get("arch", "cnn")
         for key, base, kw, reason in cl.entries():
-            yield f"{name}-{key}", attribution, _bound_check(base, kw), reason
+            shows_on = kw.pop("shows_on", None)
+            if reason is not None and shows_on is not None and arch not in shows_on:
+                # a violation that needs something this architecture lacks (max-pool ties, a grid that does
+                # not fit the width): here the check must pass
+                reason = None
+            yield f"{name}-{key}", attribution, _bound_check(base, kw, case), reason
 
 
-def parametrize_with_checks(methods=None, claims=None, strict=True):
+def parametrize_with_checks(methods=None, claims=None, strict=True, case=None):
     """A ``pytest.mark.parametrize`` over ``(attribution, check)`` for every declared check.
 
     Declared violations carry ``pytest.mark.xfail(reason=..., strict=strict, raises=AssertionError)``.
@@ -143,7 +153,7 @@ def parametrize_with_checks(methods=None, claims=None, strict=True):
     import pytest
 
     params = []
-    for cid, attribution, check, reason in iter_cases(methods, claims):
+    for cid, attribution, check, reason in iter_cases(methods, claims, case):
         marks = [pytest.mark.xfail(reason=reason, strict=strict, raises=AssertionError)] if reason else []
         params.append(pytest.param(attribution, check, id=cid, marks=marks))
     return pytest.mark.parametrize(("attribution", "check"), params)

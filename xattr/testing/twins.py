@@ -22,7 +22,10 @@ test can check:
 =================================  =======================================================
 
 Supported layers: ``Conv2D, ReLU, MaxPool2D, AvgPool2D, GlobalAvgPool2D, Flatten, Dense,
-BatchNorm2D, Dropout`` (the core stack).  Anything else raises ``ValueError`` naming it.
+BatchNorm2D, Dropout`` (the core stack) and, in graphs, the merges ``Add`` and ``Concat``.  Every
+twin is built for a :class:`~xattr.nn.Sequential` as a chain and for any other
+:class:`~xattr.nn.Graph` by rewiring its nodes (:func:`_graph_insert`).  Anything else raises
+``ValueError`` naming it.
 """
 from __future__ import annotations
 
@@ -32,7 +35,8 @@ import numpy as np
 
 from .._conventions import as_rng
 from ..nn import (
-    AvgPool2D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, MaxPool2D, ReLU, Sequential,
+    INPUT, Add, AvgPool2D, BatchNorm2D, Concat, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, Graph, MaxPool2D,
+    ReLU, Sequential,
 )
 
 #: layers ``g`` with ``g(c x) = c g(x)`` for ``c > 0`` (a rescaling passes through them).
@@ -45,6 +49,41 @@ PARAMETRIC = (Conv2D, Dense)
 def _require_sequential(model, what):
     if not isinstance(model, Sequential):
         raise TypeError(f"{what} needs an xattr.nn.Sequential model, got {type(model).__name__}")
+
+
+def _require_graph(model, what):
+    if not isinstance(model, Graph):
+        raise TypeError(f"{what} needs a layered model (xattr.nn.Graph or Sequential), got {type(model).__name__}")
+
+
+def _triples(model):
+    """Deep-copied ``(name, layer, inputs tuple)`` of a graph, in topological order."""
+    return [(n, copy.deepcopy(model[n]), tuple(model.inputs_of(n))) for n in model.order]
+
+
+def _build(triples, output):
+    return Graph([(n, layer, ins if len(ins) > 1 else ins[0]) for n, layer, ins in triples], output=output)
+
+
+def _graph_insert(model, after, new):
+    """A copy of the graph with the chain ``new`` ``[(name, layer)]`` inserted after node ``after`` (or the input):
+    every node that read ``after`` reads the chain's last node instead."""
+    taken = set(model.order) | {INPUT}
+    named = [(_unique(n, taken), layer) for n, layer in new]
+    triples = []
+    last = named[-1][0]
+    head = []
+    prev = after
+    for n, layer in named:
+        head.append((n, layer, (prev,)))
+        prev = n
+    for n, layer, ins in _triples(model):
+        triples.append((n, layer, tuple(last if i == after else i for i in ins)))
+        if n == after:
+            triples += head
+    if after == INPUT:
+        triples = head + triples
+    return _build(triples, model.output)
 
 
 def _copy_layers(model):
@@ -69,7 +108,8 @@ def rescaled_twin(model, rng=0, low=0.5, high=3.0):
 
     Raises ``ValueError`` if the model has no such pair.
     """
-    _require_sequential(model, "rescaled_twin")
+    if not isinstance(model, Sequential):
+        return _rescaled_graph(model, as_rng(rng), low, high)
     gen = as_rng(rng)
     layers = _copy_layers(model)
     found = False
@@ -93,6 +133,36 @@ def rescaled_twin(model, rng=0, low=0.5, high=3.0):
     return Sequential(*layers)
 
 
+def _rescaled_graph(model, gen, low, high):
+    """:func:`rescaled_twin` on a graph: a weighted node (or a batch-norm, whose gamma and beta scale its output)
+    whose output reaches exactly one weighted node through single-consumer positively homogeneous nodes."""
+    _require_graph(model, "rescaled_twin")
+    triples = _triples(model)
+    layers = {n: layer for n, layer, _ in triples}
+    found = False
+    for n, layer, _ in triples:
+        if not isinstance(layer, PARAMETRIC + (BatchNorm2D,)):
+            continue
+        k = n
+        while len(model.consumers(k)) == 1 and isinstance(layers[model.consumers(k)[0]], POSITIVELY_HOMOGENEOUS):
+            k = model.consumers(k)[0]
+        nxt = model.consumers(k)
+        if len(nxt) != 1 or not isinstance(layers[nxt[0]], PARAMETRIC) or len(model.inputs_of(nxt[0])) != 1:
+            continue
+        c = gen.uniform(low, high)
+        layer.weight = layer.weight * c
+        if layer.bias is not None:
+            layer.bias = layer.bias * c
+        layers[nxt[0]].weight = layers[nxt[0]].weight / c
+        found = True
+    if not found:
+        raise ValueError(
+            "rescaled_twin needs a Conv2D/Dense/BatchNorm2D node whose output reaches exactly one Conv2D/Dense node "
+            "through ReLU/pool/flatten/dropout nodes that feed nothing else"
+        )
+    return _build(triples, model.output)
+
+
 def relu_identity_twin(model):
     """Same function: after the first ``Conv2D``/``Dense`` insert ``z -> 2 ReLU(z) - ReLU(z) - ReLU(-z)``.
 
@@ -107,7 +177,7 @@ def relu_identity_twin(model):
     such rules can tell functionally equal networks apart).  The plain ``ReLU(z) - ReLU(-z)``
     would not do: DeconvNet's ``max(R, 0) - max(-R, 0) = R`` passes it unchanged.
     """
-    _require_sequential(model, "relu_identity_twin")
+    _require_graph(model, "relu_identity_twin")
     layers = _copy_layers(model)
     idx = next((i for i, (_, l) in enumerate(layers) if isinstance(l, PARAMETRIC)), None)
     if idx is None:
@@ -128,13 +198,15 @@ def relu_identity_twin(model):
         (_unique("twin_split", taken), split), (_unique("twin_relu", taken), ReLU()),
         (_unique("twin_merge", taken), merge),
     ]
+    if not isinstance(model, Sequential):
+        return _graph_insert(model, model.order[idx], new)
     return Sequential(*(layers[: idx + 1] + new + layers[idx + 1 :]))
 
 
 def first_layer_output(model, x):
     """Output of the first ``Conv2D``/``Dense`` layer (where :func:`relu_identity_twin` inserts its ReLUs)."""
     idx = next(i for i, l in enumerate(model.layers) if isinstance(l, PARAMETRIC))
-    return model.forward_all(x, stop=idx + 1)[0]
+    return model.activations(x, model.order[idx])
 
 
 def _as_channel_shift(shift, channels):
@@ -162,7 +234,18 @@ def shifted_input_twin(model, shift, in_channels=None):
     in_channels : int, optional
         Needed only when the first layer does not tell (e.g. ``Flatten -> Dense``).
     """
-    _require_sequential(model, "shifted_input_twin")
+    _require_graph(model, "shifted_input_twin")
+    if not isinstance(model, Sequential):
+        firsts = [model[n] for n in model.consumers(INPUT)]
+        channels = in_channels if in_channels is not None else next(
+            (f.in_channels for f in firsts if isinstance(f, Conv2D)), None)
+        if channels is None:
+            raise ValueError("shifted_input_twin needs in_channels to put a shift node in front of this graph")
+        s = _as_channel_shift(shift, channels)
+        pre = Conv2D(channels, channels, 1)
+        pre.weight = np.eye(channels)[:, :, None, None]
+        pre.bias = -s
+        return _graph_insert(model, INPUT, [("shift", pre)])
     layers = _copy_layers(model)
     first_i = next((i for i, (_, l) in enumerate(layers) if not isinstance(l, (Flatten, Dropout))), None)
     first = layers[first_i][1] if first_i is not None else None
@@ -206,9 +289,9 @@ def random_weights_like(model, rng, layers=None):
     statistics are kept).  This is Adebayo et al. 2018's re-initialisation, with the scale of
     the trained layer instead of the original initialiser (which a loaded model does not record).
     """
-    _require_sequential(model, "random_weights_like")
+    _require_graph(model, "random_weights_like")
     gen = as_rng(rng)
-    out = Sequential(*_copy_layers(model))
+    out = model.rebuild()
     chosen = set(range(len(out))) if layers is None else {out.index(k) for k in layers}
     for i, layer in enumerate(out.layers):
         if i not in chosen:
@@ -246,8 +329,8 @@ def parallel_sum(m1, m2, a, b):
     the last ``Dense`` layer combines them: ``[a W1, b W2]``, bias ``a b1 + b b2``.
     Layer names are ``m1``'s, so layer-based options (``layer="relu2"``) still apply.
     """
-    _require_sequential(m1, "parallel_sum")
-    _require_sequential(m2, "parallel_sum")
+    if not (isinstance(m1, Sequential) and isinstance(m2, Sequential)):
+        return _parallel_sum_graph(m1, m2, a, b)
     if not _same_arch(m1, m2):
         raise ValueError("parallel_sum needs two models of the same architecture")
     if not isinstance(m1.layers[-1], Dense):
@@ -302,6 +385,40 @@ def parallel_sum(m1, m2, a, b):
     return Sequential(*out)
 
 
+def _parallel_sum_graph(m1, m2, a, b):
+    """:func:`parallel_sum` for graphs: both networks side by side (the second's nodes prefixed ``twin2.``), their
+    output dense layers replaced by one dense layer on the concatenation of their inputs, ``[a W1, b W2]``."""
+    _require_graph(m1, "parallel_sum")
+    _require_graph(m2, "parallel_sum")
+    if not _same_arch(m1, m2) or m1.order != m2.order:
+        raise ValueError("parallel_sum needs two models of the same architecture")
+    out1, out2 = m1[m1.output], m2[m2.output]
+    if not isinstance(out1, Dense):
+        raise ValueError("parallel_sum needs models whose output node is Dense")
+    rename = {n: f"twin2.{n}" for n in m2.order}
+    rename[INPUT] = INPUT
+    triples = [t for t in _triples(m1) if t[0] != m1.output]
+    triples += [(rename[n], layer, tuple(rename[i] for i in ins)) for n, layer, ins in _triples(m2) if n != m2.output]
+    (h1,), (h2,) = m1.inputs_of(m1.output), m2.inputs_of(m2.output)
+    cat = _unique("twin_concat", set(m1.order) | set(rename.values()))
+    if isinstance(m1[h1], GlobalAvgPool2D) and len(m1.consumers(h1)) == 1:
+        # a GAP -> Dense head stays one: join the two feature maps, then one GAP (CAM and Grad-CAM see both halves)
+        (f1,), (f2,) = m1.inputs_of(h1), m2.inputs_of(h2)
+        triples = [t for t in triples if t[0] not in (h1, rename[h2])]
+        triples.append((cat, Concat(), (f1, rename[f2])))
+        triples.append((h1, GlobalAvgPool2D(), (cat,)))
+        cat = h1
+    else:
+        triples.append((cat, Concat(), (h1, rename[h2])))
+    w = np.concatenate([a * out1.weight, b * out2.weight], axis=1)
+    dense = Dense(w.shape[1], w.shape[0], bias=out1.bias is not None)
+    dense.weight = w
+    if out1.bias is not None:
+        dense.bias = a * out1.bias + b * (out2.bias if out2.bias is not None else 0.0)
+    triples.append((m1.output, dense, (cat,)))
+    return _build(triples, m1.output)
+
+
 def _like(layer, n_in, n_out):
     if isinstance(layer, Conv2D):
         return Conv2D(n_in, n_out, layer.kernel_size, stride=layer.stride, padding=layer.padding,
@@ -329,7 +446,9 @@ def mirror_symmetric_twin(model, x_shape):
     axis (it would hold mirrored values, a tie, and ``MAXPOOL_TIE_POLICY = "first"`` breaks the
     symmetry on purpose); otherwise ``ValueError`` says which layer.
     """
-    _require_sequential(model, "mirror_symmetric_twin")
+    _require_graph(model, "mirror_symmetric_twin")
+    if not isinstance(model, Sequential):
+        return _mirror_graph(model, x_shape)
     layers = _copy_layers(model)
     h = np.zeros((1,) + tuple(x_shape)[1:])
     flat = None  # (C, h, w) of the spatial map a Flatten just turned into columns
@@ -356,6 +475,45 @@ def mirror_symmetric_twin(model, x_shape):
             flat = None
         h = layer(h)
     return Sequential(*layers)
+
+
+def _mirror_layer(layer, h, flat):
+    """Make one layer mirror-equivariant in place (see :func:`mirror_symmetric_twin`); ``h`` its input."""
+    if isinstance(layer, Conv2D):
+        _symmetric_axis(h.shape[3], layer.kernel_size[1], layer.stride[1], layer.dilation[1], layer.pads[1],
+                        layer.describe())
+        layer.weight = (layer.weight + layer.weight[..., ::-1]) / 2
+    elif isinstance(layer, (MaxPool2D, AvgPool2D)):
+        _symmetric_axis(h.shape[3], layer.kernel_size[1], layer.stride[1], 1, layer.pads[1], layer.describe())
+        wo = layer.output_hw(h.shape)[1]
+        if isinstance(layer, MaxPool2D) and wo % 2 == 1 and layer.kernel_size[1] > 1:
+            raise ValueError(
+                f"mirror_symmetric_twin: {layer.describe()} has a window on the mirror axis (odd output width "
+                f"{wo}); mirrored values there tie and the 'first' tie policy is not symmetric"
+            )
+    elif isinstance(layer, Dense) and flat is not None:
+        c, hh, ww = flat
+        perm = np.arange(c * hh * ww).reshape(c, hh, ww)[:, :, ::-1].ravel()
+        layer.weight = (layer.weight + layer.weight[:, perm]) / 2
+
+
+def _mirror_graph(model, x_shape):
+    triples = _triples(model)
+    env = {INPUT: np.zeros((1,) + tuple(x_shape)[1:])}
+    flat = {INPUT: None}
+    for n, layer, ins in triples:
+        if len(ins) == 1:
+            h = env[ins[0]]
+            _mirror_layer(layer, h, flat[ins[0]] if isinstance(layer, Dense) else None)
+            env[n] = layer(h)
+            flat[n] = h.shape[1:] if isinstance(layer, Flatten) and h.ndim == 4 else (
+                flat[ins[0]] if isinstance(layer, Dropout) else None)
+        elif isinstance(layer, (Add, Concat)):  # merges of mirror-equivariant maps stay mirror-equivariant
+            env[n] = layer(tuple(env[i] for i in ins))
+            flat[n] = None
+        else:
+            raise ValueError(f"mirror_symmetric_twin does not support {layer.describe()}")
+    return _build(triples, model.output)
 
 
 # -- dummy: pixels the model never reads ---------------------------------------------------
@@ -386,7 +544,7 @@ def dummy_pixel_twin(model, x, rng=0):
 
     Returns ``(g, z, dummy)``: ``g(z) = f(x)`` where ``z (N, C, 2H, 2W)`` holds ``x`` at the
     even positions and random values elsewhere; ``dummy (2H, 2W)`` is True at the pixels
-    ``g`` never reads.  For a ``Sequential`` the subsampling is a first ``Conv2D`` (kernel 2,
+    ``g`` never reads.  For a layered model the subsampling is a first ``Conv2D`` (kernel 2,
     stride 2, weight ``δ`` at offset (0, 0), no bias) named ``dummy_subsample``, so
     layer-based methods still work; other models are wrapped.
     """
@@ -397,12 +555,15 @@ def dummy_pixel_twin(model, x, rng=0):
     z[:, :, ::2, ::2] = x
     dummy = np.ones((2 * hh, 2 * ww), dtype=bool)
     dummy[::2, ::2] = False
-    if isinstance(model, Sequential):
+    if isinstance(model, Graph):
         sub = Conv2D(c, c, 2, stride=2, bias=False)
         w = np.zeros((c, c, 2, 2))
         w[:, :, 0, 0] = np.eye(c)
         sub.weight = w
-        g = Sequential((_unique("dummy_subsample", set(model.names)), sub), *_copy_layers(model))
+        if isinstance(model, Sequential):
+            g = Sequential((_unique("dummy_subsample", set(model.names)), sub), *_copy_layers(model))
+        else:
+            g = _graph_insert(model, INPUT, [("dummy_subsample", sub)])
     else:
         g = _EvenPixels(model)
     return g, z, dummy

@@ -243,7 +243,11 @@ def test_explicit_targets_and_labels(data, tmp_path):
 
     root = zarr.open_group(r.store, mode="r")
     assert np.array_equal(root["target"][:], t)
-    assert np.array_equal(root["score"][:], model.forward(x)[np.arange(N), t])
+    # the oracle is the job's own unit of computation, the aligned micro-batch: a BLAS GEMM may sum in
+    # another order for another number of rows, so scores of the whole batch at once can differ from the
+    # job's in the last bit (they do on this machine's OpenBLAS); per micro-batch they are the same bits
+    scores = np.concatenate([model.forward(x[s:s + BS]) for s in range(0, N, BS)])
+    assert np.array_equal(root["score"][:], scores[np.arange(N), t])
 
 
 def test_callable_target(data, tmp_path):

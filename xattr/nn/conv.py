@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._conventions import check_image_batch, pair
+from .._conventions import check_image_batch, count, pair
 from ._workspace import borrow
 from .base import Cache, Layer, defjvp, default_rng, defrule, param_property
 
@@ -218,9 +218,7 @@ class Conv2D(Layer):
     bias = param_property("bias", lambda self: (self.out_channels,))
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, bias=True, rng=None):
-        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
-        if self.in_channels < 1 or self.out_channels < 1:
-            raise ValueError(f"channel counts must be positive, got in={in_channels}, out={out_channels}")
+        self.in_channels, self.out_channels = count(in_channels, "in_channels"), count(out_channels, "out_channels")
         self.kernel_size = pair(kernel_size, "kernel_size")
         self.stride = pair(stride, "stride")
         self.dilation = pair(dilation, "dilation")

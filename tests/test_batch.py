@@ -503,15 +503,19 @@ def test_cli_batch_runs_and_resumes(data, folder, tmp_path, capsys):
             "--out", str(tmp_path / "cli.zarr"), "--chunk", "2", "--scheduler", "sync", "--on-error", "continue"]
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "images: 6 (5 valid)" in out and "unreadable image 2 img2.png" in out and "grad_cam" in out
+    assert "images: 6 (6 in verified chunks, 5 valid)" in out and "unreadable image 2 img2.png" in out
+    assert "grad_cam" in out
     got = batch.read_maps(tmp_path / "cli.zarr", "gradient")
     xin = (2.0 * read_png(folder / "img0.png")[None] - 0.5) / 0.25  # the model file's range and normalisation
     assert np.array_equal(got[0], xattr.gradient(model, xin, model.forward(xin).argmax(1))[0])
-    pix9 = np.asarray(Image.open(folder / "img9.png").convert("RGB").resize((8, 8), Image.BILINEAR)) / 255
+    # the reader's stated rule: values / 255, then Pillow's bilinear resize of the float values per channel
+    rgb9 = np.asarray(Image.open(folder / "img9.png").convert("RGB"), dtype=np.float64) / 255
+    pix9 = np.stack([np.asarray(Image.fromarray(rgb9[..., c].astype(np.float32), mode="F").resize((8, 8), Image.BILINEAR),
+                                dtype=np.float64) for c in range(3)], axis=-1)
     x9 = (2.0 * pix9.transpose(2, 0, 1)[None] - 0.5) / 0.25
     assert np.array_equal(got[5], xattr.gradient(model, x9, model.forward(x9).argmax(1))[0])
     assert main(args + ["--resume"]) == 0
-    assert "0 run now, 3 already done" in capsys.readouterr().out
+    assert "0 run now, 3 already done, 3 verified" in capsys.readouterr().out
     assert main(args) == 2
     assert "already exists" in capsys.readouterr().err
     assert main(args[:4] + ["--method", "nope", "--out", str(tmp_path / "x.zarr")]) == 2

@@ -66,8 +66,10 @@ def test_demo_survives_methods_that_do_not_apply(tmp_path, model_file, capsys):
         raise RuntimeError("cannot handle this model")
 
     def wants_rng(model, x, target, reference, rng=None, segments=None):
-        # required reference: the command fills 0.0; rng=None: filled with the seed; segments=None: left alone
-        assert isinstance(rng, int) and reference == 0.0 and segments is None
+        # required reference: the command fills the black picture, (0 - mean) / std = -2 for this model file
+        # (issue 22: a baseline is a picture); rng=None: filled with the seed; segments=None: left alone
+        assert isinstance(rng, int) and segments is None
+        assert np.array_equal(reference, np.full((3, 20, 20), -2.0))
         return x * 0 + 1.0
 
     added = {"zz_needs_magic": needs_magic, "zz_broken": broken, "zz_wants_rng": wants_rng}
@@ -142,8 +144,11 @@ def test_explain_on_a_png(tmp_path, model_file, capsys):
     assert x.shape == (1, 3, 20, 20)
     from PIL import Image as I
 
-    raw = np.asarray(I.open(png).convert("RGB").resize((20, 20), I.BILINEAR), dtype=np.float64) / 255
-    np.testing.assert_allclose(x[0], (np.moveaxis(raw, -1, 0) - 0.5) / 0.25)
+    # the stated rule: 8-bit values / 255, then Pillow's bilinear resize on the float values, per channel
+    rgb = np.asarray(I.open(png).convert("RGB"), dtype=np.float64) / 255
+    raw = np.stack([np.asarray(I.fromarray(rgb[..., c].astype(np.float32), mode="F").resize((20, 20), I.BILINEAR), float)
+                    for c in range(3)], axis=-1)
+    np.testing.assert_allclose(x[0], (np.moveaxis(raw, -1, 0) - 0.5) / 0.25, rtol=0, atol=1e-12)
     import xattr
 
     np.testing.assert_allclose(a, xattr.gradient(model, x, int(model(x).argmax())))

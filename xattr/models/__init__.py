@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import _inputs
 from ..nn import AvgPool2D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, MaxPool2D, ReLU, Sequential
 
 FORMAT = "xattr-model"
@@ -329,13 +330,13 @@ def load(name_or_path):
 def preprocess(images, info):
     """Pixels in the declared ``range`` -> the model's input: ``(x - mean) / std`` per channel.
 
-    ``images`` ``(N, C, H, W)`` with values in ``info.input["range"]`` (``[0, 1]`` by default).
+    ``images`` ``(N, C, H, W)`` (an array or a nested list: converted by ``numpy.asarray``, integers
+    promoted) with values in ``info.input["range"]`` (``[0, 1]`` by default).  Values outside the
+    declared range (e.g. a uint8 array of 0..255 for a ``[0, 1]`` model) raise a ``ValueError`` naming
+    the range; see :mod:`xattr.models._inputs`.
     """
     spec = info.input if isinstance(info, ModelInfo) else info
-    x = np.asarray(images, dtype=np.float64)
-    mean = np.asarray(spec.get("mean", 0.0), dtype=np.float64).reshape(-1, 1, 1)
-    std = np.asarray(spec.get("std", 1.0), dtype=np.float64).reshape(-1, 1, 1)
-    return (x - mean) / std
+    return _inputs._normalise(_inputs.check_in_range(images, spec), spec)
 
 
 __all__ = [

@@ -132,7 +132,10 @@ def probe_image(path):
 
 
 def _background(background, c):
-    bg = np.asarray(background, dtype=np.float64).ravel()
+    try:
+        bg = np.asarray(background, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        raise ValueError(f"background must be a gray level in [0, 1] or {c} values in [0, 1], got {background!r}") from None
     if bg.size not in (1, c) or not np.all(np.isfinite(bg)) or bg.min() < 0 or bg.max() > 1:
         raise ValueError(f"background must be a gray level in [0, 1] or {c} values in [0, 1], got {background!r}")
     return np.broadcast_to(bg, (c,))
@@ -193,7 +196,10 @@ def _decode(im, path, background):
         raise _fail(path, f"{fmt} in Pillow mode {mode!r} has no stated conversion (read: 1, L, P, RGB, RGBA, LA, "
                           "PA, CMYK, YCbCr, I;16, F); convert it to 8- or 16-bit RGB or grayscale first")
     if a is not None:
-        bg = _background(background, v.shape[-1])
+        bg = np.asarray(background, dtype=np.float64).ravel()
+        if bg.size == 3 and v.shape[-1] == 1:  # a coloured background under a gray image: composite in RGB
+            v = np.repeat(v, 3, axis=-1)
+        bg = _background(bg, v.shape[-1])
         if np.any(a < 1):
             v = a * v + (1.0 - a) * bg
             shown = float(bg[0]) if np.ptp(bg) == 0 else [float(b) for b in bg]
@@ -250,6 +256,7 @@ def read_image(path, channels=None, size=None, background=WHITE):
     """
     if channels not in (None, 1, 3):
         raise ImageFileError(f"image files give 1 (gray) or 3 (RGB) channels; the model takes {channels!r}")
+    _background(background, 3)  # checked up front, also for files without transparency
     if size is not None:
         if len(size) != 2 or not all(isinstance(s, numbers.Integral) and s >= 1 for s in size):
             raise ValueError(f"size must be (height, width) of positive ints, got {size!r}")

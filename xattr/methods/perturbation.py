@@ -123,9 +123,9 @@ def _explained(model, x, target):
                 out = np.asarray(target(s), dtype=np.float64)
                 if out.shape != (s.shape[0],):
                     raise ValueError(f"a target callable must return one value per row, got shape {out.shape}")
-                return out
+                return _targets._finite(out, "returned")  # NaN would become every drop (issue 18 fuzz)
 
-            return v.astype(np.float64), value
+            return _targets._finite(v, "returned").astype(np.float64), value
         target = v
     if isinstance(target, bool) or not isinstance(target, (numbers.Integral, np.integer, np.ndarray, list, tuple)):
         raise TypeError(f"target must be an int, an int array of shape (N,) or a callable, got {type(target).__name__}")

@@ -16,9 +16,10 @@ Store layout (``out``, a Zarr v3 group)::
     stats/<label>/map_sum      (N,) sum of each map
     stats/<label>/completeness_gap   (N,) for methods that return one (``return_delta``)
     stats/<label>/<metric>     (N,) user metrics
-    done                       (n_chunks,) str: the chunk's JSON record, "" until it is finished
+    done                       (n_chunks,) str: the chunk's JSON record, "" until it is finished;
+                               its "sha256" covers every array slice the chunk wrote
 
-and ``<out without .zarr>.summary.json`` beside it: per-method summaries over the whole set.
+and ``<out without .zarr>.summary.json`` beside it: per-method summaries over the verified chunks.
 
 Guarantees
 ----------
@@ -28,8 +29,19 @@ Guarantees
   re-run (``resume=True``) skips it, and a task that Dask re-runs after a worker died
   returns the stored record.  Should Dask run one chunk twice at once (a worker presumed
   dead that was not), both write the same bytes.
+* **Verified.**  A chunk's record carries the SHA-256 of what it wrote (keys sorted; each
+  key, dtype, shape and bytes of its slice of every array).  Resuming recomputes it from the
+  store for every finished chunk, and recomputes the chunks whose files are missing, truncated,
+  swapped or altered, or whose record is garbled or belongs to another chunk (the result's
+  ``summary["chunks"]["recomputed_damaged"]`` says which and why).  The summary is made from
+  the chunks that verify when it is written, and counts only their images (``n_verified``).
+  :func:`verify_store` (``xattr batch --verify STORE``) checks a store without changing it.
 * **Same job or refusal.**  Resuming compares the stored job description with the new one
-  and refuses any difference (:class:`JobMismatchError`, naming the fields).
+  and refuses any difference (:class:`JobMismatchError`, naming the fields).  The input's
+  identity is its content: the SHA-256 of every file (a folder) or of the values (an array),
+  so an edit that keeps names and sizes is a different job.  Settings (scheduler, workers,
+  methods and their options, by a probe on the first image) are checked before the store is
+  created.
 * **Determinism.**  Images are processed in micro-batches of ``batch_size`` aligned on
   absolute image indices, so every method sees exactly the same arrays whatever the
   chunking, scheduler or worker count, and the maps are the same bits as the serial loop

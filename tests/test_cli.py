@@ -66,8 +66,10 @@ def test_demo_survives_methods_that_do_not_apply(tmp_path, model_file, capsys):
         raise RuntimeError("cannot handle this model")
 
     def wants_rng(model, x, target, reference, rng=None, segments=None):
-        # required reference: the command fills 0.0; rng=None: filled with the seed; segments=None: left alone
-        assert isinstance(rng, int) and reference == 0.0 and segments is None
+        # required reference: the command fills the black picture, (0 - mean) / std = -2 for this model file
+        # (issue 22: a baseline is a picture); rng=None: filled with the seed; segments=None: left alone
+        assert isinstance(rng, int) and segments is None
+        assert np.array_equal(reference, np.full((3, 20, 20), -2.0))
         return x * 0 + 1.0
 
     added = {"zz_needs_magic": needs_magic, "zz_broken": broken, "zz_wants_rng": wants_rng}
@@ -142,8 +144,11 @@ def test_explain_on_a_png(tmp_path, model_file, capsys):
     assert x.shape == (1, 3, 20, 20)
     from PIL import Image as I
 
-    raw = np.asarray(I.open(png).convert("RGB").resize((20, 20), I.BILINEAR), dtype=np.float64) / 255
-    np.testing.assert_allclose(x[0], (np.moveaxis(raw, -1, 0) - 0.5) / 0.25)
+    # the stated rule: 8-bit values / 255, then Pillow's bilinear resize on the float values, per channel
+    rgb = np.asarray(I.open(png).convert("RGB"), dtype=np.float64) / 255
+    raw = np.stack([np.asarray(I.fromarray(rgb[..., c].astype(np.float32), mode="F").resize((20, 20), I.BILINEAR), float)
+                    for c in range(3)], axis=-1)
+    np.testing.assert_allclose(x[0], (np.moveaxis(raw, -1, 0) - 0.5) / 0.25, rtol=0, atol=1e-12)
     import xattr
 
     np.testing.assert_allclose(a, xattr.gradient(model, x, int(model(x).argmax())))
@@ -227,3 +232,88 @@ def test_console_script_and_help():
     r = subprocess.run([exe, "explain", "nofile.png", "--model", "shapes", "--method", "gradient"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and r.stderr.strip().startswith("xattr: error:") and len(r.stderr.strip().splitlines()) == 1
+
+
+# -- issue 18: the cases that printed a traceback (exit 1) are one line, exit 2 ------------------------------
+def _hostile_files(tmp_path, model_file):
+    import hashlib
+    import struct
+    import zlib
+
+    def chunk(tag, data):
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+    (tmp_path / "bomb.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 100000, 100000, 8, 2, 0, 0, 0))
+                                        + chunk(b"IDAT", zlib.compress(b"\x00")) + chunk(b"IEND", b""))
+    doc = json.loads(open(model_file).read())
+    npz = open(model_file[:-5] + ".npz", "rb").read()
+
+    def model(name, edit):
+        d = json.loads(json.dumps(doc))
+        edit(d)
+        (tmp_path / f"{name}.npz").write_bytes(npz)
+        (tmp_path / f"{name}.json").write_text(json.dumps(d) if not isinstance(d, str) else d)
+        return str(tmp_path / f"{name}.json")
+
+    model("weights5", lambda d: d.update(weights=5))
+    model("bigconv", lambda d: d["layers"][0]["config"].update(out_channels=40000) or
+          d["layers"][3]["config"].update(in_channels=40000, out_channels=40000))
+    model("biginput", lambda d: d["input"].update(height=50000, width=50000))
+    (tmp_path / "deep.npz").write_bytes(npz)
+    (tmp_path / "deep.json").write_text(json.dumps(doc)[:-1] + ', "m": ' + "[" * 50000 + "]" * 50000 + "}")
+    assert hashlib.sha256(npz).hexdigest() == doc["weights"]["sha256"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["explain", "{tmp}/bomb.png", "--model", "{model}", "--method", "gradient"], "decompression bomb"),
+    (["explain", "{png}", "--model", "{tmp}/weights5.json", "--method", "gradient"], "'weights' entry must be an object"),
+    (["explain", "{png}", "--model", "{tmp}/deep.json", "--method", "gradient"], "nests JSON 50001 levels deep"),
+    (["explain", "{png}", "--model", "{tmp}/bigconv.json", "--method", "gradient"], "more than the memory budget"),
+    (["explain", "{png}", "--model", "{tmp}/biginput.json", "--method", "gradient"], "50000x50000 image's activations"),
+    (["demo", "--out", "{tmp}/d", "--model", "{tmp}/deep.json"], "levels deep"),
+    (["explain", "{png}", "--model", "{model}", "--method", "gradient", "--background", "2"], "background must be"),
+    (["explain", "{png}", "--model", "{model}"], "the following arguments are required: --method"),
+    (["explain", "{png}", "--model", "{model}", "--method", "gradient", "--target", "x"], "invalid int value"),
+    (["nonsense"], "invalid choice"),
+])
+def test_former_tracebacks_are_one_line_exit_2(tmp_path, model_file, capsys, argv, message):
+    import re
+
+    _hostile_files(tmp_path, model_file)
+    png = write_png(tmp_path / "ok.png")
+    argv = [a.format(tmp=tmp_path, model=model_file, png=png) for a in argv]
+    try:
+        code = cli.main(argv)
+    except SystemExit as e:  # argparse's own exits: one line now too
+        code = e.code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("xattr: error: "), err
+    assert re.search(message, err[0]), err[0]
+
+
+def test_unexpected_errors_are_one_line_named_by_type(tmp_path, model_file, capsys, monkeypatch):
+    def boom(*a, **k):
+        raise MemoryError()
+
+    monkeypatch.setattr(cli, "run_explain", boom)
+    code = cli.main(["explain", "x.png", "--model", model_file, "--method", "gradient"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "out of memory" in err[0]
+    monkeypatch.setattr(cli, "run_explain", lambda *a, **k: {}["missing"])  # a KeyError: its key, quoted once
+    assert cli.main(["explain", "x.png", "--model", model_file, "--method", "gradient"]) == 2
+    assert capsys.readouterr().err.strip() == "xattr: error: missing"
+    monkeypatch.setattr(cli, "run_explain", lambda *a, **k: (_ for _ in ()).throw(ZeroDivisionError("oops")))
+    assert cli.main(["explain", "x.png", "--model", model_file, "--method", "gradient"]) == 2
+    assert capsys.readouterr().err.strip() == "xattr: error: ZeroDivisionError: oops"
+    monkeypatch.setenv("XATTR_DEBUG", "1")  # the traceback, for a developer
+    with pytest.raises(ZeroDivisionError):
+        cli.main(["explain", "x.png", "--model", model_file, "--method", "gradient"])
+
+
+def test_explain_states_what_it_read(tmp_path, model_file, capsys):
+    ramp = np.linspace(0, 65535, 40 * 30).astype(np.uint16).reshape(30, 40)
+    Image.fromarray(ramp).save(tmp_path / "g16.png")
+    code, out, err = run(["explain", str(tmp_path / "g16.png"), "--model", model_file, "--method", "gradient",
+                          "--out", str(tmp_path / "g.npy")], capsys)
+    assert code == 0, err
+    assert "16-bit grayscale, values 0..65535 / 65535; gray replicated to RGB, resized 30x40 -> 20x20" in err

@@ -127,17 +127,32 @@ def as_rng(rng):
     )
 
 
+def _is_int(v):
+    return isinstance(v, (numbers.Integral, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def count(v, name, minimum=1):
+    """``v`` as an int ``>= minimum`` (a size: channels, features); floats such as ``3.7`` or ``3.0`` and bools
+    are refused rather than truncated."""
+    if not _is_int(v):
+        raise TypeError(f"{name} must be an int, got {v!r} ({type(v).__name__})")
+    if v < minimum:
+        raise ValueError(f"{name} must be {'a positive int' if minimum == 1 else f'an int >= {minimum}'}, got {v}")
+    return int(v)
+
+
 def pair(v, name):
-    """``v`` as a pair of non-negative ints (``3 -> (3, 3)``)."""
-    if isinstance(v, (numbers.Integral, np.integer)) and not isinstance(v, bool):
+    """``v`` as a pair of non-negative ints (``3 -> (3, 3)``); non-integers are refused, never truncated."""
+    if _is_int(v):
         out = (int(v), int(v))
     else:
         try:
-            out = tuple(int(a) for a in v)
+            items = tuple(v)
         except TypeError:
             raise TypeError(f"{name} must be an int or a pair of ints, got {v!r}") from None
-        if len(out) != 2:
+        if len(items) != 2 or not all(_is_int(a) for a in items):
             raise ValueError(f"{name} must be an int or a pair of ints, got {v!r}")
+        out = tuple(int(a) for a in items)
     if min(out) < 0:
         raise ValueError(f"{name} must be non-negative, got {v!r}")
     return out

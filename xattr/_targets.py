@@ -33,6 +33,15 @@ def _classes(target, n, k):
     return t.astype(np.intp)
 
 
+def _finite(value, what):
+    """A target callable's value or derivative must be finite: NaN would become every attribution (issue 18 fuzz)."""
+    value = np.asarray(value)
+    if value.dtype.kind in "fc" and not np.all(np.isfinite(value)):
+        bad = int(value.size - np.count_nonzero(np.isfinite(value)))
+        raise ValueError(f"a target callable {what} {bad} NaN/inf value(s) at these scores")
+    return value
+
+
 def seed(target, scores):
     """The ``(N, K)`` signal that starts the backward pass, in the scores' dtype."""
     n, k = scores.shape
@@ -42,10 +51,11 @@ def seed(target, scores):
             return seed(value, scores)
         if value.shape != (n,):
             raise ValueError(f"a target callable must return shape (N,) = ({n},), got {value.shape}")
+        _finite(value, "returned")
         from autograd import grad
 
         g = grad(lambda s: target(s).sum())(np.asarray(scores, dtype=np.float64))
-        return np.asarray(g, dtype=scores.dtype)
+        return np.asarray(_finite(g, "has a derivative with"), dtype=scores.dtype)
     if isinstance(target, bool):
         raise TypeError("target must be an int, an int array of shape (N,) or a callable, got bool")
     if not isinstance(target, (numbers.Integral, np.integer, np.ndarray, list, tuple)):
@@ -61,7 +71,7 @@ def selected(target, scores):
     if callable(target):
         value = np.asarray(target(scores))
         if value.dtype.kind not in "iu":
-            return value.astype(scores.dtype, copy=False)
+            return _finite(value, "returned").astype(scores.dtype, copy=False)
         target = value
     cls = _classes(target, *scores.shape)
     return scores[np.arange(scores.shape[0]), cls]

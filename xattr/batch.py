@@ -16,9 +16,10 @@ Store layout (``out``, a Zarr v3 group)::
     stats/<label>/map_sum      (N,) sum of each map
     stats/<label>/completeness_gap   (N,) for methods that return one (``return_delta``)
     stats/<label>/<metric>     (N,) user metrics
-    done                       (n_chunks,) str: the chunk's JSON record, "" until it is finished
+    done                       (n_chunks,) str: the chunk's JSON record, "" until it is finished;
+                               its "sha256" covers every array slice the chunk wrote
 
-and ``<out without .zarr>.summary.json`` beside it: per-method summaries over the whole set.
+and ``<out without .zarr>.summary.json`` beside it: per-method summaries over the verified chunks.
 
 Guarantees
 ----------
@@ -28,8 +29,19 @@ Guarantees
   re-run (``resume=True``) skips it, and a task that Dask re-runs after a worker died
   returns the stored record.  Should Dask run one chunk twice at once (a worker presumed
   dead that was not), both write the same bytes.
+* **Verified.**  A chunk's record carries the SHA-256 of what it wrote (keys sorted; each
+  key, dtype, shape and bytes of its slice of every array).  Resuming recomputes it from the
+  store for every finished chunk, and recomputes the chunks whose files are missing, truncated,
+  swapped or altered, or whose record is garbled or belongs to another chunk (the result's
+  ``summary["chunks"]["recomputed_damaged"]`` says which and why).  The summary is made from
+  the chunks that verify when it is written, and counts only their images (``n_verified``).
+  :func:`verify_store` (``xattr batch --verify STORE``) checks a store without changing it.
 * **Same job or refusal.**  Resuming compares the stored job description with the new one
-  and refuses any difference (:class:`JobMismatchError`, naming the fields).
+  and refuses any difference (:class:`JobMismatchError`, naming the fields).  The input's
+  identity is its content: the SHA-256 of every file (a folder) or of the values (an array),
+  so an edit that keeps names and sizes is a different job.  Settings (scheduler, workers,
+  methods and their options, by a probe on the first image) are checked before the store is
+  created.
 * **Determinism.**  Images are processed in micro-batches of ``batch_size`` aligned on
   absolute image indices, so every method sees exactly the same arrays whatever the
   chunking, scheduler or worker count, and the maps are the same bits as the serial loop
@@ -62,9 +74,11 @@ from ._conventions import as_float_array
 __all__ = [
     "attribute_dataset", "BatchResult", "BatchError", "JobMismatchError", "ImageReadError",
     "model_fingerprint", "read_maps", "load_model", "model_input", "add_batch_command", "IMAGE_EXTENSIONS",
+    "verify_store",
 ]
 
-JOB_FORMAT = 1
+#: 2: each chunk's ``done`` record carries the SHA-256 of what the chunk wrote (format 1 had none).
+JOB_FORMAT = 2
 #: quantiles reported in the summaries.
 QUANTILES = (0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0)
 #: file name endings read from an image folder (other files are ignored).
@@ -237,6 +251,7 @@ class _Source:
     files: list = field(default_factory=list)
     mode: str = ""
     resize: bool = False
+    background: object = None
 
     def chunk_input(self, start, stop):
         if self.kind == "folder":
@@ -244,17 +259,21 @@ class _Source:
         return self.data[start:stop]
 
     def describe(self):
+        """The job's view of its input; ``id`` is a content hash (file bytes; array values) so that an
+        edit that keeps names and sizes still changes the job (dask arrays: their graph token)."""
         import dask.base
 
         if self.kind == "folder":
             ident = hashlib.sha256(
-                "\n".join(f"{os.path.basename(f)} {os.path.getsize(f)}" for f in self.files).encode()
+                "\n".join(f"{os.path.basename(f)} {_file_digest(f)}" for f in self.files).encode()
             ).hexdigest()
+        elif self.kind == "array":
+            ident = _array_digest(self.data)
         else:
             ident = dask.base.tokenize(self.data)
         out = {"kind": self.kind, "n": self.n, "shape": list(self.shape), "dtype": self.dtype, "id": ident}
         if self.kind == "folder":
-            out.update(mode=self.mode, resize=self.resize)
+            out.update(mode=self.mode, resize=self.resize, background=_jsonable(self.background))
         return out
 
 
@@ -265,60 +284,84 @@ def _folder_files(folder):
     return [os.path.join(folder, f) for f in names]
 
 
-def _read_image(path, mode, hw, resize=False):
+def _read_image(path, mode, hw, resize=False, background=None):
     """One image file as ``(C, H, W)`` float64 in [0, 1]; ``ImageReadError`` naming the file otherwise.
 
-    ``resize``: bring other sizes to ``hw`` (bilinear, Pillow) instead of refusing them.
+    Read by :func:`xattr.io.images.read_image` (the reader of every command: modes, 16-bit and float
+    files, alpha on ``background``, EXIF rotation, channels to ``mode``).  ``resize``: bring other sizes
+    to ``hw`` (bilinear) instead of refusing them.
     """
-    from PIL import Image
+    from .io.images import WHITE, read_image
 
     try:
-        with Image.open(path) as im:
-            im = im.convert(mode)
-            if (im.height, im.width) != tuple(hw):
-                if not resize:
-                    raise ValueError(f"size {im.height}x{im.width} (HxW), expected {hw[0]}x{hw[1]} like the first image")
-                im = im.resize((int(hw[1]), int(hw[0])), Image.BILINEAR)
-            arr = np.asarray(im, dtype=np.float64) / 255.0
-    except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError... for bad files
-        raise ImageReadError(f"cannot read image {os.path.basename(path)!r}: {type(exc).__name__}: {exc}", path) from None
-    arr = arr[:, :, None] if arr.ndim == 2 else arr
-    return np.ascontiguousarray(arr.transpose(2, 0, 1))
+        pic = read_image(path, channels=1 if mode == "L" else 3, size=tuple(hw) if resize else None,
+                         background=WHITE if background is None else background)
+        if pic.pixels.shape[1:] != tuple(hw):
+            h, w = pic.pixels.shape[1:]
+            raise ValueError(f"size {h}x{w} (HxW), expected {hw[0]}x{hw[1]} like the first image")
+    except Exception as exc:  # ImageFileError (a ValueError) and anything Pillow lets through
+        msg = str(exc).split(": ", 1)[-1] if str(exc).startswith("'") else str(exc)
+        raise ImageReadError(f"cannot read image {os.path.basename(path)!r}: {type(exc).__name__}: {msg}", path) from None
+    return pic.pixels
 
 
-def _make_source(images, image_mode=None, image_size=None):
-    if not isinstance(images, (str, os.PathLike)) and (image_mode is not None or image_size is not None):
-        raise ValueError("image_mode and image_size apply to a folder of image files only")
+def _file_digest(path):
+    """SHA-256 of a file's content (1 MiB blocks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _array_digest(arr):
+    """SHA-256 of an array's dtype, shape and values (in blocks of rows: memory-mapped files are not copied whole)."""
+    h = hashlib.sha256(f"{arr.dtype.str}{arr.shape}".encode())
+    rows = max(1, (64 << 20) // max(1, arr[:1].nbytes))
+    for s in range(0, arr.shape[0], rows):
+        h.update(np.ascontiguousarray(arr[s:s + rows]).tobytes())
+    return h.hexdigest()
+
+
+def _make_source(images, image_mode=None, image_size=None, background=None):
+    if not isinstance(images, (str, os.PathLike)) and (image_mode is not None or image_size is not None
+                                                         or background is not None):
+        raise ValueError("image_mode, image_size and image_background apply to a folder of image files only")
     if image_mode not in (None, "L", "RGB"):
         raise ValueError(f"image_mode must be None, 'L' or 'RGB', got {image_mode!r}")
+    if background is not None:
+        from .io.images import _background
+
+        _background(background, 1 if image_mode == "L" else 3)  # ValueError now, not in every task
     if isinstance(images, (str, os.PathLike)):
+        from .io.images import ImageFileError, probe_image
+
         folder = os.fspath(images)
         if not os.path.isdir(folder):
             raise BatchError(f"images must be an array or a folder of image files; {folder!r} is not a folder")
         files = _folder_files(folder)
         if image_size is not None:
-            hw = tuple(int(v) for v in image_size)
-            if len(hw) != 2 or min(hw) < 1:
-                raise ValueError(f"image_size must be (height, width), got {image_size!r}")
+            hw = tuple(image_size) if isinstance(image_size, (tuple, list)) else (image_size,)
+            if len(hw) != 2 or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1 for v in hw):
+                raise ValueError(f"image_size must be (height, width) of positive ints, got {image_size!r}")
+            hw = tuple(int(v) for v in hw)
         if image_mode is not None and image_size is not None:
             c = 1 if image_mode == "L" else 3
-            return _Source("folder", len(files), (c,) + hw, "float64", files=files, mode=image_mode, resize=True)
+            return _Source("folder", len(files), (c,) + hw, "float64", files=files, mode=image_mode, resize=True,
+                           background=background)
         first = None
         for f in files:  # the first readable file fixes mode and size; unreadable ones are handled per chunk
             try:
-                from PIL import Image
-
-                with Image.open(f) as im:
-                    mode = "L" if im.mode in ("1", "L", "LA", "I", "I;16", "F") else "RGB"
-                    first = (mode, (im.height, im.width))
-                break
-            except Exception:
+                c, fhw = probe_image(f)
+            except ImageFileError:
                 continue
+            first = ("L" if c == 1 else "RGB", fhw)
+            break
         if first is None:
             raise BatchError(f"none of the {len(files)} image files in {folder!r} can be read")
         mode, hw = (image_mode or first[0]), (hw if image_size is not None else first[1])
         return _Source("folder", len(files), ((1 if mode == "L" else 3),) + hw, "float64", files=files, mode=mode,
-                       resize=image_size is not None)
+                       resize=image_size is not None, background=background)
     if hasattr(images, "dask") and hasattr(images, "chunks"):
         if images.ndim != 4:
             raise ValueError(f"images must have rank 4 (N, C, H, W), got shape {images.shape}")
@@ -372,6 +415,7 @@ class _Plan:
     dtype: str
     transform: object = None
     resize: bool = False
+    background: object = None
 
     def bounds(self, index):
         return index * self.chunk, min(self.n, (index + 1) * self.chunk)
@@ -386,7 +430,7 @@ def _load_chunk(plan, images, start):
     ok, bad = np.ones(len(images), bool), []
     for j, path in enumerate(images):
         try:
-            x[j] = _read_image(path, plan.mode, plan.hw, plan.resize)
+            x[j] = _read_image(path, plan.mode, plan.hw, plan.resize, plan.background)
         except ImageReadError as exc:
             if plan.on_error == "stop":
                 raise ImageReadError(f"image {start + j}: {exc}", path, start + j) from None
@@ -486,17 +530,122 @@ def _chunk_task(plan, model, index, images, tslice):
                 stats[s.label]["completeness_gap"][rows] = gap
             for name, fn in plan.metrics:
                 stats[s.label][name][rows] = np.broadcast_to(np.asarray(fn(model, xb, a, target), float), (rows.size,))
+    written = {"target": tgt, "score": score, "valid": ok}
     for s in plan.methods:
-        root[f"maps/{s.label}"][start:stop] = maps[s.label]
+        written[f"maps/{s.label}"] = maps[s.label]
         for name, v in stats[s.label].items():
-            root[f"stats/{s.label}/{name}"][start:stop] = v
-    root["target"][start:stop] = tgt
-    root["score"][start:stop] = score
-    root["valid"][start:stop] = ok
+            written[f"stats/{s.label}/{name}"] = v
+    for key, v in written.items():
+        root[key][start:stop] = v
     record = {"chunk": index, "start": start, "stop": stop, "n_valid": int(ok.sum()), "bad": bad,
-              "evaluations": evaluations, "pid": os.getpid()}
+              "evaluations": evaluations, "pid": os.getpid(), "sha256": _chunk_digest(written)}
     root["done"][index] = json.dumps(record)  # last: only now does the chunk count as finished
     return {**record, "reused": False}
+
+
+# -- integrity -------------------------------------------------------------------------------
+def _chunk_digest(arrays):
+    """SHA-256 over a chunk's slices of every stored array: keys sorted, each key, dtype, shape and bytes."""
+    h = hashlib.sha256()
+    for key in sorted(arrays):
+        a = np.ascontiguousarray(arrays[key])
+        h.update(f"{key}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _store_keys(root, description):
+    """The arrays a chunk writes, as the store holds them (the job's methods, their stats, target/score/valid)."""
+    keys = ["target", "score", "valid"]
+    for m in description["methods"]:
+        keys.append(f"maps/{m['label']}")
+        keys += [f"stats/{m['label']}/{name}" for name in sorted(root[f"stats/{m['label']}"].array_keys())]
+    return keys
+
+
+def _read_record(root, index):
+    """``(record dict or None, problem or None)`` of chunk ``index``'s ``done`` entry."""
+    try:
+        text = str(root["done"][index])
+    except Exception as exc:  # the record's own Zarr chunk is damaged
+        return None, f"its done record cannot be read ({type(exc).__name__})"
+    if not text:
+        return None, None
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError:
+        return None, "its done record is not JSON (corrupted)"
+    if not isinstance(record, dict) or not isinstance(record.get("sha256"), str):
+        return None, "its done record has no checksum"
+    if record.get("chunk") != index:
+        return None, f"its done record belongs to chunk {record.get('chunk')!r} (swapped records)"
+    return record, None
+
+
+def _verify_chunk(root, keys, index, bounds):
+    """``(record or None, problem or None, stats)``: recompute chunk ``index``'s digest from the store.
+
+    ``problem`` None means verified; ``stats`` then holds its ``valid`` and ``stats/...`` slices (for the
+    summary).  A chunk that was never finished has record None and problem None.
+    """
+    record, problem = _read_record(root, index)
+    if record is None:
+        return None, problem, None
+    start, stop = bounds
+    if (record.get("start"), record.get("stop")) != (start, stop):
+        return None, f"its done record covers images {record.get('start')}..{record.get('stop')}, not {start}..{stop}", None
+    data = {}
+    for key in keys:
+        try:
+            data[key] = root[key][start:stop]
+        except Exception as exc:  # a truncated or garbled Zarr chunk file does not decode
+            return None, f"{key} cannot be read ({type(exc).__name__}: {str(exc)[:80]})".replace("\n", " "), None
+    if _chunk_digest(data) != record["sha256"].lower():
+        return None, "its data do not match the checksum of what was written (missing, swapped or altered chunk files)", None
+    return record, None, {k: v for k, v in data.items() if not k.startswith("maps/")}
+
+
+def verify_store(out):
+    """Recompute every finished chunk's checksum; returns ``{"chunks", "verified", "damaged", "unfinished",
+    "images_verified", "description"}`` (``damaged``: ``{chunk: reason}``).  Read-only.
+
+    Raises :class:`BatchError` when ``out`` is not a batch store of this format.
+    """
+    _require_extra()
+    import zarr
+
+    out = os.fspath(out)
+    try:
+        root = zarr.open_group(out, mode="r")
+        description = dict(root.attrs)["xattr_batch"]
+        n_chunks = int(root["done"].shape[0])
+    except Exception as exc:
+        raise BatchError(f"{out!r} is not an xattr batch store ({type(exc).__name__}: {exc})".splitlines()[0]) from None
+    _check_format(out, description)
+    keys = _store_keys(root, description)
+    n, chunk = description["images"]["n"], description["chunk"]
+    verified, damaged, unfinished, images = [], {}, [], 0
+    for i in range(n_chunks):
+        bounds = (i * chunk, min(n, (i + 1) * chunk))
+        record, problem, _ = _verify_chunk(root, keys, i, bounds)
+        if problem:
+            damaged[i] = problem
+        elif record is None:
+            unfinished.append(i)
+        else:
+            verified.append(i)
+            images += bounds[1] - bounds[0]
+    return {"chunks": n_chunks, "verified": verified, "damaged": damaged, "unfinished": unfinished,
+            "images_verified": images, "description": description}
+
+
+def _check_format(out, stored):
+    if not isinstance(stored, dict) or stored.get("format") != JOB_FORMAT:
+        found = stored.get("format") if isinstance(stored, dict) else None
+        raise JobMismatchError(
+            f"{out!r} is a batch store of format {found!r}; this xattr writes format {JOB_FORMAT} (chunk checksums): "
+            "write to a new store"
+        )
 
 
 # -- store -----------------------------------------------------------------------------------
@@ -530,6 +679,7 @@ def _open_existing(out, description, resume):
         stored = dict(root.attrs)["xattr_batch"]
     except Exception as exc:
         raise BatchError(f"{out!r} exists but is not an xattr batch store ({type(exc).__name__}: {exc})") from None
+    _check_format(out, stored)
     changed = _diff(stored, description)
     if changed:
         lines = [f"  {k}: stored {json.dumps(stored.get(k))[:200]}, now {json.dumps(description.get(k))[:200]}"
@@ -578,7 +728,7 @@ def _probe(source, methods, model, targets_kind, targets_value, tslice_all, seed
     for i in range(source.n):
         if source.kind == "folder":
             try:
-                x = _read_image(source.files[i], source.mode, source.shape[1:], source.resize)[None]
+                x = _read_image(source.files[i], source.mode, source.shape[1:], source.resize, source.background)[None]
             except ImageReadError:
                 continue
         else:
@@ -614,6 +764,26 @@ class BatchResult:
     chunks_run: int
     chunks_skipped: int
     bad_images: list
+
+
+_LOCAL_SCHEDULERS = {None: "threads", "threads": "threads", "processes": "processes", "sync": "sync",
+                     "synchronous": "sync", "single-threaded": "sync"}
+
+
+def _check_scheduler(scheduler, workers, retries):
+    """Refuse an unknown scheduler, bad worker or retry counts (before any store is created)."""
+    is_address = isinstance(scheduler, str) and "://" in scheduler
+    is_client = type(scheduler).__module__.startswith("distributed") and hasattr(scheduler, "compute")
+    hashable = isinstance(scheduler, (str, type(None)))
+    if not (is_address or is_client or (hashable and scheduler in _LOCAL_SCHEDULERS)):
+        raise ValueError(
+            f"scheduler must be None, 'threads', 'processes', 'sync', a 'tcp://host:port' address or a "
+            f"distributed.Client, got {scheduler!r}"
+        )
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, numbers.Integral) or workers < 1):
+        raise ValueError(f"workers must be a positive int or None, got {workers!r}")
+    if isinstance(retries, bool) or not isinstance(retries, numbers.Integral) or retries < 0:
+        raise ValueError(f"retries must be a non-negative int, got {retries!r}")
 
 
 def _execute(tasks, scheduler, workers, retries, progress, on_chunk_done):
@@ -652,8 +822,7 @@ def _execute(tasks, scheduler, workers, retries, progress, on_chunk_done):
         finally:
             if not is_client:
                 client.close()
-    local = {None: "threads", "threads": "threads", "processes": "processes", "sync": "sync",
-             "synchronous": "sync", "single-threaded": "sync"}
+    local = _LOCAL_SCHEDULERS
     if scheduler not in local:
         raise ValueError(
             f"scheduler must be None, 'threads', 'processes', 'sync', a 'tcp://host:port' address or a "
@@ -686,19 +855,33 @@ def _stats(values):
             "quantiles": {f"{p:g}": float(x) for p, x in zip(QUANTILES, q)}}
 
 
-def _summarise(root, out, description, records, counts):
-    valid = root["valid"][:]
+def _summarise(root, out, description, keys, plan, counts):
+    """The summary, over the chunks whose checksum verifies now (read back from the store)."""
+    n_chunks = counts["total"]
+    records, parts, unverified = [], {}, {}
+    for i in range(n_chunks):
+        record, problem, data = _verify_chunk(root, keys, i, plan.bounds(i))
+        if record is None:
+            unverified[str(i)] = problem or "not finished"
+            continue
+        records.append(record)
+        for k, v in data.items():
+            parts.setdefault(k, []).append(v)
+    cat = {k: np.concatenate(v) for k, v in parts.items()}
+    valid = cat.get("valid", np.zeros(0, bool))
+    counts = dict(counts, verified=len(records), unverified=unverified)
     summary = {
-        "store": os.path.abspath(out), "job": description, "n_images": int(valid.size),
-        "n_valid": int(valid.sum()), "bad_images": [b for r in records for b in r["bad"]],
+        "store": os.path.abspath(out), "job": description, "n_images": int(plan.n),
+        "n_verified": int(valid.size), "n_valid": int(valid.sum()), "bad_images": [b for r in records for b in r["bad"]],
         "chunks": counts, "methods": {},
     }
     for m in description["methods"]:
         label = m["label"]
-        group = root[f"stats/{label}"]
         entry = {"name": m["name"], "options": m["options"]}
-        for name in sorted(group.array_keys()):
-            entry[name] = _stats(group[name][:])
+        prefix = f"stats/{label}/"
+        for key in keys:
+            if key.startswith(prefix):
+                entry[key[len(prefix):]] = _stats(cat.get(key, np.zeros(0)))
         summary["methods"][label] = entry
     path = _summary_path(out)
     tmp = f"{path}.{os.getpid()}.partial"
@@ -711,7 +894,7 @@ def _summarise(root, out, description, records, counts):
 def attribute_dataset(model, images, targets=None, methods=("gradient",), chunk=64, out=None, scheduler=None,
                       resume=False, on_error="stop", seed=0, batch_size=None, metrics=None, workers=None,
                       retries=2, progress=False, on_chunk_done=None, model_source=None, transform=None,
-                      image_mode=None, image_size=None):
+                      image_mode=None, image_size=None, image_background=None):
     """Attribution maps for a whole set of images, with several methods, on Dask, into a Zarr store.
 
     Parameters
@@ -758,6 +941,10 @@ def attribute_dataset(model, images, targets=None, methods=("gradient",), chunk=
     image_mode, image_size : optional, folders only
         Read every file as ``"L"`` (1 channel) or ``"RGB"`` (3) instead of the first file's kind, and bring
         every file to ``(height, width)`` (bilinear) instead of refusing sizes other than the first file's.
+        Files are read by :func:`xattr.io.images.read_image` (its module docstring states the rule for
+        every kind of file).
+    image_background : float or sequence, optional, folders only
+        Gray level(s) in [0, 1] that transparent pixels are composited on (default 1.0, white).
     transform : callable, optional
         ``transform(x) -> x'`` applied to each chunk's images before the model sees them (e.g. a model's
         preprocessing: pixels to normalised inputs); maps are with respect to ``x'``.  Must be picklable
@@ -784,6 +971,7 @@ def attribute_dataset(model, images, targets=None, methods=("gradient",), chunk=
         raise TypeError(f"transform must be a callable x -> x', got {type(transform).__name__}")
     if not isinstance(seed, (numbers.Integral, np.integer)) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    _check_scheduler(scheduler, workers, retries)  # settings first: nothing is created for a job that cannot run
     from .model import check_model
 
     check_model(model)
@@ -792,7 +980,7 @@ def attribute_dataset(model, images, targets=None, methods=("gradient",), chunk=
     for name, fn in metrics:
         if not callable(fn) or not isinstance(name, str) or "/" in name or name in ("map_sum", "completeness_gap"):
             raise ValueError(f"metrics must map new names (no '/') to callables fn(model, x, maps, target), got {name!r}")
-    source = _make_source(images, image_mode, image_size)
+    source = _make_source(images, image_mode, image_size, image_background)
     (tkind, tvalue), tdesc = _targets_spec(targets, source.n)
     n_chunks = -(-source.n // chunk)
     description = {
@@ -803,7 +991,7 @@ def attribute_dataset(model, images, targets=None, methods=("gradient",), chunk=
     }
     plan = _Plan(out, source.n, chunk, int(batch_size), specs, int(seed), tkind,
                  tvalue if tkind in ("int", "callable") else None, metrics, on_error, source.kind, source.mode,
-                 tuple(source.shape[1:]), source.dtype, transform, source.resize)
+                 tuple(source.shape[1:]), source.dtype, transform, source.resize, source.background)
     tarr = tvalue if tkind == "array" else None
     if os.path.exists(out):
         root = _open_existing(out, description, resume)
@@ -814,9 +1002,17 @@ def attribute_dataset(model, images, targets=None, methods=("gradient",), chunk=
         _check_writable(out)
         _probe(source, specs, model, tkind, plan.target_value, tarr, plan.seed, transform)
         root = _create_store(out, description, plan, n_chunks)
-    done = root["done"][:]
-    previous = [json.loads(str(r)) for r in done if str(r)]
-    todo = [i for i in range(n_chunks) if not str(done[i])]
+    keys = _store_keys(root, description)
+    previous, todo, damaged = [], [], {}
+    for i in range(n_chunks):  # a resumed store is verified before anything is trusted or skipped
+        record, problem, _ = _verify_chunk(root, keys, i, plan.bounds(i))
+        if record is not None:
+            previous.append(record)
+            continue
+        if problem:
+            damaged[i] = problem
+            root["done"][i] = ""  # recomputed below (the task skips chunks whose record exists)
+        todo.append(i)
     import dask
 
     tasks = []
@@ -831,9 +1027,9 @@ def attribute_dataset(model, images, targets=None, methods=("gradient",), chunk=
             ))
     records = _execute(tasks, scheduler, workers, retries, progress, on_chunk_done) if tasks else []
     reused = sum(r.pop("reused") for r in records)
-    counts = {"total": n_chunks, "run": len(records) - reused, "skipped": len(previous), "reused_after_retry": reused}
-    all_records = sorted(previous + records, key=lambda r: r["chunk"])
-    summary, path = _summarise(root, out, description, all_records, counts)
+    counts = {"total": n_chunks, "run": len(records) - reused, "skipped": len(previous), "reused_after_retry": reused,
+              "recomputed_damaged": {str(i): why for i, why in sorted(damaged.items())}}
+    summary, path = _summarise(root, out, description, keys, plan, counts)
     return BatchResult(out, path, summary, n_chunks, len(records) - reused, len(previous), summary["bad_images"])
 
 
@@ -873,13 +1069,36 @@ def load_model(spec):
 def model_input(pixels, spec):
     """Pixels in [0, 1] ``(N, C, H, W)`` -> the model's input, as the model file's input ``spec`` declares.
 
-    Scaled to the declared ``range`` then normalised by :func:`xattr.models.preprocess`
-    (what ``xattr explain`` does for one image).  ``spec``: ``ModelInfo.input`` (a dict).
+    Scaled to the declared ``range`` then normalised (:func:`xattr.models._inputs.to_model_input`, what
+    ``xattr explain`` does for one image).  ``spec``: ``ModelInfo.input`` (a dict).
     """
-    from .models import preprocess
+    from .models._inputs import to_model_input
 
-    lo, hi = spec.get("range", [0.0, 1.0])
-    return preprocess(lo + (hi - lo) * np.asarray(pixels, dtype=np.float64), spec)
+    return to_model_input(pixels, spec)
+
+
+def _picture_options(methods, info, shape):
+    """The CLI's rule for baselines (issue 22): ``baseline``/``reference`` given as numbers are gray levels
+    of a picture in [0, 1]; a method whose such parameter defaults to a number gets the black picture.
+    Both are built in the model's declared range and normalised like the images, ``(C, H, W)``."""
+    from .cli import PICTURE_OPTIONS, _is_level
+    from .methods.registry import get_method
+    from .models._inputs import picture
+
+    out = []
+    for name, options in methods:
+        options = dict(options)
+        try:
+            params = inspect.signature(get_method(name)).parameters
+        except ValueError:
+            params = {}  # an unknown name: refused with the list of known names by attribute_dataset
+        for pname in PICTURE_OPTIONS:
+            if pname in params and pname not in options and _is_level(params[pname].default):
+                options[pname] = 0.0
+            if pname in options and _is_level(options[pname]):
+                options[pname] = picture(info, shape, options[pname])
+        out.append((name, options))
+    return out
 
 
 # -- command line ----------------------------------------------------------------------------
@@ -903,23 +1122,38 @@ def add_batch_command(subparsers):
     p = subparsers.add_parser(
         "batch", help="attribution maps for a whole image set on Dask, into a Zarr store",
         description="Run attribution methods over a folder of images (or an .npy array (N, C, H, W)) on Dask "
-                    "and write the maps into a chunked Zarr store, with a JSON summary beside it.",
+                    "and write the maps into a chunked Zarr store, with a JSON summary beside it. Image files are "
+                    "read by the rule of 'xattr explain' (8/16-bit, float in [0, 1], palette, CMYK, alpha on "
+                    "--background, EXIF rotation), scaled to the model file's declared range and normalised; an "
+                    ".npy holds model inputs as they are, which must lie in the declared range after "
+                    "normalisation. Baselines are pictures: a number given as baseline= or reference= is a gray "
+                    "level in [0, 1] (0 black), built in the declared range and normalised like the images; "
+                    "methods with a numeric default baseline get the black image. Every finished chunk carries a "
+                    "checksum: --resume recomputes chunks whose data no longer match it; --verify STORE only "
+                    "checks them.",
     )
-    p.add_argument("images", help="folder of image files, or an .npy file holding (N, C, H, W)")
-    p.add_argument("--model", required=True,
+    p.add_argument("images", nargs="?", help="folder of image files, or an .npy file holding (N, C, H, W)")
+    p.add_argument("--model",
                    help="saved model (NAME.json + NAME.npz, or a shipped name such as 'shapes'), or module:function")
-    p.add_argument("--method", action="append", required=True, metavar="NAME[:key=value,...]",
-                   help="registered method (repeatable); options as JSON values, e.g. grad_cam:relu=false")
-    p.add_argument("--out", required=True, help="Zarr store to write (a folder, e.g. maps.zarr)")
+    p.add_argument("--method", action="append", metavar="NAME[:key=value,...]",
+                   help="registered method (repeatable); options as JSON values, e.g. grad_cam:relu=false, "
+                        "integrated_gradients:baseline=0.5 (a gray picture)")
+    p.add_argument("--out", help="Zarr store to write (a folder, e.g. maps.zarr)")
+    p.add_argument("--verify", metavar="STORE", default=None,
+                   help="check every finished chunk of STORE against its checksum and report (read-only; "
+                        "exit 0 when all are verified, 1 otherwise); rerun the job with --resume to recompute them")
     p.add_argument("--scheduler", default=None,
                    help="threads (default), processes, sync, or a Dask scheduler address tcp://host:port")
-    p.add_argument("--resume", action="store_true", help="continue an existing store of the same job")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an existing store of the same job; damaged chunks are found and recomputed")
     p.add_argument("--chunk", type=int, default=64, help="images per task and per Zarr chunk (default 64)")
     p.add_argument("--batch-size", type=int, default=None, help="images per method call (default 16)")
     p.add_argument("--target", default="predicted", help="'predicted' (default) or a class index")
     p.add_argument("--seed", type=int, default=0, help="job seed for stochastic methods (default 0)")
     p.add_argument("--on-error", choices=("stop", "continue"), default="stop",
                    help="unreadable image: stop the job (default) or skip it and report it")
+    p.add_argument("--background", type=float, default=None, metavar="LEVEL",
+                   help="gray level in [0, 1] under transparent pixels of image files (default 1: white)")
     p.add_argument("--workers", type=int, default=None, help="local threads/processes (default: cores)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_batch_command)
@@ -930,8 +1164,12 @@ def _print_summary(result):
     s = result.summary
     print(f"store: {result.store}  summary: {result.summary_path}")
     c = s["chunks"]
-    print(f"images: {s['n_images']} ({s['n_valid']} valid); chunks: {c['total']} total, {c['run']} run now, "
-          f"{c['skipped']} already done")
+    print(f"images: {s['n_images']} ({s['n_verified']} in verified chunks, {s['n_valid']} valid); chunks: "
+          f"{c['total']} total, {c['run']} run now, {c['skipped']} already done, {c['verified']} verified")
+    for i, why in c.get("recomputed_damaged", {}).items():
+        print(f"chunk {i} was damaged ({why}): recomputed")
+    for i, why in c.get("unverified", {}).items():
+        print(f"chunk {i} is not verified: {why}")
     for label, entry in s["methods"].items():
         ms = entry["map_sum"]
         line = f"{label:>20}: map sum mean {ms.get('mean', float('nan')):+.4e}"
@@ -943,15 +1181,75 @@ def _print_summary(result):
         print(f"unreadable image {b['index']} {b['file']}: {b['error']}")
 
 
+def _run_verify(args):
+    given = [f for f in ("images", "model", "method", "out") if getattr(args, f)]
+    if given or args.resume:
+        raise ValueError(f"--verify STORE takes no job arguments (got {', '.join(given + (['--resume'] if args.resume else []))}); "
+                         "to recompute damaged chunks, rerun the job with --resume")
+    r = verify_store(args.verify)
+    for i, why in sorted(r["damaged"].items()):
+        print(f"chunk {i}: damaged: {why}")
+    print(f"store {args.verify}: {r['chunks']} chunks, {len(r['verified'])} verified ({r['images_verified']} images), "
+          f"{len(r['damaged'])} damaged, {len(r['unfinished'])} unfinished"
+          + ("; rerun the job with --resume to recompute them" if r["damaged"] or r["unfinished"] else ""))
+    return 0 if not (r["damaged"] or r["unfinished"]) else 1
+
+
+def _npy_inputs(path, info):
+    """An .npy of model inputs, memory-mapped; with a model file, its values must lie in the declared range
+    after normalisation (issue 22: a uint8 0..255 array is not explained by a [0, 1] model)."""
+    try:
+        images = np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError as exc:
+        raise ValueError(f"{path!r} is not a numeric .npy array ({exc})".splitlines()[0]) from None
+    if info is not None and images.ndim == 4 and images.dtype.kind in "fiub" and images.size:
+        from .models._inputs import check_model_space
+
+        check_model_space(images, info, f"the model inputs in {os.path.basename(path)!r}")
+    return images
+
+
+def _input_shape(args, info, images, folder_options):
+    """``(C, H, W)`` of the model inputs the job will see (for baseline pictures)."""
+    if not isinstance(images, str):
+        return tuple(images.shape[1:])
+    spec = info.input
+    if folder_options.get("image_size"):
+        return (spec.get("channels", 3),) + tuple(folder_options["image_size"])
+    from .io.images import ImageFileError, probe_image
+
+    for f in _folder_files(images):
+        try:
+            return (spec.get("channels", 3),) + tuple(probe_image(f)[1])
+        except ImageFileError:
+            continue
+    raise BatchError(f"none of the image files in {images!r} can be read")
+
+
 def run_batch_command(args):
-    """Handler of ``xattr batch``; returns the exit code."""
+    """Handler of ``xattr batch``; returns the exit code (2 with one line on stderr for any failure)."""
     import sys
 
     try:
+        if args.verify is not None:
+            return _run_verify(args)
+        missing = [n for n, v in (("IMAGES", args.images), ("--model", args.model), ("--method", args.method),
+                                  ("--out", args.out)) if not v]
+        if missing:
+            raise ValueError(f"batch needs {', '.join(missing)} (or --verify STORE alone)")
+        for name in ("chunk", "batch_size", "workers"):
+            v = getattr(args, name)
+            if v is not None and v < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be a positive int, got {v}")
+        _check_scheduler(args.scheduler, args.workers, 2)
+        methods = [_parse_method_arg(m) for m in args.method]
+        target = None if args.target == "predicted" else _int_target(args.target)
         model, info = load_model(args.model)
         folder_options = {}
         if os.path.isfile(args.images) and args.images.endswith(".npy"):
-            images = np.load(args.images, mmap_mode="r")  # model inputs as they are
+            images = _npy_inputs(args.images, info)
+            if args.background is not None:
+                raise ValueError("--background applies to image files, not to an .npy of model inputs")
         else:
             images = args.images
             if info is not None:  # read as the model file declares: channels, size, range, normalisation
@@ -961,15 +1259,29 @@ def run_batch_command(args):
                     image_size=(spec["height"], spec["width"]) if spec.get("height") and spec.get("width") else None,
                     transform=functools.partial(model_input, spec=spec),  # described by value: path-independent
                 )
-        target = None if args.target == "predicted" else int(args.target)
-        methods = [_parse_method_arg(m) for m in args.method]
+            if args.background is not None:
+                folder_options["image_background"] = args.background
+        if info is not None and (not isinstance(images, str) or os.path.isdir(images)):
+            methods = _picture_options(methods, info, _input_shape(args, info, images, folder_options))
         result = attribute_dataset(
             model, images, target, methods=methods, chunk=args.chunk, out=args.out, scheduler=args.scheduler,
             resume=args.resume, on_error=args.on_error, seed=args.seed, batch_size=args.batch_size,
             workers=args.workers, progress=not args.no_progress, model_source=args.model, **folder_options,
         )
-    except (BatchError, ValueError, TypeError, OSError, ImportError) as exc:
-        print(f"xattr: error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("xattr: interrupted; finished chunks are kept: rerun with --resume", file=sys.stderr)
+        return 130
+    except Exception as exc:  # every failure is one line (set XATTR_DEBUG=1 for the traceback)
+        from .cli import error_line
+
+        print(error_line(exc), file=sys.stderr)
         return 2
     _print_summary(result)
     return 0
+
+
+def _int_target(text):
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"--target must be 'predicted' or a class index, got {text!r}") from None

@@ -32,7 +32,8 @@ POINTING_TOLERANCE = 1
 
 #: per-method keyword arguments used by the demo and ``xattr explain`` (cheap settings that keep the
 #: demo under a minute).  Only the options a method's signature accepts are passed; methods that are
-#: not (yet) registered are simply never looked up.
+#: not (yet) registered are simply never looked up.  Numbers given for the options in
+#: :data:`PICTURE_OPTIONS` are gray levels of a picture (0 black, 1 white), not model-input values.
 METHOD_OPTIONS = {
     "integrated_gradients": {"baseline": 0.0, "steps": 128},  # Gauss-Legendre; the gap is reported
     "expected_gradients": {"n_samples": 16},
@@ -54,8 +55,16 @@ BY_PARAMETER = {
     "baselines": lambda ctx: ctx.references(),
     "references": lambda ctx: ctx.references(),
     "segments": lambda ctx: ctx.segments(),
+    "low": lambda ctx: ctx.picture(0.0),  # LRP z^B box: the declared input range, in model space
+    "high": lambda ctx: ctx.picture(1.0),
 }
-FILL_WHEN_NONE = {"rng", "baselines", "references"}
+FILL_WHEN_NONE = {"rng", "baselines", "references", "low", "high"}
+
+#: options that are pictures: a number (or one per channel) is a gray level in [0, 1] of the image,
+#: 0 black, built in the model's declared input range and normalised like the image
+#: (:func:`xattr.models._inputs.picture`); a method whose parameter defaults to a number gets the black
+#: image.  Strings ("blur", "mean") and arrays are passed as they are.
+PICTURE_OPTIONS = ("baseline", "reference")
 
 #: how each family of maps is shown: ``(channel reduction, colormap)``.  Sensitivity maps (gradients and
 #: their guided variants) show Simonyan et al.'s ``max |.|`` over channels; attributions that sum to a
@@ -72,18 +81,28 @@ def _display(name, a):
 
 
 class _Context:
-    """What option builders may need: the seed, the model's input size, reference images."""
+    """What option builders may need: the seed, the model's input size, reference images, pictures."""
 
-    def __init__(self, seed, size, info=None, n_references=8):
+    def __init__(self, seed, size, info=None, n_references=8, shape=None):
         self.seed, self.size, self.info, self.n_references = seed, size, info, n_references
+        self.shape = tuple(shape) if shape is not None else None  # (C, H, W) of the model input
 
     def references(self):
-        """``K`` reference images from the generator (own seed), preprocessed as the model declares."""
+        """``K`` reference images from the generator (own seed), scaled and normalised as the model declares."""
         from .data import make_shapes
-        from .models import preprocess
+        from .models._inputs import to_model_input
 
         imgs = make_shapes(self.n_references, rng=self.seed + 1000, size=self.size).images
-        return preprocess(imgs, self.info) if self.info is not None else imgs
+        return to_model_input(imgs, self.info) if self.info is not None else imgs
+
+    def picture(self, level):
+        """The uniform picture of gray ``level`` (0 black) ``(C, H, W)`` in model space; ``level`` itself
+        when the model declares no input (a factory model: its inputs are what it takes)."""
+        if self.info is None or self.shape is None:
+            return level
+        from .models._inputs import picture
+
+        return picture(self.info, self.shape, level)
 
     def segments(self):
         """A grid segmentation ``(H, W)`` of 4×4 = 16 square cells (small enough for exact Shapley)."""
@@ -139,9 +158,25 @@ def method_kwargs(name, fn, ctx, extra=None):
             continue
         if pname in BY_PARAMETER and (p.default is p.empty or (p.default is None and pname in FILL_WHEN_NONE)):
             kwargs[pname] = BY_PARAMETER[pname](ctx)
+        elif pname in PICTURE_OPTIONS and _is_level(p.default):
+            kwargs[pname] = 0.0  # the method's numeric default is a value in model space: use the black image
         elif p.default is p.empty:
             raise ValueError(f"method {name!r} needs the argument {pname!r}, which the command cannot choose")
+    for pname in PICTURE_OPTIONS:
+        if pname in kwargs and _is_level(kwargs[pname]):
+            kwargs[pname] = ctx.picture(kwargs[pname])
     return kwargs
+
+
+def _is_level(v):
+    """A gray level (a number, or a list of numbers per channel), as opposed to a string or an array."""
+    import numbers
+
+    if isinstance(v, bool):
+        return False
+    if isinstance(v, numbers.Real):
+        return True
+    return isinstance(v, (list, tuple)) and len(v) > 0 and all(isinstance(a, numbers.Real) and not isinstance(a, bool) for a in v)
 
 
 def run_method(name, fn, model, x, target, ctx, extra=None):
@@ -248,19 +283,20 @@ def run_demo(out_dir, n=4, seed=0, model_name="shapes", methods=None, scale=4, q
     """The main job; returns the summary dict (also written to ``out_dir``)."""
     from . import viz
     from .data import SHAPES
-    from .models import load_with_info, preprocess
+    from .models import load_with_info
+    from .models._inputs import to_model_input
 
     t_start = time.perf_counter()
     model, info = load_with_info(model_name)
     size = info.input.get("height") or 32
     classes = info.classes or [str(k) for k in range(model.layers[-1].out_features)]
     images, labels, masks = pick_examples(n, seed, size)
-    x = preprocess(images, info)
+    x = to_model_input(images, info)  # pixels in [0, 1] -> the declared range, normalised
     scores = model.forward(x)
     probs = np.exp(scores - scores.max(1, keepdims=True))
     probs /= probs.sum(1, keepdims=True)
     pred = scores.argmax(1)
-    ctx = _Context(seed, size, info)
+    ctx = _Context(seed, size, info, shape=x.shape[1:])
     table = methods_table()
     if methods:
         unknown = [m for m in methods if m not in table]
@@ -358,32 +394,24 @@ def summary_markdown(s):
     return "\n".join(lines)
 
 
-def load_image(path, info):
-    """Read a PNG/JPEG as the model file declares: ``(1, C, H, W)`` model input and ``(C, H, W)`` pixels in [0, 1]."""
-    from PIL import Image, UnidentifiedImageError
+def load_image(path, info, background=None):
+    """Read an image file as the model file declares; returns ``(x (1, C, H, W) model input, Picture)``.
 
-    from .models import preprocess
+    One reader for every command (:func:`xattr.io.images.read_image`: modes, 16-bit and float files,
+    alpha composited on ``background`` (default white), EXIF rotation, channels matched to the model,
+    resized to its declared size); then scaled to the declared range and normalised.
+    """
+    from .io.images import WHITE, read_image
+    from .models._inputs import to_model_input
 
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"image file {path!r} not found")
-    try:
-        with Image.open(path) as im:
-            im.load()
-            spec = info.input
-            im = im.convert("L" if spec.get("channels", 3) == 1 else "RGB")
-            h, w = spec.get("height"), spec.get("width")
-            if h and w and im.size != (w, h):
-                im = im.resize((int(w), int(h)), Image.BILINEAR)
-            pixels = np.asarray(im, dtype=np.float64) / 255.0
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise ValueError(f"{path!r} is not an image Pillow can read ({type(exc).__name__})") from None
-    pixels = pixels[None] if pixels.ndim == 2 else np.moveaxis(pixels, -1, 0)
-    lo, hi = info.input.get("range", [0.0, 1.0])
-    x = preprocess((lo + (hi - lo) * pixels)[None], info)
-    return x, pixels
+    spec = info.input
+    h, w = spec.get("height"), spec.get("width")
+    pic = read_image(path, channels=spec.get("channels", 3), size=(h, w) if h and w else None,
+                     background=WHITE if background is None else background)
+    return to_model_input(pic.pixels[None], info), pic
 
 
-def run_explain(image, model_path, method, target=None, layer=None, out=None, quiet=False):
+def run_explain(image, model_path, method, target=None, layer=None, out=None, quiet=False, background=None):
     """``xattr explain``: returns the output path."""
     from . import viz
     from .methods.registry import get_method
@@ -391,7 +419,8 @@ def run_explain(image, model_path, method, target=None, layer=None, out=None, qu
 
     fn = get_method(method)
     model, info = load_with_info(model_path)
-    x, pixels = load_image(image, info)
+    x, pic = load_image(image, info, background)
+    pixels = pic.pixels
     scores = model.forward(x)
     k = scores.shape[1]
     classes = info.classes or [str(c) for c in range(k)]
@@ -402,11 +431,12 @@ def run_explain(image, model_path, method, target=None, layer=None, out=None, qu
     extra = {"layer": layer} if layer is not None else None
     if layer is not None and layer not in model.names:
         raise ValueError(f"no layer named {layer!r}; layers are: {', '.join(model.names)}")
-    ctx = _Context(0, x.shape[2], info)
+    ctx = _Context(0, x.shape[2], info, shape=x.shape[1:])
     method_kwargs(method, fn, ctx, extra)  # refuse options the method does not take before any work
     if not quiet and "progress" in inspect.signature(fn).parameters:
         extra = {**(extra or {}), "progress": True}  # long perturbation runs show their own progress bar
     if not quiet:
+        print(f"read {pic.describe()}", file=sys.stderr)
         print(f"{method} on {image} ({x.shape[2]}×{x.shape[3]}), target {target} ({classes[target]}); "
               f"predicted {classes[int(scores[0].argmax())]}", file=sys.stderr)
     a, dt, gap = run_method(method, fn, model, x, np.array([target]), ctx, extra)
@@ -462,7 +492,7 @@ def run_methods():
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="xattr",
         description="Reference pixel-attribution methods in NumPy. Start with: xattr demo --out xattr-demo",
     )
@@ -481,15 +511,21 @@ def build_parser():
     d.add_argument("--quiet", action="store_true", help="no progress or summary on the terminal")
     e = sub.add_parser(
         "explain", help="explain one PNG/JPEG with a saved model and one method",
-        description="Run one attribution method on an image file. The image is resized and normalised as the "
-        "model file declares; the output is a PNG (input, map, overlay) or, for FILE.npy, the raw map.",
+        description="Run one attribution method on an image file. The image is read by one stated rule per "
+        "file kind (8/16-bit, float in [0, 1], palette, CMYK, alpha composited on --background, EXIF rotation, "
+        "gray/RGB matched to the model), resized, scaled to the model's declared range and normalised as the "
+        "model file declares; the output is a PNG (input, map, overlay) or, for FILE.npy, the raw map. "
+        "Baselines and references are pictures: the black image (pixel value 0) in the model's declared range, "
+        "normalised like the image (for a model with mean/std this is (lo - mean)/std, not 0).",
     )
-    e.add_argument("image", metavar="IMAGE", help="PNG or JPEG file")
+    e.add_argument("image", metavar="IMAGE", help="image file (PNG, JPEG, TIFF, BMP, GIF, WebP, PPM)")
     e.add_argument("--model", required=True, metavar="FILE", help="saved model (NAME.json + NAME.npz) or a shipped name")
     e.add_argument("--method", required=True, metavar="NAME", help="method name (see: xattr methods)")
     e.add_argument("--target", type=int, default=None, metavar="K", help="class to explain (default: the prediction)")
     e.add_argument("--layer", default=None, metavar="NAME", help="layer for layer-based methods (e.g. grad_cam)")
     e.add_argument("--out", default=None, metavar="FILE", help="output PNG (or .npy); default IMAGE_METHOD.png")
+    e.add_argument("--background", type=float, default=None, metavar="LEVEL",
+                   help="gray level in [0, 1] under transparent pixels (default 1: white)")
     e.add_argument("--quiet", action="store_true")
     sub.add_parser("methods", help="list the methods, the axioms each claims, and the rule table",
                    description="List the registered methods, the axioms each claims and the per-layer rule table.")
@@ -499,7 +535,46 @@ def build_parser():
     return parser
 
 
+#: failures whose message is for the user as it is (bad input); anything else is named by its type too.
+_INPUT_ERRORS = (ValueError, TypeError, OSError, KeyError, NotImplementedError, ImportError)
+
+
+def error_line(exc):
+    """``xattr: error: ...``: one line for any failure (the first line of its message).
+
+    Memory and recursion errors say what they mean; other unexpected exceptions are named by type (set the
+    environment variable ``XATTR_DEBUG=1`` to get the traceback instead).
+    """
+    if os.environ.get("XATTR_DEBUG"):
+        raise exc
+    if isinstance(exc, MemoryError):
+        msg = f"out of memory ({exc or 'MemoryError'}); try smaller inputs, fewer steps/samples or a smaller --chunk"
+    elif isinstance(exc, RecursionError):
+        msg = "input nested too deeply (RecursionError)"
+    elif isinstance(exc, KeyError) and exc.args:
+        msg = str(exc.args[0])
+    elif isinstance(exc, _INPUT_ERRORS) or type(exc).__module__.startswith("xattr"):
+        msg = str(exc) or type(exc).__name__
+    else:
+        msg = f"{type(exc).__name__}: {exc}"
+    lines = [ln.strip() for ln in str(msg).splitlines() if ln.strip()]
+    return "xattr: error: " + ("; ".join(lines) if lines else type(exc).__name__)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage errors as one line (``xattr: error: ...``) and exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"xattr: error: {message} (see: {self.prog} --help)\n")
+
+
 def main(argv=None):
+    import warnings
+
+    from PIL import Image
+
+    # the reader refuses files above Pillow's limit itself, in one line; Pillow's own warning would be a second
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
     args = build_parser().parse_args(argv)
     if getattr(args, "func", None):
         return args.func(args)  # a command whose handler lives in its own module (batch)
@@ -513,14 +588,17 @@ def main(argv=None):
             run_demo(args.out, n=args.n, seed=args.seed, model_name=args.model, methods=methods,
                      scale=args.scale, quiet=args.quiet)
         elif args.command == "explain":
-            run_explain(args.image, args.model, args.method, args.target, args.layer, args.out, args.quiet)
+            run_explain(args.image, args.model, args.method, args.target, args.layer, args.out, args.quiet,
+                        args.background)
         elif args.command == "methods":
             run_methods()
     except BrokenPipeError:  # output piped into e.g. `head`: not an error of the input
         return 0
-    except (ValueError, TypeError, OSError, KeyError, NotImplementedError) as exc:
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"xattr: error: {msg}".splitlines()[0], file=sys.stderr)
+    except KeyboardInterrupt:
+        print("xattr: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # every failure: one line, status 2
+        print(error_line(exc), file=sys.stderr)
         return 2
     return 0
 

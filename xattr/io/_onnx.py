@@ -52,8 +52,8 @@ def _load(source, onnx):
             model = onnx.load_model_from_string(data)
         except Exception as exc:  # protobuf's DecodeError and friends
             raise ConversionError(f"{label} is not a valid ONNX model (could not parse it: {exc})") from exc
-    try:
-        onnx.checker.check_model(model)
+    try:  # a path: the checker resolves external data from the model's folder (a ModelProto: from the cwd)
+        onnx.checker.check_model(os.fspath(source) if isinstance(source, (str, os.PathLike)) else model)
     except Exception as exc:
         raise ConversionError(f"{label} is not a valid ONNX model: {exc}") from exc
     if not model.graph.node:
@@ -69,13 +69,32 @@ def _label(node, index):
     return f"node {index} {node.name!r} ({node.op_type})" if node.name else f"node {index} ({node.op_type})"
 
 
+def _tensor(t, onnx, base_dir):
+    """A tensor's values; external data only from files inside the model's own folder ``base_dir``."""
+    if not onnx.external_data_helper.uses_external_data(t):
+        return onnx.numpy_helper.to_array(t)
+    location = {e.key: e.value for e in t.external_data}.get("location", "")
+    if base_dir is None:
+        raise ConversionError(f"tensor {t.name!r} keeps its data in an external file ({location!r}); "
+                              "pass the model's path (not bytes or a ModelProto) so it is read from the model's folder")
+    root = os.path.realpath(base_dir)
+    target = os.path.realpath(os.path.join(root, location))
+    if not location or os.path.isabs(location) or os.path.commonpath([root, target]) != root:
+        raise ConversionError(f"tensor {t.name!r}: external data location {location!r} is outside the model's folder "
+                              f"{base_dir!r}; refused")
+    try:
+        return onnx.numpy_helper.to_array(t, base_dir=root)
+    except (OSError, ValueError) as exc:
+        raise ConversionError(f"tensor {t.name!r}: external data {location!r} cannot be read ({exc})".splitlines()[0]) from None
+
+
 class _Chain:
     """Walks the graph's nodes, holding the constants and the current data tensor's name."""
 
-    def __init__(self, model, onnx):
+    def __init__(self, model, onnx, base_dir=None):
         self.onnx = onnx
         graph = model.graph
-        self.consts = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
+        self.consts = {t.name: _tensor(t, onnx, base_dir) for t in graph.initializer}
         inputs = [i.name for i in graph.input if i.name not in self.consts]
         if len(inputs) != 1:
             raise ConversionError(f"the graph must have exactly one data input, got {inputs}")
@@ -262,7 +281,9 @@ def from_onnx(source):
     for opset in model.opset_import:
         if opset.domain not in ("", "ai.onnx"):
             raise ConversionError(f"operators of domain {opset.domain!r} are not supported (only the default ONNX domain)")
-    chain = _Chain(model, onnx)
+    # external weights are read relative to the model file's folder (never the working directory), only from inside it
+    base_dir = os.path.dirname(os.path.abspath(os.fspath(source))) if isinstance(source, (str, os.PathLike)) else None
+    chain = _Chain(model, onnx, base_dir)
     nodes = list(model.graph.node)
     layers, names = [], []
     for k, node in enumerate(nodes):
@@ -271,7 +292,7 @@ def from_onnx(source):
             a = _attrs(node, onnx)
             if "value" not in a:
                 raise ConversionError(f"{label}: only Constant nodes with a tensor 'value' are supported")
-            chain.consts[node.output[0]] = onnx.numpy_helper.to_array(a["value"])
+            chain.consts[node.output[0]] = _tensor(a["value"], onnx, base_dir)
             continue
         if node.domain not in ("", "ai.onnx"):
             raise ConversionError(f"unsupported operator {node.domain}.{node.op_type} at {label}")

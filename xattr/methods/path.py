@@ -54,6 +54,7 @@ from collections import namedtuple
 import numpy as np
 
 from .. import _targets
+from . import _bounds
 from .._conventions import as_float_array, as_rng
 from ..model import check_model, trace
 from ..nn import INPUT, MaxPool2D, ReLU
@@ -119,6 +120,9 @@ def _check_steps(steps, minimum, what):
         raise TypeError(f"steps must be an int, got {type(steps).__name__}")
     if steps < minimum:
         raise ValueError(f"steps must be >= {minimum} for {what}, got {steps}")
+    if steps > _bounds.MAX_STEPS:  # N x steps index arrays are held at once (xattr.methods._bounds)
+        raise ValueError(f"steps = {steps} for {what} is above the bound MAX_STEPS = {_bounds.MAX_STEPS}; "
+                         "use quadrature='exact' or average several runs")
     return int(steps)
 
 
@@ -531,6 +535,9 @@ def exact_integrated_gradients(model, x, target, baseline=0.0, batch_size=None):
         )
     G, (starts, ends, img) = _walk(model, x0, d, tgt, EXACT_BUDGET, rows)
     attr = d * G
+    if x_in.dtype != np.float64 and np.abs(attr).max(initial=0.0) > np.finfo(x_in.dtype).max:  # as float32 methods do
+        raise ValueError(f"attributions overflow {x_in.dtype} (largest |value| {np.abs(attr).max():.3g}); "
+                         "pass float64 input")
     f_x = _targets.selected(tgt, scores).astype(np.float64)
     delta = f_x - _explained(model, x0, tgt) - attr.reshape(len(x64), -1).sum(axis=1)
     counts = np.bincount(img, minlength=len(x64))

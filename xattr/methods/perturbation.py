@@ -47,6 +47,7 @@ import numpy as np
 
 from .. import _targets
 from .._conventions import as_rng, check_image_batch, pair
+from . import _bounds
 from . import incremental as _inc
 from . import segments as _seg
 
@@ -123,9 +124,9 @@ def _explained(model, x, target):
                 out = np.asarray(target(s), dtype=np.float64)
                 if out.shape != (s.shape[0],):
                     raise ValueError(f"a target callable must return one value per row, got shape {out.shape}")
-                return out
+                return _targets._finite(out, "returned")  # NaN would become every drop (issue 18 fuzz)
 
-            return v.astype(np.float64), value
+            return _targets._finite(v, "returned").astype(np.float64), value
         target = v
     if isinstance(target, bool) or not isinstance(target, (numbers.Integral, np.integer, np.ndarray, list, tuple)):
         raise TypeError(f"target must be an int, an int array of shape (N,) or a callable, got {type(target).__name__}")
@@ -343,7 +344,8 @@ class _LocalPlan:
     def __init__(self, split, groups, gid):
         # split: the GAP node; groups: bool (G, M); gid: (positions,)
         self.split, self.groups, self.gid = split, groups, gid
-        self.cost = int((2 ** groups.sum(1)).sum())  # prefix evaluations needed for the tables
+        # prefix evaluations needed for the tables, in floats: 2^k overflows int64 for k >= 63 (per-pixel segments)
+        self.cost = float(np.exp2(groups.sum(1).astype(np.float64)).sum())
 
 
 def _local_plan(model, x_shape, lab, M):
@@ -422,6 +424,11 @@ def _games(model, value, x, fill, labels, counts, needed, locality, batch_size, 
                 "locality=True needs a layered model (xattr.nn.Graph or Sequential) whose local layers (Conv2D, "
                 "pooling, ReLU, BatchNorm2D, Dropout, merges) end in a GlobalAvgPool2D that every path passes "
                 f"through; got {type(model).__name__}"
+            )
+        if locality is True and plan.cost > 2.0**MAX_EXACT_SHAPLEY_SEGMENTS * len(plan.groups):
+            raise ValueError(
+                f"locality=True would tabulate 2^{int(plan.groups.sum(1).max())} subsets (segments under one receptive "
+                f"field), above 2^MAX_EXACT_SHAPLEY_SEGMENTS = 2^{MAX_EXACT_SHAPLEY_SEGMENTS}; use locality='auto'"
             )
         plans.append(plan if plan is not None and (locality is True or plan.cost < k) else None)
     bar = _Progress(sum(k if p is None else p.cost for p, k in zip(plans, needed)), progress, desc)
@@ -563,15 +570,17 @@ def kernel_shap(model, x, target, segments=None, n_samples="auto", rng=None, bas
     -------
     ndarray ``(N, 1, H, W)``
     """
+    if not (isinstance(n_samples, str) and n_samples == "auto"):  # before any arithmetic (xattr.methods._bounds)
+        if isinstance(n_samples, str) or not isinstance(n_samples, numbers.Real):
+            raise ValueError(f"n_samples must be a positive int or 'auto', got {n_samples!r}")
+        _bounds.kernel_shap_options(n_samples)
     x, labels, counts, fill, value, batch_size = _prepare(model, x, target, segments, DEFAULT_GRID, baseline,
                                                           sigma, batch_size)
-    if not (n_samples == "auto" or (isinstance(n_samples, (numbers.Integral, np.integer))
-                                    and not isinstance(n_samples, bool) and n_samples >= 1)):
-        raise ValueError(f"n_samples must be a positive int or 'auto', got {n_samples!r}")
     plans, gen = [], None
     for M in counts:
         k = 2 * M + 2048 if n_samples == "auto" else int(n_samples)
         plans.append(("enumerate", 2**M - 2) if k >= 2**M - 2 else ("sample", k + (k % 2)))
+        _bounds.fit_size(plans[-1][1], M, "kernel_shap")  # before the coalitions are drawn or enumerated
     if any(p[0] == "sample" for p in plans):
         gen = as_rng(rng)
     games, bar = _games(model, value, x, fill, labels, counts, [p[1] + 2 for p in plans], locality, batch_size,
@@ -641,14 +650,10 @@ def lime(model, x, target, segments=None, n_samples=1000, kernel_width=0.25, rng
     -------
     ndarray ``(N, 1, H, W)``: each pixel carries its segment's weight.
     """
+    _bounds.lime_options(n_samples, kernel_width, alpha)  # before any arithmetic (xattr.methods._bounds)
     x, labels, counts, fill, value, batch_size = _prepare(model, x, target, segments, DEFAULT_GRID, baseline,
                                                           sigma, batch_size)
-    if isinstance(n_samples, bool) or not isinstance(n_samples, (numbers.Integral, np.integer)) or n_samples < 2:
-        raise ValueError(f"n_samples must be an int >= 2, got {n_samples!r}")
-    if not (isinstance(kernel_width, numbers.Real) and kernel_width > 0):
-        raise ValueError(f"kernel_width must be a positive number, got {kernel_width!r}")
-    if not (isinstance(alpha, numbers.Real) and alpha >= 0):
-        raise ValueError(f"alpha must be a non-negative number, got {alpha!r}")
+    _bounds.fit_size(n_samples, max(counts), "lime")
     gen = as_rng(rng)
     games, bar = _games(model, value, x, fill, labels, counts, [int(n_samples)] * len(counts), locality, batch_size,
                         progress, "lime")

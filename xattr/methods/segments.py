@@ -116,6 +116,9 @@ def blur(x, sigma=BLUR_SIGMA):
     x = check_image_batch(x)
     if not (isinstance(sigma, numbers.Real) and sigma >= 0):
         raise ValueError(f"sigma must be a non-negative number of pixels, got {sigma!r}")
+    from ._bounds import blur_sigma
+
+    blur_sigma(sigma)  # finite (inf made scipy's kernel radius overflow), at most MAX_BLUR_SIGMA pixels
     return gaussian_filter(x, sigma=(0, 0, sigma, sigma), mode="reflect").astype(x.dtype, copy=False)
 
 

@@ -40,6 +40,7 @@ import numpy as np
 
 from .._conventions import as_float_array, as_rng
 from ..model import check_model
+from . import _bounds
 from .gradient import gradient
 from .path import DEFAULT_BATCH_SIZE, _affine_head, _check_batch_size, _resolve_target, _rows_target, _runs, _scores_and_grads
 
@@ -116,6 +117,7 @@ def smoothgrad(
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
     if isinstance(n, bool) or not isinstance(n, (numbers.Integral, np.integer)) or n < 1:
         raise ValueError(f"n must be a positive int, got {n!r}")
+    _bounds.count(n, "n", 1, _bounds.MAX_SAMPLES, " (N x n noise draws are indexed at once; average several runs)")
     batch_size = _check_batch_size(batch_size)  # validated here, sized below once x is known
     check_model(model)
     x = as_float_array(x, "x")

@@ -22,11 +22,11 @@ import hashlib
 import io
 import json
 import os
-import zipfile
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import _inputs, _limits
 from ..nn import (
     Add, AvgPool2D, BatchNorm2D, Concat, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, Graph, GraphError,
     MaxPool2D, Multiply, ReLU, Sequential,
@@ -228,16 +228,22 @@ def shipped_models():
     return sorted(f[:-5] for f in os.listdir(SHIPPED_DIR) if f.endswith(".json"))
 
 
-def read_info(name_or_path):
-    """Read and validate the architecture file only; returns ``(document dict, ModelInfo)``."""
+def read_info(name_or_path, verify=True, memory_budget=None):
+    """Read and validate the architecture file only; returns ``(document dict, ModelInfo)``.
+
+    Everything the file declares is checked before anything is allocated (:mod:`xattr.models._limits`):
+    size and nesting of the file, the weights checksum entry (required unless ``verify=False``), the
+    input declaration, each layer's configuration, the chaining of channels and sizes, and the memory
+    the model needs against ``memory_budget`` (default ``_limits.MEMORY_BUDGET``, 2 GiB).
+    """
+    return _read_info(name_or_path, verify, memory_budget)[:2]
+
+
+def _read_info(name_or_path, verify=True, memory_budget=None):
     json_path = resolve(name_or_path)
     if not os.path.exists(json_path):
         raise ModelFileError(f"model file {json_path!r} not found (a saved model is NAME.json + NAME.npz)")
-    try:
-        with open(json_path, encoding="utf-8") as f:
-            doc = json.load(f)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelFileError(f"{json_path!r} is not a valid xattr model file (not JSON: {exc})") from None
+    doc = _limits.read_document(json_path)
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise ModelFileError(f"{json_path!r} is not an xattr model file (expected \"format\": \"{FORMAT}\")")
     if doc.get("version") != FORMAT_VERSION:
@@ -245,35 +251,18 @@ def read_info(name_or_path):
     for key in ("layers", "weights", "input"):
         if key not in doc:
             raise ModelFileError(f"{json_path!r} lacks the {key!r} entry")
-    info = ModelInfo(input=doc["input"], classes=doc.get("classes"), meta=doc.get("meta") or {}, path=json_path)
-    return doc, info
+    plan = _limits.check_document(doc, json_path, LAYER_FORMATS, verify, memory_budget)
+    spec = _inputs.validate_input_spec(doc["input"])
+    info = ModelInfo(input=spec, classes=doc.get("classes"), meta=doc.get("meta") or {}, path=json_path)
+    return doc, info, plan
 
 
-def _read_weights(json_path, doc):
-    npz_path = _paths(json_path)[1]  # always beside it with the same stem, so a renamed pair still loads
-    if not os.path.isfile(npz_path):
-        raise ModelFileError(f"weights file {npz_path!r} not found (a saved model is NAME.json + NAME.npz)")
-    with open(npz_path, "rb") as f:
-        data = f.read()
-    want = doc["weights"].get("sha256")
-    if want is not None and _sha256(data) != want:
-        size = doc["weights"].get("bytes")
-        hint = f" (it has {len(data)} bytes, {size} were written: truncated?)" if size is not None and size != len(data) else ""
-        raise ModelFileError(
-            f"weights file {npz_path!r} is corrupt or truncated: its SHA-256 does not match the one in {json_path!r}{hint}"
-        )
-    try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as z:
-            return npz_path, {k: z[k] for k in z.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
-        raise ModelFileError(f"weights file {npz_path!r} is corrupt or truncated: {exc}") from None
-
-
-def load_with_info(name_or_path):
+def load_with_info(name_or_path, verify=True, memory_budget=None):
     """Load a saved model; returns ``(Graph or Sequential, ModelInfo)``.  See :func:`load`."""
-    doc, info = read_info(name_or_path)
+    doc, info, plan = _read_info(name_or_path, verify, memory_budget)
     json_path = info.path
-    npz_path, arrays = _read_weights(json_path, doc)
+    npz_path = _paths(json_path)[1]  # always beside it with the same stem, so a renamed pair still loads
+    arrays = _limits.read_weights(npz_path, json_path, plan)
     layers, used, inputs = [], set(), []
     for k, spec in enumerate(doc["layers"]):
         try:
@@ -327,7 +316,7 @@ def load_with_info(name_or_path):
     return model, info
 
 
-def load(name_or_path):
+def load(name_or_path, verify=True, memory_budget=None):
     """Load a model saved by :func:`save`, or a shipped model by name (``"shapes"``).
 
     Parameters
@@ -335,6 +324,12 @@ def load(name_or_path):
     name_or_path : str or path-like
         ``NAME``/``NAME.json``/``NAME.npz`` of a saved model, or the name of a shipped model
         (:func:`shipped_models`).
+    verify : bool
+        Require the weights file's SHA-256 in the architecture file and check it (default).  ``False``
+        loads a file without one (the other checks stay).
+    memory_budget : int, optional
+        Bytes the model may need (float64 parameters twice and one image's activations); default
+        ``xattr.models._limits.MEMORY_BUDGET`` (2 GiB).  Checked before anything is allocated.
 
     Returns
     -------
@@ -345,19 +340,19 @@ def load(name_or_path):
     ModelFileError
         Missing, corrupt, truncated or mismatched files (the message names the file and the mismatch).
     """
-    return load_with_info(name_or_path)[0]
+    return load_with_info(name_or_path, verify, memory_budget)[0]
 
 
 def preprocess(images, info):
     """Pixels in the declared ``range`` -> the model's input: ``(x - mean) / std`` per channel.
 
-    ``images`` ``(N, C, H, W)`` with values in ``info.input["range"]`` (``[0, 1]`` by default).
+    ``images`` ``(N, C, H, W)`` (an array or a nested list: converted by ``numpy.asarray``, integers
+    promoted) with values in ``info.input["range"]`` (``[0, 1]`` by default).  Values outside the
+    declared range (e.g. a uint8 array of 0..255 for a ``[0, 1]`` model) raise a ``ValueError`` naming
+    the range; see :mod:`xattr.models._inputs`.
     """
     spec = info.input if isinstance(info, ModelInfo) else info
-    x = np.asarray(images, dtype=np.float64)
-    mean = np.asarray(spec.get("mean", 0.0), dtype=np.float64).reshape(-1, 1, 1)
-    std = np.asarray(spec.get("std", 1.0), dtype=np.float64).reshape(-1, 1, 1)
-    return (x - mean) / std
+    return _inputs._normalise(_inputs.check_in_range(images, spec), spec)
 
 
 __all__ = [

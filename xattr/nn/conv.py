@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._conventions import check_image_batch, pair
+from .._conventions import check_image_batch, count, pair
 from ._workspace import borrow
 from .base import Cache, Layer, defjvp, default_rng, defrule, param_property
 
@@ -254,9 +254,7 @@ class Conv2D(Layer):
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, bias=True, rng=None,
                  groups=1):
-        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
-        if self.in_channels < 1 or self.out_channels < 1:
-            raise ValueError(f"channel counts must be positive, got in={in_channels}, out={out_channels}")
+        self.in_channels, self.out_channels = count(in_channels, "in_channels"), count(out_channels, "out_channels")
         if isinstance(groups, bool) or int(groups) != groups or groups < 1:
             raise ValueError(f"groups must be a positive int, got {groups!r}")
         self.groups = int(groups)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._conventions import as_float_array
+from .._conventions import as_float_array, count
 from .base import Cache, Layer, defjvp, default_rng, defrule, param_property
 
 
@@ -33,9 +33,7 @@ class Dense(Layer):
     bias = param_property("bias", lambda self: (self.out_features,))
 
     def __init__(self, in_features, out_features, bias=True, rng=None):
-        self.in_features, self.out_features = int(in_features), int(out_features)
-        if self.in_features < 1 or self.out_features < 1:
-            raise ValueError(f"feature counts must be positive, got in={in_features}, out={out_features}")
+        self.in_features, self.out_features = count(in_features, "in_features"), count(out_features, "out_features")
         gen = default_rng(rng)
         self.weight = gen.normal(0.0, np.sqrt(1.0 / self.in_features), (self.out_features, self.in_features))
         self.bias = np.zeros(self.out_features) if bias else None

@@ -6,9 +6,11 @@ dropout is the identity (Srivastava et al. 2014; PyTorch's inverted dropout).
 """
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
-from .._conventions import as_float_array, check_image_batch
+from .._conventions import as_float_array, check_image_batch, count
 from .base import Cache, Layer, defjvp, defrule, param_property
 from .conv import Conv2D
 
@@ -39,9 +41,9 @@ class BatchNorm2D(Layer):
     running_var = param_property("running_var", lambda self: (self.num_features,))
 
     def __init__(self, num_features, eps=1e-5):
-        self.num_features = int(num_features)
-        if eps <= 0:
-            raise ValueError(f"eps must be positive, got {eps}")
+        self.num_features = count(num_features, "num_features")
+        if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not (np.isfinite(eps) and eps > 0):
+            raise ValueError(f"eps must be a finite positive number, got {eps!r}")
         self.eps = float(eps)
         self.weight = np.ones(self.num_features)
         self.bias = np.zeros(self.num_features)

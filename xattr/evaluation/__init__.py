@@ -9,7 +9,9 @@
   (Simonyan et al. 2013), multi-instance coverage.
 * :mod:`~xattr.evaluation.robustness`: class sensitivity (mode collapse), fragility (Ghorbani et al. 2019),
   input-shift sensitivity (Kindermans et al. 2019).
+* :mod:`~xattr.evaluation.class_maps`: class-averaged maps and their spread, streamed from a batch store.
 """
+from .class_maps import ClassMaps, class_maps
 from .faithfulness import Curve, blurred, deletion_curve, infidelity, insertion_curve, max_sensitivity
 from .localisation import (
     Coverage, Localisation, bounding_box, box_iou, largest_component, multi_instance_coverage, pointing_game,
@@ -30,4 +32,5 @@ __all__ = [
     "pointing_game", "relevance_mass", "threshold_map", "largest_component", "bounding_box", "box_iou",
     "weakly_supervised_localisation", "Localisation", "multi_instance_coverage", "Coverage",
     "class_sensitivity", "fragility", "Fragility", "input_shift_sensitivity",
+    "class_maps", "ClassMaps",
 ]

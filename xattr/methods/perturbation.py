@@ -112,6 +112,9 @@ def _explained(model, x, target):
     """
     scores = _scores(model, x)
     n, k = scores.shape
+    if _targets.is_class_transform(target):  # (classes, transform): each copy scored on its image's class
+        t = _targets.resolve_class_transform(target, scores)
+        return t.values(scores), lambda s, image: t[image].values(s)
     if callable(target):
         v = np.asarray(target(scores))
         if v.dtype.kind not in "iu":

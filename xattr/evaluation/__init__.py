@@ -9,6 +9,8 @@
   (Simonyan et al. 2013), multi-instance coverage.
 * :mod:`~xattr.evaluation.robustness`: class sensitivity (mode collapse), fragility (Ghorbani et al. 2019),
   input-shift sensitivity (Kindermans et al. 2019).
+* :mod:`~xattr.evaluation.weak_localisation`: Simonyan et al.'s GraphCut localisation and the top-5 protocol
+  (optional extra ``localisation``; import the module).
 * :mod:`~xattr.evaluation.class_maps`: class-averaged maps and their spread, streamed from a batch store.
 """
 from .class_maps import ClassMaps, class_maps

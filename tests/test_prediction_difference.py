@@ -178,13 +178,17 @@ def test_fit_patch_gaussian_against_a_naive_loop():
     gen = np.random.default_rng(6)
     refs = 5.0 + gen.normal(size=(3, 2, 6, 7))
     for channels in ("independent", "joint"):
-        g = fit_patch_gaussian(refs, window=2, padding=1, channels=channels, chunk=2)
+        g = fit_patch_gaussian(refs, window=2, padding=1, channels=channels, chunk=2, ridge=0)
         patches = np.array([refs[n, :, r:r + 4, c:c + 4] for n in range(3) for r in range(3) for c in range(4)])
         groups = [patches[:, ci].reshape(len(patches), -1) for ci in range(2)] if channels == "independent" \
             else [patches.reshape(len(patches), -1)]
         for gi, v in enumerate(groups):
             np.testing.assert_allclose(g.mean[gi], v.mean(0), rtol=1e-12)
             np.testing.assert_allclose(g.cov[gi], np.cov(v.T, bias=True), rtol=1e-9, atol=1e-12)
+        jit = fit_patch_gaussian(refs, window=2, padding=1, channels=channels)  # + 1e-6 x the mean variance
+        for gi in range(len(groups)):
+            d = jit.cov[gi] - g.cov[gi]
+            np.testing.assert_allclose(d, 1e-6 * np.trace(g.cov[gi]) / len(d) * np.eye(len(d)), rtol=1e-6, atol=1e-14)
 
 
 def test_marginal_sampling_from_one_reference_is_the_naive_swap():

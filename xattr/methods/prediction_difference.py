@@ -90,12 +90,19 @@ class PatchGaussian:
         return self.window + 2 * self.padding
 
 
+#: jitter added to the fitted covariance's diagonal, relative to its mean variance: constant regions in the
+#: references (flat backgrounds, saturated pixels) would otherwise make it singular (scikit-learn's
+#: GaussianMixture adds ``reg_covar = 1e-6`` the same way).
+DEFAULT_RIDGE = 1e-6
+
+
 def fit_patch_gaussian(references, window=DEFAULT_WINDOW, padding=DEFAULT_PADDING, channels="independent",
-                       chunk=16):
+                       chunk=16, ridge=DEFAULT_RIDGE):
     """Mean and covariance of every ``l × l`` patch (stride 1) of ``references (M, C, H, W)``; float64.
 
     The covariance is the maximum-likelihood one (divided by the patch count), accumulated over chunks
-    of images around the per-channel pixel mean (so that large offsets do not cost digits).
+    of images around the per-channel pixel mean (so that large offsets do not cost digits), plus
+    ``ridge`` times its mean variance on the diagonal (:data:`DEFAULT_RIDGE`; 1 if every variance is 0).
     """
     r = check_image_batch(references, "references")
     k, p = _window_padding(window, padding)
@@ -126,6 +133,9 @@ def fit_patch_gaussian(references, window=DEFAULT_WINDOW, padding=DEFAULT_PADDIN
     mean = s1 / count
     cov = s2 / count - np.einsum("gi,gj->gij", mean, mean)
     cov = (cov + cov.transpose(0, 2, 1)) / 2
+    if ridge:
+        scale = np.trace(cov, axis1=1, axis2=2) / D  # mean variance per group
+        cov = cov + (float(ridge) * np.where(scale > 0, scale, 1.0))[:, None, None] * np.eye(D)
     back = np.repeat(shift, l * l)[None] if channels == "joint" else shift[:, None]
     return PatchGaussian(mean + back, cov, k, p, channels, C)
 
@@ -269,6 +279,9 @@ def _probabilities(model, x, how):
     if s.ndim != 2 or s.shape[0] != x.shape[0]:
         raise ValueError(f"model.forward must return scores of shape (N, K) = ({x.shape[0]}, K), got {s.shape}")
     if how == "softmax":
+        if s.shape[1] == 1:  # one output: a binary classifier's logit, p = σ(s) (and 1 − p for the other class)
+            p1 = 0.5 * (1.0 + np.tanh(0.5 * s))
+            return np.concatenate([p1, 1.0 - p1], axis=1)[:, :1]
         return _targets._softmax(s)
     if np.any(s < 0) or np.any(s > 1):
         raise ValueError("probabilities='identity' needs model outputs in [0, 1] (class probabilities)")
@@ -278,7 +291,7 @@ def _probabilities(model, x, how):
 def prediction_difference(model, x, target, references=None, window=DEFAULT_WINDOW, padding=DEFAULT_PADDING,
                           sampling="conditional", n_samples=DEFAULT_SAMPLES, rng=None, stride=1,
                           probabilities="softmax", laplace=DEFAULT_LAPLACE_N, channels="independent", clip=None,
-                          batch_size=DEFAULT_BATCH_SIZE, progress=False, return_windows=False):
+                          batch_size=DEFAULT_BATCH_SIZE, progress=False, return_windows=False, ridge=DEFAULT_RIDGE):
     """Prediction difference analysis (Zintgraf et al. 2017): weight of evidence of each window, in bits.
 
     Parameters
@@ -301,13 +314,16 @@ def prediction_difference(model, x, target, references=None, window=DEFAULT_WIND
     stride : int
         Window step; 1 is the paper's overlapping windows (``stride = window``: the faster
         non-overlapping variant).  The last window of each axis ends at the border.
-    probabilities : ``"softmax"`` (the model returns pre-softmax scores) or ``"identity"``
+    probabilities : ``"softmax"`` (the model returns pre-softmax scores; a single output is read as a
+        binary classifier's logit, ``p = σ(s)``) or ``"identity"`` (the model returns probabilities)
     laplace : int or None
-        ``N`` of the Laplace correction (``K`` = the model's number of outputs); None: none.
+        ``N`` of the Laplace correction (``K`` = the model's number of outputs, 2 for a single logit); None: none.
     channels : ``"independent"`` (the authors' code) or ``"joint"``
         Conditional sampling's model of the colour channels (ignored with a given PatchGaussian).
     clip : (low, high), optional
         Clip the sampled values to this range.
+    ridge : float
+        Diagonal jitter of the fitted covariance, relative to its mean variance (:func:`fit_patch_gaussian`).
     batch_size : int
         Rows (window × sample) per forward call.
     progress : bool
@@ -354,7 +370,7 @@ def prediction_difference(model, x, target, references=None, window=DEFAULT_WIND
     if sampling == "conditional":
         if k + 2 * p > min(H, W):
             raise ValueError(f"the frame l = window + 2 padding = {k + 2 * p} does not fit the image {(H, W)}")
-        g = refs if isinstance(refs, PatchGaussian) else fit_patch_gaussian(refs, k, p, channels)
+        g = refs if isinstance(refs, PatchGaussian) else fit_patch_gaussian(refs, k, p, channels, ridge=ridge)
         if (g.window, g.padding, g.n_channels) != (k, p, C):
             raise ValueError(
                 f"the patch model is for window {g.window}, padding {g.padding}, {g.n_channels} channel(s); "
@@ -411,7 +427,7 @@ def prediction_difference(model, x, target, references=None, window=DEFAULT_WIND
         bar.close()
 
     p_wo = p_wo.reshape(N, nr, nc)
-    we = weight_of_evidence(p_x[:, None, None], p_wo, laplace, K)
+    we = weight_of_evidence(p_x[:, None, None], p_wo, laplace, max(K, 2))  # one logit: two classes
     # Algorithm 1: a pixel's relevance is the mean over the windows that contain it (indicator matrices)
     R = ((rows[:, None] <= np.arange(H)) & (np.arange(H) < rows[:, None] + k)).astype(np.float64)
     Cm = ((cols[:, None] <= np.arange(W)) & (np.arange(W) < cols[:, None] + k)).astype(np.float64)
@@ -422,6 +438,21 @@ def prediction_difference(model, x, target, references=None, window=DEFAULT_WIND
     return rel
 
 
+#: the registry entry's window on images too small for the paper's: a quarter of the image side.
+SMALL_IMAGE_WINDOW_FRACTION = 4
+
+
 def _registered(model, x, target, rng=0, **options):
-    """Registry entry: :func:`prediction_difference` with the stated default seed 0 (as the SmoothGrad entries)."""
+    """Registry entry ``fn(model, x, target)``: :func:`prediction_difference` with a stated seed 0 (as the
+    SmoothGrad entries) and, when neither ``window`` nor ``padding`` nor ``references`` is given, the paper's
+    window 10 and padding 2 if the images allow them (the 14 x 14 frame fits and the batch holds more such
+    patches than the frame's 196 values, so the Gaussian fitted on the batch has full rank), else
+    ``window = max(1, min(H, W) // 4)`` and ``padding = 1`` (small images, e.g. the conformance models' 8 x 8).
+    """
+    x = check_image_batch(x)
+    if not {"window", "padding", "references"} & set(options):
+        N, _, H, W = x.shape
+        l = DEFAULT_WINDOW + 2 * DEFAULT_PADDING
+        if not (min(H, W) >= l and N * (H - l + 1) * (W - l + 1) > l * l):
+            options.update(window=max(1, min(H, W) // SMALL_IMAGE_WINDOW_FRACTION), padding=1)
     return prediction_difference(model, x, target, rng=rng, **options)

@@ -246,6 +246,8 @@ def test_bad_input_is_refused():
         prediction_difference(m, x[:1], 0, rng=0, window=4, padding=2)
     with pytest.raises(ValueError, match=r"references must be \(M,\)"):
         prediction_difference(m, x, 0, cases.images(n=2, size=6), rng=0, sampling="marginal", **kw)
+    with pytest.raises(ValueError, match="marginal sampling draws each window from reference images"):
+        prediction_difference(m, x, 0, rng=0, sampling="marginal", **kw)
     with pytest.raises(ValueError, match="sampling must be"):
         prediction_difference(m, x, 0, rng=0, sampling="gibbs", **kw)
     with pytest.raises(ValueError, match="in \\[0, 1\\]"):

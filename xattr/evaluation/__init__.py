@@ -10,7 +10,7 @@
 * :mod:`~xattr.evaluation.robustness`: class sensitivity (mode collapse), fragility (Ghorbani et al. 2019:
   random search and the paper's iterative attack), input-shift sensitivity (Kindermans et al. 2019).
 * :mod:`~xattr.evaluation.weak_localisation`: Simonyan et al.'s GraphCut localisation and the top-5 protocol
-  (optional extra ``localisation``; import the module).
+  (optional extra ``localisation``: PyMaxflow and scikit-learn, imported when called).
 * :mod:`~xattr.evaluation.class_maps`: class-averaged maps and their spread, streamed from a batch store.
 """
 from .class_maps import ClassMaps, class_maps
@@ -22,6 +22,7 @@ from .localisation import (
 from .robustness import (
     Fragility, FragilityAttack, class_sensitivity, fragility, fragility_attack, input_shift_sensitivity,
 )
+from .weak_localisation import GraphCutLocalisation, TopKLocalisation, graphcut_localisation, top5_localisation
 from .sanity import (
     RandomizationResult, cascading_randomization, data_randomization, edge_detector, independent_randomization,
     permuted_labels,
@@ -37,4 +38,5 @@ __all__ = [
     "weakly_supervised_localisation", "Localisation", "multi_instance_coverage", "Coverage",
     "class_sensitivity", "fragility", "Fragility", "input_shift_sensitivity", "fragility_attack", "FragilityAttack",
     "class_maps", "ClassMaps",
+    "graphcut_localisation", "GraphCutLocalisation", "top5_localisation", "TopKLocalisation",
 ]

@@ -303,8 +303,9 @@ def prediction_difference(model, x, target, references=None, window=DEFAULT_WIND
     references : ndarray ``(M, C, H', W')``, a :class:`PatchGaussian`, or None
         The data the unknown window is drawn from.  Conditional sampling fits its Gaussian on them
         (:func:`fit_patch_gaussian`) or takes the given model; marginal sampling draws the same window
-        of a reference image (``H' = H``, ``W' = W``).  None: ``x`` itself (stated fallback, so that the
-        method runs as ``fn(model, x, target)``; a training set is the paper's choice).
+        of a reference image (``H' = H``, ``W' = W``).  None (conditional sampling only): the Gaussian is
+        fitted on ``x`` itself (stated fallback, so that the method runs as ``fn(model, x, target)``; a
+        training set is the paper's choice).
     window, padding : int
         ``k`` and the frame padding (``l = k + 2 padding``); the paper's 10 and 2.
     sampling : ``"conditional"`` or ``"marginal"``
@@ -380,6 +381,11 @@ def prediction_difference(model, x, target, references=None, window=DEFAULT_WIND
             raise ValueError(f"the frame l = window + 2 padding = {g.size} does not fit the image {(H, W)}")
         cache = {}
     else:
+        if references is None:
+            raise ValueError(
+                "marginal sampling draws each window from reference images: pass references (M, C, H, W); x itself "
+                "would draw the explained image's own window back"
+            )
         if isinstance(refs, PatchGaussian):
             raise TypeError("marginal sampling draws windows of reference images: pass images, not a PatchGaussian")
         refs = as_float_array(refs, "references", ndim=4)

@@ -32,7 +32,7 @@ def test_streamed_statistics_equal_the_whole_array_per_class(chunk):
         assert res.count[i] == n
         np.testing.assert_allclose(res.mean[i], m, rtol=1e-13)
         np.testing.assert_allclose(res.std[i], s, rtol=1e-9, atol=1e-12)
-    mean, std, n = res.of(7)
+    mean, _, _ = res.of(7)
     np.testing.assert_allclose(mean, ref[7][0], rtol=1e-13)
     assert res.skipped == 0
     with pytest.raises(KeyError, match="classes seen"):

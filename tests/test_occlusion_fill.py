@@ -11,10 +11,11 @@ from xattr.testing import cases
 
 def naive_occlusion(model, x, cls, fill, window, stride, invert):
     """Per image, per window position: score, credit every covered pixel, average the overlaps."""
-    N, C, H, W = x.shape
+    N, _, H, W = x.shape
     out = np.zeros((N, 1, H, W))
     for n in range(N):
-        f = lambda img: model.forward(img[None])[0, cls[n]]  # noqa: E731
+        def f(img, c=cls[n]):
+            return model.forward(img[None])[0, c]
         total, count = np.zeros((H, W)), np.zeros((H, W))
         r = 0
         while True:

@@ -163,8 +163,8 @@ def class_maps(source, labels=None, label=None, normalise=None, chunk=256):
         np.add.at(qb, inv, (block - mb[inv]) ** 2)
         # merge into the running statistics (Chan et al. 1979): classes new to us start at zero
         allc = np.union1d(classes, uc)
-        grow = lambda arr, fill_shape: np.zeros((len(allc),) + fill_shape, dtype=arr.dtype)  # noqa: E731
-        na, ma, qa = grow(count, ()), grow(mean, shape), grow(m2, shape)
+        na = np.zeros(len(allc), dtype=np.int64)
+        ma, qa = np.zeros((len(allc),) + shape), np.zeros((len(allc),) + shape)
         ia = np.searchsorted(allc, classes)
         na[ia], ma[ia], qa[ia] = count, mean, m2
         ib = np.searchsorted(allc, uc)

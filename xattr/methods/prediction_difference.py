@@ -42,7 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import _targets
-from .._conventions import as_float_array, as_rng, check_image_batch, pair
+from .._conventions import as_float_array, as_rng, check_image_batch
 
 __all__ = ["PatchGaussian", "fit_patch_gaussian", "conditional_gaussian", "weight_of_evidence",
            "prediction_difference", "PredictionDifference"]

@@ -35,6 +35,7 @@ from .methods import (
     smoothgrad,
 )
 from .methods import grid_segments, kernel_shap, lime, occlusion, shapley, slic_segments
+from .methods.prediction_difference import prediction_difference
 from .methods.registry import available_methods, get_method
 from .model import FunctionModel, check_model, from_function
 from .nn import rule_table
@@ -45,7 +46,7 @@ __all__ = [
     "nn", "from_function", "FunctionModel", "check_model", "rule_table",
     "backprop", "gradient", "gradient_x_input", "deconvnet", "guided_backprop", "reduce_channels",
     "cam", "grad_cam", "guided_grad_cam", "deeplift", "deepshap", "lrp", "available_methods", "get_method", "MAXPOOL_TIE_POLICY", "RELU_GRAD_AT_ZERO", "KINK_POLICY",
-    "occlusion", "lime", "kernel_shap", "shapley", "grid_segments", "slic_segments",
+    "occlusion", "lime", "kernel_shap", "shapley", "grid_segments", "slic_segments", "prediction_difference",
     "integrated_gradients", "exact_integrated_gradients", "expected_gradients", "expected_gradients_exact",
     "saturation", "smoothgrad", "class_model_visualisation", "activation_maximisation",
 ]

@@ -43,6 +43,7 @@ METHOD_OPTIONS = {
     "occlusion": {"window": 4, "stride": 2, "baseline": 0.0},
     "lime": {"n_samples": 300},
     "kernel_shap": {"n_samples": 300},
+    "prediction_difference": {"window": 4, "padding": 2},  # the paper's k = 10 needs larger images and references
 }
 
 #: options filled by parameter name: always when the method requires them, and also when they default to

@@ -53,6 +53,10 @@ def method_options(method, spec):
         "expected_gradients": [{"references": (np.linspace(-0.5, 0.5, 3)[:, None, None, None]
                                                * np.ones((3,) + tuple(spec.input_shape[1:]))).tolist(),
                                 "n_samples": 8, "rng": 0}],
+        "prediction_difference": [{"window": 3, "padding": 1, "n_samples": 4, "rng": 0},
+                                  {"window": 3, "sampling": "marginal", "n_samples": 4, "rng": 0, "stride": 2,
+                                   "references": (np.linspace(-0.5, 0.5, 3)[:, None, None, None]
+                                                  * np.ones((3,) + tuple(spec.input_shape[1:]))).tolist()}],
         "smoothgrad": [{"n": 8, "sigma": 0.3, "sigma_is": "absolute", "rng": 0}, {"n": 8, "rng": 0}],
         "smoothgrad_squared": [{"n": 8, "sigma": 0.3, "sigma_is": "absolute", "rng": 0}],
         "vargrad": [{"n": 8, "sigma": 0.3, "sigma_is": "absolute", "rng": 0}],
@@ -62,7 +66,7 @@ def method_options(method, spec):
 
 #: methods whose numbers depend on xattr's random stream (numpy PCG64 from the seed): another
 #: implementation can match them only by drawing the same noise; the runner reports them apart.
-RANDOM_METHODS = ("lime", "smoothgrad", "smoothgrad_squared", "vargrad", "expected_gradients")
+RANDOM_METHODS = ("lime", "smoothgrad", "smoothgrad_squared", "vargrad", "expected_gradients", "prediction_difference")
 
 #: what each method computes, in words, for adapter writers (xattr's docstrings have the details).
 DEFINITIONS = {
@@ -91,6 +95,9 @@ DEFINITIONS = {
     "smoothgrad_squared": "as smoothgrad, mean of the squared gradients (Hooker et al. 2019)",
     "vargrad": "as smoothgrad, population variance (divisor n) of the gradients (Adebayo et al. 2018)",
     "expected_gradients": "expected gradients (Erion et al. 2021) with xattr's random references and alphas: xattr-specific",
+    "prediction_difference": "weight of evidence in bits, log2 odds p_c(x) - log2 odds E[p_c(x, window resampled)] with "
+                             "the Laplace correction (pN+1)/(N+K), N = 100000, averaged over the windows covering "
+                             "a pixel (Zintgraf et al. 2017); conditional Gaussian or marginal window draws from rng",
     "integrated_gradients": "(x - baseline) * integral of dS_t/dx along the straight path, by the named quadrature "
                             "(weights sum to 1) or exactly ('exact', piecewise-linear nets)",
 }

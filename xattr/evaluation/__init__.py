@@ -7,15 +7,22 @@
   infidelity and max-sensitivity (Yeh et al. 2019).
 * :mod:`~xattr.evaluation.localisation`: pointing game, relevance mass, weakly supervised localisation
   (Simonyan et al. 2013), multi-instance coverage.
-* :mod:`~xattr.evaluation.robustness`: class sensitivity (mode collapse), fragility (Ghorbani et al. 2019),
-  input-shift sensitivity (Kindermans et al. 2019).
+* :mod:`~xattr.evaluation.robustness`: class sensitivity (mode collapse), fragility (Ghorbani et al. 2019:
+  random search and the paper's iterative attack), input-shift sensitivity (Kindermans et al. 2019).
+* :mod:`~xattr.evaluation.weak_localisation`: Simonyan et al.'s GraphCut localisation and the top-5 protocol
+  (optional extra ``localisation``: PyMaxflow and scikit-learn, imported when called).
+* :mod:`~xattr.evaluation.class_maps`: class-averaged maps and their spread, streamed from a batch store.
 """
+from .class_maps import ClassMaps, class_maps
 from .faithfulness import Curve, blurred, deletion_curve, infidelity, insertion_curve, max_sensitivity
 from .localisation import (
     Coverage, Localisation, bounding_box, box_iou, largest_component, multi_instance_coverage, pointing_game,
     relevance_mass, threshold_map, weakly_supervised_localisation,
 )
-from .robustness import Fragility, class_sensitivity, fragility, input_shift_sensitivity
+from .robustness import (
+    Fragility, FragilityAttack, class_sensitivity, fragility, fragility_attack, input_shift_sensitivity,
+)
+from .weak_localisation import GraphCutLocalisation, TopKLocalisation, graphcut_localisation, top5_localisation
 from .sanity import (
     RandomizationResult, cascading_randomization, data_randomization, edge_detector, independent_randomization,
     permuted_labels,
@@ -29,5 +36,7 @@ __all__ = [
     "deletion_curve", "insertion_curve", "Curve", "blurred", "infidelity", "max_sensitivity",
     "pointing_game", "relevance_mass", "threshold_map", "largest_component", "bounding_box", "box_iou",
     "weakly_supervised_localisation", "Localisation", "multi_instance_coverage", "Coverage",
-    "class_sensitivity", "fragility", "Fragility", "input_shift_sensitivity",
+    "class_sensitivity", "fragility", "Fragility", "input_shift_sensitivity", "fragility_attack", "FragilityAttack",
+    "class_maps", "ClassMaps",
+    "graphcut_localisation", "GraphCutLocalisation", "top5_localisation", "TopKLocalisation",
 ]

@@ -195,26 +195,41 @@ def multi_instance_coverage(maps, instances, min_share=0.1):
     Parameters
     ----------
     maps : ``(N, H, W)`` or ``(N, 1, H, W)``
-    instances : int array ``(N, H, W)``: 0 background, ``1..K`` the instances
+    instances : int array ``(N, H, W)``: 0 background, ``1..K`` the instances; or boolean masks
+        ``(N, K, H, W)``, one per instance, as :func:`xattr.data.make_shapes` returns them in
+        ``instance_masks`` (pass ``batch.instance_masks`` as it is)
     min_share : float
         An instance counts as found when it holds at least this share of the positive
         relevance (our threshold, stated; 0.1 by default).
     """
     m = maps2d(maps)
     lab = np.asarray(instances)
+    if lab.ndim == 4 and lab.dtype == bool:  # one mask per instance (make_shapes' instance_masks)
+        if (lab.shape[0],) + lab.shape[2:] != m.shape:
+            raise ValueError(f"instance masks must have shape (N, K, H, W) with (N, H, W) = {m.shape}, got {lab.shape}")
+        onehot = lab
+        if not onehot.any():
+            raise ValueError("instances holds no object (every instance mask is empty)")
+        return _coverage(m, onehot, min_share)
     if lab.shape != m.shape:
-        raise ValueError(f"instances must have the maps' shape {m.shape}, got {lab.shape}")
+        raise ValueError(
+            f"instances must be labels of the maps' shape {m.shape} or boolean masks (N, K, H, W), got {lab.shape}"
+        )
     if lab.dtype.kind not in "iu" or lab.min() < 0:
         raise ValueError("instances must be a non-negative integer label array (0 = background)")
     k = int(lab.max())
     if k == 0:
         raise ValueError("instances holds no object (all labels are 0)")
+    return _coverage(m, lab[:, None] == np.arange(1, k + 1)[None, :, None, None], min_share)
+
+
+def _coverage(m, onehot, min_share):
+    """Coverage from maps ``(N, H, W)`` and instance masks ``onehot (N, K, H, W)``."""
     r = np.maximum(m, 0)
     total = r.sum(axis=(1, 2))
     bad = np.flatnonzero(total == 0)
     if bad.size:
         raise ValueError(f"maps[{int(bad[0])}] has no positive relevance: its coverage is undefined")
-    onehot = lab[:, None] == np.arange(1, k + 1)[None, :, None, None]  # (N, K, H, W)
     mass = (onehot * r[:, None]).sum(axis=(2, 3)) / total[:, None]
     present = onehot.any(axis=(2, 3))
     found = present & (mass >= min_share)

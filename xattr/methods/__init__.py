@@ -4,6 +4,7 @@ from .gradient import backprop, deconvnet, gradient, gradient_x_input, guided_ba
 from .deeplift import deeplift, deepshap
 from .lrp import COMPOSITES, lrp
 from .perturbation import kernel_shap, lime, occlusion, shapley
+from .prediction_difference import _registered as _prediction_difference_entry  # the module keeps its name
 from .registry import available_methods, get_method, register_method
 from .segments import grid_segments, slic_segments
 from .class_visualisation import class_model_visualisation
@@ -23,6 +24,7 @@ for _name, _fn in [("deeplift", deeplift), ("deepshap", deepshap), ("lrp", lrp)]
     register_method(_name, _fn, "relevance")
 for _name, _fn in [("occlusion", occlusion), ("lime", lime), ("kernel_shap", kernel_shap), ("shapley", shapley)]:
     register_method(_name, _fn, "perturbation")
+register_method("prediction_difference", _prediction_difference_entry, "perturbation")  # stated default seed 0
 # path and noise methods; expected gradients needs references and is not registered (every registry entry
 # must run as fn(model, x, target)); the SmoothGrad entries wrap the gradient with a stated default seed 0.
 register_method("integrated_gradients", integrated_gradients, "path")

@@ -170,6 +170,8 @@ def _resolve_target(model, x, target):
     under noise is the one chosen at the input, not re-chosen at every path point.
     """
     scores = np.asarray(model.forward(x))
+    if _targets.is_class_transform(target):  # (classes, transform): classes fixed here, one per image
+        return _targets.resolve_class_transform(target, scores), scores
     if callable(target):
         value = np.asarray(target(scores))
         if value.dtype.kind not in "iu":
@@ -528,10 +530,10 @@ def exact_integrated_gradients(model, x, target, baseline=0.0, batch_size=None):
     x0 = _baseline(baseline, x64)
     d = x64 - x0
     tgt, scores = _resolve_target(model, x64, target)
-    if callable(tgt):
+    if callable(tgt) or isinstance(tgt, _targets.ClassOf):
         raise ValueError(
             "exact integrated gradients needs a class target (int, int array or a callable returning ints); "
-            "a float-valued target callable is not piecewise linear in the scores"
+            "a float-valued target callable or a (classes, transform) target is not piecewise linear in the scores"
         )
     G, (starts, ends, img) = _walk(model, x0, d, tgt, EXACT_BUDGET, rows)
     attr = d * G

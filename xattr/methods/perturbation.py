@@ -114,6 +114,9 @@ def _explained(model, x, target):
     """
     scores = _scores(model, x)
     n, k = scores.shape
+    if _targets.is_class_transform(target):  # (classes, transform): each copy scored on its image's class
+        t = _targets.resolve_class_transform(target, scores)
+        return t.values(scores), lambda s, image: t[image].values(s)
     if callable(target):
         v = np.asarray(target(scores))
         if v.dtype.kind not in "iu":
@@ -176,7 +179,7 @@ def _window_starts(size, k, s):
 
 
 def occlusion(model, x, target, window=8, stride=4, baseline=0.0, aggregate="mean", batch_size=DEFAULT_BATCH_SIZE,
-              incremental="auto", progress=False, sigma=_seg.BLUR_SIGMA):
+              incremental="auto", progress=False, sigma=_seg.BLUR_SIGMA, fill=None, invert=False, rng=None):
     """Occlusion sensitivity (Zeiler & Fergus 2014): drop of the target when a window is hidden.
 
     A ``window`` of the ``baseline`` slides over the image with ``stride``; for each position the
@@ -206,6 +209,17 @@ def occlusion(model, x, target, window=8, stride=4, baseline=0.0, aggregate="mea
         full recomputation up to round-off.
     progress : bool
         Show a progress bar (tqdm if installed).
+    fill : None, number, array, ``"blur"``, ``"image_mean"``, ``"shuffle"`` or ``"swap"``
+        What hidden pixels become, with the seed's alternatives: values taken from the image
+        (its mean colour, its own pixels shuffled), feature swap (the window of another image);
+        :func:`xattr.methods.occlusion_fill.fill_image`.  ``None``: ``baseline``.  Give one of the two.
+    invert : bool
+        Keep only the window and hide the rest: the credit of a window is then
+        ``f(x on the window, fill elsewhere) - f(fill)`` (what the window alone adds), instead of
+        ``f(x) - f(x with the window hidden)`` (what is lost without it).  The incremental path
+        applies to it too: the window of ``x`` is pasted into the fill image.
+    rng : numpy.random.Generator or int
+        For ``fill="shuffle"``.
 
     Returns
     -------
@@ -227,14 +241,29 @@ def occlusion(model, x, target, window=8, stride=4, baseline=0.0, aggregate="mea
     batch_size = _batch_size(batch_size)
     if isinstance(baseline, str) and baseline != "blur":
         raise ValueError(f"occlusion baseline must be a number, an array or 'blur', got {baseline!r}")
-    fill = _seg.fill_image(x, baseline, sigma=sigma)
+    if invert not in (True, False):
+        raise ValueError(f"invert must be True or False, got {invert!r}")
+    if fill is None:
+        fill = _seg.fill_image(x, baseline, sigma=sigma)
+    elif not (isinstance(baseline, numbers.Real) and baseline == 0.0):
+        raise ValueError("give the occluding values once: fill= (any fill) or baseline= (number, array, 'blur')")
+    else:
+        from .occlusion_fill import fill_image
+
+        fill = fill_image(x, fill, rng=rng, sigma=sigma)
     fx, value = _explained(model, x, target)
 
     rows, cols = _window_starts(H, kh, sh), _window_starts(W, kw, sw)
     use_inc = _inc.use_incremental(model, x, (kh, kw), incremental)
-    drops = fx[:, None, None] - occluded_scores(
-        model, x, fill, value, rows, cols, (kh, kw), batch_size, use_inc, progress
-    )  # (N, nr, nc)
+    if invert:  # the roles swap: the fill is the image, the window shows x (incremental inference applies)
+        base = np.ascontiguousarray(fill)
+        f_fill = np.asarray(value(_scores(model, base), np.arange(N)), dtype=np.float64)
+        drops = occluded_scores(model, base, x, value, rows, cols, (kh, kw), batch_size, use_inc, progress
+                                ) - f_fill[:, None, None]
+    else:
+        drops = fx[:, None, None] - occluded_scores(
+            model, x, fill, value, rows, cols, (kh, kw), batch_size, use_inc, progress
+        )  # (N, nr, nc)
 
     # Which window covers which pixel: indicator matrices, so the map is R^T D C (no loop over windows).
     R = (rows[:, None] <= np.arange(H)) & (np.arange(H) < rows[:, None] + kh)

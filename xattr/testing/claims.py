@@ -277,6 +277,20 @@ CLAIMS.update({
             "input_shift_invariance": "the hidden-segment baseline is not shifted",
         },
     ),
+    "prediction_difference": Claims(
+        claims={"implementation_invariance": {}, "sensitivity": {}, "input_shift_invariance": {},
+                "dtype_preservation": {}, "determinism": {"rng_arg": "rng"}, "inputs_unmodified": {}},
+        violations={
+            "completeness": "weights of evidence in bits per window, averaged over windows: no decomposition of "
+                            "f(x) - f(baseline) (Zintgraf et al. 2017)",
+            "linearity": "log-odds of softmax probabilities are not linear in the model's scores",
+            "dummy": "a window covering a dummy pixel also covers read pixels: its evidence is shared with it",
+            "symmetry": "the windows' Monte Carlo draws are not mirrored",
+            "batch_invariance": "the conditional Gaussian is fitted on the batch's patches and the draws are for "
+                                "the whole batch",
+        },
+        method_kwargs={"rng": 0, "n_samples": 4},  # fewer than the paper's 10: speed
+    ),
 })
 
 

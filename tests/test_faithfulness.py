@@ -26,11 +26,11 @@ def test_deletion_auc_of_a_known_ordering():
     m = linear((1, 2, 2))
     m[1].weight = np.ones((1, 4))
     x = np.array([[[[4.0, 3.0], [2.0, 1.0]]]])
-    good = fa.deletion_curve(m, x, 0, x.copy())
+    good = fa.deletion_curve(m, x, 0, x.copy(), score="logit")
     np.testing.assert_allclose(good.scores[0], [10, 6, 3, 1, 0])
     np.testing.assert_allclose(good.fractions, [0, 0.25, 0.5, 0.75, 1])
     np.testing.assert_allclose(good.auc, [3.75])  # 0.25 (8 + 4.5 + 2 + 0.5)
-    bad = fa.deletion_curve(m, x, 0, -x)
+    bad = fa.deletion_curve(m, x, 0, -x, score="logit")
     np.testing.assert_allclose(bad.scores[0], [10, 9, 7, 4, 0])
     np.testing.assert_allclose(bad.auc, [6.25])
     assert good.baseline == "0"
@@ -43,13 +43,13 @@ def test_deletion_curve_equals_the_closed_form_on_a_linear_model():
     w = m[1].weight[1].reshape(x.shape[1:])
     contrib = (w * x).reshape(3, -1)
     a = w * x
-    c = fa.deletion_curve(m, x, 1, a)
+    c = fa.deletion_curve(m, x, 1, a, score="logit", n_steps="all")
     f = m.forward(x)[:, 1]
     expected = f[:, None] - np.concatenate([np.zeros((3, 1)), np.cumsum(-np.sort(-contrib, axis=1), axis=1)], axis=1)
     np.testing.assert_allclose(c.scores, expected, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(c.auc, _trapz(expected, c.fractions), rtol=1e-12)
     # subsampled: every 4th point of the full curve
-    c5 = fa.deletion_curve(m, x, 1, a, n_steps=5, batch_size=4)
+    c5 = fa.deletion_curve(m, x, 1, a, n_steps=5, batch_size=4, score="logit")
     np.testing.assert_allclose(c5.scores, expected[:, ::8], rtol=1e-12, atol=1e-12)
 
 
@@ -60,7 +60,7 @@ def test_pixel_maps_move_all_channels_of_a_pixel():
     w = m[1].weight[0].reshape(x.shape[1:])
     pix = (w * x).sum(axis=1)  # (N, H, W)
     for shape in [(2, 3, 3), (2, 1, 3, 3)]:
-        c = fa.deletion_curve(m, x, 0, pix.reshape(shape))
+        c = fa.deletion_curve(m, x, 0, pix.reshape(shape), score="logit")
         expected = m.forward(x)[:, :1] - np.concatenate(
             [np.zeros((2, 1)), np.cumsum(-np.sort(-pix.reshape(2, -1), axis=1), axis=1)], axis=1)
         np.testing.assert_allclose(c.scores, expected, rtol=1e-12, atol=1e-12)
@@ -73,13 +73,13 @@ def test_insertion_from_an_array_baseline_and_from_blur():
     m = linear(x.shape[1:])
     w = m[1].weight[0].reshape(x.shape[1:])
     a = w * (x - b)
-    c = fa.insertion_curve(m, x, 0, a, baseline=b)
+    c = fa.insertion_curve(m, x, 0, a, baseline=b, score="logit")
     contrib = a.reshape(2, -1)
     expected = m.forward(b)[:, :1] + np.concatenate(
         [np.zeros((2, 1)), np.cumsum(-np.sort(-contrib, axis=1), axis=1)], axis=1)
     np.testing.assert_allclose(c.scores, expected, rtol=1e-12, atol=1e-12)
     assert c.baseline == "array"
-    blur = fa.insertion_curve(m, x, 0, a, n_steps=4, blur_sigma=1.0)
+    blur = fa.insertion_curve(m, x, 0, a, n_steps=4, blur_sigma=1.0, score="logit")
     assert blur.baseline == "blur(sigma=1)"
     ref = ndimage.gaussian_filter(x[0, 0], 1.0, mode="reflect")
     np.testing.assert_allclose(fa.blurred(x, 1.0)[0, 0], ref)
@@ -111,8 +111,8 @@ def test_curves_bad_input():
         fa.deletion_curve(m, x, 0, x, n_steps=0)
     with pytest.raises(ValueError, match="score must be"):
         fa.deletion_curve(m, x, 0, x, score="rank")
-    with pytest.raises(ValueError, match="'blur'"):
-        fa.insertion_curve(m, x, 0, x, baseline="mean")
+    with pytest.raises(ValueError, match="'blur', 'mean', 'uniform'"):
+        fa.insertion_curve(m, x, 0, x, baseline="median")
     with pytest.raises(ValueError, match="finite"):
         fa.deletion_curve(m, x, 0, np.full_like(x, np.nan))
 

@@ -190,3 +190,249 @@ def test_max_sensitivity_bad_input():
         fa.max_sensitivity(lambda mm, xx, t: np.zeros_like(xx), m, x, 0, rng=0, normalize=True)
     with pytest.raises(ValueError, match="perturbations must have shape"):
         fa.max_sensitivity(xattr.gradient, m, x, 0, perturbations=np.zeros((2, 3)))
+
+
+# -- the paper's defaults: probability, 1/224 of the features per step ------------------------------
+def _softmax(s):
+    e = np.exp(s - s.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _naive_curve(model, x, target, attribution, base, counts, score, insert=False, order="morf"):
+    """One image and one step at a time, features ranked by a Python sort (raster order on ties)."""
+    n = x.shape[0]
+    out = np.empty((n, len(counts)))
+    for i in range(n):
+        a = attribution[i]
+        pixel = a.shape != x.shape[1:]
+        vals = a.reshape(-1)
+        key = [(-v if order == "morf" else v, j) for j, v in enumerate(vals)]
+        ranked = [j for _, j in sorted(key)]
+        for s, c in enumerate(counts):
+            img = (base[i] if insert else x[i]).copy()
+            for j in ranked[:c]:
+                if pixel:
+                    r, col = divmod(j, x.shape[3])
+                    img[:, r, col] = (x[i] if insert else base[i])[:, r, col]
+                else:
+                    img.reshape(-1)[j] = (x[i] if insert else base[i]).reshape(-1)[j]
+            sc = model.forward(img[None])
+            if score == "probability":
+                sc = _softmax(sc)
+            out[i, s] = sc[0, target[i]]
+    return out
+
+
+def test_default_curve_is_the_probability_with_1_224_of_the_features_per_step():
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(2, 3, 16, 16))  # F = 768 elements > 224
+    m = linear(x.shape[1:], k=3, bias=True)
+    a = rng.normal(size=x.shape)
+    t = np.array([0, 2])
+    c = fa.deletion_curve(m, x, t, a)
+    assert len(c.fractions) == fa.CURVE_STEPS + 1
+    counts = np.round(np.linspace(0, 768, 225)).astype(int)
+    np.testing.assert_allclose(c.fractions, counts / 768)
+    assert set(np.diff(counts)) == {3, 4}  # 768 / 224 = 3.43 features per step
+    naive = _naive_curve(m, x, t, a, np.zeros_like(x), counts[::16], "probability")
+    np.testing.assert_allclose(c.scores[:, ::16], naive, rtol=1e-12)
+    np.testing.assert_allclose(c.scores[:, 0], _softmax(m.forward(x))[[0, 1], t], rtol=1e-12)
+    # fewer features than 224: one per step
+    m16 = linear((1, 4, 4), k=3)
+    xs = x[:, :1, :4, :4]
+    assert len(fa.deletion_curve(m16, xs, t, a[:, :1, :4, :4]).fractions) == 17
+    # the old behaviour: logits, one feature per step
+    old = fa.deletion_curve(m, x, t, a, score="logit", n_steps="all")
+    assert old.scores.shape == (2, 769)
+    np.testing.assert_allclose(old.scores[:, counts[::16]], _naive_curve(m, x, t, a, np.zeros_like(x), counts[::16],
+                                                                         "logit"), rtol=1e-12, atol=1e-12)
+
+
+def test_curves_against_their_naive_twin_for_both_orders_and_insertion():
+    rng = np.random.default_rng(12)
+    x = rng.normal(size=(2, 2, 3, 4))
+    m = Sequential(Flatten(), Dense(24, 5, rng=0), xattr.nn.ReLU(), Dense(5, 3, rng=1))
+    t = np.array([1, 2])
+    base = rng.normal(size=x.shape)
+    for a in (rng.normal(size=x.shape), np.round(rng.normal(size=(2, 3, 4)), 0)):  # elements; pixels with ties
+        counts = np.round(np.linspace(0, a[0].size, 7)).astype(int)
+        for order in ("morf", "lerf"):
+            got = fa.deletion_curve(m, x, t, a, baseline=base, n_steps=6, order=order, batch_size=3)
+            np.testing.assert_allclose(got.scores, _naive_curve(m, x, t, a, base, counts, "probability",
+                                                                order=order), rtol=1e-12)
+            ins = fa.insertion_curve(m, x, t, a, baseline=base, n_steps=6, order=order, score="logit")
+            np.testing.assert_allclose(ins.scores, _naive_curve(m, x, t, a, base, counts, "logit", insert=True,
+                                                                order=order), rtol=1e-12, atol=1e-12)
+
+
+def test_lerf_of_a_map_is_morf_of_its_negation_and_accuracy_score():
+    rng = np.random.default_rng(13)
+    x = rng.normal(size=(3, 1, 4, 4))
+    m = linear(x.shape[1:], k=2)
+    a = rng.normal(size=x.shape)
+    lerf = fa.deletion_curve(m, x, 1, a, order="lerf", score="logit")
+    morf = fa.deletion_curve(m, x, 1, -a, score="logit")
+    np.testing.assert_array_equal(lerf.scores, morf.scores)
+    assert lerf.order == "lerf"
+    acc = fa.deletion_curve(m, x, 1, a, score="accuracy")
+    assert set(np.unique(acc.scores)) <= {0.0, 1.0}
+    np.testing.assert_array_equal(acc.scores[:, 0], np.argmax(m.forward(x), axis=1) == 1)
+
+
+# -- pixel flipping, region perturbation, AOPC ---------------------------------------------------------
+def test_pixel_flipping_closed_form_on_a_linear_model_and_aopc():
+    rng = np.random.default_rng(14)
+    x = rng.normal(size=(2, 2, 3, 3))
+    m = linear(x.shape[1:], k=2, bias=True)
+    w = m[1].weight[0].reshape(x.shape[1:])
+    a = w * x  # exact contributions (zero baseline)
+    c = fa.pixel_flipping(m, x, 0, a, features_per_step=4)
+    contrib = -np.sort(-a.reshape(2, -1), axis=1)  # 18 features: steps of 4, the last of 2
+    cum = np.concatenate([np.zeros((2, 1)), np.cumsum(contrib, axis=1)], axis=1)[:, [0, 4, 8, 12, 16, 18]]
+    expected = m.forward(x)[:, :1] - cum
+    np.testing.assert_allclose(c.scores, expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(c.fractions, [0, 4 / 18, 8 / 18, 12 / 18, 16 / 18, 1])
+    np.testing.assert_allclose(c.aopc(), cum.mean(axis=1), rtol=1e-12)  # 1/(L+1) Σ_k (f(x0) - f(xk))
+    lerf = fa.pixel_flipping(m, x, 0, a, order="lerf", features_per_step=4)
+    assert np.all(lerf.aopc() < c.aopc())  # removing the least relevant first keeps the score
+    with pytest.raises(ValueError, match="features_per_step must be between 1"):
+        fa.pixel_flipping(m, x, 0, a, features_per_step=0)
+
+
+def _naive_regions(x, a, patch):
+    """Region index and relevance by loops over the grid (patches cut at the border)."""
+    n, c, h, w = x.shape
+    rel, cells = [], []
+    for i in range(n):
+        r_i = []
+        for top in range(0, h, patch):
+            for left in range(0, w, patch):
+                r_i.append(a[i, ..., top:top + patch, left:left + patch].sum())
+                if i == 0:
+                    cells.append((top, left))
+        rel.append(r_i)
+    return np.array(rel), cells
+
+
+def test_region_perturbation_against_a_naive_twin_and_the_closed_form():
+    rng = np.random.default_rng(15)
+    x = rng.normal(size=(2, 3, 7, 8))  # 3x3 patches: the last row and column are cut
+    m = linear(x.shape[1:], k=2, bias=True)
+    w = m[1].weight[1].reshape(x.shape[1:])
+    a = (w * x).sum(axis=1)  # per-pixel exact contributions
+    c = fa.region_perturbation(m, x, 1, a, patch=3, baseline=0.0)
+    rel, cells = _naive_regions(x, a[:, None], 3)
+    assert rel.shape == (2, 9) and c.scores.shape == (2, 10)
+    for i in range(2):
+        order = sorted(range(9), key=lambda r: (-rel[i, r], r))
+        img = x[i].copy()
+        expected = [m.forward(img[None])[0, 1]]
+        for r in order:
+            top, left = cells[r]
+            img[:, top:top + 3, left:left + 3] = 0.0
+            expected.append(m.forward(img[None])[0, 1])
+        np.testing.assert_allclose(c.scores[i], expected, rtol=1e-12, atol=1e-12)
+        # linear model, exact map: the curve falls by each region's relevance, largest first
+        np.testing.assert_allclose(-np.diff(c.scores[i]), np.sort(rel[i])[::-1], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(c.fractions, np.arange(10) / 9)
+    few = fa.region_perturbation(m, x, 1, a, patch=3, baseline=0.0, n_regions=4, order="lerf")
+    assert few.scores.shape == (2, 5)
+    np.testing.assert_allclose(np.diff(few.scores, axis=1), -np.sort(rel, axis=1)[:, :4], rtol=1e-10, atol=1e-12)
+
+
+def test_region_perturbation_uniform_noise_is_drawn_in_each_images_range():
+    rng = np.random.default_rng(16)
+    x = rng.normal(size=(2, 1, 6, 6))
+    m = linear(x.shape[1:])
+    a = rng.normal(size=(2, 6, 6))
+    with pytest.raises(TypeError, match="pass rng"):
+        fa.region_perturbation(m, x, 0, a, patch=3)
+    c1 = fa.region_perturbation(m, x, 0, a, patch=3, rng=3)
+    c2 = fa.region_perturbation(m, x, 0, a, patch=3, rng=3)
+    np.testing.assert_array_equal(c1.scores, c2.scores)
+    u, _ = fa.P.replacement("uniform", x, np.random.default_rng(3))
+    assert np.all(u.min(axis=(1, 2, 3)) >= x.min(axis=(1, 2, 3))) and np.all(u.max(axis=(1, 2, 3)) <= x.max(axis=(1, 2, 3)))
+    np.testing.assert_allclose(c1.scores[:, -1], m.forward(u)[:, 0], rtol=1e-12)  # everything replaced by the noise
+    with pytest.raises(ValueError, match="patch must be between 1"):
+        fa.region_perturbation(m, x, 0, a, patch=7, rng=0)
+    with pytest.raises(ValueError, match="n_regions must be between 1"):
+        fa.region_perturbation(m, x, 0, a, patch=3, n_regions=5, rng=0)
+
+
+# -- IROF ---------------------------------------------------------------------------------------------
+def test_irof_closed_form_with_segments_of_unequal_size():
+    rng = np.random.default_rng(17)
+    x = np.abs(rng.normal(size=(2, 1, 4, 4))) + 0.1
+    m = linear(x.shape[1:])
+    m[1].weight = np.abs(m[1].weight)  # positive contributions: f > 0
+    w = m[1].weight[0].reshape(4, 4)
+    seg = np.zeros((4, 4), dtype=int)
+    seg[:, 2:] = 1
+    seg[3, :] = 2  # sizes 6, 6, 4
+    a = w * x[:, 0]
+    res = fa.irof(m, x, 0, a, segments=seg, baseline=0.0, score="logit")
+    f = m.forward(x)[:, 0]
+    for i in range(2):
+        contrib = np.array([a[i][seg == s].sum() for s in range(3)])
+        means = np.array([a[i][seg == s].mean() for s in range(3)])
+        order = np.argsort(-means, kind="stable")  # the mean, not the sum, ranks segments
+        y = np.concatenate([[f[i]], f[i] - np.cumsum(contrib[order])]) / f[i]
+        np.testing.assert_allclose(res.curves[i], y, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(res.aoc[i], 1 - ((y[1:] + y[:-1]) / 2 * (1 / 3)).sum(), rtol=1e-12)
+    np.testing.assert_array_equal(res.n_segments, [3, 3])
+
+
+def test_irof_per_image_segmentations_of_different_sizes_and_mean_baseline():
+    rng = np.random.default_rng(18)
+    x = rng.normal(size=(2, 2, 4, 4))
+    m = linear(x.shape[1:], k=2)
+    a = rng.normal(size=(2, 4, 4))
+    segs = np.stack([np.arange(16).reshape(4, 4) // 4, np.arange(16).reshape(4, 4) // 8])  # 4 and 2 segments
+    res = fa.irof(m, x, 1, a, segments=segs)
+    assert [len(c) for c in res.curves] == [5, 3]
+    s = _softmax(m.forward(x))[:, 1]
+    for i, K in enumerate((4, 2)):
+        img = x[i].copy()
+        means = np.array([a[i][segs[i] == k].mean() for k in range(K)])
+        ys = [1.0]
+        for k in np.argsort(-means, kind="stable"):
+            img[:, segs[i] == k] = x[i].mean(axis=(1, 2))[:, None]  # each channel's mean
+            ys.append(_softmax(m.forward(img[None]))[0, 1] / s[i])
+        np.testing.assert_allclose(res.curves[i], ys, rtol=1e-12)
+
+
+# -- sufficiency ----------------------------------------------------------------------------------------
+def test_sufficiency_against_a_naive_loop():
+    rng = np.random.default_rng(19)
+    x = rng.normal(size=(6, 1, 3, 3))
+    m = linear(x.shape[1:], k=3)
+    pred = np.argmax(m.forward(x), axis=1)
+    a = rng.normal(size=(6, 3, 3))
+    a[1] = a[0] + 0.01  # a near twin
+    res = fa.sufficiency(m, x, a, threshold=2.5)
+    for i in range(6):
+        nb = [j for j in range(6) if j != i and np.linalg.norm(a[i] - a[j]) <= 2.5]
+        assert res.neighbours[i] == len(nb)
+        assert res.score[i] == (np.mean([pred[j] == pred[i] for j in nb]) if nb else 0.0)
+    assert res.neighbours[0] >= 1
+    lone = fa.sufficiency(m, x, a, threshold=0.0)
+    np.testing.assert_array_equal(lone.neighbours, 0)
+    with pytest.raises(ValueError, match="no image has a neighbour"):
+        lone.mean()
+    with pytest.raises(ValueError, match="threshold must be"):
+        fa.sufficiency(m, x, a, threshold=-1)
+    with pytest.raises(ValueError, match="one map per image"):
+        fa.sufficiency(m, x, a[:3], threshold=1)
+
+
+def test_max_sensitivity_does_not_depend_on_the_chunking():
+    rng = np.random.default_rng(20)
+    x = rng.normal(size=(3, 1, 4, 4))
+    m = Sequential(Flatten(), Dense(16, 4, rng=0), xattr.nn.ReLU(), Dense(4, 2, rng=1))
+    d = rng.uniform(-0.3, 0.3, size=(5,) + x.shape)
+    one = fa.max_sensitivity(xattr.gradient, m, x, 1, perturbations=d, batch_size=1)
+    many = fa.max_sensitivity(xattr.gradient, m, x, 1, perturbations=d, batch_size=100)
+    np.testing.assert_allclose(one, many, rtol=1e-13)
+    naive = [max(np.linalg.norm(xattr.gradient(m, x[i:i + 1] + d[s, i:i + 1], 1) - xattr.gradient(m, x[i:i + 1], 1))
+                 for s in range(5)) for i in range(3)]
+    np.testing.assert_allclose(one, naive, rtol=1e-12)

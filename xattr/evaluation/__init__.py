@@ -14,14 +14,14 @@
 * :mod:`~xattr.evaluation.pic`: PAIR's performance information curves, SIC and AIC (Kapishnikov et al. 2019).
 * :mod:`~xattr.evaluation.stability`: local Lipschitz estimate (Alvarez-Melis & Jaakkola 2018),
   average sensitivity (Yeh et al. 2019).
-* :mod:`~xattr.evaluation.complexity`: sparseness (Gini), complexity (entropy), effective complexity.
+* :mod:`~xattr.evaluation.sparsity`: sparseness (Gini), complexity (entropy), effective complexity.
 * :mod:`~xattr.evaluation.localisation`: pointing game, relevance mass and rank accuracy, top-k
   intersection, attribution localisation, ROC AUC, Focus, weakly supervised localisation
   (Simonyan et al. 2013), multi-instance coverage.
 * :mod:`~xattr.evaluation.robustness`: class sensitivity (mode collapse), fragility (Ghorbani et al. 2019),
   input-shift sensitivity (Kindermans et al. 2019).
 """
-from .complexity import complexity, discrete_entropy, effective_complexity, sparseness
+from .sparsity import complexity, discrete_entropy, effective_complexity, sparseness
 from .correlation import (
     faithfulness_correlation, faithfulness_estimate, monotonicity, monotonicity_correlation, sensitivity_n,
 )

@@ -24,7 +24,7 @@ from .. import _targets
 from .._conventions import as_rng, check_image_batch
 from ..testing import twins
 from . import _perturb as P
-from .complexity import discrete_entropy
+from .sparsity import discrete_entropy
 from .similarity import compare_maps
 
 __all__ = [
@@ -220,7 +220,7 @@ def efficient_mprt(method, model, x, target, rng, n_bins=100, method_kwargs=None
     ``eMPRT = (H(ê) - H(e)) / H(e)`` with ``e`` the map of the trained model, ``ê`` the map of the
     fully randomised model (every layer with weights re-drawn, as in :func:`cascading_randomization`)
     and ``H`` the discrete entropy of the map's histogram with ``n_bins`` bins
-    (:func:`xattr.evaluation.complexity.discrete_entropy`).  A map that depends on the
+    (:func:`xattr.evaluation.sparsity.discrete_entropy`).  A map that depends on the
     parameters becomes noise-like, hence more complex: a positive rise.  ``absolute``: histogram
     of ``|map|``.  An original map of zero entropy (constant) is refused.
 

@@ -1,4 +1,4 @@
-"""Complexity of an explanation: how concentrated its attribution is.
+"""Sparsity and complexity of an explanation: how concentrated its attribution is.
 
 * :func:`sparseness`: the Gini index of ``|a|`` (Chalasani et al. 2020), 0 for a uniform map,
   ``(F - 1) / F`` for a map with a single non-zero feature.

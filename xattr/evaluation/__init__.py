@@ -34,8 +34,8 @@ from .localisation import (
     localisation_auc, mosaic, multi_instance_coverage, pointing_game, relevance_mass, relevance_rank_accuracy,
     threshold_map, topk_mask_intersection, weakly_supervised_localisation,
 )
-from .pic import Pic, image_entropy, interpolated_image, pic, random_pixel_mask
-from .road import noisy_linear_imputation, road
+from .pic import Pic, image_entropy, interpolated_image, pic_curve, random_pixel_mask
+from .road import noisy_linear_imputation, road_curve
 from .robustness import Fragility, class_sensitivity, fragility, input_shift_sensitivity
 from .sanity import (
     EfficientMPRT, RandomizationResult, RandomLogit, cascading_randomization, data_randomization, edge_detector,
@@ -52,7 +52,7 @@ __all__ = [
     "deletion_curve", "insertion_curve", "Curve", "blurred", "pixel_flipping", "region_perturbation", "irof",
     "Irof", "sufficiency", "Sufficiency", "infidelity", "max_sensitivity",
     "faithfulness_correlation", "faithfulness_estimate", "sensitivity_n", "monotonicity", "monotonicity_correlation",
-    "road", "noisy_linear_imputation", "pic", "Pic", "random_pixel_mask", "interpolated_image", "image_entropy",
+    "road_curve", "noisy_linear_imputation", "pic_curve", "Pic", "random_pixel_mask", "interpolated_image", "image_entropy",
     "local_lipschitz_estimate", "avg_sensitivity",
     "sparseness", "complexity", "effective_complexity", "discrete_entropy",
     "pointing_game", "relevance_mass", "relevance_rank_accuracy", "topk_mask_intersection",

@@ -26,7 +26,7 @@ from .._conventions import as_rng
 from ._common import maps2d
 from . import _perturb as P
 
-__all__ = ["pic", "Pic", "random_pixel_mask", "interpolated_image", "image_entropy", "PIC_THRESHOLDS"]
+__all__ = ["pic_curve", "Pic", "random_pixel_mask", "interpolated_image", "image_entropy", "PIC_THRESHOLDS"]
 
 #: fractions of the most salient pixels revealed (PAIR's example thresholds, used in the XRAI paper).
 PIC_THRESHOLDS = (0.005, 0.01, 0.02, 0.03, 0.04, 0.05, 0.07, 0.10, 0.13, 0.21, 0.34, 0.5, 0.75)
@@ -123,7 +123,7 @@ def image_entropy(x, data_range=None):
 
 @dataclass
 class Pic:
-    """Result of :func:`pic`.
+    """Result of :func:`pic_curve`.
 
     Attributes
     ----------
@@ -164,7 +164,7 @@ class Pic:
         return y, float(((y[1:] + y[:-1]) / 2 * np.diff(self.curve_x)).sum())
 
 
-def pic(model, x, target, attribution, kind="sic", thresholds=PIC_THRESHOLDS, random_mask=None, rng=None,
+def pic_curve(model, x, target, attribution, kind="sic", thresholds=PIC_THRESHOLDS, random_mask=None, rng=None,
         random_fraction=RANDOM_FRACTION, min_pred_value=0.8, keep_monotonous=True, n_points=1000, data_range=None,
         batch_size=64):
     """Softmax (SIC) or accuracy (AIC) information curve of each image (Kapishnikov et al. 2019).

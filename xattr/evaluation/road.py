@@ -22,7 +22,7 @@ from ._common import maps2d
 from . import _perturb as P
 from .faithfulness import Curve, _trapz
 
-__all__ = ["road", "noisy_linear_imputation", "NEIGHBOUR_WEIGHTS", "ROAD_FRACTIONS", "ROAD_NOISE"]
+__all__ = ["road_curve", "noisy_linear_imputation", "NEIGHBOUR_WEIGHTS", "ROAD_FRACTIONS", "ROAD_NOISE"]
 
 #: (row offset, column offset, weight) of the imputation: Rong et al. 2022 weight the 4 direct
 #: neighbours 1/6 and the 4 diagonal ones 1/12 (they sum to 1).
@@ -107,7 +107,7 @@ def noisy_linear_imputation(x, removed, noise=ROAD_NOISE, rng=None):
     return np.ascontiguousarray(out).astype(x.dtype, copy=False)
 
 
-def road(model, x, target, attribution, fractions=ROAD_FRACTIONS, order="morf", noise=ROAD_NOISE, rng=None,
+def road_curve(model, x, target, attribution, fractions=ROAD_FRACTIONS, order="morf", noise=ROAD_NOISE, rng=None,
          score="accuracy", batch_size=64, progress=False):
     """ROAD curve (Rong et al. 2022): the score of images with the first ``fraction`` of pixels
     (in the map's order) removed and filled by :func:`noisy_linear_imputation`.

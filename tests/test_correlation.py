@@ -128,7 +128,9 @@ def test_monotonicity_closed_form_on_a_linear_model():
     ascending = np.sort(a.reshape(2, -1), axis=1)
     expected = m[1].bias[0] + np.concatenate([np.zeros((2, 1)), np.cumsum(ascending, axis=1)], axis=1)
     np.testing.assert_allclose(curve, expected, rtol=1e-12)
-    m[1].weight[0, 0] = -1.0  # one feature now lowers the score: not monotonic
+    m[1].weight[0, 0] = -1.0  # one feature lowers the score, but it is added first: only p_0 -> p_1 falls
+    np.testing.assert_array_equal(co.monotonicity(m, x, 0, exact(m, x, 0, 0.0), score="logit"), True)
+    m[1].weight[0, :2] = -1.0  # two features lower the score: after the first, the second lowers it again
     np.testing.assert_array_equal(co.monotonicity(m, x, 0, exact(m, x, 0, 0.0), score="logit"), False)
     _, steps = co.monotonicity(m, x, 0, a, features_per_step=4, score="logit", return_curve=True)
     assert steps.shape == (2, 3)  # 0, 4, 6 features added
@@ -149,7 +151,7 @@ def test_monotonicity_probability_against_a_naive_loop():
             s = m.forward(img.reshape(1, 1, 2, 2))[0]
             ps.append(np.exp(s[2]) / np.exp(s).sum())
         np.testing.assert_allclose(curve[i], ps, rtol=1e-12)
-        assert mono[i] == bool(np.all(np.diff(ps) >= 0))
+        assert mono[i] == bool(np.all(np.diff(ps[1:]) >= 0))  # the baseline's own score is not compared
 
 
 def test_monotonicity_correlation_closed_form_and_naive_twin():

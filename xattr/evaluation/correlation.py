@@ -194,8 +194,10 @@ def monotonicity(model, x, target, attribution, baseline=0.0, features_per_step=
 
     Start from the baseline and add the features of ``x`` back in *increasing* order of
     attribution, ``features_per_step`` at a time (ties raster); the explanation is monotonic
-    when the target's probability never decreases: ``all(diff(p) >= 0)``.  The attribution is
-    used as given (Quantus takes ``|a|`` by default: pass ``abs(a)`` for that).
+    when the target's probability never decreases from one addition to the next:
+    ``all(diff(p_1, ..., p_L) >= 0)``, the baseline's own score ``p_0`` not compared (as AIX360's
+    ``monotonicity_metric``, which records the probability after each addition).  The
+    attribution is used as given (Quantus takes ``|a|`` by default: pass ``abs(a)`` for that).
 
     Returns
     -------
@@ -215,7 +217,7 @@ def monotonicity(model, x, target, attribution, baseline=0.0, features_per_step=
     _, fs = _removal_scores(model, x, target, feats, lambda lo, hi: ranks[None] >= counts[lo:hi, None, None],
                             len(counts), base, score, batch_size, progress, "monotonicity")
     curve = fs.T
-    mono = np.all(np.diff(curve, axis=1) >= 0, axis=1)
+    mono = np.all(np.diff(curve[:, 1:], axis=1) >= 0, axis=1)
     return (mono, curve) if return_curve else mono
 
 

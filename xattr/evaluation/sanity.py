@@ -30,7 +30,7 @@ from .similarity import compare_maps
 __all__ = [
     "edge_detector", "cascading_randomization", "independent_randomization", "data_randomization",
     "permuted_labels", "RandomizationResult", "smooth_mprt", "efficient_mprt", "EfficientMPRT", "random_logit",
-    "RandomLogit", "smoothed",
+    "RandomLogit", "smoothed", "redraw",
 ]
 
 DEFAULT_METRICS = ("spearman", "spearman_abs", "ssim")
@@ -96,15 +96,22 @@ def _layer_order(model, layers, order="top_down"):
     return names[::-1] if order == "top_down" else names
 
 
-def _randomization(method, model, x, target, rng, layers, metrics, cascade, method_kwargs, order="top_down", k=None):
+def redraw(model, name, gen):
+    """The default re-initialisation: layer ``name`` re-drawn from ``N(0, s²)`` (a new model)."""
+    return twins.random_weights_like(model, gen, layers=[name])
+
+
+def _randomization(method, model, x, target, rng, layers, metrics, cascade, method_kwargs, order="top_down", k=None,
+                   randomize=None):
     gen = as_rng(rng)
+    randomize = redraw if randomize is None else randomize
     order = _layer_order(model, layers, order)
     original = _run(method, model, x, target, method_kwargs)
     current = model
     maps, scores = [], {m: [] for m in metrics}
     for name in order:
         base = current if cascade else model
-        current = twins.random_weights_like(base, gen, layers=[name])
+        current = randomize(base, name, gen)
         a = _run(method, current, x, target, method_kwargs)
         maps.append(a)
         try:
@@ -117,7 +124,7 @@ def _randomization(method, model, x, target, rng, layers, metrics, cascade, meth
 
 
 def cascading_randomization(method, model, x, target, rng, layers=None, metrics=DEFAULT_METRICS,
-                            method_kwargs=None, order="top_down", k=None):
+                            method_kwargs=None, order="top_down", k=None, randomize=None):
     """Cascading model-parameter randomisation (Adebayo et al. 2018, §3.1).
 
     Randomise the layers with weights from the top (logits) down, cumulatively, and compare
@@ -139,18 +146,24 @@ def cascading_randomization(method, model, x, target, rng, layers=None, metrics=
         (``"spearman"``, ``"spearman_abs"``, ``"ssim"``, ``"hog"``, ``"pearson"``, ``"topk"``);
         ``ssim`` needs maps of at least 11x11, ``topk`` needs ``k``.
     order : ``"top_down"`` (the paper's, default) or ``"bottom_up"`` (when ``layers`` is None)
+    randomize : callable ``(model, layer_name, rng) -> model``, optional
+        How a layer is re-initialised (default :func:`redraw`); it must return a new model and
+        leave its argument unchanged.  E.g. a framework's own initialiser, to compare with a peer.
 
     Returns
     -------
     RandomizationResult
     """
-    return _randomization(method, model, x, target, rng, layers, metrics, True, method_kwargs, order, k)
+    return _randomization(method, model, x, target, rng, layers, metrics, True, method_kwargs, order, k, randomize)
 
 
 def independent_randomization(method, model, x, target, rng, layers=None, metrics=DEFAULT_METRICS,
-                              method_kwargs=None, order="top_down", k=None):
-    """Independent (layer-by-layer) randomisation (Adebayo et al. 2018, §3.1): one layer at a time."""
-    return _randomization(method, model, x, target, rng, layers, metrics, False, method_kwargs, order, k)
+                              method_kwargs=None, order="top_down", k=None, randomize=None):
+    """Independent (layer-by-layer) randomisation (Adebayo et al. 2018, §3.1): one layer at a time.
+
+    Parameters as :func:`cascading_randomization`; every step starts from the trained model.
+    """
+    return _randomization(method, model, x, target, rng, layers, metrics, False, method_kwargs, order, k, randomize)
 
 
 def smoothed(method, noise, rng, n_samples=50, batch_size=64, draws=None):
@@ -183,7 +196,8 @@ def smoothed(method, noise, rng, n_samples=50, batch_size=64, draws=None):
 
 
 def smooth_mprt(method, model, x, target, rng, n_samples=50, noise=0.1, cascade=True, order="bottom_up",
-                layers=None, metrics=("spearman",), method_kwargs=None, batch_size=64, k=None):
+                layers=None, metrics=("spearman",), method_kwargs=None, batch_size=64, k=None, randomize=None,
+                draws=None):
     """Smooth MPRT, sMPRT (Hedström et al. 2023, "Sanity checks revisited: an exploration to repair
     the model parameter randomisation test", §3).
 
@@ -192,14 +206,17 @@ def smooth_mprt(method, model, x, target, rng, n_samples=50, noise=0.1, cascade=
     input, ``σ = noise · (max - min)`` per image (:func:`smoothed`; the same noise for every
     model), which removes the shattered-gradient noise that MPRT otherwise mistakes for a change.
     Defaults as Quantus' ``SmoothMPRT``: bottom-up order, Spearman rank correlation.
+    ``randomize`` as in :func:`cascading_randomization`; ``draws`` ``(S, *x.shape)``: explicit
+    standard-normal noise (:func:`smoothed`).
 
     Returns
     -------
     RandomizationResult (``original`` and ``maps`` are the smoothed maps)
     """
     gen = as_rng(rng)
-    smooth = smoothed(method, noise, gen, n_samples, batch_size)
-    return _randomization(smooth, model, x, target, gen, layers, metrics, cascade, method_kwargs, order, k)
+    smooth = smoothed(method, noise, gen, n_samples, batch_size, draws)
+    return _randomization(smooth, model, x, target, gen, layers, metrics, cascade, method_kwargs, order, k,
+                          randomize)
 
 
 @dataclass
@@ -213,7 +230,8 @@ class EfficientMPRT:
     randomised: np.ndarray
 
 
-def efficient_mprt(method, model, x, target, rng, n_bins=100, method_kwargs=None, absolute=False):
+def efficient_mprt(method, model, x, target, rng, n_bins=100, method_kwargs=None, absolute=False, randomize=None,
+                   order="bottom_up"):
     """Efficient MPRT, eMPRT (Hedström et al. 2023, §3): the relative rise in explanation complexity
     when every layer's parameters are randomised.
 
@@ -222,7 +240,9 @@ def efficient_mprt(method, model, x, target, rng, n_bins=100, method_kwargs=None
     and ``H`` the discrete entropy of the map's histogram with ``n_bins`` bins
     (:func:`xattr.evaluation.sparsity.discrete_entropy`).  A map that depends on the
     parameters becomes noise-like, hence more complex: a positive rise.  ``absolute``: histogram
-    of ``|map|``.  An original map of zero entropy (constant) is refused.
+    of ``|map|``.  An original map of zero entropy (constant) is refused.  With ``randomize``
+    (see :func:`cascading_randomization`) the layers are re-initialised one after the other in
+    ``order``; by default all at once (:func:`xattr.testing.twins.random_weights_like`).
 
     Returns
     -------
@@ -230,7 +250,13 @@ def efficient_mprt(method, model, x, target, rng, n_bins=100, method_kwargs=None
     """
     gen = as_rng(rng)
     e = _run(method, model, x, target, method_kwargs)
-    r = _run(method, twins.random_weights_like(model, gen), x, target, method_kwargs)
+    if randomize is None:
+        full = twins.random_weights_like(model, gen)
+    else:
+        full = model
+        for name in _layer_order(model, None, order):
+            full = randomize(full, name, gen)
+    r = _run(method, full, x, target, method_kwargs)
     if absolute:
         e, r = np.abs(e), np.abs(r)
     h0 = discrete_entropy(e, n_bins)

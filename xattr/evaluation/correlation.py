@@ -75,7 +75,7 @@ def _subset_correlation(model, x, target, feats, idx, base, score, batch_size, p
 
 
 def faithfulness_correlation(model, x, target, attribution, subset_size=None, n_subsets=100, baseline=0.0, rng=None,
-                             subsets=None, score="logit", batch_size=P.DEFAULT_BATCH_SIZE, progress=False):
+                             subsets=None, score="logit", batch_size=None, progress=False):
     """Faithfulness correlation (Bhatt et al. 2020, "Evaluating and aggregating feature-based model
     explanations", §3.2).
 
@@ -119,7 +119,7 @@ def faithfulness_correlation(model, x, target, attribution, subset_size=None, n_
 
 
 def sensitivity_n(model, x, target, attribution, ns, n_subsets=100, baseline=0.0, rng=None, score="logit",
-                  batch_size=P.DEFAULT_BATCH_SIZE, progress=False):
+                  batch_size=None, progress=False):
     """Sensitivity-n (Ancona et al. 2018, "Towards better understanding of gradient-based attribution
     methods for deep neural networks", §4).
 
@@ -157,7 +157,7 @@ def sensitivity_n(model, x, target, attribution, ns, n_subsets=100, baseline=0.0
 
 
 def faithfulness_estimate(model, x, target, attribution, baseline=0.0, features_per_step=1, score="logit",
-                          batch_size=P.DEFAULT_BATCH_SIZE, progress=False):
+                          batch_size=None, progress=False):
     """Faithfulness estimate (Alvarez-Melis & Jaakkola 2018, "Towards robust interpretability with
     self-explaining neural networks", §3).
 
@@ -189,7 +189,7 @@ def faithfulness_estimate(model, x, target, attribution, baseline=0.0, features_
 
 
 def monotonicity(model, x, target, attribution, baseline=0.0, features_per_step=1, score="probability",
-                 batch_size=P.DEFAULT_BATCH_SIZE, return_curve=False, progress=False):
+                 batch_size=None, return_curve=False, progress=False):
     """Monotonicity (Arya et al. 2019, "One explanation does not fit all", AIX360).
 
     Start from the baseline and add the features of ``x`` back in *increasing* order of
@@ -223,7 +223,7 @@ def monotonicity(model, x, target, attribution, baseline=0.0, features_per_step=
 
 def monotonicity_correlation(model, x, target, attribution, n_samples=16, baseline="uniform", rng=None,
                              samples=None, features_per_step=1, absolute=True, score="logit",
-                             batch_size=P.DEFAULT_BATCH_SIZE, progress=False):
+                             batch_size=None, progress=False):
     """Monotonicity correlation (Nguyen & Martínez 2020, "On quantitative aspects of model
     interpretability", §4).
 

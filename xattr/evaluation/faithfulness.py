@@ -125,7 +125,7 @@ def _element_curve(model, x, target, attribution, baseline, counts_of, score, ba
 
 
 def deletion_curve(model, x, target, attribution, baseline=0.0, n_steps=None, score="probability",
-                   batch_size=P.DEFAULT_BATCH_SIZE, blur_sigma=BLUR_SIGMA, order="morf", rng=None, progress=False):
+                   batch_size=None, blur_sigma=BLUR_SIGMA, order="morf", rng=None, progress=False):
     """Deletion curve and its AUC (Petsiuk et al. 2018, "RISE"): lower is more faithful.
 
     Features are replaced by ``baseline`` in decreasing order of attribution and the target's
@@ -148,8 +148,8 @@ def deletion_curve(model, x, target, attribution, baseline=0.0, n_steps=None, sc
     score : ``"probability"`` (softmax of the target, the paper's, default), ``"logit"`` or ``"accuracy"``
     order : ``"morf"`` (default) or ``"lerf"`` (least relevant first)
     rng : Generator or int; only for ``baseline="uniform"``
-    batch_size : int
-        Images per forward pass (bounds memory).
+    batch_size : int, optional
+        Images per forward pass (bounds memory); default about 2 million input values per pass.
     progress : bool
         Show a progress bar (tqdm when installed).
 
@@ -162,7 +162,7 @@ def deletion_curve(model, x, target, attribution, baseline=0.0, n_steps=None, sc
 
 
 def insertion_curve(model, x, target, attribution, baseline="blur", n_steps=None, score="probability",
-                    batch_size=P.DEFAULT_BATCH_SIZE, blur_sigma=BLUR_SIGMA, order="morf", rng=None, progress=False):
+                    batch_size=None, blur_sigma=BLUR_SIGMA, order="morf", rng=None, progress=False):
     """Insertion curve and its AUC (Petsiuk et al. 2018): higher is more faithful.
 
     Starts from ``baseline`` (default a Gaussian blur of ``x``, as the paper's insertion)
@@ -174,7 +174,7 @@ def insertion_curve(model, x, target, attribution, baseline="blur", n_steps=None
 
 
 def pixel_flipping(model, x, target, attribution, order="morf", baseline=0.0, features_per_step=1, score="logit",
-                   rng=None, batch_size=P.DEFAULT_BATCH_SIZE, progress=False):
+                   rng=None, batch_size=None, progress=False):
     """Pixel flipping (Bach et al. 2015, "On pixel-wise explanations ... by layer-wise relevance propagation").
 
     Features are flipped (replaced by ``baseline``) cumulatively in the attribution's order,
@@ -208,7 +208,7 @@ def pixel_flipping(model, x, target, attribution, order="morf", baseline=0.0, fe
 
 
 def region_perturbation(model, x, target, attribution, patch=9, order="morf", baseline="uniform", rng=None,
-                        n_regions=None, score="logit", batch_size=P.DEFAULT_BATCH_SIZE, progress=False):
+                        n_regions=None, score="logit", batch_size=None, progress=False):
     """Region perturbation (Samek et al. 2017, "Evaluating the visualization of what a deep neural
     network has learned"), MoRF or LeRF.
 
@@ -272,7 +272,7 @@ class Irof:
 
 
 def irof(model, x, target, attribution, segments=None, baseline="mean", score="probability",
-         batch_size=P.DEFAULT_BATCH_SIZE, rng=None, progress=False):
+         batch_size=None, rng=None, progress=False):
     """Iterative removal of features, IROF (Rieger & Hansen 2020, "IROF: a low resource evaluation
     metric for explanation methods").
 

@@ -166,7 +166,7 @@ class Pic:
 
 def pic_curve(model, x, target, attribution, kind="sic", thresholds=PIC_THRESHOLDS, random_mask=None, rng=None,
         random_fraction=RANDOM_FRACTION, min_pred_value=0.8, keep_monotonous=True, n_points=1000, data_range=None,
-        batch_size=64):
+        batch_size=None):
     """Softmax (SIC) or accuracy (AIC) information curve of each image (Kapishnikov et al. 2019).
 
     For threshold ``t``: reveal the pixels with ``map >= quantile(map, 1 - t)`` together with the

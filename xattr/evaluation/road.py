@@ -108,7 +108,7 @@ def noisy_linear_imputation(x, removed, noise=ROAD_NOISE, rng=None):
 
 
 def road_curve(model, x, target, attribution, fractions=ROAD_FRACTIONS, order="morf", noise=ROAD_NOISE, rng=None,
-         score="accuracy", batch_size=64, progress=False):
+         score="accuracy", batch_size=None, progress=False):
     """ROAD curve (Rong et al. 2022): the score of images with the first ``fraction`` of pixels
     (in the map's order) removed and filled by :func:`noisy_linear_imputation`.
 

@@ -377,7 +377,7 @@ def test_avg_and_max_sensitivity(kind):
     out, _ = q(cls, a=None, nr_samples=5, perturb_func=additive(d), call_explain_func=q_gradient)
     fn = ev.avg_sensitivity if kind == "avg" else ev.max_sensitivity
     ours = fn(xattr.gradient, MODEL, X, Y, perturbations=d, normalize=True)  # Quantus divides by ||a||
-    agree(f"{cls.__name__} (normalised by ||a||)", ours, out)
+    agree(f"{cls.__name__} (normalised by ‖a‖)", ours, out)
 
 
 def test_local_lipschitz_estimate_adds_1e_10_to_the_distance():
@@ -386,7 +386,7 @@ def test_local_lipschitz_estimate_adds_1e_10_to_the_distance():
                call_explain_func=q_gradient)
     s = ev.stability.sensitivities(xattr.gradient, MODEL, X, Y, d)
     dist = np.linalg.norm(d.reshape(5, 4, -1), axis=2)
-    agree("LocalLipschitzEstimate (xattr's ratio with ||δ|| + 1e-10)", (s / (dist + 1e-10)).max(axis=0), out)
+    agree("LocalLipschitzEstimate (xattr's ratio with ‖δ‖ + 1e-10)", (s / (dist + 1e-10)).max(axis=0), out)
     ours = ev.local_lipschitz_estimate(xattr.gradient, MODEL, X, Y, perturbations=d)
     agree("LocalLipschitzEstimate vs xattr, to the 1e-10 offset", ours, out, rtol=1e-9)
 
@@ -394,7 +394,7 @@ def test_local_lipschitz_estimate_adds_1e_10_to_the_distance():
 # == complexity ========================================================================================
 def test_sparseness_adds_1e_7_to_every_magnitude():
     out, _ = q(quantus.Sparseness, normalise=False)
-    agree("Sparseness = Gini(|a| + 1e-7)", ev.sparseness(np.abs(A_PIX) + 1e-7), out)
+    agree("Sparseness = Gini(abs(a) + 1e-7)", ev.sparseness(np.abs(A_PIX) + 1e-7), out)
     one_hot = np.zeros((4, 1, 12, 12))
     one_hot[:, 0, 3, 4] = 1.0
     hot, _ = q(quantus.Sparseness, a=one_hot, normalise=False)
@@ -461,7 +461,7 @@ def test_attribution_localisation_offsets_and_weights():
              weighted=True)
     size_in = MASKS.reshape(4, -1).sum(axis=1)
     wrong_size = X[2:].size  # Quantus' size_data = x_batch[2:].size: the images from the third on, not H·W
-    agree("AttributionLocalisation(weighted) = μ · |mask| / x_batch[2:].size",
+    agree("AttributionLocalisation(weighted) = μ · mask size / x_batch[2:].size",
           ours * total / (total + 1e-9) * size_in / wrong_size, w)
     ratio = ev.attribution_localisation(A_PIX, MASKS, weighted=True) / ours
     np.testing.assert_allclose(ratio, F_PIX / size_in)  # Kohlbrenner et al.: μ · S_tot / S_in

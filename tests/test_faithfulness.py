@@ -436,3 +436,21 @@ def test_max_sensitivity_does_not_depend_on_the_chunking():
     naive = [max(np.linalg.norm(xattr.gradient(m, x[i:i + 1] + d[s, i:i + 1], 1) - xattr.gradient(m, x[i:i + 1], 1))
                  for s in range(5)) for i in range(3)]
     np.testing.assert_allclose(one, naive, rtol=1e-12)
+
+
+def test_float32_images_are_scored_in_float64_and_any_forward_only_model_works():
+    rng = np.random.default_rng(21)
+    x = rng.normal(size=(2, 1, 4, 4))
+    m = linear(x.shape[1:], k=3)
+    a = rng.normal(size=(2, 4, 4))
+
+    class ForwardOnly:  # no vjp, no layers: the metrics ask for nothing but forward
+        def forward(self, xs):
+            return m.forward(xs)
+
+    c64 = fa.deletion_curve(m, x, 1, a)
+    c32 = fa.deletion_curve(ForwardOnly(), x.astype(np.float32), 1, a)
+    assert c32.scores.dtype == np.float64
+    np.testing.assert_allclose(c32.scores, c64.scores, rtol=1e-5)
+    with pytest.raises(TypeError, match="lacks forward"):
+        fa.deletion_curve(object(), x, 1, a)

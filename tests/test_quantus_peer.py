@@ -177,12 +177,12 @@ def test_quantus_auc_and_irof_need_np_trapz_which_numpy_2_4_removed():
 
 @pytest.mark.parametrize("softmax", [True, False])
 def test_pixel_flipping(softmax, trapz):
-    out, _ = q(quantus.PixelFlipping, features_in_step=C * 4, normalise=False, perturb_baseline=0.0,
+    out, _ = q(quantus.PixelFlipping, features_in_step=C * 12, normalise=False, perturb_baseline=0.0,
                call_softmax=softmax)
-    ours = ev.pixel_flipping(MODEL, X, Y, A_PIX, features_per_step=4, baseline=0.0,
+    ours = ev.pixel_flipping(MODEL, X, Y, A_PIX, features_per_step=12, baseline=0.0,
                              score="probability" if softmax else "logit")
     agree(f"PixelFlipping(softmax={softmax})", ours.scores[:, 1:], out)  # Quantus omits the unperturbed point
-    auc, _ = q(quantus.PixelFlipping, features_in_step=C * 4, normalise=False, perturb_baseline=0.0,
+    auc, _ = q(quantus.PixelFlipping, features_in_step=C * 12, normalise=False, perturb_baseline=0.0,
                return_auc_per_sample=True, call_softmax=softmax)
     # Quantus' AUC: trapezoid with unit spacing over the steps after the first
     agree(f"PixelFlipping(return_auc_per_sample, softmax={softmax})",

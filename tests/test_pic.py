@@ -151,3 +151,67 @@ def test_bad_input():
         pc.pic_curve(m, np.repeat(x, 3, axis=1), 0, np.ones((1, 3, 6, 6)), rng=0)
     with pytest.raises(ValueError, match="known must be a boolean mask"):
         pc.interpolated_image(x, np.zeros((6, 6), bool))
+
+
+def _pair_case():
+    rng = np.random.default_rng(6)
+    x = np.round(rng.uniform(0, 255, size=(2, 3, 16, 16)))  # uint8 values held as floats
+    x[1] = np.round(np.clip(x[0] + rng.normal(0, 20, size=x[0].shape), 0, 255))
+    f = int(np.prod(x.shape[1:]))
+    m = Sequential(Flatten(), Dense(f, 2, rng=0))
+    w = np.zeros((2, f))
+    w[0] = (x[0].reshape(-1) - 127.5) / (2000 * f)  # logit ~ 2.7 on the first image: not saturated
+    m[1].weight, m[1].bias = w, np.zeros(2)
+    smap = np.abs(x[:, 0] - 127.5) + rng.uniform(0, 1e-3, size=(2, 16, 16))
+    return x, m, smap, pc.random_pixel_mask((2, 16, 16), 9, fraction=0.03)
+
+
+def test_pairs_blurred_image_is_xattrs_interpolation_rounded_through_float32():
+    pair = pytest.importorskip("saliency.metrics.pic", reason="PAIR's saliency package is an optional peer")
+    x, _, smap, rmask = _pair_case()
+    mask = (smap[0] >= np.quantile(smap[0], 0.95)) | rmask[0]
+    ours = pc.interpolated_image(x[:1], mask[None])[0].transpose(1, 2, 0)
+    theirs = pair.create_blurred_image(x[0].transpose(1, 2, 0).astype(np.uint8), mask)
+    # PAIR writes the interpolated values into a float32 array before np.round: near-half values
+    # (253.49999999999997) become 253.5 and round to even
+    np.testing.assert_array_equal(np.round(ours.astype(np.float32)), theirs)
+    assert np.any(np.round(ours) != theirs)
+
+
+def test_against_pairs_compute_pic_metric_on_uint8_images(monkeypatch):
+    pair = pytest.importorskip("saliency.metrics.pic", reason="PAIR's saliency package is an optional peer")
+    if not hasattr(np, "trapz"):  # saliency 0.2.1 integrates with np.trapz, which NumPy 2.4 removed
+        monkeypatch.setattr(np, "trapz", np.trapezoid, raising=False)
+
+    def blurred_in_float64(full_img, pixel_mask, method="linear"):  # PAIR's steps without its float32 rounding
+        img = full_img.transpose(2, 0, 1)[None].astype(np.float64)
+        return np.round(pc.interpolated_image(img, pixel_mask[None])[0]).transpose(1, 2, 0).astype(full_img.dtype)
+
+    monkeypatch.setattr(pair, "create_blurred_image", blurred_in_float64)
+    x, m, smap, rmask = _pair_case()
+    th = (0.05, 0.2, 0.5)
+    checked = 0
+    for kind in ("sic", "aic"):
+        ours = pc.pic_curve(m, x, 0, smap, kind=kind, random_mask=rmask, thresholds=th, min_pred_value=0.0,
+                            n_points=100, data_range=(0, 255), quantise=True)
+
+        def pred(batch):  # PAIR hands uint8 (B, H, W, C) images
+            s = m.forward(batch.transpose(0, 3, 1, 2).astype(np.float64))
+            if kind == "aic":
+                return list((np.argmax(s, axis=1) == 0).astype(float))
+            return list(np.exp(s[:, 0]) / np.exp(s).sum(axis=1))
+
+        for n in range(2):
+            img = x[n].transpose(1, 2, 0).astype(np.uint8)
+            if not ours.valid[n]:
+                with pytest.raises(pair.ComputePicMetricError):
+                    pair.compute_pic_metric(img, smap[n], rmask[n], pred, th, min_pred_value=0.0, num_data_points=100)
+                continue
+            theirs = pair.compute_pic_metric(img, smap[n], rmask[n], pred, th, min_pred_value=0.0, num_data_points=100)
+            np.testing.assert_allclose(ours.scores[n], theirs.predictions, rtol=1e-12)
+            np.testing.assert_allclose(ours.information[n], [pair.estimate_image_entropy(b) for b in
+                                                             theirs.blurred_images])
+            np.testing.assert_allclose(ours.curve_y[n], theirs.curve_y, rtol=1e-10, atol=1e-12)
+            np.testing.assert_allclose(ours.auc[n], theirs.auc, rtol=1e-10)
+            checked += 1
+    assert checked >= 2

@@ -166,7 +166,7 @@ class Pic:
 
 def pic_curve(model, x, target, attribution, kind="sic", thresholds=PIC_THRESHOLDS, random_mask=None, rng=None,
         random_fraction=RANDOM_FRACTION, min_pred_value=0.8, keep_monotonous=True, n_points=1000, data_range=None,
-        batch_size=None):
+        batch_size=None, quantise=False):
     """Softmax (SIC) or accuracy (AIC) information curve of each image (Kapishnikov et al. 2019).
 
     For threshold ``t``: reveal the pixels with ``map >= quantile(map, 1 - t)`` together with the
@@ -191,8 +191,10 @@ def pic_curve(model, x, target, attribution, kind="sic", thresholds=PIC_THRESHOL
     data_range : (lo, hi), optional
         Range quantised to uint8 for the entropy estimate; default each image's own.
 
-    The model is given the interpolated images in floating point (PAIR's pipeline feeds uint8
-    images, rounded after interpolation).
+    quantise : bool
+        Give the model the interpolated images rounded to the 256 levels of the entropy estimate's
+        quantisation (PAIR's pipeline works on uint8 images and rounds after interpolating); by
+        default the model sees them in floating point.
 
     Returns
     -------
@@ -227,11 +229,14 @@ def pic_curve(model, x, target, attribution, kind="sic", thresholds=PIC_THRESHOL
     T1 = masks.shape[1]
     xs = np.broadcast_to(x[:, None], (n, T1) + x.shape[1:]).reshape((-1,) + x.shape[1:])
     blurred = interpolated_image(xs, masks.reshape(-1, h, w)).reshape((n, T1) + x.shape[1:])
-    stack = np.concatenate([blurred, x[:, None]], axis=1)  # (N, T + 2, C, H, W)
     if data_range is None:  # every step is quantised over its original image's range
         lo, hi = x.min(axis=(1, 2, 3)), x.max(axis=(1, 2, 3))
     else:
         lo, hi = np.full(n, float(data_range[0])), np.full(n, float(data_range[1]))
+    if quantise:
+        l4, s4 = lo[:, None, None, None, None], np.where(hi > lo, hi - lo, 1.0)[:, None, None, None, None]
+        blurred = (l4 + np.clip(np.round((blurred - l4) / s4 * 255.0), 0, 255) * s4 / 255.0).astype(x.dtype)
+    stack = np.concatenate([blurred, x[:, None]], axis=1)  # (N, T + 2, C, H, W)
     info = np.stack([_entropies(stack[:, j], lo, hi) for j in range(T1 + 1)], axis=1)
     scorer = P.Scorer(model, x, target, "probability" if kind == "sic" else "accuracy")
     scores = P.score_stack(scorer, lambda a, b: np.moveaxis(stack[:, a:b], 1, 0), T1 + 1, n, batch_size).T

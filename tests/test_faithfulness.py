@@ -454,3 +454,23 @@ def test_float32_images_are_scored_in_float64_and_any_forward_only_model_works()
     np.testing.assert_allclose(c32.scores, c64.scores, rtol=1e-5)
     with pytest.raises(TypeError, match="lacks forward"):
         fa.deletion_curve(object(), x, 1, a)
+
+
+def test_no_metric_writes_into_its_inputs():
+    from xattr.evaluation import correlation as co, road as rd, sparsity as sp
+
+    rng = np.random.default_rng(22)
+    x = rng.normal(size=(2, 2, 6, 6))
+    a = rng.normal(size=(2, 6, 6))
+    x0, a0 = x.copy(), a.copy()
+    m = linear(x.shape[1:], k=3)
+    fa.deletion_curve(m, x, 0, a)
+    fa.insertion_curve(m, x, 0, a)
+    fa.region_perturbation(m, x, 0, a, patch=3, rng=0)
+    fa.irof(m, x, 0, a, segments=np.arange(36).reshape(6, 6) // 9)
+    co.faithfulness_correlation(m, x, 0, a, rng=0, n_subsets=4)
+    co.monotonicity_correlation(m, x, 0, a, rng=0, n_samples=2)
+    rd.road_curve(m, x, 0, a, rng=0)
+    sp.sparseness(a)
+    np.testing.assert_array_equal(x, x0)
+    np.testing.assert_array_equal(a, a0)

@@ -135,3 +135,108 @@ def test_bad_input_gives_clear_errors_not_nan():
         lo.multi_instance_coverage(maps, masks.astype(float))
     with pytest.raises(ValueError, match="finite"):
         lo.relevance_mass(np.full((2, 5, 5), np.nan), masks)
+
+
+# -- rank accuracy, top-k, attribution localisation, AUC, Focus ------------------------------------------
+def _box(shape, rows, cols):
+    """Masks ``shape = (N, H, W)`` with ``[rows, cols]`` of every image set."""
+    m = np.zeros(shape, dtype=bool)
+    m[:, rows, cols] = True
+    return m
+
+
+def test_relevance_rank_accuracy_closed_forms_and_naive_twin():
+    mask = _box((1, 4, 4), slice(0, 2), slice(0, 2))  # K = 4
+    perfect = np.where(mask, 2.0, 1.0) + np.arange(16).reshape(1, 4, 4) * 1e-3
+    np.testing.assert_array_equal(lo.relevance_rank_accuracy(perfect, mask), [1.0])
+    np.testing.assert_array_equal(lo.relevance_rank_accuracy(-perfect, mask), [0.0])
+    const = np.ones((1, 4, 4))  # ties: raster order, so the top 4 are the first row (2 of them in the mask)
+    np.testing.assert_array_equal(lo.relevance_rank_accuracy(const, mask), [0.5])
+    rng = np.random.default_rng(0)
+    maps = np.round(rng.normal(size=(5, 6, 6)), 1)
+    masks = rng.random((5, 6, 6)) < 0.3
+    got = lo.relevance_rank_accuracy(maps, masks)
+    for i in range(5):
+        order = sorted(range(36), key=lambda j: (-maps[i].ravel()[j], j))
+        K = masks[i].sum()
+        assert got[i] == np.mean([masks[i].ravel()[j] for j in order[:K]])
+
+
+def test_topk_mask_intersection():
+    rng = np.random.default_rng(1)
+    maps = rng.normal(size=(4, 5, 5))
+    masks = rng.random((4, 5, 5)) < 0.4
+    for k in (1, 7, 25):
+        got = lo.topk_mask_intersection(maps, masks, k)
+        for i in range(4):
+            top = np.argsort(-maps[i].ravel(), kind="stable")[:k]
+            assert got[i] == masks[i].ravel()[top].mean()
+    np.testing.assert_allclose(lo.topk_mask_intersection(maps, masks, 25), masks.reshape(4, -1).mean(axis=1))
+    with pytest.raises(ValueError, match="k must be between 1 and the number of pixels 25"):
+        lo.topk_mask_intersection(maps, masks, 26)
+
+
+def test_attribution_localisation_unweighted_and_size_weighted():
+    maps = np.zeros((1, 4, 4))
+    maps[0, 0, 0] = 3.0
+    maps[0, 3, 3] = 1.0
+    maps[0, 0, 1] = -2.0
+    mask = _box((1, 4, 4), 0, slice(0, 2))  # 2 of 16 pixels
+    np.testing.assert_allclose(lo.attribution_localisation(maps, mask), [0.75])  # R+_in / R+_tot
+    np.testing.assert_allclose(lo.attribution_localisation(maps, mask, weighted=True), [0.75 * 16 / 2])
+    uniform = np.ones((1, 4, 4))
+    np.testing.assert_allclose(lo.attribution_localisation(uniform, mask, weighted=True), [1.0])
+
+
+def test_localisation_auc_against_sklearn_style_pair_counting():
+    rng = np.random.default_rng(2)
+    maps = np.round(rng.normal(size=(4, 6, 5)), 1)  # ties
+    masks = rng.random((4, 6, 5)) < 0.3
+    got = lo.localisation_auc(maps, masks)
+    for i in range(4):
+        pos, neg = maps[i][masks[i]], maps[i][~masks[i]]
+        pairs = (pos[:, None] > neg[None]).mean() + 0.5 * (pos[:, None] == neg[None]).mean()
+        np.testing.assert_allclose(got[i], pairs, rtol=1e-13)
+    mask = _box((1, 3, 3), 0, slice(None))
+    np.testing.assert_allclose(lo.localisation_auc(np.where(mask, 1.0, 0.0), mask), [1.0])
+    np.testing.assert_allclose(lo.localisation_auc(np.ones((1, 3, 3)), mask), [0.5])
+    with pytest.raises(ValueError, match="covers the whole map"):
+        lo.localisation_auc(maps[:1], np.ones((1, 6, 5), dtype=bool))
+
+
+def test_mosaic_and_focus():
+    rng = np.random.default_rng(3)
+    parts = [rng.normal(size=(2, 3, 2, 3)) for _ in range(4)]
+    mo = lo.mosaic(*parts)
+    assert mo.shape == (2, 3, 4, 6)
+    np.testing.assert_array_equal(mo[:, :, :2, 3:], parts[1])
+    np.testing.assert_array_equal(mo[:, :, 2:, :3], parts[2])
+    maps = np.zeros((2, 4, 6))
+    maps[:, :2, :3] = 1.0   # top-left: 6 px x 1
+    maps[:, 2:, 3:] = 2.0   # bottom-right: 6 px x 2
+    maps[:, 0, 3] = -5.0    # negative relevance is ignored
+    q = np.array([[True, False, False, False], [False, True, False, True]])
+    np.testing.assert_allclose(lo.focus(maps, q), [6 / 18, 12 / 18])
+    np.testing.assert_allclose(lo.focus(maps[:, None], [1, 0, 0, 1]), [1.0, 1.0])
+    with pytest.raises(ValueError, match="even height and width"):
+        lo.focus(maps[:, :3], q)
+    with pytest.raises(ValueError, match="marks no quadrant"):
+        lo.focus(maps, np.zeros((2, 4), dtype=bool))
+    with pytest.raises(ValueError, match="no positive relevance"):
+        lo.focus(-np.abs(maps), q)
+    with pytest.raises(ValueError, match="four"):
+        lo.mosaic(parts[0], parts[1], parts[2], parts[3][:1])
+
+
+def test_new_localisation_metrics_refuse_bad_masks_and_maps():
+    maps = np.random.default_rng(4).normal(size=(2, 4, 4))
+    good = np.ones((2, 4, 4), dtype=bool)
+    good[:, 0] = False
+    for fn in (lo.relevance_rank_accuracy, lo.localisation_auc, lo.attribution_localisation,
+               lambda m, k: lo.topk_mask_intersection(m, k, 3)):
+        with pytest.raises(ValueError, match=r"masks must have shape \(2, 4, 4\)"):
+            fn(maps, good[:, :3])
+        with pytest.raises(ValueError, match=r"masks\[1\] is empty"):
+            fn(maps, np.stack([good[0], np.zeros((4, 4), bool)]))
+        with pytest.raises(ValueError, match="finite"):
+            fn(np.full_like(maps, np.nan), good)

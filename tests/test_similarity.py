@@ -56,14 +56,14 @@ def test_topk_intersection_closed_form_and_ties():
 
 
 def test_compare_maps():
-    x = np.random.default_rng(2).normal(size=(2, 3, 12, 12))
+    x = np.random.default_rng(2).normal(size=(2, 3, 24, 24))  # HOG's default blocks need 24x24
     out = sim.compare_maps(x, x, metrics=sim.METRICS, k=10)
     for name in sim.METRICS:
         np.testing.assert_allclose(out[name], 1.0)
     with pytest.raises(ValueError, match="needs k"):
         sim.compare_maps(x, x, metrics=("topk",))
-    with pytest.raises(ValueError, match="unknown metric 'pearson'"):
-        sim.compare_maps(x, x, metrics=("pearson",))
+    with pytest.raises(ValueError, match="unknown metric 'kendall'"):
+        sim.compare_maps(x, x, metrics=("kendall",))
 
 
 def test_bad_input_gives_clear_errors_not_nan():
@@ -88,3 +88,24 @@ def test_bad_input_gives_clear_errors_not_nan():
         sim.topk_intersection(const, x, 3)
     with pytest.raises(ValueError, match="must be finite"):
         sim.spearman(np.full((1, 4), np.nan), x[:1, 0, :4])
+
+
+def test_pearson_and_hog_pearson_against_numpy_and_scikit_image():
+    from skimage.feature import hog
+
+    rng = np.random.default_rng(5)
+    a, b = rng.normal(size=(3, 24, 30)), rng.normal(size=(3, 24, 30))
+    b[1] = 2 * a[1] + 1
+    np.testing.assert_allclose(sim.pearson(a, b), [np.corrcoef(u.ravel(), v.ravel())[0, 1] for u, v in zip(a, b)],
+                               rtol=1e-12)
+    np.testing.assert_allclose(sim.pearson(a, b)[1], 1.0)
+    got = sim.hog_pearson(a, b)
+    for i in range(3):
+        ha, hb = hog(a[i]), hog(b[i])
+        np.testing.assert_allclose(got[i], np.corrcoef(ha, hb)[0, 1], rtol=1e-12)
+    small = sim.hog_pearson(a[:, :8, :8], b[:, :8, :8], pixels_per_cell=4, cells_per_block=2)
+    assert small.shape == (3,)
+    with pytest.raises(ValueError, match="needs maps of at least 24x24"):
+        sim.hog_pearson(a[:, :12], b[:, :12])
+    with pytest.raises(ValueError, match="constant"):
+        sim.pearson(a, np.ones_like(a))

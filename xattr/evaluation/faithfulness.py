@@ -1,12 +1,16 @@
-"""Faithfulness: deletion and insertion curves (Petsiuk et al. 2018), infidelity and
-max-sensitivity (Yeh et al. 2019).
+"""Faithfulness: curves that remove features in the attribution's order, and Yeh et al.'s measures.
 
-Deletion removes features in decreasing order of attribution, replacing them by a named
-baseline, and records the target score; a faithful map makes it fall fast (low AUC).
-Insertion starts from the baseline and puts features back; a faithful map makes it rise
-fast (high AUC).  The unit of a *feature* follows the map's shape: a map of ``x``'s shape
-ranks every input element; a map ``(N, H, W)`` or ``(N, 1, H, W)`` ranks pixels (all
-channels of a pixel move together).  Ties in the ranking: raster order (first first).
+* Deletion and insertion curves (Petsiuk et al. 2018), pixel flipping (Bach et al. 2015), region
+  perturbation with MoRF/LeRF orders and AOPC (Samek et al. 2017), IROF (Rieger & Hansen 2020).
+* Sufficiency (Dasgupta et al. 2022).
+* Infidelity and max-sensitivity (Yeh et al. 2019).
+
+The unit of a *feature* follows the map's shape: a map of ``x``'s shape ranks every input
+element; a map ``(N, H, W)`` or ``(N, 1, H, W)`` ranks pixels (all channels of a pixel move
+together).  Ties in the ranking: raster order (first first).  Scores: ``"logit"``,
+``"probability"`` (softmax) or ``"accuracy"`` (arg-max is the target); see
+:mod:`xattr.evaluation._perturb`.  Perturbed images go through ``model.forward`` in chunks of
+``batch_size`` images; nothing but ``forward`` is asked of the model.
 """
 from __future__ import annotations
 
@@ -14,37 +18,55 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
+from scipy.spatial.distance import cdist
 
 from .. import _targets
 from .._conventions import as_float_array, as_rng, check_image_batch
-from ..model import check_model
+from . import _perturb as P
 
-__all__ = ["deletion_curve", "insertion_curve", "Curve", "infidelity", "max_sensitivity", "blurred"]
+__all__ = [
+    "deletion_curve", "insertion_curve", "Curve", "pixel_flipping", "region_perturbation", "irof", "Irof",
+    "sufficiency", "Sufficiency", "infidelity", "max_sensitivity", "blurred",
+]
 
 #: default sigma (pixels) of the blurred image that insertion starts from (our choice, stated).
 BLUR_SIGMA = 5.0
+#: default points of a deletion/insertion curve after 0: Petsiuk et al. 2018 move 224 pixels per step
+#: on 224x224 images, i.e. 1/224 of the features per step (one per feature when there are fewer).
+CURVE_STEPS = 224
 
 
 @dataclass
 class Curve:
-    """A deletion or insertion curve.
+    """A perturbation curve: the target's score as features are removed (or inserted) in order.
 
     Attributes
     ----------
     fractions : ndarray ``(S + 1,)``
-        Fraction of features removed (deletion) or inserted (insertion), from 0 to 1.
+        Fraction of features (or regions) moved, from 0 to at most 1.
     scores : ndarray ``(N, S + 1)``
-        The target score (or probability) at each fraction.
+        The target score (logit, probability or accuracy) at each fraction.
     auc : ndarray ``(N,)``
         Trapezoid area under ``scores`` over ``fractions``.
     baseline : str
-        What replaced the features (``"0.0"``, ``"blur(sigma=5)"``, ``"array"``, ...).
+        What replaced the features (``"0"``, ``"blur(sigma=5)"``, ``"array"``, ...).
+    order : str
+        ``"morf"`` (most relevant first) or ``"lerf"`` (least relevant first).
     """
 
     fractions: np.ndarray
     scores: np.ndarray
     auc: np.ndarray
     baseline: str
+    order: str = "morf"
+
+    def aopc(self):
+        """Area over the perturbation curve (Samek et al. 2017, eq. 12), per image ``(N,)``.
+
+        ``AOPC = 1/(L+1) Σ_{k=0}^{L} (f(x⁽⁰⁾) - f(x⁽ᵏ⁾))`` over the ``L + 1`` points of the curve:
+        large for a faithful MoRF order, small (or negative) for a faithful LeRF order.
+        """
+        return (self.scores[:, :1] - self.scores).mean(axis=1)
 
 
 def blurred(x, sigma=BLUR_SIGMA):
@@ -54,128 +76,311 @@ def blurred(x, sigma=BLUR_SIGMA):
                                    mode="reflect").astype(x.dtype, copy=False)
 
 
-def _baseline(baseline, x, blur_sigma):
-    if isinstance(baseline, str):
-        if baseline != "blur":
-            raise ValueError(f"baseline must be a number, an array, a callable or 'blur', got {baseline!r}")
-        return blurred(x, blur_sigma), f"blur(sigma={blur_sigma:g})"
-    if callable(baseline):
-        b, label = baseline(x), getattr(baseline, "__name__", "callable")
+def _trapz(y, x):
+    return ((y[..., 1:] + y[..., :-1]) / 2 * np.diff(x)).sum(axis=-1)
+
+
+def _curve_counts(n_steps, F):
+    if n_steps is None:
+        steps = min(CURVE_STEPS, F)
+    elif isinstance(n_steps, str):
+        if n_steps != "all":
+            raise ValueError(f"n_steps must be an int, None or 'all', got {n_steps!r}")
+        steps = F
     else:
-        b = baseline
-        label = f"{float(b):g}" if np.ndim(b) == 0 else "array"
-    b = as_float_array(b, "baseline")
-    try:
-        b = np.broadcast_to(b, x.shape).astype(x.dtype)
-    except ValueError:
-        raise ValueError(f"baseline of shape {b.shape} does not broadcast to x's shape {x.shape}") from None
-    return b, label
-
-
-def _feature_ranks(attribution, x):
-    """``(ranks (N, F), expand)``: rank 0 = most important feature; ``expand`` maps ``(N, F)`` masks to ``x``."""
-    a = as_float_array(attribution, "attribution")
-    n, c, h, w = x.shape
-    if a.shape == x.shape:
-        flat = a.reshape(n, -1)
-        expand = lambda m: m.reshape(x.shape)  # noqa: E731
-    elif a.shape in ((n, h, w), (n, 1, h, w)):
-        flat = a.reshape(n, -1)
-        expand = lambda m: np.broadcast_to(m.reshape(n, 1, h, w), x.shape)  # noqa: E731
-    else:
-        raise ValueError(
-            f"attribution must have x's shape {x.shape} (features = elements) or (N, H, W) / (N, 1, H, W) = "
-            f"({n}, {h}, {w}) (features = pixels), got {a.shape}"
-        )
-    const = np.flatnonzero(np.ptp(flat, axis=1) == 0)
-    if const.size:
-        raise ValueError(f"attribution[{int(const[0])}] is constant: it gives no order to remove features in")
-    order = np.argsort(-flat, axis=1, kind="stable")  # ties: raster order
-    ranks = np.empty_like(order)
-    np.put_along_axis(ranks, order, np.arange(flat.shape[1])[None], axis=1)
-    return ranks, expand
-
-
-def _score_fn(model, target, score):
-    if score not in ("logit", "probability"):
-        raise ValueError(f"score must be 'logit' or 'probability', got {score!r}")
-
-    def f(xs, reps):
-        s = np.asarray(model.forward(xs), dtype=np.float64)
-        if score == "probability":
-            if callable(target):
-                raise ValueError("score='probability' needs a class target (int or int array), not a callable")
-            s = np.exp(s - s.max(axis=1, keepdims=True))
-            s /= s.sum(axis=1, keepdims=True)
-        t = target if callable(target) or np.ndim(target) == 0 else np.tile(np.asarray(target), reps)
-        return _targets.selected(t, s)
-
-    return f
-
-
-def _curve(model, x, target, attribution, baseline, n_steps, score, batch_size, blur_sigma, insert):
-    check_model(model)
-    x = check_image_batch(x)
-    base, label = _baseline(baseline, x, blur_sigma)
-    ranks, expand = _feature_ranks(attribution, x)
-    n, F = ranks.shape
-    steps = F if n_steps is None else int(n_steps)
+        steps = int(n_steps)
     if not 1 <= steps <= F:
         raise ValueError(f"n_steps must be between 1 and the number of features {F}, got {n_steps}")
-    counts = np.round(np.linspace(0, F, steps + 1)).astype(np.intp)
-    f = _score_fn(model, target, score)
-    scores = np.empty((n, steps + 1))
-    per_chunk = max(1, int(batch_size) // n)
-    for lo in range(0, steps + 1, per_chunk):
-        ks = counts[lo : lo + per_chunk]
-        moved = expand_many(ranks, ks, expand)  # (len(ks), N, ...) True where a feature has moved
-        src, dst = (base, x) if insert else (x, base)
-        xs = np.where(moved, dst, src).reshape((-1,) + x.shape[1:])
-        scores[:, lo : lo + len(ks)] = f(xs, len(ks)).reshape(len(ks), n).T
-    fr = counts / F
-    auc = ((scores[:, 1:] + scores[:, :-1]) / 2 * np.diff(fr)).sum(axis=1)
-    return Curve(fr, scores, auc, label)
+    return np.round(np.linspace(0, F, steps + 1)).astype(np.intp)
 
 
-def expand_many(ranks, ks, expand):
-    return np.stack([expand(ranks < k) for k in ks])
+def _moving_curve(model, x, target, feats, ranks, counts, total, base, label, score, batch_size, insert, order,
+                  progress, desc):
+    """Scores after moving the features of rank ``< counts[s]`` from ``x`` to ``base`` (or back, ``insert``)."""
+    scorer = P.Scorer(model, x, target, score)
+    src, dst = (base, x) if insert else (x, base)
+
+    def make(lo, hi):
+        moved = feats(ranks[None] < counts[lo:hi, None, None])
+        return np.where(moved, dst[None], src[None])
+
+    n = x.shape[0]
+    bar = P.progress_bar(len(counts) * n, progress, desc)
+    try:
+        scores = P.score_stack(scorer, make, len(counts), n, batch_size, bar).T
+    finally:
+        bar.close()
+    fr = counts / total
+    return Curve(fr, scores, _trapz(scores, fr), label, order)
 
 
-def deletion_curve(model, x, target, attribution, baseline=0.0, n_steps=None, score="logit", batch_size=256,
-                   blur_sigma=BLUR_SIGMA):
+def _element_curve(model, x, target, attribution, baseline, counts_of, score, batch_size, blur_sigma, insert, order,
+                   rng, progress, desc):
+    x = P.images(x)
+    feats = P.Features(attribution, x)
+    base, label = P.replacement(baseline, x, rng, blur_sigma)
+    counts = counts_of(feats.count)
+    return _moving_curve(model, x, target, feats.expand, feats.ranks(order), counts, feats.count, base, label, score,
+                         batch_size, insert, order, progress, desc)
+
+
+def deletion_curve(model, x, target, attribution, baseline=0.0, n_steps=None, score="probability",
+                   batch_size=None, blur_sigma=BLUR_SIGMA, order="morf", rng=None, progress=False):
     """Deletion curve and its AUC (Petsiuk et al. 2018, "RISE"): lower is more faithful.
+
+    Features are replaced by ``baseline`` in decreasing order of attribution and the target's
+    probability is recorded: ``s_k = p_t(x⁽ᵏ⁾)`` with ``x⁽ᵏ⁾`` the image with the ``c_k`` most
+    relevant features deleted, ``c_k = round(k F / S)``; AUC by the trapezoid rule over the
+    fraction ``c_k / F``.
 
     Parameters
     ----------
-    model : model protocol object
+    model : any object with ``forward(x) -> (N, K)``
     x : ndarray ``(N, C, H, W)``
     target : int, int array ``(N,)`` or callable
     attribution : ndarray, ``x``'s shape or ``(N, [1,] H, W)``
-    baseline : float, array, callable ``x -> array`` or ``"blur"``
+    baseline : float, array, callable ``x -> array``, ``"blur"``, ``"mean"`` or ``"uniform"``
         What a deleted feature becomes; default 0 (the paper's deletion uses a constant).
-    n_steps : int, optional
-        Points of the curve after 0; default one per feature.  Step ``k`` moves
-        ``round(k F / n_steps)`` features.
-    score : ``"logit"`` (the target's score, default) or ``"probability"`` (softmax, as the paper)
-    batch_size : int
-        Images per forward pass (bounds memory).
+    n_steps : int, ``"all"`` or None
+        Points of the curve after 0.  Default ``min(224, F)``: 1/224 of the features per step,
+        as the paper (224 pixels per step at 224x224).  ``"all"``: one feature per step (xattr's
+        behaviour before this default changed).
+    score : ``"probability"`` (softmax of the target, the paper's, default), ``"logit"`` or ``"accuracy"``
+    order : ``"morf"`` (default) or ``"lerf"`` (least relevant first)
+    rng : Generator or int; only for ``baseline="uniform"``
+    batch_size : int, optional
+        Images per forward pass (bounds memory); default about 2 million input values per pass.
+    progress : bool
+        Show a progress bar (tqdm when installed).
 
     Returns
     -------
     Curve
     """
-    return _curve(model, x, target, attribution, baseline, n_steps, score, batch_size, blur_sigma, insert=False)
+    return _element_curve(model, x, target, attribution, baseline, lambda F: _curve_counts(n_steps, F), score,
+                          batch_size, blur_sigma, False, order, rng, progress, "deletion")
 
 
-def insertion_curve(model, x, target, attribution, baseline="blur", n_steps=None, score="logit", batch_size=256,
-                    blur_sigma=BLUR_SIGMA):
+def insertion_curve(model, x, target, attribution, baseline="blur", n_steps=None, score="probability",
+                    batch_size=None, blur_sigma=BLUR_SIGMA, order="morf", rng=None, progress=False):
     """Insertion curve and its AUC (Petsiuk et al. 2018): higher is more faithful.
 
     Starts from ``baseline`` (default a Gaussian blur of ``x``, as the paper's insertion)
     and puts back features in decreasing order of attribution.  Parameters as
-    :func:`deletion_curve`.
+    :func:`deletion_curve` (same defaults: probability, ``min(224, F)`` steps).
     """
-    return _curve(model, x, target, attribution, baseline, n_steps, score, batch_size, blur_sigma, insert=True)
+    return _element_curve(model, x, target, attribution, baseline, lambda F: _curve_counts(n_steps, F), score,
+                          batch_size, blur_sigma, True, order, rng, progress, "insertion")
+
+
+def pixel_flipping(model, x, target, attribution, order="morf", baseline=0.0, features_per_step=1, score="logit",
+                   rng=None, batch_size=None, progress=False):
+    """Pixel flipping (Bach et al. 2015, "On pixel-wise explanations ... by layer-wise relevance propagation").
+
+    Features are flipped (replaced by ``baseline``) cumulatively in the attribution's order,
+    ``features_per_step`` at a time, and the classifier's output ``f(x⁽ᵏ⁾)`` is recorded after
+    every step (``k = 0`` is the unperturbed image).  A faithful map makes the MoRF curve fall
+    fast; :meth:`Curve.aopc` summarises it (Samek et al. 2017).  Bach et al. flip binary MNIST
+    pixels; for real-valued images the replacement is the caller's choice (default 0).
+
+    Parameters
+    ----------
+    order : ``"morf"`` or ``"lerf"``
+    features_per_step : int
+        Features flipped per step; the last step flips what remains.
+    score : ``"logit"`` (the classifier's output, default), ``"probability"`` or ``"accuracy"``
+    Other parameters as :func:`deletion_curve`.
+
+    Returns
+    -------
+    Curve, with ``ceil(F / features_per_step) + 1`` points.
+    """
+    step = int(features_per_step)
+
+    def counts(F):
+        if not 1 <= step <= F:
+            raise ValueError(f"features_per_step must be between 1 and the number of features {F}, "
+                             f"got {features_per_step}")
+        return np.minimum(np.arange(0, F + step, step), F)[: -(-F // step) + 1]
+
+    return _element_curve(model, x, target, attribution, baseline, counts, score, batch_size, BLUR_SIGMA, False,
+                          order, rng, progress, "pixel flipping")
+
+
+def region_perturbation(model, x, target, attribution, patch=9, order="morf", baseline="uniform", rng=None,
+                        n_regions=None, score="logit", batch_size=None, progress=False):
+    """Region perturbation (Samek et al. 2017, "Evaluating the visualization of what a deep neural
+    network has learned"), MoRF or LeRF.
+
+    The image is tiled by ``patch x patch`` regions from the top-left corner (the last row and
+    column of regions are cut at the border); a region's relevance is the sum of the attribution
+    over its pixels (and channels).  Regions are replaced cumulatively in the order of their
+    relevance (ties: region raster order) by ``baseline`` (default uniform noise over each
+    image's range, as the paper) and the target's score is recorded after each.  Samek et al.
+    perturb 9x9 regions and report ``AOPC`` (:meth:`Curve.aopc`).
+
+    Parameters
+    ----------
+    patch : int
+        Region side in pixels.
+    n_regions : int, optional
+        Regions to perturb (curve points after 0); default all.
+    rng : Generator or int; needed by ``baseline="uniform"``.
+    Other parameters as :func:`pixel_flipping`.
+
+    Returns
+    -------
+    Curve, ``fractions`` = fraction of the regions perturbed.
+    """
+    x = P.images(x)
+    feats = P.Features(attribution, x)
+    n, c, h, w = x.shape
+    patch = int(patch)
+    if not 1 <= patch <= min(h, w):
+        raise ValueError(f"patch must be between 1 and min(H, W) = {min(h, w)}, got {patch}")
+    cols = -(-w // patch)
+    region = ((np.arange(h) // patch)[:, None] * cols + (np.arange(w) // patch)[None, :]).ravel()  # (H*W,)
+    R = int(region.max()) + 1
+    pix = feats.values.reshape(n, -1, h * w).sum(axis=1) if feats.unit == "element" else feats.values
+    rel = P.group_sums(np.broadcast_to(region, (n, h * w)), pix, R)
+    region_rank = P.ranking(rel, order)  # (N, R)
+    pixel_rank = region_rank[:, region]  # (N, H*W): a pixel moves with its region
+    L = R if n_regions is None else int(n_regions)
+    if not 1 <= L <= R:
+        raise ValueError(f"n_regions must be between 1 and the number of regions {R}, got {n_regions}")
+    base, label = P.replacement(baseline, x, rng)
+
+    def expand(mask):
+        lead = mask.shape[:-2]
+        return np.broadcast_to(mask.reshape(lead + (n, 1, h, w)), lead + (n, c, h, w))
+
+    return _moving_curve(model, x, target, expand, pixel_rank, np.arange(L + 1), R, base, label, score, batch_size,
+                         False, order, progress, "region perturbation")
+
+
+@dataclass
+class Irof:
+    """Result of :func:`irof`.
+
+    ``aoc (N,)``: area over the normalised curve; ``curves``: per image ``(K_n + 1,)`` scores
+    ``f(x⁽ᵏ⁾) / f(x)`` after removing the ``k`` most relevant segments; ``n_segments (N,)``.
+    """
+
+    aoc: np.ndarray
+    curves: list
+    n_segments: np.ndarray
+
+
+def irof(model, x, target, attribution, segments=None, baseline="mean", score="probability",
+         batch_size=None, rng=None, progress=False):
+    """Iterative removal of features, IROF (Rieger & Hansen 2020, "IROF: a low resource evaluation
+    metric for explanation methods").
+
+    The image is cut into superpixels; a segment's relevance is the *mean* attribution over its
+    pixels (and channels); segments are removed (replaced by ``baseline``, default each image's
+    per-channel mean) cumulatively in decreasing order of relevance (ties: lower label first)
+    and the target's probability is recorded relative to the original,
+    ``y_k = f(x⁽ᵏ⁾) / f(x)``.  ``IROF = 1 - ∫ y`` over the fraction ``k / K`` of segments
+    removed (trapezoid rule): the area over the curve, higher is more faithful.
+
+    Parameters
+    ----------
+    segments : int labels ``(H, W)`` or ``(N, H, W)``, optional
+        Default: SLIC superpixels (:func:`xattr.slic_segments`, needs scikit-image).
+    baseline : see :func:`deletion_curve`
+    score : ``"probability"`` (default, the paper's) or ``"logit"``; ``f(x)`` must not be 0.
+
+    Returns
+    -------
+    Irof
+    """
+    from ..methods import segments as seg
+
+    x = P.images(x)
+    feats = P.Features(attribution, x)
+    n, c, h, w = x.shape
+    if segments is None:
+        segments = seg.slic_segments(x)
+    labels, counts = seg.check_segments(segments, x.shape)
+    lab = np.stack(labels).reshape(n, -1)  # (N, H*W), labels 0 .. K_n - 1
+    K = np.asarray(counts)
+    Kmax = int(K.max())
+    pix = feats.values.reshape(n, -1, h * w).sum(axis=1) / (c if feats.unit == "element" else 1)
+    sums = P.group_sums(lab, pix, Kmax)
+    sizes = P.group_sums(lab, np.ones_like(pix), Kmax)
+    mean = np.where(sizes > 0, sums / np.maximum(sizes, 1), -np.inf)  # labels >= K_n (absent) go last
+    seg_rank = P.ranking(mean, "morf")
+    pixel_rank = np.take_along_axis(seg_rank, lab, axis=1)
+    base, _ = P.replacement(baseline, x, rng)
+
+    def expand(mask):
+        lead = mask.shape[:-2]
+        return np.broadcast_to(mask.reshape(lead + (n, 1, h, w)), lead + (n, c, h, w))
+
+    curve = _moving_curve(model, x, target, expand, pixel_rank, np.arange(Kmax + 1), Kmax, base, "", score,
+                          batch_size, False, "morf", progress, "IROF")
+    f0 = curve.scores[:, 0]
+    bad = np.flatnonzero(f0 == 0)
+    if bad.size:
+        raise ValueError(f"image {int(bad[0])}: the target's score is 0, so IROF's normalised curve is undefined")
+    curves = [curve.scores[i, : K[i] + 1] / f0[i] for i in range(n)]
+    aoc = np.array([1.0 - _trapz(y, np.arange(K[i] + 1) / K[i]) for i, y in enumerate(curves)])
+    return Irof(aoc, curves, K)
+
+
+@dataclass
+class Sufficiency:
+    """Result of :func:`sufficiency`: ``score (N,)`` (0 where an image has no neighbour), ``neighbours (N,)``."""
+
+    score: np.ndarray
+    neighbours: np.ndarray
+
+    def mean(self):
+        """Mean score over the images that have at least one neighbour."""
+        ok = self.neighbours > 0
+        if not ok.any():
+            raise ValueError("no image has a neighbour within the threshold: sufficiency is undefined")
+        return float(self.score[ok].mean())
+
+
+def sufficiency(model, x, attribution, threshold, metric="euclidean", **metric_kwargs):
+    """Sufficiency (Dasgupta et al. 2022, "Framework for evaluating faithfulness of local explanations").
+
+    An explanation is sufficient when the inputs that receive the same explanation receive
+    the same prediction.  Over a batch, the neighbours of image ``i`` are the other images
+    ``j`` with ``d(a_i, a_j) <= threshold`` and ``score_i`` is the fraction of them predicted
+    (arg-max of ``model.forward``) as ``i`` is.
+
+    Parameters
+    ----------
+    x : ndarray ``(N, C, H, W)``
+    attribution : ndarray ``(N, ...)``
+    threshold : float
+        Largest distance between explanations that still counts as "the same".
+    metric : str or callable
+        Any ``scipy.spatial.distance.cdist`` metric (default Euclidean; Quantus uses the
+        standardised ``"seuclidean"``); ``metric_kwargs`` go to ``cdist``.
+
+    Returns
+    -------
+    Sufficiency
+    """
+    x = P.images(x)
+    a = as_float_array(attribution, "attribution")
+    if a.shape[0] != x.shape[0]:
+        raise ValueError(f"attribution must hold one map per image ({x.shape[0]}), got shape {a.shape}")
+    if not np.isfinite(threshold) or threshold < 0:
+        raise ValueError(f"threshold must be a non-negative number, got {threshold}")
+    pred = np.argmax(P.forward(P.check_forward(model), x), axis=1)
+    flat = np.asarray(a, dtype=np.float64).reshape(len(a), -1)
+    d = cdist(flat, flat, metric, **metric_kwargs)
+    if not np.all(np.isfinite(d)):
+        raise ValueError(f"the {metric!r} distances between the maps are not all finite (constant features "
+                         "under 'seuclidean'?)")
+    near = (d <= threshold) & ~np.eye(len(flat), dtype=bool)
+    count = near.sum(axis=1)
+    same = (near & (pred[None, :] == pred[:, None])).sum(axis=1)
+    return Sufficiency(np.where(count > 0, same / np.maximum(count, 1), 0.0), count)
 
 
 # -- Yeh et al. 2019 ---------------------------------------------------------------------------
@@ -225,7 +430,7 @@ def infidelity(model, x, target, attribution, perturbation="gaussian", n_samples
     -------
     ndarray ``(N,)``, non-negative.
     """
-    check_model(model)
+    P.check_forward(model)
     x = check_image_batch(x)
     x_dtype = x.dtype
     x = np.asarray(x, dtype=np.float64)
@@ -265,37 +470,26 @@ def infidelity(model, x, target, attribution, perturbation="gaussian", n_samples
 
 
 def max_sensitivity(method, model, x, target, radius=0.02, n_samples=16, rng=None, perturbations=None,
-                    normalize=False, method_kwargs=None):
+                    normalize=False, method_kwargs=None, batch_size=64):
     """Max-sensitivity (Yeh et al. 2019): ``max_{||y - x||∞ <= r} ||Φ(f, y) - Φ(f, x)||₂`` per image.
 
     Estimated by Monte Carlo over ``n_samples`` points drawn uniformly in the L∞ ball of
     radius ``radius`` (as Captum's ``sensitivity_max``), or over explicit ``perturbations``
     ``(S, *x.shape)``.  ``normalize`` divides by ``||Φ(f, x)||₂`` (refused if that is 0).
+    The perturbed images go through ``method`` in chunks of about ``batch_size`` images.
+    See also :func:`xattr.evaluation.stability.avg_sensitivity`.
 
     Returns
     -------
     ndarray ``(N,)``
     """
-    check_model(model)
+    from .stability import sensitivities
+
     x = check_image_batch(x)
-    kw = dict(method_kwargs or {})
-    a0 = np.asarray(method(model, x, target, **kw), dtype=np.float64)
     if perturbations is None:
         if rng is None:
             raise TypeError("max_sensitivity draws random perturbations: pass rng (a Generator or an int seed)")
         if not radius > 0:
             raise ValueError(f"radius must be positive, got {radius}")
         perturbations = as_rng(rng).uniform(-radius, radius, (int(n_samples),) + x.shape)
-    d = as_float_array(perturbations, "perturbations")
-    if d.ndim != x.ndim + 1 or d.shape[1:] != x.shape:
-        raise ValueError(f"perturbations must have shape (S, *x.shape), got {d.shape}")
-    best = np.zeros(x.shape[0])
-    for delta in d:
-        a = np.asarray(method(model, (x + delta).astype(x.dtype), target, **kw), dtype=np.float64)
-        best = np.maximum(best, np.linalg.norm((a - a0).reshape(len(a0), -1), axis=1))
-    if normalize:
-        ref = np.linalg.norm(a0.reshape(len(a0), -1), axis=1)
-        if np.any(ref == 0):
-            raise ValueError(f"normalize=True: the attribution of image {int(np.flatnonzero(ref == 0)[0])} is zero")
-        best = best / ref
-    return best
+    return sensitivities(method, model, x, target, perturbations, method_kwargs, batch_size, normalize).max(axis=0)

@@ -1,5 +1,6 @@
-"""Localisation against ground truth: pointing game, relevance mass, weakly supervised
-localisation (Simonyan et al. 2013) and multi-instance coverage.
+"""Localisation against ground truth: pointing game, relevance mass, relevance rank accuracy,
+top-k intersection, attribution localisation, ROC AUC, Focus, weakly supervised localisation
+(Simonyan et al. 2013) and multi-instance coverage.
 
 Maps are per-pixel ``(N, H, W)`` or ``(N, 1, H, W)`` (reduce channels first with
 ``xattr.reduce_channels``); masks are boolean ``(N, H, W)``.  Boxes are
@@ -12,11 +13,15 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from scipy import stats
+
 from ._common import constant_rows, maps2d, masks2d
 
 __all__ = [
-    "pointing_game", "relevance_mass", "threshold_map", "largest_component", "bounding_box", "box_iou",
-    "weakly_supervised_localisation", "Localisation", "multi_instance_coverage", "Coverage",
+    "pointing_game", "relevance_mass", "relevance_rank_accuracy", "topk_mask_intersection",
+    "attribution_localisation", "localisation_auc", "focus", "mosaic", "threshold_map", "largest_component",
+    "bounding_box", "box_iou", "weakly_supervised_localisation", "Localisation", "multi_instance_coverage",
+    "Coverage",
 ]
 
 
@@ -66,6 +71,146 @@ def relevance_mass(maps, masks, positive_only=True):
         what = "positive relevance" if positive_only else "relevance"
         raise ValueError(f"maps[{int(bad[0])}] has no {what}: relevance mass is undefined")
     return (r * mk).sum(axis=(1, 2)) / total
+
+
+def _raster_order(m):
+    """Pixel indices ``(N, H*W)`` by decreasing value, ties in raster order (first first)."""
+    return np.argsort(-m.reshape(len(m), -1), axis=1, kind="stable")
+
+
+def relevance_rank_accuracy(maps, masks):
+    """Relevance rank accuracy (Arras et al. 2022, "CLEVR-XAI", §4.2): with ``K = |mask|``, the
+    fraction of the ``K`` highest-ranked pixels that lie inside the mask.
+
+    Ties in the ranking: raster order (Quantus sorts with an unstable ``argsort``).
+
+    Returns
+    -------
+    ndarray ``(N,)`` in ``[0, 1]``
+    """
+    m = maps2d(maps)
+    mk = masks2d(masks, m.shape)
+    K = mk.reshape(len(mk), -1).sum(axis=1)
+    inside = np.take_along_axis(mk.reshape(len(mk), -1), _raster_order(m), axis=1)  # mask value in rank order
+    top = np.arange(inside.shape[1])[None] < K[:, None]
+    return (inside & top).sum(axis=1) / K
+
+
+def topk_mask_intersection(maps, masks, k):
+    """Top-k intersection with a mask (Theiner et al. 2022, "Interpretable semantic photo
+    geolocation"; Quantus' ``TopKIntersection``): the fraction of the ``k`` highest-ranked pixels
+    that lie inside the mask (ties: raster order).
+
+    Not :func:`xattr.evaluation.similarity.topk_intersection`, which compares two maps.
+
+    Returns
+    -------
+    ndarray ``(N,)`` in ``[0, 1]``
+    """
+    m = maps2d(maps)
+    mk = masks2d(masks, m.shape)
+    k = int(k)
+    F = m.shape[1] * m.shape[2]
+    if not 1 <= k <= F:
+        raise ValueError(f"k must be between 1 and the number of pixels {F}, got {k}")
+    top = _raster_order(m)[:, :k]
+    return np.take_along_axis(mk.reshape(len(mk), -1), top, axis=1).mean(axis=1)
+
+
+def attribution_localisation(maps, masks, weighted=False):
+    """Attribution localisation (Kohlbrenner et al. 2020, "Towards best practice in explaining
+    neural network decisions with LRP", §4.2).
+
+    ``μ = R⁺_in / R⁺_tot``: the share of the positive relevance inside the object's mask (their
+    bounding box); ``weighted`` gives ``μ_w = μ · S_tot / S_in``, which corrects for the object's
+    size (``S``: pixel counts), 1 for a map that is uniform over the image.  The unweighted
+    value is :func:`relevance_mass` with ``positive_only=True``.
+
+    Returns
+    -------
+    ndarray ``(N,)``
+    """
+    m = maps2d(maps)
+    mk = masks2d(masks, m.shape)
+    mu = relevance_mass(m, mk, positive_only=True)
+    if not weighted:
+        return mu
+    s_in = mk.reshape(len(mk), -1).sum(axis=1)
+    return mu * (m.shape[1] * m.shape[2]) / s_in
+
+
+def localisation_auc(maps, masks):
+    """Area under the ROC curve of the map as a detector of the mask's pixels (Fawcett 2006).
+
+    The probability that a random pixel of the mask has a higher value than a random pixel
+    outside it, ties counting one half: ``AUC = (R⁺ - n⁺(n⁺ + 1)/2) / (n⁺ n⁻)`` with ``R⁺`` the sum
+    of the mask pixels' ranks (average ranks over ties; the Mann–Whitney statistic).  The mask
+    must leave pixels on both sides.
+
+    Returns
+    -------
+    ndarray ``(N,)`` in ``[0, 1]``
+    """
+    m = maps2d(maps)
+    mk = masks2d(masks, m.shape).reshape(len(m), -1)
+    pos = mk.sum(axis=1)
+    neg = mk.shape[1] - pos
+    full = np.flatnonzero(neg == 0)
+    if full.size:
+        raise ValueError(f"masks[{int(full[0])}] covers the whole map: the ROC AUC needs pixels outside the mask")
+    r = stats.rankdata(m.reshape(len(m), -1), axis=1)
+    return ((r * mk).sum(axis=1) - pos * (pos + 1) / 2) / (pos * neg)
+
+
+QUADRANTS = ("top-left", "top-right", "bottom-left", "bottom-right")
+
+
+def mosaic(top_left, top_right, bottom_left, bottom_right):
+    """A 2x2 mosaic of four image batches ``(N, C, H, W)`` -> ``(N, C, 2H, 2W)`` (for :func:`focus`)."""
+    parts = [np.asarray(p) for p in (top_left, top_right, bottom_left, bottom_right)]
+    if len({p.shape for p in parts}) != 1 or parts[0].ndim != 4:
+        raise ValueError(f"mosaic needs four (N, C, H, W) batches of one shape, got {[p.shape for p in parts]}")
+    return np.concatenate([np.concatenate(parts[:2], axis=3), np.concatenate(parts[2:], axis=3)], axis=2)
+
+
+def focus(maps, quadrants):
+    """Focus (Arias-Duart et al. 2022, "Focus! Rating XAI methods and finding biases"), on mosaics.
+
+    A mosaic holds four images (:func:`mosaic`), some of the explained class; Focus is the
+    share of the positive relevance that falls on the quadrants of that class:
+    ``Σ_{q of the class} R⁺_q / Σ_q R⁺_q``.
+
+    Parameters
+    ----------
+    maps : ``(N, 2H, 2W)`` or ``(N, 1, 2H, 2W)`` maps of mosaics (even height and width)
+    quadrants : bool ``(N, 4)`` or ``(4,)``
+        Which quadrants hold the class, in the order of :data:`QUADRANTS` (top-left,
+        top-right, bottom-left, bottom-right).
+
+    Returns
+    -------
+    ndarray ``(N,)`` in ``[0, 1]``
+    """
+    m = maps2d(maps)
+    n, H, W = m.shape
+    if H % 2 or W % 2:
+        raise ValueError(f"focus needs maps of 2x2 mosaics with even height and width, got {H}x{W}")
+    q = np.asarray(quadrants)
+    if q.shape == (4,):
+        q = np.broadcast_to(q, (n, 4))
+    if q.shape != (n, 4):
+        raise ValueError(f"quadrants must have shape (N, 4) = ({n}, 4) or (4,), got {q.shape}")
+    if q.dtype != bool and not np.all(np.isin(q, (0, 1))):
+        raise ValueError("quadrants must be boolean (or 0/1)")
+    q = q.astype(bool)
+    if not np.all(q.any(axis=1)):
+        raise ValueError(f"quadrants[{int(np.flatnonzero(~q.any(axis=1))[0])}] marks no quadrant of the class")
+    r = np.maximum(m, 0).reshape(n, 2, H // 2, 2, W // 2).sum(axis=(2, 4)).reshape(n, 4)  # R⁺ per quadrant
+    total = r.sum(axis=1)
+    bad = np.flatnonzero(total == 0)
+    if bad.size:
+        raise ValueError(f"maps[{int(bad[0])}] has no positive relevance: Focus is undefined")
+    return (r * q).sum(axis=1) / total
 
 
 def threshold_map(maps, method="quantile", level=0.95):

@@ -1,4 +1,5 @@
-"""Sanity checks for saliency maps (Adebayo et al. 2018).
+"""Sanity checks for saliency maps: model and data randomisation (Adebayo et al. 2018), smooth and
+efficient MPRT (Hedström et al. 2023) and the random logit test (Sixt et al. 2020).
 
 A map that explains the model must change when the model's parameters are randomised
 (*model randomisation test*) and when the model is trained on randomly permuted labels
@@ -10,6 +11,7 @@ passes through randomisation unchanged by construction.
 Re-initialisation (:func:`xattr.testing.twins.random_weights_like`) draws each layer's new
 weights from ``N(0, s²)`` with ``s`` the standard deviation of the weights they replace
 (the paper re-draws from the network's initialiser, which a loaded model does not record).
+Only ``model.layers`` and each layer's ``weight``/``bias`` are touched, on a copy.
 """
 from __future__ import annotations
 
@@ -18,13 +20,17 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
+from .. import _targets
 from .._conventions import as_rng, check_image_batch
 from ..testing import twins
+from . import _perturb as P
+from .sparsity import discrete_entropy
 from .similarity import compare_maps
 
 __all__ = [
     "edge_detector", "cascading_randomization", "independent_randomization", "data_randomization",
-    "permuted_labels", "RandomizationResult",
+    "permuted_labels", "RandomizationResult", "smooth_mprt", "efficient_mprt", "EfficientMPRT", "random_logit",
+    "RandomLogit", "smoothed", "redraw",
 ]
 
 DEFAULT_METRICS = ("spearman", "spearman_abs", "ssim")
@@ -76,26 +82,40 @@ def _run(method, model, x, target, method_kwargs):
     return np.asarray(method(model, x, target, **(method_kwargs or {})))
 
 
-def _layers_top_down(model, layers):
+ORDERS = ("top_down", "bottom_up")
+
+
+def _layer_order(model, layers, order="top_down"):
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
     names = twins.parametric_layer_names(model) if layers is None else [model[k].name for k in layers]
     if not names:
         raise ValueError("the model has no layers with weights to randomise")
-    return names[::-1] if layers is None else names
+    if layers is not None:
+        return names
+    return names[::-1] if order == "top_down" else names
 
 
-def _randomization(method, model, x, target, rng, layers, metrics, cascade, method_kwargs):
+def redraw(model, name, gen):
+    """The default re-initialisation: layer ``name`` re-drawn from ``N(0, s²)`` (a new model)."""
+    return twins.random_weights_like(model, gen, layers=[name])
+
+
+def _randomization(method, model, x, target, rng, layers, metrics, cascade, method_kwargs, order="top_down", k=None,
+                   randomize=None):
     gen = as_rng(rng)
-    order = _layers_top_down(model, layers)
+    randomize = redraw if randomize is None else randomize
+    order = _layer_order(model, layers, order)
     original = _run(method, model, x, target, method_kwargs)
     current = model
     maps, scores = [], {m: [] for m in metrics}
     for name in order:
         base = current if cascade else model
-        current = twins.random_weights_like(base, gen, layers=[name])
+        current = randomize(base, name, gen)
         a = _run(method, current, x, target, method_kwargs)
         maps.append(a)
         try:
-            sim = compare_maps(original, a, metrics)
+            sim = compare_maps(original, a, metrics, k=k)
         except ValueError as exc:
             raise ValueError(f"after randomising {name!r}: {exc}") from None
         for m in metrics:
@@ -104,12 +124,14 @@ def _randomization(method, model, x, target, rng, layers, metrics, cascade, meth
 
 
 def cascading_randomization(method, model, x, target, rng, layers=None, metrics=DEFAULT_METRICS,
-                            method_kwargs=None):
+                            method_kwargs=None, order="top_down", k=None, randomize=None):
     """Cascading model-parameter randomisation (Adebayo et al. 2018, §3.1).
 
     Randomise the layers with weights from the top (logits) down, cumulatively, and compare
     each step's maps with the original ones.  A map that explains the model degrades as
-    more layers lose their trained weights.
+    more layers lose their trained weights.  The paper's similarity measures are Spearman rank
+    correlation with and without absolute values, SSIM and the Pearson correlation of the
+    maps' histograms of gradients (``"hog"``).
 
     Parameters
     ----------
@@ -120,20 +142,171 @@ def cascading_randomization(method, model, x, target, rng, layers=None, metrics=
     rng : Generator or int
     layers : list of layer names or indices, optional
         Randomisation order (default: every layer with weights, top down).
-    metrics : tuple of ``"spearman"``, ``"spearman_abs"``, ``"ssim"``, ``"topk"``
-        ``ssim`` needs maps of at least 11x11.
+    metrics : tuple of names from :func:`xattr.evaluation.similarity.compare_maps`
+        (``"spearman"``, ``"spearman_abs"``, ``"ssim"``, ``"hog"``, ``"pearson"``, ``"topk"``);
+        ``ssim`` needs maps of at least 11x11, ``topk`` needs ``k``.
+    order : ``"top_down"`` (the paper's, default) or ``"bottom_up"`` (when ``layers`` is None)
+    randomize : callable ``(model, layer_name, rng) -> model``, optional
+        How a layer is re-initialised (default :func:`redraw`); it must return a new model and
+        leave its argument unchanged.  E.g. a framework's own initialiser, to compare with a peer.
 
     Returns
     -------
     RandomizationResult
     """
-    return _randomization(method, model, x, target, rng, layers, metrics, True, method_kwargs)
+    return _randomization(method, model, x, target, rng, layers, metrics, True, method_kwargs, order, k, randomize)
 
 
 def independent_randomization(method, model, x, target, rng, layers=None, metrics=DEFAULT_METRICS,
-                              method_kwargs=None):
-    """Independent (layer-by-layer) randomisation (Adebayo et al. 2018, §3.1): one layer at a time."""
-    return _randomization(method, model, x, target, rng, layers, metrics, False, method_kwargs)
+                              method_kwargs=None, order="top_down", k=None, randomize=None):
+    """Independent (layer-by-layer) randomisation (Adebayo et al. 2018, §3.1): one layer at a time.
+
+    Parameters as :func:`cascading_randomization`; every step starts from the trained model.
+    """
+    return _randomization(method, model, x, target, rng, layers, metrics, False, method_kwargs, order, k, randomize)
+
+
+def smoothed(method, noise, rng, n_samples=50, batch_size=64, draws=None):
+    """``method`` averaged over noisy copies of its input: ``ê(x) = 1/S Σ_s e(x + ε_s)``.
+
+    ``ε_s ~ N(0, σ²)`` with ``σ = noise · (max x_n - min x_n)`` per image (Hedström et al. 2023,
+    as SmoothGrad's noise level).  The draws are made once, on the first call, and reused on every
+    later call with images of that shape, so the original and the randomised models see the
+    same noisy inputs.  ``draws`` ``(S, *x.shape)``: explicit standard-normal draws instead.
+    """
+    gen = None if draws is not None else as_rng(rng)
+    cache = {}
+
+    def explain(model, x, target, **kw):
+        x = check_image_batch(x)
+        if x.shape not in cache:
+            z = P.check_perturbations(draws, x, "draws") if draws is not None else \
+                gen.standard_normal((int(n_samples),) + x.shape)
+            cache[x.shape] = z
+        z = cache[x.shape]
+        sigma = noise * (x.max(axis=(1, 2, 3), keepdims=True) - x.min(axis=(1, 2, 3), keepdims=True))
+        total = None
+        for lo, hi, a in P.explained_chunks(method, model, x, target, x[None] + sigma[None] * z, kw, batch_size):
+            part = a.sum(axis=0)
+            total = part if total is None else total + part
+        return total / len(z)
+
+    explain.__name__ = f"smoothed({getattr(method, '__name__', 'method')})"
+    return explain
+
+
+def smooth_mprt(method, model, x, target, rng, n_samples=50, noise=0.1, cascade=True, order="bottom_up",
+                layers=None, metrics=("spearman",), method_kwargs=None, batch_size=64, k=None, randomize=None,
+                draws=None):
+    """Smooth MPRT, sMPRT (Hedström et al. 2023, "Sanity checks revisited: an exploration to repair
+    the model parameter randomisation test", §3).
+
+    The model-parameter randomisation test on *denoised* explanations: every map (of the original
+    and of each randomised model) is the mean of the method over ``n_samples`` noisy copies of the
+    input, ``σ = noise · (max - min)`` per image (:func:`smoothed`; the same noise for every
+    model), which removes the shattered-gradient noise that MPRT otherwise mistakes for a change.
+    Defaults as Quantus' ``SmoothMPRT``: bottom-up order, Spearman rank correlation.
+    ``randomize`` as in :func:`cascading_randomization`; ``draws`` ``(S, *x.shape)``: explicit
+    standard-normal noise (:func:`smoothed`).
+
+    Returns
+    -------
+    RandomizationResult (``original`` and ``maps`` are the smoothed maps)
+    """
+    gen = as_rng(rng)
+    smooth = smoothed(method, noise, gen, n_samples, batch_size, draws)
+    return _randomization(smooth, model, x, target, gen, layers, metrics, cascade, method_kwargs, order, k,
+                          randomize)
+
+
+@dataclass
+class EfficientMPRT:
+    """Result of :func:`efficient_mprt`: ``rise (N,) = H_random / H_original - 1``, the two entropies, the maps."""
+
+    rise: np.ndarray
+    complexity_original: np.ndarray
+    complexity_random: np.ndarray
+    original: np.ndarray
+    randomised: np.ndarray
+
+
+def efficient_mprt(method, model, x, target, rng, n_bins=100, method_kwargs=None, absolute=False, randomize=None,
+                   order="bottom_up"):
+    """Efficient MPRT, eMPRT (Hedström et al. 2023, §3): the relative rise in explanation complexity
+    when every layer's parameters are randomised.
+
+    ``eMPRT = (H(ê) - H(e)) / H(e)`` with ``e`` the map of the trained model, ``ê`` the map of the
+    fully randomised model (every layer with weights re-drawn, as in :func:`cascading_randomization`)
+    and ``H`` the discrete entropy of the map's histogram with ``n_bins`` bins
+    (:func:`xattr.evaluation.sparsity.discrete_entropy`).  A map that depends on the
+    parameters becomes noise-like, hence more complex: a positive rise.  ``absolute``: histogram
+    of ``|map|``.  An original map of zero entropy (constant) is refused.  With ``randomize``
+    (see :func:`cascading_randomization`) the layers are re-initialised one after the other in
+    ``order``; by default all at once (:func:`xattr.testing.twins.random_weights_like`).
+
+    Returns
+    -------
+    EfficientMPRT
+    """
+    gen = as_rng(rng)
+    e = _run(method, model, x, target, method_kwargs)
+    if randomize is None:
+        full = twins.random_weights_like(model, gen)
+    else:
+        full = model
+        for name in _layer_order(model, None, order):
+            full = randomize(full, name, gen)
+    r = _run(method, full, x, target, method_kwargs)
+    if absolute:
+        e, r = np.abs(e), np.abs(r)
+    h0 = discrete_entropy(e, n_bins)
+    h1 = discrete_entropy(r, n_bins)
+    bad = np.flatnonzero(h0 == 0)
+    if bad.size:
+        raise ValueError(f"the original map of image {int(bad[0])} has zero entropy (constant): the relative rise "
+                         "is undefined")
+    return EfficientMPRT(h1 / h0 - 1.0, h0, h1, e, r)
+
+
+@dataclass
+class RandomLogit:
+    """Result of :func:`random_logit`: ``similarity {metric: (N,)}``, the classes explained (``target``, ``other``)."""
+
+    similarity: dict
+    target: np.ndarray
+    other: np.ndarray
+
+
+def random_logit(method, model, x, target, rng, metrics=("ssim",), method_kwargs=None, k=None):
+    """Random logit test (Sixt et al. 2020, "When explanations lie: why many modified BP attributions
+    fail", §5): the similarity between the map of the target class and the map of a class drawn
+    uniformly among the others.  A class-sensitive explanation gives dissimilar maps.
+
+    Parameters
+    ----------
+    target : int, int array ``(N,)`` or callable returning classes
+    rng : Generator or int
+    metrics : names from :func:`xattr.evaluation.similarity.compare_maps` (default SSIM, as Sixt et
+        al. and Quantus; xattr's SSIM compares 2-D maps ``Σ_c |A|``)
+
+    Returns
+    -------
+    RandomLogit
+    """
+    gen = as_rng(rng)
+    x = check_image_batch(x)
+    s = np.asarray(model.forward(x))
+    n, K = s.shape
+    if K < 2:
+        raise ValueError("random_logit needs a model with at least two outputs")
+    if callable(target):
+        target = np.asarray(target(s))
+    t = _targets._classes(target, n, K)
+    o = gen.integers(0, K - 1, n)
+    o = o + (o >= t)  # uniform over the K - 1 other classes
+    kw = dict(method_kwargs or {})
+    sim = compare_maps(method(model, x, t, **kw), method(model, x, o, **kw), metrics, k=k)
+    return RandomLogit(sim, t, o)
 
 
 def permuted_labels(y, rng):

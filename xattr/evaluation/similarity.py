@@ -1,7 +1,9 @@
-"""Similarity between attribution maps: Spearman rank correlation, SSIM, top-k intersection.
+"""Similarity between attribution maps: Spearman and Pearson correlation, SSIM, HOG correlation,
+top-k intersection.
 
 These are the measures of Adebayo et al. 2018 ("Sanity checks for saliency maps": Spearman
-rank correlation with and without absolute values, SSIM) and Ghorbani et al. 2019
+rank correlation with and without absolute values, SSIM, Pearson correlation of the maps'
+histograms of oriented gradients) and Ghorbani et al. 2019
 ("Interpretation of neural networks is fragile": top-k intersection).  Each compares two
 batches map by map and returns one value per image ``(N,)``.  A constant map has no ranks
 and no top-k set: it is refused with a ``ValueError``, never turned into NaN.
@@ -13,7 +15,8 @@ from scipy import ndimage, stats
 
 from ._common import constant_rows, flat_per_image, maps2d
 
-__all__ = ["spearman", "ssim", "topk_intersection", "compare_maps", "TIE_ORDER", "SSIM_K1", "SSIM_K2"]
+__all__ = ["spearman", "pearson", "ssim", "hog_pearson", "topk_intersection", "compare_maps", "TIE_ORDER",
+           "SSIM_K1", "SSIM_K2"]
 
 #: features with equal values are ordered by their flat (raster) index, first first.
 TIE_ORDER = "raster"
@@ -59,6 +62,47 @@ def spearman(a, b, absolute=False):
     rb -= rb.mean(axis=1, keepdims=True)
     r = (ra * rb).sum(axis=1) / np.sqrt((ra * ra).sum(axis=1) * (rb * rb).sum(axis=1))
     return np.clip(r, -1.0, 1.0)
+
+
+def pearson(a, b):
+    """Pearson correlation per image of two batches of maps ``(N, ...)``; a constant map is refused."""
+    fa, fb = _pair(a, b)
+    _refuse_constant(fa, "a", "the correlation")
+    _refuse_constant(fb, "b", "the correlation")
+    fa = fa - fa.mean(axis=1, keepdims=True)
+    fb = fb - fb.mean(axis=1, keepdims=True)
+    r = (fa * fb).sum(axis=1) / np.sqrt((fa * fa).sum(axis=1) * (fb * fb).sum(axis=1))
+    return np.clip(r, -1.0, 1.0)
+
+
+def hog_pearson(a, b, orientations=9, pixels_per_cell=8, cells_per_block=3):
+    """Pearson correlation of the maps' histograms of oriented gradients (Dalal & Triggs 2005), per image.
+
+    Adebayo et al. 2018 report it among the similarity measures of the randomisation tests.  The
+    descriptors are scikit-image's ``skimage.feature.hog`` (the optional extra ``segments``) with
+    its defaults (9 orientations, 8x8-pixel cells, 3x3-cell blocks, L2-Hys block norm); maps must
+    hold at least one block.
+
+    Parameters
+    ----------
+    a, b : ``(N, H, W)`` or ``(N, 1, H, W)``
+    """
+    try:
+        from skimage.feature import hog
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("hog_pearson needs scikit-image (pip install 'xattr-ref[segments]')") from exc
+    ma, mb = maps2d(a, "a"), maps2d(b, "b")
+    if ma.shape != mb.shape:
+        raise ValueError(f"maps to compare must have the same shape, got {ma.shape} and {mb.shape}")
+    need = int(pixels_per_cell) * int(cells_per_block)
+    if min(ma.shape[1:]) < need:
+        raise ValueError(f"HOG with {pixels_per_cell}-pixel cells and {cells_per_block}-cell blocks needs maps of at "
+                         f"least {need}x{need}, got {ma.shape[1:]}")
+    kw = dict(orientations=int(orientations), pixels_per_cell=(int(pixels_per_cell),) * 2,
+              cells_per_block=(int(cells_per_block),) * 2, feature_vector=True)
+    ha = np.stack([hog(m, **kw) for m in ma])  # scikit-image describes one image at a time
+    hb = np.stack([hog(m, **kw) for m in mb])
+    return pearson(ha, hb)
 
 
 def gaussian_window(sigma=1.5):
@@ -147,13 +191,14 @@ def topk_intersection(a, b, k):
     return (ina & inb).sum(axis=1) / k
 
 
-METRICS = ("spearman", "spearman_abs", "ssim", "topk")
+METRICS = ("spearman", "spearman_abs", "pearson", "ssim", "hog", "topk")
 
 
 def compare_maps(a, b, metrics=("spearman", "spearman_abs"), k=None):
-    """Several similarities at once: ``{name: (N,)}`` for names in ``spearman, spearman_abs, ssim, topk``.
+    """Several similarities at once: ``{name: (N,)}`` for names in ``spearman, spearman_abs, pearson,
+    ssim, hog, topk``.
 
-    ``ssim`` and ``topk`` act on 2-D per-pixel maps ``Σ_c |A|`` (Adebayo et al. 2018 show
+    ``ssim``, ``hog`` and ``topk`` act on 2-D per-pixel maps ``Σ_c |A|`` (Adebayo et al. 2018 show
     absolute maps; Ghorbani et al. 2019 sum absolute values over channels); ``topk`` needs ``k``.
     """
     out = {}
@@ -162,11 +207,18 @@ def compare_maps(a, b, metrics=("spearman", "spearman_abs"), k=None):
             out[name] = spearman(a, b)
         elif name == "spearman_abs":
             out[name] = spearman(a, b, absolute=True)
-        elif name in ("ssim", "topk"):
+        elif name == "pearson":
+            out[name] = pearson(a, b)
+        elif name in ("ssim", "topk", "hog"):
             if name == "topk" and k is None:
                 raise ValueError("compare_maps: metric 'topk' needs k")
             pa, pb = pixel_magnitude(a), pixel_magnitude(b)
-            out[name] = ssim(pa, pb) if name == "ssim" else topk_intersection(pa, pb, k)
+            if name == "ssim":
+                out[name] = ssim(pa, pb)
+            elif name == "hog":
+                out[name] = hog_pearson(pa, pb)
+            else:
+                out[name] = topk_intersection(pa, pb, k)
         else:
             raise ValueError(f"unknown metric {name!r}; expected one of {METRICS}")
     return out

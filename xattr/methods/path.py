@@ -388,7 +388,8 @@ def _maxpool_kinks(block, u, du, a, b):
     pool = block[-1]
     S = u.shape[0]
     out_hw = pool.output_hw(u.shape)
-    up, dup = pad_nchw(u, pool.pads, value=-np.inf), pad_nchw(du, pool.pads)
+    pads = pool.pads_for(u.shape[2:])  # ceil mode: the overhang of the last window too
+    up, dup = pad_nchw(u, pads, value=-np.inf), pad_nchw(du, pads)
     offs = pool._offsets()
     V = [pool._window(up, i, j, out_hw) for i, j in offs]
     D = [pool._window(dup, i, j, out_hw) for i, j in offs]

@@ -63,8 +63,12 @@ def defregion(layer_types, kind, pad_value=0.0):
 
 
 def region_map(layer):
-    """The :class:`RegionMap` of ``layer``'s type, or None if it has none."""
-    return _REGION_MAPS.get(type(layer))
+    """The :class:`RegionMap` of ``layer``'s type, or None if it has none or the layer's settings take it out of
+    the map's reach (``layer.region_map_applies()`` False: e.g. a ceil-mode pool's input-dependent overhang)."""
+    rm = _REGION_MAPS.get(type(layer))
+    if rm is not None and not getattr(layer, "region_map_applies", lambda: True)():
+        return None
+    return rm
 
 
 def window_region(lo, size, in_len, kernel, stride, dilation, pad_lo, pad_hi):

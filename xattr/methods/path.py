@@ -57,6 +57,7 @@ from .. import _targets
 from .._conventions import as_float_array, as_rng
 from ..model import check_model
 from ..nn.activation import PIECEWISE_LINEAR_UNITS, ReLU
+from ..nn.adaptive import AdaptiveMaxPool2D
 from ..nn.base import _JVP_RULES, Sequential
 from ..nn.base import Cache
 from ..nn.conv import Conv2D, batch_chunks, col2im, pad_nchw, unpad, weight_matrix
@@ -387,12 +388,8 @@ def _maxpool_kinks(block, u, du, a, b):
     """
     pool = block[-1]
     S = u.shape[0]
-    out_hw = pool.output_hw(u.shape)
-    pads = pool.pads_for(u.shape[2:])  # ceil mode: the overhang of the last window too
-    up, dup = pad_nchw(u, pads, value=-np.inf), pad_nchw(du, pads)
-    offs = pool._offsets()
-    V = [pool._window(up, i, j, out_hw) for i, j in offs]
-    D = [pool._window(dup, i, j, out_hw) for i, j in offs]
+    V = pool.windows(u, fill=-np.inf)  # each window offset's view (padding, ceil-mode overhang, adaptive bins)
+    D = pool.windows(du, fill=0.0)
     if len(block) == 2:  # ReLU -> MaxPool2D
         V.append(np.zeros_like(V[0]))
         D.append(np.zeros_like(D[0]))
@@ -430,7 +427,10 @@ def _maxpool_kinks(block, u, du, a, b):
 
 
 #: where each nonlinear layer type changes its linear piece along a path.
-_KINK_FINDERS = {ReLU: _relu_kinks, MaxPool2D: _maxpool_kinks, **{t: _pointwise_kinks for t in PIECEWISE_LINEAR_UNITS}}
+_KINK_FINDERS = {
+    ReLU: _relu_kinks, MaxPool2D: _maxpool_kinks, AdaptiveMaxPool2D: _maxpool_kinks,
+    **{t: _pointwise_kinks for t in PIECEWISE_LINEAR_UNITS},
+}
 
 
 def _check_piecewise_linear(model):

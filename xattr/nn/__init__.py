@@ -3,17 +3,20 @@ from .activation import (
     GELU, Activation, Clamp, Hardsigmoid, Hardswish, Hardtanh, LeakyReLU, PReLU, ReLU, ReLU6, SiLU, Sigmoid, Softplus,
     Tanh,
 )
+from .adaptive import AdaptiveAvgPool2D, AdaptiveMaxPool2D
 from .base import CORE_RULES, Layer, RuleNotDefined, Sequential, defjvp, defrule, rule_table
 from .conv import Conv2D
 from .dense import Dense
 from .norm import BatchNorm2D, Dropout, fold_batchnorm
+from .pad import Pad2D, tf_same_padding
 from .pool import AvgPool2D, GlobalAvgPool2D, MaxPool2D
-from .reshape import Flatten
+from .reshape import Flatten, Identity
 
 __all__ = [
     "Layer", "Sequential", "RuleNotDefined", "defrule", "defjvp", "rule_table", "CORE_RULES",
     "Conv2D", "ReLU", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D", "Flatten", "Dense",
     "BatchNorm2D", "Dropout", "fold_batchnorm",
     "Activation", "ReLU6", "Hardtanh", "Clamp", "LeakyReLU", "PReLU", "Hardsigmoid", "Sigmoid", "Tanh", "SiLU",
-    "Hardswish", "GELU", "Softplus",
+    "Hardswish", "GELU", "Softplus", "Pad2D", "tf_same_padding", "AdaptiveAvgPool2D", "AdaptiveMaxPool2D",
+    "Identity",
 ]

@@ -76,6 +76,12 @@ class _Pool2D(Layer):
         """Incremental occlusion's fixed-window region map holds (no input-size-dependent ceil-mode overhang)."""
         return not self.ceil_mode
 
+    def windows(self, x, fill=0.0):
+        """``[(N, C, Ho, Wo)]``: ``x`` (padded with ``fill``, ceil-mode overhang included) at each kernel offset."""
+        out_hw = self.output_hw(x.shape)
+        xp = pad_nchw(x, self.pads_for(x.shape[2:]), value=fill)
+        return [self._window(xp, i, j, out_hw) for i, j in self._offsets()]
+
     def _offsets(self):
         kh, kw = self.kernel_size
         return [(i, j) for i in range(kh) for j in range(kw)]

@@ -141,6 +141,31 @@ def avgpool2d_forward_backward(x, g, kernel, stride, padding, ceil_mode=False, c
     return y, gx
 
 
+def adaptive_pool2d_forward_backward(x, g, out_hw, kind):
+    """Adaptive max (``kind="max"``, first maximum) or average pool and its routed/spread ``g`` by loops over
+    PyTorch's bins ``[floor(i H / Ho), ceil((i + 1) H / Ho))``."""
+    N, C, H, W = x.shape
+    Ho, Wo = out_hw
+    y, gx = np.zeros((N, C, Ho, Wo)), np.zeros(x.shape)
+    for n in range(N):
+        for c in range(C):
+            for i in range(Ho):
+                r0, r1 = math.floor(i * H / Ho), math.ceil((i + 1) * H / Ho)
+                for j in range(Wo):
+                    q0, q1 = math.floor(j * W / Wo), math.ceil((j + 1) * W / Wo)
+                    win = x[n, c, r0:r1, q0:q1]
+                    if kind == "max":
+                        k = int(np.argmax(win))
+                        y[n, c, i, j] = win.flat[k]
+                        if g is not None:
+                            gx[n, c, r0 + k // win.shape[1], q0 + k % win.shape[1]] += g[n, c, i, j]
+                    else:
+                        y[n, c, i, j] = win.mean()
+                        if g is not None:
+                            gx[n, c, r0:r1, q0:q1] += g[n, c, i, j] / win.size
+    return y, gx
+
+
 def bilinear_resize(a, out_hw):
     """Bilinear resize of ``(N, C, h, w)`` with half-pixel centres (``align_corners=False``) by loops."""
     N, C, h, w = a.shape

@@ -96,6 +96,7 @@ class AdaptiveMaxPool2D(_AdaptivePool2D):
     in row-major bin order (``MAXPOOL_TIE_POLICY``, as PyTorch)."""
 
     short_name = "adaptivemaxpool"
+    kind = "window"  # the graph's layer kind (a nonlinear window: exact IG cuts at its switches)
 
     def _tables(self, in_hw):
         """``(rows (Kh, Ho), cols (Kw, Wo))``: input row/column of bin offset ``k`` of each output, offsets past a

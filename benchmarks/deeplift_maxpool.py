@@ -25,7 +25,6 @@ import warnings
 import numpy as np
 
 import xattr
-from xattr.methods.deeplift import trace
 from xattr.nn import (
     AdaptiveAvgPool2D, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU, Sequential,
 )
@@ -82,6 +81,16 @@ def to_xattr(net, torch):
             layer.weight, layer.bias = m.weight.detach().numpy(), m.bias.detach().numpy()
         out.append(layer)
     return Sequential(*out)
+
+
+def trace(model, x):
+    """Every layer's input, output and cache on a forward pass of the chain."""
+    out = []
+    for layer in model:
+        y, cache = layer.forward(x)
+        out.append(Cache(x=x, y=y, cache=cache))
+        x = y
+    return out
 
 
 def max_multiplier(model, x, ref, target, mode):

@@ -26,6 +26,18 @@ from xattr.io import from_torch  # noqa: E402
 from xattr.nn import Conv2D, Dense, Flatten, MaxPool2D, Sequential  # noqa: E402
 
 
+def _trace(model, x):
+    """Every layer's input, output and cache on a forward pass of a chain: ``[Cache(x, y, cache)]``."""
+    from xattr.nn.base import Cache
+
+    out = []
+    for layer in model:
+        y, cache = layer.forward(x)
+        out.append(Cache(x=x, y=y, cache=cache))
+        x = y
+    return out
+
+
 def _captum(net, x, ref, target):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -96,8 +108,6 @@ def test_before_a_relu_module_captums_rule_reads_the_plain_gradient():
     """Captum's max-pool hook receives the gradient its output tensor had before the ReLU's hook replaced it:
     the ReLU's *plain* gradient, with each pass's own mask (the input's for the share sent to the input's
     switches, the reference's for the reference's).  Written out with xattr's cells it is Captum's map."""
-    from xattr.methods.deeplift import trace
-
     net = _net(relu_before=False, relu_after=True)
     x, ref = _case()
     theirs, delta = _captum(net, x, ref, 1)
@@ -106,7 +116,7 @@ def test_before_a_relu_module_captums_rule_reads_the_plain_gradient():
     for mode in ("gradient", "rescale", "captum"):
         assert _rel(xattr.deeplift(model, x, 1, ref, maxpool=mode), theirs) > 1e-2, mode
     conv, pool, relu = model[0], model[1], model[2]
-    tx, tr = trace(model, x), trace(model, ref)
+    tx, tr = _trace(model, x), _trace(model, ref)
     g = np.zeros((3, 3))
     g[:, 1] = 1.0
     for i in range(len(model) - 1, 2, -1):  # DeepLIFT multipliers down to the ReLU's output
@@ -128,14 +138,13 @@ def test_captum_is_two_half_passes_whose_max_pool_rule_mixes_them():
     is Captum's map on the conformance model ``pool_first_ties`` (first layer a max-pool, then conv-ReLU-max-pool),
     where no single xattr mode is (tests/test_captum.py)."""
     from xattr.conformance.models import build_inputs, build_models
-    from xattr.methods.deeplift import trace
 
     spec = build_models()["pool_first_ties"]
     net, model = spec.to_torch(), spec.to_xattr()
     x, target = build_inputs(spec)
     ref = 0.3 * np.random.default_rng(1).normal(size=x.shape)
     theirs, _ = _captum(net, x, ref, target.tolist())
-    tx, tr = trace(model, x), trace(model, ref)
+    tx, tr = _trace(model, x), _trace(model, ref)
     gx = np.zeros_like(tx[-1].y)
     gx[np.arange(len(x)), target] = 1.0
     gr = gx

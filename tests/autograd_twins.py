@@ -52,14 +52,25 @@ def conv2d(x, layer):
 
 def maxpool2d(x, layer):
     out_hw = layer.output_hw(x.shape)
-    wins = _windows(_pad(x, layer.pads, -1e300), layer.kernel_size, layer.stride, (1, 1), out_hw)
+    wins = _windows(_pad(x, layer.pads_for(x.shape[2:]), -1e300), layer.kernel_size, layer.stride, (1, 1), out_hw)
     return anp.max(anp.stack(wins), axis=0)
 
 
 def avgpool2d(x, layer):
+    """Window sums over the zero-padded input divided by the window sums of a mask of the counted positions
+    (the input and its explicit padding, or the input only; never the ceil-mode overhang)."""
     out_hw = layer.output_hw(x.shape)
-    wins = _windows(_pad(x, layer.pads), layer.kernel_size, layer.stride, (1, 1), out_hw)
-    return sum(wins) / len(wins)
+    pads = layer.pads_for(x.shape[2:])
+    wins = _windows(_pad(x, pads), layer.kernel_size, layer.stride, (1, 1), out_hw)
+    (t, b), (l, r) = pads
+    (ph, pw), (H, W) = layer.padding, x.shape[2:]
+    mask = anp.zeros((1, 1, H + t + b, W + l + r))
+    if layer.count_include_pad:
+        mask[:, :, : H + 2 * ph, : W + 2 * pw] = 1.0
+    else:
+        mask[:, :, ph : ph + H, pw : pw + W] = 1.0
+    count = sum(_windows(mask, layer.kernel_size, layer.stride, (1, 1), out_hw))
+    return sum(wins) / count
 
 
 def _sigmoid(x):

@@ -478,3 +478,34 @@ def test_prelu_refuses_a_channel_mismatch_and_every_unit_keeps_float32_and_the_i
         assert y.dtype == np.float32 and layer.backward(np.ones_like(y), cache).dtype == np.float32
     np.testing.assert_array_equal(x, x0)
     assert set(ACTIVATIONS) == {type(v) for v in UNITS.values()}
+
+
+@needs_torch
+def test_lrp_pass_through_equals_zennits_pass_rule():
+    """Zennit's composites give every ``Activation`` module (ReLU6, LeakyReLU, PReLU, Hardswish, SiLU, GELU, ...)
+    its ``Pass`` rule: relevance through unchanged, as xattr's LRP cells of the activations."""
+    zennit = pytest.importorskip("zennit", reason="Zennit is an optional extra: pip install 'xattr-ref[zennit]'")
+    from zennit.attribution import Gradient
+    from zennit.composites import LayerMapComposite
+    from zennit.rules import Epsilon, Pass
+    from zennit.types import Activation, Convolution, Linear
+
+    nn = torch.nn
+    torch.manual_seed(2)
+    net = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.LeakyReLU(0.1), nn.Conv2d(4, 4, 3, groups=2), nn.Hardswish(),
+                        nn.Conv2d(4, 3, 3), nn.PReLU(3), nn.Flatten(), nn.Linear(3 * 2 * 2, 5), nn.SiLU(),
+                        nn.Linear(5, 4)).double().eval()
+    ours = Sequential(Conv2D(2, 4, 3, padding=1), LeakyReLU(0.1), Conv2D(4, 4, 3, groups=2), Hardswish(),
+                      Conv2D(4, 3, 3), PReLU(3), Flatten(), Dense(12, 5), SiLU(), Dense(5, 4))
+    for k in (0, 2, 4, 7, 9):
+        ours[k].weight, ours[k].bias = net[k].weight.detach().numpy(), net[k].bias.detach().numpy()
+    ours[5].weight = net[5].weight.detach().numpy()
+    x = np.random.default_rng(14).normal(size=(2, 2, 6, 6))
+    target = np.array([1, 3])
+    comp = LayerMapComposite(layer_map=[(Activation, Pass()), (Convolution, Epsilon(0.1)), (Linear, Epsilon(0.1))])
+    xt = torch.tensor(x, requires_grad=True)
+    with _nowarn(), Gradient(model=net, composite=comp) as attributor:
+        _, theirs = attributor(xt, torch.eye(4, dtype=torch.float64)[torch.tensor(target)])
+    mine = xattr.lrp(ours, x, target, "epsilon", epsilon=0.1, output="one")
+    np.testing.assert_allclose(mine, theirs.detach().numpy(), rtol=1e-10, atol=1e-12 * np.abs(mine).max())
+    assert zennit is not None

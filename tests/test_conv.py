@@ -322,8 +322,9 @@ def test_grouped_convs_through_every_walk():
     np.testing.assert_allclose(m.vjp(x, seed), ag_vjp(model_function(m), x, seed), rtol=1e-11, atol=1e-13)
     res = xattr.exact_integrated_gradients(m, x, 1)
     assert np.abs(res.delta).max() < 1e-10 and res.segments.min() > 1
-    _, delta = xattr.deeplift(m, x, 1, reference=0.1, return_delta=True)
-    assert np.abs(delta).max() < 1e-12
+    for rule in ("rescale", "revealcancel"):  # RevealCancel splits each ReLU6 input into the grouped conv's terms
+        _, delta = xattr.deeplift(m, x, 1, reference=0.1, rule=rule, return_delta=True)
+        assert np.abs(delta).max() < 1e-12
     for stride in (1, 2):
         m = _mobile_block(stride)
         inc = xattr.occlusion(m, x, 1, window=3, stride=2, incremental=True)

@@ -76,3 +76,40 @@ def test_float32_images():
         assert x.dtype == np.float32
 
     check()
+
+
+ZOO = dict(activations=tuple(xst.ACTIVATIONS), groups=True, ceil_mode=True, max_channels=6)
+
+
+def test_the_zoo_options_reach_groups_depthwise_every_activation_and_ceil_mode():
+    seen = set()
+
+    @settings(max_examples=80, derandomize=True)
+    @given(xst.sequential_models(**ZOO))
+    def collect(model):
+        for layer in model:
+            seen.add(type(layer).__name__)
+            if isinstance(layer, Conv2D) and layer.groups > 1:
+                seen.add("depthwise" if layer._depthwise() else "grouped")
+            if isinstance(layer, (MaxPool2D, AvgPool2D)) and layer.ceil_mode:
+                seen.add("ceil_mode")
+
+    collect()
+    names = {type(f(3, np.random.default_rng(0))).__name__ for f in xst.ACTIVATIONS.values()}
+    for item in names | {"grouped", "depthwise", "ceil_mode"}:
+        assert item in seen, item
+
+
+@settings(max_examples=20)
+@given(xst.sequential_models(**ZOO), st.integers(0, 1000))
+def test_zoo_models_gradient_equals_autograd_and_central_differences(model, seed):
+    """Random nets of the zoo's layers: the gradient rule against autograd's twin and central differences
+    (continuous random inputs: kinks and ties have probability 0)."""
+    from autograd_twins import model_function, vjp
+    from xattr.testing.gradcheck import check_model_gradient
+
+    a = model.arch
+    x = np.random.default_rng(seed).normal(size=(2, a["in_channels"]) + tuple(a["hw"]))
+    u = np.random.default_rng(seed + 1).normal(size=(2, a["n_classes"]))
+    np.testing.assert_allclose(model.vjp(x, u), vjp(model_function(model), x, u), rtol=1e-9, atol=1e-12)
+    check_model_gradient(model, x, eps=1e-6, rtol=1e-5, atol=1e-8, rng=seed)

@@ -22,9 +22,13 @@ column of the rule table (see :func:`xattr.rule_table`):
   multipliers through max-pooling as the gradient: to the argmax **of the input pass** (never the
   reference's: cf. captum#1276).  That is the default, ``"gradient"``.  It conserves ``Δt`` only
   where the reference is constant within each window (e.g. zero reference, zero biases), as the code's
-  docstring warns.  ``"rescale"`` sends ``m · Δy/Δx_a`` to the input's argmax ``a`` (Captum's
-  max-pool rule), or ``m · Δy/Δx_b`` to the reference's argmax ``b`` when ``Δx_a ≈ 0`` (where Captum
-  falls back to the gradient and loses ``Δy``): summation-to-delta then holds exactly.
+  docstring warns.  ``"rescale"`` sends ``m · Δy/Δx_a`` to the input's argmax ``a`` (the Rescale rule
+  on each window's maximum), or ``m · Δy/Δx_b`` to the reference's argmax ``b`` when ``Δx_a ≈ 0``:
+  summation-to-delta then holds exactly, but ``Δy/Δx_a`` is
+  unbounded where the input's maximum barely moved.  ``"captum"`` is Captum's rule: the part of ``Δy`` by
+  which the input's maximum exceeds the reference's goes to ``a``, the part by which it falls short to ``b``,
+  each divided by its ``Δx`` (multipliers in ``[0, 1]``); it conserves too.  See docs/peers.md, "DeepLIFT
+  through max-pool", for when Captum itself computes it and the three modes measured on VGG and AlexNet.
 
 Attributions are ``C = m ⊙ Δx`` (contribution scores); they satisfy summation-to-delta
 ``Σ_i C_i = Δt`` (§3.2) up to round-off, which ``return_delta=True`` reports.
@@ -196,7 +200,8 @@ def deeplift(model, x, target, reference=0.0, rule="rescale", maxpool="gradient"
         (the paper's black image).  For a distribution of references use :func:`deepshap`.
     rule : ``"rescale"`` (default) or ``"revealcancel"``
         The nonlinearity rule (§3.5.2 / §3.5.3).
-    maxpool : ``"gradient"`` (default, the reference code's) or ``"rescale"`` (summation-exact)
+    maxpool : ``"gradient"`` (default, the reference code's), ``"rescale"`` (summation-exact) or ``"captum"``
+        (Captum's cross-maximum split, summation-exact, multipliers in [0, 1])
     threshold : float
         ``|Δx|`` up to which a multiplier ``Δy/Δx`` is replaced by the gradient.
     return_delta : bool

@@ -28,8 +28,9 @@ import numpy as np
 
 from . import _inputs, _limits
 from ..nn import (
-    Add, AvgPool2D, BatchNorm2D, Concat, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, Graph, GraphError,
-    MaxPool2D, Multiply, ReLU, Sequential,
+    GELU, AdaptiveAvgPool2D, AdaptiveMaxPool2D, Add, AvgPool2D, BatchNorm2D, Clamp, Concat, Conv2D, Dense, Dropout,
+    Flatten, GlobalAvgPool2D, Graph, GraphError, Hardsigmoid, Hardswish, Hardtanh, Identity, LeakyReLU, MaxPool2D,
+    Multiply, Pad2D, PReLU, ReLU, ReLU6, Sequential, SiLU, Sigmoid, Softplus, Tanh,
 )
 
 FORMAT = "xattr-model"
@@ -82,12 +83,30 @@ register_layer_format(
 register_layer_format(
     Dense, lambda l: dict(in_features=l.in_features, out_features=l.out_features, bias=l.bias is not None)
 )
-for _pool in (MaxPool2D, AvgPool2D):
-    register_layer_format(
-        _pool, lambda l: dict(kernel_size=list(l.kernel_size), stride=list(l.stride), padding=list(l.padding)), ()
-    )
-for _plain in (ReLU, GlobalAvgPool2D, Flatten):
+register_layer_format(
+    MaxPool2D,
+    lambda l: dict(kernel_size=list(l.kernel_size), stride=list(l.stride), padding=list(l.padding),
+                   **({"ceil_mode": True} if l.ceil_mode else {})),
+    (),
+)
+register_layer_format(
+    AvgPool2D,
+    lambda l: dict(kernel_size=list(l.kernel_size), stride=list(l.stride), padding=list(l.padding),
+                   **({"ceil_mode": True} if l.ceil_mode else {}),
+                   **({} if l.count_include_pad else {"count_include_pad": False})),
+    (),
+)
+for _plain in (ReLU, GlobalAvgPool2D, Flatten, Identity, ReLU6, Hardsigmoid, Sigmoid, Tanh, SiLU, Hardswish):
     register_layer_format(_plain, lambda l: {}, ())
+register_layer_format(Pad2D, lambda l: dict(padding=_jsonable(l.pads), value=l.value), ())
+for _adaptive in (AdaptiveAvgPool2D, AdaptiveMaxPool2D):
+    register_layer_format(_adaptive, lambda l: dict(output_size=list(l.output_size)), ())
+register_layer_format(Hardtanh, lambda l: dict(min_val=l.min_val, max_val=l.max_val), ())
+register_layer_format(Clamp, lambda l: dict(min=l.min, max=l.max), ())
+register_layer_format(LeakyReLU, lambda l: dict(negative_slope=l.negative_slope), ())
+register_layer_format(PReLU, lambda l: dict(num_parameters=l.num_parameters), ("weight",))
+register_layer_format(GELU, lambda l: dict(approximate=l.approximate), ())
+register_layer_format(Softplus, lambda l: dict(beta=l.beta, threshold=l.threshold), ())
 register_layer_format(
     BatchNorm2D, lambda l: dict(num_features=l.num_features, eps=l.eps), ("weight", "bias", "running_mean", "running_var")
 )

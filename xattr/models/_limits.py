@@ -129,10 +129,18 @@ def _bias(config, where):
     return b
 
 
+def _groups(config, i, o, where):
+    g = config.get("groups", 1)
+    if isinstance(g, bool) or not isinstance(g, numbers.Integral) or g < 1 or i % g or o % g:
+        raise ValueError(f"{where}: groups must be a positive int dividing {i} and {o}, got {g!r}")
+    return int(g)
+
+
 def _conv_params(config, where):
     i, o = _ints(config, ("in_channels", "out_channels"), where)
     kh, kw = _pair(config, "kernel_size", None, where)
-    return {"weight": (o, i, kh, kw), **({"bias": (o,)} if _bias(config, where) else {})}
+    g = _groups(config, i, o, where)
+    return {"weight": (o, i // g, kh, kw), **({"bias": (o,)} if _bias(config, where) else {})}
 
 
 def _dense_params(config, where):
@@ -188,6 +196,11 @@ def _conv_out(config, shapes, where):
             raise ValueError(f"{where}: padding 'same' needs stride 1, got {s}")
         tot = [dd * (kk - 1) for kk, dd in zip(k, d)]
         pads = tuple((t // 2, t - t // 2) for t in tot)
+    elif isinstance(pad, list) and len(pad) == 2 and all(isinstance(p, list) for p in pad):  # ((t, b), (l, r))
+        flat = [v for p in pad for v in p]
+        if len(flat) != 4 or any(isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 0 for v in flat):
+            raise ValueError(f"{where}: asymmetric padding is [[top, bottom], [left, right]] of ints >= 0, got {pad!r}")
+        pads = ((flat[0], flat[1]), (flat[2], flat[3]))
     else:
         ph, pw = _pair(config, "padding", 0, where, minimum=0)
         pads = ((ph, ph), (pw, pw))
@@ -196,6 +209,8 @@ def _conv_out(config, shapes, where):
 
 def _pool_out(config, shapes, where):
     c, h, w = _image(shapes, where)
+    if config.get("ceil_mode"):  # the overhang rule is the layer's; sizes are checked when it runs
+        return (c, None, None)
     k = _pair(config, "kernel_size", None, where)
     s = _pair(config, "stride", k, where) if config.get("stride") is not None else k
     ph, pw = _pair(config, "padding", 0, where, minimum=0)

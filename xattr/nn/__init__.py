@@ -3,6 +3,7 @@ from .activation import (
     GELU, Activation, Clamp, Hardsigmoid, Hardswish, Hardtanh, LeakyReLU, PReLU, ReLU, ReLU6, SiLU, Sigmoid, Softplus,
     Tanh,
 )
+from .adaptive import AdaptiveAvgPool2D, AdaptiveMaxPool2D
 from .base import CORE_RULES, Layer, RuleNotDefined, deffact, defjvp, defrule, find_fact, find_rule, rule_table
 from .graph import INPUT, Graph, GraphError, Sequential, Tape
 from .conv import Conv2D
@@ -10,8 +11,9 @@ from .dense import Dense
 from . import kinks as _kinks  # noqa: F401  (registers the kink finders)
 from .merge import Add, Concat, Merge, Multiply
 from .norm import BatchNorm2D, Dropout, fold_batchnorm
+from .pad import Pad2D, tf_same_padding
 from .pool import AvgPool2D, GlobalAvgPool2D, MaxPool2D
-from .reshape import Flatten
+from .reshape import Flatten, Identity
 
 __all__ = [
     "Layer", "Graph", "GraphError", "Tape", "INPUT", "Sequential", "Add", "Concat", "Multiply", "Merge",
@@ -19,5 +21,6 @@ __all__ = [
     "Conv2D", "ReLU", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D", "Flatten", "Dense",
     "BatchNorm2D", "Dropout", "fold_batchnorm",
     "Activation", "ReLU6", "Hardtanh", "Clamp", "LeakyReLU", "PReLU", "Hardsigmoid", "Sigmoid", "Tanh", "SiLU",
-    "Hardswish", "GELU", "Softplus",
+    "Hardswish", "GELU", "Softplus", "Pad2D", "tf_same_padding", "AdaptiveAvgPool2D", "AdaptiveMaxPool2D",
+    "Identity",
 ]

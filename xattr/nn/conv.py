@@ -270,8 +270,11 @@ class Conv2D(Layer):
             raise ValueError(
                 f"kernel_size, stride and dilation must be >= 1, got {self.kernel_size}, {self.stride}, {self.dilation}"
             )
-        self.padding = padding
         self.pads = pad_spec(padding, self.kernel_size, self.dilation, self.stride)
+        if isinstance(padding, (tuple, list)):  # as tuples (a model file gives lists)
+            nested = all(isinstance(p, (tuple, list)) for p in padding)
+            padding = self.pads if nested else tuple(int(p) for p in padding)
+        self.padding = padding
         fan_in = self.in_channels // self.groups * self.kernel_size[0] * self.kernel_size[1]
         gen = default_rng(rng)
         self.weight = gen.normal(

@@ -16,8 +16,8 @@ from __future__ import annotations
 import numpy as np
 
 from .activation import PIECEWISE_LINEAR_UNITS, ReLU
+from .adaptive import AdaptiveMaxPool2D
 from .base import deffact
-from .conv import pad_nchw
 from .pool import MaxPool2D
 
 
@@ -45,11 +45,8 @@ def _maxpool_kinks(block, u, du, a, b):
     """
     pool = block[-1]
     S = u.shape[0]
-    out_hw = pool.output_hw(u.shape)
-    up, dup = pad_nchw(u, pool.pads, value=-np.inf), pad_nchw(du, pool.pads)
-    offs = pool._offsets()
-    V = [pool._window(up, i, j, out_hw) for i, j in offs]
-    D = [pool._window(dup, i, j, out_hw) for i, j in offs]
+    V = pool.windows(u, fill=-np.inf)  # each window offset's view (padding, ceil-mode overhang, adaptive bins)
+    D = pool.windows(du, fill=0.0)
     if len(block) == 2:  # ReLU -> MaxPool2D
         V.append(np.zeros_like(V[0]))
         D.append(np.zeros_like(D[0]))
@@ -107,4 +104,4 @@ def _pointwise_kinks(block, u, du, a, b):
 
 deffact(PIECEWISE_LINEAR_UNITS, "kinks")(_pointwise_kinks)
 deffact(ReLU, "kinks")(_relu_kinks)
-deffact(MaxPool2D, "kinks")(_maxpool_kinks)
+deffact((MaxPool2D, AdaptiveMaxPool2D), "kinks")(_maxpool_kinks)

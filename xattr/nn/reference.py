@@ -5,6 +5,8 @@ Every function takes and returns arrays in the layouts of :mod:`xattr._conventio
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -83,49 +85,85 @@ def conv2d_weight_grad(g, x, w_shape, stride, pads, dilation, groups=1):
     return dw_
 
 
-def _pool_windows(x, kernel, stride, padding, fill):
-    xp = _pad(x, ((padding[0],) * 2, (padding[1],) * 2), fill)
-    N, C, Hp, Wp = xp.shape
-    kh, kw = kernel
-    sh, sw = stride
-    Ho, Wo = (Hp - kh) // sh + 1, (Wp - kw) // sw + 1
+def _pool_len(n, k, s, p, ceil_mode):
+    """PyTorch's output length: floor or ceil of ``(n + 2p - k) / s``, plus one; in ceil mode the last window
+    must start inside the input or its left padding."""
+    o = (math.ceil if ceil_mode else math.floor)((n + 2 * p - k) / s) + 1
+    if ceil_mode and (o - 1) * s >= n + p:
+        o -= 1
+    return o
+
+
+def _pool_windows(x, kernel, stride, padding, ceil_mode=False):
+    """Each window as PyTorch's pooling kernels walk it: ``(index, (h0, h1, w0, w1))`` in input coordinates,
+    ``h0 = h s - p`` and ``h1 = min(h0 + k, H + p)`` (the ceil-mode overhang cut off at the padding's end)."""
+    N, C, H, W = x.shape
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    Ho, Wo = _pool_len(H, kh, sh, ph, ceil_mode), _pool_len(W, kw, sw, pw, ceil_mode)
     for n in range(N):
         for c in range(C):
             for h in range(Ho):
                 for v in range(Wo):
-                    yield (n, c, h, v), xp[n, c, h * sh : h * sh + kh, v * sw : v * sw + kw], (h * sh, v * sw)
+                    h0, w0 = h * sh - ph, v * sw - pw
+                    yield (n, c, h, v), (h0, min(h0 + kh, H + ph), w0, min(w0 + kw, W + pw)), (Ho, Wo)
 
 
-def maxpool2d_forward_backward(x, g, kernel, stride, padding):
-    """Max-pool output and the routed signal ``g`` by loops; ties go to the first maximum (row-major)."""
+def maxpool2d_forward_backward(x, g, kernel, stride, padding, ceil_mode=False):
+    """Max-pool output and the routed signal ``g`` by loops; ties go to the first maximum (row-major).
+
+    Each window is cut to the input (padding never wins); ``argmax`` returns the first maximum.
+    """
     N, C, H, W = x.shape
-    ph, pw = padding
-    out, gx = {}, np.zeros((N, C, H + 2 * ph, W + 2 * pw))
-    for idx, win, (h0, v0) in _pool_windows(x, kernel, stride, padding, -np.inf):
-        flat = int(np.argmax(win))  # argmax returns the first maximum
-        out[idx] = win.flat[flat]
+    y, gx = None, np.zeros(x.shape)
+    for (n, c, h, v), (h0, h1, w0, w1), out_hw in _pool_windows(x, kernel, stride, padding, ceil_mode):
+        y = np.zeros((N, C) + out_hw) if y is None else y
+        r0, r1, q0, q1 = max(h0, 0), min(h1, H), max(w0, 0), min(w1, W)
+        win = x[n, c, r0:r1, q0:q1]
+        flat = int(np.argmax(win))
+        y[n, c, h, v] = win.flat[flat]
         if g is not None:
-            gx[idx[0], idx[1], h0 + flat // kernel[1], v0 + flat % kernel[1]] += g[idx]
-    y = np.zeros((N, C, max(k[2] for k in out) + 1, max(k[3] for k in out) + 1))
-    for k, v in out.items():
-        y[k] = v
-    return y, gx[:, :, ph : ph + H, pw : pw + W]
+            gx[n, c, r0 + flat // win.shape[1], q0 + flat % win.shape[1]] += g[n, c, h, v]
+    return y, gx
 
 
-def avgpool2d_forward_backward(x, g, kernel, stride, padding):
-    """Average-pool output (zeros counted) and the spread signal ``g`` by loops."""
+def avgpool2d_forward_backward(x, g, kernel, stride, padding, ceil_mode=False, count_include_pad=True):
+    """Average-pool output and the spread signal ``g`` by loops, PyTorch's divisor: the window's size within the
+    input and its padding (``count_include_pad``) or within the input only."""
     N, C, H, W = x.shape
-    ph, pw = padding
-    kh, kw = kernel
-    out, gx = {}, np.zeros((N, C, H + 2 * ph, W + 2 * pw))
-    for idx, win, (h0, v0) in _pool_windows(x, kernel, stride, padding, 0.0):
-        out[idx] = win.sum() / (kh * kw)
+    y, gx = None, np.zeros(x.shape)
+    for (n, c, h, v), (h0, h1, w0, w1), out_hw in _pool_windows(x, kernel, stride, padding, ceil_mode):
+        y = np.zeros((N, C) + out_hw) if y is None else y
+        r0, r1, q0, q1 = max(h0, 0), min(h1, H), max(w0, 0), min(w1, W)
+        div = (h1 - h0) * (w1 - w0) if count_include_pad else (r1 - r0) * (q1 - q0)
+        y[n, c, h, v] = x[n, c, r0:r1, q0:q1].sum() / div
         if g is not None:
-            gx[idx[0], idx[1], h0 : h0 + kh, v0 : v0 + kw] += g[idx] / (kh * kw)
-    y = np.zeros((N, C, max(k[2] for k in out) + 1, max(k[3] for k in out) + 1))
-    for k, v in out.items():
-        y[k] = v
-    return y, gx[:, :, ph : ph + H, pw : pw + W]
+            gx[n, c, r0:r1, q0:q1] += g[n, c, h, v] / div
+    return y, gx
+
+
+def adaptive_pool2d_forward_backward(x, g, out_hw, kind):
+    """Adaptive max (``kind="max"``, first maximum) or average pool and its routed/spread ``g`` by loops over
+    PyTorch's bins ``[floor(i H / Ho), ceil((i + 1) H / Ho))``."""
+    N, C, H, W = x.shape
+    Ho, Wo = out_hw
+    y, gx = np.zeros((N, C, Ho, Wo)), np.zeros(x.shape)
+    for n in range(N):
+        for c in range(C):
+            for i in range(Ho):
+                r0, r1 = math.floor(i * H / Ho), math.ceil((i + 1) * H / Ho)
+                for j in range(Wo):
+                    q0, q1 = math.floor(j * W / Wo), math.ceil((j + 1) * W / Wo)
+                    win = x[n, c, r0:r1, q0:q1]
+                    if kind == "max":
+                        k = int(np.argmax(win))
+                        y[n, c, i, j] = win.flat[k]
+                        if g is not None:
+                            gx[n, c, r0 + k // win.shape[1], q0 + k % win.shape[1]] += g[n, c, i, j]
+                    else:
+                        y[n, c, i, j] = win.mean()
+                        if g is not None:
+                            gx[n, c, r0:r1, q0:q1] += g[n, c, i, j] / win.size
+    return y, gx
 
 
 def bilinear_resize(a, out_hw):

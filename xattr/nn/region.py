@@ -61,10 +61,15 @@ def defregion(layer_types, kind, pad_value=0.0):
 
 
 def region_map(layer):
-    """The :class:`RegionMap` of ``layer``'s type (own or inherited), or None if it has none."""
+    """The :class:`RegionMap` of ``layer``'s type (own or inherited), or None if it has none or the layer's
+    settings take it out of the map's reach (``layer.region_map_applies()`` False: e.g. a ceil-mode pool's
+    input-dependent overhang)."""
     from .base import find_fact
 
-    return find_fact(type(layer), "region")
+    rm = find_fact(type(layer), "region")
+    if rm is not None and not getattr(layer, "region_map_applies", lambda: True)():
+        return None
+    return rm
 
 
 def window_region(lo, size, in_len, kernel, stride, dilation, pad_lo, pad_hi):

@@ -1,4 +1,4 @@
-"""Flatten: ``(N, C, H, W) -> (N, C*H*W)`` in C order (as PyTorch's ``Flatten``)."""
+"""Flatten: ``(N, C, H, W) -> (N, C*H*W)`` in C order (as PyTorch's ``Flatten``); Identity."""
 from __future__ import annotations
 
 from .._conventions import as_float_array
@@ -41,3 +41,37 @@ def _flatten_reshape_pairs(layer, g, cache, **_):
 def _flatten_jvp(layer, dx, cache):
     """dX reshaped to (N, -1)"""
     return dx.reshape(dx.shape[0], -1)
+
+
+class Identity(Layer):
+    """``x -> x`` (PyTorch's ``nn.Identity``, ONNX ``Identity``): a placeholder that keeps a source model's names."""
+
+    short_name = "identity"
+
+    def forward(self, x):
+        return as_float_array(x, f"input of {self.describe()}"), Cache()
+
+
+@defrule(Identity, "gradient", "deconvnet", "guided", "rescale", *LRP_RULES)
+def _identity(layer, g, cache, **_):
+    """R (the identity's adjoint; every rule passes the signal through)
+    a relabelling of nothing"""
+    return g
+
+
+@defrule(Identity, "revealcancel")
+def _identity_pairs(layer, g, cache, **_):
+    """R, or the RevealCancel pair (m⁺, m⁻) unchanged
+    Shrikumar et al. 2017"""
+    return g
+
+
+from .region import defregion  # noqa: E402  (region maps sit next to their layer)
+
+defregion(Identity, "pointwise")(None)
+
+
+@defjvp(Identity)
+def _identity_jvp(layer, dx, cache):
+    """dX"""
+    return dx

@@ -30,14 +30,39 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 import numpy as np
 
 from ..nn import (
-    AvgPool2D, BatchNorm2D, Conv2D, Dense, Flatten, GlobalAvgPool2D, MaxPool2D, ReLU, Sequential,
+    GELU, AvgPool2D, BatchNorm2D, Conv2D, Dense, Flatten, GlobalAvgPool2D, Hardsigmoid, Hardswish, Hardtanh,
+    LeakyReLU, MaxPool2D, PReLU, ReLU, ReLU6, Sequential, SiLU, Sigmoid, Softplus, Tanh,
 )
 from ..nn.conv import conv_output_size
+from ..nn.pool import pool_output_size
 
 __all__ = [
-    "conv_specs", "architectures", "sequential_models", "images", "models_and_inputs", "baselines", "targets",
-    "build_model", "output_hw", "graph_architectures", "build_graph", "graph_models_and_inputs",
+    "ACTIVATIONS", "conv_specs", "architectures", "sequential_models", "images", "models_and_inputs", "baselines",
+    "targets", "build_model", "output_hw", "graph_architectures", "build_graph", "graph_models_and_inputs",
 ]
+
+#: activations by name (``architectures(activations=...)``): ``name -> factory(channels, generator)``.
+ACTIVATIONS = {
+    "relu": lambda c, gen: ReLU(),
+    "relu6": lambda c, gen: ReLU6(),
+    "hardtanh": lambda c, gen: Hardtanh(-1.0, 1.0),
+    "leakyrelu": lambda c, gen: LeakyReLU(0.1),
+    "prelu": lambda c, gen: _prelu(c, gen),
+    "hardsigmoid": lambda c, gen: Hardsigmoid(),
+    "sigmoid": lambda c, gen: Sigmoid(),
+    "tanh": lambda c, gen: Tanh(),
+    "silu": lambda c, gen: SiLU(),
+    "hardswish": lambda c, gen: Hardswish(),
+    "gelu": lambda c, gen: GELU(),
+    "softplus": lambda c, gen: Softplus(),
+}
+
+
+def _prelu(c, gen):
+    layer = PReLU(c)
+    layer.weight = gen.uniform(-0.5, 0.5, c)
+    return layer
+
 
 #: values repeated in inputs and weights (exact zeros create ReLU kinks, repeats create max-pool ties).
 REPEATS = (0.0, 1.0, -1.0, 0.5)
@@ -52,7 +77,7 @@ def _conv_out(hw, spec):
 
 def _pool_out(hw, spec):
     k, s, p = spec["kernel"], spec["stride"], spec["padding"]
-    return tuple(conv_output_size(n, k, s, 1, p, p) for n in hw)
+    return tuple(pool_output_size(n, k, s, p, spec.get("ceil_mode", False)) for n in hw)
 
 
 @st.composite
@@ -75,12 +100,18 @@ def conv_specs(draw, hw, max_kernel=3, allow_same=True):
 
 @st.composite
 def architectures(draw, in_channels=(1, 3), size=(4, 9), depth=(1, 3), max_channels=4, n_classes=(1, 4),
-                  pools=("max", "avg", None), heads=("gap", "flatten"), bias=None, batchnorm=True, relu=True):
+                  pools=("max", "avg", None), heads=("gap", "flatten"), bias=None, batchnorm=True, relu=True,
+                  activations=None, groups=False, ceil_mode=False):
     """A description of a network: a dict ``{"in_channels", "hw", "blocks", "head", "hidden", "n_classes", "bias"}``.
 
     Each block is a conv spec with ``out`` channels, ``relu`` (bool), ``bn`` (bool) and ``pool``
-    (None or ``{"kind", "kernel", "stride", "padding"}``).  Sizes are tracked so every layer
+    (None or ``{"kind", "kernel", "stride", "padding", "ceil_mode"}``).  Sizes are tracked so every layer
     gets an input of at least its window.
+
+    The model zoo's options, off by default: ``activations`` (names of :data:`ACTIVATIONS`) draws each
+    block's activation (``"act"``) among them instead of the ReLU; ``groups=True`` draws each conv's
+    ``groups`` among the common divisors of its channel counts (depthwise included); ``ceil_mode=True``
+    draws the pools' ``ceil_mode``.
     """
     c = draw(st.integers(*in_channels))
     h = draw(st.integers(*size))
@@ -91,7 +122,12 @@ def architectures(draw, in_channels=(1, 3), size=(4, 9), depth=(1, 3), max_chann
     for _ in range(draw(st.integers(*depth))):
         spec = draw(conv_specs(hw))
         spec["out"] = draw(st.integers(1, max_channels))
+        if groups:
+            c_in = blocks[-1]["out"] if blocks else c
+            spec["groups"] = draw(st.sampled_from([g for g in range(1, c_in + 1) if c_in % g == 0 and spec["out"] % g == 0]))
         spec["relu"] = draw(st.booleans()) if relu is None else relu
+        if activations:
+            spec["act"] = draw(st.sampled_from(list(activations)))
         spec["bn"] = bool(batchnorm) and draw(st.booleans())
         hw = _conv_out(hw, spec)
         kind = draw(st.sampled_from(pools))
@@ -101,6 +137,8 @@ def architectures(draw, in_channels=(1, 3), size=(4, 9), depth=(1, 3), max_chann
             s = draw(st.integers(1, k))
             p = draw(st.integers(0, k // 2)) if kind == "max" else 0
             pool = dict(kind=kind, kernel=k, stride=s, padding=p)
+            if ceil_mode:
+                pool["ceil_mode"] = draw(st.booleans())
             if min(_pool_out(hw, pool)) >= 1:
                 spec["pool"] = pool
                 hw = _pool_out(hw, pool)
@@ -128,7 +166,7 @@ def build_model(arch, rng=0, bias_scale=0.1):
     c = arch["in_channels"]
     for b in arch["blocks"]:
         layers.append(Conv2D(c, b["out"], b["kernel"], stride=b["stride"], padding=b["padding"],
-                             dilation=b["dilation"], bias=arch["bias"], rng=gen))
+                             dilation=b["dilation"], bias=arch["bias"], rng=gen, groups=b.get("groups", 1)))
         c = b["out"]
         if b["bn"]:
             bn = BatchNorm2D(c)
@@ -138,11 +176,11 @@ def build_model(arch, rng=0, bias_scale=0.1):
             bn.running_var = gen.uniform(0.5, 2.0, c)
             layers.append(bn)
         if b["relu"]:
-            layers.append(ReLU())
+            layers.append(ACTIVATIONS[b.get("act", "relu")](c, gen))
         if b["pool"]:
             p = b["pool"]
             cls = MaxPool2D if p["kind"] == "max" else AvgPool2D
-            layers.append(cls(p["kernel"], stride=p["stride"], padding=p["padding"]))
+            layers.append(cls(p["kernel"], stride=p["stride"], padding=p["padding"], ceil_mode=p.get("ceil_mode", False)))
     oh, ow = output_hw(arch)
     if arch["head"] == "gap":
         layers.append(GlobalAvgPool2D())

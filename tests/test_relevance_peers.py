@@ -1,6 +1,6 @@
 """DeepLIFT/DeepSHAP against Captum and LRP against Zennit: same weights, same inputs, float64.
 
-Every remaining difference is a named choice, set equal here and documented in the README:
+Every remaining difference is a named choice, set equal here and documented in docs/peers.md:
 * Zennit stabilises every rule's denominator (``stabilizer=1e-6``); xattr adds ε only in LRP-ε (and divides
   by exact zeros as 0).  The peers' rules are built here with ``stabilizer=0`` (Epsilon keeps its ε).
 * Zennit's ZPlus takes positive *products* (α1β0); xattr's z⁺ is deep Taylor's ``ρ(w) = w⁺``, equal on
@@ -13,35 +13,21 @@ Every remaining difference is a named choice, set equal here and documented in t
   equal xattr's default ``maxpool="gradient"`` (the DeepLIFT code's rule; tests/test_captum.py); where its own
   max-pool multipliers act they match neither xattr mode (docs/peers.md), and only ``maxpool="rescale"`` is exact.
 """
-import sys
-import types
-
 import numpy as np
 import pytest
 
 import xattr
+from extras import need  # tests/extras.py: optional packages of the test suite
 
 pytestmark = pytest.mark.oracle
-torch = pytest.importorskip("torch", reason="the peer comparisons need torch: pip install 'xattr-ref[oracle]'")
+torch = need("torch", "the peer comparisons")
 nn = torch.nn
 
 from xattr.io import from_torch  # noqa: E402
 
 
 def _zennit():
-    try:
-        import torchvision  # noqa: F401
-    except ModuleNotFoundError:
-        pass
-    except Exception:  # a torchvision built for another torch: stand in for the two names zennit imports
-        for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
-            del sys.modules[name]
-        tv, models, resnet = (types.ModuleType(n) for n in ("torchvision", "torchvision.models", "torchvision.models.resnet"))
-        resnet.BasicBlock = type("BasicBlock", (nn.Module,), {})
-        resnet.Bottleneck = type("Bottleneck", (nn.Module,), {})
-        tv.models, models.resnet = models, resnet
-        sys.modules.update({"torchvision": tv, "torchvision.models": models, "torchvision.models.resnet": resnet})
-    return pytest.importorskip("zennit", reason="Zennit is an optional extra: pip install 'xattr-ref[zennit]'")
+    return need("zennit", "the Zennit LRP comparisons")
 
 
 def _random_biases(net, scale=0.2):
@@ -174,7 +160,7 @@ def test_zennit_zplus_is_alpha1_beta0_on_signed_inputs():
 
 # -- Captum ------------------------------------------------------------------------------------------
 def _captum():
-    return pytest.importorskip("captum", reason="Captum is an optional extra: pip install 'xattr-ref[captum]'")
+    return need("captum", "the Captum DeepLIFT comparisons")
 
 
 def _gap_net(seed=6, maxpool=False):

@@ -4,15 +4,15 @@ They need only ``model.forward(x) -> scores (N, K)``, so they work on any forwar
 Every map is ``(N, 1, H, W)`` in ``x``'s dtype (the occluding window and the segments cover all
 channels at once).
 
-========== ============================================== ==========================================
-method     what is computed                               paper
-========== ============================================== ==========================================
-occlusion  drop of the target when a window is hidden     Zeiler & Fergus 2014
-incremental only the patch's projective field recomputed   Nakandala et al. 2019 (SIGMOD)
-lime       weighted ridge on random binary masks          Ribeiro et al. 2016
-kernel_shap Shapley-kernel weighted least squares          Lundberg & Lee 2017
-shapley    exact, all 2^M coalitions                      Shapley 1953
-========== ============================================== ==========================================
+===========  ============================================  ==============================
+method       what is computed                              paper
+===========  ============================================  ==============================
+occlusion    drop of the target when a window is hidden    Zeiler & Fergus 2014
+incremental  only the patch's projective field recomputed  Nakandala et al. 2019 (SIGMOD)
+lime         weighted ridge on random binary masks         Ribeiro et al. 2016
+kernel_shap  Shapley-kernel weighted least squares         Lundberg & Lee 2017
+shapley      exact, all 2^M coalitions                     Shapley 1953
+===========  ============================================  ==============================
 
 Coalition values for LIME, KernelSHAP and exact Shapley come either from batched model evaluations
 or, for an :class:`xattr.nn.Sequential` whose local layers end in global average pooling, from

@@ -193,6 +193,8 @@ class Sequential:
     *layers : Layer, or (name, Layer) pairs
         Unnamed layers are named ``<type><k>`` (``conv1``, ``relu1``, ``dense1``, ...).
 
+    Notes
+    -----
     The model protocol that methods rely on::
 
         scores = model.forward(x)                    # (N, C, H, W) -> (N, K)

@@ -135,7 +135,7 @@ def cluster():
     """One LocalCluster (2 worker processes, loopback only) shared by the module: startup is slow."""
     import dask
 
-    # as the README advises: without it glibc unmaps every large temporary in the workers (slower)
+    # as docs/batch.md advises: without it glibc unmaps every large temporary in the workers (slower)
     with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}), \
             distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                                      dashboard_address=None, silence_logs=40) as c:

@@ -32,7 +32,7 @@ def test_xattr_matches_every_stored_vector():
 
 def test_vectors_cover_the_registered_methods(stored):
     """Every registered method has computed vectors on at least one model: a method that raised on every model
-    (recorded only as "not applicable") or that landed after the last generation fails here."""
+    (recorded only as "not applicable") or that was added after the last generation fails here."""
     manifest, cases = stored
     computed = {c.method for c in cases}
     missing = [m for m in available_methods() if m not in computed]

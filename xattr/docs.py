@@ -98,7 +98,8 @@ def _api(package):
     blocks = []
     for name in public_modules(package):
         members = api_members(name)
-        options = f"\n   :members: {', '.join(members)}" if members else ""
+        # undoc-members: a public function without a docstring still shows its signature (and is easy to spot)
+        options = f"\n   :members: {', '.join(members)}\n   :undoc-members:" if members else ""
         # autodoc writes reStructuredText: MyST pages hand it to the rST parser in an eval-rst block
         blocks.append(f"## `{name}`\n\n```{{eval-rst}}\n.. automodule:: {name}{options}\n```\n")
     return "\n".join(blocks)

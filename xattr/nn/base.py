@@ -190,7 +190,7 @@ class Sequential:
 
     Parameters
     ----------
-    *layers : Layer, or (name, Layer) pairs
+    *layers : Layer, or (str, Layer) pairs
         Unnamed layers are named ``<type><k>`` (``conv1``, ``relu1``, ``dense1``, ...).
 
     Notes

@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from extras import skip_or_fail  # tests/extras.py: optional packages of the test suite
 from xattr import cli, models
 from xattr.data import make_shapes
 from xattr.data.train import shapes_cnn
 from xattr.methods.registry import _METHODS, register_method
+
+from extras import skip_or_fail  # tests/extras.py: optional packages of the test suite
 
 
 @pytest.fixture(scope="module")
@@ -222,8 +223,8 @@ def test_methods_lists_methods_and_rule_table(capsys):
 def test_console_script_and_help():
     exe = shutil.which("xattr", path=os.path.dirname(sys.executable))
     if exe is None:
-        skip_or_fail(f"the `xattr` console script is not in {os.path.dirname(sys.executable)}: the package is not "
-                     "installed in this environment")
+        skip_or_fail(f"the `xattr` console script is not in {os.path.dirname(sys.executable)}: "
+                     "the package is not installed in this environment")
     r = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "usage: xattr" in r.stdout
     r = subprocess.run([exe, "explain", "nofile.png", "--model", "shapes", "--method", "gradient"],

@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 
 import xattr
-from extras import need  # tests/extras.py: optional packages of the test suite
 from xattr import conformance as conf
 from xattr.conformance.__main__ import main as cli
 from xattr.conformance.cases import method_options
 from xattr.conformance.models import build_inputs
 from xattr.methods.registry import available_methods, get_method
+
+from extras import need  # tests/extras.py: optional packages of the test suite
 
 
 @pytest.fixture(scope="module")
@@ -149,8 +150,8 @@ def test_cli(capsys, tmp_path):
 
 
 def test_failing_adapter_exits_nonzero(capsys, monkeypatch):
-    import types
     import sys
+    import types
 
     mod = types.ModuleType("_bad_adapter")
     mod.adapter = lambda method, model, x, target, options: np.zeros_like(x)

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 import xattr
-from extras import need  # tests/extras.py: optional packages of the test suite
 from xattr import docs as xdocs
+
+from extras import need  # tests/extras.py: optional packages of the test suite
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"

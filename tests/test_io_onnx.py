@@ -10,9 +10,9 @@ import warnings
 import numpy as np
 import pytest
 
-from extras import need  # tests/extras.py: optional packages of the test suite
 from xattr.io import ConversionError, from_onnx
 
+from extras import need  # tests/extras.py: optional packages of the test suite
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 import xattr
-from extras import need  # tests/extras.py: optional packages of the test suite
 from xattr.io import ConversionError, from_torch
 
+from extras import need  # tests/extras.py: optional packages of the test suite
 
 
 @pytest.fixture(scope="module")

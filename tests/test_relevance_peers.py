@@ -9,7 +9,8 @@ Every remaining difference is a named choice, set equal here and documented in d
 * Zennit's Gamma is the generalised rule of Andéol et al. 2021 (for units with z < 0 it favours w⁻); xattr's
   is Montavon et al. 2019's.  Zennit's WSquare squares biases too unless ``zero_params=["bias"]``.
 * Captum's DeepLift agrees to round-off on networks without max-pool.  Through MaxPool2d Captum 0.9 breaks its
-  own summation-to-delta (two strict xfails below, cf. captum#1276; xattr's own summation-to-delta on the same case is a plain test).  Where the max-pool follows a ReLU its numbers
+  own summation-to-delta (two strict xfails below, cf. captum#1276; xattr's own summation-to-delta on the same
+  case is a plain test).  Where the max-pool follows a ReLU its numbers
   equal xattr's default ``maxpool="gradient"`` (the DeepLIFT code's rule; tests/test_captum.py); where its own
   max-pool multipliers act they match neither xattr mode (docs/peers.md), and only ``maxpool="rescale"`` is exact.
 """
@@ -17,6 +18,7 @@ import numpy as np
 import pytest
 
 import xattr
+
 from extras import need  # tests/extras.py: optional packages of the test suite
 
 pytestmark = pytest.mark.oracle

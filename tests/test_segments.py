@@ -3,8 +3,9 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
-from extras import need  # tests/extras.py: optional packages of the test suite
 from xattr.methods import segments as seg
+
+from extras import need  # tests/extras.py: optional packages of the test suite
 
 
 def test_grid_segments_cells_row_major_and_balanced():

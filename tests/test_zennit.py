@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import xattr
+
 from extras import need  # tests/extras.py: optional packages of the test suite
 
 pytestmark = pytest.mark.oracle

@@ -5,6 +5,7 @@ outputs.  Tables that the code can produce (the rule table, the claims table, th
 generated from the registries while the pages are read (``xattr.docs``), never copied into the sources.
 """
 import os
+import re
 import shutil
 import sys
 
@@ -64,6 +65,17 @@ def _generated(app, docname, source):
     source[0] = xdocs.render(source[0])
 
 
+OUTSIDE_LINK = re.compile(r"\[([^\]]+)\]\((?!docs/|[a-z]+:|#)([^)]+)\)")
+
+
+def _readme_for_the_site(app, relative_path, parent_docname, content):
+    """The front page includes the README, whose links to files outside docs/ (benchmarks/README.md) have no page
+    here: they become plain text naming the file."""
+    if relative_path.name == "README.md" and relative_path.parent.name != "benchmarks":
+        content[0] = OUTSIDE_LINK.sub(lambda m: f"{m.group(1)} (`{m.group(2)}` in the repository)", content[0])
+
+
 def setup(app):
     app.connect("builder-inited", _copy_notebooks)
     app.connect("source-read", _generated)
+    app.connect("include-read", _readme_for_the_site)

@@ -120,7 +120,7 @@ def render(text):
 
 
 def main(argv=None):
-    """``python -m xattr.docs NAME [ARGUMENT]``: print one generated block; returns the exit status (2: unknown NAME)."""
+    """``python -m xattr.docs NAME [ARGUMENT]``: print one generated block; returns the exit status (2: unknown)."""
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] not in GENERATORS:
         print(f"usage: python -m xattr.docs {{{','.join(GENERATORS)}}} [ARGUMENT]", file=sys.stderr)

@@ -47,7 +47,7 @@ def ig_spec():
     from xattr.methods.registry import available_methods, get_method, register_method
 
     if "integrated_gradients" not in available_methods():
-        try:  # the function exists but its family has not registered it (yet)
+        try:  # the function exists but is not in the registry
             from xattr.methods.path import integrated_gradients
         except ImportError:
             return None
@@ -157,7 +157,7 @@ def main(argv=None):
 
     # distributed's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in its workers (and in this process's
     # environment, hence in the local process pool's children too); glibc then maps and unmaps every
-    # large temporary, and the conv kernels cost ~1.7x the CPU.  Unset it (the README says how for
+    # large temporary, and the conv kernels cost ~1.7x the CPU.  Unset it (docs/batch.md says how for
     # `dask worker`).
     if not args.keep_malloc_trim:
         dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None})

@@ -26,7 +26,7 @@ against the GEMM rate measured in the same run (:mod:`bench_core`).  ``--json`` 
 the machine, the load averages before and after, the versions and the command line.
 
 ``--quick``: 32x32 and 64x64 only, float32 only, 3 runs (a smoke run of a few minutes).
-``--tables run.json``: print the tables of a saved run again (for the README).
+``--tables run.json``: print the tables of a saved run again (for benchmarks/README.md).
 
 Needs the ``bench`` extra (``pip install -e ".[bench]"``: torch 2.13.0, captum 0.9.0, threadpoolctl).  Speed is
 never asserted: this is a measurement, to be read together with the machine's load.
@@ -43,7 +43,7 @@ import time
 import numpy as np
 
 import xattr
-from xattr.methods.path import integrated_gradients  # not yet exported from xattr on every branch
+from xattr.methods.path import integrated_gradients  # the function itself (every quadrature), not the registry's
 from xattr.methods.smoothing import smoothgrad
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -114,7 +114,7 @@ def lrp_ready(tmodel):
 
 
 def occlusion_geometry(size):
-    """(window, stride): 8/4 up to 64x64, 16/8 at 224x224 (issue 9)."""
+    """(window, stride): 8/4 up to 64x64, 16/8 at 224x224."""
     return (16, 8) if size >= 224 else (8, 4)
 
 

@@ -1,4 +1,4 @@
-"""How far each IG quadrature is from the exact path integral, xattr vs Captum (issue 8, docs/peers.md).
+"""How far each IG quadrature is from the exact path integral, xattr vs Captum (docs/peers.md).
 
     python benchmarks/oracle_ig_error.py        # needs the 'oracle' extra
 

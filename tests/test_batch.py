@@ -13,9 +13,11 @@ import threading
 import numpy as np
 import pytest
 
-pytest.importorskip("dask", reason="xattr.batch needs the optional extra 'batch' (dask)")
-pytest.importorskip("zarr", reason="xattr.batch needs the optional extra 'batch' (zarr)")
-distributed = pytest.importorskip("distributed", reason="xattr.batch clusters need the optional extra 'batch'")
+from extras import need  # noqa: E402  (tests/extras.py: optional packages of the test suite)
+
+need("dask", "xattr.batch (extra 'batch')")
+need("zarr", "xattr.batch's store (extra 'batch')")
+distributed = need("distributed", "xattr.batch on a local cluster (extra 'batch')")
 
 import cloudpickle  # noqa: E402  (a dask dependency)
 from PIL import Image  # noqa: E402
@@ -133,7 +135,7 @@ def cluster():
     """One LocalCluster (2 worker processes, loopback only) shared by the module: startup is slow."""
     import dask
 
-    # as the README advises: without it glibc unmaps every large temporary in the workers (slower)
+    # as docs/batch.md advises: without it glibc unmaps every large temporary in the workers (slower)
     with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}), \
             distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                                      dashboard_address=None, silence_logs=40) as c:
@@ -191,8 +193,7 @@ def test_every_registered_method_equals_serial(data, tmp_path, name):
     x, fn, opts = x[:6], registry.get_method(name), CHEAP.get(name, {})
     params = list(inspect.signature(fn).parameters.values())[3:]
     required = [p.name for p in params if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    if set(required) - set(opts):
-        pytest.skip(f"{name} needs the option(s) {required}: add them to CHEAP in this file")
+    assert not set(required) - set(opts), f"{name} needs the option(s) {required}: add them to CHEAP in this file"
     r = run(data, tmp_path, images=x, methods=[(name, opts)], chunk=4, scheduler="sync")
     ref = []
     for s in range(0, 6, BS):
@@ -312,7 +313,6 @@ def deletion_auc(model, x, maps, target):
 
 
 def test_evaluation_metric_per_image_equals_direct_call(data, tmp_path):
-    pytest.importorskip("xattr.evaluation", reason="xattr.evaluation is not in this checkout")
     model, x = data
     r = run(data, tmp_path, methods=["gradient"], metrics={"deletion_auc": deletion_auc}, chunk=8,
             scheduler="processes", workers=2)
@@ -524,7 +524,7 @@ def test_cli_batch_runs_and_resumes(data, folder, tmp_path, capsys):
     assert "absent.json" in capsys.readouterr().err
 
 
-# -- store integrity (issue 18) ------------------------------------------------------------------
+# -- store integrity ------------------------------------------------------------------
 def _chunk_file(store, key, i):
     """Path of chunk ``i`` of the array ``key`` (Zarr v3 default layout, maps: c/i/0/0/0)."""
     import zarr

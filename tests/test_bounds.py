@@ -1,4 +1,4 @@
-"""xattr.methods._bounds: options refused before any arithmetic, with the bound named (issue 18 part 5).
+"""xattr.methods._bounds: options refused before any arithmetic, with the bound named.
 
 Each case would, without the check, allocate gigabytes (``steps=10**9``: 7.45 GiB of node indices), compute
 with a kernel that divided by zero (``kernel_width=1e-200``), return LAPACK noise (``alpha=inf``), hang in

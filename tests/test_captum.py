@@ -16,8 +16,10 @@ import pytest
 import xattr
 
 pytestmark = [pytest.mark.oracle, pytest.mark.filterwarnings("ignore:Setting backward hooks on ReLU")]
-torch = pytest.importorskip("torch", reason="the Captum comparisons need the 'captum' extra: pip install 'xattr-ref[captum]'")
-captum_attr = pytest.importorskip("captum.attr", reason="Captum is an optional extra: pip install 'xattr-ref[captum]'")
+from extras import need  # noqa: E402  (tests/extras.py: optional packages of the test suite)
+
+torch = need("torch", "the Captum comparisons")
+captum_attr = need("captum.attr", "the Captum comparisons")
 from xattr.io import from_torch  # noqa: E402
 
 nn = torch.nn
@@ -358,8 +360,6 @@ def test_shapley_values_exact_but_float32(setup):
 # exact in float32) and the default dtype float64, the rounding vanishes and the Riemann rules agree
 # to 1e-10; Gauss-Legendre weights are never float32-exact: pinned by rebuilding Captum's number.
 def _ig():
-    if "integrated_gradients" not in xattr.available_methods():
-        pytest.skip("xattr's integrated_gradients is not on main yet (issue: path methods)")
     return xattr.get_method("integrated_gradients")
 
 
@@ -485,8 +485,6 @@ def test_integrated_gradients_against_xattr_exact(setup, float64_default, method
 # ``input.repeat_interleave(nt_samples, dim=0)`` (image-major, as xattr).  The tests inject xattr's noise
 # (σ·z with z from the same seeded Generator) into Captum by replacing ``torch.normal`` for the call.
 def _smoothing(name):
-    if name not in xattr.available_methods():
-        pytest.skip(f"xattr's {name} is not on main yet")
     return xattr.get_method(name)
 
 

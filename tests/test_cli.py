@@ -18,6 +18,8 @@ from xattr.data import make_shapes
 from xattr.data.train import shapes_cnn
 from xattr.methods.registry import _METHODS, register_method
 
+from extras import skip_or_fail  # tests/extras.py: optional packages of the test suite
+
 
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory):
@@ -67,7 +69,7 @@ def test_demo_survives_methods_that_do_not_apply(tmp_path, model_file, capsys):
 
     def wants_rng(model, x, target, reference, rng=None, segments=None):
         # required reference: the command fills the black picture, (0 - mean) / std = -2 for this model file
-        # (issue 22: a baseline is a picture); rng=None: filled with the seed; segments=None: left alone
+        #; rng=None: filled with the seed; segments=None: left alone
         assert isinstance(rng, int) and segments is None
         assert np.array_equal(reference, np.full((3, 20, 20), -2.0))
         return x * 0 + 1.0
@@ -226,7 +228,8 @@ def test_methods_lists_methods_and_rule_table(capsys):
 def test_console_script_and_help():
     exe = shutil.which("xattr", path=os.path.dirname(sys.executable))
     if exe is None:
-        pytest.skip("the xattr console script is not installed in this environment")
+        skip_or_fail(f"the `xattr` console script is not in {os.path.dirname(sys.executable)}: "
+                     "the package is not installed in this environment")
     r = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "usage: xattr" in r.stdout
     r = subprocess.run([exe, "explain", "nofile.png", "--model", "shapes", "--method", "gradient"],
@@ -234,7 +237,7 @@ def test_console_script_and_help():
     assert r.returncode == 2 and r.stderr.strip().startswith("xattr: error:") and len(r.stderr.strip().splitlines()) == 1
 
 
-# -- issue 18: the cases that printed a traceback (exit 1) are one line, exit 2 ------------------------------
+# -- the cases that printed a traceback (exit 1) are one line, exit 2 ------------------------------
 def _hostile_files(tmp_path, model_file):
     import hashlib
     import struct

@@ -12,7 +12,11 @@ import pytest
 import xattr
 from xattr import conformance as conf
 from xattr.conformance.__main__ import main as cli
+from xattr.conformance.cases import method_options
+from xattr.conformance.models import build_inputs
 from xattr.methods.registry import available_methods, get_method
+
+from extras import need  # tests/extras.py: optional packages of the test suite
 
 
 @pytest.fixture(scope="module")
@@ -28,13 +32,32 @@ def test_xattr_matches_every_stored_vector():
 
 
 def test_vectors_cover_the_registered_methods(stored):
+    """Every registered method has computed vectors on at least one model: a method that raised on every model
+    (recorded only as "not applicable") or that was added after the last generation fails here."""
     manifest, cases = stored
-    have = {c.method for c in cases} | {n["id"].split("/")[1].split("[")[0] for n in manifest["not_applicable"]}
-    missing = [m for m in available_methods() if m not in have]
-    if missing:
-        pytest.skip(f"the vectors lack {missing}: run `python -m xattr.conformance generate` and commit the data")
+    computed = {c.method for c in cases}
+    missing = [m for m in available_methods() if m not in computed]
+    assert not missing, f"no vectors for {missing}: run `python -m xattr.conformance generate` and commit the data"
     for model in manifest["models"]:
         assert any(c.model.name == model and c.method == "gradient" for c in cases)
+
+
+def test_not_applicable_cases_are_refusals_that_still_happen(stored):
+    """A case recorded as "not applicable" is a method refusing a model with a ValueError that says why (CAM
+    without a GAP head), not a crash; re-running it today raises the same refusal."""
+    manifest, _ = stored
+    specs = conf.build_models()
+    for entry in manifest["not_applicable"]:
+        model_name, method = entry["id"].split("/", 1)
+        method = method.split("[")[0]
+        spec, fn = specs[model_name], get_method(method)
+        option_sets = method_options(method, spec) or conf._default_options(fn)
+        opts = [o for o in option_sets if conf._case_id(model_name, method, o) == entry["id"]]
+        assert len(opts) == 1, entry["id"]
+        x, target = build_inputs(spec)
+        with pytest.raises(ValueError) as refused:
+            fn(spec.to_xattr(), x, target, **conf._call_options(opts[0]))
+        assert f"{type(refused.value).__name__}: {refused.value}" == entry["reason"], entry["id"]
 
 
 def test_regeneration_is_deterministic_and_matches_stored(stored, tmp_path):
@@ -127,8 +150,8 @@ def test_cli(capsys, tmp_path):
 
 
 def test_failing_adapter_exits_nonzero(capsys, monkeypatch):
-    import types
     import sys
+    import types
 
     mod = types.ModuleType("_bad_adapter")
     mod.adapter = lambda method, model, x, target, options: np.zeros_like(x)
@@ -154,7 +177,7 @@ def test_model_spec_json_round_trip(stored):
 # -- a peer through the public API: torch and Captum --------------------------------------------
 @pytest.mark.oracle
 def test_to_torch_builds_the_same_function(stored):
-    torch = pytest.importorskip("torch", reason="torch is an optional extra: pip install 'xattr-ref[torch]'")
+    torch = need("torch", "ModelSpec.to_torch")
     from xattr.io import from_torch
 
     seen = set()
@@ -177,7 +200,7 @@ def test_captum_adapter_passes_except_the_pinned_differences():
     Shapley values come back in float32 (they pass at float32 rounding), DeepLift/DeepLiftShap with a
     non-zero reference on the net whose first layer is a max-pool (see test_captum.py), and IG's trapezoid
     ((n-1)/n) and Gauss-Legendre (float32 weights) rules."""
-    pytest.importorskip("captum", reason="Captum is an optional extra: pip install 'xattr-ref[captum]'")
+    need("captum", "the packaged Captum adapter")
     from xattr.conformance.adapters import captum_adapter
 
     # Captum's perturbation methods are slow (Python loops over many tiny evaluations): one model for them
@@ -205,7 +228,7 @@ def test_captum_adapter_passes_except_the_pinned_differences():
 @pytest.mark.oracle
 def test_to_onnx_runs_the_same_function_in_onnx_and_back(stored):
     """The vectors' models as ONNX: onnx's reference evaluator and ``from_onnx`` give the spec's scores."""
-    pytest.importorskip("onnx", reason="onnx is an optional extra: pip install 'xattr-ref[onnx]'")
+    need("onnx", "ModelSpec.to_onnx")
     from onnx.reference import ReferenceEvaluator
 
     from xattr.io import from_onnx
@@ -226,7 +249,7 @@ def test_to_onnx_runs_the_same_function_in_onnx_and_back(stored):
 @pytest.mark.oracle
 def test_models_imported_through_onnx_pass_every_vector():
     """xattr on ``from_onnx(spec.to_onnx())``: the importer keeps every method's numbers (and layer names)."""
-    pytest.importorskip("onnx", reason="onnx is an optional extra: pip install 'xattr-ref[onnx]'")
+    need("onnx", "from_onnx on the vectors' models")
     from xattr.io import from_onnx
 
     cache = {}

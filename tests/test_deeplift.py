@@ -443,12 +443,9 @@ def test_relu_cells_by_hand_including_their_limits():
     np.testing.assert_allclose([mp[0, 2], mn[0, 2]], [2 * 1.0, 2 * 1.0])
 
 
-# -- cross-check with issue 3's exact integrated gradients, once it is merged -------------------------
+# -- cross-check with exact integrated gradients (quadrature="exact") -----------------------------------
 def _exact_ig():
-    ig = getattr(xattr, "integrated_gradients", None)
-    if ig is None:
-        pytest.skip("xattr.integrated_gradients (issue 3, quadrature='exact') is not on this branch yet")
-    return ig
+    return xattr.integrated_gradients
 
 
 @pytest.mark.parametrize("kind", ["dense", "conv"])

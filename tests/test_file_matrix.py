@@ -1,4 +1,4 @@
-"""The file matrix (issue 18 part 6): files as a user hands them to the command line.
+"""The file matrix: files as a user hands them to the command line.
 
 * images of every kind through ``xattr explain`` and ``xattr batch``: each converted by the reader's
   stated rule (oracle: ``xattr.gradient`` on ``read_image``'s pixels scaled and normalised by hand), the

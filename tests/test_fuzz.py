@@ -1,4 +1,4 @@
-"""The bad-input matrix (issue 18 part 6): every registered method × every class of bad input.
+"""The bad-input matrix: every registered method × every class of bad input.
 
 Each case must end in one of two ways:
 

@@ -1,4 +1,4 @@
-"""make_shapes(instances=2) output goes into multi_instance_coverage as it is (issue 20, part 1)."""
+"""make_shapes(instances=2) output goes into multi_instance_coverage as it is."""
 import numpy as np
 import pytest
 

@@ -12,12 +12,12 @@ import pytest
 
 from xattr.io import ConversionError, from_onnx
 
-REASON = "onnx is an optional extra: pip install 'xattr-ref[onnx]'"
+from extras import need  # tests/extras.py: optional packages of the test suite
 
 
 @pytest.fixture(scope="module")
 def onnx():
-    return pytest.importorskip("onnx", reason=REASON)
+    return need("onnx", "xattr.io.from_onnx")
 
 
 def _graph(onnx, nodes, inits, in_shape, out_name="y", opset=17, out_rank=2):
@@ -193,9 +193,9 @@ def _torch_module(torch):
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 @pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript-exporter", "dynamo-exporter"])
 def test_torch_export_round_trip(onnx, dynamo):
-    torch = pytest.importorskip("torch", reason="torch is an optional extra: pip install 'xattr-ref[torch]'")
+    torch = need("torch", "the torch -> ONNX round trips")
     if dynamo:
-        pytest.importorskip("onnxscript", reason="torch's dynamo ONNX exporter needs onnxscript (in the 'oracle' extra)")
+        need("onnxscript", "torch's dynamo ONNX exporter")
     module = _torch_module(torch)
     x = np.random.default_rng(1).normal(size=(2, 3, 8, 8))
     buf = _io.BytesIO()

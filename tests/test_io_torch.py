@@ -12,12 +12,12 @@ import pytest
 import xattr
 from xattr.io import ConversionError, from_torch
 
-REASON = "torch is an optional extra: pip install 'xattr-ref[torch]' (torch==2.13.0 CPU)"
+from extras import need  # tests/extras.py: optional packages of the test suite
 
 
 @pytest.fixture(scope="module")
 def torch():
-    return pytest.importorskip("torch", reason=REASON)
+    return need("torch", "xattr.io.from_torch")
 
 
 def _randomise_bn(torch, model):

@@ -1,4 +1,4 @@
-"""xattr.models._inputs: pictures as baselines (issue 22 part 2) and inputs outside the declared range (part 3).
+"""xattr.models._inputs: pictures as baselines and inputs outside the declared range (part 3).
 
 Oracles: the declared spec applied by hand (``(lo + (hi − lo)·p − mean) / std``); completeness of exact
 integrated gradients (``Σ IG = F(x) − F(x')``, to round-off) identifies the baseline ``x'`` the command used.

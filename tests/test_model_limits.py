@@ -139,7 +139,7 @@ def many_layers(doc, npz):
 
 
 #: side of the square float64 array in the compressed-weights bomb (128 MiB inflated, 130 KB compressed;
-#: the issue's 2 GB file behaves the same and takes seconds to write)
+#: a 2 GB file behaves the same and takes seconds to write)
 BOMB_SIDE = 4096
 
 

@@ -8,9 +8,11 @@ import sys
 
 import pytest
 
-nbformat = pytest.importorskip("nbformat", reason="notebook tests need the 'test' extra (nbformat)")
-nbclient = pytest.importorskip("nbclient", reason="notebook tests need the 'test' extra (nbclient)")
-pytest.importorskip("ipykernel", reason="notebook tests need the 'test' extra (ipykernel)")
+from extras import need  # noqa: E402  (tests/extras.py: optional packages of the test suite)
+
+nbformat = need("nbformat", "the notebook tests")
+nbclient = need("nbclient", "the notebook tests")
+need("ipykernel", "the notebook tests")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOKS = sorted(glob.glob(os.path.join(ROOT, "notebooks", "*.ipynb")))

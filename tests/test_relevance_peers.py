@@ -1,6 +1,6 @@
 """DeepLIFT/DeepSHAP against Captum and LRP against Zennit: same weights, same inputs, float64.
 
-Every remaining difference is a named choice, set equal here and documented in the README:
+Every remaining difference is a named choice, set equal here and documented in docs/peers.md:
 * Zennit stabilises every rule's denominator (``stabilizer=1e-6``); xattr adds ε only in LRP-ε (and divides
   by exact zeros as 0).  The peers' rules are built here with ``stabilizer=0`` (Epsilon keeps its ε).
 * Zennit's ZPlus takes positive *products* (α1β0); xattr's z⁺ is deep Taylor's ``ρ(w) = w⁺``, equal on
@@ -9,39 +9,27 @@ Every remaining difference is a named choice, set equal here and documented in t
 * Zennit's Gamma is the generalised rule of Andéol et al. 2021 (for units with z < 0 it favours w⁻); xattr's
   is Montavon et al. 2019's.  Zennit's WSquare squares biases too unless ``zero_params=["bias"]``.
 * Captum's DeepLift agrees to round-off on networks without max-pool.  Through MaxPool2d Captum 0.9 breaks its
-  own summation-to-delta (a strict xfail below, cf. captum#1276).  Where the max-pool follows a ReLU its numbers
+  own summation-to-delta (two strict xfails below, cf. captum#1276; xattr's own summation-to-delta on the same
+  case is a plain test).  Where the max-pool follows a ReLU its numbers
   equal xattr's default ``maxpool="gradient"`` (the DeepLIFT code's rule; tests/test_captum.py); where its own
   max-pool multipliers act they match neither xattr mode (docs/peers.md), and only ``maxpool="rescale"`` is exact.
 """
-import sys
-import types
-
 import numpy as np
 import pytest
 
 import xattr
 
+from extras import need  # tests/extras.py: optional packages of the test suite
+
 pytestmark = pytest.mark.oracle
-torch = pytest.importorskip("torch", reason="the peer comparisons need torch: pip install 'xattr-ref[oracle]'")
+torch = need("torch", "the peer comparisons")
 nn = torch.nn
 
 from xattr.io import from_torch  # noqa: E402
 
 
 def _zennit():
-    try:
-        import torchvision  # noqa: F401
-    except ModuleNotFoundError:
-        pass
-    except Exception:  # a torchvision built for another torch: stand in for the two names zennit imports
-        for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
-            del sys.modules[name]
-        tv, models, resnet = (types.ModuleType(n) for n in ("torchvision", "torchvision.models", "torchvision.models.resnet"))
-        resnet.BasicBlock = type("BasicBlock", (nn.Module,), {})
-        resnet.Bottleneck = type("Bottleneck", (nn.Module,), {})
-        tv.models, models.resnet = models, resnet
-        sys.modules.update({"torchvision": tv, "torchvision.models": models, "torchvision.models.resnet": resnet})
-    return pytest.importorskip("zennit", reason="Zennit is an optional extra: pip install 'xattr-ref[zennit]'")
+    return need("zennit", "the Zennit LRP comparisons")
 
 
 def _random_biases(net, scale=0.2):
@@ -174,7 +162,7 @@ def test_zennit_zplus_is_alpha1_beta0_on_signed_inputs():
 
 # -- Captum ------------------------------------------------------------------------------------------
 def _captum():
-    return pytest.importorskip("captum", reason="Captum is an optional extra: pip install 'xattr-ref[captum]'")
+    return need("captum", "the Captum DeepLIFT comparisons")
 
 
 def _gap_net(seed=6, maxpool=False):
@@ -205,17 +193,36 @@ def test_deeplift_agrees_with_captum_without_maxpool():
     assert_agree(xattr.deeplift(from_torch(net), x, np.array(target), ref), theirs, rtol=1e-10)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Captum 0.9's DeepLift through MaxPool2d breaks its own summation-to-delta (convergence delta ~0.3 on one "
-    "image; cf. captum#1276), while xattr's maxpool='rescale' conserves to round-off"))
-def test_deeplift_through_maxpool_agrees_with_captum():
+def _maxpool_case():
     net = _gap_net(maxpool=True)
     gen = np.random.default_rng(7)
     x, ref = gen.normal(size=(1, 3, 8, 8)), gen.normal(size=(1, 3, 8, 8))
-    ours, gap = xattr.deeplift(from_torch(net), x, 0, ref, maxpool="rescale", return_delta=True)
-    assert np.abs(gap).max() < 1e-12  # ours is exact; the peer's comparison below is the xfail
-    theirs, delta = _captum_deeplift(net, x, ref, 0)
+    return net, x, ref
+
+
+def test_deeplift_rescale_maxpool_sums_to_delta_on_the_captum_case():
+    """xattr's side of the comparison below, which must hold: ``maxpool="rescale"`` conserves Δt to round-off."""
+    net, x, ref = _maxpool_case()
+    _, gap = xattr.deeplift(from_torch(net), x, 0, ref, maxpool="rescale", return_delta=True)
+    assert np.abs(gap).max() < 1e-12
+
+
+CAPTUM_MAXPOOL = ("Captum 0.9's DeepLift through MaxPool2d breaks its own summation-to-delta (convergence delta ~0.3 "
+                  "on one image; cf. captum#1276), while xattr's maxpool='rescale' conserves to round-off")
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=CAPTUM_MAXPOOL)
+def test_captum_deeplift_through_maxpool_sums_to_delta():
+    net, x, ref = _maxpool_case()
+    _, delta = _captum_deeplift(net, x, ref, 0)
     assert np.abs(delta).max() < 1e-9, f"Captum's own convergence delta {np.abs(delta).max():.3g}"
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=CAPTUM_MAXPOOL)
+def test_deeplift_through_maxpool_agrees_with_captum():
+    net, x, ref = _maxpool_case()
+    ours = xattr.deeplift(from_torch(net), x, 0, ref, maxpool="rescale")
+    theirs, _ = _captum_deeplift(net, x, ref, 0)
     assert_agree(ours, theirs, rtol=1e-9)
 
 

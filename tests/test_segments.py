@@ -5,6 +5,8 @@ from scipy.ndimage import gaussian_filter
 
 from xattr.methods import segments as seg
 
+from extras import need  # tests/extras.py: optional packages of the test suite
+
 
 def test_grid_segments_cells_row_major_and_balanced():
     lab = seg.grid_segments((7, 10), grid=(2, 3))
@@ -94,7 +96,7 @@ def test_compose_matches_a_loop_and_leaves_inputs_alone():
 
 
 def test_slic_segments_when_scikit_image_is_installed():
-    pytest.importorskip("skimage", reason="SLIC needs the optional extra 'segments' (scikit-image)")
+    need("skimage", "SLIC segments (extra 'segments')")
     x = np.zeros((2, 3, 24, 24))
     x[:, 0, :, 12:] = 1.0  # two flat halves: SLIC must not cross the edge
     lab = seg.slic_segments(x, n_segments=4, compactness=1.0, sigma=0.0)

@@ -1,42 +1,18 @@
 """Conformance against Zennit (its attributors and composites): same weights, same inputs, float64.
 
-Zennit imports ``torchvision`` at import time, but only to name two ResNet block classes for
-its canonizers.  The torchvision 0.28.0 wheel on PyPI is built against CUDA torch and cannot
-load its compiled ops next to the CPU build of torch 2.13.0; when that happens this file gives
-zennit a stand-in ``torchvision.models.resnet`` holding those two names (unused here: no
-ResNet is canonized), so the comparisons still run.  See docs/peers.md.
+Zennit imports ``torchvision`` (for its ResNet canonizers), so torch and torchvision must be a matching pair:
+the ``zennit``/``oracle``/``dev`` extras pin torch 2.14.1 with torchvision 0.29.1.  See docs/peers.md.
 """
-import sys
-import types
-
 import numpy as np
 import pytest
 
 import xattr
 
+from extras import need  # tests/extras.py: optional packages of the test suite
+
 pytestmark = pytest.mark.oracle
-torch = pytest.importorskip("torch", reason="the Zennit comparisons need the 'zennit' extra: pip install 'xattr-ref[zennit]'")
-
-
-def _import_zennit():
-    try:
-        import torchvision  # noqa: F401
-    except ModuleNotFoundError:
-        pass  # zennit's own import will report what is missing
-    except Exception:  # compiled ops built for another torch: stand in for the names zennit imports
-        for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
-            del sys.modules[name]
-        tv = types.ModuleType("torchvision")
-        models = types.ModuleType("torchvision.models")
-        resnet = types.ModuleType("torchvision.models.resnet")
-        resnet.BasicBlock = type("BasicBlock", (torch.nn.Module,), {})
-        resnet.Bottleneck = type("Bottleneck", (torch.nn.Module,), {})
-        tv.models, models.resnet = models, resnet
-        sys.modules.update({"torchvision": tv, "torchvision.models": models, "torchvision.models.resnet": resnet})
-    return pytest.importorskip("zennit", reason="Zennit is an optional extra: pip install 'xattr-ref[zennit]'")
-
-
-zennit = _import_zennit()
+torch = need("torch", "the Zennit comparisons")
+zennit = need("zennit", "the Zennit comparisons")
 from zennit import canonizers as zcan  # noqa: E402
 from zennit import composites as zc  # noqa: E402
 from zennit import rules as zr  # noqa: E402
@@ -233,14 +209,7 @@ def test_occlusion_attributor_scores_instead_of_drops():
     assert_agree(keep_only, default)
 
 
-@pytest.fixture
-def _ig():
-    if "integrated_gradients" not in xattr.available_methods():
-        pytest.skip("xattr's integrated_gradients is not on main yet (issue: path methods)")
-    return xattr.get_method("integrated_gradients")
-
-
-def test_integrated_gradients_attributor_is_right_riemann(setup, _ig):
+def test_integrated_gradients_attributor_is_right_riemann(setup):
     """Zennit's ``IntegratedGradients`` is the right Riemann sum, nodes ``linspace(1/n, 1, n)`` (float32 by
     default: exact for n = 16), weights 1/n, zero baseline: xattr's ``quadrature="riemann_right"``."""
     from zennit.attribution import IntegratedGradients
@@ -249,7 +218,7 @@ def test_integrated_gradients_attributor_is_right_riemann(setup, _ig):
     seed = torch.eye(4, dtype=torch.float64)[torch.from_numpy(target)]
     with IntegratedGradients(model=net, n_iter=16) as attributor:
         _, theirs = attributor(torch.from_numpy(x.copy()), seed)
-    assert_agree(_ig(model, x, target, steps=16, quadrature="riemann_right"), theirs)
+    assert_agree(xattr.integrated_gradients(model, x, target, steps=16, quadrature="riemann_right"), theirs)
 
 
 def test_smoothgrad_attributor_has_a_noise_free_sample(setup):
@@ -257,8 +226,6 @@ def test_smoothgrad_attributor_has_a_noise_free_sample(setup):
     image (as xattr's ``sigma_is="range"``) but only n_iter − 1 noisy samples: its last sample is the clean
     input.  With xattr's noise injected (``torch.randn_like`` replaced for the call):
     Zennit(m) = ((m − 1)·xattr.smoothgrad(n = m − 1) + gradient) / m."""
-    if "smoothgrad" not in xattr.available_methods():
-        pytest.skip("xattr's smoothgrad is not on main yet")
     from zennit.attribution import SmoothGrad
 
     net, model, x, target = setup

@@ -42,6 +42,24 @@ from .nn import rule_table
 
 __version__ = "0.1.0"
 
+#: Subpackages and modules reachable from ``xattr`` without importing them first (``xattr.io.from_torch``).
+#: Each is imported on first access (PEP 562): importing them all up front would make ``import xattr``
+#: several times slower (``xattr.evaluation`` alone loads scipy.stats).
+_LAZY_SUBMODULES = ("batch", "cli", "conformance", "data", "evaluation", "io", "models", "testing", "viz")
+
+
+def __getattr__(name):
+    if name in _LAZY_SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")  # also binds it here: later accesses are plain
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY_SUBMODULES))
+
+
 __all__ = [
     "nn", "from_function", "FunctionModel", "check_model", "rule_table",
     "backprop", "gradient", "gradient_x_input", "deconvnet", "guided_backprop", "reduce_channels",

@@ -46,7 +46,7 @@ def _classes(target, n, k):
 
 
 def _finite(value, what):
-    """A target callable's value or derivative must be finite: NaN would become every attribution (issue 18 fuzz)."""
+    """A target callable's value or derivative must be finite: NaN would become every attribution."""
     value = np.asarray(value)
     if value.dtype.kind in "fc" and not np.all(np.isfinite(value)):
         bad = int(value.size - np.count_nonzero(np.isfinite(value)))

@@ -1078,7 +1078,7 @@ def model_input(pixels, spec):
 
 
 def _picture_options(methods, info, shape):
-    """The CLI's rule for baselines (issue 22): ``baseline``/``reference`` given as numbers are gray levels
+    """The CLI's rule for baselines: ``baseline``/``reference`` given as numbers are gray levels
     of a picture in [0, 1]; a method whose such parameter defaults to a number gets the black picture.
     Both are built in the model's declared range and normalised like the images, ``(C, H, W)``."""
     from .cli import PICTURE_OPTIONS, _is_level
@@ -1197,7 +1197,7 @@ def _run_verify(args):
 
 def _npy_inputs(path, info):
     """An .npy of model inputs, memory-mapped; with a model file, its values must lie in the declared range
-    after normalisation (issue 22: a uint8 0..255 array is not explained by a [0, 1] model)."""
+    after normalisation."""
     try:
         images = np.load(path, mmap_mode="r", allow_pickle=False)
     except ValueError as exc:

@@ -1,31 +1,133 @@
-"""Regenerate the generated parts of README.md: ``python -m xattr.docs [README.md]``."""
+"""The generated parts of the documentation, rendered from the registries and the code itself.
+
+A page in ``docs/`` holds a line ``<!-- generated: NAME [ARGUMENT] -->`` where a table or a list belongs;
+:func:`render` replaces it with what the code says today (the Sphinx build calls it on every page as it reads
+it, so the published tables cannot drift from the registries):
+
+* ``rule-table``: :func:`xattr.rule_table`, the layer × rule registry;
+* ``claims-table``: :func:`xattr.testing.claims.claims_table`, the axioms each method claims or violates;
+* ``methods``: every method of the registry (:func:`xattr.available_methods`) with its function;
+* ``api PACKAGE``: the API reference of ``PACKAGE`` and of every public module below it (autodoc).
+
+``python -m xattr.docs NAME [ARGUMENT]`` prints one of them.
+"""
 from __future__ import annotations
 
+import importlib
+import inspect
+import pkgutil
 import re
 import sys
 
-from .nn import rule_table
-
-START, END = "<!-- rule-table:start -->", "<!-- rule-table:end -->"
+MARKER = re.compile(r"^<!-- generated: ([a-z-]+)(?: ([\w.]+))? -->$", re.M)
 
 
-def render_readme(text):
-    """``text`` with the block between the rule-table markers replaced by the rendered table."""
-    if START not in text or END not in text:
-        raise ValueError(f"README has no {START} ... {END} block")
-    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
-    return pattern.sub(lambda _: f"{START}\n{rule_table()}\n{END}", text)
+def _rule_table(arg=None):
+    from .nn import rule_table
+
+    return rule_table()
 
 
-def main(path="README.md"):
-    with open(path, encoding="utf-8") as fh:
-        text = fh.read()
-    new = render_readme(text)
-    if new != text:
-        with open(path, "w", encoding="utf-8") as fh:
-            fh.write(new)
-    print(f"{path}: rule table {'updated' if new != text else 'already current'}")
+def _claims_table(arg=None):
+    from .testing.claims import claims_table
+
+    return claims_table()
+
+
+def _first_line(obj):
+    doc = inspect.getdoc(obj) or ""
+    return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
+def _methods(arg=None):
+    """A Markdown table: registry name, the function (a cross-reference) and its docstring's first line."""
+    from .methods.registry import available_methods, get_method
+
+    out = ["| name | function | what it computes |", "|---|---|---|"]
+    for name in available_methods():
+        fn = get_method(name)
+        ref = f"{{py:func}}`{fn.__module__}.{fn.__qualname__}`"
+        summary = _first_line(fn).replace("|", "\\|")
+        out.append(f"| `{name}` | {ref} | {summary} |")
+    return "\n".join(out)
+
+
+def _is_private(module_name):
+    return any(part.startswith("_") for part in module_name.split(".")[1:])
+
+
+def public_modules(package="xattr"):
+    """Every public module of ``package`` (itself first), in import-path order; private ones (``_name``) skipped."""
+    pkg = importlib.import_module(package)
+    names = [package]
+    if hasattr(pkg, "__path__"):
+        for info in pkgutil.walk_packages(pkg.__path__, package + "."):
+            if not _is_private(info.name) and not info.name.endswith("__main__"):
+                names.append(info.name)
+    return names
+
+
+def _owner(obj):
+    """The public module that documents ``obj``: where it is defined, or the nearest public package above a private
+    module that defines it (``xattr.io._torch.from_torch`` belongs to ``xattr.io``)."""
+    parts = obj.__module__.split(".")
+    while _is_private(".".join(parts)):
+        parts.pop()
+    return ".".join(parts)
+
+
+def api_members(module_name):
+    """The functions and classes that ``module_name``'s API page documents (each object on exactly one page)."""
+    module = importlib.import_module(module_name)
+    names = getattr(module, "__all__", None)
+    if names is None:
+        names = [n for n in vars(module) if not n.startswith("_")]
+    members = []
+    for name in names:
+        obj = getattr(module, name)
+        if (inspect.isfunction(obj) or inspect.isclass(obj)) and getattr(obj, "__module__", None) \
+                and _owner(obj) == module_name:
+            members.append(name)
+    return members
+
+
+def _api(package):
+    """MyST autodoc blocks for ``package`` and every public module below it."""
+    if not package:
+        raise ValueError("the 'api' marker needs a package: <!-- generated: api xattr.nn -->")
+    blocks = []
+    for name in public_modules(package):
+        members = api_members(name)
+        # undoc-members: a public function without a docstring still shows its signature (and is easy to spot)
+        options = f"\n   :members: {', '.join(members)}\n   :undoc-members:" if members else ""
+        # autodoc writes reStructuredText: MyST pages hand it to the rST parser in an eval-rst block
+        blocks.append(f"## `{name}`\n\n```{{eval-rst}}\n.. automodule:: {name}{options}\n```\n")
+    return "\n".join(blocks)
+
+
+GENERATORS = {"rule-table": _rule_table, "claims-table": _claims_table, "methods": _methods, "api": _api}
+
+
+def render(text):
+    """``text`` with every ``<!-- generated: NAME [ARGUMENT] -->`` line replaced by the generated content."""
+    def replace(match):
+        name, arg = match.group(1), match.group(2)
+        if name not in GENERATORS:
+            raise ValueError(f"unknown generated block {name!r}; known: {', '.join(GENERATORS)}")
+        return GENERATORS[name](arg)
+
+    return MARKER.sub(replace, text)
+
+
+def main(argv=None):
+    """``python -m xattr.docs NAME [ARGUMENT]``: print one generated block; returns the exit status (2: unknown)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] not in GENERATORS:
+        print(f"usage: python -m xattr.docs {{{','.join(GENERATORS)}}} [ARGUMENT]", file=sys.stderr)
+        return 2
+    print(GENERATORS[argv[0]](argv[1] if len(argv) > 1 else None))
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover
-    main(*sys.argv[1:])
+    sys.exit(main())

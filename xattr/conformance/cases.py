@@ -5,7 +5,7 @@ an adapter for another library can map the options.  An option value that is a l
 manifest is given to the adapter as a float64 (or int, for ``segments``) ndarray.
 
 A registered method missing here gets one case with its default options (``rng=0`` added if it
-takes one), so regenerating after a new method lands covers it at once.
+takes one), so regenerating after a method is added covers it at once.
 """
 from __future__ import annotations
 

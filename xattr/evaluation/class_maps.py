@@ -32,13 +32,11 @@ NORMALISATIONS = (None, "sum_abs", "max_abs")
 class ClassMaps:
     """Result of :func:`class_maps`.
 
-    classes : ``(K,)`` int, the classes seen, sorted
-    count : ``(K,)`` int, images averaged per class
-    mean : ``(K, ...)`` float64, the class-averaged map (the maps' own shape after the first axis)
-    std : ``(K, ...)`` float64, per-pixel standard deviation over the class's maps (population,
-        ``ddof = 0``; divide by ``sqrt(count)`` for the standard error of the mean up to ``ddof``)
-    skipped : int, images left out: invalid in the store, non-finite maps, or (with a normalisation)
-        all-zero maps
+    Fields: ``classes`` ``(K,)`` int, the classes seen, sorted; ``count`` ``(K,)`` int, images averaged per
+    class; ``mean`` ``(K, ...)`` float64, the class-averaged map (the maps' own shape after the first axis);
+    ``std`` ``(K, ...)`` float64, per-pixel standard deviation over the class's maps (population, ``ddof = 0``;
+    divide by ``sqrt(count)`` for the standard error of the mean up to ``ddof``); ``skipped`` int, images left
+    out: invalid in the store, non-finite maps, or (with a normalisation) all-zero maps.
     """
 
     classes: np.ndarray

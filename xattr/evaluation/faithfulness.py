@@ -183,13 +183,14 @@ def pixel_flipping(model, x, target, attribution, order="morf", baseline=0.0, fe
     fast; :meth:`Curve.aopc` summarises it (Samek et al. 2017).  Bach et al. flip binary MNIST
     pixels; for real-valued images the replacement is the caller's choice (default 0).
 
+    The other parameters are those of :func:`deletion_curve`.
+
     Parameters
     ----------
     order : ``"morf"`` or ``"lerf"``
     features_per_step : int
         Features flipped per step; the last step flips what remains.
     score : ``"logit"`` (the classifier's output, default), ``"probability"`` or ``"accuracy"``
-    Other parameters as :func:`deletion_curve`.
 
     Returns
     -------
@@ -219,6 +220,8 @@ def region_perturbation(model, x, target, attribution, patch=9, order="morf", ba
     image's range, as the paper) and the target's score is recorded after each.  Samek et al.
     perturb 9x9 regions and report ``AOPC`` (:meth:`Curve.aopc`).
 
+    The other parameters are those of :func:`pixel_flipping`.
+
     Parameters
     ----------
     patch : int
@@ -226,7 +229,6 @@ def region_perturbation(model, x, target, attribution, patch=9, order="morf", ba
     n_regions : int, optional
         Regions to perturb (curve points after 0); default all.
     rng : Generator or int; needed by ``baseline="uniform"``.
-    Other parameters as :func:`pixel_flipping`.
 
     Returns
     -------

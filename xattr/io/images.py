@@ -5,22 +5,19 @@
 Pillow mode is converted by a stated rule, or refused with one line (:class:`ImageFileError`, a
 ``ValueError``) that names the file; nothing is silently turned into a different picture.
 
-=================================  ===============================================  ==================
-Pillow mode (typical source)       values                                           to ``[0, 1]``
-=================================  ===============================================  ==================
-``1`` (bilevel PNG/TIFF/BMP)       0 or 1                                           as they are
-``L``, ``RGB``, ``P`` (palette)     8 bit, 0 .. 255 (palette: looked up, RGB)         ``/ 255``
-``I;16``, ``I;16B``, ``I;16L``     16 bit, 0 .. 65535 (16-bit PNG, TIFF)             ``/ 65535``
-``I`` from PNG, PPM/PGM            16 bit (Pillow scales PNM ``maxval`` to 65535)    ``/ 65535``
-``I`` from other formats           32-bit integers: no defined range                 refused
-``F`` (float TIFF)                 float32, must lie in ``[0, 1]`` and be finite     as they are
-``CMYK`` (print JPEG/TIFF)         8 bit inks; ``R = (1 − C)(1 − K)``, likewise G, B   (no ICC profile)
-``YCbCr``                          Pillow's JPEG (ITU-R BT.601) conversion to RGB   ``/ 255``
-``LA``, ``RGBA``, ``PA``, ``P`` or  the alpha channel ``a`` composited on the stated  ``a·c + (1 − a)·bg``
-``L``/``RGB`` with transparency    ``background`` (default white, 1.0)
-other modes (``LAB``, ``HSV``,     no stated conversion                              refused
-``I;16S``, ...)
-=================================  ===============================================  ==================
+Pillow modes (typical source): values read, and how they reach ``[0, 1]``:
+
+* ``1`` (bilevel PNG/TIFF/BMP): 0 or 1, as they are;
+* ``L``, ``RGB``, ``P`` (palette): 8 bit, 0 .. 255 (palette: looked up, RGB), ``/ 255``;
+* ``I;16``, ``I;16B``, ``I;16L``: 16 bit, 0 .. 65535 (16-bit PNG, TIFF), ``/ 65535``;
+* ``I`` from PNG, PPM/PGM: 16 bit (Pillow scales PNM ``maxval`` to 65535), ``/ 65535``;
+* ``I`` from other formats: 32-bit integers with no defined range, refused;
+* ``F`` (float TIFF): float32, must lie in ``[0, 1]`` and be finite, as they are;
+* ``CMYK`` (print JPEG/TIFF): 8-bit inks, ``R = (1 − C)(1 − K)``, likewise G, B (no ICC profile);
+* ``YCbCr``: Pillow's JPEG (ITU-R BT.601) conversion to RGB, ``/ 255``;
+* ``LA``, ``RGBA``, ``PA``, ``P`` or ``L``/``RGB`` with transparency: the alpha channel ``a`` composited on the
+  stated ``background`` (default white, 1.0): ``a·c + (1 − a)·bg``;
+* other modes (``LAB``, ``HSV``, ``I;16S``, ...): no stated conversion, refused.
 
 Then, in this order: the EXIF orientation tag is applied (as ``PIL.ImageOps.exif_transpose`` does, so a phone
 photo is upright); the channels are matched to the model (a gray image to a 3-channel model: the

@@ -244,7 +244,8 @@ def deepshap(model, x, target, references=None, rule="rescale", maxpool="gradien
         i.e. DeepLIFT with the zero reference; pass a background sample for DeepSHAP proper.
     batch_size : int
         At most this many (image, reference) pairs go through the model at once.
-    Other parameters as :func:`deeplift`.
+    model, x, target, rule, maxpool, threshold, return_delta
+        As in :func:`deeplift`.
 
     Returns
     -------

@@ -5,18 +5,13 @@ the image, substituting values by other values present in the image, or by swapp
 features in an image".  Each option resolves to one fill image of ``x``'s shape, so every window of
 an image takes its pixels from the same fill (and incremental occlusion applies to all of them):
 
-============== ================================================================ ==========================
-``fill``       the hidden window shows                                          from
-============== ================================================================ ==========================
-number / array that value (the baseline; 0 = black, as Zeiler & Fergus 2014)     Zeiler & Fergus 2014
-``"blur"``     the same pixels, Gaussian-blurred (``sigma`` pixels)             Fong & Vedaldi 2017
-``"image_mean"`` the image's own per-channel mean colour                         values of the image
-``"shuffle"``  the image's own pixels at randomly permuted positions (one        values of the image
-               permutation per image, all channels moved together; ``rng``)
-``"swap"``     the same window of another image of the batch (image ``n`` takes   feature swap
-               image ``n + 1``'s pixels, the last takes the first's); for chosen
-               donors pass their array ``(N, C, H, W)`` as the fill
-============== ================================================================ ==========================
+* a number or an array: that value (the baseline; 0 = black), as Zeiler & Fergus 2014;
+* ``"blur"``: the same pixels, Gaussian-blurred (``sigma`` pixels), as Fong & Vedaldi 2017;
+* ``"image_mean"``: the image's own per-channel mean colour (values of the image);
+* ``"shuffle"``: the image's own pixels at randomly permuted positions (one permutation per image, all channels
+  moved together; ``rng``) (values of the image);
+* ``"swap"``: the same window of another image of the batch (image ``n`` takes image ``n + 1``'s pixels, the last
+  takes the first's; for chosen donors pass their array ``(N, C, H, W)`` as the fill): a feature swap.
 
 Zintgraf et al. 2017 (prediction difference analysis) draw the window from a model of the data
 instead: :mod:`xattr.methods.prediction_difference`.

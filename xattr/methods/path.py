@@ -10,18 +10,18 @@ Integrated gradients (Sundararajan, Taly & Yan 2017, "Axiomatic attribution for 
 The integral is a quadrature ``Σ_k w_k ∂F(x' + α_k (x − x'))`` with named nodes ``α_k`` and weights
 ``w_k`` (``n = steps`` gradient evaluations in every rule, so rules compare at equal cost):
 
-===================== ================================== ============================== ============================
-quadrature            nodes ``α_k``                      weights ``w_k``                 error on a smooth path
-===================== ================================== ============================== ============================
-``riemann_left``      ``k / n``, ``k = 0 … n−1``         ``1 / n``                      ``O(1/n)``
-``riemann_right``     ``k / n``, ``k = 1 … n``           ``1 / n``                      ``O(1/n)``
-``riemann_middle``    ``(k + ½) / n``, ``k = 0 … n−1``   ``1 / n``                      ``O(1/n²)``
-``riemann_trapezoid`` ``k / (n−1)``, ``k = 0 … n−1``     ``1/(n−1)``, ends ``1/(2(n−1))`` ``O(1/n²)``  (n ≥ 2)
-``gausslegendre``     ``(1 + t_k) / 2``, ``t_k`` the     ``v_k / 2``, ``v_k`` the        exponential (``O(ρ^{−2n})``)
-                      Legendre roots on [−1, 1]          Gauss weights
-``exact``             the kinks of a piecewise-linear    segment lengths                 none (float64 round-off)
+===================== ================================ ================================ ============================
+quadrature            nodes ``α_k``                    weights ``w_k``                  error on a smooth path
+===================== ================================ ================================ ============================
+``riemann_left``      ``k / n``, ``k = 0 … n−1``       ``1 / n``                        ``O(1/n)``
+``riemann_right``     ``k / n``, ``k = 1 … n``         ``1 / n``                        ``O(1/n)``
+``riemann_middle``    ``(k + ½) / n``, ``k = 0 … n−1`` ``1 / n``                        ``O(1/n²)``
+``riemann_trapezoid`` ``k / (n−1)``, ``k = 0 … n−1``   ``1/(n−1)``, ends ``1/(2(n−1))`` ``O(1/n²)``  (n ≥ 2)
+``gausslegendre``     ``(1 + t_k) / 2``, ``t_k`` the   ``v_k / 2``, ``v_k`` the         exponential (``O(ρ^{−2n})``)
+                      Legendre roots on [−1, 1]        Gauss weights
+``exact``             the kinks of a piecewise-linear  segment lengths                  none (float64 round-off)
                       model along the path
-===================== ================================== ============================== ============================
+===================== ================================ ================================ ============================
 
 Every rule's weights sum to 1, so on a linear model every rule is exact (a test pins this; Captum's
 ``riemann_trapezoid`` uses nodes ``linspace(0, 1, n)`` with weights summing to ``(n−1)/n``, a

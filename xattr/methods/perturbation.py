@@ -4,15 +4,15 @@ They need only ``model.forward(x) -> scores (N, K)``, so they work on any forwar
 Every map is ``(N, 1, H, W)`` in ``x``'s dtype (the occluding window and the segments cover all
 channels at once).
 
-========== ============================================== ==========================================
-method     what is computed                               paper
-========== ============================================== ==========================================
-occlusion  drop of the target when a window is hidden     Zeiler & Fergus 2014
-incremental only the patch's projective field recomputed   Nakandala et al. 2019 (SIGMOD)
-lime       weighted ridge on random binary masks          Ribeiro et al. 2016
-kernel_shap Shapley-kernel weighted least squares          Lundberg & Lee 2017
-shapley    exact, all 2^M coalitions                      Shapley 1953
-========== ============================================== ==========================================
+===========  ============================================  ==============================
+method       what is computed                              paper
+===========  ============================================  ==============================
+occlusion    drop of the target when a window is hidden    Zeiler & Fergus 2014
+incremental  only the patch's projective field recomputed  Nakandala et al. 2019 (SIGMOD)
+lime         weighted ridge on random binary masks         Ribeiro et al. 2016
+kernel_shap  Shapley-kernel weighted least squares         Lundberg & Lee 2017
+shapley      exact, all 2^M coalitions                     Shapley 1953
+===========  ============================================  ==============================
 
 Coalition values for LIME, KernelSHAP and exact Shapley come either from batched model evaluations
 or, for an :class:`xattr.nn.Sequential` whose local layers end in global average pooling, from
@@ -127,7 +127,7 @@ def _explained(model, x, target):
                 out = np.asarray(target(s), dtype=np.float64)
                 if out.shape != (s.shape[0],):
                     raise ValueError(f"a target callable must return one value per row, got shape {out.shape}")
-                return _targets._finite(out, "returned")  # NaN would become every drop (issue 18 fuzz)
+                return _targets._finite(out, "returned")  # NaN would become every drop
 
             return _targets._finite(v, "returned").astype(np.float64), value
         target = v

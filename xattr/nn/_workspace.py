@@ -4,8 +4,8 @@ Why: on machines where fresh memory is expensive, a chunked method (IG, SmoothGr
 the kernel's first touch of each new im2col buffer than for the copies into it.  glibc returns the
 freed top of the heap to the OS after every chunk (its trim threshold follows the largest freed
 block), so every chunk faulted its buffers in again: ~100 MB of 4 KiB page faults per IG-50 call at
-32x32 batch 16, 3.8 µs each here (``resource.getrusage`` minor faults around one call).  See the
-README's Benchmarks section for the numbers before and after.
+32x32 batch 16, 3.8 µs each here (``resource.getrusage`` minor faults around one call).  See
+benchmarks/README.md for the numbers before and after.
 
 Contract: an array returned by :func:`borrow` is valid until the same thread borrows the same
 ``tag`` again; it must never escape the function that borrowed it (copy what you return).  Each

@@ -89,6 +89,8 @@ class Graph:
         One sample's shape ``(C, H, W)``: if given, a forward pass on zeros checks every node's shapes
         now (a merge of mismatched shapes is reported with the node's name).
 
+    Notes
+    -----
     The model protocol that methods rely on::
 
         scores = model.forward(x)                                    # (N, C, H, W) -> (N, K)

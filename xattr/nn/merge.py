@@ -4,17 +4,14 @@ A merge takes a tuple of inputs, ``forward((x1, x2, ...)) -> (y, cache)``, and i
 part per input, ``backward(g, cache, rule) -> (g1, g2, ...)``.  Fan-out (one node feeding several)
 is not a layer: the graph's walk sums what comes back (:meth:`xattr.nn.Tape.pull`), for every rule.
 
-=================== ============================ ============================ ==========================
-rule                Add                          Concat (channel axis)        Multiply (signal ⊙ gate)
-=================== ============================ ============================ ==========================
-gradient            g to each input (linear)     g split by channel           g·b to a, g·a to b (product rule)
-deconvnet, guided   as gradient (linear merge)   as gradient                  as gradient (no ReLU here)
-DeepLIFT Rescale,   multipliers pass (linear,    split by channel             Shapley split of Δ(ab):
-RevealCancel        Shrikumar et al. 2017 §3.5.1)                             m·b̄ to a, m·ā to b, x̄ = (x + x₀)/2
-LRP (every column)  R_i = x_i R / stab(Σ x)      split by channel             R to the signal, 0 to the gate
-                    (Zennit's Norm rule on its
-                    residual Sum)
-=================== ============================ ============================ ==========================
+* gradient: ``Add`` gives R to each input (linear); ``Concat`` splits R by channel; ``Multiply`` gives ``g·b`` to
+  ``a`` and ``g·a`` to ``b`` (the product rule).
+* DeconvNet, guided backprop: as the gradient (they modify ReLUs only).
+* DeepLIFT Rescale and RevealCancel: multipliers pass ``Add`` (linear, Shrikumar et al. 2017 §3.5.1) and are split by
+  channel at ``Concat``; at ``Multiply`` the Shapley split of ``Δ(ab)``: ``m·b̄`` to ``a``, ``m·ā`` to ``b`` with
+  ``x̄ = (x + x₀)/2``.
+* LRP (every column): at ``Add``, ``R_i = x_i R / stab(Σ x)`` (Zennit's ``Norm`` rule on its residual ``Sum``); at
+  ``Concat`` split by channel; at ``Multiply`` all of R to the signal, none to the gate.
 """
 from __future__ import annotations
 

@@ -13,25 +13,25 @@ Without ``model, x, target`` each check builds its default case
 method's keyword for it (``"baseline"`` for integrated gradients); ``None`` means the
 method has an implicit baseline, taken to be ``baseline`` (default 0).
 
-=================================  ================================================  ===============================
-check                              property                                          source
-=================================  ================================================  ===============================
-``check_completeness``             ``Σ_i A_i = f(x) - f(x̄)``                          Sundararajan et al. 2017
-                                                                                     (Shrikumar et al. 2017's
-                                                                                     summation-to-delta)
-``check_implementation_invariance`` same attributions for functionally equal nets     Sundararajan et al. 2017
-``check_sensitivity``              one differing feature, different output:         Sundararajan et al. 2017
-                                   non-zero attribution there                        (sensitivity(a))
-``check_dummy``                    zero attribution to inputs the model ignores     Sundararajan et al. 2017;
-                                                                                     Shapley's dummy axiom
-``check_linearity``                ``A(a f1 + b f2) = a A(f1) + b A(f2)``             Sundararajan et al. 2017
-``check_symmetry``                 symmetric inputs, symmetric attributions          Sundararajan et al. 2017
-``check_input_shift_invariance``   ``A(g, x + c) = A(f, x)`` when ``g(x + c) = f(x)``  Kindermans et al. 2019
-``check_batch_invariance``         image ``i`` of a batch = image ``i`` alone          (implementation)
-``check_dtype_preservation``       float32 in, float32 out; float64 in, float64 out  xattr's conventions
-``check_determinism``              same seed, same bits; no hidden global state      xattr's conventions
-``check_inputs_unmodified``        ``x``, baseline and weights untouched              xattr's conventions
-=================================  ================================================  ===============================
+===================================  ==================================================  =========================
+check                                property                                            source
+===================================  ==================================================  =========================
+``check_completeness``               ``Σ_i A_i = f(x) - f(x̄)``                           Sundararajan et al. 2017
+                                                                                         (Shrikumar et al. 2017's
+                                                                                         summation-to-delta)
+``check_implementation_invariance``  same attributions for functionally equal nets       Sundararajan et al. 2017
+``check_sensitivity``                one differing feature, different output:            Sundararajan et al. 2017
+                                     non-zero attribution there                          (sensitivity(a))
+``check_dummy``                      zero attribution to inputs the model ignores        Sundararajan et al. 2017;
+                                                                                         Shapley's dummy axiom
+``check_linearity``                  ``A(a f1 + b f2) = a A(f1) + b A(f2)``              Sundararajan et al. 2017
+``check_symmetry``                   symmetric inputs, symmetric attributions            Sundararajan et al. 2017
+``check_input_shift_invariance``     ``A(g, x + c) = A(f, x)`` when ``g(x + c) = f(x)``  Kindermans et al. 2019
+``check_batch_invariance``           image ``i`` of a batch = image ``i`` alone          (implementation)
+``check_dtype_preservation``         float32 in, float32 out; float64 in, float64 out    xattr's conventions
+``check_determinism``                same seed, same bits; no hidden global state        xattr's conventions
+``check_inputs_unmodified``          ``x``, baseline and weights untouched               xattr's conventions
+===================================  ==================================================  =========================
 """
 from __future__ import annotations
 

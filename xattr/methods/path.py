@@ -56,6 +56,7 @@ import numpy as np
 from .. import _targets
 from . import _bounds
 from .._conventions import as_float_array, as_rng
+from ..inputs import as_baseline, completeness_gap
 from ..model import check_model, trace
 from ..nn import INPUT, MaxPool2D, ReLU
 from ..nn.base import _registered_layer_types, find_fact
@@ -76,7 +77,7 @@ ExactIG = namedtuple("ExactIG", "attributions delta segments breakpoints")
 ExactIG.__doc__ = """Result of :func:`exact_integrated_gradients`.
 
 attributions : ndarray, ``x.shape``
-delta : ndarray ``(N,)``, ``F(x) − F(x') − Σ attributions`` (float64 round-off)
+delta : ndarray ``(N,)``, ``Σ attributions − (F(x) − F(x'))`` (float64 round-off; :func:`xattr.inputs.completeness_gap`)
 segments : int ndarray ``(N,)``, number of linear pieces of each path
 breakpoints : list of N float64 arrays, the kinks ``0 < α < 1`` of each path, sorted
 """
@@ -149,18 +150,8 @@ def _check_input(model, x):
 
 
 def _baseline(baseline, x):
-    """The baseline as an array of ``x``'s shape and dtype (scalar, broadcastable array, or callable)."""
-    if callable(baseline):
-        value = baseline(x.copy())  # a copy: a careless callable cannot write into the caller's x
-        name = "baseline(x)"
-    else:
-        value, name = baseline, "baseline"
-    b = as_float_array(value, name)
-    try:
-        b = np.broadcast_to(b, x.shape)
-    except ValueError:
-        raise ValueError(f"{name} must be a scalar or broadcastable to x's shape {x.shape}, got shape {b.shape}") from None
-    return np.array(b, dtype=x.dtype)
+    """The baseline as an array of ``x``'s shape and dtype (:func:`xattr.inputs.as_baseline`)."""
+    return as_baseline(baseline, x)
 
 
 def _resolve_target(model, x, target):
@@ -294,7 +285,8 @@ def integrated_gradients(
         hold ``DEFAULT_BATCH_VALUES`` input values, at most ``DEFAULT_BATCH_SIZE``), so memory does
         not grow with ``steps``.
     return_delta : bool
-        Also return the completeness gap ``F(x) − F(x') − Σ_i IG_i`` per image, ``(N,)`` float64.
+        Also return the completeness gap ``Σ_i IG_i − (F(x) − F(x'))`` per image, ``(N,)`` float64
+        (:func:`xattr.inputs.completeness_gap`: Captum's sign).
 
     Returns
     -------
@@ -339,8 +331,7 @@ def integrated_gradients(
     if not return_delta:
         return attr
     f_x = _targets.selected(tgt, scores).astype(np.float64)
-    delta = f_x - _explained(model, x0, tgt) - attr.reshape(n_img, -1).sum(axis=1, dtype=np.float64)
-    return attr, delta
+    return attr, completeness_gap(attr, f_x, _explained(model, x0, tgt))
 
 
 # -- exact integrated gradients ----------------------------------------------------------------
@@ -541,7 +532,7 @@ def exact_integrated_gradients(model, x, target, baseline=0.0, batch_size=None):
         raise ValueError(f"attributions overflow {x_in.dtype} (largest |value| {np.abs(attr).max():.3g}); "
                          "pass float64 input")
     f_x = _targets.selected(tgt, scores).astype(np.float64)
-    delta = f_x - _explained(model, x0, tgt) - attr.reshape(len(x64), -1).sum(axis=1)
+    delta = completeness_gap(attr, f_x, _explained(model, x0, tgt))
     counts = np.bincount(img, minlength=len(x64))
     breaks = np.split(starts, np.cumsum(counts)[:-1])
     return ExactIG(attr.astype(x_in.dtype, copy=False), delta, counts, [bp[1:] for bp in breaks])
@@ -611,7 +602,7 @@ def expected_gradients_exact(
     Returns
     -------
     attributions : ndarray, ``x.shape``, ``x.dtype``
-    delta : ndarray ``(N,)``, ``F(x) − mean_k F(r_k) − Σ_i EG_i`` (only with ``return_delta``)
+    delta : ndarray ``(N,)``, ``Σ_i EG_i − (F(x) − mean_k F(r_k))`` (only with ``return_delta``)
     """
     x = _check_input(model, x)
     refs = _references(references, x)

@@ -184,7 +184,8 @@ def run_method(name, fn, model, x, target, ctx, extra=None):
     """Run one method; returns ``(attribution, seconds, completeness gap or None)``.
 
     A method that accepts ``return_delta`` is asked for it: its completeness gap
-    ``(f(x) − f(reference)) − Σ attribution`` per image (IG, DeepLIFT, ...).
+    ``Σ attribution − (f(x) − f(reference))`` per image, signed (IG, DeepLIFT, ...;
+    :func:`xattr.inputs.completeness_gap`).
     """
     kwargs = method_kwargs(name, fn, ctx, extra)
     try:
@@ -196,8 +197,8 @@ def run_method(name, fn, model, x, target, ctx, extra=None):
     dt = time.perf_counter() - t0
     gap = None
     if takes_delta and isinstance(out, tuple):
-        out, delta = out
-        gap = np.abs(np.asarray(delta, dtype=np.float64)).reshape(len(x), -1).max(axis=1)
+        out, delta = out[0], out[-1]  # the gap is the last element of the returned tuple
+        gap = np.asarray(delta, dtype=np.float64).reshape(len(x))
     if isinstance(out, tuple):  # methods returning (map, extras): keep the map
         out = out[0]
     a = np.asarray(out, dtype=np.float64)
@@ -386,7 +387,7 @@ def summary_markdown(s):
         if e["status"] != "ok":
             lines.append(f"| {name} | – | – | – | – | not applicable: {e['reason'].replace('|', '/')} |")
             continue
-        gap = "–" if e["completeness_gap"] is None else f"{max(e['completeness_gap']):.2e}"
+        gap = "–" if e["completeness_gap"] is None else f"{max(e['completeness_gap'], key=abs):+.2e}"
         hits = sum(e["pointing_hits"])
         masses = [v for v in e["relevance_mass"] if v is not None]
         mass = f"{np.mean(masses):.2f}" if masses else "–"

@@ -50,13 +50,12 @@ def test_cli_ig_baseline_is_the_black_image_for_a_mean_std_model(tmp_path, model
     kw = cli.method_kwargs("integrated_gradients", xattr.integrated_gradients, ctx)
     black = (0.0 - np.array(SPEC["mean"])[:, None, None]) / np.array(SPEC["std"])[:, None, None]
     assert np.array_equal(kw["baseline"], np.broadcast_to(black, (3, 12, 12)))  # not 0.0, the mean colour
-    old = dict(cli.METHOD_OPTIONS["integrated_gradients"])
-    cli.METHOD_OPTIONS["integrated_gradients"].update(quadrature="exact")
+    cli.METHOD_OPTIONS["integrated_gradients"] = {"quadrature": "exact"}
     try:
         assert cli.main(["explain", str(tmp_path / "a.png"), "--model", model_file, "--method",
                          "integrated_gradients", "--out", str(tmp_path / "a.npy"), "--quiet"]) == 0
     finally:
-        cli.METHOD_OPTIONS["integrated_gradients"] = old
+        cli.METHOD_OPTIONS.pop("integrated_gradients")
     capsys.readouterr()
     a = np.load(tmp_path / "a.npy")
     x, _ = cli.load_image(str(tmp_path / "a.png"), info)

@@ -30,21 +30,10 @@ import numpy as np
 #: 32-pixel demo images that scales to about 1-2 px; we use 1.
 POINTING_TOLERANCE = 1
 
-#: per-method keyword arguments used by the demo and ``xattr explain`` (cheap settings that keep the
-#: demo under a minute).  Only the options a method's signature accepts are passed; methods that are
-#: not (yet) registered are simply never looked up.  Numbers given for the options in
+#: per-method keyword arguments used by the demo and ``xattr explain`` beside each method's spec ``demo`` (cheap
+#: settings that keep the demo short).  Only the options a method's signature accepts are passed.  Numbers given for the options in
 #: :data:`PICTURE_OPTIONS` are gray levels of a picture (0 black, 1 white), not model-input values.
-METHOD_OPTIONS = {
-    "integrated_gradients": {"baseline": 0.0, "steps": 128},  # Gauss-Legendre; the gap is reported
-    "expected_gradients": {"n_samples": 16},
-    "smoothgrad": {"n": 16},
-    "smoothgrad_squared": {"n": 16},
-    "vargrad": {"n": 16},
-    "occlusion": {"window": 4, "stride": 2, "baseline": 0.0},
-    "lime": {"n_samples": 300},
-    "kernel_shap": {"n_samples": 300},
-    "prediction_difference": {"window": 4, "padding": 2},  # the paper's k = 10 needs larger images and references
-}
+METHOD_OPTIONS = {}  # each method's own are its MethodSpec's ``demo`` (declared beside the function)
 
 #: options filled by parameter name: always when the method requires them, and also when they default to
 #: ``None`` for the names in :data:`FILL_WHEN_NONE` (a stochastic method's ``rng``; DeepSHAP's background).
@@ -135,10 +124,20 @@ def methods_table():
     return {name: get_method(name) for name in available_methods()}
 
 
+def _spec_demo(name):
+    from .methods.registry import get_spec
+
+    try:
+        return dict(get_spec(name).demo)
+    except ValueError:  # not a registered name (a function given directly)
+        return {}
+
+
 def method_kwargs(name, fn, ctx, extra=None):
     """Keyword arguments for ``fn(model, x, target, **kwargs)``.
 
-    From :data:`METHOD_OPTIONS` (only those the signature accepts), then :data:`BY_PARAMETER` for
+    From the method's :attr:`~xattr.methods.registry.MethodSpec.demo` options (over :data:`METHOD_OPTIONS`; only
+    those the signature accepts), then :data:`BY_PARAMETER` for
     parameters that are required or default to ``None``, then ``extra`` (e.g. ``layer``).  Raises
     ``ValueError`` naming a required parameter nobody can fill.
     """
@@ -148,7 +147,7 @@ def method_kwargs(name, fn, ctx, extra=None):
         return dict(extra or {})
     names = list(params)
     accepts_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
-    kwargs = {k: v for k, v in METHOD_OPTIONS.get(name, {}).items() if accepts_any or k in params}
+    kwargs = {k: v for k, v in {**METHOD_OPTIONS.get(name, {}), **_spec_demo(name)}.items() if accepts_any or k in params}
     for k, v in (extra or {}).items():
         if not (accepts_any or k in params):
             raise ValueError(f"method {name!r} takes no option {k!r}")
@@ -458,25 +457,10 @@ def run_explain(image, model_path, method, target=None, layer=None, out=None, qu
 
 
 def method_claims():
-    """``{method: [axioms]}`` if :mod:`xattr.testing` declares claims, else ``None``."""
-    try:
-        from . import testing  # noqa: F401  (may not exist yet)
-    except ImportError:
-        return None
-    for attr in ("METHOD_CLAIMS", "CLAIMS"):
-        claims = getattr(testing, attr, None)
-        if isinstance(claims, dict):  # name -> Claims (its .claims maps check keys to options)
-            return {k: list(getattr(v, "claims", v)) for k, v in claims.items()}
-    fn = getattr(testing, "claims", None)
-    if callable(fn):
-        out = {}
-        for name in methods_table():
-            try:
-                out[name] = list(fn(name))
-            except Exception:  # a method without declared claims
-                out[name] = []
-        return out
-    return None
+    """``{method: [axioms it claims]}`` from the registered methods' specs and the claims table."""
+    from .testing.claims import all_claims
+
+    return {k: list(v.claims) for k, v in all_claims().items()}
 
 
 def run_methods():

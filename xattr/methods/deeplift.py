@@ -50,6 +50,7 @@ from ..nn.activation import NONLINEAR_UNITS
 from ..nn.norm import BatchNorm2D, fold_batchnorm
 from ..nn.pool import DEEPLIFT_MAXPOOL_MODES
 from ..nn.relevance import DEEPLIFT_NEAR_ZERO, deeplift_split
+from .registry import MethodSpec, register
 
 DEEPLIFT_RULES = ("rescale", "revealcancel")
 
@@ -270,3 +271,9 @@ def deepshap(model, x, target, references=None, rule="rescale", maxpool="gradien
     if return_delta:
         return total / K, gap / K
     return total / K
+
+
+# -- the registry -------------------------------------------------------------------------------------
+register(MethodSpec("deeplift", deeplift, "relevance", paper="Shrikumar et al. 2017", needs=("layered", "rule:rescale")))
+register(MethodSpec("deepshap", deepshap, "relevance", paper="Lundberg & Lee 2017 (§4.2); Shrikumar et al. 2017",
+                    needs=("layered", "rule:rescale", "references")))

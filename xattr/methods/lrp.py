@@ -40,6 +40,7 @@ from ..nn.relevance import (
     LRP_ALPHA, LRP_BETA, LRP_EPSILON, LRP_GAMMA, check_alpha_beta, check_epsilon, check_gamma,
 )
 from .deeplift import require_layered
+from .registry import MethodSpec, register
 
 #: short rule name -> (column of the rule table, the options it takes)
 LRP_RULE_NAMES = {
@@ -253,3 +254,7 @@ def lrp(model, x, target, composite="epsilon", *, epsilon=LRP_EPSILON, gamma=LRP
     if return_delta:
         extra += (completeness_gap(R, put, 0.0),)
     return (R,) + extra if extra else R
+
+
+# -- the registry -------------------------------------------------------------------------------------
+register(MethodSpec("lrp", lrp, "relevance", paper="Bach et al. 2015; Montavon et al. 2019", needs=("layered", "rule:lrp0")))

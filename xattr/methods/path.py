@@ -60,6 +60,7 @@ from ..inputs import as_baseline, completeness_gap
 from ..model import check_model, trace
 from ..nn import INPUT, MaxPool2D, ReLU
 from ..nn.base import _registered_layer_types, find_fact
+from .registry import MethodSpec, register
 
 QUADRATURES = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre", "exact")
 
@@ -543,7 +544,7 @@ def _references(references, x):
     r = as_float_array(references, "references")
     if r.ndim != x.ndim or r.shape[1:] != x.shape[1:] or r.shape[0] == 0:
         raise ValueError(
-            f"references must be K >= 1 images of shape (K,) + {x.shape[1:]} (x's image shape), got {r.shape}"
+            f"references must have shape (K,) + {x.shape[1:]} with K >= 1 (K images of x's shape), got {r.shape}"
         )
     return r.astype(x.dtype, copy=False)
 
@@ -652,3 +653,10 @@ def saturation(model, x, target, alphas=None, batch_size=None):
         scores[sl] = _targets.selected(t, s)
         norms[sl] = np.sqrt((g.reshape(len(g), -1).astype(np.float64) ** 2).sum(axis=1))
     return Saturation(alphas, scores.reshape(n_img, A), norms.reshape(n_img, A))
+
+
+# -- the registry -------------------------------------------------------------------------------------
+register(MethodSpec("integrated_gradients", integrated_gradients, "path", paper="Sundararajan et al. 2017",
+                    needs=("rule:gradient",), demo={"baseline": 0.0, "steps": 128}))
+register(MethodSpec("expected_gradients", expected_gradients, "path", paper="Erion et al. 2021",
+                    needs=("rule:gradient", "references", "rng"), demo={"n_samples": 16}))

@@ -51,6 +51,7 @@ from ..inputs import completeness_gap
 from . import _bounds
 from . import incremental as _inc
 from . import segments as _seg
+from .registry import MethodSpec, register
 
 #: exact Shapley values enumerate 2^M coalitions; above this many segments they are refused.
 MAX_EXACT_SHAPLEY_SEGMENTS = 20
@@ -718,3 +719,13 @@ def _weighted_ridge(Z, y, pi, alpha):
     A = Zc.T @ (pi[:, None] * Zc) + alpha * np.eye(Z.shape[1])
     w = np.linalg.lstsq(A, Zc.T @ (pi * yc), rcond=None)[0]
     return w, my - mz @ w
+
+
+# -- the registry -------------------------------------------------------------------------------------
+register(MethodSpec("occlusion", occlusion, "perturbation", paper="Zeiler & Fergus 2014",
+                    demo={"window": 4, "stride": 2, "baseline": 0.0}))
+register(MethodSpec("lime", lime, "perturbation", paper="Ribeiro et al. 2016", needs=("segments", "rng"),
+                    demo={"n_samples": 300}))
+register(MethodSpec("kernel_shap", kernel_shap, "perturbation", paper="Lundberg & Lee 2017", needs=("segments", "rng"),
+                    demo={"n_samples": 300}))
+register(MethodSpec("shapley", shapley, "perturbation", paper="Shapley 1953", needs=("segments",)))

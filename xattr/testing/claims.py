@@ -318,15 +318,30 @@ def _with_references(fn, name):
     return attribution
 
 
+def all_claims():
+    """``{method name: Claims}``: the table above, overridden by the claims each registered
+    :class:`~xattr.methods.registry.MethodSpec` declares beside its function."""
+    from ..methods.registry import specs
+
+    out = dict(CLAIMS)
+    out.update({s.name: s.claims for s in specs() if s.claims is not None})
+    return out
+
+
+def claims_for(name):
+    """The :class:`Claims` of method ``name`` (its spec's, else its entry in :data:`CLAIMS`), or None."""
+    return all_claims().get(name)
+
+
 def claims_table(claims=None):
     """Markdown table of the claims: rows methods, columns checks; ``✓`` claimed, ``✗`` declared violated.
 
-    A cell with variants lists each (``✓ no_relu / ✗``).  The README shows this table (a test
-    keeps them equal); regenerate with ``python -c "from xattr.testing.claims import claims_table; print(claims_table())"``.
+    A cell with variants lists each (``✓ no_relu / ✗``).  The docs render it at build time
+    (``python -m xattr.docs claims-table``).
     """
     from .checks import CHECKS
 
-    table = CLAIMS if claims is None else claims
+    table = all_claims() if claims is None else claims
     cols = list(CHECKS)
     out = ["| method | " + " | ".join(c.replace("_", " ") for c in cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for name, cl in table.items():

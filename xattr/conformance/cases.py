@@ -24,7 +24,17 @@ def _grid(h, w, gh, gw):
 
 
 def method_options(method, spec):
-    """The option sets for ``method`` on model ``spec`` (list of dicts)."""
+    """The option sets for ``method`` on model ``spec`` (list of dicts): those its
+    :class:`~xattr.methods.registry.MethodSpec` declares (``cases``: a list, or a callable of ``spec``), else the
+    table below."""
+    from ..methods.registry import get_spec
+
+    try:
+        declared = get_spec(method).cases
+    except ValueError:
+        declared = None
+    if declared is not None:
+        return [dict(c) for c in (declared(spec) if callable(declared) else declared)]
     h, w = spec.input_shape[2:]
     first_relu = [layer["name"] for layer in spec.layers if layer["type"] == "ReLU"][0]  # not the default layer
     seg = _grid(h, w, 2, 2)  # 4 features: exact Shapley enumerates 16 coalitions

@@ -278,6 +278,13 @@ def test_torchcam_gradient_methods_agree(setup, node):
         assert_agree(ours[:, 0], theirs)
 
 
+def test_torchcam_cam_agrees(setup):
+    """CAM (Zhou et al. 2016): the fc weights of the class on the GAP's input, no ReLU, bias excluded: xattr.cam."""
+    model, x, net, t = setup
+    (theirs,), _ = torchcam_maps("CAM", net, "layer2.0.relu2", x, t, fc_layer="fc")
+    assert_agree(xattr.cam(model, x, t, upsample=False)[:, 0], theirs)
+
+
 @pytest.mark.parametrize("node", NODES)
 def test_torchcam_grad_cam_plus_plus_never_divides_alpha(setup, node):
     """torchcam 0.5.0 defect: ``alpha[idx][mask].div_(d[mask] + eps)`` divides a copy (boolean-mask indexing), so

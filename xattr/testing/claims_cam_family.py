@@ -1,4 +1,5 @@
-"""Claims of the CAM family (xattr/methods/cam_family.py, issue 19), merged into :data:`CLAIMS`.
+"""Claims of the CAM family (Grad-CAM++, Score-CAM, Faster Score-CAM, LayerCAM, XGrad-CAM, HiResCAM,
+Eigen-CAM and Ablation-CAM of xattr/methods/cam_family.py), merged into :data:`CLAIMS`.
 
 Measured with every check of :data:`xattr.testing.checks.CHECKS` on the default cases; each violation says why.
 """

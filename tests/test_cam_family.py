@@ -147,7 +147,7 @@ def test_eigen_cam_equals_the_eigenvector_of_the_gram_matrix(center):
     m = _gap_net()
     for node in ("relu2", "conv2", "maxpool1"):
         A = m.activations(X, node)
-        np.testing.assert_allclose(xattr.eigen_cam(m, X, None, layer=node, center=center, upsample=False),
+        np.testing.assert_allclose(xattr.eigen_cam(m, X, 0, layer=node, center=center, upsample=False),
                                    _eig_projection(A, center), rtol=1e-9, atol=1e-12)
     # non-negative activations, no centring: the Perron vector, a non-negative map (the sign convention)
     assert (xattr.eigen_cam(m, X, 0, layer="relu2", upsample=False) >= -1e-12).all()
@@ -159,16 +159,19 @@ def test_eigen_cam_equals_the_eigenvector_of_the_gram_matrix(center):
 def test_eigen_cam_is_class_agnostic_and_a_rank_one_activation_is_its_own_map():
     m = _gap_net()
     assert np.array_equal(xattr.eigen_cam(m, X, 0), xattr.eigen_cam(m, X, 4))
+    assert np.array_equal(xattr.eigen_cam(m, X, 0), xattr.eigen_cam(m, X, lambda s: s[:, 1] - s[:, 2]))
     # F = u vᵀ with v >= 0: the projection is |v| u (exact rank one)
     u, v = np.random.default_rng(0).normal(size=16), np.abs(np.random.default_rng(1).normal(size=6))
     A = np.einsum("k,p->kp", v, u).reshape(1, 6, 4, 4)
     ident = Sequential(GlobalAvgPool2D())  # not spatial: refused
     with pytest.raises(ValueError, match="spatial maps"):
-        xattr.eigen_cam(ident, A, None, layer="gap1")
-    conv = Sequential(Conv2D(6, 6, 1, bias=False))
+        xattr.eigen_cam(ident, A, 0, layer="gap1")
+    conv = Sequential(Conv2D(6, 6, 1, bias=False), GlobalAvgPool2D(), Dense(6, 2))
     conv["conv1"].weight = np.eye(6)[:, :, None, None]  # the identity, signed values pass
-    np.testing.assert_allclose(xattr.eigen_cam(conv, A, None, upsample=False)[0, 0], np.linalg.norm(v) * u.reshape(4, 4),
+    np.testing.assert_allclose(xattr.eigen_cam(conv, A, 0, upsample=False)[0, 0], np.linalg.norm(v) * u.reshape(4, 4),
                                rtol=1e-12)
+    with pytest.raises(ValueError, match=r"a target needs the model's output to be scores of shape \(N, K\)"):
+        xattr.eigen_cam(Sequential(Conv2D(6, 6, 1)), A, 0)  # a feature map out: no target to check
 
 
 # -- Score-CAM against a naive loop over channels ----------------------------------------------------------
@@ -403,9 +406,81 @@ def test_bad_options_are_refused():
         xattr.score_cam(m, X, 9)
     big = _gap_net()
     big["dense1"].bias = np.full(5, 800.0)
-    with pytest.raises(ValueError, match="exp\\(S\\) overflows float64"):
+    with pytest.raises(ValueError, match="exp\\(S\\) overflows float64 in the map .* not finite"):
         xattr.grad_cam_plus_plus(big, X, 0)
     assert np.isfinite(xattr.grad_cam_plus_plus(big, X, 0, score="raw")).all()
+
+
+def test_eigen_cam_refuses_an_invalid_target_although_its_map_does_not_use_it():
+    """A registered method refuses a bad target with the message every method gives (xattr._targets)."""
+    m = _gap_net()
+    with pytest.raises(ValueError, match="target 5 out of range"):
+        xattr.eigen_cam(m, X, 5)
+    with pytest.raises(ValueError, match="target array must have shape"):
+        xattr.eigen_cam(m, X, np.array([0, 1, 2]))
+    for bad in (None, True, "cat", np.array([0.5, 1.0])):
+        with pytest.raises(TypeError, match="target must be an int"):
+            xattr.eigen_cam(m, X, bad)
+    with pytest.raises(ValueError, match="target callable must return shape"):
+        xattr.eigen_cam(m, X, lambda s: s[:, :2])
+    with pytest.raises(ValueError, match="target callable returned 2 NaN"):
+        xattr.eigen_cam(m, X, lambda s: s[:, 0] * np.nan)
+
+
+@pytest.mark.parametrize("method", [xattr.score_cam, xattr.faster_score_cam])
+def test_score_cam_refuses_a_bad_baseline_for_every_score(method):
+    m = _gap_net()
+    for score in ("softmax", "logit"):
+        with pytest.raises(ValueError, match="baseline must be a number or an array broadcastable"):
+            method(m, X, 0, score=score, baseline=np.zeros((5, 5)))
+        with pytest.raises(ValueError, match="baseline must be finite"):
+            method(m, X, 0, score=score, baseline=np.nan)
+        with pytest.raises(TypeError, match="baseline must have dtype"):
+            method(m, X, 0, score=score, baseline=np.zeros((3, 8, 8)) + 0j)
+    # a per-pixel baseline broadcast over the batch is the same as the batch of it
+    b = np.random.default_rng(4).random((3, 8, 8))
+    np.testing.assert_array_equal(method(m, X, 0, score="logit", baseline=b),
+                                  method(m, X, 0, score="logit", baseline=np.stack([b, b])))
+
+
+@pytest.mark.parametrize("dtype, s2, rtol", [(np.float64, 710.3, 1e-12), (np.float32, 89.2, 1e-6)])
+def test_grad_cam_plus_plus_exp_stays_finite_where_only_exp_s_overflows(dtype, s2, rtol):
+    """exp(S) alone overflows the dtype (S > 709.78 in float64, > 88.72 in float32) but exp(S)·M does not (M < 1):
+    the map is the raw map times exp(S), computed to the dtype's precision.  Oracle: exact decimal arithmetic of
+    exp(S)·M from the raw map, which the bias shift does not change (the gradients and activations stay)."""
+    from decimal import Decimal, getcontext
+
+    getcontext().prec = 40
+    m = _gap_net()
+    x = X[:1].astype(dtype)
+    m["dense1"].bias = m["dense1"].bias + (s2 - m(X[:1])[0, 0]) * np.eye(5)[0]  # S_0 = s2
+    s = m(x)[0, 0]
+    with np.errstate(over="ignore"):
+        assert not np.isfinite(np.exp(np.array(s, dtype)))  # exp(S) overflows the dtype
+    raw = xattr.grad_cam_plus_plus(m, x, 0, score="raw", upsample=False)
+    got = xattr.grad_cam_plus_plus(m, x, 0, upsample=False)
+    assert got.dtype == dtype and np.isfinite(got).all() and (got > 0).any()
+    e = Decimal(float(s)).exp()
+    want = np.array([float(Decimal(float(v)) * e) for v in raw.ravel()]).reshape(raw.shape)
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=0)
+
+
+def test_weighted_sum_does_not_overflow_where_only_its_terms_do():
+    """Σ_k w_k A_k with w_k A_k beyond float64's range but the sum within it: summed with A divided by a power of
+    two per image (exact), checked against extended precision; a sum beyond the range is refused."""
+    from xattr.methods.cam_family import _combine
+
+    A = np.zeros((2, 2, 1, 3))
+    A[:, 0], A[:, 1] = 1e308, 0.9e308
+    A[1, :, 0, 2] = 1.0  # image 1: small values beside the huge ones
+    w = np.array([[2.0, -2.0], [1.5, -1.0]])
+    want = np.einsum("nk,nkhw->nhw", w.astype(np.longdouble), A.astype(np.longdouble))
+    with np.errstate(over="raise"):
+        got = _combine(w, A, False, "test")
+    np.testing.assert_allclose(got.astype(np.longdouble), want, rtol=1e-15)
+    np.testing.assert_array_equal(_combine(w, A / 2**600, True, "test"), np.maximum(want / 2**600, 0).astype(float))
+    with pytest.raises(ValueError, match="test: the map is not finite in float64 for image 0"):
+        _combine(np.array([[2.0, 2.0], [0.0, 0.0]]), A, True, "test")
 
 
 def test_methods_are_listed_by_the_registry():
@@ -413,3 +488,17 @@ def test_methods_are_listed_by_the_registry():
     for n in ("grad_cam_plus_plus", "score_cam", "faster_score_cam", "layer_cam", "xgrad_cam", "hires_cam",
               "eigen_cam", "ablation_cam"):
         assert n in names
+
+
+def test_ablation_cam_slope_whose_drop_overflows_is_still_computed():
+    """y = 1e300 · mean(A) ≈ 1.2e308 and, ablated at −mean(A), y_k = −y: the drop y − y_k is beyond float64's range
+    but the slope (y − y_k)/y = 2 is not (computed with both divided by a power of two); the map is 2A."""
+    conv, dense = Conv2D(1, 1, 1, bias=False), Dense(1, 1)
+    conv.weight, dense.weight, dense.bias = np.ones((1, 1, 1, 1)), np.full((1, 1), 1e300), np.zeros(1)
+    m = Sequential(conv, GlobalAvgPool2D(), dense)
+    x = np.array([1.0, 1.5, 0.5, 1.8]).reshape(1, 1, 2, 2) * 1e8
+    y = m(x)[0, 0]
+    assert np.finfo(np.float64).max / 2 < y < np.finfo(np.float64).max  # y − (−y) overflows
+    cam, w = xattr.ablation_cam(m, x, 0, ablation_value=-x.mean(), upsample=False, return_weights=True)
+    np.testing.assert_allclose(w, [[2.0]], rtol=1e-15)
+    np.testing.assert_allclose(cam, 2 * x, rtol=1e-15)

@@ -191,7 +191,7 @@ def test_pytorch_grad_cam_eigen_cam_centres_and_casts_to_float32(setup):
     for node in NODES:
         theirs = pgc_raw("EigenCAM", net, node, x, t)
         assert theirs.dtype == np.float32
-        ours = xattr.eigen_cam(model, x, None, layer=node, center=True, upsample=False)[:, 0]
+        ours = xattr.eigen_cam(model, x, t, layer=node, center=True, upsample=False)[:, 0]
         sign = np.sign((ours * theirs).sum(axis=(1, 2)))[:, None, None]  # LAPACK's sign, per image
         assert_agree(np.float32(ours * sign), theirs, rtol=2e-7)  # np.float32(projection): one rounding
 

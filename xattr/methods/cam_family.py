@@ -19,6 +19,11 @@ Shared conventions (each method's docstring repeats what it uses):
   the one stated in the docstring (never a silent ``ε``).  The small constants that peers add are an ``epsilon``
   option, 0 by default, so that their numbers can be reproduced (``docs/peers.md``).
 * dtype: float32 in, float32 out; float64 in, float64 out.  Caller arrays are never modified.
+* Overflow (inputs near the dtype's range): where a term ``w_k A_k`` overflows, ``Σ_k w_k A_k`` is summed again
+  with the activations divided by a power of two per image (exact; Ablation-CAM's ``y − y_k`` likewise), and
+  Grad-CAM++ applies an ``exp(S)`` that overflows alone as ``exp(S + log M)``, so a map that is representable is
+  returned; one that is not (its values exceed the dtype's range) is refused with a ``ValueError``, never
+  returned as inf or NaN.
 * Score-CAM and Ablation-CAM evaluate their ``N·K`` perturbed inputs in chunks of ``batch_size`` images, with no
   Python loop over images or channels inside a chunk.
 """
@@ -29,7 +34,7 @@ import numbers
 import numpy as np
 
 from .. import _targets
-from .._conventions import check_image_batch
+from .._conventions import as_float_array, check_image_batch
 from ..nn import INPUT
 from .cam import _finish, _interp_matrix, _last_spatial, _require_layered, upsample_bilinear
 
@@ -123,13 +128,66 @@ def _check_choice(value, choices, name):
     return value
 
 
-def _combine(weights, A, relu):
-    """``Σ_k w_k A_k`` ``(N, h, w)`` for weights ``(N, K)`` (or ``(N, K, h, w)`` per position), then the ReLU."""
+def _pow2_scale(a, axes):
+    """Per-image powers of two ``s`` with ``max |a| / s`` in ``[1, 2)`` (``s = 1/2`` where ``a`` is all 0), shaped
+    to broadcast against ``a``: dividing by ``s`` is exact, so it keeps intermediate sums in range at no cost.
+    (``2^(e−1)`` for ``max |a| = f · 2^e``, ``f ∈ [0.5, 1)``: ``2^e`` itself overflows when ``max |a|`` is near the
+    dtype's largest value.)"""
+    _, e = np.frexp(np.abs(a).max(axis=axes, keepdims=True))
+    return np.ldexp(np.ones((), a.dtype), e - 1).astype(a.dtype, copy=False)
+
+
+def _check_map(m, method):
+    """Refuse a map that is not finite (it overflowed the dtype): inf or NaN would pass for attributions."""
+    ok = np.isfinite(m).reshape(len(m), -1).all(axis=1)
+    if not ok.all():
+        bad = int(np.flatnonzero(~ok)[0])
+        hint = "rescale the input" + (" or pass float64 input" if m.dtype != np.float64 else "")
+        raise ValueError(f"{method}: the map is not finite in {m.dtype} for image {bad} (its values exceed the "
+                         f"dtype's range); {hint}")
+    return m
+
+
+def _weighted_sum(weights, A):
     if weights.ndim == 2:
-        m = np.einsum("nk,nkhw->nhw", weights, A)
-    else:
-        m = (weights * A).sum(axis=1)
-    return np.maximum(m, 0) if relu else m
+        return np.einsum("nk,nkhw->nhw", weights, A)
+    return (weights * A).sum(axis=1)
+
+
+def _combine(weights, A, relu, method):
+    """``Σ_k w_k A_k`` ``(N, h, w)`` for weights ``(N, K)`` (or ``(N, K, h, w)`` per position), then the ReLU.
+
+    An image whose sum overflows (a term ``w_k A_k`` or a partial sum beyond the dtype's range) is summed again as
+    ``s · Σ_k w_k (A_k / s)``, ``s`` a power of two (:func:`_pow2_scale`, exact), so that the map is finite wherever
+    it is representable; one that is not raises ``ValueError``.  Other images keep the plain sum's bits.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        m = _weighted_sum(weights, A)
+        bad = ~np.isfinite(m).reshape(len(m), -1).all(axis=1)
+        if bad.any():
+            s = _pow2_scale(A[bad], (1, 2, 3))
+            scaled = _weighted_sum(weights[bad], A[bad] / s)
+            if relu:  # before the product: ReLU(c·z) = c·ReLU(z), and a sum below −max is 0, not −inf
+                scaled = np.maximum(scaled, 0)
+            m[bad] = scaled * s[:, 0]
+    if relu:
+        m = np.maximum(m, 0)
+    return _check_map(m, method)
+
+
+def _times_exp(m, s):
+    """``exp(s_n) · m_n`` per image, finite wherever the product is representable although ``exp(s)`` alone may
+    overflow (or underflow): there it is ``sign(m) · exp(s + log |m|)``, computed in float64."""
+    with np.errstate(over="ignore", under="ignore", divide="ignore"):  # the caller refuses what is not finite
+        e = np.exp(s)
+        direct = np.isfinite(e) & (e > 0)
+        out = m * np.where(direct, e, 0).astype(m.dtype)[:, None, None]
+        if not direct.all():
+            rows = ~direct
+            mr = m[rows].astype(np.float64)
+            log_mag = np.log(np.abs(mr)) + s[rows].astype(np.float64)[:, None, None]
+            out[rows] = (np.sign(mr) * np.exp(log_mag)).astype(m.dtype)
+    return out
 
 
 # -- gradient-weighted maps ------------------------------------------------------------------------------
@@ -157,7 +215,9 @@ def grad_cam_plus_plus(model, x, target, layer=None, score="exp", normalize_alph
         factor ``exp(S_c)``, one positive number per image.  ``"raw"`` (pytorch-grad-cam, torchcam): the same
         α with ``ReLU(∂S/∂A)``, i.e. the map divided by ``exp(S_c)``.  α is the same in both: "the gradients
         squared and cubed of the raw score" that the libraries compute *is* the paper's α, because exp(S)
-        cancels in Eq. 19.  ``"exp"`` raises if ``exp(S_c)`` overflows the dtype (use ``"raw"``).
+        cancels in Eq. 19.  Where ``exp(S_c)`` alone overflows (S > 709 in float64, > 88 in float32) the map is
+        computed as ``exp(S_c + log M)``; ``"exp"`` raises if the map itself is not representable in the dtype
+        (use ``"raw"``).
     normalize_alpha : bool
         Divide α by ``Σ_ij α_kij`` (per channel) before weighting: not in the paper, done by the authors'
         released TensorFlow code and tf-keras-vis (a channel whose α sum is 0 is left as is).
@@ -192,18 +252,18 @@ def grad_cam_plus_plus(model, x, target, layer=None, score="exp", normalize_alph
         s = alpha.sum(axis=(2, 3), keepdims=True)
         alpha = alpha / np.where(s == 0, 1, s)
     w = (alpha * np.maximum(g, 0)).sum(axis=(2, 3))
-    if score == "exp":
+    m = _combine(w, A, relu, "grad_cam_plus_plus")
+    if score == "exp":  # ReLU(Σ_k exp(S) w_k A_k) = exp(S) · ReLU(Σ_k w_k A_k): exp(S) > 0 multiplies the map
         s_c = _targets.selected(target, tape.output)
-        with np.errstate(over="ignore"):
-            e = np.exp(s_c)
-        if not np.isfinite(e).all():
-            bad = int(np.flatnonzero(~np.isfinite(e))[0])
+        m = _times_exp(m, s_c)
+        ok = np.isfinite(m).reshape(len(m), -1).all(axis=1)
+        if not ok.all():
+            bad = int(np.flatnonzero(~ok)[0])
             raise ValueError(
-                f"grad_cam_plus_plus(score='exp'): exp(S) overflows {e.dtype} for image {bad} (S = {s_c[bad]:.6g}); "
-                "score='raw' gives the same map divided by exp(S)"
+                f"grad_cam_plus_plus(score='exp'): exp(S) overflows {m.dtype} in the map exp(S)·M of image {bad} "
+                f"(S = {s_c[bad]:.6g}), which is not finite; score='raw' gives the same map divided by exp(S)"
             )
-        w = w * e[:, None]
-    return _finish(_combine(w, A, relu), x, upsample)
+    return _finish(m, x, upsample)
 
 
 def xgrad_cam(model, x, target, layer=None, epsilon=0.0, relu=True, upsample=True):
@@ -235,7 +295,7 @@ def xgrad_cam(model, x, target, layer=None, epsilon=0.0, relu=True, upsample=Tru
     eps = _check_epsilon(epsilon)
     _, _, (A,), (g,) = _forward_backward(model, x, target, [layer], "xgrad_cam")
     w = _safe_divide((A * g).sum(axis=(2, 3)), A.sum(axis=(2, 3)) + eps)
-    return _finish(_combine(w, A, relu), x, upsample)
+    return _finish(_combine(w, A, relu, "xgrad_cam"), x, upsample)
 
 
 def hires_cam(model, x, target, layer=None, relu=True, upsample=True):
@@ -264,7 +324,7 @@ def hires_cam(model, x, target, layer=None, relu=True, upsample=True):
     """
     x = _setup(model, x, "hires_cam")
     _, _, (A,), (g,) = _forward_backward(model, x, target, [layer], "hires_cam")
-    return _finish(_combine(g, A, relu), x, upsample)
+    return _finish(_combine(g, A, relu, "hires_cam"), x, upsample)
 
 
 def layer_cam(model, x, target, layer=None, relu=True, upsample=True, gamma=2.0):
@@ -296,7 +356,7 @@ def layer_cam(model, x, target, layer=None, relu=True, upsample=True, gamma=2.0)
     if gamma is not None and not (isinstance(gamma, numbers.Real) and np.isfinite(gamma) and gamma > 0):
         raise ValueError(f"gamma must be a positive number or None, got {gamma!r}")
     _, names, feats, grads = _forward_backward(model, x, target, _layer_names(layer), "layer_cam")
-    maps = [_combine(np.maximum(g, 0), A, relu) for A, g in zip(feats, grads)]
+    maps = [_combine(np.maximum(g, 0), A, relu, "layer_cam") for A, g in zip(feats, grads)]
     if len(maps) == 1:
         return _finish(maps[0], x, upsample)
     size = tuple(x.shape[2:]) if upsample else tuple(max(s) for s in zip(*(m.shape[1:] for m in maps)))
@@ -312,12 +372,13 @@ def layer_cam(model, x, target, layer=None, relu=True, upsample=True, gamma=2.0)
 
 
 # -- principal components -------------------------------------------------------------------------------
-def eigen_cam(model, x, target=None, layer=None, center=False, relu=False, upsample=True):
+def eigen_cam(model, x, target, layer=None, center=False, relu=False, upsample=True):
     r"""Eigen-CAM (Muhammad & Yeasin 2020): the activations projected on their first principal direction.
 
     Per image, the activations form a matrix ``F (hw, K)`` (positions × channels); with ``F = U Σ Vᵀ`` the map
-    is ``M = F v₁`` (= σ₁ u₁), ``v₁`` the first right singular vector.  Class-agnostic: ``target`` is accepted for
-    the common signature and not used.
+    is ``M = F v₁`` (= σ₁ u₁), ``v₁`` the first right singular vector.  Class-agnostic: the map does not depend
+    on ``target``, which is checked like every method's (so that a wrong target is an error, not a map that looks
+    like an answer to it).
 
     Sign convention: a singular vector is defined up to sign; xattr takes the ``v₁`` whose entries sum to a
     positive number (for non-negative activations, e.g. after a ReLU, the Perron vector: ``v₁ ≥ 0`` and
@@ -329,7 +390,9 @@ def eigen_cam(model, x, target=None, layer=None, center=False, relu=False, upsam
     ----------
     model, x, layer, upsample
         As :func:`grad_cam_plus_plus`.
-    target : ignored
+    target : int, int array ``(N,)`` or callable
+        Checked against the model's scores (:mod:`xattr._targets`: range, shape, a callable's values and
+        derivative), then not used: any valid target gives the same map.
     center : bool
         Subtract each channel's mean over positions before the SVD (PCA proper; pytorch-grad-cam does).  The
         paper decomposes the activations as they are (default False).
@@ -341,7 +404,8 @@ def eigen_cam(model, x, target=None, layer=None, center=False, relu=False, upsam
     ndarray ``(N, 1, H, W)`` (or ``(N, 1, h, w)``)
     """
     x = _setup(model, x, "eigen_cam")
-    tape = model.trace(x) if layer is None else model.trace(x, stop=layer)
+    tape = model.trace(x)  # the scores too: the target is checked like every method's
+    _targets.seed(target, tape.output)
     _, A = _spatial_node(model, tape, layer, "eigen_cam")
     N, K, h, w = A.shape
     F = A.reshape(N, K, h * w).transpose(0, 2, 1)  # (N, hw, K)
@@ -413,6 +477,17 @@ def _check_batch_size(batch_size):
     return int(batch_size)
 
 
+def _check_baseline(baseline, x):
+    """Score-CAM's ``X_b``: a finite real number or array broadcastable to ``x``, as ``x``'s dtype (a new array)."""
+    b = as_float_array(baseline, "baseline")
+    try:
+        b = np.broadcast_to(b, x.shape)
+    except ValueError:
+        raise ValueError(f"baseline must be a number or an array broadcastable to x's shape {x.shape}, "
+                         f"got shape {b.shape}") from None
+    return np.array(b, dtype=x.dtype)
+
+
 def _score_cam(model, x, target, layer, k, score, baseline, batch_size, mask_interpolation, mask_normalization,
                epsilon, relu, upsample, return_weights, method):
     x = _setup(model, x, method)
@@ -421,6 +496,7 @@ def _score_cam(model, x, target, layer, k, score, baseline, batch_size, mask_int
     _check_choice(mask_normalization, MASK_NORMALIZATIONS, "mask_normalization")
     eps = _check_epsilon(epsilon)
     bs = _check_batch_size(batch_size)
+    base = _check_baseline(baseline, x)
     tape = model.trace(x)
     name, A = _spatial_node(model, tape, layer, method)
     values = _target_values(target, tape.output)
@@ -457,11 +533,10 @@ def _score_cam(model, x, target, layer, k, score, baseline, batch_size, mask_int
         out[s:s + bs] = values(scores, r)
     v = out.reshape(N, n_sel)
     if score == "logit":
-        base = np.broadcast_to(np.asarray(baseline, dtype=x.dtype), x.shape)
-        v = v - values(model.forward(np.ascontiguousarray(base)), np.arange(N))[:, None]
+        v = v - values(model.forward(base), np.arange(N))[:, None]
     elif score == "channel_softmax":
         v = _softmax(v)
-    m = _combine(v, A[np.arange(N)[:, None], chans], relu)
+    m = _combine(v, A[np.arange(N)[:, None], chans], relu, method)
     cam_map = _finish(m, x, upsample)
     if not return_weights:
         return cam_map
@@ -490,7 +565,8 @@ _SCORE_CAM_PARAMS = """
         * ``"channel_softmax"``: the increases normalised by a softmax over the channels
           (torchcam, pytorch-grad-cam; the baseline cancels).
     baseline : float or array broadcastable to ``x``
-        ``X_b`` of ``score="logit"`` (default 0: the black image of the paper).
+        ``X_b`` of ``score="logit"`` (default 0: the black image of the paper); finite, checked for every
+        ``score``.
     batch_size : int
         Masked images per forward pass (default 32).
     mask_interpolation : ``"half_pixel"`` or ``"align_corners"``
@@ -593,7 +669,8 @@ def ablation_cam(model, x, target, layer=None, ablation_value=0.0, batch_size=32
     Notes
     -----
     The division by ``y_c`` is the paper's (Eq. 3): a negative score flips every weight's sign, and a score of
-    exactly 0 is refused (ValueError naming the image).
+    exactly 0 is refused (ValueError naming the image).  Where ``y_c − y_c^k`` overflows the dtype, the slope is
+    computed with both scores divided by a power of two (exact).
     """
     x = _setup(model, x, "ablation_cam")
     bs = _check_batch_size(batch_size)
@@ -624,6 +701,13 @@ def ablation_cam(model, x, target, layer=None, ablation_value=0.0, batch_size=32
             env[i] = (tape.x if i == INPUT else tape.value(i))[r]
         model.run(env, names)
         ablated[s:s + bs] = values(env[model.output], r)
-    w = (y[:, None] - ablated.reshape(N, K)) / y[:, None]
-    cam_map = _finish(_combine(w, A, relu), x, upsample)
+    yk = ablated.reshape(N, K)
+    with np.errstate(over="ignore", invalid="ignore"):
+        drop = y[:, None] - yk
+        w = drop / y[:, None]
+        bad = ~np.isfinite(drop).all(axis=1)
+        if bad.any():  # y − y_k beyond the dtype's range: the ratio with both divided by a power of two (exact)
+            s = _pow2_scale(np.concatenate([y[bad, None], yk[bad]], axis=1), (1,))
+            w[bad] = (y[bad, None] / s - yk[bad] / s) / (y[bad, None] / s)
+    cam_map = _finish(_combine(w, A, relu, "ablation_cam"), x, upsample)
     return (cam_map, w) if return_weights else cam_map

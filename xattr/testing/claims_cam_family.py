@@ -7,8 +7,13 @@ from __future__ import annotations
 
 from .claims import _COARSE, _NOT_SUM, _core
 
-_SUM_OF_A = ("the map sums the node's activations A_k, which a twin that rescales a hidden channel (compensated "
-             "downstream, same function) changes")
+#: the rescaled twin multiplies the explained node's output by c (on the ResNet both inputs of the residual Add)
+#: and the next weighted layer by 1/c: the same function, activations c·A at the node
+_TIMES_C = ("on the rescaled twin (the node's output times c, the next weighted layer times 1/c: the same function) "
+            "the map comes out multiplied by c: ")
+_SUM_OF_A = (_TIMES_C + "the weights are scores of masked inputs, and the masks s(Up(A_k)) are min-max normalised "
+             "(Wang et al. 2020), so the weights stay, while M = Σ_k w_k A_k sums the activations, now c·A_k "
+             "(Grad-CAM's gradient weights scale by 1/c and cancel it)")
 _MASKS_SHIFT = ("the masks multiply the input: (x + c) ∘ H_k is not (x ∘ H_k) + c, so the twin that absorbs the "
                 "shift in its first bias scores other masked images (Kindermans et al. 2019)")
 _SCORES_NOT_LINEAR = ("the weights are scores of masked inputs (through a softmax by default), and the masks change "
@@ -30,7 +35,8 @@ CAM_FAMILY_CLAIMS = {
     ),
     "faster_score_cam": _core(
         {"sensitivity": {}, "symmetry": {}},
-        {"completeness": _NOT_SUM, "dummy": _COARSE, "implementation_invariance": _SUM_OF_A,
+        {"completeness": _NOT_SUM, "dummy": _COARSE,
+         "implementation_invariance": _SUM_OF_A + "; the top-k by spatial std stay the same (every std is c times)",
          "linearity": _SCORES_NOT_LINEAR, "input_shift_invariance": _MASKS_SHIFT},
         method_kwargs={"k": 1},  # the top channel only: the selection is exercised on every case
     ),
@@ -55,16 +61,18 @@ CAM_FAMILY_CLAIMS = {
     "eigen_cam": _core(
         {"sensitivity": {}, "symmetry": {}, "input_shift_invariance": {}},
         {"completeness": _NOT_SUM, "dummy": _COARSE,
-         "implementation_invariance": "the principal direction of the activations changes when a twin rescales "
-                                      "hidden channels (same function)",
+         "implementation_invariance": _TIMES_C + "M = F v₁ projects the activations themselves (Muhammad & Yeasin "
+                                      "2020): F becomes c·F, v₁ stays and nothing cancels c (a twin that scaled "
+                                      "channels unequally would also turn v₁)",
          "linearity": "a principal direction of the activations: class-agnostic, it does not depend on the "
                       "explained function at all (Muhammad & Yeasin 2020)"},
     ),
     "ablation_cam": _core(
         {"sensitivity": {}, "symmetry": {}, "input_shift_invariance": {}},
         {"completeness": _NOT_SUM, "dummy": _COARSE,
-         "implementation_invariance": "the slopes (y − y_k)/y do not change when a twin rescales a hidden channel, "
-                                      "but " + _SUM_OF_A.replace("the map sums", "the map then sums"),
+         "implementation_invariance": _TIMES_C + "the slopes w_k = (y − y_k)/y are the same (same function; the "
+                                      "ablated value 0 stays 0), but M = Σ_k w_k A_k sums the activations, now c·A_k "
+                                      "(Desai & Ramaswamy 2020, Eq. 3: no gradient to cancel c)",
          "linearity": "w_k = (y − y_k)/y divides by the score (Desai & Ramaswamy 2020, Eq. 3): A(2f) = A(f)"},
     ),
 }

@@ -173,7 +173,8 @@ def test_faster_score_cam_keeps_the_union_of_the_batch_top_k(runs):
 
 def test_grad_cam_plus_plus_exp_overflows_in_float32(runs):
     """tf-keras-vis forms exp(S) before dividing: with float32 scores above ~88.7 it overflows and the map is not
-    finite.  xattr's α never forms exp(S) (it cancels); score="exp" refuses an overflowing factor, "raw" is fine."""
+    finite.  xattr's α never forms exp(S) (it cancels); score="exp" multiplies the map by exp(S) as exp(S + log M)
+    and refuses a map that is not representable (here exp(200) alone is 1e86 > float32's 3.4e38), "raw" is fine."""
     import copy
 
     maps, _, _ = runs

@@ -35,7 +35,7 @@ def method_options(method, spec):
         "grad_cam": [{"relu": True, "upsample": False}, {"relu": False, "upsample": False},
                      {"relu": True, "upsample": True}, {"layer": first_relu, "relu": False, "upsample": False}],
         "guided_grad_cam": [{}],
-        # the CAM family (xattr/methods/cam_family.py): paper defaults and the options that reproduce the peers (docs/peers.md)
+        # the CAM family (methods/cam_family.py): paper defaults and the options that reproduce the peers
         "grad_cam_plus_plus": [{"upsample": False}, {"score": "raw", "epsilon": 1e-6, "relu": False, "upsample": False},
                                {"normalize_alpha": True, "upsample": False}],
         "score_cam": [{"upsample": False}, {"score": "logit", "layer": first_relu, "relu": False, "upsample": False},

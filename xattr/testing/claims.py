@@ -340,5 +340,6 @@ def claims_table(claims=None):
     return "\n".join(out)
 
 
-from .claims_cam_family import CAM_FAMILY_CLAIMS  # noqa: E402  (the CAM family of xattr/methods/cam_family.py: its own file)
+from .claims_cam_family import CAM_FAMILY_CLAIMS  # noqa: E402  (the CAM family: its own file)
+
 CLAIMS.update(CAM_FAMILY_CLAIMS)

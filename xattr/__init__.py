@@ -34,6 +34,9 @@ from .methods import (
     saturation,
     smoothgrad,
 )
+from .methods import (
+    ablation_cam, eigen_cam, faster_score_cam, grad_cam_plus_plus, hires_cam, layer_cam, score_cam, xgrad_cam,
+)
 from .methods import grid_segments, kernel_shap, lime, occlusion, shapley, slic_segments
 from .methods.prediction_difference import prediction_difference
 from .methods.registry import available_methods, get_method
@@ -67,4 +70,6 @@ __all__ = [
     "occlusion", "lime", "kernel_shap", "shapley", "grid_segments", "slic_segments", "prediction_difference",
     "integrated_gradients", "exact_integrated_gradients", "expected_gradients", "expected_gradients_exact",
     "saturation", "smoothgrad", "class_model_visualisation", "activation_maximisation",
+    "grad_cam_plus_plus", "score_cam", "faster_score_cam", "layer_cam", "xgrad_cam", "hires_cam", "eigen_cam",
+    "ablation_cam",
 ]

@@ -11,13 +11,17 @@ source (e.g. Captum's ``LayerGradCam`` layer) is found under the same name in xa
 Anything that cannot be represented exactly raises :class:`ConversionError` naming the
 layer or operator; nothing is approximated silently.
 
+* :func:`from_keras` — a Keras 3 ``.keras`` file (Sequential or functional), read with h5py alone: no TensorFlow
+  (needs the ``xattr-ref[keras]`` extra); channels-last weights transposed to xattr's layouts.
+
 * :func:`read_state_dict` — a ``torch.save``-d state dict (zip or legacy layout) as NumPy arrays,
   **without torch**, through an unpickler that only knows the globals a state dict needs
   (:mod:`xattr.io.torchfile`).
 """
 from ._common import ConversionError
+from ._keras import from_keras
 from ._onnx import from_onnx
 from ._torch import from_torch
 from .torchfile import TorchFileError, read_state_dict
 
-__all__ = ["ConversionError", "from_torch", "from_onnx", "read_state_dict", "TorchFileError"]
+__all__ = ["ConversionError", "from_torch", "from_onnx", "from_keras", "read_state_dict", "TorchFileError"]

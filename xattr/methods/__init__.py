@@ -3,6 +3,9 @@
 registry's)."""
 from .gradient import backprop, deconvnet, gradient, gradient_x_input, guided_backprop, reduce_channels
 from .cam import cam, grad_cam, guided_grad_cam, upsample_bilinear
+from .cam_family import (
+    ablation_cam, eigen_cam, faster_score_cam, grad_cam_plus_plus, hires_cam, layer_cam, score_cam, xgrad_cam,
+)
 from .deeplift import deeplift, deepshap
 from .lrp import COMPOSITES, lrp
 from .perturbation import kernel_shap, lime, occlusion, shapley
@@ -20,6 +23,8 @@ from .smoothing import noise_scale, smoothgrad, smoothgrad_gradient, smoothgrad_
 __all__ = [
     "backprop", "gradient", "gradient_x_input", "deconvnet", "guided_backprop", "reduce_channels",
     "cam", "grad_cam", "guided_grad_cam", "upsample_bilinear",
+    "grad_cam_plus_plus", "score_cam", "faster_score_cam", "layer_cam", "xgrad_cam", "hires_cam", "eigen_cam",
+    "ablation_cam",
     "deeplift", "deepshap", "lrp", "COMPOSITES",
     "available_methods", "get_method", "register_method", "register", "get_spec", "specs", "MethodSpec",
     "occlusion", "lime", "kernel_shap", "shapley", "grid_segments", "slic_segments",

@@ -353,3 +353,8 @@ def claims_table(claims=None):
         out.append(f"| `{name}` | " + " | ".join(" / ".join(sorted(v, key=lambda s: (":" in s, s))) for v in cells.values())
                    + " |")
     return "\n".join(out)
+
+
+from .claims_cam_family import CAM_FAMILY_CLAIMS  # noqa: E402  (the CAM family: its own file)
+
+CLAIMS.update(CAM_FAMILY_CLAIMS)

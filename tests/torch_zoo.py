@@ -5,29 +5,18 @@ biases, so that the importers meet the real blocks (torchvision's ``BasicBlock``
 ``InvertedResidual`` with a depthwise conv and ReLU6, ``_DenseBlock`` concatenating lists, ``SqueezeExcitation``
 gating by ``scale * input``, ``StochasticDepth``) in a fraction of a second.
 """
+import os
+import sys
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir))
+from benchmarks.zoo_table import randomise  # noqa: E402  (the zoo's recipe: batch-norms off the identity, biases)
+
 #: (name, factory, input shape, Grad-CAM module path = the last conv block's output node)
 NETS = []
-
-
-def randomise(model, seed=0):
-    """Batch-norm statistics and affine parameters away from the identity; every bias drawn from N(0, 0.1²)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                n = m.num_features
-                m.running_mean.copy_(torch.rand(n, generator=g, dtype=m.running_mean.dtype) - 0.5)
-                m.running_var.copy_(torch.rand(n, generator=g, dtype=m.running_var.dtype) + 0.5)
-                if m.weight is not None:
-                    m.weight.copy_(torch.rand(n, generator=g, dtype=m.weight.dtype) + 0.5)
-                    m.bias.copy_(torch.rand(n, generator=g, dtype=m.bias.dtype) - 0.5)
-            elif getattr(m, "bias", None) is not None and isinstance(m, (nn.Conv2d, nn.Linear)):
-                m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=g, dtype=m.bias.dtype))
-    return model
 
 
 def _finish(model, seed):

@@ -308,7 +308,8 @@ def _lrp_with(model, x, target, epsilon, output, composite, gradient_at):
     from xattr.methods.lrp import _defaults, layer_rules
     from xattr.nn import BatchNorm2D, fold_batchnorm
 
-    if any(isinstance(layer, BatchNorm2D) and not isinstance(layer, _PassBN) for layer in model):
+    peer = _peer_types()
+    if any(isinstance(layer, BatchNorm2D) and not isinstance(layer, peer["pass_bn"]) for layer in model):
         model = fold_batchnorm(model, strict=False)
     cells = layer_rules(model, composite, _defaults(epsilon, 0.25, 2.0, 1.0, None, None), "winner_take_all")
     tape = model.trace(x)
@@ -316,7 +317,7 @@ def _lrp_with(model, x, target, epsilon, output, composite, gradient_at):
     R = seed * tape.output if output == "score" else seed
 
     def rule(name, layer):
-        if name in gradient_at and not isinstance(layer, _PEER_CELLS):
+        if name in gradient_at and not isinstance(layer, peer["all"]):
             return "gradient", {}
         column, opts = cells[name]
         return column, {"inp": tape[name], **opts}
@@ -329,7 +330,7 @@ from xattr.nn.relevance import LRP_RULES  # noqa: E402
 
 def _with_cell(base, cell, doc):
     """A subclass of the layer type ``base`` whose LRP cells are ``cell`` (for a matched run only)."""
-    sub = type(f"Peer{base.__name__}", (base,), {"__doc__": doc, "hooked": ()})
+    sub = type(f"_Peer{base.__name__}", (base,), {"__doc__": doc, "hooked": ()})  # "_": not a row of rule_table
     xattr.nn.defrule(sub, *LRP_RULES)(cell)
     return sub
 
@@ -351,12 +352,20 @@ def _pass_cell(layer, R, cache):
     return R
 
 
-_FORK = {t: _with_cell(t, _fork_cell, "a functional merge as Captum's LRP hooks see it")
-         for t in (xattr.nn.Add, xattr.nn.Concat, xattr.nn.Multiply)}
-_GRAD = {t: _with_cell(t, _grad_merge_cell, "a functional merge as Zennit's hooks see it")
-         for t in (xattr.nn.Add, xattr.nn.Concat, xattr.nn.Multiply)}
-_PassBN = _with_cell(xattr.nn.BatchNorm2D, _pass_cell, "a batch-norm with Zennit's Pass rule")
-_PEER_CELLS = tuple(_FORK.values()) + tuple(_GRAD.values()) + (_PassBN,)
+_PEER = {}
+
+
+def _peer_types():
+    """``(fork, grad, pass_bn)``: the matched runs' layer subclasses, made on first use (importing this script for
+    :func:`randomise` adds no layer types to xattr's registry)."""
+    if not _PEER:
+        merges = (xattr.nn.Add, xattr.nn.Concat, xattr.nn.Multiply)
+        _PEER["fork"] = {t: _with_cell(t, _fork_cell, "a functional merge as Captum's LRP hooks see it") for t in merges}
+        _PEER["grad"] = {t: _with_cell(t, _grad_merge_cell, "a functional merge as Zennit's hooks see it")
+                         for t in merges}
+        _PEER["pass_bn"] = _with_cell(xattr.nn.BatchNorm2D, _pass_cell, "a batch-norm with Zennit's Pass rule")
+        _PEER["all"] = tuple(_PEER["fork"].values()) + tuple(_PEER["grad"].values()) + (_PEER["pass_bn"],)
+    return _PEER
 
 
 def functional_nodes(net, model):
@@ -391,16 +400,17 @@ def peer_twin(net, model, peer, pass_batchnorm=False):
     without a canonizer) every batch-norm with the Pass rule; the forward pass is unchanged."""
     layers, funcs = {}, functional_nodes(net, model)
     hooked = captum_hooked(net) if peer == "captum" else set()
+    types = _peer_types()
     for name in model.order:
         layer = model[name]
-        if name in funcs and type(layer) in _FORK:
+        if name in funcs and type(layer) in types["fork"]:
             new = copy.copy(layer)
-            new.__class__ = (_FORK if peer == "captum" else _GRAD)[type(layer)]
+            new.__class__ = types["fork" if peer == "captum" else "grad"][type(layer)]
             new.hooked = tuple(k for k, i in enumerate(model.inputs_of(name)) if i in hooked)
             layers[name] = new
         elif pass_batchnorm and type(layer) is xattr.nn.BatchNorm2D:
             new = copy.copy(layer)
-            new.__class__ = _PassBN
+            new.__class__ = types["pass_bn"]
             layers[name] = new
     return model.rebuild(layers=layers), funcs
 

@@ -134,10 +134,11 @@ def smallest_size(net, cam_module, limit=512):
 
 
 def cam_node(net, model, path, x):
-    """The xattr node whose output is the torch submodule ``path``'s output (the last in topological order)."""
+    """The xattr node whose output is the torch submodule ``path``'s output (the first in topological order, so
+    that an identity after it, as SqueezeNet's classifier Dropout, is not taken instead)."""
     want = _module_output(net, path, x)
     tape = model.trace(x)
-    for name in reversed(model.order):
+    for name in model.order:
         v = tape.value(name)
         if v.shape == want.shape and np.allclose(v, want, rtol=1e-9, atol=1e-12 * max(1.0, np.abs(want).max())):
             return name

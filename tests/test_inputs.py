@@ -5,6 +5,7 @@ import pytest
 import xattr
 from xattr.inputs import as_baseline, completeness_gap
 from xattr.nn import Conv2D, Dense, Flatten, MaxPool2D, ReLU, Sequential
+from extras import need  # noqa: E402  (tests/extras.py: optional packages of the test suite)
 
 T = np.array([0, 2])
 
@@ -67,7 +68,7 @@ def test_every_method_reports_the_same_signed_gap():
 
 
 def test_the_batch_store_holds_the_signed_gap(tmp_path):
-    pytest.importorskip("zarr", reason="xattr batch needs the batch extra: pip install 'xattr-ref[dev]'")
+    need("zarr", reason="xattr batch needs the batch extra: pip install 'xattr-ref[dev]'")
     import zarr
 
     from xattr import batch

@@ -10,6 +10,7 @@ import xattr
 from xattr import cli, models
 from xattr.data.train import shapes_cnn
 from xattr.models import _inputs
+from extras import need  # noqa: E402  (tests/extras.py: optional packages of the test suite)
 
 SPEC = dict(models.default_input_spec(3, 12, 12), range=[0.0, 2.0], mean=[0.5, 1.0, 1.5], std=[0.25, 0.5, 1.0])
 
@@ -82,7 +83,7 @@ def test_methods_with_numeric_default_baselines_get_the_black_picture(model_file
 
 
 def test_batch_cli_baselines_are_pictures(tmp_path, model_file, capsys):
-    pytest.importorskip("zarr")
+    need("zarr")
     from PIL import Image
 
     from xattr import batch

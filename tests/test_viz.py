@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from xattr import viz
+from extras import need  # noqa: E402  (tests/extras.py: optional packages of the test suite)
 
 
 def test_colormap_hits_anchors_and_interpolates_linearly():
@@ -182,7 +183,7 @@ def test_outlier_clipping_is_the_numpy_percentile():
 
 
 def test_cumulative_threshold_equals_captum():
-    vis = pytest.importorskip("captum.attr._utils.visualization", reason="Captum is the oracle here")
+    vis = need("captum.attr._utils.visualization", reason="Captum is the oracle here")
     rng = np.random.default_rng(3)
     m = rng.normal(size=(12, 15)) * rng.exponential(size=(12, 15))
     for ours, theirs in [("positive", "positive"), ("negative", "negative"), ("absolute", "absolute_value"),

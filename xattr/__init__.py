@@ -11,6 +11,7 @@ Quick start::
     heat = xattr.grad_cam(model, x, target=3)              # (2, 1, 32, 32)
 """
 from . import nn
+from ._errors import XattrError
 from ._conventions import KINK_POLICY, MAXPOOL_TIE_POLICY, RELU_GRAD_AT_ZERO
 from .methods import (
     activation_maximisation,
@@ -64,7 +65,7 @@ def __dir__():
 
 
 __all__ = [
-    "nn", "from_function", "FunctionModel", "check_model", "rule_table",
+    "nn", "XattrError", "from_function", "FunctionModel", "check_model", "rule_table",
     "backprop", "gradient", "gradient_x_input", "deconvnet", "guided_backprop", "reduce_channels",
     "cam", "grad_cam", "guided_grad_cam", "deeplift", "deepshap", "lrp", "available_methods", "get_method", "MAXPOOL_TIE_POLICY", "RELU_GRAD_AT_ZERO", "KINK_POLICY",
     "occlusion", "lime", "kernel_shap", "shapley", "grid_segments", "slic_segments", "prediction_difference",

@@ -1,13 +1,13 @@
 """Bring models from other frameworks into xattr (float64 weights, same function).
 
-* :func:`from_torch` — a ``torch.nn.Sequential`` of the supported layers (needs the
-  ``xattr-ref[torch]`` extra; torch is imported only inside the function).
-* :func:`from_onnx` — an ONNX file (or bytes / ``ModelProto``) whose graph is a chain of the
-  supported operators (needs the ``xattr-ref[onnx]`` extra).
+* :func:`from_torch` — a ``torch.nn.Module`` (torchvision's ResNet, MobileNet, DenseNet, ...) traced with
+  torch.fx (needs the ``xattr-ref[torch]`` extra; torch is imported only inside the function).
+* :func:`from_onnx` — an ONNX file (or bytes / ``ModelProto``) of the supported operators, from either of
+  torch's exporters (needs the ``xattr-ref[onnx]`` extra).
 
-Both return an :class:`xattr.nn.Sequential` whose layers keep the source's names (the torch
-module path such as ``"features.3"``, or the ONNX node name), so a layer chosen in the
-source (e.g. Captum's ``LayerGradCam`` layer) is found under the same name in xattr.
+Both return an :class:`xattr.nn.Graph` (a :class:`xattr.nn.Sequential` for a chain) whose nodes keep the
+source's names (the torch module path such as ``"features.3"`` or ``"layer3.1.conv2"``), so a layer
+chosen in the source (e.g. Captum's ``LayerGradCam`` layer) is found under the same name in xattr.
 Anything that cannot be represented exactly raises :class:`ConversionError` naming the
 layer or operator; nothing is approximated silently.
 

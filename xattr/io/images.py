@@ -31,6 +31,7 @@ Decompression bombs: a file declaring more pixels than Pillow's limit ``PIL.Imag
 (89,478,485 by default; ``None`` disables it) is refused from its header, before any pixel is decoded.
 """
 from __future__ import annotations
+from .._errors import XattrError
 
 import numbers
 import os
@@ -53,7 +54,7 @@ _EIGHT_BIT = {"L": "8-bit grayscale", "RGB": "8-bit RGB", "RGBX": "8-bit RGB (pa
 _SWAPS = {5, 6, 7, 8}  # EXIF orientations that exchange width and height
 
 
-class ImageFileError(ValueError):
+class ImageFileError(XattrError, ValueError):
     """An image file that cannot be read, or whose content has no stated conversion (one-line message)."""
 
 

@@ -17,6 +17,7 @@ an unknown layer type, a missing, extra or wrongly shaped array each raise
 :func:`xattr.data.make_shapes` by ``python -m xattr.data.train``).
 """
 from __future__ import annotations
+from .._errors import XattrError
 
 import hashlib
 import io
@@ -40,7 +41,7 @@ FORMAT_VERSION = 1
 SHIPPED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "shipped")
 
 
-class ModelFileError(ValueError):
+class ModelFileError(XattrError, ValueError):
     """A model file is missing, corrupt, truncated or does not match its architecture."""
 
 

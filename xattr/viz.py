@@ -623,7 +623,14 @@ def colorbar_strip(bar, width, fnt, height=9):
 
     t = np.linspace(0, 1, width)[None, :] * np.ones((height, 1))
     strip = colormap(1 - t, "gray") if bar.cmap == "gray_inverted" else colormap(t, bar.cmap)
-    labels = [_tick(v, fnt) for v in (bar.lo, (bar.lo + bar.hi) / 2, bar.hi)]
+    def tick(v):
+        a = abs(v)
+        text = "0" if v == 0 else f"{v:.2g}" if 1e-2 <= a < 1e4 else f"{v:.1e}"
+        return fit_text(fnt, text.replace("-", "−"))
+
+    labels = [tick(v) for v in (bar.lo, (bar.lo + bar.hi) / 2, bar.hi)]
+    if sum(fnt.getlength(t) for t in labels) + 8 > width:  # no room for three: the ends only
+        labels[1] = ""
     asc = fnt.getbbox("0")[3]
     img = Image.new("RGB", (width, height + asc + 6), "white")
     img.paste(Image.fromarray(strip), (0, 0))
@@ -631,7 +638,8 @@ def colorbar_strip(bar, width, fnt, height=9):
     draw.rectangle([0, 0, width - 1, height - 1], outline=(120, 120, 120))
     for label, x, anchor in zip(labels, (0, width // 2, width - 1), ("lt", "mt", "rt")):
         draw.line([(x, height), (x, height + 2)], fill="black")
-        draw.text((x, height + 3), label, fill="black", font=fnt, anchor=anchor)
+        if label:
+            draw.text((x, height + 3), label, fill="black", font=fnt, anchor=anchor)
     return img
 
 

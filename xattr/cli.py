@@ -8,9 +8,10 @@
     outlined), ``summary.json`` and ``summary.md`` (predictions, per-method runtime, completeness gap where
     the method defines one, pointing game and relevance mass against the ground-truth masks).  Sheets have
     at most 8 columns, one scale and one colour bar per column (:func:`xattr.viz.sheet`).
-``xattr explain IMAGE --model FILE --method NAME [--target K] [--layer NAME] [--out FILE]``
-    One method on any PNG/JPEG with any saved model; the image is resized and normalised as the
-    model file declares.
+``xattr explain IMAGE --model FILE --method NAME[:key=value,...] [--target K] [--layer NAME] [--out FILE]``
+    One method on any image file with any model (a saved file, ``shapes``, ``efficientnet-lite0``); the image
+    is brought to the model's size keeping its aspect ratio (torchvision's ``Resize`` + ``CenterCrop``, or
+    ``--fit stretch``) and normalised as the model declares; DeepSHAP's references come from ``--references``.
 ``xattr methods``
     The registered methods, the axioms each claims (when :mod:`xattr.testing` provides claims) and
     the rule table.
@@ -88,12 +89,16 @@ def _display(name, a):
 class _Context:
     """What option builders may need: the seed, the model's input size, reference images, pictures."""
 
-    def __init__(self, seed, size, info=None, n_references=8, shape=None):
+    def __init__(self, seed, size, info=None, n_references=8, shape=None, references=None):
         self.seed, self.size, self.info, self.n_references = seed, size, info, n_references
         self.shape = tuple(shape) if shape is not None else None  # (C, H, W) of the model input
+        self._references = references
 
     def references(self):
-        """``K`` reference images from the generator (own seed), scaled and normalised as the model declares."""
+        """The reference images given (``explain --references``), else ``K`` from the shapes generator (own
+        seed; the demo's shapes model was trained on them), scaled and normalised as the model declares."""
+        if self._references is not None:
+            return self._references
         from .data import make_shapes
         from .models._inputs import to_model_input
 
@@ -110,10 +115,11 @@ class _Context:
         return picture(self.info, self.shape, level)
 
     def segments(self):
-        """A grid segmentation ``(H, W)`` of 4×4 = 16 square cells (small enough for exact Shapley)."""
-        cell = max(1, -(-self.size // 4))
-        r = np.arange(self.size) // cell
-        return (r[:, None] * 4 + r[None, :]).astype(np.int64)
+        """A grid segmentation ``(H, W)`` of 4×4 = 16 cells (small enough for exact Shapley), at the input's size."""
+        h, w = self.shape[-2:] if self.shape is not None else (self.size, self.size)
+        rows = np.arange(h) // max(1, -(-h // 4))
+        cols = np.arange(w) // max(1, -(-w // 4))
+        return (rows[:, None] * 4 + cols[None, :]).astype(np.int64)
 
 
 def demo_model(rng=0):
@@ -707,63 +713,161 @@ def summary_markdown(s):
     return "\n".join(lines)
 
 
-def load_image(path, info, background=None):
+#: default folder of ``xattr explain``'s outputs (in the working directory, never beside the input).
+EXPLAIN_DIR = "xattr-explain"
+#: parameters through which a method takes reference images (DeepSHAP's ``references``, expected gradients' ``baselines``).
+REFERENCE_PARAMETERS = ("references", "baselines")
+#: at most this many reference images are drawn from ``--references`` (with the seed), as DeepSHAP's backgrounds.
+MAX_REFERENCES = 32
+
+
+def load_image(path, info, background=None, fit="crop", size=None):
     """Read an image file as the model file declares; returns ``(x (1, C, H, W) model input, Picture)``.
 
     One reader for every command (:func:`xattr.io.images.read_image`: modes, 16-bit and float files,
-    alpha composited on ``background`` (default white), EXIF rotation, channels matched to the model,
-    resized to its declared size); then scaled to the declared range and normalised.
+    alpha composited on ``background`` (default white), EXIF rotation, channels matched to the model),
+    brought to the declared size (or ``size`` ``(H, W)``) by ``fit``: ``"crop"`` keeps the aspect ratio
+    (shorter side to the declared ``resize``, else to the crop, then the centre: torchvision's
+    ``Resize`` + ``CenterCrop``), ``"stretch"`` resizes to the size; then scaled to the declared range and
+    normalised.  A model without a declared size takes the image at its own size.
     """
     from .io.images import WHITE, read_image
     from .models._inputs import to_model_input
 
     spec = info.input
     h, w = spec.get("height"), spec.get("width")
-    pic = read_image(path, channels=spec.get("channels", 3), size=(h, w) if h and w else None,
-                     background=WHITE if background is None else background)
+    hw = tuple(size) if size is not None else ((h, w) if h and w else None)
+    pic = read_image(path, channels=spec.get("channels", 3), size=hw, background=WHITE if background is None else background,
+                     fit=fit, resize=spec.get("resize") if size is None else None)
     return to_model_input(pic.pixels[None], info), pic
 
 
-def run_explain(image, model_path, method, target=None, layer=None, out=None, quiet=False, background=None):
-    """``xattr explain``: returns the output path."""
+def _image_files(paths):
+    """Image files named by ``paths`` (files, or folders: their files in sorted order, not recursive)."""
+    out = []
+    for p in paths:
+        if os.path.isdir(p):
+            out += [os.path.join(p, f) for f in sorted(os.listdir(p)) if os.path.isfile(os.path.join(p, f))
+                    and not f.startswith(".")]
+        else:
+            out.append(p)
+    return out
+
+
+def load_references(paths, info, hw, background=None, fit="crop", n=MAX_REFERENCES, seed=0):
+    """Reference images from the user's files: ``(K, C, H, W)`` model inputs, each read like the explained image
+    and brought to its size ``hw`` (``fit``), at most ``n`` of them drawn without replacement with ``seed``."""
+    files = _image_files(paths)
+    if not files:
+        raise ValueError(f"--references {','.join(paths)} names no image file")
+    if len(files) > n:
+        files = [files[k] for k in sorted(np.random.default_rng(seed).choice(len(files), n, replace=False))]
+    return np.concatenate([load_image(f, info, background, fit, size=hw)[0] for f in files])
+
+
+#: ``--out`` extensions: Pillow's formats for pictures, ``.npy`` for the raw map.
+OUT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF",
+               ".bmp": "BMP", ".gif": "GIF", ".npy": "npy"}
+
+
+def _out_format(out):
+    ext = os.path.splitext(out)[1].lower()
+    if ext not in OUT_FORMATS:
+        raise ValueError(f"--out {out!r}: the extension {ext or '(none)'!r} names no output format; use one of "
+                         f"{', '.join(OUT_FORMATS)} (.npy: the raw attribution array)")
+    if OUT_FORMATS[ext] == "npy":
+        return "npy"
+    from PIL import features
+
+    if ext == ".webp" and not features.check("webp"):
+        raise ValueError(f"--out {out!r}: this Pillow cannot write WebP; use .png")
+    return OUT_FORMATS[ext]
+
+
+def run_explain(image, model_path, method, target=None, layer=None, out=None, quiet=False, background=None,
+                fit="crop", references=None, n_references=MAX_REFERENCES, seed=0):
+    """``xattr explain``: returns the output path.
+
+    ``method``: ``NAME`` or ``NAME:key=value,...`` (values as JSON, else strings; as ``xattr batch``).
+    Everything is checked before the method runs: the method and its options, the model, the image, the output
+    format (``--out``'s extension; default ``xattr-explain/IMAGE_METHOD.png`` in the working directory),
+    the target, the layer, and the reference images a method needs (``references``/``baselines``: from
+    ``references`` only, read like the image at its size; a method that needs them without any is refused).
+    """
     from . import viz
+    from .batch import _parse_method_arg
     from .methods.registry import get_method
     from .models import load_with_info
 
-    fn = get_method(method)
+    name, options = _parse_method_arg(method)
+    fn = get_method(name)
+    if layer is not None:
+        options = {**options, "layer": layer}
+    out = out if out is not None else os.path.join(EXPLAIN_DIR, f"{os.path.splitext(os.path.basename(image))[0]}_{name}.png")
+    fmt = _out_format(out)
+    if fit not in ("crop", "stretch"):
+        raise ValueError(f"--fit must be 'crop' or 'stretch', got {fit!r}")
     model, info = load_with_info(model_path)
-    x, pic = load_image(image, info, background)
+    x, pic = load_image(image, info, background, fit)
     pixels = pic.pixels
-    scores = model.forward(x)
+    try:
+        scores = model.forward(x)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"the model does not take this {x.shape[2]}x{x.shape[3]} image ({exc})".splitlines()[0]) from None
     k = scores.shape[1]
     classes = info.classes or [str(c) for c in range(k)]
     if target is None:
         target = int(scores[0].argmax())
     elif not 0 <= target < k:
         raise ValueError(f"--target must be a class index in [0, {k - 1}], got {target}")
-    extra = {"layer": layer} if layer is not None else None
-    if layer is not None and layer not in model.names:
-        raise ValueError(f"no layer named {layer!r}; layers are: {', '.join(model.names)}")
-    ctx = _Context(0, x.shape[2], info, shape=x.shape[1:])
-    method_kwargs(method, fn, ctx, extra)  # refuse options the method does not take before any work
-    if not quiet and "progress" in inspect.signature(fn).parameters:
-        extra = {**(extra or {}), "progress": True}  # long perturbation runs show their own progress bar
+    if "layer" in options and options["layer"] not in model.names:
+        raise ValueError(f"no layer named {options['layer']!r}; layers are: {', '.join(model.names)}")
+    params = inspect.signature(fn).parameters
+    refs = None
+    wanted = [p for p in REFERENCE_PARAMETERS if p in params and p not in options
+              and (params[p].default is params[p].empty or params[p].default is None)]
+    if wanted and references:
+        refs = load_references(references, info, x.shape[2:], background, fit, n_references, seed)
+    elif wanted:
+        raise ValueError(f"{name} needs reference images ({wanted[0]}): give --references FILE|FOLDER[,...] (images "
+                         "like the input, read and cropped the same way, at its size); xattr does not invent them")
+    elif references:
+        raise ValueError(f"{name} takes no reference images; --references is for DeepSHAP (deepshap) and the like")
+    ctx = _Context(seed, x.shape[2], info, shape=x.shape[1:], references=refs)
+    kwargs = method_kwargs(name, fn, ctx, options)  # refuse options the method does not take before any work
+    own_bar = "progress" in params
+    if not quiet and own_bar:
+        options = {**options, "progress": True}  # long perturbation runs show their own progress bar
     if not quiet:
         print(f"read {pic.describe()}", file=sys.stderr)
-        print(f"{method} on {image} ({x.shape[2]}×{x.shape[3]}), target {target} ({classes[target]}); "
+        if refs is not None:
+            print(f"references: {len(refs)} image(s) from {', '.join(references)}, read the same way", file=sys.stderr)
+        print(f"{name} on {image} ({x.shape[2]}×{x.shape[3]}), target {target} ({classes[target]}); "
               f"predicted {classes[int(scores[0].argmax())]}", file=sys.stderr)
-    a, dt, gap = run_method(method, fn, model, x, np.array([target]), ctx, extra)
-    if out is None:
-        out = os.path.splitext(image)[0] + f"_{method}.png"
-    if out.endswith(".npy"):
+    import contextlib
+
+    passes = expected_passes(name, kwargs, x)
+    bar = contextlib.nullcontext() if own_bar or quiet or passes <= 4 else _Passes(model, name, passes, quiet)
+    with bar:
+        a, dt, gap = run_method(name, fn, model, x, np.array([target]), ctx, options)
+    folder = os.path.dirname(out)
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    if fmt == "npy":
         np.save(out, a)
     else:
-        m, cmap = to_maps(method, a)
-        rgb = viz.image_to_rgb(pixels, (0, 1))
-        tiles = [[rgb, viz.to_rgb(m[0], cmap), viz.overlay(rgb, m[0], cmap, alpha=0.9, gray=1.0)]]
-        scale = max(1, 256 // max(x.shape[2:]))
-        viz.grid_image(tiles, ["input", f"{method} ({classes[target]})", "overlay"], scale=scale).save(out, format="PNG")
-    print(f"{method}: target {target} ({classes[target]}), score {scores[0, target]:.4f}, {dt:.3f} s"
+        view = _VIEWS[_view(name, a)]
+        probs = _softmax(scores)
+        label = f"target {target}\n{classes[target]}\nscore {scores[0, target]:.3g}\np = {probs[0, target]:.3f}"
+        cols = [viz.Column("input"), viz.Column(name, [a[0]], **view),
+                viz.Column("overlay", [a[0]], method="blended_heat_map",
+                           sign="positive" if view["sign"] == "positive" else "absolute", reduce=view["reduce"])]
+        if gap is not None:
+            cols[1].subtitle = f"completeness gap {gap[0]:.1e}"
+        scale = max(1, 192 // max(x.shape[2:]))
+        img = viz.sheet([pixels], cols, row_titles=[label], scale=scale)
+        img.save(out, format=fmt, **({"quality": 95} if fmt in ("JPEG", "WEBP") else {}))
+    print(f"{name}: target {target} ({classes[target]}), score {scores[0, target]:.4f}, {dt:.3f} s"
           + (f", completeness gap {gap[0]:.2e}" if gap is not None else "") + f"; wrote {out}")
     return out
 
@@ -837,20 +941,43 @@ def build_parser():
                         "the BLAS default)")
     d.add_argument("--quiet", action="store_true", help="no progress or summary on the terminal")
     e = sub.add_parser(
-        "explain", help="explain one PNG/JPEG with a saved model and one method",
+        "explain", help="explain one image file with any model (saved, shipped or pretrained) and one method",
         description="Run one attribution method on an image file. The image is read by one stated rule per "
         "file kind (8/16-bit, float in [0, 1], palette, CMYK, alpha composited on --background, EXIF rotation, "
-        "gray/RGB matched to the model), resized, scaled to the model's declared range and normalised as the "
-        "model file declares; the output is a PNG (input, map, overlay) or, for FILE.npy, the raw map. "
-        "Baselines and references are pictures: the black image (pixel value 0) in the model's declared range, "
-        "normalised like the image (for a model with mean/std this is (lo - mean)/std, not 0).",
+        "gray/RGB matched to the model), brought to the model's declared size (--fit crop, the default: aspect "
+        "kept, shorter side to the declared resize or to the crop, centre cut, as torchvision's Resize + "
+        "CenterCrop; --fit stretch: resized; a model without a declared size takes the image as it is), scaled to "
+        "the model's declared range and normalised as the model declares; the output (default "
+        f"./{EXPLAIN_DIR}/IMAGE_METHOD.png) is a picture (input, map with its colour bar, overlay) in the format of "
+        "--out's extension or, for FILE.npy, the raw map. Baselines are pictures: the black image (pixel value 0) "
+        "in the model's declared range, normalised like the image (for a model with mean/std this is "
+        "(lo - mean)/std, not 0). DeepSHAP's references are the user's images (--references), never invented. "
+        "Models: a saved model file, 'shapes', or 'efficientnet-lite0' (the imagenet extra).",
     )
     e.add_argument("image", metavar="IMAGE", help="image file (PNG, JPEG, TIFF, BMP, GIF, WebP, PPM)")
     e.add_argument("--model", required=True, metavar="FILE", help="saved model (NAME.json + NAME.npz) or a shipped name")
-    e.add_argument("--method", required=True, metavar="NAME", help="method name (see: xattr methods)")
+    e.add_argument("--method", required=True, metavar="NAME[:key=value,...]",
+                   help="method name (see: xattr methods) and its options as JSON values, as xattr batch takes "
+                        "them, e.g. integrated_gradients:steps=64,baseline=0.5 (a gray picture) or "
+                        "smoothgrad:n=20,sigma=0.2")
     e.add_argument("--target", type=int, default=None, metavar="K", help="class to explain (default: the prediction)")
     e.add_argument("--layer", default=None, metavar="NAME", help="layer for layer-based methods (e.g. grad_cam)")
-    e.add_argument("--out", default=None, metavar="FILE", help="output PNG (or .npy); default IMAGE_METHOD.png")
+    e.add_argument("--out", default=None, metavar="FILE",
+                   help="output file; its extension chooses the format: .png, .jpg, .webp, .tif, .bmp, .gif (input, "
+                        f"map, overlay) or .npy (the raw map); default {EXPLAIN_DIR}/IMAGE_METHOD.png in the working "
+                        "directory")
+    e.add_argument("--fit", choices=("crop", "stretch"), default="crop",
+                   help="bring the image to the model's size by keeping its aspect ratio and cutting the centre "
+                        "(default; torchvision's Resize + CenterCrop, with the model's declared resize, e.g. 256 "
+                        "for a 224 crop) or by stretching it")
+    e.add_argument("--references", default=None, metavar="PATH[,PATH...]",
+                   help="reference images for DeepSHAP (image files or folders), read like the input, at its size; "
+                        f"at most --n-references drawn with --seed")
+    e.add_argument("--n-references", type=int, default=MAX_REFERENCES, metavar="K",
+                   help=f"at most K reference images (default {MAX_REFERENCES})")
+    e.add_argument("--seed", type=int, default=0, help="seed of stochastic methods and of the references drawn")
+    e.add_argument("--threads", type=int, default=BLAS_THREADS, metavar="N",
+                   help=f"BLAS threads (default {BLAS_THREADS}; 0: the BLAS default)")
     e.add_argument("--background", type=float, default=None, metavar="LEVEL",
                    help="gray level in [0, 1] under transparent pixels (default 1: white)")
     e.add_argument("--quiet", action="store_true")
@@ -919,8 +1046,12 @@ def main(argv=None):
                 run_demo(args.out, n=args.n, seed=args.seed, model_name=args.model, methods=methods,
                          scale=args.scale, quiet=args.quiet, photos=photos, size=args.size, layer=args.layer)
         elif args.command == "explain":
-            run_explain(args.image, args.model, args.method, args.target, args.layer, args.out, args.quiet,
-                        args.background)
+            if args.n_references < 1:
+                raise ValueError(f"--n-references must be at least 1, got {args.n_references}")
+            refs = [r.strip() for r in args.references.split(",") if r.strip()] if args.references else None
+            with blas_threads(args.threads):
+                run_explain(args.image, args.model, args.method, args.target, args.layer, args.out, args.quiet,
+                            args.background, args.fit, refs, args.n_references, args.seed)
         elif args.command == "methods":
             run_methods()
     except BrokenPipeError:  # output piped into e.g. `head`: not an error of the input

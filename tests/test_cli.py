@@ -454,7 +454,7 @@ def test_explain_deepshap_without_references_is_refused_before_any_work(tmp_path
 
 
 def test_explain_deepshap_on_a_non_square_image_with_a_model_of_no_fixed_size(tmp_path, capsys):
-    """Issue 22 part 6: a 48×80 image, a model saved without a size: the references are the user's images, read
+    """A 48×80 image, a model saved without a size: the references are the user's images, read
     like the input and cut to its 48×80 (not the shapes generator's squares)."""
     import xattr
     from xattr.io.images import read_image

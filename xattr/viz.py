@@ -666,7 +666,7 @@ def sheet(images, columns, row_titles=None, title=None, scale=1, font_size=13, v
     columns : sequence of :class:`Column`
         The first is usually ``Column("input")`` (no ``attrs``: the image itself).
     row_titles : sequence of str, optional
-        One per row, drawn left of it; ``"\n"`` separates lines (e.g. the top classes and probabilities).
+        One per row, drawn left of it; a newline separates lines (e.g. the top classes and probabilities).
     title : str, optional
         Drawn on top of the sheet.
     scale : int

@@ -527,3 +527,25 @@ def test_explain_the_pretrained_network_on_each_image_kind(chelsea_files, tmp_pa
               "gray16.png": "16-bit grayscale"}[name]
     assert stated in err and "centre 224x224 cut" in err
     assert np.load(tmp_path / "m.npy").shape == (1, 1, 224, 224)
+
+
+def test_demo_says_why_deepshap_shows_a_completeness_gap(tmp_path, capsys):
+    """DeepSHAP claims completeness; under its default max-pool mode the shapes model shows a gap: the summary
+    says so beside the number (and the rescale mode closes it, checked here)."""
+    import xattr
+    from xattr.models._inputs import to_model_input
+
+    code, _, err = run(["demo", "--out", str(tmp_path), "--photos", "none", "--quiet", "--methods",
+                        "deepshap,deeplift"], capsys)
+    assert code == 0, err
+    e = json.loads((tmp_path / "summary.json").read_text())["methods"]
+    assert max(e["deepshap"]["completeness_gap"]) > 1e-3 and "maxpool='rescale'" in e["deepshap"]["note"]
+    assert "note" not in e["deeplift"]  # its gap is round-off here
+    row = [ln for ln in (tmp_path / "summary.md").read_text().splitlines() if ln.startswith("| deepshap |")][0]
+    assert "not summation-exact" in row
+    model, info = models.load_with_info("shapes")
+    imgs, _, _ = cli.pick_examples(4, 0, 32)
+    x = to_model_input(imgs, info)
+    refs = cli._Context(0, 32, info, shape=x.shape[1:]).references()
+    _, delta = xattr.deepshap(model, x, model(x).argmax(1), references=refs, maxpool="rescale", return_delta=True)
+    assert np.abs(delta).max() < 1e-9

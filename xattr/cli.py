@@ -468,6 +468,25 @@ def _softmax(scores):
     return p / p.sum(1, keepdims=True)
 
 
+#: a completeness gap above this (in score units) gets a note in the summary when the method explains it.
+GAP_NOTE_ABOVE = 1e-6
+
+
+def _gap_note(fn, gap):
+    """Why a method that claims completeness shows a gap here: DeepLIFT/DeepSHAP's default max-pool mode."""
+    if gap is None or float(np.max(gap)) <= GAP_NOTE_ABOVE:
+        return ""
+    try:
+        p = inspect.signature(fn).parameters.get("maxpool")
+    except (TypeError, ValueError):
+        p = None
+    if p is not None and p.default == "gradient":
+        return ("the default maxpool='gradient' (the DeepLIFT reference code's) is not summation-exact where a "
+                "max-pool's argmax differs between image and reference; completeness holds to round-off with "
+                "maxpool='rescale' (or 'captum')")
+    return ""
+
+
 def _jsonable_options(opts):
     return {k: (v if isinstance(v, (int, float, str, bool, type(None))) else f"array {np.shape(v)}")
             for k, v in opts.items()}
@@ -603,6 +622,9 @@ def run_demo(out_dir, n=4, seed=0, model_name="shapes", methods=None, scale=4, q
                 relevance_mass=relevance_masses(maps, masks),
                 completeness_gap=None if gap is None else [float(g) for g in gap],
             )
+            note = _gap_note(fn, gap)
+            if note:
+                entry["note"] = note
             masses = [v for v in entry["relevance_mass"] if v is not None]
             sub = f"pointing {int(hits.sum())}/{len(hits)}" + (f" · mass {np.mean(masses):.2f}" if masses else "")
             columns.append(viz.Column(name, list(a), subtitle=sub, **_VIEWS[_view(name, a)]))
@@ -707,7 +729,8 @@ def summary_markdown(s):
         hits = sum(e["pointing_hits"])
         masses = [v for v in e["relevance_mass"] if v is not None]
         mass = f"{np.mean(masses):.2f}" if masses else "–"
-        lines.append(f"| {name} | {e['seconds']:.3f} | {hits}/{len(e['pointing_hits'])} | {mass} | {gap} | |")
+        lines.append(f"| {name} | {e['seconds']:.3f} | {hits}/{len(e['pointing_hits'])} | {mass} | {gap} | "
+                     f"{e.get('note', '')} |")
     sheets = ", ".join(f"`{os.path.basename(p)}`" for p in s["sheets"])
     lines += ["", f"Total {s['seconds']} s.  Sheets: {sheets}.", ""]
     return "\n".join(lines)

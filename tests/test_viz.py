@@ -341,3 +341,14 @@ def test_sheet_checks_its_rows_and_columns():
         viz.sheet(images, [viz.Column("input")], row_titles=["a"])
     with pytest.raises(ValueError, match="at least one"):
         viz.sheet([], [viz.Column("input")])
+
+
+def test_grid_labels_draw_sigma_and_squared_with_real_glyphs():
+    """Column titles and row labels use viz.font (DejaVu where installed): σ and ² are drawn, not the missing-glyph box."""
+    fnt = viz.font(11)
+    if not viz.has_glyphs(fnt, "σ²→"):
+        pytest.skip("no font with σ and ² here: the labels are spelt out in ASCII (viz.fit_text)")
+    tile = [[np.zeros((10, 10, 3), np.uint8)]]
+    head = lambda title: np.asarray(viz.grid_image(tile, [title], scale=4))[:14]  # the title strip
+    assert not np.array_equal(head("σ²"), head("\u0378\u0378"))  # not the .notdef box of an unassigned code point
+    assert not np.array_equal(head("σ"), head("²"))

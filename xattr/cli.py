@@ -433,34 +433,10 @@ def _chunks(items, size):
 
 
 def load_photos(names, size=PHOTO_SIZE):
-    """scikit-image photographs as the pretrained network's evaluation crops: ``(pixels (N, 3, size, size) in [0, 1],
-    names)``, each :func:`xattr.data.imagenet.eval_transform` (shorter side to ``size·256/224``, centre crop)."""
-    import importlib
+    """scikit-image photographs as the pretrained network's evaluation crops (:func:`xattr.data.imagenet.skimage_photos`)."""
+    from .data.imagenet import skimage_photos
 
-    from .data.imagenet import eval_transform
-
-    try:
-        data = importlib.import_module("skimage.data")
-    except ImportError as exc:
-        raise ImportError("the photographs come from scikit-image (skimage.data): pip install 'xattr-ref[imagenet]'") from exc
-    out = []
-    for name in names:
-        fn = getattr(data, name, None)
-        if fn is None or not callable(fn):
-            raise ValueError(f"skimage.data has no photograph {name!r}; colour photographs: astronaut, chelsea, coffee, "
-                             "hubble_deep_field, immunohistochemistry, retina, rocket")
-        img = fn()
-        img = img[0] if isinstance(img, tuple) else img  # stereo_motorcycle: (left, right, disparity)
-        img = np.asarray(img)
-        if img.ndim == 2:
-            img = np.repeat(img[..., None], 3, axis=-1)
-        if img.ndim != 3 or img.shape[2] not in (3, 4) or img.dtype != np.uint8:
-            raise ValueError(f"skimage.data.{name}() is not an 8-bit RGB photograph (shape {img.shape}, {img.dtype})")
-        if img.shape[2] == 4:  # RGBA: composited on white, as the image reader does
-            alpha = img[..., 3:] / 255.0
-            img = np.round(img[..., :3] * alpha + 255.0 * (1 - alpha)).astype(np.uint8)
-        out.append(eval_transform(img, size=size, resize=max(size, round(size * 256 / 224))))
-    return np.stack(out), list(names)
+    return skimage_photos(names, size)
 
 
 def _softmax(scores):

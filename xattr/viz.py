@@ -181,7 +181,7 @@ def _wrap(text, width):
     return [ln for ln in lines if ln][:2] or [""]
 
 
-def grid_image(rows, titles=(), row_titles=None, scale=3, pad=4):
+def grid_image(rows, titles=(), row_titles=None, scale=3, pad=4, font_size=11):
     """A labelled grid of tiles as a Pillow image.
 
     Parameters
@@ -194,6 +194,11 @@ def grid_image(rows, titles=(), row_titles=None, scale=3, pad=4):
         One label per row, written to the left (e.g. ``"disk → disk"``).
     scale : int
         Nearest-neighbour upscaling of each tile.
+    font_size : int
+        Of the labels, in :func:`font` (DejaVu Sans where available, so σ, ² and → render; symbols a font
+        lacks are spelt out by :func:`fit_text`).
+
+    :func:`sheet` is the richer layout (a colour bar and one scale per column).
     """
     from PIL import Image, ImageDraw
 
@@ -201,19 +206,22 @@ def grid_image(rows, titles=(), row_titles=None, scale=3, pad=4):
         raise ValueError("grid needs at least one row with one tile")
     th, tw = np.asarray(rows[0][0]).shape[:2]
     th, tw = th * scale, tw * scale
-    char = 6  # Pillow's default bitmap font is about 6 px per character
-    head = 26 if titles else pad
-    left = (max(len(t) for t in row_titles) * char + 2 * pad) if row_titles else 0
+    fnt = font(font_size)
+    line = int(font_size * 1.25)
+    heads = [_wrap_px(fnt, fit_text(fnt, str(t)), max(tw, 4 * font_size)) for t in titles]
+    head = (2 + line * max([len(h) for h in heads] + [1])) if titles else pad
+    labels = [fit_text(fnt, str(t)) for t in row_titles] if row_titles else []
+    left = (int(max(fnt.getlength(t) for t in labels)) + 2 * pad) if labels else 0
     ncol = max(len(r) for r in rows)
     canvas = Image.new("RGB", (left + ncol * (tw + pad) + pad, head + len(rows) * (th + pad) + pad), "white")
     draw = ImageDraw.Draw(canvas)
-    for c, t in enumerate(titles):
-        for k, line in enumerate(_wrap(t, max(4, tw // char))):
-            draw.text((left + pad + c * (tw + pad), 2 + 11 * k), line, fill="black")
+    for c, lines in enumerate(heads):
+        for k, ln in enumerate(lines):
+            draw.text((left + pad + c * (tw + pad), 2 + line * k), ln, fill="black", font=fnt)
     for r, row in enumerate(rows):
         y = head + pad + r * (th + pad)
-        if row_titles:
-            draw.text((pad, y + th // 2 - 5), str(row_titles[r]), fill="black")
+        if labels:
+            draw.text((pad, y + th // 2), labels[r], fill="black", font=fnt, anchor="lm")
         for c, tile in enumerate(row):
             tile = np.asarray(tile)
             if tile.dtype != np.uint8 or tile.ndim != 3 or tile.shape[2] != 3:

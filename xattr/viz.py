@@ -182,7 +182,7 @@ def _wrap(text, width):
 
 
 def grid_image(rows, titles=(), row_titles=None, scale=3, pad=4, font_size=11):
-    """A labelled grid of tiles as a Pillow image.
+    """A labelled grid of tiles as a Pillow image (:func:`sheet` is the richer layout: one scale and a colour bar per column).
 
     Parameters
     ----------
@@ -197,8 +197,6 @@ def grid_image(rows, titles=(), row_titles=None, scale=3, pad=4, font_size=11):
     font_size : int
         Of the labels, in :func:`font` (DejaVu Sans where available, so σ, ² and → render; symbols a font
         lacks are spelt out by :func:`fit_text`).
-
-    :func:`sheet` is the richer layout (a colour bar and one scale per column).
     """
     from PIL import Image, ImageDraw
 

@@ -145,3 +145,15 @@ def test_model_space_arrays_checked_per_channel():
     bad[0, 2] += 0.01
     with pytest.raises(ValueError, match="channel 2 .* the model's declared input range \\[0, 2\\] after its normalisation"):
         _inputs.check_model_space(bad, spec)
+
+
+def test_declared_resize_is_checked():
+    from xattr.models._inputs import validate_input_spec
+
+    spec = dict(models.default_input_spec(3, 224, 224), resize=256)
+    assert validate_input_spec(spec)["resize"] == 256
+    for bad, match in [(dict(spec, resize=100), "no larger than it"), (dict(spec, resize=2.5), "resize must be"),
+                       (dict(models.default_input_spec(3), resize=256), "needs a declared height"),
+                       (dict(spec, resize=True), "resize must be")]:
+        with pytest.raises(ValueError, match=match):
+            validate_input_spec(bad)

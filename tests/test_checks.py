@@ -71,6 +71,25 @@ def test_completeness():
         checks.check_completeness(G)
 
 
+def test_completeness_over_players():
+    """Efficiency of segment values counts each player once: the painted map's pixel sum fails, the players' sum
+    passes, and a map whose segment values do not add up fails over the players too."""
+    from xattr.methods.segments import grid_segments
+
+    labels = grid_segments((8, 8), 3)
+    checks.check_completeness(xattr.shapley, players=labels, players_arg="segments", rtol=1e-9)
+    with pytest.raises(AssertionError, match="completeness fails for shapley"):
+        checks.check_completeness(xattr.shapley, method_kwargs={"segments": labels})
+
+    def off_by_one_segment(model, x, target, segments):
+        a = xattr.shapley(model, x, target, segments=segments)
+        return a + (segments == 0) * 0.1  # segment 0's value raised by 0.1: the players' sum moves by 0.1
+    with pytest.raises(AssertionError, match=r"gap 0\.1"):
+        checks.check_completeness(off_by_one_segment, players=labels, players_arg="segments", rtol=1e-9)
+    with pytest.raises(ValueError, match=r"players must be labels of shape \(H, W\) = \(8, 8\), got \(4, 4\)"):
+        checks.check_completeness(xattr.shapley, players=np.zeros((4, 4), int))
+
+
 def test_implementation_invariance():
     checks.check_implementation_invariance(G)
     with pytest.raises(AssertionError, match="the rescale twin computes the same function"):

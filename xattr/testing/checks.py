@@ -149,23 +149,46 @@ def _same_function(m1, m2, x1, x2, what, rtol=1e-9):
 
 
 # -- the checks -----------------------------------------------------------------------------
+def _players_sum(a, players):
+    """``Σ_k mean_{pixels of segment k}(Σ_c a)`` per image: the sum over the players of a map that paints each
+    player's value on all its pixels.  ``a`` ``(N, C, H, W)``, ``players`` int ``(H, W)`` -> ``(N,)``."""
+    labels = np.unique(players, return_inverse=True)[1].reshape(players.shape)
+    counts = np.bincount(labels.ravel())
+    per_pixel = a.sum(axis=1).reshape(a.shape[0], -1)  # (N, H*W)
+    sums = np.stack([np.bincount(labels.ravel(), weights=row, minlength=counts.size) for row in per_pixel])
+    return (sums / counts).sum(axis=1)
+
+
 def check_completeness(attribution, model=None, x=None, target=None, *, baseline=0.0, baseline_arg=None,
-                       rtol=1e-6, atol=1e-9, method_kwargs=None, case=None):
+                       players=None, players_arg=None, rtol=1e-6, atol=1e-9, method_kwargs=None, case=None):
     """Completeness: ``Σ_i A_i(x) = f_c(x) - f_c(x̄)`` per image (Sundararajan et al. 2017, §3).
 
     The sum runs over every element of the attribution.  Passes when
     ``|gap| <= atol + rtol * |f_c(x) - f_c(x̄)|``.  ``baseline`` (scalar or broadcastable to
     ``x``, or a callable ``x -> baseline``) is the reference ``x̄``; it is passed to the method as ``baseline_arg``
     if given.
+
+    ``players`` (int labels ``(H, W)``, or a callable ``x -> labels``): the attribution is a map of segment values
+    painted on their pixels (Shapley values of segments, LIME, KernelSHAP), and the sum runs over the players,
+    one value per segment (its mean over its pixels), as efficiency states it (Shapley 1953); the labels are
+    passed to the method as ``players_arg`` if given.
     """
     model, x, target = _case("completeness", model, x, target, case)
     if callable(baseline):  # a baseline made for the case's input (a claims entry cannot know its shape)
         baseline = baseline(np.asarray(x))
     base = np.broadcast_to(np.asarray(baseline, dtype=np.asarray(x).dtype), np.shape(x))
-    a = _attribute(attribution, model, x, target, _with_baseline(method_kwargs, baseline_arg, baseline),
-                   "completeness")
+    kw = _with_baseline(method_kwargs, baseline_arg, baseline)
+    if callable(players):
+        players = players(np.asarray(x))
+    if players is not None:
+        players = np.asarray(players)
+        if players.shape != np.shape(x)[-2:]:
+            raise ValueError(f"players must be labels of shape (H, W) = {np.shape(x)[-2:]}, got {players.shape}")
+        if players_arg is not None:
+            kw[players_arg] = players
+    a = _attribute(attribution, model, x, target, kw, "completeness")
     delta = _targets.selected(target, _scores(model, x)) - _targets.selected(target, _scores(model, np.array(base)))
-    total = a.reshape(a.shape[0], -1).sum(axis=1)
+    total = a.reshape(a.shape[0], -1).sum(axis=1) if players is None else _players_sum(a, players)
     gap = total - delta
     tol = atol + rtol * np.abs(delta)
     bad = np.flatnonzero(np.abs(gap) > tol)

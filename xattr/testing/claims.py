@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Optional
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class Claims:
@@ -70,6 +72,25 @@ _SHIFT = ("gradient x input multiplies by x, which the shift changes while the g
 
 _TIE_DEAD = ("max-pool windows whose ReLU outputs are all 0 tie, the 'first' tie policy picks a switch that is "
              "not mirrored, and the rule passes signal there although the ReLU below is dead")
+_PAINTED = ("each segment's value is painted on all its pixels, so the map's pixel sum counts a segment's value once "
+            "per pixel; efficiency over the players, the segments, holds against the all-hidden image (the check's zero "
+            "baseline): the claim completeness:players")
+
+
+class _grid:
+    """``x -> grid_segments(x.shape, n)``: the method's default segmentation for a case's input (picklable)."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def __call__(self, x):
+        from ..methods.segments import grid_segments
+        return grid_segments(np.shape(x), self.n)
+
+    def __repr__(self):
+        return f"grid({self.n})"
+
+
 _IO = {"batch_invariance": {}, "dtype_preservation": {}, "determinism": {}, "inputs_unmodified": {}}
 
 
@@ -278,9 +299,11 @@ CLAIMS.update({
     ),
     "kernel_shap": Claims(
         claims={"implementation_invariance": {}, "sensitivity": {}, "linearity": {},
+                # the constraint of the weighted fit is efficiency itself, sampled coalitions or not
+                "completeness:players": {"players": _grid(4), "players_arg": "segments", "rtol": 1e-9},
                 "dtype_preservation": {}, "determinism": {"rng_arg": "rng"}, "inputs_unmodified": {}},
         violations={
-            "completeness": "efficiency holds per segment; the check's pixel-level baseline differs",
+            "completeness": _PAINTED,
             "dummy": "segment-level: dummy pixels share their segment's value",
             "symmetry": "sampled coalitions are not mirror-symmetric",
             "input_shift_invariance": "the hiding value 0 does not move with the input",
@@ -289,9 +312,10 @@ CLAIMS.update({
         method_kwargs={"rng": 0, "n_samples": 64},  # sampled coalitions (not all 2^M)
     ),
     "shapley": _core(
-        {"implementation_invariance": {}, "sensitivity": {}, "linearity": {}},
+        {"implementation_invariance": {}, "sensitivity": {}, "linearity": {},
+         "completeness:players": {"players": _grid(3), "players_arg": "segments", "rtol": 1e-9}},
         {
-            "completeness": "efficiency holds over segments against the all-hidden image, not the check's baseline",
+            "completeness": _PAINTED,
             "dummy": "segment-level: dummy pixels share their segment's value",
             "symmetry": ("the default grid segmentation is not mirror-symmetric on the 8-pixel-wide default case (its 3x3 "
                          "grid cuts 8 into 3+3+2); on the 9-pixel ResNet case it is, and the check passes",

@@ -132,6 +132,42 @@ def test_readme_ten_lines_run_and_give_the_shapes_they_state():
     assert scope["heat"].shape == (4, 1, 64, 64) and scope["gb"].shape == (4, 3, 64, 64)
 
 
+def test_readme_methods_table_is_generated_from_the_specs_and_up_to_date():
+    text = README.read_text(encoding="utf-8")
+    assert "<!-- begin generated: readme-methods -->" in text
+    assert xdocs.update_blocks(text) == text, "the README's generated blocks are stale: python -m xattr.docs update README.md"
+    for name in xattr.available_methods():
+        assert f"| `{name}` |" in text, name
+    with pytest.raises(ValueError, match="unknown generated block 'nonsense'"):
+        xdocs.update_blocks("<!-- begin generated: nonsense -->\nold\n<!-- end generated -->")
+
+
+def test_docs_update_rewrites_a_stale_block_in_place(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("intro\n<!-- begin generated: readme-methods -->\nstale\n<!-- end generated -->\nend\n")
+    assert xdocs.main(["update", str(page)]) == 0
+    out = page.read_text()
+    assert "stale" not in out and "| `gradient` | `xattr.gradient` |" in out and out.endswith("<!-- end generated -->\nend\n")
+
+
+def test_readme_use_your_own_model_runs_on_torchvision_resnet18():
+    torch = need("torch", "the README's own-model example")
+    torchvision = need("torchvision", "the README's own-model example")
+    import numpy as np
+
+    text = README.read_text(encoding="utf-8")
+    code = re.search(r"## Use your own model\n.*?```python\n(.*?)```", text, re.S).group(1)
+    torch.manual_seed(0)
+    scope = {"np": np, "torchvision": torchvision, "xattr": xattr}
+    exec(compile(code, "README.md (use your own model)", "exec"), scope)  # noqa: S102 - the README's own example
+    assert scope["saliency"].shape == (1, 3, 224, 224) and scope["cam"].shape == (1, 1, 224, 224)
+    torch.manual_seed(0)  # same seed, same weights: the imported graph computes torch's scores
+    net = torchvision.models.resnet18().eval().double()
+    with torch.no_grad():
+        ref = net(torch.from_numpy(scope["x"])).numpy()
+    assert np.allclose(scope["model"](scope["x"]), ref, rtol=1e-10, atol=1e-12)
+
+
 def test_every_moved_section_has_a_page_that_the_readme_links_to():
     text = README.read_text(encoding="utf-8")
     for page in ["rules", "axioms", "quadratures", "peers", "batch", "conformance_vectors", "relevance",

@@ -7,7 +7,10 @@ it, so the published tables cannot drift from the registries):
 * ``rule-table``: :func:`xattr.rule_table`, the layer × rule registry;
 * ``claims-table``: :func:`xattr.testing.claims.claims_table`, the axioms each method claims or violates;
 * ``methods``: every method of the registry (:func:`xattr.available_methods`) with its function;
-* ``api PACKAGE``: the API reference of ``PACKAGE`` and of every public module below it (autodoc).
+* ``api PACKAGE``: the API reference of ``PACKAGE`` and of every public module below it (autodoc);
+* ``readme-methods``: the README's methods table, kept in the file between ``<!-- begin generated: NAME -->`` and
+  ``<!-- end generated -->`` (GitHub renders no generator): ``python -m xattr.docs update README.md`` rewrites it,
+  ``tests/test_docs.py`` fails when it is stale.
 
 ``python -m xattr.docs NAME [ARGUMENT]`` prints one of them.
 """
@@ -105,7 +108,44 @@ def _api(package):
     return "\n".join(blocks)
 
 
-GENERATORS = {"rule-table": _rule_table, "claims-table": _claims_table, "methods": _methods, "api": _api}
+def _needs_text(needs):
+    rules = [n.split(":", 1)[1] for n in needs if n.startswith("rule:")]
+    other = [n for n in needs if not n.startswith("rule:")]
+    return ", ".join(other + ([f"rule {'/'.join(rules)}"] if rules else [])) or "scores only"
+
+
+def _readme_methods(arg=None):
+    """The README's methods table (plain Markdown, read on GitHub): name, call, paper, what it needs; one row per
+    :class:`~xattr.methods.registry.MethodSpec`."""
+    import xattr
+    from .methods.registry import available_methods, get_spec
+
+    out = ["| method | call | paper | needs |", "|---|---|---|---|"]
+    for name in available_methods():
+        spec = get_spec(name)
+        public = getattr(xattr, spec.fn.__name__, None) is spec.fn
+        call = f"`xattr.{spec.fn.__name__}`" if public else f'`xattr.get_method("{name}")`'
+        out.append(f"| `{name}` | {call} | {spec.paper} | {_needs_text(spec.needs)} |")
+    return "\n".join(out)
+
+
+GENERATORS = {"rule-table": _rule_table, "claims-table": _claims_table, "methods": _methods, "api": _api,
+              "readme-methods": _readme_methods}
+
+#: a generated block kept in a plain Markdown file (the README, read where nothing renders it): the block sits
+#: between these two lines and ``python -m xattr.docs update FILE`` rewrites it.
+BLOCK = re.compile(r"(<!-- begin generated: ([a-z-]+) -->\n)(.*?)(<!-- end generated -->)", re.S)
+
+
+def update_blocks(text):
+    """``text`` with every ``<!-- begin generated: NAME -->`` ... ``<!-- end generated -->`` block regenerated."""
+    def replace(match):
+        name = match.group(2)
+        if name not in GENERATORS:
+            raise ValueError(f"unknown generated block {name!r}; known: {', '.join(GENERATORS)}")
+        return match.group(1) + GENERATORS[name](None) + "\n" + match.group(4)
+
+    return BLOCK.sub(replace, text)
 
 
 def render(text):
@@ -122,6 +162,12 @@ def render(text):
 def main(argv=None):
     """``python -m xattr.docs NAME [ARGUMENT]``: print one generated block; returns the exit status (2: unknown)."""
     argv = sys.argv[1:] if argv is None else argv
+    if len(argv) == 2 and argv[0] == "update":  # rewrite a file's generated blocks in place
+        with open(argv[1], encoding="utf-8") as f:
+            text = f.read()
+        with open(argv[1], "w", encoding="utf-8") as f:
+            f.write(update_blocks(text))
+        return 0
     if not argv or argv[0] not in GENERATORS:
         print(f"usage: python -m xattr.docs {{{','.join(GENERATORS)}}} [ARGUMENT]", file=sys.stderr)
         return 2

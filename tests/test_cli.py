@@ -64,6 +64,20 @@ def test_demo_end_to_end_writes_png_and_summaries(tmp_path, model_file, capsys):
     md = (out / "summary.md").read_text()
     assert "| gradient |" in md and "pointing game" in md
     assert "[" in err  # progress went to stderr
+    # the black reference is scored like any image, and the summary says what zero-reference maps explain
+    black = summary["black_reference"]
+    model, info = models.load_with_info(model_file)
+    s = model(models._inputs.to_model_input(np.zeros((1, 3, 20, 20)), info))[0]
+    assert black["class"] == ["square", "disk", "triangle", "cross"][int(np.argmax(s))]
+    assert black["logit"] == pytest.approx(s.max(), rel=1e-12)
+    assert f"is itself scored '{black['class']}' (logit {black['logit']:.1f}" in md
+
+
+def test_the_shipped_shapes_model_calls_the_black_image_a_disk():
+    """Why every zero-reference figure of the shapes model carries a note: the black image is no neutral 'nothing'."""
+    model, info = models.load_with_info("shapes")
+    black = cli.black_reference(model, info, info.classes, 32)
+    assert black["class"] == "disk" and black["logit"] > 50 and black["probability"] > 0.999
 
 
 def test_demo_survives_methods_that_do_not_apply(tmp_path, model_file, capsys):

@@ -447,6 +447,27 @@ def _softmax(scores):
 GAP_NOTE_ABOVE = 1e-6
 
 
+def _black_note(cls, logit, prob):
+    return (f"The black image, the reference of IG, DeepLIFT and DeepSHAP here, is itself scored '{cls}' (logit "
+            f"{logit:.1f}, probability {prob:.2f}): the model never saw a blank image, so a map from the black "
+            f"reference explains the difference from a confident '{cls}', not from 'nothing'.")
+
+
+def black_reference(model, info, classes, size):
+    """What the model says about the all-black picture: ``{"class", "logit", "probability", "note"}``.
+
+    Zero-reference methods explain ``f(x) − f(black)``; a model that never saw a blank image can score it as a
+    confident class (the shipped shapes model calls it a disk), and every zero-reference figure says so.
+    """
+    from .models._inputs import to_model_input
+
+    channels = info.input.get("channels", 3)
+    s = model.forward(to_model_input(np.zeros((1, channels, size, size)), info))[0]
+    k = int(np.argmax(s))
+    p = float(_softmax(s[None])[0, k])
+    return {"class": classes[k], "logit": float(s[k]), "probability": p, "note": _black_note(classes[k], float(s[k]), p)}
+
+
 def _gap_note(fn, gap, steps=None):
     """Why a method that claims completeness shows a gap here: DeepLIFT/DeepSHAP's default max-pool mode, or
     integrated gradients' finite quadrature (``steps``)."""
@@ -617,10 +638,11 @@ def run_demo(out_dir, n=4, seed=0, model_name="shapes", methods=None, scale=4, q
 
     row_titles = [f"{classes[labels[r]]} → {classes[pred[r]]}\n{probs[r, pred[r]]:.2f}"
                   + ("" if labels[r] == pred[r] else " (wrong)") for r in range(len(labels))]
+    black = black_reference(model, info, classes, size_shapes)
     note = (f"Model '{model_name}' on {size_shapes}×{size_shapes} synthetic images (label → prediction, its "
             "probability); the object outlined in green; each map explains the prediction.  Pointing game: the "
             "map's maximum within 1 px of the object; mass: the share of the map's positive part on it.  One "
-            "scale per column (99.5th percentile over the rows).")
+            f"scale per column (99.5th percentile over the rows).  {black['note']}")
     pngs = []
     per = SHEET_COLUMNS - 1
     groups = _chunks(columns, per)
@@ -634,6 +656,7 @@ def run_demo(out_dir, n=4, seed=0, model_name="shapes", methods=None, scale=4, q
         "model": {"name": model_name, "file": info.path, "test_accuracy": info.meta.get("test_accuracy"),
                   "classes": classes},
         "data": {"generator": "xattr.data.make_shapes", "seed": seed, "size": size_shapes, "n": len(labels)},
+        "black_reference": {k: black[k] for k in ("class", "logit", "probability")},
         "images": [
             {"label": classes[labels[r]], "predicted": classes[pred[r]], "probability": float(probs[r, pred[r]]),
              "explained_target": int(pred[r])}
@@ -715,6 +738,9 @@ def summary_markdown(s):
         lines.append(f"| {name} | {e['seconds']:.3f} | {hits}/{len(e['pointing_hits'])} | {mass} | {gap} | "
                      f"{e.get('note', '')} |")
     sheets = ", ".join(f"`{os.path.basename(p)}`" for p in s["sheets"])
+    if s.get("black_reference"):
+        b = s["black_reference"]
+        lines += ["", _black_note(b["class"], b["logit"], b["probability"])]
     lines += ["", f"Total {s['seconds']} s.  Sheets: {sheets}.", ""]
     return "\n".join(lines)
 

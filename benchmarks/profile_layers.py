@@ -264,16 +264,16 @@ def profile_layer(name, layer, in_shape, dtype, repeat, per_fault):
     return row
 
 
-def run(models, dtype, weights, repeat, log=print):
+def run(models, dtype, weights, repeat, log=print, batch=1):
     per_fault = fault_cost()
     log(f"one minor page fault: {1e6 * per_fault:.2f} µs of CPU")
     out = {"fault_s": per_fault, "models": {}}
     for m in models:
         if m == "resnet18":
-            layers = resnet18_layers()
+            layers = [(n, layer, (batch,) + s[1:]) for n, layer, s in resnet18_layers()]
         else:
             model = alexnet() if m == "alexnet" else vgg(m)
-            layers = model_layers(model, (1, 3, 224, 224))
+            layers = model_layers(model, (batch, 3, 224, 224))
         rows = []
         for name, layer, shape in layers:
             cast_params(layer, weights)
@@ -335,6 +335,7 @@ def main(argv=None):
     ap.add_argument("--dtype", default="float32", help="input dtype")
     ap.add_argument("--weights", default=None, help="weights' dtype (default: the input's; float64 shows the casts)")
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--batch", type=int, default=1, help="images per call (IG and SmoothGrad chunks: 2-50)")
     ap.add_argument("--json", default=None)
     ap.add_argument("--markdown", action="store_true", help="print the per-step tables")
     args = ap.parse_args(argv)
@@ -345,9 +346,9 @@ def main(argv=None):
     meta = {"command": "python " + " ".join([sys.argv[0]] + (argv or sys.argv[1:])), "machine": platform.machine(),
             "cpu": platform.processor(), "numpy": np.__version__, "load_average_before": list(os.getloadavg()),
             "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "dtype": dtype.name,
-            "weights": weights.name, "threads": 1}
+            "weights": weights.name, "threads": 1, "batch": args.batch}
     with threadpool_limits(limits=1, user_api="blas"):
-        res = run(args.models.split(","), dtype, weights, args.repeat, log=lambda s: print(s, flush=True))
+        res = run(args.models.split(","), dtype, weights, args.repeat, log=lambda s: print(s, flush=True), batch=args.batch)
     meta["load_average_after"] = list(os.getloadavg())
     res["meta"] = meta
     for m, rows in res["models"].items():

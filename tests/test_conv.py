@@ -230,10 +230,10 @@ def test_wide_layout_holds_the_per_row_columns(case):
 
 #: settings of xattr.nn.conv that force each layout of the non-depthwise kernel (module docstring)
 LAYOUTS = {
-    "rows, one output row per tile": dict(TILE_BYTES=1, TILE_MIN_COLUMNS=1, SIDE_BY_SIDE_PIXELS=0),
-    "rows, the whole image in one tile": dict(TILE_BYTES=2**40, SIDE_BY_SIDE_PIXELS=0),
-    "side by side, one image per chunk": dict(SIDE_BY_SIDE_PIXELS=10**9, IM2COL_BUDGET=1),
-    "side by side, one chunk": dict(SIDE_BY_SIDE_PIXELS=10**9, IM2COL_BUDGET=2**40),
+    "rows, one output row per tile": dict(TILE_BYTES=1, TILE_MIN_COLUMNS=1, SIDE_BY_SIDE_BYTES=-1),
+    "rows, the whole image in one tile": dict(TILE_BYTES=2**40, SIDE_BY_SIDE_BYTES=-1),
+    "side by side, one image per chunk": dict(SIDE_BY_SIDE_BYTES=2**40, IM2COL_BUDGET=1),
+    "side by side, one chunk": dict(SIDE_BY_SIDE_BYTES=2**40, IM2COL_BUDGET=2**40),
 }
 
 
@@ -316,7 +316,7 @@ def test_disjoint_windows_are_assigned_and_overlapping_ones_added():
         x = np.random.default_rng(s).normal(size=(2, 2, 9, 8))
         y, cache = layer.forward(x)
         g = np.random.default_rng(d).normal(size=y.shape)
-        with _layout(TILE_BYTES=1, TILE_MIN_COLUMNS=1, SIDE_BY_SIDE_PIXELS=0):
+        with _layout(TILE_BYTES=1, TILE_MIN_COLUMNS=1, SIDE_BY_SIDE_BYTES=-1):
             gx = layer.backward(g, cache)
         np.testing.assert_allclose(gx, reference.conv2d_backward(g, x.shape, layer.weight, (s, s), ((0, 0), (0, 0)), (d, d)), rtol=1e-13, atol=1e-14)
 

@@ -19,8 +19,8 @@ the weights per call.  Three layouts, chosen per call (benchmarks/README.md has 
   of 224×224 the whole image's columns are 115 MB, and building them first made the forward 1.5× slower
   than its GEMM), and at least ``TILE_MIN_COLUMNS`` output pixels, below which OpenBLAS's packing of the
   weights dominates.  Strided layers read their windows straight from the padded input (one copy).
-* **Side by side** (stride 1, several images of fewer than ``SIDE_BY_SIDE_PIXELS`` output pixels, as the
-  boxes of incremental occlusion or the 7×7 maps of a batch): the *wide* layout.  The padded rows of each
+* **Side by side** (stride 1, several images whose columns take at most ``SIDE_BY_SIDE_BYTES`` each, as the
+  boxes of incremental occlusion, the small CNNs' maps or the 7×7 maps of a batch): the *wide* layout.  The padded rows of each
   channel are laid end to end (``Hp·Wp`` values), so kernel offset ``(i, j)`` is one shift of that flat
   array by ``d_h·i·Wp + d_w·j`` and im2col copies runs of ``L = (Ho−1)·Wp + Wo`` values instead of rows of
   ``Wo``; the GEMM also computes the ``Wp − Wo`` columns that wrap around the right border, dropped by a
@@ -51,8 +51,8 @@ IM2COL_BUDGET = 64 * 2**20
 TILE_BYTES = 4 * 2**20
 #: ... but at least this many output pixels per GEMM.
 TILE_MIN_COLUMNS = 1024
-#: images whose output has fewer pixels than this go side by side into one GEMM (stride 1, wide layout).
-SIDE_BY_SIDE_PIXELS = 1024
+#: images whose columns take at most this many bytes go side by side into one GEMM (stride 1, wide layout).
+SIDE_BY_SIDE_BYTES = 2 * 2**20
 #: bytes of output a depthwise kernel accumulates at once (a channel block; kept in the CPU's cache).
 DEPTHWISE_BLOCK_BYTES = 2**20
 
@@ -382,9 +382,13 @@ class Conv2D(Layer):
         """1×1, stride 1, no padding: a plain GEMM on the images as they lie in memory (no columns)."""
         return self.kernel_size == (1, 1) and self.stride == (1, 1) and self.pads == ((0, 0), (0, 0))
 
-    def _side_by_side(self, n, out_hw):
-        """Several images with small maps at stride 1: the wide layout, the images side by side in one GEMM."""
-        return self._wide() and n > 1 and out_hw[0] * out_hw[1] < SIDE_BY_SIDE_PIXELS
+    def _side_by_side(self, n, padded_hw, out_hw, itemsize):
+        """Several images at stride 1 whose columns take at most ``SIDE_BY_SIDE_BYTES`` each: the wide layout,
+        the images side by side in one GEMM (per-image tiles of small maps cost more in calls than in copies)."""
+        if not (self._wide() and n > 1):
+            return False
+        K = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
+        return K * wide_length(padded_hw, out_hw) * itemsize <= SIDE_BY_SIDE_BYTES
 
     def correlate(self, xp, out_hw, bias=None):
         """``W ⋆ xp (+ bias)`` on a padded input ``(N, I, Hp, Wp)``; a new ``(N, O, Ho, Wo)`` array.
@@ -404,7 +408,7 @@ class Conv2D(Layer):
             y = np.matmul(w3, xp.reshape(N, G, -1, out_hw[0] * out_hw[1]))  # (N, G, O/G, P)
             if b is not None:
                 y += b
-        elif self._side_by_side(N, out_hw):
+        elif self._side_by_side(N, xp.shape[2:], out_hw, xp.itemsize):
             y = self._correlate_wide(xp, out_hw, w3, b)
         else:
             y = self._correlate_rows(xp, out_hw, w3, b)
@@ -549,7 +553,7 @@ class Conv2D(Layer):
         if self._pointwise():
             P = g.shape[2] * g.shape[3]
             return np.matmul(w3t, g.reshape(N, G, -1, P)).reshape(cache.xp.shape)
-        if self._side_by_side(N, cache.out_hw):
+        if self._side_by_side(N, cache.xp.shape[2:], cache.out_hw, g.itemsize):
             gx = self._input_grad_wide(g, cache, w3t)
         else:
             gx = self._input_grad_rows(g, cache, w3t)

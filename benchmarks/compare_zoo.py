@@ -25,8 +25,9 @@ default batching and at the best ``internal_batch_size`` / ``nt_samples_batch_si
 
 **Agreement before timing.**  Every pair is compared on the warm-up call of the timed setting itself
 (same inputs, same dtype): relative L2 difference ``‖x − c‖ / ‖c‖`` at most ``TOL[dtype]`` (float64 1e-6:
-round-off is ~1e-13, Captum's float32 Gauss–Legendre weights give ~1e-8; float32 1e-3: two float32
-implementations summing in other orders through 8–121 layers).  A pair that disagrees is recorded with its
+round-off is ~1e-14, Captum's float32 Gauss–Legendre weights give ~3e-9; float32 1e-4: the single-pass
+methods agree to ~1e-6) and 5e-3 for IG in float32 (each library's float32 IG is ~1e-3 from its own float64
+value: path points near ReLU kinks switch).  A pair that disagrees is recorded with its
 difference and not timed.  SmoothGrad draws its noise independently in each library and is not compared.
 
 **Timing.**  One process per (model, dtype, threads): NumPy's BLAS and torch at the same thread count
@@ -64,6 +65,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.dirname(HERE))  # the xattr of this checkout (the worker processes get the same)
 
 ZOO = ("vgg11", "vgg16", "alexnet", "resnet18", "mobilenet_v2", "efficientnet_b0", "densenet121")
 METHODS = ("gradient", "guided_backprop", "grad_cam", "ig50", "smoothgrad50", "deeplift", "lrp_epsilon", "occlusion16/8")
@@ -73,7 +75,15 @@ GRADCAM_MODULE = {"vgg11": "features.19", "vgg16": "features.29", "alexnet": "fe
 TARGET = 3
 SIZE = 224
 SG_SIGMA = 0.15
-TOL = {"float64": 1e-6, "float32": 1e-3}
+#: relative L2 difference allowed between the two libraries' maps (see the module docstring)
+TOL = {"float64": 1e-6, "float32": 1e-4}
+#: IG in float32 differs from its own float64 value by ~1e-3 in both libraries (measured on AlexNet: xattr 5.8e-4,
+#: Captum 8.9e-4; path points near ReLU kinks switch in float32), so the two float32 maps are compared at:
+TOL_PATH_FLOAT32 = 5e-3
+
+
+def tolerance(method, dtype):
+    return TOL_PATH_FLOAT32 if (dtype == "float32" and method.startswith("ig")) else TOL[dtype]
 CACHE = os.environ.get("XATTR_ZOO_CACHE", os.path.join("/tmp", "xattr_zoo_cache"))
 
 
@@ -174,8 +184,8 @@ def prepare(names, log=print):
     return out
 
 
-def load(name, dtype):
-    """Cached ``(torch model in dtype, xattr model in dtype)``."""
+def load(name, dtype, weights=None):
+    """Cached ``(torch model in dtype, xattr model with weights in ``weights`` (default: dtype))``."""
     import torch
 
     tm = torch_model(name)
@@ -183,7 +193,7 @@ def load(name, dtype):
     tm = tm.to(getattr(torch, dtype)).eval()
     with open(os.path.join(CACHE, f"{name}.xattr.pkl"), "rb") as fh:
         xm = pickle.load(fh)
-    return tm, cast_model(xm, np.dtype(dtype))
+    return tm, cast_model(xm, np.dtype(weights or dtype))
 
 
 def module(tm, path):
@@ -312,7 +322,7 @@ def run_memory(spec):
     import torch
 
     _limits = set_threads(spec["threads"])  # noqa: F841 - kept alive
-    tm, xm = load(spec["model"], spec["dtype"])
+    tm, xm = load(spec["model"], spec["dtype"], spec.get("weights"))
     entry = methods(spec["model"], tm, xm, spec["batch"], spec.get("gradcam_node"))[spec["method"]]
     x = np.random.default_rng(0).random((spec["batch"], 3, SIZE, SIZE)).astype(spec["dtype"])
     xt = torch.tensor(x, requires_grad=True)
@@ -350,7 +360,7 @@ def run_timing(spec, log):
     import torch
 
     _limits = set_threads(spec["threads"])  # noqa: F841
-    tm, xm = load(spec["model"], spec["dtype"])
+    tm, xm = load(spec["model"], spec["dtype"], spec.get("weights"))
     limit_memory(spec["budget_gb"])
     rows = []
     for batch in spec["batches"]:
@@ -399,9 +409,9 @@ def run_timing(spec, log):
                 if comparable:
                     err = rel_l2(ox, oc.detach().numpy())
                     row["rel_l2"] = err
-                    row["tolerance"] = TOL[spec["dtype"]]
-                    if not err <= TOL[spec["dtype"]]:
-                        rows.append({**row, "skipped": f"disagree: relative L2 {err:.2e} > {TOL[spec['dtype']]:.0e}"})
+                    row["tolerance"] = tol = tolerance(mname, spec["dtype"])
+                    if not err <= tol:
+                        rows.append({**row, "skipped": f"disagree: relative L2 {err:.2e} > {tol:.0e}"})
                         log(f"  {mname} b{batch} [{variant}]: DISAGREE {err:.2e}")
                         continue
                 else:
@@ -478,6 +488,8 @@ def main(argv=None):
     ap.add_argument("--memory-budget-gb", type=float, default=6.0)
     ap.add_argument("--max-call-seconds", type=float, default=900.0)
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory processes")
+    ap.add_argument("--xattr-weights", default=None, choices=("float64",),
+                    help="keep xattr's weights in float64 whatever the input's dtype (cast per call; the issue's setting)")
     ap.add_argument("--json", default=None)
     ap.add_argument("--resume", action="store_true", help="keep the cells already in --json")
     ap.add_argument("--tables", default=None, metavar="JSON", help="only print the tables of a saved run")
@@ -544,7 +556,8 @@ def main(argv=None):
                                 if key in done_m:
                                     continue
                                 spec = {"model": name, "method": m, "batch": batch, "dtype": dtype, "side": side,
-                                        "threads": 1, "budget_gb": args.memory_budget_gb, "gradcam_node": node, "knob": knob}
+                                        "threads": 1, "budget_gb": args.memory_budget_gb, "gradcam_node": node, "knob": knob,
+                                        "weights": args.xattr_weights}
                                 r = spawn("memory", spec, timeout=3 * args.max_call_seconds + 600)
                                 saved["memory"].append({**{k: spec[k] for k in ("model", "method", "batch", "dtype", "side")},
                                                         "variant": variant, **r, "load_average": load_average()})
@@ -558,7 +571,7 @@ def main(argv=None):
                     continue
                 spec = {"model": name, "dtype": dtype, "threads": th, "batches": batches, "methods": todo,
                         "repeat": repeat, "budget_gb": args.memory_budget_gb, "max_call_s": args.max_call_seconds,
-                        "gradcam_node": node}
+                        "gradcam_node": node, "weights": args.xattr_weights}
                 print(f"timing {name} {dtype} {th} thread(s): {', '.join(todo)} (load {load_average()})", flush=True)
                 r = spawn("timing", spec)
                 for row in r.get("rows", []):

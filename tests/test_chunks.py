@@ -61,12 +61,15 @@ def test_weight_heavy_models_get_larger_chunks_and_the_budget_caps_them(monkeypa
     heavy, light = dense_head_net(), conv_net()
     monkeypatch.setattr(_chunks, "TARGET_BYTES", 0)  # the weight rule alone
     r_heavy, r_light = _chunks.chunk_rows(heavy, row, 60), _chunks.chunk_rows(light, row, 60)
-    assert r_heavy > r_light == 1
+    assert r_heavy > r_light
     # the rule itself: the smallest r whose weight re-reads add at most WEIGHT_OVERHEAD to the per-row cost
     p = _chunks.profile(heavy, row)
     compute = sum(p.flops) / _chunks.GEMM_FLOPS_PER_BYTE[8] + p.activation_bytes
     r = int(np.ceil(sum(p.weight_bytes) / (_chunks.WEIGHT_OVERHEAD * compute)))
     assert 1 < r < 60 and r_heavy == -(-60 // -(-60 // r))
+    monkeypatch.setattr(_chunks, "CACHE_BYTES", 5 * p.largest_bytes)  # the largest output within the cache
+    assert _chunks.chunk_rows(heavy, row, 60) == 5
+    monkeypatch.setattr(_chunks, "CACHE_BYTES", 2**40)
     monkeypatch.setattr(_chunks, "TARGET_BYTES", 2**40)  # the target, then the budget, cap it
     assert _chunks.chunk_rows(heavy, row, 1000) == _chunks.MAX_ROWS - 3  # 8 calls of 125 rows (128 at most)
     monkeypatch.setattr(_chunks, "MEMORY_BUDGET", 3 * p.activation_bytes)

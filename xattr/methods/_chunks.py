@@ -17,9 +17,13 @@ model, summed per layer rather than maxed, so never optimistic)::
 
 The chunk is the smallest ``r`` with ``cost(r) ≤ (1 + WEIGHT_OVERHEAD) · cost(∞)``, raised to fill
 ``TARGET_BYTES`` of activations (small models: fewer Python calls while the chunk still fits in cache; the
-measured optimum at 32×32 and 64×64, benchmarks/README.md), then capped so that ``r · activation_bytes ≤
-MEMORY_BUDGET`` and ``r ≤ MAX_ROWS``; at least one row, at most the rows there are; then evened out over the
-calls it takes (50 rows at most 43 per call: two calls of 25, not 43 and 7).  The chunk size only
+measured optimum at 32×32 and 64×64, benchmarks/README.md), then capped so that the chunk's largest layer
+output stays within ``CACHE_BYTES`` (the element-wise passes over it — ReLU, pooling, im2col — run from
+cache; past it they stream from memory, which outweighed the weight traffic on VGG-11: IG-50 at 224 float32,
+1 row per call 26.0 s, 2 rows 26.7, 4 rows 28.3, 8 rows 29.9; AlexNet, whose largest output after its
+first layer is 0.8 MB: 10 rows 2.39 s, 17 rows 2.11, 25 rows 2.04, 50 rows 2.26), that ``r · activation_bytes ≤ MEMORY_BUDGET``
+and ``r ≤ MAX_ROWS``; at least one row, at most the rows there are; then evened out over the calls it takes
+(50 rows at most 43 per call: two calls of 25, not 43 and 7).  The chunk size only
 decides how the same sums are grouped: results agree with the unchunked computation to round-off (float64,
 1e-13; tests/test_path.py).
 
@@ -45,14 +49,16 @@ WEIGHT_OVERHEAD = 0.1
 #: benchmark machine, benchmarks/README.md: float32 sgemm 100-135 GFLOP/s, float64 ~50, one core reads
 #: ~4-6 GB/s; AlexNet's 9216×4096 head at 15 rows streams its weights at ~5 GB/s).
 GEMM_FLOPS_PER_BYTE = {4: 24.0, 8: 12.0}
+#: bytes a chunk's largest layer output may take (the caches of one core; the knee measured on VGG-11 above).
+CACHE_BYTES = 24 * 2**20
 #: most rows in one call.
 MAX_ROWS = 128
 #: models without layers: input values per chunk (the rule before the cost model: 32 rows of 3x32x32).
 VALUES_PER_CHUNK = 32 * 3 * 32 * 32
 
-Profile = namedtuple("Profile", "activation_bytes flops weight_bytes")
-Profile.__doc__ = """Per row of one input shape: ``activation_bytes`` (int), per weighted layer ``flops`` and
-``weight_bytes`` (forward + backward: flops ×2, each weight read twice)."""
+Profile = namedtuple("Profile", "activation_bytes largest_bytes flops weight_bytes")
+Profile.__doc__ = """Per row of one input shape: ``activation_bytes`` (int), ``largest_bytes`` (the largest layer output),
+per weighted layer ``flops`` and ``weight_bytes`` (forward + backward: flops ×2, each weight read twice)."""
 
 _profiles = weakref.WeakKeyDictionary()
 
@@ -99,7 +105,7 @@ def profile(model, row, start=None):
             positions = y.size // max(1, y.shape[1])
             flops.append(2 * 2 * w.size * positions)  # forward and backward
             weights.append(2 * w.size * row.itemsize)
-    out = Profile(act + 2 * largest, flops, weights)
+    out = Profile(act + 2 * largest, largest, flops, weights)
     cache[key] = out
     return out
 
@@ -120,7 +126,8 @@ def chunk_rows(model, row, total, start=None, budget=None):
     r_weights = int(np.ceil(w / (WEIGHT_OVERHEAD * compute))) if w else 1
     r_target = int(TARGET_BYTES // max(1, prof.activation_bytes))
     r_memory = int(budget // max(1, prof.activation_bytes))
-    r = int(max(1, min(max(r_weights, r_target, 1), r_memory, MAX_ROWS, total)))
+    r_cache = int(CACHE_BYTES // max(1, prof.largest_bytes))
+    r = int(max(1, min(max(r_weights, r_target, 1), r_cache, r_memory, MAX_ROWS, total)))
     return -(-total // -(-total // r))  # the same number of calls, evened out (no small last chunk)
 
 

@@ -27,13 +27,15 @@ def skip_or_fail(message):
     pytest.skip(message, allow_module_level=True)
 
 
-def need(module, purpose):
-    """Import ``module`` (e.g. ``"captum.attr"``) for ``purpose`` (e.g. ``"the Captum comparisons"``).
+def need(module, purpose=None, reason=None):
+    """Import ``module`` (e.g. ``"captum.attr"``) for ``purpose`` (e.g. ``"the Captum comparisons"``; ``reason``
+    is a synonym, as in ``pytest.importorskip``).
 
     Returns the module.  When it cannot be imported, skips (or fails under CI) with a message naming the
     module, what needs it, the import error and the command that installs it.
     """
     __tracebackhide__ = True
+    purpose = purpose or reason or "this test"
     try:
         return importlib.import_module(module)
     except ImportError as exc:

@@ -25,6 +25,7 @@ from xattr.nn import (
 from xattr.nn.activation import ACTIVATIONS, OTHER_UNITS, PIECEWISE_LINEAR_UNITS, RECTIFIERS
 from xattr.nn.base import Cache
 from xattr.testing.gradcheck import check_model_gradient
+from extras import need  # noqa: E402  (tests/extras.py: optional packages of the test suite)
 
 try:
     import torch
@@ -291,7 +292,7 @@ def test_guided_and_deconvnet_at_relu6_and_hardtanh_by_hand():
 def test_captum_guided_backprop_treats_relu6_as_a_plain_gradient():
     """Captum's GuidedBackprop hooks only ``nn.ReLU``: a ReLU6 passes the plain gradient.  xattr's ``guided``
     rectifies at the ReLU6 too; the composite "guided at ReLU, gradient elsewhere" reproduces Captum."""
-    captum_attr = pytest.importorskip("captum.attr")
+    captum_attr = need("captum.attr")
     torch.manual_seed(0)
     net = torch.nn.Sequential(
         torch.nn.Conv2d(2, 4, 3, padding=1), torch.nn.ReLU6(), torch.nn.Conv2d(4, 3, 3), torch.nn.ReLU(),
@@ -389,7 +390,7 @@ def test_lrp_passes_relevance_unchanged(name):
 @pytest.mark.parametrize("unit", [LeakyReLU(0.2), Sigmoid(), Softplus(), Tanh()])
 def test_deeplift_equals_captum_on_the_units_captum_supports(unit):
     """Captum's DeepLift applies its Rescale rule to nn.LeakyReLU, Sigmoid, Tanh, Softplus (SUPPORTED_NON_LINEAR)."""
-    captum_attr = pytest.importorskip("captum.attr")
+    captum_attr = need("captum.attr")
     torch.manual_seed(1)
     tunit = {LeakyReLU: lambda: torch.nn.LeakyReLU(0.2), Sigmoid: torch.nn.Sigmoid, Softplus: torch.nn.Softplus,
              Tanh: torch.nn.Tanh}[type(unit)]()
@@ -484,7 +485,7 @@ def test_prelu_refuses_a_channel_mismatch_and_every_unit_keeps_float32_and_the_i
 def test_lrp_pass_through_equals_zennits_pass_rule():
     """Zennit's composites give every ``Activation`` module (ReLU6, LeakyReLU, PReLU, Hardswish, SiLU, GELU, ...)
     its ``Pass`` rule: relevance through unchanged, as xattr's LRP cells of the activations."""
-    zennit = pytest.importorskip("zennit", reason="Zennit is an optional extra: pip install 'xattr-ref[zennit]'")
+    zennit = need("zennit", reason="Zennit is an optional extra: pip install 'xattr-ref[zennit]'")
     from zennit.attribution import Gradient
     from zennit.composites import LayerMapComposite
     from zennit.rules import Epsilon, Pass

@@ -8,6 +8,7 @@ import pytest
 
 import xattr
 from xattr.evaluation.class_maps import class_maps
+from extras import need  # noqa: E402  (tests/extras.py: optional packages of the test suite)
 
 
 def naive(maps, labels):
@@ -84,8 +85,8 @@ def test_bad_input_is_refused_with_clear_errors():
 
 
 def test_from_a_batch_store(tmp_path):
-    pytest.importorskip("dask", reason="the batch store needs the optional extra 'batch'")
-    pytest.importorskip("zarr", reason="the batch store needs the optional extra 'batch'")
+    need("dask", reason="the batch store needs the optional extra 'batch'")
+    need("zarr", reason="the batch store needs the optional extra 'batch'")
     from xattr import batch
     from xattr.nn import Conv2D, Dense, GlobalAvgPool2D, ReLU, Sequential
 

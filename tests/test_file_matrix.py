@@ -2,7 +2,8 @@
 
 * images of every kind through ``xattr explain`` and ``xattr batch``: each converted by the reader's
   stated rule (oracle: ``xattr.gradient`` on ``read_image``'s pixels scaled and normalised by hand), the
-  same pixels in both commands (one reader), or refused in one line with exit status 2;
+  same pixels in both commands (one reader; ``batch`` resizes as ``explain --fit stretch``, ``explain``
+  keeps the aspect ratio by default), or refused in one line with exit status 2;
 * corrupt, truncated and hostile model files through ``explain``, ``batch`` and ``demo``: one line, exit 2;
 * stores with damaged chunks through ``xattr batch --resume``: found, said, recomputed to the same bits.
 """
@@ -20,6 +21,7 @@ import xattr
 from xattr import cli, models
 from xattr.data.train import shapes_cnn
 from xattr.io.images import read_image
+from extras import need  # noqa: E402  (tests/extras.py: optional packages of the test suite)
 
 SPEC = dict(models.default_input_spec(3, 12, 12), mean=[0.4, 0.5, 0.6], std=[0.2, 0.25, 0.3])
 
@@ -96,9 +98,12 @@ def image_dir(tmp_path_factory):
     return d
 
 
-def _expected(model, path):
-    """The oracle: the reader's pixels, scaled and normalised by hand, then the library's gradient."""
-    pic = read_image(path, channels=3, size=(12, 12))
+def _expected(model, path, fit="crop"):
+    """The oracle: the reader's pixels, scaled and normalised by hand, then the library's gradient.
+
+    ``explain`` keeps the aspect ratio and cuts the centre by default (``fit="crop"``); ``batch`` resizes
+    (``fit="stretch"``, as ``explain --fit stretch``)."""
+    pic = read_image(path, channels=3, size=(12, 12), fit=fit)
     x = ((pic.pixels - np.array(SPEC["mean"])[:, None, None]) / np.array(SPEC["std"])[:, None, None])[None]
     return xattr.gradient(model, x, int(model.forward(x).argmax()))
 
@@ -115,6 +120,11 @@ def test_every_image_kind_through_explain(image_dir, model_file, tmp_path, capsy
         assert code == 0, err
         model = models.load(model_file)
         assert np.allclose(np.load(out), _expected(model, str(image_dir / name)), rtol=1e-12, atol=1e-14)
+        stretched = tmp_path / "s.npy"  # --fit stretch: the pixels of xattr batch
+        assert cli.main(["explain", str(image_dir / name), "--model", model_file, "--method", "gradient",
+                         "--out", str(stretched), "--quiet", "--fit", "stretch"]) == 0
+        assert np.allclose(np.load(stretched), _expected(model, str(image_dir / name), "stretch"), rtol=1e-12,
+                           atol=1e-14)
     else:
         assert code == 2 and len(err) == 1 and err[0].startswith("xattr: error: ") and name in err[0], err
         assert re.search(refusal, err[0]), err[0]
@@ -122,7 +132,7 @@ def test_every_image_kind_through_explain(image_dir, model_file, tmp_path, capsy
 
 @pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
 def test_batch_reads_every_image_kind_as_explain_does(image_dir, model_file, tmp_path, capsys):
-    pytest.importorskip("zarr")
+    need("zarr")
     from xattr import batch
 
     out = tmp_path / "all.zarr"
@@ -135,7 +145,8 @@ def test_batch_reads_every_image_kind_as_explain_does(image_dir, model_file, tmp
     model = models.load(model_file)
     for i, name in enumerate(files):
         if IMAGES[name][1] is None:
-            assert np.allclose(maps[i], _expected(model, str(image_dir / name))[0], rtol=1e-12, atol=1e-14), name
+            assert np.allclose(maps[i], _expected(model, str(image_dir / name), "stretch")[0], rtol=1e-12,
+                               atol=1e-14), name
         else:
             assert np.isnan(maps[i]).all() and f"unreadable image {i} {name}" in text, name
     assert f"images: {len(files)} ({len(files)} in verified chunks" in text
@@ -203,7 +214,7 @@ def test_bad_model_files_through_every_command(tmp_path, model_file, capsys, com
                           "--out", str(tmp_path / f"{name}.zarr"), "--no-progress"],
                 "demo": ["demo", "--out", str(tmp_path / "demo"), "--model", path, "--n", "1", "--quiet"]}[command]
         if command == "batch":
-            pytest.importorskip("zarr")
+            need("zarr")
         code = cli.main(argv)
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 2 and len(err) == 1 and err[0].startswith("xattr: error: "), (name, err)
@@ -213,7 +224,7 @@ def test_bad_model_files_through_every_command(tmp_path, model_file, capsys, com
 
 # -- stores ------------------------------------------------------------------------------------------------
 def test_damaged_store_resumed_from_the_command_line(tmp_path, model_file, capsys):
-    pytest.importorskip("zarr")
+    need("zarr")
     from xattr import batch
 
     d = tmp_path / "imgs"

@@ -45,9 +45,13 @@ def test_batch_equals_per_sample_and_dtype_is_kept(method):
 
 def test_methods_do_not_modify_their_input():
     m, x = _cnn(), X.copy()
+    refs = np.random.default_rng(3).random((2,) + X.shape[1:])
     for name in xattr.available_methods():
         fn = xattr.get_method(name)
-        fn(m, x, 1, **({"rng": 0} if "rng" in inspect.signature(fn).parameters else {}))
+        kw = {"rng": 0} if "rng" in inspect.signature(fn).parameters else {}
+        if "references" in xattr.methods.get_spec(name).needs:  # declared in its MethodSpec
+            kw["references"] = refs
+        fn(m, x, 1, **kw)
         np.testing.assert_array_equal(x, X)
 
 

@@ -18,10 +18,11 @@ import pytest
 
 import xattr
 from xattr.testing.networks import small_resnet
+from extras import need  # noqa: E402  (tests/extras.py: optional packages of the test suite)
 
 pytestmark = pytest.mark.oracle
-torch = pytest.importorskip("torch", reason="the peer comparisons need torch: pip install 'xattr-ref[dev]'")
-tv_resnet = pytest.importorskip("torchvision.models.resnet", reason="needs torchvision: pip install 'xattr-ref[dev]'")
+torch = need("torch", reason="the peer comparisons need torch: pip install 'xattr-ref[dev]'")
+tv_resnet = need("torchvision.models.resnet", reason="needs torchvision: pip install 'xattr-ref[dev]'")
 nn = torch.nn
 
 WIDTH, CLASSES = 4, 5
@@ -199,7 +200,7 @@ def _zennit_attr(net, x, target, rule):
 def test_zennit_batchnorm_merge_changes_the_function(pair):
     """Zennit 0.5.1's MergeBatchNorm leaves each batch-norm as x / sqrt(1 + eps) (eps = 1e-5): the canonized
     network's scores move by about 5e-6 per batch-norm on the path, while xattr's fold keeps the function."""
-    pytest.importorskip("zennit", reason="Zennit is a peer extra: pip install 'xattr-ref[dev]'")
+    need("zennit", reason="Zennit is a peer extra: pip install 'xattr-ref[dev]'")
     from zennit.composites import LayerMapComposite
     from zennit.torchvision import ResNetCanonizer
 
@@ -223,7 +224,7 @@ def test_zennit_batchnorm_merge_changes_the_function(pair):
     ("alphabeta", {"Conv2D": ("alphabeta", {"alpha": 2.0, "beta": 1.0}), "Dense": "epsilon"}),
 ])
 def test_zennit_lrp_with_its_resnet_canonizer(pair, rule, composite):
-    pytest.importorskip("zennit", reason="Zennit is a peer extra: pip install 'xattr-ref[dev]'")
+    need("zennit", reason="Zennit is a peer extra: pip install 'xattr-ref[dev]'")
     from xattr.nn import Conv2D, Dense
 
     model, net, x = pair

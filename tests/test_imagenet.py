@@ -3,9 +3,11 @@
 Oracles: the standard ILSVRC-2012 index order at known indices (the classes the pretrained
 network's tests rely on), and torchvision's list itself when torchvision is installed.
 """
+import numpy as np
 import pytest
 
 from xattr.data import imagenet
+from extras import need  # noqa: E402  (tests/extras.py: optional packages of the test suite)
 
 
 def test_standard_index_order():
@@ -17,7 +19,7 @@ def test_standard_index_order():
 
 
 def test_file_equals_torchvision_list():
-    pytest.importorskip("torchvision", reason="torchvision (the list's source) is not installed")
+    need("torchvision", reason="torchvision (the list's source) is not installed")
     assert imagenet.main(["--check"]) == 0
 
 
@@ -31,3 +33,15 @@ def test_malformed_file_is_refused(tmp_path, monkeypatch):
             imagenet.imagenet_classes()
     finally:
         imagenet.imagenet_classes.cache_clear()
+
+
+def test_skimage_photos_are_the_evaluation_crops():
+    data = pytest.importorskip("skimage.data", reason="scikit-image is in the 'imagenet' extra")
+    from xattr.data.imagenet import eval_transform, skimage_photos
+
+    px, names = skimage_photos(["chelsea", "camera", "stereo_motorcycle"], size=64)
+    assert px.shape == (3, 3, 64, 64) and names == ["chelsea", "camera", "stereo_motorcycle"]
+    np.testing.assert_array_equal(px[0], eval_transform(data.chelsea(), size=64, resize=73))  # round(64·256/224)
+    np.testing.assert_array_equal(px[1][0], px[1][2])  # a gray photo replicated to RGB
+    with pytest.raises(ValueError, match="no photograph 'nope'"):
+        skimage_photos(["nope"])

@@ -192,3 +192,55 @@ def test_reader_is_the_one_used_by_explain_and_batch():
     assert "read_image" in inspect.getsource(cli.load_image)
     assert "read_image" in inspect.getsource(batch._read_image)
     assert "Image.open" not in inspect.getsource(cli) and "Image.open" not in inspect.getsource(batch)
+
+
+# -- fit="crop": aspect kept, centre cut (torchvision's evaluation transform) -------------------------------------
+
+@pytest.mark.parametrize("hw, size, resize, want", [
+    ((30, 40), (20, 20), None, ((20, 26), (0, 3))),     # shorter side to the crop, int(20·40/30) = 26
+    ((300, 451), (224, 224), 256, ((256, 384), (16, 80))),  # torchvision: Resize(256), CenterCrop(224)
+    ((451, 300), (224, 224), 256, ((384, 256), (80, 16))),
+    ((20, 20), (20, 20), None, ((20, 20), (0, 0))),     # already the size: nothing happens
+    ((10, 40), (20, 30), None, ((20, 80), (0, 25))),    # a non-square crop is covered: scale max(20/10, 30/40)
+])
+def test_crop_geometry(hw, size, resize, want):
+    from xattr.io.images import crop_geometry
+
+    assert crop_geometry(hw, size, resize) == want
+
+
+def test_crop_geometry_refuses_a_resize_smaller_than_the_crop():
+    from xattr.io.images import crop_geometry
+
+    with pytest.raises(ValueError, match="smaller than the 20x30 crop"):
+        crop_geometry((50, 50), (20, 30), resize=25)
+
+
+@pytest.mark.parametrize("shape, mode", [((300, 451), "RGB"), ((451, 300), "RGB"), ((200, 200), "RGB"),
+                                         ((333, 257), "L"), ((240, 500), "P")])
+def test_crop_equals_torchvision_on_8bit_images(tmp_path, shape, mode):
+    """fit="crop" on 8-bit files is torchvision's Resize(256) + CenterCrop(224) + ToTensor, pixel for pixel."""
+    pytest.importorskip("torchvision", reason="torchvision is the oracle here")
+    from torchvision import transforms as T
+
+    img = Image.fromarray(np.random.default_rng(2).integers(0, 256, shape + (3,), dtype=np.uint8)).convert(mode)
+    img.save(tmp_path / "a.png")
+    pic = read_image(tmp_path / "a.png", channels=3, size=(224, 224), fit="crop", resize=256)
+    ref = T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor()])(Image.open(tmp_path / "a.png").convert("RGB"))
+    np.testing.assert_array_equal(np.round(pic.pixels * 255), np.round(ref.numpy().astype(np.float64) * 255))
+    assert "aspect kept, bilinear on the 8-bit values" in pic.describe() and "centre 224x224 cut" in pic.describe()
+
+
+def test_crop_of_a_16bit_image_keeps_its_precision(tmp_path):
+    """16-bit values are resized as floats (not rounded to 8 bits) on the same geometry; within one 8-bit step of
+    the 8-bit route on the same picture."""
+    ramp = (np.linspace(0, 1, 60 * 90).reshape(60, 90) * 65535).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "g16.png")
+    pic = read_image(tmp_path / "g16.png", channels=1, size=(40, 40), fit="crop")
+    assert pic.pixels.shape == (1, 40, 40)
+    assert not np.array_equal(np.round(pic.pixels * 255) / 255, pic.pixels)  # not 8-bit values
+    Image.fromarray((ramp // 257).astype(np.uint8)).save(tmp_path / "g8.png")
+    eight = read_image(tmp_path / "g8.png", channels=1, size=(40, 40), fit="crop")
+    np.testing.assert_allclose(pic.pixels, eight.pixels, atol=1.5 / 255)
+    with pytest.raises(ValueError, match="fit must be one of"):
+        read_image(tmp_path / "g8.png", size=(4, 4), fit="pad")

@@ -10,6 +10,7 @@ import xattr
 from xattr import cli, models
 from xattr.data.train import shapes_cnn
 from xattr.models import _inputs
+from extras import need  # noqa: E402  (tests/extras.py: optional packages of the test suite)
 
 SPEC = dict(models.default_input_spec(3, 12, 12), range=[0.0, 2.0], mean=[0.5, 1.0, 1.5], std=[0.25, 0.5, 1.0])
 
@@ -50,13 +51,12 @@ def test_cli_ig_baseline_is_the_black_image_for_a_mean_std_model(tmp_path, model
     kw = cli.method_kwargs("integrated_gradients", xattr.integrated_gradients, ctx)
     black = (0.0 - np.array(SPEC["mean"])[:, None, None]) / np.array(SPEC["std"])[:, None, None]
     assert np.array_equal(kw["baseline"], np.broadcast_to(black, (3, 12, 12)))  # not 0.0, the mean colour
-    old = dict(cli.METHOD_OPTIONS["integrated_gradients"])
-    cli.METHOD_OPTIONS["integrated_gradients"].update(quadrature="exact")
+    cli.METHOD_OPTIONS["integrated_gradients"] = {"quadrature": "exact"}
     try:
         assert cli.main(["explain", str(tmp_path / "a.png"), "--model", model_file, "--method",
                          "integrated_gradients", "--out", str(tmp_path / "a.npy"), "--quiet"]) == 0
     finally:
-        cli.METHOD_OPTIONS["integrated_gradients"] = old
+        cli.METHOD_OPTIONS.pop("integrated_gradients")
     capsys.readouterr()
     a = np.load(tmp_path / "a.npy")
     x, _ = cli.load_image(str(tmp_path / "a.png"), info)
@@ -83,7 +83,7 @@ def test_methods_with_numeric_default_baselines_get_the_black_picture(model_file
 
 
 def test_batch_cli_baselines_are_pictures(tmp_path, model_file, capsys):
-    pytest.importorskip("zarr")
+    need("zarr")
     from PIL import Image
 
     from xattr import batch
@@ -145,3 +145,15 @@ def test_model_space_arrays_checked_per_channel():
     bad[0, 2] += 0.01
     with pytest.raises(ValueError, match="channel 2 .* the model's declared input range \\[0, 2\\] after its normalisation"):
         _inputs.check_model_space(bad, spec)
+
+
+def test_declared_resize_is_checked():
+    from xattr.models._inputs import validate_input_spec
+
+    spec = dict(models.default_input_spec(3, 224, 224), resize=256)
+    assert validate_input_spec(spec)["resize"] == 256
+    for bad, match in [(dict(spec, resize=100), "no larger than it"), (dict(spec, resize=2.5), "resize must be"),
+                       (dict(models.default_input_spec(3), resize=256), "needs a declared height"),
+                       (dict(spec, resize=True), "resize must be")]:
+        with pytest.raises(ValueError, match=match):
+            validate_input_spec(bad)

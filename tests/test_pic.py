@@ -10,6 +10,7 @@ from scipy import interpolate
 
 from xattr.evaluation import pic as pc
 from xattr.nn import Dense, Flatten, Sequential
+from extras import need  # noqa: E402  (tests/extras.py: optional packages of the test suite)
 
 
 def _griddata_blur(img, known):
@@ -167,7 +168,7 @@ def _pair_case():
 
 
 def test_pairs_blurred_image_is_xattrs_interpolation_rounded_through_float32():
-    pair = pytest.importorskip("saliency.metrics.pic", reason="PAIR's saliency package is an optional peer")
+    pair = need("saliency.metrics.pic", reason="PAIR's saliency package is an optional peer")
     x, _, smap, rmask = _pair_case()
     mask = (smap[0] >= np.quantile(smap[0], 0.95)) | rmask[0]
     ours = pc.interpolated_image(x[:1], mask[None])[0].transpose(1, 2, 0)
@@ -179,7 +180,7 @@ def test_pairs_blurred_image_is_xattrs_interpolation_rounded_through_float32():
 
 
 def test_against_pairs_compute_pic_metric_on_uint8_images(monkeypatch):
-    pair = pytest.importorskip("saliency.metrics.pic", reason="PAIR's saliency package is an optional peer")
+    pair = need("saliency.metrics.pic", reason="PAIR's saliency package is an optional peer")
     if not hasattr(np, "trapz"):  # saliency 0.2.1 integrates with np.trapz, which NumPy 2.4 removed
         monkeypatch.setattr(np, "trapz", np.trapezoid, raising=False)
 

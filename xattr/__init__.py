@@ -11,6 +11,7 @@ Quick start::
     heat = xattr.grad_cam(model, x, target=3)              # (2, 1, 32, 32)
 """
 from . import nn
+from ._errors import XattrError
 from ._conventions import KINK_POLICY, MAXPOOL_TIE_POLICY, RELU_GRAD_AT_ZERO
 from .methods import (
     activation_maximisation,
@@ -33,6 +34,9 @@ from .methods import (
     reduce_channels,
     saturation,
     smoothgrad,
+)
+from .methods import (
+    ablation_cam, eigen_cam, faster_score_cam, grad_cam_plus_plus, hires_cam, layer_cam, score_cam, xgrad_cam,
 )
 from .methods import grid_segments, kernel_shap, lime, occlusion, shapley, slic_segments
 from .methods.prediction_difference import prediction_difference
@@ -61,10 +65,12 @@ def __dir__():
 
 
 __all__ = [
-    "nn", "from_function", "FunctionModel", "check_model", "rule_table",
+    "nn", "XattrError", "from_function", "FunctionModel", "check_model", "rule_table",
     "backprop", "gradient", "gradient_x_input", "deconvnet", "guided_backprop", "reduce_channels",
     "cam", "grad_cam", "guided_grad_cam", "deeplift", "deepshap", "lrp", "available_methods", "get_method", "MAXPOOL_TIE_POLICY", "RELU_GRAD_AT_ZERO", "KINK_POLICY",
     "occlusion", "lime", "kernel_shap", "shapley", "grid_segments", "slic_segments", "prediction_difference",
     "integrated_gradients", "exact_integrated_gradients", "expected_gradients", "expected_gradients_exact",
     "saturation", "smoothgrad", "class_model_visualisation", "activation_maximisation",
+    "grad_cam_plus_plus", "score_cam", "faster_score_cam", "layer_cam", "xgrad_cam", "hires_cam", "eigen_cam",
+    "ablation_cam",
 ]

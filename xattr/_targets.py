@@ -167,8 +167,16 @@ def resolve_class_transform(target, scores):
     return ClassOf(_classes(classes, n, out.shape[1]), transform, name)
 
 
+def _check_scores(scores):
+    """A target selects among scores ``(N, K)``: a model with another output (a feature map) cannot take one."""
+    if np.ndim(scores) != 2:
+        raise ValueError(f"a target needs the model's output to be scores of shape (N, K), got shape "
+                         f"{np.shape(scores)}")
+
+
 def seed(target, scores):
     """The ``(N, K)`` signal that starts the backward pass, in the scores' dtype."""
+    _check_scores(scores)
     n, k = scores.shape
     if is_class_transform(target):
         return resolve_class_transform(target, scores).seed(scores)
@@ -195,6 +203,7 @@ def seed(target, scores):
 
 def selected(target, scores):
     """The explained value per image ``(N,)``: the target class's score, or the callable's value."""
+    _check_scores(scores)
     if is_class_transform(target):
         return resolve_class_transform(target, scores).values(scores).astype(scores.dtype, copy=False)
     if callable(target):

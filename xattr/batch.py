@@ -56,6 +56,7 @@ Dependencies: the optional extra ``batch`` (``pip install 'xattr-ref[batch]'``: 
 distributed, zarr), imported only when a job runs.
 """
 from __future__ import annotations
+from ._errors import XattrError
 
 import functools
 import hashlib
@@ -89,7 +90,7 @@ DEFAULT_BATCH_SIZE = 16
 _INFORMATIONAL = ("xattr_version", "model_source")
 
 
-class BatchError(RuntimeError):
+class BatchError(XattrError, RuntimeError):
     """A batch job cannot start or continue (store, settings or input problems)."""
 
 

@@ -181,8 +181,8 @@ def _wrap(text, width):
     return [ln for ln in lines if ln][:2] or [""]
 
 
-def grid_image(rows, titles=(), row_titles=None, scale=3, pad=4):
-    """A labelled grid of tiles as a Pillow image.
+def grid_image(rows, titles=(), row_titles=None, scale=3, pad=4, font_size=11):
+    """A labelled grid of tiles as a Pillow image (:func:`sheet` is the richer layout: one scale and a colour bar per column).
 
     Parameters
     ----------
@@ -194,6 +194,9 @@ def grid_image(rows, titles=(), row_titles=None, scale=3, pad=4):
         One label per row, written to the left (e.g. ``"disk → disk"``).
     scale : int
         Nearest-neighbour upscaling of each tile.
+    font_size : int
+        Of the labels, in :func:`font` (DejaVu Sans where available, so σ, ² and → render; symbols a font
+        lacks are spelt out by :func:`fit_text`).
     """
     from PIL import Image, ImageDraw
 
@@ -201,19 +204,22 @@ def grid_image(rows, titles=(), row_titles=None, scale=3, pad=4):
         raise ValueError("grid needs at least one row with one tile")
     th, tw = np.asarray(rows[0][0]).shape[:2]
     th, tw = th * scale, tw * scale
-    char = 6  # Pillow's default bitmap font is about 6 px per character
-    head = 26 if titles else pad
-    left = (max(len(t) for t in row_titles) * char + 2 * pad) if row_titles else 0
+    fnt = font(font_size)
+    line = int(font_size * 1.25)
+    heads = [_wrap_px(fnt, fit_text(fnt, str(t)), max(tw, 4 * font_size)) for t in titles]
+    head = (2 + line * max([len(h) for h in heads] + [1])) if titles else pad
+    labels = [fit_text(fnt, str(t)) for t in row_titles] if row_titles else []
+    left = (int(max(fnt.getlength(t) for t in labels)) + 2 * pad) if labels else 0
     ncol = max(len(r) for r in rows)
     canvas = Image.new("RGB", (left + ncol * (tw + pad) + pad, head + len(rows) * (th + pad) + pad), "white")
     draw = ImageDraw.Draw(canvas)
-    for c, t in enumerate(titles):
-        for k, line in enumerate(_wrap(t, max(4, tw // char))):
-            draw.text((left + pad + c * (tw + pad), 2 + 11 * k), line, fill="black")
+    for c, lines in enumerate(heads):
+        for k, ln in enumerate(lines):
+            draw.text((left + pad + c * (tw + pad), 2 + line * k), ln, fill="black", font=fnt)
     for r, row in enumerate(rows):
         y = head + pad + r * (th + pad)
-        if row_titles:
-            draw.text((pad, y + th // 2 - 5), str(row_titles[r]), fill="black")
+        if labels:
+            draw.text((pad, y + th // 2), labels[r], fill="black", font=fnt, anchor="lm")
         for c, tile in enumerate(row):
             tile = np.asarray(tile)
             if tile.dtype != np.uint8 or tile.ndim != 3 or tile.shape[2] != 3:
@@ -338,8 +344,12 @@ def _image_rgb(image, shape, value_range):
 
 
 def render(attr, image=None, method="heat_map", sign=None, outlier_percentile=OUTLIER_PERCENTILE, *, reduce=None,
-           threshold="percentile", alpha=0.5, value_range=None):
-    """The tiles of :func:`show` without the layout: see :func:`show` for the parameters; returns a :class:`Rendering`."""
+           threshold="percentile", alpha=0.5, value_range=None, clip_at=None):
+    """The tiles of :func:`show` without the layout: see :func:`show` for the parameters; returns a :class:`Rendering`.
+
+    ``clip_at``: a given clipping scale ``s > 0`` instead of the map's own (:func:`clip_scale`), so that
+    several maps are drawn on one scale (:func:`sheet`).
+    """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     sign = ("all" if method == "split" else "absolute") if sign is None else _SIGN_ALIASES.get(sign, sign)
@@ -363,7 +373,12 @@ def render(attr, image=None, method="heat_map", sign=None, outlier_percentile=OU
     elif image is not None:
         _image_rgb(image, m.shape, value_range)  # still checked
     part = {"positive": np.maximum(m, 0), "negative": np.minimum(m, 0), "absolute": np.abs(m), "all": m}[sign]
-    s = clip_scale(part, outlier_percentile, threshold)
+    if clip_at is None:
+        s = clip_scale(part, outlier_percentile, threshold)
+    else:
+        s = float(clip_at)
+        if not (np.isfinite(s) and s > 0):
+            raise ValueError(f"clip_at must be a finite positive scale, got {clip_at!r}")
     t = np.clip(part / s, -1, 1)
     mag = np.abs(t)
     heat_bar = {"all": ColorBar("signed", -s, s), "positive": ColorBar("magnitude", 0.0, s),
@@ -485,7 +500,8 @@ def colorbar_image(bar, height, fnt, width=12):
 
 
 def show(attr, image=None, method="heat_map", sign=None, outlier_percentile=OUTLIER_PERCENTILE, *, reduce=None,
-         threshold="percentile", alpha=0.5, value_range=None, title=None, scale=None, font_size=12, colorbar=True):
+         threshold="percentile", alpha=0.5, value_range=None, title=None, scale=None, font_size=12, colorbar=True,
+         clip_at=None):
     """One attribution map as a labelled Pillow image with its colour bar (like Captum's ``visualize_image_attr``).
 
     The map is reduced over channels (``reduce``), its ``sign`` part kept, clipped at the scale
@@ -532,6 +548,9 @@ def show(attr, image=None, method="heat_map", sign=None, outlier_percentile=OUTL
     font_size : int
     colorbar : bool
         Draw a colour bar right of each tile, in attribution units.
+    clip_at : float, optional
+        The clipping scale ``s`` itself (instead of :func:`clip_scale` of this map): one scale for
+        several maps.
 
     Returns
     -------
@@ -547,7 +566,7 @@ def show(attr, image=None, method="heat_map", sign=None, outlier_percentile=OUTL
     from PIL import Image, ImageDraw
 
     r = render(attr, image, method, sign, outlier_percentile, reduce=reduce, threshold=threshold, alpha=alpha,
-               value_range=value_range)
+               value_range=value_range, clip_at=clip_at)
     h, w = r.tiles[0].shape[:2]
     if scale is None:
         scale = max(1, -(-160 // max(h, w)))
@@ -574,7 +593,178 @@ def show(attr, image=None, method="heat_map", sign=None, outlier_percentile=OUTL
     return canvas
 
 
+# -- sheets: rows of images, one column per method, one scale and one colour bar per column ----------------------
+@dataclass
+class Column:
+    """One column of a :func:`sheet`.
+
+    Attributes
+    ----------
+    title : str
+        Drawn on top (wrapped; symbols the font lacks are spelt out, :func:`fit_text`).
+    attrs : sequence of ndarray, or None
+        One attribution per row (``(C, H, W)``, ``(1, H, W)`` or ``(H, W)``), drawn by :func:`render` with
+        ``method``, ``sign``, ``reduce`` on **one clipping scale for the whole column** (the
+        ``100 - outlier_percentile`` percentile of the column's values, :func:`clip_scale`), shown by one
+        colour bar under the column.  None: the column shows ``tiles`` (or the images).
+    tiles : sequence of ndarray ``(H, W, 3)`` uint8, optional
+        Ready-made tiles (e.g. the ground truth) for a column without ``attrs``.
+    subtitle : str
+        A second line under the title (e.g. a metric).
+    """
+
+    title: str
+    attrs: object = None
+    method: str = "heat_map"
+    sign: str = "all"
+    reduce: str = "sum"
+    outlier_percentile: float = OUTLIER_PERCENTILE
+    tiles: object = None
+    subtitle: str = ""
+
+
+def colorbar_strip(bar, width, fnt, height=9):
+    """A horizontal colour bar as a Pillow image ``width`` wide: ``bar.lo`` left, ``bar.hi`` right, 3 ticks below."""
+    from PIL import Image, ImageDraw
+
+    t = np.linspace(0, 1, width)[None, :] * np.ones((height, 1))
+    strip = colormap(1 - t, "gray") if bar.cmap == "gray_inverted" else colormap(t, bar.cmap)
+    def tick(v):
+        a = abs(v)
+        text = "0" if v == 0 else f"{v:.2g}" if 1e-2 <= a < 1e4 else f"{v:.1e}"
+        return fit_text(fnt, text.replace("-", "−"))
+
+    labels = [tick(v) for v in (bar.lo, (bar.lo + bar.hi) / 2, bar.hi)]
+    if sum(fnt.getlength(t) for t in labels) + 8 > width:  # no room for three: the ends only
+        labels[1] = ""
+    asc = fnt.getbbox("0")[3]
+    img = Image.new("RGB", (width, height + asc + 6), "white")
+    img.paste(Image.fromarray(strip), (0, 0))
+    draw = ImageDraw.Draw(img)
+    draw.rectangle([0, 0, width - 1, height - 1], outline=(120, 120, 120))
+    for label, x, anchor in zip(labels, (0, width // 2, width - 1), ("lt", "mt", "rt")):
+        draw.line([(x, height), (x, height + 2)], fill="black")
+        if label:
+            draw.text((x, height + 3), label, fill="black", font=fnt, anchor=anchor)
+    return img
+
+
+def _wrap_px(fnt, text, width, lines=2):
+    """``text`` wrapped into at most ``lines`` lines of at most ``width`` pixels (words, then underscores)."""
+    words = str(text).replace("_", "_\u200b").replace(" ", " \u200b").split("\u200b")
+    out, cur = [], ""
+    for w in words:
+        if cur and fnt.getlength(cur + w) > width:
+            out.append(cur.rstrip())
+            cur = ""
+        cur += w
+    out.append(cur.rstrip())
+    return [ln for ln in out if ln][:lines]
+
+
+def sheet(images, columns, row_titles=None, title=None, scale=1, font_size=13, value_range=(0.0, 1.0), note=None):
+    """A figure a person can read: rows = images, columns = methods, each column on one scale with its colour bar.
+
+    Parameters
+    ----------
+    images : sequence of ndarray ``(C, H, W)`` (values in ``value_range``) or ``(H, W, 3)`` uint8
+        One per row, all the same size; columns that draw on the image (``"blended_heat_map"``, ...) use it.
+    columns : sequence of :class:`Column`
+        The first is usually ``Column("input")`` (no ``attrs``: the image itself).
+    row_titles : sequence of str, optional
+        One per row, drawn left of it; a newline separates lines (e.g. the top classes and probabilities).
+    title : str, optional
+        Drawn on top of the sheet.
+    scale : int
+        Nearest-neighbour upscaling of every tile.
+    font_size : int
+        DejaVu Sans where available (:func:`font`), so σ, ², Δ, × render.
+    note : str, optional
+        Small print under the sheet (e.g. how the maps are scaled).
+
+    Returns
+    -------
+    PIL.Image.Image
+    """
+    from PIL import Image, ImageDraw
+
+    images = list(images)
+    if not images:
+        raise ValueError("sheet needs at least one image (row)")
+    rgbs = [_image_rgb(im, np.asarray(im).shape[:2] if np.asarray(im).dtype == np.uint8
+                       else np.asarray(im).shape[-2:], value_range) for im in images]
+    h, w = rgbs[0].shape[:2]
+    if any(r.shape[:2] != (h, w) for r in rgbs):
+        raise ValueError(f"sheet rows must have one size, got {sorted({r.shape[:2] for r in rgbs})}")
+    if row_titles is not None and len(row_titles) != len(rgbs):
+        raise ValueError(f"{len(row_titles)} row titles for {len(rgbs)} rows")
+    scale = int(scale)
+    if scale < 1:
+        raise ValueError(f"scale must be a positive int, got {scale}")
+    n = len(rgbs)
+    grid, bars = [], []
+    for col in columns:
+        if col.attrs is None:
+            tiles = list(col.tiles) if col.tiles is not None else rgbs
+            if len(tiles) != n:
+                raise ValueError(f"column {col.title!r} has {len(tiles)} tiles for {n} rows")
+            grid.append([np.asarray(t, dtype=np.uint8) for t in tiles])
+            bars.append(None)
+            continue
+        if len(col.attrs) != n:
+            raise ValueError(f"column {col.title!r} has {len(col.attrs)} maps for {n} rows")
+        sign = _SIGN_ALIASES.get(col.sign, col.sign)
+        maps = [_attr_map(a, col.reduce) for a in col.attrs]
+        parts = np.stack([{"positive": np.maximum(m, 0), "negative": np.minimum(m, 0), "absolute": np.abs(m),
+                           "all": m}[sign] for m in maps])
+        s = clip_scale(parts, col.outlier_percentile)
+        renders = [render(a, rgb, col.method, sign, reduce=col.reduce, value_range=value_range, clip_at=s)
+                   for a, rgb in zip(col.attrs, rgbs)]
+        grid.append([r.tiles[0] for r in renders])
+        bars.append(renders[0].colorbars[0])
+    fnt, small = font(font_size), font(max(8, font_size - 2))
+    pad, line = 8, int(font_size * 1.3)
+    tw, th = w * scale, h * scale
+    lefts = [ln for t in (row_titles or []) for ln in str(t).split("\n")]
+    left = (int(max(fnt.getlength(fit_text(fnt, ln)) for ln in lefts)) + 2 * pad) if lefts else 0
+    heads = [_wrap_px(fnt, fit_text(fnt, c.title), tw) + ([fit_text(small, c.subtitle)] if c.subtitle else [])
+             for c in columns]
+    head = pad + line * max(len(hd) for hd in heads) + 4
+    top = (pad + line + 4) if title else 0
+    bar_imgs = [colorbar_strip(b, tw, small) if b is not None else None for b in bars]
+    bar_h = max((b.height for b in bar_imgs if b is not None), default=0)
+    notes = [ln for para in str(note or "").split("\n") for ln in _wrap_px(small, fit_text(small, para),
+                                                                             left + len(columns) * (tw + pad), 20)]
+    width = left + len(columns) * (tw + pad) + pad
+    height = top + head + n * (th + pad) + bar_h + pad + len(notes) * line + (pad if notes else 0)
+    canvas = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(canvas)
+    if title:
+        draw.text((pad, pad), fit_text(fnt, str(title)), fill="black", font=fnt)
+    for c, (col_tiles, hd) in enumerate(zip(grid, heads)):
+        x = left + pad + c * (tw + pad)
+        for k, ln in enumerate(hd):
+            draw.text((x, top + pad + k * line), ln, fill="black" if k < len(hd) - bool(columns[c].subtitle) else
+                      (90, 90, 90), font=fnt if k < len(hd) - bool(columns[c].subtitle) else small)
+        for r, tile in enumerate(col_tiles):
+            if tile.shape[:2] != (h, w):
+                raise ValueError(f"column {columns[c].title!r}, row {r}: tile {tile.shape[:2]}, expected {(h, w)}")
+            canvas.paste(Image.fromarray(tile).resize((tw, th), Image.NEAREST), (x, top + head + r * (th + pad)))
+        if bar_imgs[c] is not None:
+            canvas.paste(bar_imgs[c], (x, top + head + n * (th + pad)))
+    for r, t in enumerate(row_titles or []):
+        lines = str(t).split("\n")
+        y0 = top + head + r * (th + pad) + max(0, (th - len(lines) * line) // 2)
+        for k, ln in enumerate(lines):
+            draw.text((pad, y0 + k * line), fit_text(fnt, ln), fill="black", font=fnt)
+    y = top + head + n * (th + pad) + bar_h + pad
+    for k, ln in enumerate(notes):
+        draw.text((pad, y + k * line), ln, fill=(60, 60, 60), font=small)
+    return canvas
+
+
 __all__ = [
+    "Column", "sheet", "colorbar_strip",
     "COLORMAPS", "CLIP_PERCENTILE", "colormap", "normalize", "to_rgb", "to_map", "image_to_rgb", "overlay",
     "mask_to_rgb", "outline", "grid_image", "save_grid", "METHODS", "SIGNS", "OUTLIER_PERCENTILE", "ColorBar",
     "Rendering", "clip_scale", "render", "show", "font", "font_path", "has_glyphs", "fit_text", "colorbar_image",

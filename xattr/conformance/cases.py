@@ -24,7 +24,17 @@ def _grid(h, w, gh, gw):
 
 
 def method_options(method, spec):
-    """The option sets for ``method`` on model ``spec`` (list of dicts)."""
+    """The option sets for ``method`` on model ``spec`` (list of dicts): those its
+    :class:`~xattr.methods.registry.MethodSpec` declares (``cases``: a list, or a callable of ``spec``), else the
+    table below."""
+    from ..methods.registry import get_spec
+
+    try:
+        declared = get_spec(method).cases
+    except ValueError:
+        declared = None
+    if declared is not None:
+        return [dict(c) for c in (declared(spec) if callable(declared) else declared)]
     h, w = spec.input_shape[2:]
     first_relu = [layer["name"] for layer in spec.layers if layer["type"] == "ReLU"][0]  # not the default layer
     seg = _grid(h, w, 2, 2)  # 4 features: exact Shapley enumerates 16 coalitions
@@ -35,6 +45,19 @@ def method_options(method, spec):
         "grad_cam": [{"relu": True, "upsample": False}, {"relu": False, "upsample": False},
                      {"relu": True, "upsample": True}, {"layer": first_relu, "relu": False, "upsample": False}],
         "guided_grad_cam": [{}],
+        # the CAM family (methods/cam_family.py): paper defaults and the options that reproduce the peers
+        "grad_cam_plus_plus": [{"upsample": False}, {"score": "raw", "epsilon": 1e-6, "relu": False, "upsample": False},
+                               {"normalize_alpha": True, "upsample": False}],
+        "score_cam": [{"upsample": False}, {"score": "logit", "layer": first_relu, "relu": False, "upsample": False},
+                      {"score": "channel_softmax", "mask_interpolation": "align_corners", "epsilon": 1e-8,
+                       "upsample": False},
+                      {"score": "channel_softmax", "mask_normalization": "coarse", "epsilon": 1e-8, "upsample": False}],
+        "faster_score_cam": [{"k": 1, "upsample": False}],
+        "layer_cam": [{"upsample": False}, {"layer": first_relu, "upsample": False}],
+        "xgrad_cam": [{"upsample": False}, {"relu": False, "upsample": False}],
+        "hires_cam": [{"relu": False, "upsample": False}, {"upsample": True}],
+        "eigen_cam": [{"upsample": False}, {"center": True, "layer": first_relu, "upsample": False}],
+        "ablation_cam": [{"upsample": False, "relu": False}, {"layer": first_relu, "upsample": False}],
         "deeplift": [{"rule": "rescale"}, {"rule": "rescale", "reference": ref},
                      {"rule": "rescale", "maxpool": "rescale", "reference": ref}, {"rule": "revealcancel"}],
         "deepshap": [{"references": (np.linspace(-0.5, 0.5, 3)[:, None, None, None]
@@ -79,6 +102,21 @@ DEFINITIONS = {
                 "output), map sum_k alpha_k A_k, ReLU if relu (Selvaraju et al. 2017); upsample: bilinear, "
                 "align_corners=False; Captum LayerGradCam(relu_attributions=relu)",
     "guided_grad_cam": "guided_backprop * bilinear-upsampled ReLU Grad-CAM; Captum GuidedGradCam(interpolate_mode='bilinear')",
+    "grad_cam_plus_plus": "alpha = g^2/(2 g^2 + sum_ab A_ab g^3) (0 where g = 0; + epsilon), w_k = sum_ij alpha ReLU(g) "
+                          "times exp(S_t) if score='exp', alpha / sum_ij alpha if normalize_alpha; map ReLU(sum_k w_k "
+                          "A_k) (Chattopadhay et al. 2018); pytorch-grad-cam: score='raw', epsilon=1e-6; "
+                          "tf-keras-vis: normalize_alpha=True",
+    "score_cam": "masks H_k = minmax(bilinear(A_k)) (epsilon in the denominator; mask_interpolation half_pixel | "
+                 "align_corners; mask_normalization 'coarse': minmax before upsampling); w_k = softmax(f(x H_k))_t "
+                 "('softmax'), f_t(x H_k) - f_t(baseline) ('logit') or softmax over k of the logits "
+                 "('channel_softmax'); map ReLU(sum_k w_k A_k) (Wang et al. 2020)",
+    "faster_score_cam": "score_cam on the k channels of largest spatial std (population), ties to the lower index",
+    "layer_cam": "ReLU(sum_k ReLU(dS_t/dA_k) A_k) (Jiang et al. 2021); several layers: tanh(2 M/max|M|), max-fused",
+    "xgrad_cam": "w_k = sum_ij A_ij dS_t/dA_ij / sum_ij A_ij (0 where the sum is 0), ReLU(sum_k w_k A_k) (Fu et al. 2020)",
+    "hires_cam": "sum_k dS_t/dA_k * A_k, ReLU if relu (Draelos & Carin 2020)",
+    "eigen_cam": "activations (hw x K) projected on their first right singular vector, sign: entries sum > 0; "
+                 "center: channel means removed first (Muhammad & Yeasin 2020); target unused",
+    "ablation_cam": "w_k = (y_t - y_t with channel k set to 0) / y_t, ReLU(sum_k w_k A_k) (Desai & Ramaswamy 2020)",
     "deeplift": "DeepLIFT multipliers times (x - reference) (Shrikumar et al. 2017); rule rescale|revealcancel; "
                 "reference default 0; max-pool 'gradient' (the input pass's argmax) or 'rescale'",
     "deepshap": "mean of DeepLIFT-Rescale over the given references (Lundberg & Lee 2017)",

@@ -86,6 +86,52 @@ def eval_transform(image, size=224, resize=256):
     return np.moveaxis(crop, -1, 0).astype(np.float64) / 255.0
 
 
+#: scikit-image's colour photographs (``skimage.data``), shipped with the package (no download).
+SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "hubble_deep_field", "immunohistochemistry", "retina", "rocket",
+                  "stereo_motorcycle")
+
+
+def skimage_photos(names=("chelsea", "coffee"), size=224, resize=None):
+    """scikit-image's photographs as ImageNet evaluation crops: ``(pixels (N, 3, size, size) in [0, 1], names)``.
+
+    Each ``skimage.data.NAME()`` (the left view for ``stereo_motorcycle``; a gray image replicated to RGB;
+    RGBA composited on white) goes through :func:`eval_transform` with the shorter side resized to
+    ``resize`` (default ``round(size · 256 / 224)``, the 0.875 crop of the 224 evaluation) and the centre
+    ``size × size`` cut.
+
+    Raises
+    ------
+    ImportError
+        scikit-image is not installed (it comes with ``pip install 'xattr-ref[imagenet]'``).
+    ValueError
+        ``NAME`` is not a photograph of ``skimage.data``.
+    """
+    import importlib
+
+    try:
+        data = importlib.import_module("skimage.data")
+    except ImportError as exc:
+        raise ImportError("the photographs come from scikit-image (skimage.data): pip install 'xattr-ref[imagenet]'") from exc
+    size = int(size)
+    resize = max(size, round(size * 256 / 224)) if resize is None else int(resize)
+    out = []
+    for name in names:
+        fn = getattr(data, name, None) if isinstance(name, str) and not name.startswith("_") else None
+        if fn is None or not callable(fn):
+            raise ValueError(f"skimage.data has no photograph {name!r}; its colour photographs: {', '.join(SKIMAGE_PHOTOS)}")
+        img = fn()
+        img = np.asarray(img[0] if isinstance(img, tuple) else img)  # stereo_motorcycle: (left, right, disparity)
+        if img.ndim == 2:
+            img = np.repeat(img[..., None], 3, axis=-1)
+        if img.ndim != 3 or img.shape[2] not in (3, 4) or img.dtype != np.uint8:
+            raise ValueError(f"skimage.data.{name}() is not an 8-bit RGB photograph (shape {img.shape}, {img.dtype})")
+        if img.shape[2] == 4:  # RGBA: composited on white, as xattr.io.images reads transparent files
+            alpha = img[..., 3:] / 255.0
+            img = np.round(img[..., :3] * alpha + 255.0 * (1 - alpha)).astype(np.uint8)
+        out.append(eval_transform(img, size=size, resize=resize))
+    return np.stack(out), list(names)
+
+
 def _from_torchvision():
     from torchvision.models._meta import _IMAGENET_CATEGORIES
 

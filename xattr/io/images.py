@@ -22,15 +22,17 @@ Pillow modes (typical source): values read, and how they reach ``[0, 1]``:
 Then, in this order: the EXIF orientation tag is applied (as ``PIL.ImageOps.exif_transpose`` does, so a phone
 photo is upright); the channels are matched to the model (a gray image to a 3-channel model: the
 value replicated; a colour image to a 1-channel model: the ITU-R BT.601 luma ``0.299 R + 0.587 G +
-0.114 B``, Pillow's own ``"L"`` weights; other channel counts refused); the image is resized when the
-model declares another size (Pillow's bilinear filter on the float values, per channel, so 16-bit
-and float images keep their precision; the aspect ratio is not kept).  Only the first frame of an
+0.114 B``, Pillow's own ``"L"`` weights; other channel counts refused); the image is brought to the size
+the model declares: ``fit="stretch"`` resizes it (Pillow's bilinear filter on the float values, per
+channel, so 16-bit and float images keep their precision; the aspect ratio is not kept), ``fit="crop"``
+keeps the aspect ratio and cuts the centre (torchvision's ``Resize`` + ``CenterCrop``, see :func:`read_image`).  Only the first frame of an
 animated or multi-page file is read (stated).
 
 Decompression bombs: a file declaring more pixels than Pillow's limit ``PIL.Image.MAX_IMAGE_PIXELS``
 (89,478,485 by default; ``None`` disables it) is refused from its header, before any pixel is decoded.
 """
 from __future__ import annotations
+from .._errors import XattrError
 
 import numbers
 import os
@@ -38,7 +40,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ImageFileError", "Picture", "read_image", "probe_image", "WHITE", "LUMA_BT601", "GRAY_MODES"]
+__all__ = ["ImageFileError", "Picture", "read_image", "probe_image", "crop_geometry", "WHITE", "LUMA_BT601",
+           "GRAY_MODES", "FITS"]
 
 #: default background under transparent pixels (a gray level in [0, 1], or one per channel).
 WHITE = 1.0
@@ -53,7 +56,7 @@ _EIGHT_BIT = {"L": "8-bit grayscale", "RGB": "8-bit RGB", "RGBX": "8-bit RGB (pa
 _SWAPS = {5, 6, 7, 8}  # EXIF orientations that exchange width and height
 
 
-class ImageFileError(ValueError):
+class ImageFileError(XattrError, ValueError):
     """An image file that cannot be read, or whose content has no stated conversion (one-line message)."""
 
 
@@ -227,7 +230,40 @@ def _resize(v, hw):
     return np.clip(out, 0.0, 1.0)
 
 
-def read_image(path, channels=None, size=None, background=WHITE):
+FITS = ("stretch", "crop")
+
+
+def crop_geometry(hw, size, resize=None):
+    """Aspect-preserving resize then centre crop: ``((new_h, new_w), (top, left))`` for an image ``hw`` and a crop ``size``.
+
+    ``resize`` (or, for a square crop, its side by default): the shorter side becomes ``resize`` and the longer
+    ``int(resize · long / short)``, torchvision's ``Resize(resize)``; without ``resize`` a non-square crop is
+    covered by the smallest scaling ``max(h / H, w / W)``.  The crop's top-left is
+    ``round((new - crop) / 2)``, torchvision's ``CenterCrop``.
+    """
+    (H, W), (h, w) = (int(v) for v in hw), (int(v) for v in size)
+    if resize is None and h != w:
+        scale = max(h / H, w / W)
+        nh, nw = max(h, int(round(H * scale))), max(w, int(round(W * scale)))
+    else:
+        r = int(h if resize is None else resize)
+        nh, nw = (r, int(r * W / H)) if H <= W else (int(r * H / W), r)
+    if nh < h or nw < w:
+        raise ValueError(f"resize {resize} gives {nh}x{nw}, smaller than the {h}x{w} crop")
+    return (nh, nw), (int(round((nh - h) / 2.0)), int(round((nw - w) / 2.0)))
+
+
+def _resize_8bit(v, hw):
+    """Bilinear on 8-bit values as Pillow resizes an ``L``/``RGB`` image (torchvision's ``Resize`` on a PIL image)."""
+    from PIL import Image
+
+    q = np.round(v * 255.0).astype(np.uint8)
+    im = Image.fromarray(q[..., 0] if q.shape[-1] == 1 else q, "L" if q.shape[-1] == 1 else "RGB")
+    out = np.asarray(im.resize((int(hw[1]), int(hw[0])), Image.BILINEAR), dtype=np.float64) / 255.0
+    return out[..., None] if out.ndim == 2 else out
+
+
+def read_image(path, channels=None, size=None, background=WHITE, fit="stretch", resize=None):
     """Read an image file as pixels ``(C, H, W)`` float64 in ``[0, 1]`` (see the module docstring).
 
     Parameters
@@ -236,9 +272,19 @@ def read_image(path, channels=None, size=None, background=WHITE):
     channels : None, 1 or 3
         The channels the model takes (None: as the file gives them, 1 for gray modes, else 3).
     size : None or (height, width)
-        Resize to this size (bilinear) when the file (after EXIF rotation) has another one.
+        Bring the image to this size when the file (after EXIF rotation) has another one, by ``fit``.
     background : float or sequence of floats in [0, 1]
         What transparent pixels are composited on (default white).
+    fit : ``"stretch"`` or ``"crop"``
+        ``"stretch"`` (default): resize to ``size`` (bilinear; the aspect ratio is not kept).  ``"crop"``:
+        keep the aspect ratio: resize so that the shorter side is ``resize`` (:func:`crop_geometry`) and cut
+        the centre ``size``: torchvision's evaluation transform ``Resize(resize)``, ``CenterCrop(size)``.  Images
+        whose values are 8-bit (after the conversions above) are resized as Pillow resizes an 8-bit image,
+        which is what torchvision does, pixel for pixel; others (16-bit, float, composited alpha) by the
+        same filter on their float values.
+    resize : int, optional
+        With ``fit="crop"``: the shorter side before the crop (256 for a 224 crop in torchvision's ImageNet
+        models; default: the crop's side, i.e. no margin).
 
     Returns
     -------
@@ -253,6 +299,10 @@ def read_image(path, channels=None, size=None, background=WHITE):
     """
     if channels not in (None, 1, 3):
         raise ImageFileError(f"image files give 1 (gray) or 3 (RGB) channels; the model takes {channels!r}")
+    if fit not in FITS:
+        raise ValueError(f"fit must be one of {FITS}, got {fit!r}")
+    if resize is not None and (not isinstance(resize, numbers.Integral) or isinstance(resize, bool) or resize < 1):
+        raise ValueError(f"resize must be a positive int (the shorter side before the crop), got {resize!r}")
     _background(background, 3)  # checked up front, also for files without transparency
     if size is not None:
         if len(size) != 2 or not all(isinstance(s, numbers.Integral) and s >= 1 for s in size):
@@ -281,7 +331,17 @@ def read_image(path, channels=None, size=None, background=WHITE):
     elif channels == 1 and v.shape[-1] == 3:
         v = v @ np.asarray(LUMA_BT601)[:, None]
         steps.append("RGB to gray (BT.601 luma 0.299 R + 0.587 G + 0.114 B)")
-    if size is not None and v.shape[:2] != tuple(size):
+    if size is not None and fit == "crop":
+        (nh, nw), (top, left) = crop_geometry(v.shape[:2], size, resize)
+        if (nh, nw) != v.shape[:2]:
+            eight = np.array_equal(np.round(v * 255.0) / 255.0, v)
+            steps.append(f"resized {v.shape[0]}x{v.shape[1]} -> {nh}x{nw} (HxW, aspect kept, bilinear"
+                         + (" on the 8-bit values)" if eight else ")"))
+            v = _resize_8bit(v, (nh, nw)) if eight else _resize(v, (nh, nw))
+        if (nh, nw) != tuple(size):
+            steps.append(f"centre {size[0]}x{size[1]} cut at row {top}, column {left}")
+            v = v[top:top + size[0], left:left + size[1]]
+    elif size is not None and v.shape[:2] != tuple(size):
         steps.append(f"resized {v.shape[0]}x{v.shape[1]} -> {size[0]}x{size[1]} (HxW, bilinear)")
         v = _resize(v, size)
     pixels = np.ascontiguousarray(np.moveaxis(v, -1, 0), dtype=np.float64)

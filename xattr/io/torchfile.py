@@ -48,6 +48,7 @@ total more than ``max_bytes``. Anything else raises :class:`TorchFileError` nami
 expected and what came.
 """
 from __future__ import annotations
+from .._errors import XattrError
 
 import collections
 import io
@@ -97,7 +98,7 @@ _EXTENSION_OPS = {"EXT1", "EXT2", "EXT4"}
 _MEMO_OPS = {"PUT", "BINPUT", "LONG_BINPUT", "GET", "BINGET", "LONG_BINGET"}
 
 
-class TorchFileError(ValueError):
+class TorchFileError(XattrError, ValueError):
     """A file that is not a readable ``torch.save`` state dict (corrupt, truncated, hostile, unsupported)."""
 
 

@@ -1,11 +1,16 @@
-"""Attribution methods: one file per family, one function per method."""
-from .cam import cam, grad_cam, guided_grad_cam, upsample_bilinear
+"""Attribution methods: one file per family, one function per method, each registered beside its function by a
+:class:`~xattr.methods.registry.MethodSpec` (importing a module registers its methods; the order below is the
+registry's)."""
 from .gradient import backprop, deconvnet, gradient, gradient_x_input, guided_backprop, reduce_channels
+from .cam import cam, grad_cam, guided_grad_cam, upsample_bilinear
+from .cam_family import (
+    ablation_cam, eigen_cam, faster_score_cam, grad_cam_plus_plus, hires_cam, layer_cam, score_cam, xgrad_cam,
+)
 from .deeplift import deeplift, deepshap
 from .lrp import COMPOSITES, lrp
 from .perturbation import kernel_shap, lime, occlusion, shapley
-from .prediction_difference import _registered as _prediction_difference_entry  # the module keeps its name
-from .registry import available_methods, get_method, register_method
+from . import prediction_difference as _prediction_difference  # noqa: F401  (registers it; the module keeps its name)
+from .registry import MethodSpec, available_methods, get_method, get_spec, register, register_method, specs
 from .segments import grid_segments, slic_segments
 from .class_visualisation import class_model_visualisation
 from .activation_maximisation import activation_maximisation
@@ -15,28 +20,13 @@ from .path import (
 )
 from .smoothing import noise_scale, smoothgrad, smoothgrad_gradient, smoothgrad_squared_gradient, vargrad_gradient
 
-for _name, _fn in [
-    ("gradient", gradient), ("gradient_x_input", gradient_x_input), ("deconvnet", deconvnet),
-    ("guided_backprop", guided_backprop), ("cam", cam), ("grad_cam", grad_cam), ("guided_grad_cam", guided_grad_cam),
-]:
-    register_method(_name, _fn, "gradient" if "cam" not in _name else "cam")
-for _name, _fn in [("deeplift", deeplift), ("deepshap", deepshap), ("lrp", lrp)]:
-    register_method(_name, _fn, "relevance")
-for _name, _fn in [("occlusion", occlusion), ("lime", lime), ("kernel_shap", kernel_shap), ("shapley", shapley)]:
-    register_method(_name, _fn, "perturbation")
-register_method("prediction_difference", _prediction_difference_entry, "perturbation")  # stated default seed 0
-# path and noise methods; expected gradients needs references and is not registered (every registry entry
-# must run as fn(model, x, target)); the SmoothGrad entries wrap the gradient with a stated default seed 0.
-register_method("integrated_gradients", integrated_gradients, "path")
-for _name, _fn in [("smoothgrad", smoothgrad_gradient), ("smoothgrad_squared", smoothgrad_squared_gradient),
-                   ("vargrad", vargrad_gradient)]:
-    register_method(_name, _fn, "smoothing")
-
 __all__ = [
     "backprop", "gradient", "gradient_x_input", "deconvnet", "guided_backprop", "reduce_channels",
     "cam", "grad_cam", "guided_grad_cam", "upsample_bilinear",
+    "grad_cam_plus_plus", "score_cam", "faster_score_cam", "layer_cam", "xgrad_cam", "hires_cam", "eigen_cam",
+    "ablation_cam",
     "deeplift", "deepshap", "lrp", "COMPOSITES",
-    "available_methods", "get_method", "register_method",
+    "available_methods", "get_method", "register_method", "register", "get_spec", "specs", "MethodSpec",
     "occlusion", "lime", "kernel_shap", "shapley", "grid_segments", "slic_segments",
     "integrated_gradients", "exact_integrated_gradients", "quadrature_rule", "expected_gradients",
     "expected_gradients_exact", "saturation", "smoothgrad", "noise_scale", "class_model_visualisation",

@@ -19,6 +19,7 @@ import numpy as np
 from .. import _targets
 from .._conventions import check_image_batch
 from ..nn import INPUT, Dense, Dropout, Flatten, GlobalAvgPool2D
+from .registry import MethodSpec, register
 
 
 def _require_layered(model, method):
@@ -193,3 +194,10 @@ def guided_grad_cam(model, x, target, layer=None, pixel="guided_backprop"):
     if fine.shape != x.shape:
         raise ValueError(f"the pixel method must return a map of x's shape {x.shape}, got {fine.shape}")
     return fine * grad_cam(model, x, target, layer=layer, relu=True, upsample=True)
+
+
+# -- the registry -------------------------------------------------------------------------------------
+register(MethodSpec("cam", cam, "cam", paper="Zhou et al. 2016", needs=("layered", "gap head")))
+register(MethodSpec("grad_cam", grad_cam, "cam", paper="Selvaraju et al. 2017", needs=("layered", "spatial node")))
+register(MethodSpec("guided_grad_cam", guided_grad_cam, "cam", paper="Selvaraju et al. 2017",
+                    needs=("layered", "spatial node", "rule:guided")))

@@ -43,12 +43,14 @@ import numbers
 import numpy as np
 
 from .. import _targets
+from ..inputs import as_baseline, completeness_gap
 from .._conventions import as_float_array
 from ..nn import INPUT, Add, Concat, Conv2D, Dense, Dropout, Flatten
 from ..nn.activation import NONLINEAR_UNITS
 from ..nn.norm import BatchNorm2D, fold_batchnorm
 from ..nn.pool import DEEPLIFT_MAXPOOL_MODES
 from ..nn.relevance import DEEPLIFT_NEAR_ZERO, deeplift_split
+from .registry import MethodSpec, register
 
 DEEPLIFT_RULES = ("rescale", "revealcancel")
 
@@ -63,22 +65,9 @@ def require_layered(model, method):
 
 
 def as_reference(reference, x, name="reference"):
-    """A reference of ``x``'s shape and dtype from a scalar, one sample ``x.shape[1:]`` or ``x.shape``."""
-    if isinstance(reference, bool):
-        raise TypeError(f"{name} must be a number or an array, got bool")
-    if isinstance(reference, numbers.Real):
-        reference = float(reference)
-    r = as_float_array(reference, name)
-    if r.ndim == 0:  # a scalar, also as a 0-d array
-        return np.full_like(x, r)
-    if r.shape == x.shape:
-        return r.astype(x.dtype, copy=False)
-    if r.shape in (x.shape[1:], (1,) + x.shape[1:]):
-        return np.broadcast_to(r.reshape(x.shape[1:]), x.shape).astype(x.dtype)
-    raise ValueError(
-        f"{name} must be a scalar, one sample of shape {x.shape[1:]}, or one per image of shape {x.shape}; "
-        f"got shape {r.shape} (for K references use xattr.deepshap)"
-    )
+    """A reference of ``x``'s shape and dtype (:func:`xattr.inputs.as_baseline`: a scalar, one sample, an array
+    broadcastable to ``x`` or a callable ``x -> reference``)."""
+    return as_baseline(reference, x, name)
 
 
 def _check_options(rule, maxpool, threshold):
@@ -181,9 +170,8 @@ def _multipliers_x_delta(model, x, ref, seed, rule, maxpool, threshold):
 
 
 def _gap(contrib, seed, scores, ref_scores):
-    """Summation-to-delta gap per image: ``Σ_i C_i − Σ_k seed_k (t_k(x) − t_k(x₀))``."""
-    total = contrib.reshape(contrib.shape[0], -1).sum(axis=1)
-    return total - (seed * (scores - ref_scores)).sum(axis=1)
+    """Summation-to-delta gap per image: ``Σ_i C_i − Σ_k seed_k (t_k(x) − t_k(x₀))`` (:func:`xattr.inputs.completeness_gap`)."""
+    return completeness_gap(contrib, (seed * scores).sum(axis=1), (seed * ref_scores).sum(axis=1))
 
 
 def deeplift(model, x, target, reference=0.0, rule="rescale", maxpool="gradient", threshold=DEEPLIFT_NEAR_ZERO,
@@ -283,3 +271,9 @@ def deepshap(model, x, target, references=None, rule="rescale", maxpool="gradien
     if return_delta:
         return total / K, gap / K
     return total / K
+
+
+# -- the registry -------------------------------------------------------------------------------------
+register(MethodSpec("deeplift", deeplift, "relevance", paper="Shrikumar et al. 2017", needs=("layered", "rule:rescale")))
+register(MethodSpec("deepshap", deepshap, "relevance", paper="Lundberg & Lee 2017 (§4.2); Shrikumar et al. 2017",
+                    needs=("layered", "rule:rescale", "references")))

@@ -18,6 +18,7 @@ import numpy as np
 from .. import _targets
 from .._conventions import as_float_array
 from ..model import check_model, trace
+from .registry import MethodSpec, register
 
 
 def backprop(model, x, target, rule="gradient", **options):
@@ -89,3 +90,12 @@ def reduce_channels(attr, how="max_abs"):
     except KeyError:
         raise ValueError(f"how must be one of {sorted(CHANNEL_REDUCTIONS)}, got {how!r}") from None
     return fn(attr)
+
+
+# -- the registry: one spec per method, beside its function -----------------------------------------
+register(MethodSpec("gradient", gradient, "gradient", paper="Simonyan et al. 2014", needs=("rule:gradient",)))
+register(MethodSpec("gradient_x_input", gradient_x_input, "gradient", paper="Shrikumar et al. 2016",
+                    needs=("rule:gradient",)))
+register(MethodSpec("deconvnet", deconvnet, "gradient", paper="Zeiler & Fergus 2014", needs=("rule:deconvnet",)))
+register(MethodSpec("guided_backprop", guided_backprop, "gradient", paper="Springenberg et al. 2015",
+                    needs=("rule:guided",)))

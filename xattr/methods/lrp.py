@@ -31,6 +31,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _targets
+from ..inputs import completeness_gap
 from .._conventions import as_float_array
 from ..nn import INPUT, Conv2D, Dense, Layer
 from ..nn.norm import BatchNorm2D, fold_batchnorm
@@ -39,6 +40,7 @@ from ..nn.relevance import (
     LRP_ALPHA, LRP_BETA, LRP_EPSILON, LRP_GAMMA, check_alpha_beta, check_epsilon, check_gamma,
 )
 from .deeplift import require_layered
+from .registry import MethodSpec, register
 
 #: short rule name -> (column of the rule table, the options it takes)
 LRP_RULE_NAMES = {
@@ -184,7 +186,8 @@ def _supported():
 
 
 def lrp(model, x, target, composite="epsilon", *, epsilon=LRP_EPSILON, gamma=LRP_GAMMA, alpha=LRP_ALPHA,
-        beta=LRP_BETA, low=None, high=None, maxpool="winner_take_all", output="score", return_totals=False):
+        beta=LRP_BETA, low=None, high=None, maxpool="winner_take_all", output="score", return_totals=False,
+        return_delta=False):
     """Layer-wise relevance propagation.
 
     Parameters
@@ -209,9 +212,14 @@ def lrp(model, x, target, composite="epsilon", *, epsilon=LRP_EPSILON, gamma=LRP
         the input of layer ``i`` and column ``L`` the output), so that what each node's biases and ε absorb
         can be read off (a node feeding several others shows the sum of what comes back to it).
 
+    return_delta : bool
+        Also return the conservation gap ``Σ_i R_i − Σ R_output`` ``(N,)`` float64, the relevance the input
+        receives minus what was put at the output (:func:`xattr.inputs.completeness_gap` with ``F(x)`` the
+        output relevance and ``F(x') = 0``): what biases, stabilisers and dropped 0/0 quotients absorbed.
+
     Returns
     -------
-    ndarray ``x.shape`` (and the totals if ``return_totals``)
+    ndarray ``x.shape``, then the totals if ``return_totals``, then the gap if ``return_delta``
     """
     require_layered(model, "lrp")
     if maxpool not in LRP_MAXPOOL_MODES:
@@ -237,8 +245,16 @@ def lrp(model, x, target, composite="epsilon", *, epsilon=LRP_EPSILON, gamma=LRP
         column, opts = cells[name]
         return column, {"inp": tape[name], **opts}
 
+    put = R.reshape(R.shape[0], -1).sum(axis=1, dtype=np.float64)
     R = tape.pull(R, rule, taps={n: total for n in model.order + [INPUT]} if return_totals else None)
+    extra = ()
     if return_totals:
         cols = [totals.get(n, np.zeros(len(x))) for n in [INPUT] + model.order]
-        return R, np.stack(cols, axis=1)
-    return R
+        extra += (np.stack(cols, axis=1),)
+    if return_delta:
+        extra += (completeness_gap(R, put, 0.0),)
+    return (R,) + extra if extra else R
+
+
+# -- the registry -------------------------------------------------------------------------------------
+register(MethodSpec("lrp", lrp, "relevance", paper="Bach et al. 2015; Montavon et al. 2019", needs=("layered", "rule:lrp0")))

@@ -56,9 +56,11 @@ import numpy as np
 from .. import _targets
 from . import _bounds, _chunks
 from .._conventions import as_float_array, as_rng
+from ..inputs import as_baseline, completeness_gap
 from ..model import check_model, trace
 from ..nn import INPUT, MaxPool2D, ReLU
 from ..nn.base import _registered_layer_types, find_fact
+from .registry import MethodSpec, register
 
 QUADRATURES = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre", "exact")
 
@@ -74,7 +76,7 @@ ExactIG = namedtuple("ExactIG", "attributions delta segments breakpoints")
 ExactIG.__doc__ = """Result of :func:`exact_integrated_gradients`.
 
 attributions : ndarray, ``x.shape``
-delta : ndarray ``(N,)``, ``F(x) − F(x') − Σ attributions`` (float64 round-off)
+delta : ndarray ``(N,)``, ``Σ attributions − (F(x) − F(x'))`` (float64 round-off; :func:`xattr.inputs.completeness_gap`)
 segments : int ndarray ``(N,)``, number of linear pieces of each path
 breakpoints : list of N float64 arrays, the kinks ``0 < α < 1`` of each path, sorted
 """
@@ -154,18 +156,8 @@ def _check_input(model, x):
 
 
 def _baseline(baseline, x):
-    """The baseline as an array of ``x``'s shape and dtype (scalar, broadcastable array, or callable)."""
-    if callable(baseline):
-        value = baseline(x.copy())  # a copy: a careless callable cannot write into the caller's x
-        name = "baseline(x)"
-    else:
-        value, name = baseline, "baseline"
-    b = as_float_array(value, name)
-    try:
-        b = np.broadcast_to(b, x.shape)
-    except ValueError:
-        raise ValueError(f"{name} must be a scalar or broadcastable to x's shape {x.shape}, got shape {b.shape}") from None
-    return np.array(b, dtype=x.dtype)
+    """The baseline as an array of ``x``'s shape and dtype (:func:`xattr.inputs.as_baseline`)."""
+    return as_baseline(baseline, x)
 
 
 def _resolve_target(model, x, target):
@@ -299,7 +291,8 @@ def integrated_gradients(
         cost model of :mod:`xattr.methods._chunks`, activation memory and weight traffic under a memory
         budget), so memory does not grow with ``steps``.
     return_delta : bool
-        Also return the completeness gap ``F(x) − F(x') − Σ_i IG_i`` per image, ``(N,)`` float64.
+        Also return the completeness gap ``Σ_i IG_i − (F(x) − F(x'))`` per image, ``(N,)`` float64
+        (:func:`xattr.inputs.completeness_gap`: Captum's sign).
 
     Returns
     -------
@@ -345,8 +338,7 @@ def integrated_gradients(
     if not return_delta:
         return attr
     f_x = _targets.selected(tgt, scores).astype(np.float64)
-    delta = f_x - _explained(model, x0, tgt) - attr.reshape(n_img, -1).sum(axis=1, dtype=np.float64)
-    return attr, delta
+    return attr, completeness_gap(attr, f_x, _explained(model, x0, tgt))
 
 
 # -- exact integrated gradients ----------------------------------------------------------------
@@ -547,7 +539,7 @@ def exact_integrated_gradients(model, x, target, baseline=0.0, batch_size=None):
         raise ValueError(f"attributions overflow {x_in.dtype} (largest |value| {np.abs(attr).max():.3g}); "
                          "pass float64 input")
     f_x = _targets.selected(tgt, scores).astype(np.float64)
-    delta = f_x - _explained(model, x0, tgt) - attr.reshape(len(x64), -1).sum(axis=1)
+    delta = completeness_gap(attr, f_x, _explained(model, x0, tgt))
     counts = np.bincount(img, minlength=len(x64))
     breaks = np.split(starts, np.cumsum(counts)[:-1])
     return ExactIG(attr.astype(x_in.dtype, copy=False), delta, counts, [bp[1:] for bp in breaks])
@@ -558,7 +550,7 @@ def _references(references, x):
     r = as_float_array(references, "references")
     if r.ndim != x.ndim or r.shape[1:] != x.shape[1:] or r.shape[0] == 0:
         raise ValueError(
-            f"references must be K >= 1 images of shape (K,) + {x.shape[1:]} (x's image shape), got {r.shape}"
+            f"references must have shape (K,) + {x.shape[1:]} with K >= 1 (K images of x's shape), got {r.shape}"
         )
     return r.astype(x.dtype, copy=False)
 
@@ -618,7 +610,7 @@ def expected_gradients_exact(
     Returns
     -------
     attributions : ndarray, ``x.shape``, ``x.dtype``
-    delta : ndarray ``(N,)``, ``F(x) − mean_k F(r_k) − Σ_i EG_i`` (only with ``return_delta``)
+    delta : ndarray ``(N,)``, ``Σ_i EG_i − (F(x) − mean_k F(r_k))`` (only with ``return_delta``)
     """
     x = _check_input(model, x)
     refs = _references(references, x)
@@ -668,3 +660,10 @@ def saturation(model, x, target, alphas=None, batch_size=None):
         scores[sl] = _targets.selected(t, s)
         norms[sl] = np.sqrt((g.reshape(len(g), -1).astype(np.float64) ** 2).sum(axis=1))
     return Saturation(alphas, scores.reshape(n_img, A), norms.reshape(n_img, A))
+
+
+# -- the registry -------------------------------------------------------------------------------------
+register(MethodSpec("integrated_gradients", integrated_gradients, "path", paper="Sundararajan et al. 2017",
+                    needs=("rule:gradient",), demo={"baseline": 0.0, "steps": 128}))
+register(MethodSpec("expected_gradients", expected_gradients, "path", paper="Erion et al. 2021",
+                    needs=("rule:gradient", "references", "rng"), demo={"n_samples": 16}))

@@ -47,9 +47,11 @@ import numpy as np
 
 from .. import _targets
 from .._conventions import as_rng, check_image_batch, pair
+from ..inputs import completeness_gap
 from . import _bounds
 from . import incremental as _inc
 from . import segments as _seg
+from .registry import MethodSpec, register
 
 #: exact Shapley values enumerate 2^M coalitions; above this many segments they are refused.
 MAX_EXACT_SHAPLEY_SEGMENTS = 20
@@ -492,7 +494,7 @@ def _prepare(model, x, target, segments, grid, baseline, sigma, batch_size):
 
 
 def shapley(model, x, target, segments=None, baseline=0.0, batch_size=DEFAULT_BATCH_SIZE, progress=False,
-            return_values=False, sigma=_seg.BLUR_SIGMA, locality="auto"):
+            return_values=False, sigma=_seg.BLUR_SIGMA, locality="auto", return_delta=False):
     """Exact Shapley values of segments (Shapley 1953), by enumerating all ``2^M`` coalitions.
 
     The players are the segments; the value of a coalition ``S`` is the explained score of the
@@ -510,6 +512,10 @@ def shapley(model, x, target, segments=None, baseline=0.0, batch_size=DEFAULT_BA
         What a hidden segment becomes (:func:`xattr.methods.segments.fill_image`).
     return_values : bool
         Also return the per-segment values: ``(N, M)`` array (a list if ``M`` differs per image).
+    return_delta : bool
+        Also return the efficiency gap ``Σ_segments φ − (f(x) − f(everything hidden))`` ``(N,)`` float64
+        (:func:`xattr.inputs.completeness_gap` over the players, the segments: the map itself paints each
+        segment's value on all its pixels, so its pixel sum is not the players' sum).  Last in the returned tuple.
     locality : ``"auto"``, True or False
         For an :class:`xattr.nn.Sequential` whose local layers (conv, pooling, pointwise) end in global
         average pooling, each position of the last local activation sees only the segments its
@@ -532,7 +538,7 @@ def shapley(model, x, target, segments=None, baseline=0.0, batch_size=DEFAULT_BA
         )
     games, bar = _games(model, value, x, fill, labels, counts, [2**M for M in counts], locality, batch_size,
                         progress, "shapley")
-    phis = []
+    phis, gaps = [], []
     try:
         for n, (game, M) in enumerate(zip(games, counts)):  # per image: its own 2^M coalitions
             v = np.empty(2**M)
@@ -540,10 +546,12 @@ def shapley(model, x, target, segments=None, baseline=0.0, batch_size=DEFAULT_BA
                 b = min(2**M, a + 2**16)
                 v[a:b] = game(_all_coalitions(M, a, b))
             phis.append(shapley_from_values(v))
+            gaps.append(completeness_gap(phis[-1][None], v[-1], v[0])[0])  # all present minus all hidden
     finally:
         bar.close()
     out = _painted(phis, labels, x.dtype)
-    return (out, _per_image(phis)) if return_values else out
+    extra = ((_per_image(phis),) if return_values else ()) + ((np.array(gaps),) if return_delta else ())
+    return (out,) + extra if extra else out
 
 
 def _kernel_size_weights(M):
@@ -711,3 +719,13 @@ def _weighted_ridge(Z, y, pi, alpha):
     A = Zc.T @ (pi[:, None] * Zc) + alpha * np.eye(Z.shape[1])
     w = np.linalg.lstsq(A, Zc.T @ (pi * yc), rcond=None)[0]
     return w, my - mz @ w
+
+
+# -- the registry -------------------------------------------------------------------------------------
+register(MethodSpec("occlusion", occlusion, "perturbation", paper="Zeiler & Fergus 2014",
+                    demo={"window": 4, "stride": 2, "baseline": 0.0}))
+register(MethodSpec("lime", lime, "perturbation", paper="Ribeiro et al. 2016", needs=("segments", "rng"),
+                    demo={"n_samples": 300}))
+register(MethodSpec("kernel_shap", kernel_shap, "perturbation", paper="Lundberg & Lee 2017", needs=("segments", "rng"),
+                    demo={"n_samples": 300}))
+register(MethodSpec("shapley", shapley, "perturbation", paper="Shapley 1953", needs=("segments",)))

@@ -43,6 +43,7 @@ import numpy as np
 
 from .. import _targets
 from .._conventions import as_float_array, as_rng, check_image_batch
+from .registry import MethodSpec, register
 
 __all__ = ["PatchGaussian", "fit_patch_gaussian", "conditional_gaussian", "weight_of_evidence",
            "prediction_difference", "PredictionDifference"]
@@ -462,3 +463,9 @@ def _registered(model, x, target, rng=0, **options):
         if not (min(H, W) >= l and N * (H - l + 1) * (W - l + 1) > l * l):
             options.update(window=max(1, min(H, W) // SMALL_IMAGE_WINDOW_FRACTION), padding=1)
     return prediction_difference(model, x, target, rng=rng, **options)
+
+
+# -- the registry: the entry with its stated default seed 0 and the paper's window where it fits --------
+register(MethodSpec("prediction_difference", _registered, "perturbation", paper="Zintgraf et al. 2017", needs=("rng",),
+                    demo={"window": 4, "padding": 2, "stride": 4}))  # the paper's k = 10 needs larger images and
+# references; non-overlapping windows (stride = k) keep the demo fast

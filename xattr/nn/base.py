@@ -13,6 +13,7 @@ A missing cell raises :class:`RuleNotDefined` naming the layer and the rule.
 docstring), so the documentation cannot drift from the code.
 """
 from __future__ import annotations
+from .._errors import XattrError
 
 from collections import OrderedDict
 from types import SimpleNamespace
@@ -28,7 +29,7 @@ Cache = SimpleNamespace
 CORE_RULES = ("gradient", "deconvnet", "guided")
 
 
-class RuleNotDefined(NotImplementedError):
+class RuleNotDefined(XattrError, NotImplementedError):
     """A layer has no backward rule (or no per-layer fact) of the requested name."""
 
 

@@ -23,6 +23,7 @@ themselves (HIPS/autograd's single traversal is the model):
 keeps the chain's conveniences (``model[0]``, ``forward_all``, ``backward``), written on the walk.
 """
 from __future__ import annotations
+from .._errors import XattrError
 
 import copy
 from collections import OrderedDict
@@ -36,7 +37,7 @@ from .base import Cache, Layer, RuleNotDefined, checked_options, option_names, C
 INPUT = "input"
 
 
-class GraphError(ValueError):
+class GraphError(XattrError, ValueError):
     """A graph that cannot be built: unknown input, cycle, wrong number of inputs, dangling node."""
 
 

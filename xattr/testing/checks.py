@@ -155,9 +155,12 @@ def check_completeness(attribution, model=None, x=None, target=None, *, baseline
 
     The sum runs over every element of the attribution.  Passes when
     ``|gap| <= atol + rtol * |f_c(x) - f_c(x̄)|``.  ``baseline`` (scalar or broadcastable to
-    ``x``) is the reference ``x̄``; it is passed to the method as ``baseline_arg`` if given.
+    ``x``, or a callable ``x -> baseline``) is the reference ``x̄``; it is passed to the method as ``baseline_arg``
+    if given.
     """
     model, x, target = _case("completeness", model, x, target, case)
+    if callable(baseline):  # a baseline made for the case's input (a claims entry cannot know its shape)
+        baseline = baseline(np.asarray(x))
     base = np.broadcast_to(np.asarray(baseline, dtype=np.asarray(x).dtype), np.shape(x))
     a = _attribute(attribution, model, x, target, _with_baseline(method_kwargs, baseline_arg, baseline),
                    "completeness")

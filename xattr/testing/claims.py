@@ -162,10 +162,21 @@ def _smooth(linear):
 
 
 # ---------------------------------------------------------------------------------------------
-# Methods other issues add.  Their calling conventions are the ones their issues specify; the
-# lead checks each entry when the method lands (a wrong entry fails loudly, it is never skipped).
+# Path, smoothing, relevance and perturbation methods.
 _B = {"baseline_arg": "baseline"}
 _R = {"baseline_arg": "reference"}
+#: a reference that varies within every pool window (one sample, broadcast over the batch): where DeepLIFT's
+#: default max-pool rule (the reference code's gradient) loses Δt
+def _VARYING(x):
+    import numpy as np
+
+    _, c, h, w = np.shape(x)
+    ci, ii, jj = np.meshgrid(np.arange(c), np.arange(h), np.arange(w), indexing="ij")
+    return (((7 * ii + 3 * jj + 5 * ci) % 11) / 11.0)[None].astype(np.asarray(x).dtype)
+_MAXPOOL_DEFAULT = ("the default maxpool='gradient' (the DeepLIFT reference code's rule, what Captum computes after a "
+                    "ReLU) sends each window's multiplier to the input's argmax only: summation-to-delta fails where "
+                    "the reference varies within a window (Shrikumar et al. 2017 give no max-pool rule; "
+                    "maxpool='captum' or 'rescale' are exact: the claim beside this one)")
 
 CLAIMS.update({
     "integrated_gradients": _core(
@@ -198,22 +209,33 @@ CLAIMS.update({
     "vargrad": _smooth(linear=False),
     "deeplift": _core(
         {
-            "completeness": {**_R, "rtol": 1e-9}, "sensitivity": dict(_R), "dummy": {}, "linearity": {},
+            "completeness": {**_R, "rtol": 1e-9},
+            "completeness:exact_maxpool": {**_R, "rtol": 1e-9, "baseline": _VARYING,
+                                           "method_kwargs": {"maxpool": "captum"}},
+            "sensitivity": dict(_R), "dummy": {}, "linearity": {},
             "input_shift_invariance": {**_R, "shift_baseline": True},
         },
         {
             "implementation_invariance": f"the IG paper's pair: Rescale multipliers depend on where a bias sits ({_IG}, "
                                          "§3.2: (1.5, -0.5) on f1, (2, -1) on f2)",
             "symmetry": (_TIE_DEAD, {"shows_on": ("cnn",)}),
+            "completeness:varying_reference": (_MAXPOOL_DEFAULT, {**_R, "rtol": 1e-9, "baseline": _VARYING,
+                                                                  "shows_on": ("cnn", "densenet")}),
         },
     ),
     "deepshap": Claims(
         # references=None: DeepLIFT against the zero image (the check's implicit baseline 0)
-        claims={"completeness": {"rtol": 1e-9}, "sensitivity": {}, "dummy": {}, "linearity": {},
+        claims={"completeness": {"rtol": 1e-9},
+                "completeness:exact_maxpool": {"rtol": 1e-9, "baseline": _VARYING, "baseline_arg": "references",
+                                               "method_kwargs": {"maxpool": "captum"}},
+                "sensitivity": {}, "dummy": {}, "linearity": {},
                 "batch_invariance": {}, "dtype_preservation": {}, "determinism": {}, "inputs_unmodified": {}},
         violations={
             "implementation_invariance": "DeepLIFT's multipliers depend on the structure (the IG paper's pair)",
             "symmetry": (_TIE_DEAD, {"shows_on": ("cnn",)}),
+            "completeness:varying_reference": (_MAXPOOL_DEFAULT, {"rtol": 1e-9, "baseline": _VARYING,
+                                                                  "baseline_arg": "references",
+                                                                  "shows_on": ("cnn", "densenet")}),
             "input_shift_invariance": "the references are not shifted with the input",
         },
     ),
@@ -318,15 +340,30 @@ def _with_references(fn, name):
     return attribution
 
 
+def all_claims():
+    """``{method name: Claims}``: the table above, overridden by the claims each registered
+    :class:`~xattr.methods.registry.MethodSpec` declares beside its function."""
+    from ..methods.registry import specs
+
+    out = dict(CLAIMS)
+    out.update({s.name: s.claims for s in specs() if s.claims is not None})
+    return out
+
+
+def claims_for(name):
+    """The :class:`Claims` of method ``name`` (its spec's, else its entry in :data:`CLAIMS`), or None."""
+    return all_claims().get(name)
+
+
 def claims_table(claims=None):
     """Markdown table of the claims: rows methods, columns checks; ``✓`` claimed, ``✗`` declared violated.
 
-    A cell with variants lists each (``✓ no_relu / ✗``).  The README shows this table (a test
-    keeps them equal); regenerate with ``python -c "from xattr.testing.claims import claims_table; print(claims_table())"``.
+    A cell with variants lists each (``✓ no_relu / ✗``).  The docs render it at build time
+    (``python -m xattr.docs claims-table``).
     """
     from .checks import CHECKS
 
-    table = CLAIMS if claims is None else claims
+    table = all_claims() if claims is None else claims
     cols = list(CHECKS)
     out = ["| method | " + " | ".join(c.replace("_", " ") for c in cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for name, cl in table.items():
@@ -338,3 +375,8 @@ def claims_table(claims=None):
         out.append(f"| `{name}` | " + " | ".join(" / ".join(sorted(v, key=lambda s: (":" in s, s))) for v in cells.values())
                    + " |")
     return "\n".join(out)
+
+
+from .claims_cam_family import CAM_FAMILY_CLAIMS  # noqa: E402  (the CAM family: its own file)
+
+CLAIMS.update(CAM_FAMILY_CLAIMS)

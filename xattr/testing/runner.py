@@ -18,27 +18,32 @@ Without pytest, :func:`check_attribution` runs the same cases and raises one
 ``AssertionError`` that lists every broken claim.
 """
 from __future__ import annotations
+from .._errors import XattrError
 
 from .checks import CHECKS
-from .claims import CLAIMS, Claims
+from .claims import Claims, all_claims
 
 
-class ClaimsError(Exception):
+class ClaimsError(XattrError):
     """A claims entry that cannot be run (unknown check, a check left undeclared, bad kwargs)."""
 
 
 def _resolve(methods, claims):
     """``[(name, fn or None, Claims, problem or None)]``."""
-    table = CLAIMS if claims is None else claims
+    table = all_claims() if claims is None else claims
     if methods is None:
         from ..methods.registry import available_methods, get_method
 
         have = available_methods()
         out = [(name, get_method(name), table[name], None) for name in table if name in have]
-        # a registered method without an entry is a failing case, never silently left out
-        out += [(name, get_method(name), Claims(), f"registered method {name!r} has no entry in "
-                 "xattr/testing/claims.py: declare the axioms it claims and violates")
+        # a registered method without claims, or claims for a method nobody registered, is a failing case:
+        # never silently left out
+        out += [(name, get_method(name), Claims(), f"registered method {name!r} declares no claims: give its "
+                 "MethodSpec claims= (or an entry in xattr/testing/claims.py) naming the axioms it claims and violates")
                 for name in have if name not in table]
+        out += [(name, None, table[name], f"claims are declared for {name!r}, which is not a registered method "
+                 "(xattr.methods.registry): register it or remove the entry")
+                for name in table if name not in have]
         return out
     if isinstance(methods, dict):
         return [(name, fn, cl, None) for name, (fn, cl) in methods.items()]

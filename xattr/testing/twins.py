@@ -104,7 +104,9 @@ def rescaled_twin(model, rng=0, low=0.5, high=3.0):
     For every pair of parametric layers ``i < j`` (``Conv2D``/``Dense``) separated only by
     positively homogeneous layers (ReLU, pools, flatten, dropout), the first is scaled by a
     random ``c ∈ [low, high]`` and the second by ``1/c``.  Since ``ReLU(c z) = c ReLU(z)``
-    for ``c > 0`` the function is unchanged (to round-off).
+    for ``c > 0`` the function is unchanged (to round-off).  On a graph the first may also be a batch-norm, and a
+    merge (``Add``, ``Concat``) whose inputs are all weighted nodes feeding only it is scaled as one: its inputs
+    by one ``c`` (a residual block with a projection shortcut, so that the block's output is scaled too).
 
     Raises ``ValueError`` if the model has no such pair.
     """
@@ -135,26 +137,43 @@ def rescaled_twin(model, rng=0, low=0.5, high=3.0):
 
 def _rescaled_graph(model, gen, low, high):
     """:func:`rescaled_twin` on a graph: a weighted node (or a batch-norm, whose gamma and beta scale its output)
-    whose output reaches exactly one weighted node through single-consumer positively homogeneous nodes."""
+    whose output reaches exactly one weighted node through single-consumer positively homogeneous nodes; and a merge
+    (``Add``, ``Concat``) whose inputs are all such nodes feeding only it (a residual block whose shortcut is a
+    projection: ``bn2`` and ``downsample`` scaled by one ``c``, since ``Add(c a, c b) = c Add(a, b)``) and whose
+    output reaches exactly one weighted node the same way, which is scaled by ``1/c``."""
     _require_graph(model, "rescaled_twin")
     triples = _triples(model)
     layers = {n: layer for n, layer, _ in triples}
-    found = False
-    for n, layer, _ in triples:
-        if not isinstance(layer, PARAMETRIC + (BatchNorm2D,)):
-            continue
+    scalable = PARAMETRIC + (BatchNorm2D,)
+
+    def compensator(n):  # the one weighted node that n's output reaches through homogeneous single-consumer nodes
         k = n
         while len(model.consumers(k)) == 1 and isinstance(layers[model.consumers(k)[0]], POSITIVELY_HOMOGENEOUS):
             k = model.consumers(k)[0]
         nxt = model.consumers(k)
         if len(nxt) != 1 or not isinstance(layers[nxt[0]], PARAMETRIC) or len(model.inputs_of(nxt[0])) != 1:
-            continue
+            return None
+        return nxt[0]
+
+    def scale(names, nxt):
         c = gen.uniform(low, high)
-        layer.weight = layer.weight * c
-        if layer.bias is not None:
-            layer.bias = layer.bias * c
-        layers[nxt[0]].weight = layers[nxt[0]].weight / c
-        found = True
+        for n in names:
+            layers[n].weight = layers[n].weight * c
+            if layers[n].bias is not None:
+                layers[n].bias = layers[n].bias * c
+        layers[nxt].weight = layers[nxt].weight / c
+
+    found = False
+    for n, layer, _ in triples:
+        if isinstance(layer, scalable) and (nxt := compensator(n)) is not None:
+            scale([n], nxt)
+            found = True
+    for n, layer, ins in triples:  # after the pairs: the pairs' random draws do not depend on the merges
+        if (isinstance(layer, (Add, Concat)) and len(set(ins)) == len(ins) > 1
+                and all(i != INPUT and isinstance(layers[i], scalable) and model.consumers(i) == [n] for i in ins)
+                and (nxt := compensator(n)) is not None):
+            scale(ins, nxt)
+            found = True
     if not found:
         raise ValueError(
             "rescaled_twin needs a Conv2D/Dense/BatchNorm2D node whose output reaches exactly one Conv2D/Dense node "

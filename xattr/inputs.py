@@ -1,0 +1,84 @@
+"""What every method takes and returns besides the model: baselines, targets and the completeness gap, defined once.
+
+Methods import these instead of writing their own coercions, so every method reads a baseline, a target
+and reports its gap the same way.
+
+Completeness gap
+    One definition and one sign for every method that has one (integrated gradients, exact IG, expected
+    gradients, DeepLIFT, DeepSHAP, LRP, exact Shapley)::
+
+        gap = Σ_i A_i − (F(x) − F(x'))
+
+    Captum's convention (its ``compute_convergence_delta``), the one people compare with: positive when
+    the attributions claim more than the output changed.  ``F(x')`` is the explained value at the method's
+    reference point (the baseline, the mean over references, the all-hidden image; LRP: 0, since it
+    explains the score itself).  Returned as float64 ``(N,)`` by ``return_delta=True`` and stored signed
+    by ``xattr batch``.
+
+Baselines
+    A baseline (or DeepLIFT reference) is a scalar, one sample ``x.shape[1:]``, an array broadcastable to
+    ``x.shape`` (one per image, one per channel ``(1, C, 1, 1)``), or a callable ``x -> baseline``; it comes
+    back as an array of ``x``'s shape and dtype, finite, a copy (the caller's array is never aliased).
+
+Targets
+    An int, an int array ``(N,)``, a callable on the scores (returning classes or one value per image),
+    or a ``(classes, transform)`` pair; see :mod:`xattr._targets` (``seed``, ``selected``).
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from . import _targets
+from ._conventions import as_float_array
+
+__all__ = ["completeness_gap", "as_baseline", "seed", "selected"]
+
+seed = _targets.seed
+selected = _targets.selected
+
+
+def completeness_gap(attributions, explained_x, explained_reference):
+    """``Σ_i A_i − (F(x) − F(x'))`` per image, float64 ``(N,)`` (Captum's sign; see the module docstring).
+
+    Parameters
+    ----------
+    attributions : ndarray ``(N, ...)``
+    explained_x, explained_reference : array_like ``(N,)`` (or scalars)
+        The explained value ``F`` at the input and at the reference point.
+    """
+    a = np.asarray(attributions)
+    total = a.reshape(a.shape[0], -1).sum(axis=1, dtype=np.float64)
+    return total - (np.asarray(explained_x, dtype=np.float64) - np.asarray(explained_reference, dtype=np.float64))
+
+
+def as_baseline(baseline, x, name="baseline", allow_callable=True):
+    """``baseline`` as a finite array of ``x``'s shape and dtype (see the module docstring); a new array.
+
+    ``ValueError`` names ``name`` and says what shapes are accepted; ``TypeError`` for a bool or a non-number.
+    """
+    if callable(baseline) and not isinstance(baseline, np.ndarray):
+        if not allow_callable:
+            raise TypeError(f"{name} must be a number or an array, got a callable")
+        value = baseline(np.array(x, copy=True))  # a copy: a careless callable cannot write into the caller's x
+        name = f"{name}(x)"
+    else:
+        value = baseline
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be a number or an array, got bool")
+    if isinstance(value, numbers.Real):
+        value = float(value)
+    b = as_float_array(value, name)
+    if b.ndim == 0:
+        return np.full(x.shape, b, dtype=x.dtype)
+    if b.shape == x.shape[1:]:
+        b = b[None]
+    try:
+        out = np.broadcast_to(b, x.shape)
+    except ValueError:
+        raise ValueError(
+            f"{name} must be a scalar, one sample of shape {x.shape[1:]}, or broadcastable to x's shape {x.shape} "
+            f"(one per image, one per channel); got shape {b.shape}"
+        ) from None
+    return np.array(out, dtype=x.dtype)

@@ -492,7 +492,7 @@ def main(argv=None):
     ap.add_argument("--max-call-seconds", type=float, default=900.0)
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory processes")
     ap.add_argument("--xattr-weights", default=None, choices=("float64",),
-                    help="keep xattr's weights in float64 whatever the input's dtype (cast per call; the issue's setting)")
+                    help="keep xattr's weights in float64 whatever the input's dtype (cast per call)")
     ap.add_argument("--json", default=None)
     ap.add_argument("--resume", action="store_true", help="keep the cells already in --json")
     ap.add_argument("--tables", default=None, metavar="JSON", help="only print the tables of a saved run")

@@ -26,7 +26,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import xattr  # noqa: E402
 from bench_core import benchmark_cnn  # noqa: E402  (the benchmark CNN, in one place)
-from xattr.methods.path import _check_batch_size, exact_integrated_gradients  # noqa: E402
+from xattr.methods import _chunks  # noqa: E402
+from xattr.methods.path import _affine_head, exact_integrated_gradients  # noqa: E402
 
 
 def bench(fn, repeat):
@@ -68,7 +69,8 @@ def main(argv=None):
     model = benchmark_cnn(0)
     x = np.random.default_rng(0).random((16, 3, 64, 64)).astype(np.float32)
     rows = 16 * 50
-    chunk = _check_batch_size(None, x)  # the rows per call IG and SmoothGrad use by default
+    head = _affine_head(model)  # the rows per call IG uses by default (the cost model; SmoothGrad's is the same)
+    chunk = _chunks.chunk_rows(model, head.forward(x[:1])[0], rows, start=head.name)
     k, kc = kernels_time(model, x, rows, chunk, args.repeat)
     for name, fn in [
         ("IG-50 (gausslegendre)", lambda: xattr.integrated_gradients(model, x, 3, steps=50)),

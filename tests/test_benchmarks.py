@@ -35,3 +35,39 @@ def test_compare_captum_reprints_saved_runs(capsys):
     out = capsys.readouterr().out
     assert "| method | Captum |" in out and "GEMM GFLOP/s" in out
     assert np.isfinite(float(out.split("| gradient | default | ")[1].split(" ")[0]))
+
+
+def test_profile_layers_splits_a_conv_call_into_steps_and_restores_the_kernel():
+    import profile_layers
+
+    from xattr.nn import Conv2D
+    from xattr.nn import conv as conv_mod
+
+    saved = {n: getattr(conv_mod, n) for n in profile_layers.PATCHES if hasattr(conv_mod, n)}
+    layer = Conv2D(4, 8, 3, stride=2, padding=1, rng=0)
+    row = profile_layers.profile_layer("c", layer, (2, 4, 20, 20), np.float32, repeat=2, per_fault=1e-6)
+    for d in ("forward", "backward"):
+        steps = row[f"{d}_steps"]
+        assert set(steps) == set(profile_layers.STEPS)
+        assert sum(steps.values()) == pytest.approx(row[f"{d}_s"], rel=1e-9, abs=1e-12)  # the split adds up
+        assert row[f"gemm_{d}_s"] > 0 and row[f"{d}_share"] > 0
+    assert row["forward_steps"]["GEMM"] > 0 and row["backward_steps"]["col2im"] > 0  # the wrappers saw the kernel
+    assert row["flops"] == 2 * 8 * (4 * 9) * (2 * 10 * 10)
+    assert all(getattr(conv_mod, n) is fn for n, fn in saved.items()) and conv_mod.np is np  # restored
+
+
+def test_compare_zoo_helpers():
+    import compare_zoo
+
+    from xattr.nn import Conv2D, Dense, Flatten, ReLU, Sequential
+
+    ours = np.random.default_rng(0).normal(size=(2, 1, 5, 5))
+    theirs = np.repeat(ours, 3, axis=1)  # occlusion: Captum repeats the map over the channels it hides
+    assert compare_zoo.rel_l2(ours, theirs) == 0.0
+    assert compare_zoo.rel_l2(ours, 2 * theirs) == pytest.approx(0.5)
+    assert compare_zoo.tolerance("ig50", "float64") == compare_zoo.TOL["float64"] < compare_zoo.TOL["float32"]
+    m = Sequential(Conv2D(3, 4, 3, rng=0), ReLU(), Flatten(), Dense(4 * 3 * 3, 2, rng=1))
+    m32 = compare_zoo.cast_model(m, np.float32)
+    assert m32[0].weight.dtype == np.float32 and m32[3].bias.dtype == np.float32 and m[0].weight.dtype == np.float64
+    x = np.random.default_rng(1).normal(size=(2, 3, 5, 5))
+    np.testing.assert_allclose(m32.forward(x.astype(np.float32)), m.forward(x), rtol=1e-5, atol=1e-5)

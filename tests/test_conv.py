@@ -200,7 +200,7 @@ def test_chunked_batches_equal_one_chunk(monkeypatch):
 
 @pytest.mark.parametrize("stride", [(1, 1), (2, 1)])
 def test_chunked_batches_equal_one_chunk_in_both_layouts(monkeypatch, stride):
-    """Stride 1 takes the wide layout, other strides the per-row im2col: chunking changes neither."""
+    """Five small maps at stride 1 go side by side (wide layout), other strides row by row: chunking changes neither."""
     layer = Conv2D(3, 4, (3, 2), stride=stride, padding=(1, 2), dilation=(1, 2), rng=0)
     x = np.random.default_rng(0).normal(size=(5, 3, 9, 8))
     y_full, cache = layer.forward(x)
@@ -208,8 +208,9 @@ def test_chunked_batches_equal_one_chunk_in_both_layouts(monkeypatch, stride):
     gx_full = layer.backward(g, cache)
     monkeypatch.setattr(conv_mod, "IM2COL_BUDGET", 1)  # one image per chunk
     y, cache = layer.forward(x)
-    np.testing.assert_array_equal(y, y_full)
-    np.testing.assert_array_equal(layer.backward(g, cache), gx_full)
+    # not bit for bit: BLAS may block a GEMM of other width differently (the last bits of a sum's order)
+    np.testing.assert_allclose(y, y_full, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(layer.backward(g, cache), gx_full, rtol=1e-13, atol=1e-15)
 
 
 @given(conv_cases(groups=False))
@@ -225,6 +226,99 @@ def test_wide_layout_holds_the_per_row_columns(case):
     Wp = xp.shape[3]
     picked = np.concatenate([wide[:, :, h * Wp : h * Wp + Wo] for h in range(Ho)], axis=2).transpose(1, 0, 2)
     np.testing.assert_array_equal(picked, rows)
+
+
+#: settings of xattr.nn.conv that force each layout of the non-depthwise kernel (module docstring)
+LAYOUTS = {
+    "rows, one output row per tile": dict(TILE_BYTES=1, TILE_MIN_COLUMNS=1, SIDE_BY_SIDE_BYTES=-1),
+    "rows, the whole image in one tile": dict(TILE_BYTES=2**40, SIDE_BY_SIDE_BYTES=-1),
+    "side by side, one image per chunk": dict(SIDE_BY_SIDE_BYTES=2**40, IM2COL_BUDGET=1),
+    "side by side, one chunk": dict(SIDE_BY_SIDE_BYTES=2**40, IM2COL_BUDGET=2**40),
+}
+
+
+class _layout:
+    """Context: the conv module's layout settings replaced, and the helpers each layout calls counted."""
+
+    def __init__(self, **settings):
+        self.settings, self.saved, self.calls = settings, {}, {}
+
+    def __enter__(self):
+        for k, v in self.settings.items():
+            self.saved[k] = getattr(conv_mod, k)
+            setattr(conv_mod, k, v)
+        for name in ("im2col_tile", "wide_im2col", "col2im_tile", "wide_col2im"):
+            fn = self.saved[name] = getattr(conv_mod, name)
+
+            def counted(*a, _fn=fn, _name=name, **k):
+                self.calls[_name] = self.calls.get(_name, 0) + 1
+                return _fn(*a, **k)
+
+            setattr(conv_mod, name, counted)
+        return self
+
+    def __exit__(self, *exc):
+        for k, v in self.saved.items():
+            setattr(conv_mod, k, v)
+
+
+@st.composite
+def layout_cases(draw):
+    layer, x = draw(conv_cases())
+    if draw(st.booleans()):  # more images, so that side by side has several to put together
+        x = np.concatenate([x, np.random.default_rng(7).normal(size=x.shape)])
+    return layer, x
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+@given(layout_cases())
+def test_every_layout_equals_the_naive_twin(layout, case):
+    """Pointwise, rows (tiled or not) and side-by-side (chunked or not): forward, input gradient and jvp
+    against the naive loops (float64), and each case ran through the layout it was meant to take."""
+    layer, x = case
+    with _layout(**LAYOUTS[layout]) as run:
+        y, cache = layer.forward(x)
+        g = np.random.default_rng(0).normal(size=y.shape)
+        gx = layer.backward(g, cache)
+        jv = layer.jvp(x, cache)
+    np.testing.assert_allclose(y, reference.conv2d_forward(x, layer.weight, layer.bias, **_naive(layer)), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(gx, reference.conv2d_backward(g, x.shape, layer.weight, **_naive(layer)), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(jv, reference.conv2d_forward(x, layer.weight, None, **_naive(layer)), rtol=1e-12, atol=1e-12)
+    N, Ho = len(x), y.shape[2]
+    if layer._depthwise() or layer._pointwise():
+        assert not run.calls
+    elif layout.startswith("side") and layer.stride == (1, 1) and N > 1:
+        chunks = N if layout.endswith("one image per chunk") else 1
+        assert run.calls == {"wide_im2col": 2 * chunks, "wide_col2im": chunks}  # forward and jvp, backward
+    else:
+        tiles = Ho if layout == "rows, one output row per tile" else 1
+        assert run.calls == {"im2col_tile": 2 * N * tiles, "col2im_tile": N * tiles}
+
+
+def test_pointwise_layer_is_one_product_on_the_image():
+    """1×1 stride 1: no columns are built; grouped too (a block-diagonal product)."""
+    for groups in (1, 2):
+        layer = Conv2D(4, 6, 1, rng=0, groups=groups)
+        layer.bias = np.arange(6.0)
+        x = np.random.default_rng(0).normal(size=(3, 4, 5, 6))
+        with _layout() as run:
+            y, cache = layer.forward(x)
+            gx = layer.backward(np.ones_like(y), cache)
+        assert layer._pointwise() and not run.calls
+        np.testing.assert_allclose(y, reference.conv2d_forward(x, layer.weight, layer.bias, (1, 1), ((0, 0), (0, 0)), (1, 1), groups), rtol=1e-13)
+        np.testing.assert_allclose(gx, reference.conv2d_backward(np.ones_like(y), x.shape, layer.weight, (1, 1), ((0, 0), (0, 0)), (1, 1), groups), rtol=1e-13)
+
+
+def test_disjoint_windows_are_assigned_and_overlapping_ones_added():
+    """A 1×1 stride-2 shortcut (and any stride >= dilated kernel) writes each input pixel at most once."""
+    for k, s, d in [(1, 2, 1), (2, 2, 1), (2, 3, 2), (3, 2, 1), (2, 1, 1)]:
+        layer = Conv2D(2, 3, k, stride=s, dilation=d, rng=k)
+        x = np.random.default_rng(s).normal(size=(2, 2, 9, 8))
+        y, cache = layer.forward(x)
+        g = np.random.default_rng(d).normal(size=y.shape)
+        with _layout(TILE_BYTES=1, TILE_MIN_COLUMNS=1, SIDE_BY_SIDE_BYTES=-1):
+            gx = layer.backward(g, cache)
+        np.testing.assert_allclose(gx, reference.conv2d_backward(g, x.shape, layer.weight, (s, s), ((0, 0), (0, 0)), (d, d)), rtol=1e-13, atol=1e-14)
 
 
 def test_results_never_alias_the_scratch_buffers():

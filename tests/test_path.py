@@ -581,7 +581,7 @@ def test_expected_gradients_exact_completeness_and_sampling_converges():
 def test_expected_gradients_bad_input():
     model = small_cnn(20)
     x = np.zeros((1, 2, 8, 8))
-    with pytest.raises(ValueError, match="references must have shape \(K,\) \+ .* with K >= 1"):
+    with pytest.raises(ValueError, match=r"references must have shape \(K,\) \+ .* with K >= 1"):
         expected_gradients(model, x, 0, np.zeros((2, 3, 8, 8)), rng=0)
     with pytest.raises(TypeError, match="rng must be"):
         expected_gradients(model, x, 0, np.zeros((2, 2, 8, 8)))

@@ -54,7 +54,7 @@ from collections import namedtuple
 import numpy as np
 
 from .. import _targets
-from . import _bounds
+from . import _bounds, _chunks
 from .._conventions import as_float_array, as_rng
 from ..inputs import as_baseline, completeness_gap
 from ..model import check_model, trace
@@ -64,12 +64,10 @@ from .registry import MethodSpec, register
 
 QUADRATURES = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre", "exact")
 
-#: path points (image × node rows) evaluated in one forward/backward call when ``batch_size`` is None.
+#: path points (image × node rows) per call of the methods that take no input to size them (saturation).
 DEFAULT_BATCH_SIZE = 128
-#: ... and at most this many input values per call (32 images of 3x32x32; 8 of 3x64x64; 1 of 3x224x224):
-#: with the wide-layout kernels small chunks that stay in cache won (IG-50 at 64x64 b16, 1 thread: 8 rows
-#: 1156 ms, 32 rows 1243 ms, 128 rows 1473 ms; SmoothGrad-50 at 32x32: 32 rows 406 ms, 128 rows 447 ms).
-DEFAULT_BATCH_VALUES = 32 * 3 * 32 * 32
+#: IG, expected gradients and SmoothGrad size their chunks by the cost model of :mod:`xattr.methods._chunks`
+#: (activation memory and weight traffic under a memory budget, in bytes).
 
 #: bytes the exact solver's per-chunk state may take (segment values and tangents at one layer).
 EXACT_BUDGET = 64 * 2**20
@@ -129,16 +127,23 @@ def _check_steps(steps, minimum, what):
 
 
 def _check_batch_size(batch_size, x=None):
+    """``batch_size`` validated; None gives ``DEFAULT_BATCH_SIZE``, or with ``x`` the input-values rule of
+    :func:`xattr.methods._chunks.values_rule` (the methods that know their model use :func:`_chunk_rows`)."""
     if batch_size is None:
         if x is None:
             return DEFAULT_BATCH_SIZE
-        # chunks of a bounded number of input values: NumPy's per-image cost does not fall with the
-        # batch, and small chunks stay in cache (benchmarks/compare_captum.py: 32 rows at 64x64 beat 128)
-        per_row = max(1, int(np.prod(np.shape(x)[1:])))
-        return int(min(DEFAULT_BATCH_SIZE, max(1, DEFAULT_BATCH_VALUES // per_row)))
+        return _chunks.values_rule(np.asarray(x)[:1], DEFAULT_BATCH_SIZE)
     if isinstance(batch_size, bool) or not isinstance(batch_size, (numbers.Integral, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
     return int(batch_size)
+
+
+def _chunk_rows(batch_size, model, row, total, start=None):
+    """Rows per call: ``batch_size`` if given, else the cost model's choice for ``total`` rows like ``row``
+    ``(1, ...)`` (traced from node ``start``): :func:`xattr.methods._chunks.chunk_rows`."""
+    if batch_size is not None:
+        return _check_batch_size(batch_size)
+    return _chunks.chunk_rows(model, row, total, start=start)
 
 
 # -- shared plumbing -------------------------------------------------------------------------
@@ -282,9 +287,9 @@ def integrated_gradients(
         ``"gausslegendre"`` (default, 50 nodes as Captum) or ``"exact"`` (piecewise-linear
         ``Sequential`` models; see :func:`exact_integrated_gradients`).
     batch_size : int, optional
-        At most this many path points (image × node) are evaluated in one call (default: as many as
-        hold ``DEFAULT_BATCH_VALUES`` input values, at most ``DEFAULT_BATCH_SIZE``), so memory does
-        not grow with ``steps``.
+        At most this many path points (image × node) are evaluated in one call (default: chosen by the
+        cost model of :mod:`xattr.methods._chunks`, activation memory and weight traffic under a memory
+        budget), so memory does not grow with ``steps``.
     return_delta : bool
         Also return the completeness gap ``Σ_i IG_i − (F(x) − F(x'))`` per image, ``(N,)`` float64
         (:func:`xattr.inputs.completeness_gap`: Captum's sign).
@@ -299,7 +304,7 @@ def integrated_gradients(
         return (res.attributions, res.delta) if return_delta else res.attributions
     alphas, weights = quadrature_rule(quadrature, steps)
     x = _check_input(model, x)
-    batch_size = _check_batch_size(batch_size, x)
+    rows_arg = batch_size if batch_size is None else _check_batch_size(batch_size)
     x0 = _baseline(baseline, x)
     d = x - x0
     tgt, scores = _resolve_target(model, x, target)
@@ -313,6 +318,7 @@ def integrated_gradients(
         start, (h0, c0) = head.name, head.forward(x0)
         hd = head.jvp(d, c0)
     a_rows = alphas.astype(x.dtype)[node].reshape((-1,) + (1,) * (h0.ndim - 1))
+    batch_size = _chunk_rows(rows_arg, model, h0[:1], len(img), start)
 
     def points(sl):  # h0 + α hd, image by image when a chunk holds few (no gathered copies of h0, hd)
         runs = _runs(img[sl])
@@ -571,11 +577,12 @@ def expected_gradients(model, x, target, references, n_samples=50, rng=None, bat
     """
     rng = as_rng(rng)
     n_samples = _check_steps(n_samples, 1, "expected_gradients (n_samples)")
-    batch_size = _check_batch_size(batch_size)
+    rows_arg = batch_size if batch_size is None else _check_batch_size(batch_size)
     x = _check_input(model, x)
     refs = _references(references, x)
     tgt, _ = _resolve_target(model, x, target)
     n_img = x.shape[0]
+    batch_size = _chunk_rows(rows_arg, model, x[:1], n_img * n_samples)
     k = rng.integers(0, refs.shape[0], size=(n_img, n_samples)).ravel()
     alpha = rng.random((n_img, n_samples)).ravel().astype(x.dtype).reshape((-1,) + (1,) * (x.ndim - 1))
     img = np.repeat(np.arange(n_img), n_samples)

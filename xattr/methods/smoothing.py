@@ -42,7 +42,8 @@ from .._conventions import as_float_array, as_rng
 from ..model import check_model
 from . import _bounds
 from .gradient import gradient
-from .path import DEFAULT_BATCH_SIZE, _affine_head, _check_batch_size, _resolve_target, _rows_target, _runs, _scores_and_grads
+from .path import (DEFAULT_BATCH_SIZE, _affine_head, _check_batch_size, _chunk_rows, _resolve_target, _rows_target, _runs,
+                   _scores_and_grads)
 from .registry import MethodSpec, register
 
 VARIANTS = ("mean", "squared", "vargrad")
@@ -104,8 +105,8 @@ def smoothgrad(
     rng : numpy.random.Generator or int
         Required.
     batch_size : int, optional
-        Noisy images per call of ``method`` (default: as many as hold ``DEFAULT_BATCH_VALUES`` input
-        values, at most ``DEFAULT_BATCH_SIZE``).
+        Noisy images per call of ``method`` (default: for the gradient, the cost model of
+        :mod:`xattr.methods._chunks`; for other methods chunks of ``_chunks.VALUES_PER_CHUNK`` input values).
 
     Returns
     -------
@@ -124,8 +125,6 @@ def smoothgrad(
     x = as_float_array(x, "x")
     if x.ndim < 2 or x.shape[0] == 0:
         raise ValueError(f"x must be a non-empty batch of shape (N, ...), got shape {x.shape}")
-    if batch_size_arg is None:
-        batch_size = _check_batch_size(None, x)
     scale = noise_scale(x, sigma, sigma_is)
     tgt, _ = _resolve_target(model, x, target)
     N, n = x.shape[0], int(n)
@@ -133,6 +132,13 @@ def smoothgrad(
     bshape = (-1,) + (1,) * (x.ndim - 1)
     # SmoothGrad proper behind an affine first layer: average ∂F/∂h, apply Lᵀ once (module docstring)
     head = _affine_head(model) if fn is gradient and variant == "mean" and not method_options else None
+    if batch_size_arg is None:  # a gradient per noisy image: the cost model; other methods: the values rule
+        if head is not None:
+            batch_size = _chunk_rows(None, model, head.forward(x[:1])[0], N * n, start=head.name)
+        elif fn is gradient and not method_options:
+            batch_size = _chunk_rows(None, model, x[:1], N * n)
+        else:
+            batch_size = _check_batch_size(None, x)
     # running per-image mean and sum of squared deviations (Chan et al.'s pairwise update), float64
     count, mean, m2 = np.zeros(N), None, None
     for lo in range(0, N * n, batch_size):

@@ -5,25 +5,37 @@ Forward:  ``y[n, o] = b[o] + sum_{c, i, j} W[o, c, i, j] * xp[n, c, s*h + d*i, s
 convolution ``R ⋆ K̂``; it is the same for the gradient, DeconvNet and guided rules
 (Zeiler & Fergus 2014; Springenberg et al. 2015).
 
-The kernels loop over the ``kH * kW`` kernel offsets (never over pixels or images) and
-process the batch in chunks so that the im2col buffer stays below ``IM2COL_BUDGET`` bytes.
-Their naive loop twins are in :mod:`xattr.nn.reference`.
+The kernels loop over the ``kH * kW`` kernel offsets (never over pixels) and call BLAS for the products.
+Their naive loop twins are in :mod:`xattr.nn.reference`.  Columns are ordered ``(c, i, j)``, the weight's
+own memory order, so the weight matrix ``W.reshape(O, C·kH·kW)`` and its transpose are views: no copy of
+the weights per call.  Three layouts, chosen per call (benchmarks/README.md has the measurements):
 
-Stride-1 layers (the common 3×3 "same" convolution) take a *wide* layout: the padded rows of each
-channel are laid end to end (``Hp·Wp`` values), so kernel offset ``(i, j)`` is one shift of that flat
-array by ``d_h·i·Wp + d_w·j`` and im2col copies runs of ``L = (Ho−1)·Wp + Wo`` values instead of rows
-of ``Wo``.  The GEMM then also computes the ``Wp − Wo`` columns that wrap around the right border;
-they are dropped by a strided view (forward) or fed zeros (backward).  At 8×8 feature maps the
-row-by-row copies cost more than the GEMM; laid end to end they cost a fraction of it.  The forward
-puts a chunk's images side by side, ``(K, N·L)``, so that each layer is one GEMM.  Scratch (columns,
-wide outputs and gradients) is borrowed from :mod:`xattr.nn._workspace` and never returned.
+* **Pointwise** (1×1, stride 1, no padding): the image ``(C, H·W)`` is already the column matrix, so the
+  layer is one GEMM per image, ``W (O, C) @ x (C, H·W)``, with no copy.
+* **Rows** (the default): image by image and tile by tile of output rows (:func:`row_tiles`), the tile's
+  columns are built (:func:`im2col_tile`) and multiplied straight into the output, ``y[n][:, tile] = W @
+  cols``; the input gradient is ``Wᵀ g[n][:, tile]`` scattered back (:func:`col2im_tile`).  A tile holds
+  about ``TILE_BYTES`` of columns, so they are written and read while in the CPU's cache (at 64 channels
+  of 224×224 the whole image's columns are 115 MB, and building them first made the forward 1.5× slower
+  than its GEMM), and at least ``TILE_MIN_COLUMNS`` output pixels, below which OpenBLAS's packing of the
+  weights dominates.  Strided layers read their windows straight from the padded input (one copy).
+* **Side by side** (stride 1, several images whose columns take at most ``SIDE_BY_SIDE_BYTES`` each, as the
+  boxes of incremental occlusion, the small CNNs' maps or the 7×7 maps of a batch): the *wide* layout.  The padded rows of each
+  channel are laid end to end (``Hp·Wp`` values), so kernel offset ``(i, j)`` is one shift of that flat
+  array by ``d_h·i·Wp + d_w·j`` and im2col copies runs of ``L = (Ho−1)·Wp + Wo`` values instead of rows of
+  ``Wo``; the GEMM also computes the ``Wp − Wo`` columns that wrap around the right border, dropped by a
+  strided view (forward) or fed zeros (backward).  A chunk's images side by side, ``(K, N·L)``, make one
+  GEMM per layer.
+
+Scratch (columns, wide outputs and gradients) is borrowed from :mod:`xattr.nn._workspace` and never
+returned.
 
 Grouped convolutions (``groups = G``, AlexNet's two towers, ResNeXt, MobileNet) split the channels into
 ``G`` groups of ``I/G`` inputs and ``O/G`` outputs.  Their columns hold each group's own channels (rows
-ordered ``(g, i, j, c)``), so the kernel is one *batched* GEMM over the group axis, ``(G, O/G, K/G) @
-(G, K/G, ·)``, never an ``(O, K)`` matrix that is mostly zeros.  Depthwise convolutions (``groups =
-in_channels``: one input channel per group) skip the columns: the output is the sum over kernel offsets of
-the shifted input views times per-channel weights, and the input gradient the same sum scattered back.
+``(g, c, i, j)``), so the kernel is one *batched* GEMM over the group axis, ``(G, O/G, K/G) @ (G, K/G, ·)``,
+never an ``(O, K)`` matrix that is mostly zeros.  Depthwise convolutions (``groups = in_channels``: one input
+channel per group) skip the columns: the output is the sum over kernel offsets of the shifted input views
+times per-channel weights, and the input gradient the same sum scattered back.
 """
 from __future__ import annotations
 
@@ -33,10 +45,19 @@ from .._conventions import check_image_batch, count, pair
 from ._workspace import borrow
 from .base import Cache, Layer, defjvp, default_rng, defrule, param_property
 
-#: bytes the im2col buffer may take per chunk of images.
+#: bytes the im2col buffer may take per chunk of images (the side-by-side layout of small maps).
 IM2COL_BUDGET = 64 * 2**20
-#: bytes of output a depthwise kernel accumulates at once (a channel block; kept in the CPU's cache).
+#: bytes of im2col columns per GEMM in the per-image layout (a tile of output rows; see :func:`row_tiles`).
+TILE_BYTES = 4 * 2**20
+#: ... but at least this many output pixels per GEMM.
+TILE_MIN_COLUMNS = 1024
+#: images whose columns take at most this many bytes go side by side into one GEMM (stride 1, wide layout).
+SIDE_BY_SIDE_BYTES = 2 * 2**20
+#: bytes a depthwise kernel works on at once (a channel block's runs, or the three operands of its offset sums).
 DEPTHWISE_BLOCK_BYTES = 2**20
+#: depthwise maps whose wide rows are shorter than this many values sum their taps in BLAS (:func:`depthwise_tap_sums`),
+#: longer ones by offset passes (measured, 1 thread: 192x28x28 52 % vs 39 % of torch's rate, 96x112x112 30 % vs 36 %).
+DEPTHWISE_GEMV_LENGTH = 2048
 
 
 def conv_output_size(size, k, s, d, pad_lo, pad_hi):
@@ -88,37 +109,33 @@ def window_slices(i, j, out_hw, stride, dilation):
 
 
 def im2col(xp, kernel, stride, dilation, out_hw, out=None, groups=1):
-    """``(N, C, Hp, Wp)`` -> ``(N, kH*kW*C, Ho*Wo)``, rows ordered ``(g, i, j, c)`` like :func:`grouped_weight_matrix`.
+    """``(N, C, Hp, Wp)`` -> ``(N, C*kH*kW, Ho*Wo)``, rows ordered ``(c, i, j)`` like ``weight.reshape(O, -1)``.
 
-    Offset-major rows make each offset's block ``cols[:, g, i, j]`` contiguous per image, which
-    keeps both this copy and the scatter of :func:`col2im` cache-friendly.  With ``groups = G`` the rows
-    of group ``g`` (its ``C/G`` channels at every offset) are consecutive: reshaped ``(N, G, K/G, P)``
-    they are the group's own columns.  ``out``: a C-contiguous buffer of ``N*kH*kW*C*Ho*Wo`` values of
-    ``xp``'s dtype to fill (default: a new array).
+    Channel-major rows are the weight's own memory order, so the weight matrix is a view (no transposed
+    copy of the weights per call: at 7×7 maps that copy cost as much as the GEMM).  With ``groups = G``
+    the rows of group ``g`` (its ``C/G`` channels) are consecutive: reshaped ``(N, G, K/G, P)`` they are
+    the group's own columns.  ``out``: a C-contiguous buffer of ``N*C*kH*kW*Ho*Wo`` values of ``xp``'s
+    dtype to fill (default: a new array).
     """
     N, C = xp.shape[:2]
     kh, kw = kernel
-    G = groups
-    shape = (N, G, kh, kw, C // G) + tuple(out_hw)
+    shape = (N, C, kh, kw) + tuple(out_hw)
     cols = np.empty(shape, dtype=xp.dtype) if out is None else out.reshape(shape)
     for i in range(kh):
         for j in range(kw):
-            view = xp[(slice(None), slice(None)) + window_slices(i, j, out_hw, stride, dilation)]
-            cols[:, :, i, j] = view.reshape((N, G, C // G) + tuple(out_hw))
-    return cols.reshape(N, kh * kw * C, out_hw[0] * out_hw[1])
+            cols[:, :, i, j] = xp[(slice(None), slice(None)) + window_slices(i, j, out_hw, stride, dilation)]
+    return cols.reshape(N, C * kh * kw, out_hw[0] * out_hw[1])
 
 
 def col2im(cols, padded_shape, kernel, stride, dilation, out_hw, groups=1):
-    """Adjoint of :func:`im2col`: scatter-add ``(N, kH*kW*C, Ho*Wo)`` (rows ``(g, i, j, c)``) into ``padded_shape``."""
+    """Adjoint of :func:`im2col`: scatter-add ``(N, C*kH*kW, Ho*Wo)`` (rows ``(c, i, j)``) into ``padded_shape``."""
     N, C = padded_shape[:2]
     kh, kw = kernel
-    G = groups
-    cols = cols.reshape((N, G, kh, kw, C // G) + tuple(out_hw))
+    cols = cols.reshape((N, C, kh, kw) + tuple(out_hw))
     xp = np.zeros(padded_shape, dtype=cols.dtype)
     for i in range(kh):
         for j in range(kw):
-            sl = (slice(None), slice(None)) + window_slices(i, j, out_hw, stride, dilation)
-            xp[sl] += cols[:, :, i, j].reshape((N, C) + tuple(out_hw))
+            xp[(slice(None), slice(None)) + window_slices(i, j, out_hw, stride, dilation)] += cols[:, :, i, j]
     return xp
 
 
@@ -134,30 +151,33 @@ def wide_offsets(kernel, dilation, padded_hw):
 
 
 def wide_im2col(xp, kernel, dilation, out_hw, out=None, groups=1):
-    """Stride 1: ``(N, C, Hp, Wp)`` -> ``(kH*kW*C, N, L)`` in the wide layout, rows ordered ``(g, i, j, c)``.
+    """Stride 1: ``(N, C, Hp, Wp)`` -> ``(C*kH*kW, N, L)`` in the wide layout, rows ordered ``(c, i, j)``.
 
     Column ``h·Wp + w`` of image ``n`` holds output pixel ``(h, w)`` for ``w < Wo``; the others wrap
     around the border.  Images side by side make the forward one GEMM per layer (per group),
-    ``(O, K) @ (K, N·L)``, rather than N small ones (which also keeps a second BLAS thread busy).
-    ``out``: as :func:`im2col`'s.
+    ``(O, K) @ (K, N·L)``, rather than N small ones.  ``out``: as :func:`im2col`'s.
     """
     N, C, Hp, Wp = xp.shape
-    G = groups
     L = wide_length((Hp, Wp), out_hw)
-    flat = xp.reshape(N, G, C // G, Hp * Wp)
+    flat = xp.reshape(N, C, Hp * Wp)
     offs = wide_offsets(kernel, dilation, (Hp, Wp))
-    shape = (G, len(offs), C // G, N, L)
+    shape = (C, len(offs), N, L)
     cols = np.empty(shape, dtype=xp.dtype) if out is None else out.reshape(shape)
     for k, off in enumerate(offs):
-        cols[:, k] = flat[:, :, :, off : off + L].transpose(1, 2, 0, 3)
-    return cols.reshape(len(offs) * C, N, L)
+        cols[:, k] = flat[:, :, off : off + L].transpose(1, 0, 2)
+    return cols.reshape(C * len(offs), N, L)
 
 
-def wide_to_image(yw, out_hw, Wp):
-    """View ``(O, N, L)`` wide columns as the ``(N, O, Ho, Wo)`` images (no copy; drops the wrapped columns)."""
+def wide_to_image(yw, out_hw, Wp, out=None):
+    """View ``(O, N, L)`` wide columns as the ``(N, O, Ho, Wo)`` images (drops the wrapped columns); copied into
+    ``out`` if given (then returns ``out``), else a read-only view."""
     O, N = yw.shape[:2]
     s = yw.strides
-    return np.lib.stride_tricks.as_strided(yw, (N, O) + tuple(out_hw), (s[1], s[0], Wp * s[2], s[2]), writeable=False)
+    view = np.lib.stride_tricks.as_strided(yw, (N, O) + tuple(out_hw), (s[1], s[0], Wp * s[2], s[2]), writeable=False)
+    if out is None:
+        return view
+    np.copyto(out, view)
+    return out
 
 
 def image_to_wide(g, Wp, out=None):
@@ -174,36 +194,105 @@ def image_to_wide(g, Wp, out=None):
 
 
 def wide_col2im(cols, padded_shape, kernel, dilation, out_hw, groups=1):
-    """Scatter-add ``(N, kH*kW*C, L)`` wide columns (image-major, as ``Wᵀ @ image_to_wide(g)`` gives them;
-    rows ``(g, i, j, c)``) into a zero ``padded_shape`` array: the adjoint of :func:`wide_im2col` up to the
-    images' order.
-
-    The backward keeps one GEMM per image: measured here, the image-major scatter beats the transposed
-    reads one large GEMM would need (the forward is the other way round; benchmarks/bench_core.py)."""
+    """Scatter-add ``(N, C*kH*kW, L)`` wide columns (image-major, as ``Wᵀ @ image_to_wide(g)`` gives them;
+    rows ``(c, i, j)``) into a zero ``padded_shape`` array: the adjoint of :func:`wide_im2col` up to the
+    images' order."""
     N, C, Hp, Wp = padded_shape
-    G = groups
     L = wide_length((Hp, Wp), out_hw)
     offs = wide_offsets(kernel, dilation, (Hp, Wp))
-    cols = cols.reshape(N, G, len(offs), C // G, L)
+    cols = cols.reshape(N, C, len(offs), L)
     flat = np.empty((N, C, Hp * Wp), dtype=cols.dtype)
     # offset 0 covers [0, L): assigned, not added to zeros; the tail is zeroed (one pass saved)
-    flat[:, :, :L] = cols[:, :, 0].reshape(N, C, L)
+    flat[:, :, :L] = cols[:, :, 0]
     flat[:, :, L:] = 0
     for k, off in enumerate(offs[1:], start=1):
-        flat[:, :, off : off + L] += cols[:, :, k].reshape(N, C, L)
+        flat[:, :, off : off + L] += cols[:, :, k]
     return flat.reshape(padded_shape)
 
 
+def depthwise_tap_sums(planes, plane_w, taps, w, out_hw, out):
+    """``out[n, c] = Σ_k w[c, k] · planes[n, c, a_k, b_k]`` shifted by ``off_k``, viewed as ``(Ho, Wo)``: a depthwise
+    correlation with one output per channel, per channel block one batched matrix–vector product.
+
+    ``planes`` ``(N, C, s_h, s_w, Hq·Wq)`` (:meth:`Conv2D._phase_planes`), ``taps`` ``[(a, b, off)]``, ``w`` ``(C, T)``.
+    The block's ``T`` shifted runs of ``L = (Ho − 1)·Wq + Wo`` values are copied side by side, ``(n_c, T, L)`` (about
+    ``DEPTHWISE_BLOCK_BYTES``: kept in cache), and ``w[c] (1, T) @ runs[c] (T, L)`` sums them in BLAS: copies are
+    the cheapest NumPy pass, and a per-channel scale-and-add costs two slower ones (a broadcast multiply and an add;
+    measured 2x slower at 192x28x28).  The wrapped columns are dropped when the block is copied out."""
+    N, C = planes.shape[:2]
+    Ho, Wo = out_hw
+    T = len(taps)
+    L = (Ho - 1) * plane_w + Wo
+    step = max(1, DEPTHWISE_BLOCK_BYTES // max(1, N * T * L * planes.itemsize))
+    for c0 in range(0, C, step):
+        cb = slice(c0, min(C, c0 + step))
+        n_c = cb.stop - cb.start
+        runs = borrow("conv.dw.runs", (N, n_c, T, L), planes.dtype)
+        for k, (a, b, off) in enumerate(taps):
+            runs[:, :, k] = planes[:, cb, a, b, off : off + L]
+        r = np.matmul(w[cb, None, :], runs, out=borrow("conv.dw.acc", (N, n_c, 1, L), planes.dtype))
+        s = r.strides
+        np.copyto(out[:, cb], np.lib.stride_tricks.as_strided(r, (N, n_c, Ho, Wo), (s[0], s[1], plane_w * s[3], s[3])))
+    return out
+
+
 def weight_matrix(weight, dtype):
-    """``(O, I, kH, kW)`` -> ``(O, kH*kW*I)`` with columns ordered ``(i, j, c)`` as :func:`im2col`'s rows."""
-    return weight.transpose(0, 2, 3, 1).reshape(weight.shape[0], -1).astype(dtype, copy=False)
+    """``(O, I, kH, kW)`` -> ``(O, I*kH*kW)`` with columns ordered ``(c, i, j)`` as :func:`im2col`'s rows (a view
+    unless ``dtype`` differs from the weight's)."""
+    return weight.reshape(weight.shape[0], -1).astype(dtype, copy=False)
 
 
 def grouped_weight_matrix(weight, dtype, groups):
-    """``(O, I/G, kH, kW)`` -> ``(G, O/G, kH*kW*I/G)``: each group's ``(i, j, c)`` columns (:func:`im2col`'s rows)."""
-    O = weight.shape[0]
-    w = weight.reshape((groups, O // groups) + weight.shape[1:])
-    return w.transpose(0, 1, 3, 4, 2).reshape(groups, O // groups, -1).astype(dtype, copy=False)
+    """``(O, I/G, kH, kW)`` -> ``(G, O/G, I/G*kH*kW)``: each group's ``(c, i, j)`` columns (a view, as above)."""
+    return weight.reshape(groups, weight.shape[0] // groups, -1).astype(dtype, copy=False)
+
+
+def row_tiles(out_rows, row_bytes, row_columns):
+    """Slices of output rows whose im2col columns take about ``TILE_BYTES`` (at least ``TILE_MIN_COLUMNS``
+    output pixels per GEMM, at least one row).
+
+    A tile's columns are written and then read by the GEMM while they are still in the CPU's cache:
+    at 64 channels of 224×224 the untiled columns (115 MB) made the forward 1.5× slower than the GEMM alone
+    (benchmarks/README.md, "conv kernels").  Below ~1000 columns OpenBLAS's packing of the weights dominates.
+    """
+    rows = max(TILE_BYTES // max(1, row_bytes), -(-TILE_MIN_COLUMNS // max(1, row_columns)), 1)
+    return [slice(a, min(out_rows, a + rows)) for a in range(0, out_rows, rows)]
+
+
+def tile_windows(i, j, rows, out_w, stride, dilation):
+    """Slices of the padded input read by kernel offset ``(i, j)`` for output rows ``rows`` (a slice)."""
+    (sh, sw), (dh, dw) = stride, dilation
+    return (
+        slice(rows.start * sh + i * dh, (rows.stop - 1) * sh + i * dh + 1, sh),
+        slice(j * dw, j * dw + sw * (out_w - 1) + 1, sw),
+    )
+
+
+def im2col_tile(x, kernel, stride, dilation, rows, out_w, out):
+    """Columns of one image's output rows ``rows``: ``(C, H, W)`` -> ``(C*kH*kW, rows·Wo)`` in ``out``, rows ``(c, i, j)``."""
+    kh, kw = kernel
+    cols = out.reshape((x.shape[0], kh, kw, rows.stop - rows.start, out_w))
+    for i in range(kh):
+        for j in range(kw):
+            cols[:, i, j] = x[(slice(None),) + tile_windows(i, j, rows, out_w, stride, dilation)]
+    return cols.reshape(-1, (rows.stop - rows.start) * out_w)
+
+
+def col2im_tile(cols, gx, kernel, stride, dilation, rows, out_w):
+    """Adjoint of :func:`im2col_tile`: add ``(C*kH*kW, rows·Wo)`` columns into one padded image gradient ``gx`` (in place;
+    ``gx`` must be zero where no earlier tile wrote)."""
+    kh, kw = kernel
+    cols = cols.reshape((gx.shape[0], kh, kw, rows.stop - rows.start, out_w))
+    # windows that do not overlap (stride >= dilated kernel, e.g. a 1x1 stride-2 shortcut) each write their
+    # own pixels of the zero gradient: assigned rather than added (one read less per value)
+    disjoint = all(s >= d * (k - 1) + 1 for s, d, k in zip(stride, dilation, kernel))
+    for i in range(kh):
+        for j in range(kw):
+            win = (slice(None),) + tile_windows(i, j, rows, out_w, stride, dilation)
+            if disjoint:
+                gx[win] = cols[:, i, j]
+            else:
+                gx[win] += cols[:, i, j]
 
 
 def unpad(xp, pads):
@@ -212,8 +301,10 @@ def unpad(xp, pads):
     return xp[:, :, t : t + H, l : l + W]
 
 
-def batch_chunks(n, bytes_per_item, budget=IM2COL_BUDGET):
-    """Slices that cover ``range(n)`` in chunks of at most ``budget`` bytes (at least one item)."""
+def batch_chunks(n, bytes_per_item, budget=None):
+    """Slices that cover ``range(n)`` in chunks of at most ``budget`` bytes (default ``IM2COL_BUDGET``, read at
+    call time; at least one item)."""
+    budget = IM2COL_BUDGET if budget is None else budget
     step = max(1, int(budget // max(1, bytes_per_item)))
     return [slice(a, min(n, a + step)) for a in range(0, n, step)]
 
@@ -306,143 +397,212 @@ class Conv2D(Layer):
         out_hw = self.output_shape(x.shape)[2:]
         xp = pad_nchw(x, self.pads)
         y = self.correlate(xp, out_hw, bias=self.bias)
-        return y, Cache(xp=xp, in_shape=x.shape, out_hw=out_hw)
+        # the input itself, not its padded copy (the tape holds the input already; the backward needs only shapes)
+        return y, Cache(x=x, padded_shape=xp.shape, in_shape=x.shape, out_hw=out_hw)
 
     def _wide(self):
-        """Stride 1 takes the wide layout (module docstring); other strides the per-row im2col."""
+        """Stride 1 takes the wide layout in the depthwise kernel and for small maps side by side."""
         return self.stride == (1, 1)
 
     def _depthwise(self):
         """One input channel per group (``groups = in_channels > 1``): the offset-sum kernel, no columns."""
         return self.groups > 1 and self.groups == self.in_channels
 
+    def _pointwise(self):
+        """1×1, stride 1, no padding: a plain GEMM on the images as they lie in memory (no columns)."""
+        return self.kernel_size == (1, 1) and self.stride == (1, 1) and self.pads == ((0, 0), (0, 0))
+
+    def _side_by_side(self, n, padded_hw, out_hw, itemsize):
+        """Several images at stride 1 whose columns take at most ``SIDE_BY_SIDE_BYTES`` each: the wide layout,
+        the images side by side in one GEMM (per-image tiles of small maps cost more in calls than in copies)."""
+        if not (self._wide() and n > 1):
+            return False
+        K = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
+        return K * wide_length(padded_hw, out_hw) * itemsize <= SIDE_BY_SIDE_BYTES
+
     def correlate(self, xp, out_hw, bias=None):
         """``W ⋆ xp (+ bias)`` on a padded input ``(N, I, Hp, Wp)``; a new ``(N, O, Ho, Wo)`` array.
 
-        Stride 1: one GEMM per chunk (per group) on the wide columns (:func:`wide_im2col`), the images
-        copied out of them; other strides: one GEMM per image (per group) on the per-row columns
-        (:func:`im2col`); depthwise: :meth:`_depthwise_correlate`.
+        Pointwise (1×1, stride 1): one GEMM per image on the image itself.  Otherwise per image and tile of
+        output rows (:func:`row_tiles`): the tile's columns (:func:`im2col` restricted to those rows), one
+        GEMM per group written straight into the output.  Several small maps at stride 1: the wide columns
+        of a chunk of images side by side (:func:`wide_im2col`), one GEMM, the images copied out.
+        Depthwise: :meth:`_depthwise_correlate`.
         """
         if self._depthwise():
             return self._depthwise_correlate(xp, out_hw, bias)
-        G = self.groups
-        w3 = grouped_weight_matrix(self.weight, xp.dtype, G)  # (G, O/G, K/G)
-        w2 = w3[0] if G == 1 else None
-        b = None if bias is None else bias.astype(xp.dtype, copy=False)[:, None]
-        wide = self._wide()
-        P = wide_length(xp.shape[2:], out_hw) if wide else out_hw[0] * out_hw[1]
-        K = G * w3.shape[2]
-
-        def part(xc):
-            n = xc.shape[0]
-            # scratch from the workspace: fresh memory costs page faults on every chunk (_workspace.py)
-            buf = borrow("conv.cols", (n * K * P,), xp.dtype)
-            if wide:
-                cols = wide_im2col(xc, self.kernel_size, self.dilation, out_hw, out=buf, groups=G)
-                out = borrow("conv.wide", (self.out_channels, n * P), xp.dtype)
-                if G == 1:
-                    y = np.matmul(w2, cols.reshape(K, n * P), out=out)
-                else:  # one GEMM per group, batched: (G, O/G, K/G) @ (G, K/G, n·P)
-                    y = np.matmul(w3, cols.reshape(G, K // G, n * P), out=out.reshape(G, -1, n * P))
-                    y = y.reshape(self.out_channels, n * P)
-            else:
-                cols = im2col(xc, self.kernel_size, self.stride, self.dilation, out_hw, out=buf, groups=G)
-                if G == 1:
-                    y = np.matmul(w2, cols)  # (n, O, P), returned: a new array
-                else:  # (G, O/G, K/G) @ (n, G, K/G, P) -> (n, G, O/G, P)
-                    y = np.matmul(w3, cols.reshape(n, G, K // G, P)).reshape(n, self.out_channels, P)
+        N, G = xp.shape[0], self.groups
+        w3 = grouped_weight_matrix(self.weight, xp.dtype, G)  # (G, O/G, K/G): a view of the weights
+        b = None if bias is None else bias.astype(xp.dtype, copy=False).reshape(G, -1, 1)
+        if self._pointwise():
+            y = np.matmul(w3, xp.reshape(N, G, -1, out_hw[0] * out_hw[1]))  # (N, G, O/G, P)
             if b is not None:
                 y += b
-            if wide:  # the borrowed wide columns never escape: copy the images out
-                return wide_to_image(y.reshape(self.out_channels, n, P), out_hw, xp.shape[3]).copy()
-            return y.reshape((-1, self.out_channels) + tuple(out_hw))
+        elif self._side_by_side(N, xp.shape[2:], out_hw, xp.itemsize):
+            y = self._correlate_wide(xp, out_hw, w3, b)
+        else:
+            y = self._correlate_rows(xp, out_hw, w3, b)
+        return y.reshape((N, self.out_channels) + tuple(out_hw))
 
-        chunks = batch_chunks(xp.shape[0], K * P * xp.itemsize)
-        if len(chunks) == 1:  # one chunk: the GEMM's output is the result (no copy into y)
-            return part(xp)
-        y = np.empty((xp.shape[0], self.out_channels) + tuple(out_hw), dtype=xp.dtype)
-        for sl in chunks:
-            y[sl] = part(xp[sl])
+    def _correlate_rows(self, xp, out_hw, w3, b):
+        """Image by image, tile by tile of output rows: the tile's columns, then ``(G, O/G, K/G) @ (G, K/G, rows·Wo)``
+        into ``y[n]`` (no copy of the output, no columns larger than a tile).  Returns ``(N, G, O/G, Ho·Wo)``."""
+        N, C = xp.shape[:2]
+        (kh, kw), (Ho, Wo) = self.kernel_size, out_hw
+        G, Og, Kg = w3.shape
+        y = np.empty((N, G, Og, Ho * Wo), dtype=xp.dtype)
+        tiles = row_tiles(Ho, G * Kg * Wo * xp.itemsize, Wo)
+        for n in range(N):
+            x = xp[n]
+            for rows in tiles:
+                nr = rows.stop - rows.start
+                buf = borrow("conv.cols", (C * kh * kw * nr * Wo,), xp.dtype)  # scratch: _workspace.py
+                cols = im2col_tile(x, self.kernel_size, self.stride, self.dilation, rows, Wo, buf)
+                out = y[n, :, :, rows.start * Wo : rows.stop * Wo]
+                np.matmul(w3, cols.reshape(G, Kg, nr * Wo), out=out)
+                if b is not None:
+                    out += b
+        return y
+
+    def _correlate_wide(self, xp, out_hw, w3, b):
+        """Chunks of images side by side in the wide layout (module docstring): one GEMM per chunk and group."""
+        N = xp.shape[0]
+        G, Og, Kg = w3.shape
+        P = wide_length(xp.shape[2:], out_hw)
+        y = np.empty((N, self.out_channels) + tuple(out_hw), dtype=xp.dtype)
+        for sl in batch_chunks(N, G * Kg * P * xp.itemsize):
+            xc = xp[sl]
+            n = xc.shape[0]
+            cols = wide_im2col(xc, self.kernel_size, self.dilation, out_hw, out=borrow("conv.cols", (G * Kg * n * P,), xp.dtype))
+            out = borrow("conv.wide", (G, Og, n * P), xp.dtype)
+            np.matmul(w3, cols.reshape(G, Kg, n * P), out=out)
+            if b is not None:
+                out += b
+            wide_to_image(out.reshape(self.out_channels, n, P), out_hw, xp.shape[3], out=y[sl])
         return y
 
     def _depthwise_weights(self, dtype):
-        """``(C, M, kH, kW)``: the weights of channel ``c``'s ``M = O/C`` outputs."""
+        """``(C, M, kH·kW)``: the weights of channel ``c``'s ``M = O/C`` outputs, kernel offsets row-major."""
         C = self.in_channels
-        return self.weight.reshape((C, self.out_channels // C) + self.kernel_size).astype(dtype, copy=False)
+        return self.weight.reshape(C, self.out_channels // C, -1).astype(dtype, copy=False)
 
-    def _depthwise_shifts(self, a, out_hw):
-        """``[(i, j, shifted)]`` per kernel offset: what offset ``(i, j)`` reads of ``a`` ``(N, C, Hp, Wp)``.
+    def _depthwise_taps(self, plane_w):
+        """``[(a, b, shift)]`` per kernel offset ``(i, j)`` (row-major): the phase plane ``(a, b)`` it reads and its
+        flat shift in that plane (:meth:`_phase_planes`): ``a = d_h·i mod s_h``, shift ``(d_h·i div s_h)·Wq + d_w·j div s_w``."""
+        (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
+        return [((dh * i) % sh, (dw * j) % sw, (dh * i) // sh * plane_w + (dw * j) // sw)
+                for i in range(kh) for j in range(kw)]
 
-        Stride 1: ``(N, C, 1, L)`` runs of the flat padded rows (the wide layout: contiguous, so each pass is
-        one long loop; the ``Wp − Wo`` wrapped columns are computed and dropped); other strides: the strided
-        window views ``(N, C, 1, Ho, Wo)``.  The axis of length 1 broadcasts against the channel multiplier.
-        """
-        kh, kw = self.kernel_size
-        if self._wide():
-            Hp, Wp = a.shape[2:]
-            L = wide_length((Hp, Wp), out_hw)
-            flat = a.reshape(a.shape[:2] + (1, Hp * Wp))
-            offs = wide_offsets(self.kernel_size, self.dilation, (Hp, Wp))
-            return [(k // kw, k % kw, flat[..., off : off + L]) for k, off in enumerate(offs)]
-        return [
-            (i, j, a[(slice(None), slice(None)) + window_slices(i, j, out_hw, self.stride, self.dilation)][:, :, None])
-            for i in range(kh) for j in range(kw)
-        ]
+    def _phase_planes(self, xp):
+        """The padded input as ``(N, C, s_h, s_w, Hq·Wq)`` phase planes ``xp[:, :, a::s_h, b::s_w]`` laid flat (zero
+        past the input's edge), and ``Wq``.  Stride 1: a view of ``xp`` itself.
+
+        In a phase plane a strided window is a contiguous run: output pixel ``(h, w)`` of kernel offset ``(i, j)``
+        reads ``xp[s_h h + d_h i, s_w w + d_w j]`` = plane ``(d_h i mod s_h, d_w j mod s_w)`` at ``(h + d_h i div s_h,
+        w + d_w j div s_w)``, so each offset is one shift of the flat plane, as the wide layout at stride 1."""
+        N, C, Hp, Wp = xp.shape
+        (sh, sw) = self.stride
+        if (sh, sw) == (1, 1):
+            return xp.reshape(N, C, 1, 1, Hp * Wp), Wp
+        Hq, Wq = -(-Hp // sh), -(-Wp // sw)
+        planes = np.zeros((N, C, sh, sw, Hq, Wq), dtype=xp.dtype)
+        for a in range(sh):
+            for b in range(sw):
+                part = xp[:, :, a::sh, b::sw]
+                planes[:, :, a, b, : part.shape[2], : part.shape[3]] = part
+        return planes.reshape(N, C, sh, sw, Hq * Wq), Wq
 
     @staticmethod
     def _channel_blocks(c, bytes_per_channel):
-        """Channel slices of at most ``DEPTHWISE_BLOCK_BYTES`` of output each (at least one channel).
+        """Channel slices whose three operands (accumulator, product, input runs) take at most ``DEPTHWISE_BLOCK_BYTES``
+        (at least one channel).
 
-        The offset sums make ``2 kH kW`` passes over the output; a block that stays in the CPU's cache makes
-        them ~2x faster at 96 channels of 112x112 than whole-array passes (measured, float32, 1 thread)."""
-        step = max(1, DEPTHWISE_BLOCK_BYTES // max(1, bytes_per_channel))
+        The offset sums make ``2 kH kW − 1`` passes over a block's output: blocks that stay in the CPU's cache
+        make each pass ~2x cheaper than whole-array passes (measured at 32 channels of 112×112, float32,
+        1 thread: 8-channel blocks 0.99 ms, whole array 2.09 ms)."""
+        step = max(1, DEPTHWISE_BLOCK_BYTES // max(1, 3 * bytes_per_channel))
         return [slice(a, min(c, a + step)) for a in range(0, c, step)]
 
     def _depthwise_correlate(self, xp, out_hw, bias):
-        """``y[n, c·M + m] = Σ_{i,j} W[c·M + m, 0, i, j] · xp[n, c, shifted by (i, j)]``: a sum over kernel
-        offsets of shifted inputs times per-channel weights (no columns, no GEMM), channel block by block."""
+        """``y[n, c·M + m] = Σ_{i,j} W[c·M + m, 0, i, j] · xp[n, c, s h + d i, s w + d j]``: per channel block, the sum
+        over kernel offsets of contiguous runs of the phase planes times per-channel weights (no columns, no GEMM),
+        written out of the wide rows while the block is in cache."""
         N, C = xp.shape[:2]
         M = self.out_channels // C
+        Ho, Wo = out_hw
         w = self._depthwise_weights(xp.dtype)
-        shifts = self._depthwise_shifts(xp, out_hw)
-        acc = np.empty((N, C, M) + shifts[0][2].shape[3:], dtype=xp.dtype)
-        tail = (None,) * (acc.ndim - 3)
-        for cb in self._channel_blocks(C, acc[:, :1].nbytes):
-            a = acc[:, cb]
-            tmp = np.empty_like(a)
-            for k, (i, j, v) in enumerate(shifts):
-                np.multiply(v[:, cb], w[(None, cb, slice(None), i, j) + tail], out=a if k == 0 else tmp)
+        planes, Wq = self._phase_planes(xp)
+        taps = self._depthwise_taps(Wq)
+        L = (Ho - 1) * Wq + Wo
+        b = None if bias is None else bias.astype(xp.dtype, copy=False).reshape(C, M, 1, 1)
+        if M == 1 and L < DEPTHWISE_GEMV_LENGTH:
+            y = depthwise_tap_sums(planes, Wq, taps, w[:, 0], out_hw, np.empty((N, C, Ho, Wo), dtype=xp.dtype))
+            if b is not None:
+                y += b[:, 0]
+            return y
+        y = np.empty((N, C, M, Ho, Wo), dtype=xp.dtype)
+        for cb in self._channel_blocks(C, N * M * L * xp.itemsize):
+            n_c = cb.stop - cb.start
+            acc = borrow("conv.dw.acc", (N, n_c, M, L), xp.dtype)
+            tmp = borrow("conv.dw.tmp", (N, n_c, M, L), xp.dtype)
+            for k, (pa, pb, off) in enumerate(taps):
+                np.multiply(planes[:, cb, pa, pb, None, off : off + L], w[cb, :, k, None], out=acc if k == 0 else tmp)
                 if k:
-                    a += tmp
-        if self._wide():  # the images out of the wide rows (drops the wrapped columns; a copy)
-            y = wide_to_image(acc.reshape(N, self.out_channels, -1).transpose(1, 0, 2), out_hw, xp.shape[3]).copy()
-        else:
-            y = acc.reshape((N, self.out_channels) + tuple(out_hw))
-        if bias is not None:
-            y += bias.astype(xp.dtype, copy=False)[:, None, None]
-        return y
+                    acc += tmp
+            s = acc.strides
+            yb = y[:, cb]
+            np.copyto(yb, np.lib.stride_tricks.as_strided(acc, (N, n_c, M, Ho, Wo), s[:3] + (Wq * s[3], s[3])))
+            if b is not None:
+                yb += b[cb]
+        return y.reshape(N, self.out_channels, Ho, Wo)
 
     def _depthwise_input_grad(self, g, cache):
-        """Adjoint of :meth:`_depthwise_correlate`: ``Σ_m W[c·M + m, 0, i, j] g[n, c·M + m]`` added back at each offset."""
-        N, C = cache.xp.shape[:2]
+        """Adjoint of :meth:`_depthwise_correlate`: ``Σ_m W[c·M + m, 0, i, j] g[n, c·M + m]`` added back at each offset
+        into the phase planes of the padded gradient, which are then laid back (stride 1: they are the padded array)."""
+        N, C, Hp, Wp = cache.padded_shape
         M = self.out_channels // C
+        Ho, Wo = cache.out_hw
+        (sh, sw) = self.stride
         w = self._depthwise_weights(g.dtype)
-        gx = np.zeros(cache.xp.shape, dtype=g.dtype)
-        if self._wide():  # zeros in the wrapped columns: they add nothing
-            gs = image_to_wide(g, cache.xp.shape[3]).reshape(N, C, M, -1)
-        else:
-            gs = g.reshape((N, C, M) + tuple(cache.out_hw))
-        shifts = self._depthwise_shifts(gx, cache.out_hw)
-        for cb in self._channel_blocks(C, gs[:, :1].nbytes):
-            gb = gs[:, cb]
-            tmp = np.empty((N, gb.shape[1], 1) + gb.shape[3:], dtype=g.dtype)
-            for i, j, v in shifts:
+        if M == 1 and (sh, sw) == (1, 1) and (Ho - 1) * Wp + Wo < DEPTHWISE_GEMV_LENGTH:
+            # the transposed correlation is the correlation of g, padded by the dilated kernel's extent, with
+            # the flipped kernel (reversed row-major taps): Hp = Ho + d_h (kH − 1) outputs per column
+            (kh, kw), (dh, dw) = self.kernel_size, self.dilation
+            eh, ew = dh * (kh - 1), dw * (kw - 1)
+            gpad = pad_nchw(g, ((eh, eh), (ew, ew)))
+            flat = gpad.reshape(N, C, 1, 1, -1)
+            taps = [(0, 0, off) for off in wide_offsets(self.kernel_size, self.dilation, gpad.shape[2:])]
+            flipped = np.ascontiguousarray(w[:, 0, ::-1])
+            gxp = depthwise_tap_sums(flat, gpad.shape[3], taps, flipped, (Hp, Wp), np.empty((N, C, Hp, Wp), dtype=g.dtype))
+            return unpad(gxp, self.pads)
+        Hq, Wq = -(-Hp // sh), -(-Wp // sw)
+        taps = self._depthwise_taps(Wq)
+        L = (Ho - 1) * Wq + Wo
+        gp = np.zeros((N, C, sh, sw, Hq * Wq), dtype=g.dtype)
+        g5 = g.reshape(N, C, M, Ho, Wo)
+        for cb in self._channel_blocks(C, N * M * Ho * Wq * g.itemsize):
+            n_c = cb.stop - cb.start
+            gw = borrow("conv.dw.acc", (N, n_c, M, Ho, Wq), g.dtype)  # the block's gradient, wide, zeros wrapped
+            gw[..., :Wo] = g5[:, cb]
+            gw[..., Wo:] = 0
+            gw = gw.reshape(N, n_c, M, Ho * Wq)[..., :L]
+            tmp = borrow("conv.dw.tmp", (N, n_c, L), g.dtype)
+            for k, (pa, pb, off) in enumerate(taps):
                 if M == 1:
-                    np.multiply(gb, w[(None, cb, slice(None), i, j) + (None,) * (gb.ndim - 3)], out=tmp)
+                    np.multiply(gw[:, :, 0], w[cb, 0, k, None], out=tmp)
                 else:
-                    np.einsum("ncm...,cm->nc...", gb, w[cb, :, i, j], out=tmp[:, :, 0])
-                v[:, cb] += tmp
-        return unpad(gx, self.pads)
+                    np.einsum("ncml,cm->ncl", gw, w[cb, :, k], out=tmp)
+                gp[:, cb, pa, pb, off : off + L] += tmp
+        if (sh, sw) == (1, 1):
+            gxp = gp.reshape(N, C, Hp, Wp)
+        else:
+            gxp = np.empty((N, C, Hp, Wp), dtype=g.dtype)
+            planes = gp.reshape(N, C, sh, sw, Hq, Wq)
+            for a in range(sh):
+                for b in range(sw):
+                    part = gxp[:, :, a::sh, b::sw]
+                    part[...] = planes[:, :, a, b, : part.shape[2], : part.shape[3]]
+        return unpad(gxp, self.pads)
 
     def _depthwise_views(self, a, out_hw):
         """``[(i, j, view)]``: the shifted (strided, dilated) window views ``(N, C, Ho, Wo)`` per kernel offset."""
@@ -453,39 +613,61 @@ class Conv2D(Layer):
         ]
 
     def input_grad(self, g, cache):
-        """Transposed convolution of ``g`` ``(N, O, Ho, Wo)`` -> ``(N, I, H, W)`` (may be a view)."""
+        """Transposed convolution of ``g`` ``(N, O, Ho, Wo)`` -> ``(N, I, H, W)`` (may be a view).
+
+        The adjoint of :meth:`correlate`, layout for layout: pointwise ``Wᵀ g`` per image; per image and tile
+        of output rows ``Wᵀ g[tile]`` (columns in cache) scattered back onto the padded input (:func:`col2im`
+        restricted to the tile); small maps side by side: one GEMM per image on wide columns, scattered by
+        :func:`wide_col2im`.
+        """
         if self._depthwise():
             return self._depthwise_input_grad(g, cache)
         N, G = g.shape[0], self.groups
-        w3t = grouped_weight_matrix(self.weight, g.dtype, G).transpose(0, 2, 1)  # (G, K/G, O/G)
-        Kg, Og = w3t.shape[1:]
-        padded = cache.xp.shape
-        if self._wide():
-            g3 = image_to_wide(g, padded[3], out=borrow("conv.wide", (g.size // g.shape[3] * padded[3],), g.dtype))
-            scatter = wide_col2im
-            args = (self.kernel_size, self.dilation, cache.out_hw)
+        w3t = grouped_weight_matrix(self.weight, g.dtype, G).transpose(0, 2, 1)  # (G, K/G, O/G): a view
+        if self._pointwise():
+            P = g.shape[2] * g.shape[3]
+            return np.matmul(w3t, g.reshape(N, G, -1, P)).reshape(cache.padded_shape)
+        if self._side_by_side(N, cache.padded_shape[2:], cache.out_hw, g.itemsize):
+            gx = self._input_grad_wide(g, cache, w3t)
         else:
-            g3 = g.reshape(N, self.out_channels, -1)
-            scatter = col2im
-            args = (self.kernel_size, self.stride, self.dilation, cache.out_hw)
-
-        def part(sl):
-            n = len(range(*sl.indices(N)))
-            out = borrow("conv.cols", (n, G, Kg, g3.shape[2]), g.dtype)
-            if G == 1:
-                cols = np.matmul(w3t[0], g3[sl], out=out.reshape(n, Kg, -1))
-            else:  # (G, K/G, O/G) @ (n, G, O/G, L) -> (n, G, K/G, L)
-                cols = np.matmul(w3t, g3[sl].reshape(n, G, Og, -1), out=out)
-            return scatter(cols.reshape(n, G * Kg, -1), (n,) + padded[1:], *args, groups=G)
-
-        chunks = batch_chunks(N, G * Kg * g3.shape[2] * g.itemsize)
-        if len(chunks) == 1:
-            gx = part(chunks[0])
-        else:
-            gx = np.empty(padded, dtype=g.dtype)
-            for sl in chunks:
-                gx[sl] = part(sl)
+            gx = self._input_grad_rows(g, cache, w3t)
         return unpad(gx, self.pads)
+
+    def _input_grad_rows(self, g, cache, w3t):
+        """Adjoint of :meth:`_correlate_rows`: per image and tile, ``Wᵀ g[tile]`` added back at every kernel offset."""
+        N, C = cache.padded_shape[:2]
+        (kh, kw), (Ho, Wo) = self.kernel_size, cache.out_hw
+        G, Kg, Og = w3t.shape
+        g4 = g.reshape(N, G, Og, Ho * Wo)
+        gxp = np.zeros(cache.padded_shape, dtype=g.dtype)
+        tiles = row_tiles(Ho, G * Kg * Wo * g.itemsize, Wo)
+        for n in range(N):
+            gx = gxp[n]
+            for rows in tiles:
+                nr = rows.stop - rows.start
+                cols = borrow("conv.cols", (G, Kg, nr * Wo), g.dtype)
+                np.matmul(w3t, g4[n, :, :, rows.start * Wo : rows.stop * Wo], out=cols)
+                col2im_tile(cols, gx, self.kernel_size, self.stride, self.dilation, rows, Wo)
+        return gxp
+
+    def _input_grad_wide(self, g, cache, w3t):
+        """Adjoint of :meth:`_correlate_wide`: one GEMM per image on wide columns (measured faster here than the
+        transposed reads one large GEMM would need), scattered by :func:`wide_col2im`."""
+        N, G = g.shape[0], self.groups
+        Kg, Og = w3t.shape[1:]
+        padded = cache.padded_shape
+        g3 = image_to_wide(g, padded[3], out=borrow("conv.wide", (g.size // g.shape[3] * padded[3],), g.dtype))
+        L = g3.shape[2]
+        chunks = batch_chunks(N, G * Kg * L * g.itemsize)
+        gx = None if len(chunks) == 1 else np.empty(padded, dtype=g.dtype)
+        for sl in chunks:
+            n = sl.stop - sl.start
+            cols = np.matmul(w3t, g3[sl].reshape(n, G, Og, L), out=borrow("conv.cols", (n, G, Kg, L), g.dtype))
+            part = wide_col2im(cols.reshape(n, G * Kg, L), (n,) + padded[1:], self.kernel_size, self.dilation, cache.out_hw)
+            if gx is None:
+                return part
+            gx[sl] = part
+        return gx
 
     def param_grads(self, g, cache):
         """``dW[o, c, i, j] = sum_{n,h,w} g[n,o,h,w] xp[n, g(o)·I/G + c, s h + d i, s w + d j]``, ``db[o] = sum g[n,o]``."""
@@ -496,7 +678,7 @@ class Conv2D(Layer):
             M = O // Cg // G
             g5 = g.reshape((N, G, M) + tuple(cache.out_hw))
             dw = np.empty((G, M, kh, kw), dtype=g.dtype)
-            for i, j, view in self._depthwise_views(cache.xp, cache.out_hw):
+            for i, j, view in self._depthwise_views(pad_nchw(cache.x, self.pads), cache.out_hw):
                 dw[:, :, i, j] = np.einsum("ncmhw,nchw->cm", g5, view, optimize=True)
             out = {"weight": dw.reshape(O, 1, kh, kw)}
         else:
@@ -504,10 +686,11 @@ class Conv2D(Layer):
             K = Cg * kh * kw
             g4 = g.reshape(N, G, O // G, P)
             dw = np.zeros((G, O // G, K), dtype=g.dtype)
+            xp = pad_nchw(cache.x, self.pads)
             for sl in batch_chunks(N, G * K * P * g.itemsize):
-                cols = im2col(cache.xp[sl], self.kernel_size, self.stride, self.dilation, cache.out_hw, groups=G)
+                cols = im2col(xp[sl], self.kernel_size, self.stride, self.dilation, cache.out_hw, groups=G)
                 dw += np.einsum("ngop,ngkp->gok", g4[sl], cols.reshape(-1, G, K, P), optimize=True)
-            out = {"weight": dw.reshape(O, kh, kw, Cg).transpose(0, 3, 1, 2).copy()}
+            out = {"weight": dw.reshape(O, Cg, kh, kw)}
         if self.bias is not None:
             out["bias"] = g.sum(axis=(0, 2, 3))
         return out

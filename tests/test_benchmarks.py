@@ -71,3 +71,19 @@ def test_compare_zoo_helpers():
     assert m32[0].weight.dtype == np.float32 and m32[3].bias.dtype == np.float32 and m[0].weight.dtype == np.float64
     x = np.random.default_rng(1).normal(size=(2, 3, 5, 5))
     np.testing.assert_allclose(m32.forward(x.astype(np.float32)), m.forward(x), rtol=1e-5, atol=1e-5)
+
+
+def test_bench_depthwise_agrees_with_torch_on_mobilenet_v2_shapes_and_renders_its_table():
+    """The benchmark checks each depthwise shape against torch before timing (it raises if they differ): a run in
+    float64 is an oracle test of the depthwise kernel at MobileNetV2's real sizes."""
+    from extras import need
+
+    need("torch", "the depthwise benchmark")
+    import bench_depthwise
+
+    shapes = bench_depthwise.MOBILENET_V2_DEPTHWISE
+    assert sum(s[3] for s in shapes) == 17  # mobilenet_v2's depthwise convs
+    rows = bench_depthwise.run("float64", repeat=1, shapes=[shapes[1], shapes[5], shapes[-1]])  # strides 2, 2, 1
+    assert max(r["agree"] for r in rows) < 1e-12
+    text = bench_depthwise.table(rows, "float64")
+    assert text.count("\n| ") == len(rows) + 1 and "all 5 layers" in text

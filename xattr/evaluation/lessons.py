@@ -15,9 +15,9 @@ The lessons (the seeds' list of why saliency maps mislead):
   nothing and exact Shapley values give each half — :func:`or_model`, :func:`or_game`;
 * input-shift invariance (Kindermans et al. 2019) — :func:`input_shift`;
 * mode collapse: maps of the top classes compared pairwise — :func:`class_similarity`;
-* fragility (Ghorbani, Abid & Zou 2019) — :func:`fragility_summary`;
-* multi-instance and multi-label pictures — :func:`side_by_side`, :func:`mass_shares`;
-* the sanity checks (Adebayo et al. 2018) — :func:`block_randomizer`, :func:`train_on_labels`.
+* fragility (Ghorbani, Abid & Zou 2019) — :func:`check_fragility` on
+  :func:`xattr.evaluation.robustness.fragility_attack`;
+* multi-instance and multi-label pictures — :func:`side_by_side`, :func:`mass_shares`.
 """
 from __future__ import annotations
 
@@ -30,7 +30,9 @@ from .._errors import XattrError
 
 __all__ = [
     "LessonClaimFailed", "Curve", "counterfactual_curve", "check_saturation", "Completeness", "completeness",
-    "check_completeness", "or_model", "or_images", "OrGame", "or_game", "check_or_game",
+    "check_completeness", "or_model", "or_images", "OrGame", "or_game", "check_or_game", "InputShift", "input_shift",
+    "check_input_shift", "ClassSimilarity", "class_similarity", "check_mode_collapse", "side_by_side", "mass_shares",
+    "check_multi_instance", "check_multi_label", "check_fragility",
 ]
 
 
@@ -315,3 +317,200 @@ def check_or_game(game, tol=1e-12):
     _claim(game.occlusion_small_max[both] <= tol,
            f"occlusion with 2×2 windows, both halves lit: largest drop {game.occlusion_small_max[both]}, expected 0")
     _claim(np.allclose(game.scores, 1.0, atol=tol, rtol=0), f"the OR's scores are {game.scores}, expected 1")
+
+
+# -- 08: input shift (Kindermans et al. 2019) ---------------------------------------------------------------
+@dataclass
+class InputShift:
+    """Result of :func:`input_shift`: ``model_change`` ``max |g(x + c) − f(x)|`` over the scores (the twin is the
+    same function), and ``{method: relative change ||A' − A|| / ||A||}`` in ``change``."""
+
+    shift: float
+    model_change: float
+    change: dict
+
+
+def input_shift(model, x, target, shift, methods, in_channels=None):
+    """Kindermans et al. 2019's input-shift test on one network, for several methods.
+
+    The twin ``g`` takes ``x + c`` and computes exactly ``f(x)``: the constant ``c`` is taken back out in front
+    of the first layer (:func:`xattr.testing.twins.shifted_input_twin`; the paper absorbs it into the first
+    layer's bias, which is the same function when the first layer has no padding).  A method is *input
+    invariant* when ``A(g, x + c) = A(f, x)`` (:func:`xattr.evaluation.robustness.input_shift_sensitivity`).
+
+    Parameters
+    ----------
+    methods : dict ``name -> (method, baseline_arg, shift_baseline)``
+        ``baseline_arg``: the name of the method's baseline argument or None; ``shift_baseline``: whether the
+        baseline moves with the input (a zero baseline that stays zero does not).
+    """
+    from ..testing import twins
+    from .robustness import input_shift_sensitivity
+
+    x = check_image_batch(x)
+    g = twins.shifted_input_twin(model, shift, in_channels=in_channels if in_channels is not None else x.shape[1])
+    moved = float(np.abs(np.asarray(g(x + shift)) - np.asarray(model(x))).max())
+    change = {}
+    for name, (method, barg, shift_baseline) in methods.items():
+        r = input_shift_sensitivity(method, model, x, target, shift=shift, baseline_arg=barg,
+                                    shift_baseline=shift_baseline)
+        change[name] = float(r["relative_l2"].max())
+    return InputShift(float(shift), moved, change)
+
+
+#: notebook 08: the twin equals the model to this (absolute, on logits); invariant methods change by less than
+#: INVARIANT_MAX (relative), the others by more than VARIANT_MIN.
+TWIN_MAX, INVARIANT_MAX, VARIANT_MIN = 1e-9, 1e-9, 0.1
+
+
+def check_input_shift(r, invariant, variant):
+    """Notebook 08's claim: the twin computes the same scores (to ``1e-9``); each method named in ``invariant``
+    changes by less than ``1e-9`` (relative L2), each in ``variant`` by more than 10 %."""
+    _claim(r.model_change < TWIN_MAX, f"the shifted twin's scores differ by {r.model_change:.2e}")
+    for name in invariant:
+        _claim(r.change[name] < INVARIANT_MAX, f"{name} changed by {r.change[name]:.2e} under the input shift")
+    for name in variant:
+        _claim(r.change[name] > VARIANT_MIN, f"{name} changed by only {r.change[name]:.2%} under the input shift")
+
+
+# -- 08: mode collapse ----------------------------------------------------------------------------------------
+@dataclass
+class ClassSimilarity:
+    """Pairwise similarity of one image's maps for several classes: ``classes (K,)``, and ``spearman``,
+    ``spearman_abs`` and ``ssim`` as ``(K, K)`` matrices (1 on the diagonal); ``mean(metric)`` averages the
+    ``K (K − 1) / 2`` distinct pairs."""
+
+    classes: np.ndarray
+    spearman: np.ndarray
+    spearman_abs: np.ndarray
+    ssim: np.ndarray
+
+    def mean(self, metric="spearman"):
+        m = getattr(self, metric)
+        iu = np.triu_indices(len(m), 1)
+        return float(m[iu].mean())
+
+
+def class_similarity(method, model, x, classes):
+    """How alike one image's maps are for different classes (the seeds' *mode collapse*; Nie, Zhang & Patel 2018
+    show guided backprop and DeconvNet reconstruct the image whatever the class).
+
+    Maps of ``x`` ``(1, C, H, W)`` for each class in ``classes`` (one batched call), compared pairwise by
+    Spearman rank correlation of the signed maps and of their magnitudes, and by SSIM of the per-pixel
+    magnitude ``Σ_c |A|`` (Adebayo et al. 2018's measures; :mod:`xattr.evaluation.similarity`).
+
+    Returns
+    -------
+    ClassSimilarity
+    """
+    from .similarity import pixel_magnitude, spearman, ssim
+
+    x = check_image_batch(x)
+    if len(x) != 1:
+        raise ValueError(f"class_similarity takes one image (1, C, H, W), got {x.shape}")
+    classes = np.asarray(classes, dtype=int)
+    K = len(classes)
+    if K < 2:
+        raise ValueError(f"class_similarity compares at least two classes, got {classes}")
+    A = np.asarray(method(model, np.repeat(x, K, axis=0), classes))
+    i, j = np.triu_indices(K, 1)
+    out = {}
+    for name, fn in (("spearman", lambda a, b: spearman(a, b)), ("spearman_abs", lambda a, b: spearman(a, b, True)),
+                     ("ssim", lambda a, b: ssim(pixel_magnitude(a), pixel_magnitude(b)))):
+        m = np.eye(K)
+        m[i, j] = m[j, i] = fn(A[i], A[j])
+        out[name] = m
+    return ClassSimilarity(classes, **out)
+
+
+# -- 08: multi-instance and multi-label pictures ----------------------------------------------------------
+def side_by_side(left, right, background=0.5):
+    """One picture of two: ``left`` and ``right`` ``(3, S, S)`` in ``[0, 1]`` shrunk to half size (area average of
+    2×2 blocks) and set side by side, vertically centred, on a gray ``background``.
+
+    Returns
+    -------
+    pixels : ndarray ``(1, 3, S, S)``
+    instances : int array ``(1, S, S)``: 0 background, 1 the left picture, 2 the right one
+    """
+    left, right = np.asarray(left, dtype=np.float64), np.asarray(right, dtype=np.float64)
+    if left.shape != right.shape or left.ndim != 3 or left.shape[1] != left.shape[2] or left.shape[1] % 4:
+        raise ValueError(f"left and right must be (3, S, S) with S a multiple of 4, got {left.shape}, {right.shape}")
+    S = left.shape[1]
+    h = S // 2
+
+    def shrink(p):
+        return p.reshape(3, h, 2, h, 2).mean(axis=(2, 4))
+
+    out = np.full((1, 3, S, S), float(background))
+    lab = np.zeros((1, S, S), dtype=int)
+    top = (S - h) // 2
+    out[0, :, top:top + h, :h] = shrink(left)
+    out[0, :, top:top + h, h:] = shrink(right)
+    lab[0, top:top + h, :h] = 1
+    lab[0, top:top + h, h:] = 2
+    return out, lab
+
+
+def mass_shares(maps, instances):
+    """Share of each map's magnitude ``Σ_c |A|`` on each instance: ``(N, K)`` (:func:`multi_instance_coverage
+    <xattr.evaluation.localisation.multi_instance_coverage>` of the magnitudes)."""
+    from .localisation import multi_instance_coverage
+    from .similarity import pixel_magnitude
+
+    mags = pixel_magnitude(maps)
+    lab = np.broadcast_to(np.asarray(instances), mags.shape)
+    return multi_instance_coverage(mags, np.ascontiguousarray(lab)).mass
+
+
+#: notebook 08's mode-collapse claim: guided backprop's maps for the top classes are alike beyond this mean
+#: pairwise Spearman correlation, the gradient's are below COLLAPSE_GRADIENT_MAX.
+COLLAPSE_GUIDED_MIN, COLLAPSE_GRADIENT_MAX = 0.9, 0.7
+
+
+def check_mode_collapse(guided, gradient):
+    """Notebook 08's claim: mean pairwise Spearman of guided backprop's top-class maps above 0.9, the gradient's
+    below 0.7 (two :class:`ClassSimilarity`)."""
+    _claim(guided.mean() > COLLAPSE_GUIDED_MIN,
+           f"guided backprop's class maps correlate {guided.mean():.3f}, not above {COLLAPSE_GUIDED_MIN}")
+    _claim(gradient.mean() < COLLAPSE_GRADIENT_MAX,
+           f"the gradient's class maps correlate {gradient.mean():.3f}, not below {COLLAPSE_GRADIENT_MAX}")
+
+
+#: notebook 08: an object counts as found by a map holding at least this share of its magnitude (the default
+#: of multi_instance_coverage), and a class-discriminative map holds CLASS_RATIO_MIN times more on its own object.
+FOUND_MIN_SHARE, CLASS_RATIO_MIN = 0.1, 1.5
+
+
+def check_multi_instance(shares, methods):
+    """Notebook 08's claim: each named method's map holds at least 10 % of its magnitude on each of the two
+    instances (``shares``: ``{method: (1, 2)}`` from :func:`mass_shares`)."""
+    for m in methods:
+        _claim(shares[m].min() >= FOUND_MIN_SHARE, f"{m} holds {shares[m].round(3)} of its map on the two objects")
+
+
+def check_multi_label(own, other, same_map_spearman, discriminative, collapsed):
+    """Notebook 08's claim on a picture of two classes: each ``discriminative`` method's map for each class
+    holds more than 1.5× as much on its own object as on the other (``own``, ``other``:
+    ``{method: (2,)}`` per class), and each ``collapsed`` method's two class maps correlate above 0.9
+    (``same_map_spearman``: ``{method: float}``)."""
+    for m in discriminative:
+        ratio = np.asarray(own[m]) / np.asarray(other[m])
+        _claim(np.all(ratio > CLASS_RATIO_MIN), f"{m}: own/other object mass ratios {ratio.round(2)}")
+    for m in collapsed:
+        _claim(same_map_spearman[m] > COLLAPSE_GUIDED_MIN,
+               f"{m}: the two classes' maps correlate {same_map_spearman[m]:.3f}, not above {COLLAPSE_GUIDED_MIN}")
+
+
+#: notebook 08's fragility claim: Ghorbani et al.'s top-k attack leaves a mean top-k intersection lower than the
+#: paper's random-sign baseline (same budget and selection) by more than this.
+ATTACK_MARGIN = 0.2
+
+
+def check_fragility(attack, random):
+    """Notebook 08's claim: the attack keeps every label and lowers the mean top-k intersection more than the
+    random baseline by 0.2 (two :class:`~xattr.evaluation.robustness.FragilityAttack`)."""
+    _claim(bool(attack.label_kept.all() and random.label_kept.all()), "a perturbation changed the label")
+    a, r = float(attack.intersection.mean()), float(random.intersection.mean())
+    _claim(a < r - ATTACK_MARGIN, f"top-k intersection {a:.2f} under the attack, {r:.2f} under random steps")
+    return a, r

@@ -121,3 +121,105 @@ def test_or_game_against_enumeration_and_its_claims():
     broken = L.OrGame(**{**game.__dict__, "occlusion": game.occlusion + np.array([[0.5, 0], [0, 0], [0, 0]])})
     with pytest.raises(L.LessonClaimFailed, match="occlusion"):
         L.check_or_game(broken)
+
+
+# -- 08: input shift ---------------------------------------------------------------------------------------
+def _conv_net(seed=0):
+    from xattr.nn import Conv2D, GlobalAvgPool2D, ReLU
+
+    gen = np.random.default_rng(seed)
+    return Sequential(Conv2D(3, 4, 3, padding=1, rng=gen), ReLU(), GlobalAvgPool2D(), Dense(4, 3, rng=gen))
+
+
+def test_input_shift_changes_gradient_x_input_by_the_gradient_times_the_shift():
+    m = _conv_net()
+    x = np.random.default_rng(3).normal(size=(2, 3, 6, 6))
+    c = 0.75
+
+    def ig(model, x, target, baseline=0.0):
+        return xattr.integrated_gradients(model, x, target, baseline=baseline, steps=8)
+
+    r = L.input_shift(m, x, 1, c, {"gradient": (xattr.gradient, None, False),
+                                   "gxi": (xattr.gradient_x_input, None, False),
+                                   "ig0": (ig, "baseline", False), "ig_moved": (ig, "baseline", True)})
+    assert r.model_change < 1e-12
+    # oracle: A'(x + c) − A(x) = ∂f/∂x · c for gradient × input, as a closed form
+    g = xattr.gradient(m, x, 1)
+    want = (np.linalg.norm((g * c).reshape(2, -1), axis=1) / np.linalg.norm((g * x).reshape(2, -1), axis=1)).max()
+    assert r.change["gxi"] == pytest.approx(want, rel=1e-9)
+    L.check_input_shift(r, invariant=["gradient", "ig_moved"], variant=["gxi", "ig0"])
+    with pytest.raises(L.LessonClaimFailed, match="gxi changed"):
+        L.check_input_shift(r, invariant=["gradient", "gxi"], variant=[])
+    with pytest.raises(L.LessonClaimFailed, match="ig_moved"):
+        L.check_input_shift(r, invariant=[], variant=["ig_moved"])
+
+
+# -- 08: mode collapse ---------------------------------------------------------------------------------------
+def test_class_similarity_closed_form_on_a_linear_model():
+    x = np.random.default_rng(4).normal(size=(1, 1, 12, 12))
+    m = linear(x.shape[1:], k=3)
+    w = m[1].weight
+    w[1] = 2.0 * w[0]          # class 1's gradient: class 0's, scaled
+    w[2] = -w[0]               # class 2's: negated
+    c = L.class_similarity(xattr.gradient, m, x, [0, 1, 2])
+    np.testing.assert_allclose(c.spearman, [[1, 1, -1], [1, 1, -1], [-1, -1, 1]], atol=1e-12)
+    np.testing.assert_allclose(c.spearman_abs, 1.0, atol=1e-12)
+    assert c.ssim[0, 2] == pytest.approx(1.0) and c.mean("spearman") == pytest.approx(-1 / 3)
+    L.check_mode_collapse(L.ClassSimilarity([0, 1], *(np.ones((2, 2)),) * 3),
+                          L.ClassSimilarity([0, 1], *(np.eye(2),) * 3))
+    with pytest.raises(L.LessonClaimFailed, match="guided"):
+        L.check_mode_collapse(c, c)  # mean -1/3: no collapse
+    with pytest.raises(ValueError, match="at least two"):
+        L.class_similarity(xattr.gradient, m, x, [0])
+
+
+def test_guided_backprop_collapses_on_the_shipped_shapes_model_more_than_the_gradient():
+    m = xattr.models.load("shapes")
+    x = xattr.data.make_shapes(1, rng=5).images
+    gb = L.class_similarity(xattr.guided_backprop, m, x, [0, 1, 2, 3])
+    g = L.class_similarity(xattr.gradient, m, x, [0, 1, 2, 3])
+    assert gb.mean() > g.mean()
+
+
+# -- 08: pictures of two objects ----------------------------------------------------------------------------
+def test_side_by_side_is_the_block_mean_of_each_half_and_mass_shares_add_up():
+    rng = np.random.default_rng(6)
+    a, b = rng.uniform(size=(3, 8, 8)), rng.uniform(size=(3, 8, 8))
+    out, lab = L.side_by_side(a, b, background=0.25)
+    assert out.shape == (1, 3, 8, 8) and lab.shape == (1, 8, 8)
+    np.testing.assert_allclose(out[0, :, 2:6, :4], (a[:, ::2, ::2] + a[:, 1::2, ::2] + a[:, ::2, 1::2]
+                                                    + a[:, 1::2, 1::2]) / 4)
+    np.testing.assert_allclose(out[0, :, 2:6, 4:], b.reshape(3, 4, 2, 4, 2).mean((2, 4)))
+    assert np.all(out[0, :, :2] == 0.25) and np.all(out[0, :, 6:] == 0.25)
+    assert (lab == 1).sum() == 16 and (lab == 2).sum() == 16
+    maps = rng.normal(size=(2, 3, 8, 8))
+    s = L.mass_shares(maps, np.repeat(lab, 2, axis=0))
+    mag = np.abs(maps).sum(1)
+    np.testing.assert_allclose(s[:, 0], mag[:, 2:6, :4].sum((1, 2)) / mag.sum((1, 2)))
+    np.testing.assert_allclose(s.sum(1) + mag[:, :2].sum((1, 2)) / mag.sum((1, 2))
+                               + mag[:, 6:].sum((1, 2)) / mag.sum((1, 2)), 1.0)
+    with pytest.raises(ValueError, match="multiple of 4"):
+        L.side_by_side(a[:, :6, :6], b[:, :6, :6])
+
+
+def test_multi_object_and_fragility_claims_can_fail():
+    shares = {"a": np.array([[0.5, 0.3]]), "b": np.array([[0.85, 0.05]])}
+    L.check_multi_instance(shares, ["a"])
+    with pytest.raises(L.LessonClaimFailed, match="b"):
+        L.check_multi_instance(shares, ["a", "b"])
+    own, other = {"cam": np.array([0.5, 0.4])}, {"cam": np.array([0.1, 0.3])}
+    with pytest.raises(L.LessonClaimFailed, match="ratio"):
+        L.check_multi_label(own, other, {}, ["cam"], [])
+    with pytest.raises(L.LessonClaimFailed, match="correlate"):
+        L.check_multi_label({}, {}, {"gb": 0.5}, [], ["gb"])
+    from xattr.evaluation.robustness import FragilityAttack
+
+    def fa(inter, kept=True):
+        n = len(inter)
+        return FragilityAttack(np.array(inter), np.zeros(n), np.zeros(n), None, np.full(n, kept), np.zeros(n), "", "")
+
+    assert L.check_fragility(fa([0.2, 0.3]), fa([0.6, 0.7])) == pytest.approx((0.25, 0.65))
+    with pytest.raises(L.LessonClaimFailed, match="intersection"):
+        L.check_fragility(fa([0.5]), fa([0.6]))
+    with pytest.raises(L.LessonClaimFailed, match="label"):
+        L.check_fragility(fa([0.1], kept=False), fa([0.6]))

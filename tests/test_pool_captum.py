@@ -94,6 +94,54 @@ def test_captum_mode_equals_captum_where_its_rule_acts():
     assert _rel(xattr.deeplift(from_torch(net), x, 1, ref, maxpool="rescale"), theirs) > 0.1  # another split
 
 
+def _overlapping_net(seed=0, ceil_mode=False):
+    """Conv -> MaxPool2d(3, stride 2) -> Linear: Captum's max-pool rule acts, and the windows overlap (as in
+    SqueezeNet, ResNet's stem and AlexNet)."""
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Conv2d(2, 3, 3), nn.MaxPool2d(3, 2, ceil_mode=ceil_mode), nn.Flatten(),
+                        nn.Linear(3 * (5 if ceil_mode else 4) ** 2, 4)).double().eval()
+    with torch.no_grad():
+        net[0].bias.normal_(0, 0.3)
+    return net
+
+
+def test_captums_unpooling_drops_an_input_that_wins_two_overlapping_windows():
+    """The cause, in torch alone: ``max_unpool2d`` assigns, so an input that is the maximum of two windows receives
+    one window's value, not their sum (the same defect tangermeme fixed in its own DeepLIFT, its PR #95)."""
+    F = torch.nn.functional
+    x = -np.abs(np.random.default_rng(0).normal(size=(1, 1, 5, 5)))
+    x[0, 0, 2, 2] = 1.0  # the centre lies in all four 3x3 windows at stride 2, and is each one's maximum
+    y, idx = F.max_pool2d(torch.tensor(x), 3, 2, return_indices=True)
+    assert idx.flatten().tolist() == [12, 12, 12, 12]
+    back = F.max_unpool2d(torch.ones_like(y), idx, 3, 2, output_size=(5, 5))
+    assert back.sum().item() == 1.0  # one window's unit, not four
+
+
+@pytest.mark.parametrize("ceil_mode", [False, True])
+def test_with_overlapping_windows_captum_misses_delta_and_the_captum_mode_conserves(ceil_mode):
+    """Where windows overlap Captum's rule loses the contributions its unpooling drops: its own convergence delta
+    is far from 0, while xattr's ``maxpool="captum"`` (the same cross-maximum rule, accumulated) conserves."""
+    net = _overlapping_net(ceil_mode=ceil_mode)
+    gen = np.random.default_rng(3)
+    x, ref = gen.normal(size=(2, 2, 12, 12)), np.zeros((2, 2, 12, 12))
+    theirs, delta = _captum(net, x, ref, 1)
+    ours, gap = xattr.deeplift(from_torch(net), x, 1, ref, maxpool="captum", return_delta=True)
+    assert np.abs(gap).max() < 1e-12
+    assert np.abs(delta).max() > 1e-2
+    assert _rel(ours, theirs) > 0.1
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="Captum's DeepLift unpools with max_unpool2d, which assigns: an input that is the maximum "
+                          "of two overlapping windows keeps one window's contribution (docs/peers.md)")
+def test_captum_mode_equals_captum_with_overlapping_windows():
+    net = _overlapping_net()
+    gen = np.random.default_rng(3)
+    x, ref = gen.normal(size=(2, 2, 12, 12)), np.zeros((2, 2, 12, 12))
+    theirs, _ = _captum(net, x, ref, 1)
+    assert _rel(xattr.deeplift(from_torch(net), x, 1, ref, maxpool="captum"), theirs) < 1e-10
+
+
 def test_after_a_relu_module_captum_is_the_gradient_mode_and_misses_delta():
     net = _net(relu_before=True, relu_after=False)
     x, ref = _case()

@@ -12,6 +12,7 @@ import pytest
 import xattr
 from xattr.methods import _bounds, path
 from xattr.methods import perturbation as P
+from xattr.methods.perturbation._coalitions import _local_plan
 from xattr.methods.registry import get_method
 from xattr.nn import Conv2D, Dense, Flatten, GlobalAvgPool2D, ReLU, Sequential
 
@@ -89,7 +90,7 @@ def test_local_tables_cost_in_floats_on_per_pixel_segments():
                      GlobalAvgPool2D(), Dense(2, 3, rng=g))
     x = np.random.default_rng(2).random((1, 1, 12, 12))
     seg = np.arange(144).reshape(12, 12)
-    plan = P._local_plan(net, x.shape, seg, 144)
+    plan = _local_plan(net, x.shape, seg, 144)
     assert plan.groups.sum(1).max() == 81 and plan.cost > 2.0**81
     auto = P.kernel_shap(net, x, 0, segments=seg, n_samples=64, rng=0)
     plain = P.kernel_shap(net, x, 0, segments=seg, n_samples=64, rng=0, locality=False)

@@ -646,7 +646,7 @@ def test_affine_head_of_a_dense_model_and_its_completeness():
 
 def test_run_sums_and_segment_sums_agree(monkeypatch):
     """Chunks with few images sum per run; chunks with many use gathers and reduceat: same numbers."""
-    import xattr.methods.path as path_mod
+    import xattr.methods.path._common as path_mod
 
     model = small_cnn(23)
     x = np.random.default_rng(23).random((5, 2, 8, 8))

@@ -12,8 +12,11 @@ import numpy as np
 import pytest
 
 import xattr
+from xattr._progress import Progress
 from xattr.methods import perturbation as P
 from xattr.methods.incremental import use_incremental
+from xattr.methods.perturbation._coalitions import _local_plan
+from xattr.methods.perturbation.kernel_shap import _sample_kernel_pairs
 from xattr.methods.segments import grid_segments
 from xattr.nn import Conv2D, Dense, Flatten, GlobalAvgPool2D, MaxPool2D, ReLU, Sequential
 
@@ -185,7 +188,7 @@ def test_kernel_shap_sampling_is_deterministic_and_needs_rng():
 
 def test_kernel_pair_sampler_draws_sizes_from_the_shapley_kernel():
     M, gen = 6, np.random.default_rng(0)
-    Z = P._sample_kernel_pairs(M, 20000, gen)
+    Z = _sample_kernel_pairs(M, 20000, gen)
     assert Z.shape == (40000, M)
     np.testing.assert_array_equal(Z[20000:], ~Z[:20000])  # complements
     s = np.arange(1, M)
@@ -366,11 +369,11 @@ def test_registry_and_progress(capsys):
     assert xattr.available_methods("perturbation") == ["occlusion", "lime", "kernel_shap", "shapley",
                                                         "prediction_difference"]
     assert xattr.get_method("kernel_shap") is xattr.kernel_shap
-    bar = P._Progress(3, True, "demo")
+    bar = Progress(3, True, "demo")
     bar.bar = None  # force the built-in fallback even when tqdm is installed
     bar.update(3)
     assert "demo: 3/3" in capsys.readouterr().err
-    silent = P._Progress(3, False, "quiet")
+    silent = Progress(3, False, "quiet")
     silent.update(3)
     assert capsys.readouterr().err == ""
 
@@ -413,7 +416,7 @@ def test_locality_auto_uses_fewer_evaluations_and_true_is_checked():
     model = local_archs()[0]
     x = np.random.default_rng(21).random((1, 2, 24, 24))
     lab = grid_segments((24, 24), 3)  # 8-pixel cells, receptive field 8 pixels: at most 2 x 2 segments each
-    plan = P._local_plan(model, x.shape, lab, 9)
+    plan = _local_plan(model, x.shape, lab, 9)
     assert plan is not None and plan.cost < 2**9
     calls = []
 

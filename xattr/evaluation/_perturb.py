@@ -18,6 +18,7 @@ import numpy as np
 
 from .. import _targets
 from .._conventions import as_float_array, as_rng, check_image_batch
+from .._progress import Progress  # tqdm when installed, else a counter on stderr
 
 SCORES = ("logit", "probability", "accuracy")
 ORDERS = ("morf", "lerf")
@@ -124,9 +125,7 @@ def score_stack(scorer, make, n_steps, n_images, batch_size, progress=None):
 
 
 def progress_bar(total, enabled, desc):
-    from ..methods.perturbation import _Progress  # tqdm when installed, else a counter on stderr
-
-    return _Progress(total, enabled, desc)
+    return Progress(total, enabled, desc)
 
 
 class Features:

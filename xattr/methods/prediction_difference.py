@@ -43,6 +43,7 @@ import numpy as np
 
 from .. import _targets
 from .._conventions import as_float_array, as_rng, check_image_batch
+from .._progress import Progress
 from .registry import MethodSpec, register
 
 __all__ = ["PatchGaussian", "fit_patch_gaussian", "conditional_gaussian", "weight_of_evidence",
@@ -405,9 +406,7 @@ def prediction_difference(model, x, target, references=None, window=DEFAULT_WIND
     pick = gen.integers(0, len(refs), size=(T, S)) if sampling == "marginal" else None
     p_wo = np.empty(T)
     per = max(1, int(batch_size) // S)  # windows per forward call
-    from .perturbation import _Progress
-
-    bar = _Progress(T * S, progress, "prediction_difference")
+    bar = Progress(T * S, progress, "prediction_difference")
     try:
         for a in range(0, T, per):
             sl = slice(a, min(T, a + per))

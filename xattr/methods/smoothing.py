@@ -30,7 +30,7 @@ in C order, drawn chunk by chunk in that order, so the result does not depend on
 
 SmoothGrad proper (``method=xattr.gradient``, ``variant="mean"``) on a Sequential that starts with an
 affine layer ``h = L x + b`` averages ``∂F/∂h`` and applies ``Lᵀ`` once per image at the end:
-``(1/n) Σ_s Lᵀ ∂F/∂h (x + ε_s) = Lᵀ (1/n) Σ_s ∂F/∂h (x + ε_s)`` (see :func:`xattr.methods.path._affine_head`).
+``(1/n) Σ_s Lᵀ ∂F/∂h (x + ε_s) = Lᵀ (1/n) Σ_s ∂F/∂h (x + ε_s)`` (see :func:`xattr.methods.path._common._affine_head`).
 """
 from __future__ import annotations
 
@@ -42,8 +42,16 @@ from .._conventions import as_float_array, as_rng
 from ..model import check_model
 from . import _bounds
 from .gradient import gradient
-from .path import (DEFAULT_BATCH_SIZE, _affine_head, _check_batch_size, _chunk_rows, _resolve_target, _rows_target, _runs,
-                   _scores_and_grads)
+from .path._common import (
+    DEFAULT_BATCH_SIZE,
+    _affine_head,
+    _check_batch_size,
+    _chunk_rows,
+    _resolve_target,
+    _rows_target,
+    _runs,
+    _scores_and_grads,
+)
 from .registry import MethodSpec, register
 
 VARIANTS = ("mean", "squared", "vargrad")

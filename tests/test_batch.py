@@ -276,6 +276,23 @@ def test_transform_is_applied_before_the_model_and_part_of_the_job(data, tmp_pat
         run(data, tmp_path, methods=["gradient"], chunk=8, scheduler="sync", resume=True)
 
 
+def test_the_command_lines_transform_keeps_the_name_stores_record_and_pickles():
+    """``xattr batch`` records ``partial(model_input, spec=...)`` by its qualified name: the name stores written so
+    far hold (``xattr.batch.model_input``), so they still resume; pickle and cloudpickle find it by that name."""
+    import functools
+    import pickle
+
+    import cloudpickle
+
+    from xattr.batch.job import _jsonable
+
+    spec = {"channels": 1, "range": [0.0, 1.0]}
+    t = functools.partial(batch.model_input, spec=spec)
+    assert _jsonable(t)["partial"] == {"callable": "xattr.batch.model_input"}
+    for dumps in (pickle.dumps, cloudpickle.dumps):
+        assert pickle.loads(dumps(t)).func is batch.model_input
+
+
 # -- summaries ---------------------------------------------------------------------------------
 def test_summary_json_beside_store(data, tmp_path):
     model, x = data
@@ -599,8 +616,8 @@ def test_summary_counts_only_verified_chunks(data, tmp_path):
     root = zarr.open_group(r.store, mode="r+")
     description = dict(root.attrs)["xattr_batch"]
     _damage(r.store, "flipped")
-    plan = batch._Plan(r.store, 8, 2, BS, [], SEED, "predicted", None, [], "stop", "array", "", (8, 8), "float64")
-    summary, _ = batch._summarise(root, r.store, description, batch._store_keys(root, description), plan,
+    plan = batch.task._Plan(r.store, 8, 2, BS, [], SEED, "predicted", None, [], "stop", "array", "", (8, 8), "float64")
+    summary, _ = batch.store._summarise(root, r.store, description, batch.store._store_keys(root, description), plan,
                                   {"total": 4, "run": 0, "skipped": 4, "reused_after_retry": 0})
     assert summary["n_images"] == 8 and summary["n_verified"] == 6 and summary["chunks"]["verified"] == 3
     assert list(summary["chunks"]["unverified"]) == ["1"]

@@ -190,7 +190,7 @@ def test_reader_is_the_one_used_by_explain_and_batch():
     from xattr import batch, cli
 
     assert "read_image" in inspect.getsource(cli.load_image)
-    assert "read_image" in inspect.getsource(batch._read_image)
+    assert "read_image" in inspect.getsource(batch.source._read_image)
     assert "Image.open" not in inspect.getsource(cli) and "Image.open" not in inspect.getsource(batch)
 
 

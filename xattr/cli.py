@@ -827,7 +827,7 @@ def run_explain(image, model_path, method, target=None, layer=None, out=None, qu
     ``references`` only, read like the image at its size; a method that needs them without any is refused).
     """
     from . import viz
-    from .batch import _parse_method_arg
+    from .batch.command import _parse_method_arg
     from .methods.registry import get_method
     from .models import load_with_info
 

@@ -256,7 +256,7 @@ def test_explain_out_honours_the_extension(tmp_path, model_file, capsys, ext, fm
 
 def test_explain_refuses_an_unknown_extension_before_any_work(tmp_path, model_file, capsys, monkeypatch):
     png = write_png(tmp_path / "a.png")
-    monkeypatch.setattr(cli, "run_method", lambda *a, **k: pytest.fail("the method ran"))
+    monkeypatch.setattr(cli.explain, "run_method", lambda *a, **k: pytest.fail("the method ran"))
     code, _, err = run(["explain", png, "--model", model_file, "--method", "gradient", "--out", str(tmp_path / "m.xyz")],
                        capsys)
     assert code == 2 and "'.xyz' names no output format" in err and not (tmp_path / "m.xyz").exists()
@@ -460,7 +460,7 @@ def test_explain_states_what_it_read(tmp_path, model_file, capsys):
 
 def test_explain_deepshap_without_references_is_refused_before_any_work(tmp_path, model_file, capsys, monkeypatch):
     png = write_png(tmp_path / "a.png")
-    monkeypatch.setattr(cli, "run_method", lambda *a, **k: pytest.fail("the method ran"))
+    monkeypatch.setattr(cli.explain, "run_method", lambda *a, **k: pytest.fail("the method ran"))
     code, _, err = run(["explain", png, "--model", model_file, "--method", "deepshap"], capsys)
     assert code == 2 and "deepshap needs reference images (references): give --references" in err
     code, _, err = run(["explain", png, "--model", model_file, "--method", "gradient", "--references", png], capsys)
@@ -560,6 +560,6 @@ def test_demo_says_why_deepshap_shows_a_completeness_gap(tmp_path, capsys):
     model, info = models.load_with_info("shapes")
     imgs, _, _ = cli.pick_examples(4, 0, 32)
     x = to_model_input(imgs, info)
-    refs = cli._Context(0, 32, info, shape=x.shape[1:]).references()
+    refs = cli.options._Context(0, 32, info, shape=x.shape[1:]).references()
     _, delta = xattr.deepshap(model, x, model(x).argmax(1), references=refs, maxpool="rescale", return_delta=True)
     assert np.abs(delta).max() < 1e-9

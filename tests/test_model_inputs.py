@@ -47,7 +47,7 @@ def test_cli_ig_baseline_is_the_black_image_for_a_mean_std_model(tmp_path, model
     img = (np.random.default_rng(1).random((12, 12, 3)) * 255).astype(np.uint8)
     Image.fromarray(img).save(tmp_path / "a.png")
     model, info = models.load_with_info(model_file)
-    ctx = cli._Context(0, 12, info, shape=(3, 12, 12))
+    ctx = cli.options._Context(0, 12, info, shape=(3, 12, 12))
     kw = cli.method_kwargs("integrated_gradients", xattr.integrated_gradients, ctx)
     black = (0.0 - np.array(SPEC["mean"])[:, None, None]) / np.array(SPEC["std"])[:, None, None]
     assert np.array_equal(kw["baseline"], np.broadcast_to(black, (3, 12, 12)))  # not 0.0, the mean colour
@@ -68,7 +68,7 @@ def test_cli_ig_baseline_is_the_black_image_for_a_mean_std_model(tmp_path, model
 
 def test_methods_with_numeric_default_baselines_get_the_black_picture(model_file):
     model, info = models.load_with_info(model_file)
-    ctx = cli._Context(0, 12, info, shape=(3, 12, 12))
+    ctx = cli.options._Context(0, 12, info, shape=(3, 12, 12))
     black = _inputs.picture(info, (3, 12, 12))
     for name in ("occlusion", "lime", "kernel_shap", "shapley", "deeplift"):
         fn = cli.methods_table()[name]

@@ -54,7 +54,7 @@ def _picture_options(methods, info, shape):
     """The CLI's rule for baselines: ``baseline``/``reference`` given as numbers are gray levels
     of a picture in [0, 1]; a method whose such parameter defaults to a number gets the black picture.
     Both are built in the model's declared range and normalised like the images, ``(C, H, W)``."""
-    from ..cli import PICTURE_OPTIONS, _is_level
+    from ..cli.options import PICTURE_OPTIONS, _is_level
 
     out = []
     for name, options in methods:

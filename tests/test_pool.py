@@ -61,6 +61,49 @@ def test_tie_policy_first_in_row_major_window_order():
         np.testing.assert_array_equal(layer.backward(-np.ones_like(y), cache, rule), [[[[0, -1], [0, 0]]]])
 
 
+@given(pool_cases(values=small_ints))
+@example(((2, 2), (2, 2), (0, 0), np.ones((1, 1, 4, 4))))
+@example(((3, 3), (2, 2), (1, 1), np.zeros((1, 1, 5, 5))))
+def test_tie_split_equals_autograd_at_ties_in_every_rule_that_routes_through_the_switch(case):
+    """``tie="split"`` is autograd's ``balanced_eq``: the vjp of ``np.max`` over the windows, ties everywhere
+    (values from {-1, 0, 1, 2}); the forward-mode derivative is its adjoint."""
+    k, s, p, x = case
+    layer = MaxPool2D(k, s, p, tie="split")
+    y, cache = layer.forward(x)
+    np.testing.assert_array_equal(y, MaxPool2D(k, s, p).forward(x)[0])  # the policy changes no value
+    rng = np.random.default_rng(3)
+    u, v = rng.normal(size=y.shape), rng.normal(size=x.shape)
+    want = ag_vjp(lambda z: ag_maxpool(z, layer), x, u)
+    for rule in ("gradient", "deconvnet", "guided"):
+        np.testing.assert_allclose(layer.backward(u, cache, rule), want, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(layer.backward(u, cache, "rescale"), want, rtol=1e-13, atol=1e-13)  # DeepLIFT's
+    np.testing.assert_allclose(layer.backward(u, cache, "lrp_epsilon"), want, rtol=1e-13, atol=1e-13)  # LRP's w-t-a
+    assert np.isclose(np.sum(layer.jvp(v, cache) * u), np.sum(v * want), rtol=1e-12, atol=1e-12)  # adjoint
+
+
+def test_tie_split_by_hand_and_the_policy_is_checked_and_saved(tmp_path):
+    x = np.array([[[[0.0, 5.0], [5.0, 5.0]]]])
+    layer = MaxPool2D(2, tie="split")
+    y, cache = layer.forward(x)
+    np.testing.assert_allclose(layer.backward(np.full_like(y, 3.0), cache), [[[[0, 1], [1, 1]]]], rtol=1e-15)
+    assert MaxPool2D(2).tie == "first" and "tie" not in vars(MaxPool2D(2))  # the default: attributes as before
+    assert "tie='split'" in layer.extra_repr() and "tie" not in MaxPool2D(2).extra_repr()
+    for bad in ("mean", "First", None, 1):
+        with pytest.raises(ValueError, match="tie must be 'first' .PyTorch's switch. or 'split' .autograd's"):
+            MaxPool2D(2, tie=bad)
+    from xattr import models
+    from xattr.nn import Conv2D, Dense, GlobalAvgPool2D, ReLU, Sequential
+
+    model = Sequential(Conv2D(1, 2, 3, padding=1, rng=0), ReLU(), MaxPool2D(2, tie="split"), GlobalAvgPool2D(),
+                       Dense(2, 3, rng=1))
+    models.save(model, tmp_path / "m")
+    back = models.load(str(tmp_path / "m"))
+    pools = [layer for layer in back if isinstance(layer, MaxPool2D)]
+    assert [p.tie for p in pools] == ["split"]
+    xs = np.random.default_rng(0).integers(0, 2, size=(2, 1, 6, 6)).astype(np.float64)  # ties after the ReLU
+    np.testing.assert_array_equal(back.vjp(xs, np.ones((2, 3))), model.vjp(xs, np.ones((2, 3))))
+
+
 def test_overlapping_windows_accumulate_at_a_shared_maximum():
     x = np.zeros((1, 1, 5, 5))
     x[0, 0, 2, 2] = 1.0  # the centre belongs to all four 3x3/stride-2 windows

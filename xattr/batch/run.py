@@ -20,8 +20,10 @@ from .source import _make_source
 from .store import _check_writable, _create_store, _open_existing, _store_keys, _summarise, _verify_chunk
 from .task import _chunk_task, _Plan, _probe
 
-#: micro-batch size when none is given (reduced to gcd(chunk, 16) when chunk is not a multiple).
-DEFAULT_BATCH_SIZE = 16
+#: images per method call (the job's micro-batch; the ``batch_size`` of :func:`attribute_dataset`) when none is
+#: given, reduced to gcd(chunk, 16) when chunk is not a multiple.  Another unit than the methods' own
+#: ``batch_size`` (model input rows per call, :mod:`xattr.inputs`), which each method call then applies inside.
+DEFAULT_MICRO_BATCH = 16
 
 
 @dataclass
@@ -109,7 +111,7 @@ def attribute_dataset(model, images, targets=None, methods=("gradient",), chunk=
         raise ValueError(f"chunk must be a positive int, got {chunk!r}")
     chunk = int(chunk)
     if batch_size is None:
-        batch_size = DEFAULT_BATCH_SIZE if chunk % DEFAULT_BATCH_SIZE == 0 else math.gcd(chunk, DEFAULT_BATCH_SIZE)
+        batch_size = DEFAULT_MICRO_BATCH if chunk % DEFAULT_MICRO_BATCH == 0 else math.gcd(chunk, DEFAULT_MICRO_BATCH)
     if not isinstance(batch_size, (numbers.Integral, np.integer)) or batch_size < 1 or chunk % batch_size:
         raise ValueError(f"batch_size must be a positive int dividing chunk={chunk}, got {batch_size!r}")
     if transform is not None and not callable(transform):

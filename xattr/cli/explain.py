@@ -15,16 +15,7 @@ from ..io.images import WHITE, read_image
 from ..methods.registry import get_method
 from ..models import load_with_info
 from ..models._inputs import to_model_input
-from .options import (
-    _VIEWS,
-    _Context,
-    _Passes,
-    _softmax,
-    _view,
-    expected_passes,
-    method_kwargs,
-    run_method,
-)
+from .options import _VIEWS, _Context, _Passes, _softmax, _view, expected_passes, method_kwargs, run_method
 
 #: default folder of ``xattr explain``'s outputs (in the working directory, never beside the input).
 EXPLAIN_DIR = "xattr-explain"

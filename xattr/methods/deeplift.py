@@ -38,13 +38,11 @@ drawn from a background distribution: ``Σ_i C_i = t(x) − mean_k t(x₀ₖ)``.
 """
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
 from .. import _targets
-from ..inputs import as_baseline, completeness_gap
 from .._conventions import as_float_array
+from ..inputs import as_baseline, completeness_gap
 from ..nn import INPUT, Add, Concat, Conv2D, Dense, Dropout, Flatten
 from ..nn.activation import NONLINEAR_UNITS
 from ..nn.norm import BatchNorm2D, fold_batchnorm

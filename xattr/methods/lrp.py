@@ -31,14 +31,12 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _targets
-from ..inputs import completeness_gap
 from .._conventions import as_float_array
+from ..inputs import completeness_gap
 from ..nn import INPUT, Conv2D, Dense, Layer
 from ..nn.norm import BatchNorm2D, fold_batchnorm
 from ..nn.pool import LRP_MAXPOOL_MODES
-from ..nn.relevance import (
-    LRP_ALPHA, LRP_BETA, LRP_EPSILON, LRP_GAMMA, check_alpha_beta, check_epsilon, check_gamma,
-)
+from ..nn.relevance import LRP_ALPHA, LRP_BETA, LRP_EPSILON, LRP_GAMMA, check_alpha_beta, check_epsilon, check_gamma
 from .deeplift import require_layered
 from .registry import MethodSpec, register
 

@@ -89,7 +89,7 @@ register_layer_format(
 register_layer_format(
     MaxPool2D,
     lambda l: dict(kernel_size=list(l.kernel_size), stride=list(l.stride), padding=list(l.padding),
-                   **({"ceil_mode": True} if l.ceil_mode else {})),
+                   **({"ceil_mode": True} if l.ceil_mode else {}), **({"tie": l.tie} if l.tie != "first" else {})),
     (),
 )
 register_layer_format(

@@ -13,7 +13,6 @@ A missing cell raises :class:`RuleNotDefined` naming the layer and the rule.
 docstring), so the documentation cannot drift from the code.
 """
 from __future__ import annotations
-from .._errors import XattrError
 
 from collections import OrderedDict
 from types import SimpleNamespace
@@ -22,6 +21,7 @@ from typing import Callable, ClassVar
 import numpy as np
 
 from .._conventions import as_float_array
+from .._errors import XattrError
 
 Cache = SimpleNamespace
 
@@ -338,4 +338,5 @@ def replaced(layer, **params):
     return out
 
 
-from .graph import Graph, Sequential  # noqa: E402  (the container lives in graph.py; kept importable from here)
+# a real cycle (graph.py imports this module): the container lives in graph.py and stays importable from here
+from .graph import Graph, Sequential  # noqa: E402, F401

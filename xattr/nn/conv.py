@@ -42,8 +42,10 @@ from __future__ import annotations
 import numpy as np
 
 from .._conventions import check_image_batch, count, pair
+from . import relevance as _relevance
 from ._workspace import borrow
-from .base import Cache, Layer, defjvp, default_rng, defrule, param_property
+from .base import Cache, Layer, default_rng, defjvp, defrule, param_property
+from .region import defregion, window_region_2d
 
 #: bytes the im2col buffer may take per chunk of images (the side-by-side layout of small maps).
 IM2COL_BUDGET = 64 * 2**20
@@ -307,6 +309,20 @@ def batch_chunks(n, bytes_per_item, budget=None):
     budget = IM2COL_BUDGET if budget is None else budget
     step = max(1, int(budget // max(1, bytes_per_item)))
     return [slice(a, min(n, a + step)) for a in range(0, n, step)]
+
+
+def correlate_batch(layer, x, out_hw):
+    """``W ⋆ x (+ bias)`` of a groups-1 :class:`Conv2D` on a batch of small unpadded inputs ``(B, I, h, w)``, as one
+    GEMM over the whole batch: ``W (O, K) @ cols (K, B·P)`` (:func:`im2col` of every input at once).  For many tiny
+    inputs (incremental occlusion's boxes) one large GEMM beats :meth:`Conv2D.correlate`'s image-by-image tiles;
+    the same convolution, summed in another order.  Returns ``(B, O, Ho, Wo)``."""
+    B = x.shape[0]
+    cols = im2col(x, layer.kernel_size, layer.stride, layer.dilation, out_hw)  # (B, K, P)
+    w2 = weight_matrix(layer.weight, x.dtype)  # columns in im2col's row order
+    y = np.tensordot(w2, cols, axes=([1], [1]))  # (O, B, P)
+    if layer.bias is not None:
+        y += layer.bias.astype(x.dtype, copy=False)[:, None, None]
+    return y.transpose(1, 0, 2).reshape((B, layer.out_channels) + tuple(out_hw))
 
 
 class Conv2D(Layer):
@@ -704,14 +720,12 @@ def _conv_transposed(layer, g, cache, **_):
 
 
 # -- relevance columns (DeepLIFT, LRP): the formulas live in relevance.py, shared with Dense --------
-from . import relevance as _relevance  # noqa: E402
 
 # DeepLIFT's Linear rule: multipliers pass through a linear layer like gradients (Shrikumar et al. 2017).
 defrule(Conv2D, "rescale")(_conv_transposed)
 defrule(Conv2D, "revealcancel")(_relevance.deeplift_linear_revealcancel)
 for _name, _fn in _relevance.LRP_WEIGHTED_RULES.items():
     defrule(Conv2D, _name)(_fn)
-from .region import defregion, window_region_2d  # noqa: E402  (region maps sit next to their layer)
 
 
 @defregion(Conv2D, "window", pad_value=0.0)

@@ -23,7 +23,6 @@ themselves (HIPS/autograd's single traversal is the model):
 keeps the chain's conveniences (``model[0]``, ``forward_all``, ``backward``), written on the walk.
 """
 from __future__ import annotations
-from .._errors import XattrError
 
 import copy
 from collections import OrderedDict
@@ -31,7 +30,8 @@ from collections import OrderedDict
 import numpy as np
 
 from .._conventions import as_float_array
-from .base import Cache, Layer, RuleNotDefined, checked_options, option_names, CONTEXT_OPTIONS
+from .._errors import XattrError
+from .base import CONTEXT_OPTIONS, Cache, Layer, option_names
 
 #: the name of the graph's input (the image batch).
 INPUT = "input"

@@ -13,6 +13,8 @@ import numpy as np
 from .._conventions import as_float_array, check_image_batch, count
 from .base import Cache, Layer, defjvp, defrule, param_property
 from .conv import Conv2D
+from .region import defregion
+from .relevance import LRP_RULES, safe_divide, stabilize
 
 
 class BatchNorm2D(Layer):
@@ -132,7 +134,6 @@ def fold_batchnorm(model, strict=True):
 
 
 # -- DeepLIFT and LRP columns ------------------------------------------------------------------
-from .relevance import LRP_RULES, safe_divide, stabilize  # noqa: E402
 
 # batch-norm is affine at inference: DeepLIFT multipliers pass as gradients.  xattr.lrp folds every
 # batch-norm that follows a conv into it first (fold_batchnorm); the others (pre-activation blocks, as
@@ -153,7 +154,6 @@ def _bn_lrp(layer, R, cache, inp=None):
     return safe_divide(R * a * inp.x, stabilize(inp.y, LRP_BN_STABILIZER))
 # dropout is the identity at inference; the RevealCancel pair (m⁺, m⁻) passes through unchanged
 defrule(Dropout, "rescale", "revealcancel", *LRP_RULES)(_dropout_identity)
-from .region import defregion  # noqa: E402  (region maps sit next to their layer)
 
 # Pointwise at inference: an output pixel changes only where its input pixel changed (Nakandala et al. 2019).
 defregion((BatchNorm2D, Dropout), "pointwise")(None)

@@ -51,7 +51,7 @@ One file per thing, each method's :class:`~xattr.methods.registry.MethodSpec` be
 :mod:`.expected_gradients`, :mod:`.saturation`; what they share (checks, targets, chunked gradient sums, the
 affine-head shortcut) is in ``_common.py``.
 """
-from ._common import DEFAULT_BATCH_SIZE
+from ...inputs import DEFAULT_BATCH_SIZE
 from .exact import EXACT_BUDGET, ExactIG, exact_integrated_gradients
 from .quadratures import QUADRATURES, quadrature_rule
 from .saturation import Saturation, saturation

@@ -1,40 +1,13 @@
-"""What the gradient-path methods share: input and batch-size checks, the target, gradients at path points summed
+"""What the gradient-path methods share: input checks, the target, gradients at path points summed
 per image in chunks, and the affine-head shortcut."""
 from __future__ import annotations
-
-import numbers
 
 import numpy as np
 
 from ... import _targets
 from ..._conventions import as_float_array
-from ...inputs import as_baseline
 from ...model import check_model, trace
 from ...nn import INPUT
-from .. import _chunks
-
-#: path points (image × node rows) per call of the methods that take no input to size them (saturation).
-DEFAULT_BATCH_SIZE = 128
-
-
-def _check_batch_size(batch_size, x=None):
-    """``batch_size`` validated; None gives ``DEFAULT_BATCH_SIZE``, or with ``x`` the input-values rule of
-    :func:`xattr.methods._chunks.values_rule` (the methods that know their model use :func:`_chunk_rows`)."""
-    if batch_size is None:
-        if x is None:
-            return DEFAULT_BATCH_SIZE
-        return _chunks.values_rule(np.asarray(x)[:1], DEFAULT_BATCH_SIZE)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (numbers.Integral, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
-    return int(batch_size)
-
-
-def _chunk_rows(batch_size, model, row, total, start=None):
-    """Rows per call: ``batch_size`` if given, else the cost model's choice for ``total`` rows like ``row``
-    ``(1, ...)`` (traced from node ``start``): :func:`xattr.methods._chunks.chunk_rows`."""
-    if batch_size is not None:
-        return _check_batch_size(batch_size)
-    return _chunks.chunk_rows(model, row, total, start=start)
 
 
 def _check_input(model, x):
@@ -45,32 +18,11 @@ def _check_input(model, x):
     return x
 
 
-def _baseline(baseline, x):
-    """The baseline as an array of ``x``'s shape and dtype (:func:`xattr.inputs.as_baseline`)."""
-    return as_baseline(baseline, x)
-
-
 def _resolve_target(model, x, target):
-    """``(classes (N,) or a float-valued callable, scores at x)``.
-
-    A callable returning integers is evaluated once, at ``x``: the class explained along a path or
-    under noise is the one chosen at the input, not re-chosen at every path point.
-    """
+    """``(classes (N,), a float-valued callable or a ClassOf, scores at x)``: the target fixed at the input
+    (:func:`xattr._targets.resolve`), so the class explained along a path or under noise is the input's."""
     scores = np.asarray(model.forward(x))
-    if _targets.is_class_transform(target):  # (classes, transform): classes fixed here, one per image
-        return _targets.resolve_class_transform(target, scores), scores
-    if callable(target):
-        value = np.asarray(target(scores))
-        if value.dtype.kind not in "iu":
-            if value.shape != (x.shape[0],):
-                raise ValueError(f"a target callable must return shape (N,) = ({x.shape[0]},), got {value.shape}")
-            return target, scores
-        target = value
-    if isinstance(target, bool):
-        raise TypeError("target must be an int, an int array of shape (N,) or a callable, got bool")
-    if not isinstance(target, (numbers.Integral, np.integer, np.ndarray, list, tuple)):
-        raise TypeError(f"target must be an int, an int array of shape (N,) or a callable, got {type(target).__name__}")
-    return _targets._classes(target, *scores.shape), scores
+    return _targets.resolve(target, scores), scores
 
 
 def _rows_target(target, img):

@@ -10,16 +10,10 @@ from collections import namedtuple
 import numpy as np
 
 from ... import _targets
-from ...inputs import completeness_gap
+from ...inputs import as_baseline, check_batch_size, completeness_gap
 from ...nn import INPUT, MaxPool2D, ReLU
 from ...nn.base import _registered_layer_types, find_fact
-from ._common import (
-    _baseline,
-    _check_batch_size,
-    _check_input,
-    _explained,
-    _resolve_target,
-)
+from ._common import _check_input, _explained, _resolve_target
 
 #: IG, expected gradients and SmoothGrad size their chunks by the cost model of :mod:`xattr.methods._chunks`
 #: (activation memory and weight traffic under a memory budget, in bytes).
@@ -221,9 +215,9 @@ def exact_integrated_gradients(model, x, target, baseline=0.0, batch_size=None):
     """
     _check_piecewise_linear(model)
     x_in = _check_input(model, x)
-    rows = None if batch_size is None else _check_batch_size(batch_size)
+    rows = check_batch_size(batch_size)
     x64 = x_in.astype(np.float64)
-    x0 = _baseline(baseline, x64)
+    x0 = as_baseline(baseline, x64)
     d = x64 - x0
     tgt, scores = _resolve_target(model, x64, target)
     if callable(tgt) or isinstance(tgt, _targets.ClassOf):

@@ -5,14 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..._conventions import as_float_array, as_rng
+from ...inputs import check_batch_size, rows_per_call
 from ..registry import MethodSpec, register
-from ._common import (
-    _accumulate,
-    _check_batch_size,
-    _check_input,
-    _chunk_rows,
-    _resolve_target,
-)
+from ._common import _accumulate, _check_input, _resolve_target
 from .integrated_gradients import integrated_gradients
 from .quadratures import _check_steps
 
@@ -48,12 +43,12 @@ def expected_gradients(model, x, target, references, n_samples=50, rng=None, bat
     """
     rng = as_rng(rng)
     n_samples = _check_steps(n_samples, 1, "expected_gradients (n_samples)")
-    rows_arg = batch_size if batch_size is None else _check_batch_size(batch_size)
+    rows_arg = check_batch_size(batch_size)
     x = _check_input(model, x)
     refs = _references(references, x)
     tgt, _ = _resolve_target(model, x, target)
     n_img = x.shape[0]
-    batch_size = _chunk_rows(rows_arg, model, x[:1], n_img * n_samples)
+    batch_size = rows_per_call(rows_arg, model, x[:1], n_img * n_samples)
     k = rng.integers(0, refs.shape[0], size=(n_img, n_samples)).ravel()
     alpha = rng.random((n_img, n_samples)).ravel().astype(x.dtype).reshape((-1,) + (1,) * (x.ndim - 1))
     img = np.repeat(np.arange(n_img), n_samples)

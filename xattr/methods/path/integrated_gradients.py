@@ -4,19 +4,9 @@ from __future__ import annotations
 import numpy as np
 
 from ... import _targets
-from ...inputs import completeness_gap
+from ...inputs import as_baseline, check_batch_size, completeness_gap, rows_per_call
 from ..registry import MethodSpec, register
-from ._common import (
-    _accumulate,
-    _affine_head,
-    _baseline,
-    _check_batch_size,
-    _check_input,
-    _chunk_rows,
-    _explained,
-    _resolve_target,
-    _runs,
-)
+from ._common import _accumulate, _affine_head, _check_input, _explained, _resolve_target, _runs
 from .exact import exact_integrated_gradients
 from .quadratures import quadrature_rule
 
@@ -60,8 +50,8 @@ def integrated_gradients(
         return (res.attributions, res.delta) if return_delta else res.attributions
     alphas, weights = quadrature_rule(quadrature, steps)
     x = _check_input(model, x)
-    rows_arg = batch_size if batch_size is None else _check_batch_size(batch_size)
-    x0 = _baseline(baseline, x)
+    rows_arg = check_batch_size(batch_size)
+    x0 = as_baseline(baseline, x)
     d = x - x0
     tgt, scores = _resolve_target(model, x, target)
     n_img, n = x.shape[0], len(alphas)
@@ -74,7 +64,7 @@ def integrated_gradients(
         start, (h0, c0) = head.name, head.forward(x0)
         hd = head.jvp(d, c0)
     a_rows = alphas.astype(x.dtype)[node].reshape((-1,) + (1,) * (h0.ndim - 1))
-    batch_size = _chunk_rows(rows_arg, model, h0[:1], len(img), start)
+    batch_size = rows_per_call(rows_arg, model, h0[:1], len(img), start)
 
     def points(sl):  # h0 + α hd, image by image when a chunk holds few (no gathered copies of h0, hd)
         runs = _runs(img[sl])

@@ -8,13 +8,8 @@ import numpy as np
 
 from ... import _targets
 from ..._conventions import as_float_array
-from ._common import (
-    _check_batch_size,
-    _check_input,
-    _resolve_target,
-    _rows_target,
-    _scores_and_grads,
-)
+from ...inputs import check_batch_size, rows_per_call
+from ._common import _check_input, _resolve_target, _rows_target, _scores_and_grads
 
 Saturation = namedtuple("Saturation", "alphas scores gradient_norm")
 
@@ -32,6 +27,8 @@ def saturation(model, x, target, alphas=None, batch_size=None):
     ----------
     alphas : array_like ``(A,)``, optional
         Scales; default ``linspace(0, 1, 51)``.
+    batch_size : int, optional
+        Scaled inputs per call (default: the cost model's choice, :func:`xattr.inputs.rows_per_call`).
 
     Returns
     -------
@@ -39,7 +36,7 @@ def saturation(model, x, target, alphas=None, batch_size=None):
         ``alphas (A,)``, ``scores (N, A)`` the explained value ``F(α x)``, and ``gradient_norm (N, A)``
         the Euclidean norm of ``∂F/∂x`` at ``α x`` over all input entries; float64.
     """
-    batch_size = _check_batch_size(batch_size)
+    batch_size = check_batch_size(batch_size)
     x = _check_input(model, x)
     alphas = np.linspace(0.0, 1.0, 51) if alphas is None else as_float_array(alphas, "alphas", ndim=1)
     alphas = np.asarray(alphas, dtype=np.float64)
@@ -48,6 +45,7 @@ def saturation(model, x, target, alphas=None, batch_size=None):
     tgt, _ = _resolve_target(model, x, target)
     n_img, A = x.shape[0], alphas.size
     img = np.repeat(np.arange(n_img), A)
+    batch_size = rows_per_call(batch_size, model, x[:1], len(img))
     a_rows = np.tile(alphas, n_img).astype(x.dtype).reshape((-1,) + (1,) * (x.ndim - 1))
     scores, norms = np.empty(n_img * A), np.empty(n_img * A)
     for lo in range(0, len(img), batch_size):

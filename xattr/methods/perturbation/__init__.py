@@ -40,8 +40,8 @@ One file per method, each with its :class:`~xattr.methods.registry.MethodSpec` b
 :mod:`.occlusion`, :mod:`.lime`, :mod:`.kernel_shap`, :mod:`.shapley`; the coalition games they share (segments,
 batched coalition values, receptive-field tables) are in ``_coalitions.py``, the model plumbing in ``_common.py``.
 """
+from ...inputs import DEFAULT_BATCH_SIZE
 from ._coalitions import DEFAULT_GRID, MAX_EXACT_SHAPLEY_SEGMENTS
-from ._common import DEFAULT_BATCH_SIZE
 
 # importing a method's file registers it: this order is the registry's (xattr.available_methods)
 # isort: off

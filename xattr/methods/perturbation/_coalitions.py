@@ -12,9 +12,10 @@ import numpy as np
 
 from ..._conventions import check_image_batch
 from ..._progress import Progress
+from ...inputs import check_batch_size, rows_per_call
 from .. import incremental as _inc
 from .. import segments as _seg
-from ._common import _batch_size, _check_model, _explained, _scores
+from ._common import _check_model, _explained, _scores
 
 #: exact Shapley values enumerate 2^M coalitions; above this many segments they are refused.
 MAX_EXACT_SHAPLEY_SEGMENTS = 20
@@ -152,6 +153,7 @@ def _games(model, value, x, fill, labels, counts, needed, locality, batch_size, 
     if locality not in ("auto", True, False):
         raise ValueError(f"locality must be 'auto', True or False, got {locality!r}")
     plans = []
+    rows = [rows_per_call(batch_size, model, x[:1], k) for k in needed]  # per image: its own coalitions
     for lab, M, k in zip(labels, counts, needed):
         plan = _local_plan(model, x.shape, lab, M) if locality is not False else None
         if locality is True and plan is None:
@@ -170,9 +172,9 @@ def _games(model, value, x, fill, labels, counts, needed, locality, batch_size, 
     games = []
     for n, (lab, M, plan) in enumerate(zip(labels, counts, plans)):
         if plan is not None:
-            games.append(_LocalGame(model, value, x[n], fill[n], lab, M, n, plan, batch_size, bar).values)
+            games.append(_LocalGame(model, value, x[n], fill[n], lab, M, n, plan, rows[n], bar).values)
         else:
-            games.append(_evaluator(model, value, x[n], fill[n], lab, n, batch_size, bar))
+            games.append(_evaluator(model, value, x[n], fill[n], lab, n, rows[n], bar))
     return games, bar
 
 
@@ -194,4 +196,4 @@ def _prepare(model, x, target, segments, grid, baseline, sigma, batch_size):
     labels, counts = _segmentation(x, segments, grid)
     fill = _seg.fill_image(x, baseline, labels=labels, sigma=sigma)
     fx, value = _explained(model, x, target)
-    return x, labels, counts, fill, value, _batch_size(batch_size)
+    return x, labels, counts, fill, value, check_batch_size(batch_size)

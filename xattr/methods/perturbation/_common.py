@@ -1,14 +1,9 @@
-"""What every perturbation method shares: the model check, the scores, the explained value, the batch size."""
+"""What every perturbation method shares: the model check, the scores, the explained value."""
 from __future__ import annotations
-
-import numbers
 
 import numpy as np
 
 from ... import _targets
-
-#: model evaluations per forward call (bounded memory); every method takes ``batch_size``.
-DEFAULT_BATCH_SIZE = 64
 
 
 def _check_model(model):
@@ -32,31 +27,15 @@ def _explained(model, x, target):
     is applied to the perturbed scores.
     """
     scores = _scores(model, x)
-    n, k = scores.shape
-    if _targets.is_class_transform(target):  # (classes, transform): each copy scored on its image's class
-        t = _targets.resolve_class_transform(target, scores)
+    t = _targets.resolve(target, scores)  # classes fixed at x (xattr._targets.resolve)
+    if isinstance(t, _targets.ClassOf):  # (classes, transform): each copy scored on its image's class
         return t.values(scores), lambda s, image: t[image].values(s)
-    if callable(target):
-        v = np.asarray(target(scores))
-        if v.dtype.kind not in "iu":
-            if v.shape != (n,):
-                raise ValueError(f"a target callable must return shape (N,) = ({n},), got {v.shape}")
+    if callable(t):
+        def value(s, image):
+            out = np.asarray(t(s), dtype=np.float64)
+            if out.shape != (s.shape[0],):
+                raise ValueError(f"a target callable must return one value per row, got shape {out.shape}")
+            return _targets._finite(out, "returned")  # NaN would become every drop
 
-            def value(s, image):
-                out = np.asarray(target(s), dtype=np.float64)
-                if out.shape != (s.shape[0],):
-                    raise ValueError(f"a target callable must return one value per row, got shape {out.shape}")
-                return _targets._finite(out, "returned")  # NaN would become every drop
-
-            return _targets._finite(v, "returned").astype(np.float64), value
-        target = v
-    if isinstance(target, bool) or not isinstance(target, (numbers.Integral, np.integer, np.ndarray, list, tuple)):
-        raise TypeError(f"target must be an int, an int array of shape (N,) or a callable, got {type(target).__name__}")
-    cls = _targets._classes(target, n, k)
-    return scores[np.arange(n), cls].astype(np.float64), lambda s, image: s[np.arange(s.shape[0]), cls[image]]
-
-
-def _batch_size(batch_size):
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (numbers.Integral, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    return int(batch_size)
+        return _targets._finite(np.asarray(t(scores)), "returned").astype(np.float64), value
+    return scores[np.arange(len(t)), t].astype(np.float64), lambda s, image: s[np.arange(s.shape[0]), t[image]]

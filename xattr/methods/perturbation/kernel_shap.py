@@ -11,11 +11,11 @@ from math import comb
 import numpy as np
 
 from ..._conventions import as_rng
+from ...inputs import DEFAULT_BATCH_SIZE
 from .. import _bounds
 from .. import segments as _seg
 from ..registry import MethodSpec, register
 from ._coalitions import DEFAULT_GRID, _all_coalitions, _games, _painted, _per_image, _prepare
-from ._common import DEFAULT_BATCH_SIZE
 
 
 def _kernel_size_weights(M):

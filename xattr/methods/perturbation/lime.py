@@ -10,11 +10,11 @@ from __future__ import annotations
 import numpy as np
 
 from ..._conventions import as_rng
+from ...inputs import DEFAULT_BATCH_SIZE
 from .. import _bounds
 from .. import segments as _seg
 from ..registry import MethodSpec, register
 from ._coalitions import DEFAULT_GRID, _games, _painted, _per_image, _prepare
-from ._common import DEFAULT_BATCH_SIZE
 
 
 def lime(model, x, target, segments=None, n_samples=1000, kernel_width=0.25, rng=None, baseline=0.0, alpha=1.0,

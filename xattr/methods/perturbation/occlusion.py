@@ -11,11 +11,12 @@ import numpy as np
 
 from ..._conventions import check_image_batch, pair
 from ..._progress import Progress
+from ...inputs import DEFAULT_BATCH_SIZE, check_batch_size, rows_per_call
 from .. import incremental as _inc
 from .. import segments as _seg
 from ..occlusion_fill import fill_image
 from ..registry import MethodSpec, register
-from ._common import DEFAULT_BATCH_SIZE, _batch_size, _check_model, _explained, _scores
+from ._common import _check_model, _explained, _scores
 
 
 def _window_starts(size, k, s):
@@ -47,8 +48,9 @@ def occlusion(model, x, target, window=8, stride=4, baseline=0.0, aggregate="mea
     aggregate : ``"mean"`` or ``"sum"``
         How overlapping windows combine at a pixel: the mean of the drops of the windows covering it
         (default, as Captum) or their sum (as PAIR saliency).
-    batch_size : int
-        Occluded images per forward call.
+    batch_size : int, optional
+        Occluded images per forward call (model input rows per call; default: the cost model's choice,
+        :func:`xattr.inputs.rows_per_call`).
     incremental : ``"auto"``, True or False
         Recompute only the patch's projective field layer by layer (Nakandala et al. 2019); needs an
         :class:`xattr.nn.Sequential` whose first layers have region maps.  ``"auto"`` uses it when
@@ -85,7 +87,7 @@ def occlusion(model, x, target, window=8, stride=4, baseline=0.0, aggregate="mea
         raise ValueError(f"aggregate must be 'mean' (Captum) or 'sum' (PAIR saliency), got {aggregate!r}")
     if incremental not in ("auto", True, False):
         raise ValueError(f"incremental must be 'auto', True or False, got {incremental!r}")
-    batch_size = _batch_size(batch_size)
+    batch_size = check_batch_size(batch_size)
     if isinstance(baseline, str) and baseline != "blur":
         raise ValueError(f"occlusion baseline must be a number, an array or 'blur', got {baseline!r}")
     if invert not in (True, False):
@@ -132,6 +134,7 @@ def occluded_scores(model, x, fill, value, rows, cols, window, batch_size=DEFAUL
     nr, nc = len(rows), len(cols)
     image, i, j = (a.ravel() for a in np.meshgrid(np.arange(N), np.arange(nr), np.arange(nc), indexing="ij"))
     out = np.empty(N * nr * nc, dtype=np.float64)
+    batch_size = rows_per_call(batch_size, model, x[:1], len(out))
     bar = Progress(len(out), progress, "occlusion")
     runner = _inc.IncrementalRunner(model, x, fill, window) if incremental else None
     try:

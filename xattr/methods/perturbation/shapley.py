@@ -5,18 +5,10 @@ from math import comb
 
 import numpy as np
 
-from ...inputs import completeness_gap
+from ...inputs import DEFAULT_BATCH_SIZE, completeness_gap
 from .. import segments as _seg
 from ..registry import MethodSpec, register
-from ._coalitions import (
-    MAX_EXACT_SHAPLEY_SEGMENTS,
-    _all_coalitions,
-    _games,
-    _painted,
-    _per_image,
-    _prepare,
-)
-from ._common import DEFAULT_BATCH_SIZE
+from ._coalitions import MAX_EXACT_SHAPLEY_SEGMENTS, _all_coalitions, _games, _painted, _per_image, _prepare
 
 #: ... and 9 for exact Shapley values (2^9 = 512 model evaluations per image instead of 65,536).
 DEFAULT_GRID_EXACT = 3

@@ -25,9 +25,7 @@ import warnings
 import numpy as np
 
 import xattr
-from xattr.nn import (
-    AdaptiveAvgPool2D, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU, Sequential,
-)
+from xattr.nn import AdaptiveAvgPool2D, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU, Sequential
 from xattr.nn.base import Cache
 
 MODES = ("gradient", "rescale", "captum")

@@ -37,7 +37,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from xattr.nn import AvgPool2D, Conv2D, Dense, Flatten, MaxPool2D, ReLU, Sequential
+from xattr.nn import Conv2D, Dense, Flatten, MaxPool2D, ReLU, Sequential
 from xattr.nn import conv as conv_mod
 
 STEPS = ("validate", "pad", "weights", "im2col", "GEMM", "col2im", "transpose", "alloc", "other")

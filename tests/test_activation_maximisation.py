@@ -9,8 +9,20 @@ import pytest
 
 import xattr
 from xattr.methods.activation_maximisation import (
-    Adam, GradientAscent, RMSprop, _objective_and_grad, activation_maximisation, apply_warp, channel_mean,
-    class_log_probability, class_score, l2, norm, similarity_warp, start_image, total_variation,
+    Adam,
+    GradientAscent,
+    RMSprop,
+    _objective_and_grad,
+    activation_maximisation,
+    apply_warp,
+    channel_mean,
+    class_log_probability,
+    class_score,
+    l2,
+    norm,
+    similarity_warp,
+    start_image,
+    total_variation,
 )
 from xattr.models import load_with_info
 from xattr.nn import Conv2D, Dense, GlobalAvgPool2D, MaxPool2D, ReLU, Sequential

@@ -7,14 +7,25 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 import xattr
-from autograd_twins import vjp as ag_vjp
 from xattr.nn import (
-    AdaptiveAvgPool2D, AdaptiveMaxPool2D, AvgPool2D, Conv2D, Dense, Flatten, GlobalAvgPool2D, MaxPool2D, ReLU,
-    RuleNotDefined, Sequential, reference,
+    AdaptiveAvgPool2D,
+    AdaptiveMaxPool2D,
+    AvgPool2D,
+    Conv2D,
+    Dense,
+    Flatten,
+    GlobalAvgPool2D,
+    MaxPool2D,
+    ReLU,
+    RuleNotDefined,
+    Sequential,
+    reference,
 )
 from xattr.nn.adaptive import adaptive_bins
 from xattr.nn.base import Cache
 from xattr.nn.region import region_map
+
+from autograd_twins import vjp as ag_vjp
 
 try:
     import torch

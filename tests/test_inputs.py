@@ -5,6 +5,7 @@ import pytest
 import xattr
 from xattr.inputs import as_baseline, completeness_gap
 from xattr.nn import Conv2D, Dense, Flatten, MaxPool2D, ReLU, Sequential
+
 from extras import need  # noqa: E402  (tests/extras.py: optional packages of the test suite)
 
 T = np.array([0, 2])

@@ -20,6 +20,7 @@ import pytest
 from scipy.special import softmax
 
 from extras import need  # tests/extras.py: optional packages of the test suite
+
 h5py = need("h5py", reason="from_keras needs h5py: pip install 'xattr-ref[keras]'")
 from xattr.io import ConversionError, from_keras  # noqa: E402
 from xattr.nn import Concat, Graph, Sequential  # noqa: E402

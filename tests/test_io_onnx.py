@@ -15,6 +15,7 @@ import pytest
 
 import xattr
 from xattr.io import ConversionError, from_onnx
+
 from extras import need  # noqa: E402  (tests/extras.py: optional packages of the test suite)
 
 onnx = need("onnx", reason="onnx is an optional extra: pip install 'xattr-ref[onnx]'")
@@ -363,6 +364,7 @@ def test_an_operator_set_inside_the_range_reads_old_attribute_forms():
 # -- torch-exported models ------------------------------------------------------------------------------
 torch = need("torch", reason="torch is an optional extra: pip install 'xattr-ref[torch]'")
 import torch_zoo  # noqa: E402
+
 from xattr.io import from_torch  # noqa: E402
 
 

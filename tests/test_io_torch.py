@@ -16,6 +16,7 @@ import xattr
 from xattr.io import ConversionError, from_torch
 
 from extras import need  # tests/extras.py: optional packages of the test suite
+
 torch = need("torch", reason="torch is an optional extra: pip install 'xattr-ref[torch]'")
 nn = torch.nn
 F = torch.nn.functional

@@ -13,12 +13,22 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import xattr
-from nets import networks
 from xattr.methods.lrp import COMPOSITES, layer_rules
 from xattr.nn import (
-    AvgPool2D, BatchNorm2D, Conv2D, Dense, Flatten, GlobalAvgPool2D, MaxPool2D, ReLU, RuleNotDefined, Sequential,
+    AvgPool2D,
+    BatchNorm2D,
+    Conv2D,
+    Dense,
+    Flatten,
+    GlobalAvgPool2D,
+    MaxPool2D,
+    ReLU,
+    RuleNotDefined,
+    Sequential,
     fold_batchnorm,
 )
+
+from nets import networks
 
 RULES = ["0", "epsilon", "gamma", "alphabeta", "zplus", "zbox", "flat", "w2"]
 COLUMN = {"0": "lrp0", "epsilon": "lrp_epsilon", "gamma": "lrp_gamma", "alphabeta": "lrp_alphabeta",

@@ -10,6 +10,7 @@ import xattr
 from xattr import cli, models
 from xattr.data.train import shapes_cnn
 from xattr.models import _inputs
+
 from extras import need  # noqa: E402  (tests/extras.py: optional packages of the test suite)
 
 SPEC = dict(models.default_input_spec(3, 12, 12), range=[0.0, 2.0], mean=[0.5, 1.0, 1.5], std=[0.25, 0.5, 1.0])

@@ -14,7 +14,16 @@ from xattr.data import SHAPES, make_shapes
 from xattr.data.train import fold_input_normalization, shapes_cnn
 from xattr.models import ModelFileError
 from xattr.nn import (
-    AvgPool2D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, MaxPool2D, ReLU, Sequential,
+    AvgPool2D,
+    BatchNorm2D,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    GlobalAvgPool2D,
+    MaxPool2D,
+    ReLU,
+    Sequential,
 )
 
 
@@ -62,8 +71,22 @@ def test_round_trip_of_the_zoo_layers(tmp_path):
     """Grouped/depthwise convs, asymmetric pads, ceil-mode and count_include_pad pools, adaptive pools and every
     activation come back with their settings (repr) and bit-identical outputs."""
     from xattr.nn import (
-        GELU, AdaptiveAvgPool2D, AdaptiveMaxPool2D, Clamp, Hardsigmoid, Hardswish, Hardtanh, Identity, LeakyReLU,
-        Pad2D, PReLU, ReLU6, SiLU, Sigmoid, Softplus, Tanh,
+        GELU,
+        AdaptiveAvgPool2D,
+        AdaptiveMaxPool2D,
+        Clamp,
+        Hardsigmoid,
+        Hardswish,
+        Hardtanh,
+        Identity,
+        LeakyReLU,
+        Pad2D,
+        PReLU,
+        ReLU6,
+        Sigmoid,
+        SiLU,
+        Softplus,
+        Tanh,
     )
 
     prelu = PReLU(4)

@@ -6,7 +6,6 @@ from hypothesis import strategies as st
 
 import xattr
 from xattr.nn import Conv2D, Dense, Flatten, GlobalAvgPool2D, Pad2D, ReLU, Sequential, tf_same_padding
-from xattr.nn.base import Cache
 from xattr.nn.relevance import LRP_RULES
 from xattr.testing.gradcheck import check_model_gradient
 

@@ -37,6 +37,7 @@ from xattr.nn import (
     Sequential,
 )
 from xattr.testing.toy_models import ig_f1, ig_f2, linear_model, one_minus_relu
+
 from nets import Opaque  # the bare-protocol twin: no layer-aware shortcuts
 
 RULES = [q for q in QUADRATURES if q != "exact"]

@@ -10,6 +10,7 @@ from scipy import interpolate
 
 from xattr.evaluation import pic as pc
 from xattr.nn import Dense, Flatten, Sequential
+
 from extras import need  # noqa: E402  (tests/extras.py: optional packages of the test suite)
 
 

@@ -5,14 +5,15 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from autograd_twins import avgpool2d as ag_avgpool
-from autograd_twins import maxpool2d as ag_maxpool
-from autograd_twins import vjp as ag_vjp
 from xattr import MAXPOOL_TIE_POLICY
 from xattr.nn import AvgPool2D, GlobalAvgPool2D, MaxPool2D, reference
 from xattr.nn.base import Cache
 from xattr.nn.pool import pool_output_size
 from xattr.nn.region import region_map
+
+from autograd_twins import avgpool2d as ag_avgpool
+from autograd_twins import maxpool2d as ag_maxpool
+from autograd_twins import vjp as ag_vjp
 
 try:
     import torch

@@ -20,6 +20,7 @@ import xattr
 
 pytestmark = pytest.mark.oracle
 from extras import need  # tests/extras.py: optional packages of the test suite
+
 torch = need("torch", reason="the peer comparisons need torch: pip install 'xattr-ref[oracle]'")
 captum_attr = need("captum.attr", reason="Captum is an optional extra: pip install 'xattr-ref[captum]'")
 nn = torch.nn

@@ -12,7 +12,11 @@ from scipy.special import expit, roots_hermitenorm
 import xattr
 from xattr.methods import prediction_difference as _entry  # noqa: F401  (the package imports the module)
 from xattr.methods.prediction_difference import (
-    PatchGaussian, _conditional_samples, conditional_gaussian, fit_patch_gaussian, prediction_difference,
+    PatchGaussian,
+    _conditional_samples,
+    conditional_gaussian,
+    fit_patch_gaussian,
+    prediction_difference,
     weight_of_evidence,
 )
 from xattr.nn import Dense, Flatten, Sequential

@@ -23,6 +23,7 @@ from xattr import evaluation as ev
 
 pytestmark = [pytest.mark.oracle, pytest.mark.filterwarnings("ignore")]
 from extras import need  # tests/extras.py: optional packages of the test suite
+
 torch = need("torch", reason="the Quantus comparisons need torch: pip install 'xattr-ref[quantus]'")
 # Quantus imports TensorFlow whenever it is installed; TensorFlow loaded before torch's triton (pulled in by
 # torchvision / torch._dynamo) segfaults the process, so load triton first.
@@ -30,7 +31,7 @@ import torch._dynamo  # noqa: E402,F401
 
 quantus = need("quantus", reason="Quantus is an optional extra: pip install 'xattr-ref[quantus]'")
 from quantus.functions import perturb_func as qpf  # noqa: E402
-from quantus.functions.similarity_func import correlation_pearson, correlation_spearman  # noqa: E402
+from quantus.functions.similarity_func import correlation_spearman  # noqa: E402
 
 from xattr.io import from_torch  # noqa: E402
 

@@ -5,12 +5,23 @@ import pytest
 from hypothesis import given
 
 import xattr
+from xattr.nn import (
+    CORE_RULES,
+    AvgPool2D,
+    Conv2D,
+    Dense,
+    Flatten,
+    GlobalAvgPool2D,
+    MaxPool2D,
+    ReLU,
+    RuleNotDefined,
+    Sequential,
+    rule_table,
+)
+
 from autograd_twins import model_function
 from autograd_twins import vjp as ag_vjp
 from nets import networks
-from xattr.nn import (
-    CORE_RULES, AvgPool2D, Conv2D, Dense, Flatten, GlobalAvgPool2D, MaxPool2D, ReLU, RuleNotDefined, Sequential, rule_table,
-)
 
 
 def _small():

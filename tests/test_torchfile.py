@@ -19,6 +19,7 @@ import pytest
 
 from xattr.io import torchfile
 from xattr.io.torchfile import MAGIC_NUMBER, TorchFileError, load, read_state_dict
+
 from extras import need  # noqa: E402  (tests/extras.py: optional packages of the test suite)
 
 TORCH_REASON = "torch is an optional extra: pip install 'xattr-ref[torch]'"

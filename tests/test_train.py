@@ -6,7 +6,13 @@ Oracles: central differences for the loss gradient; Adam's first step in closed 
 import numpy as np
 
 from xattr.data.train import (
-    Adam, NormalisedConv, fold_input_normalization, model_params, shapes_cnn, softmax_xent, train,
+    Adam,
+    NormalisedConv,
+    fold_input_normalization,
+    model_params,
+    shapes_cnn,
+    softmax_xent,
+    train,
 )
 
 

@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from xattr import viz
+
 from extras import need  # noqa: E402  (tests/extras.py: optional packages of the test suite)
 
 

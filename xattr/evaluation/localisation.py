@@ -11,9 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
-
-from scipy import stats
+from scipy import ndimage, stats
 
 from ._common import constant_rows, maps2d, masks2d
 

@@ -24,8 +24,8 @@ from .. import _targets
 from .._conventions import as_rng, check_image_batch
 from ..testing import twins
 from . import _perturb as P
-from .sparsity import discrete_entropy
 from .similarity import compare_maps
+from .sparsity import discrete_entropy
 
 __all__ = [
     "edge_detector", "cascading_randomization", "independent_randomization", "data_randomization",

@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import os
 import re
 import warnings
@@ -51,8 +50,29 @@ import zipfile
 import numpy as np
 
 from ..nn import (
-    GELU, INPUT, Add, AvgPool2D, BatchNorm2D, Concat, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, Graph,
-    Hardsigmoid, Hardswish, LeakyReLU, MaxPool2D, ReLU, ReLU6, Sequential, SiLU, Sigmoid, Softplus, Tanh,
+    GELU,
+    INPUT,
+    Add,
+    AvgPool2D,
+    BatchNorm2D,
+    Concat,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    GlobalAvgPool2D,
+    Graph,
+    Hardsigmoid,
+    Hardswish,
+    LeakyReLU,
+    MaxPool2D,
+    ReLU,
+    ReLU6,
+    Sequential,
+    Sigmoid,
+    SiLU,
+    Softplus,
+    Tanh,
 )
 from ._common import ConversionError, f64, require
 

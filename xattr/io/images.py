@@ -32,13 +32,14 @@ Decompression bombs: a file declaring more pixels than Pillow's limit ``PIL.Imag
 (89,478,485 by default; ``None`` disables it) is refused from its header, before any pixel is decoded.
 """
 from __future__ import annotations
-from .._errors import XattrError
 
 import numbers
 import os
 from dataclasses import dataclass
 
 import numpy as np
+
+from .._errors import XattrError
 
 __all__ = ["ImageFileError", "Picture", "read_image", "probe_image", "crop_geometry", "WHITE", "LUMA_BT601",
            "GRAY_MODES", "FITS"]

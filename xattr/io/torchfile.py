@@ -48,7 +48,6 @@ total more than ``max_bytes``. Anything else raises :class:`TorchFileError` nami
 expected and what came.
 """
 from __future__ import annotations
-from .._errors import XattrError
 
 import collections
 import io
@@ -60,6 +59,8 @@ import tarfile
 import zipfile
 
 import numpy as np
+
+from .._errors import XattrError
 
 #: ``torch.save``'s legacy magic number and protocol version (torch/serialization.py).
 MAGIC_NUMBER = 0x1950A86A20F9469CFC6C

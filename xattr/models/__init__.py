@@ -19,7 +19,6 @@ returns a pretrained ImageNet network built in code from a package's weights fil
 (:data:`PRETRAINED`, :mod:`xattr.models.efficientnet_lite0`; the ``imagenet`` extra).
 """
 from __future__ import annotations
-from .._errors import XattrError
 
 import hashlib
 import io
@@ -29,12 +28,41 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import _inputs, _limits
+from .._errors import XattrError
 from ..nn import (
-    GELU, AdaptiveAvgPool2D, AdaptiveMaxPool2D, Add, AvgPool2D, BatchNorm2D, Clamp, Concat, Conv2D, Dense, Dropout,
-    Flatten, GlobalAvgPool2D, Graph, GraphError, Hardsigmoid, Hardswish, Hardtanh, Identity, LeakyReLU, MaxPool2D,
-    Multiply, Pad2D, PReLU, ReLU, ReLU6, Sequential, SiLU, Sigmoid, Softplus, Tanh,
+    GELU,
+    AdaptiveAvgPool2D,
+    AdaptiveMaxPool2D,
+    Add,
+    AvgPool2D,
+    BatchNorm2D,
+    Clamp,
+    Concat,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    GlobalAvgPool2D,
+    Graph,
+    GraphError,
+    Hardsigmoid,
+    Hardswish,
+    Hardtanh,
+    Identity,
+    LeakyReLU,
+    MaxPool2D,
+    Multiply,
+    Pad2D,
+    PReLU,
+    ReLU,
+    ReLU6,
+    Sequential,
+    Sigmoid,
+    SiLU,
+    Softplus,
+    Tanh,
 )
+from . import _inputs, _limits
 
 FORMAT = "xattr-model"
 FORMAT_VERSION = 1

@@ -28,7 +28,6 @@ from .region import defregion, window_region_2d
 from .relevance import DEEPLIFT_NEAR_ZERO, LRP_RULES, need_reference, safe_divide, stabilize
 
 
-
 def pool_output_size(size, k, s, p, ceil_mode=False):
     """Output length of a pooling window along one axis, PyTorch's rule (``pooling_output_shape``)."""
     num = size + 2 * p - k

@@ -30,8 +30,26 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 import numpy as np
 
 from ..nn import (
-    GELU, AvgPool2D, BatchNorm2D, Conv2D, Dense, Flatten, GlobalAvgPool2D, Hardsigmoid, Hardswish, Hardtanh,
-    LeakyReLU, MaxPool2D, PReLU, ReLU, ReLU6, Sequential, SiLU, Sigmoid, Softplus, Tanh,
+    GELU,
+    AvgPool2D,
+    BatchNorm2D,
+    Conv2D,
+    Dense,
+    Flatten,
+    GlobalAvgPool2D,
+    Hardsigmoid,
+    Hardswish,
+    Hardtanh,
+    LeakyReLU,
+    MaxPool2D,
+    PReLU,
+    ReLU,
+    ReLU6,
+    Sequential,
+    Sigmoid,
+    SiLU,
+    Softplus,
+    Tanh,
 )
 from ..nn.conv import conv_output_size
 from ..nn.pool import pool_output_size
@@ -322,7 +340,7 @@ def graph_architectures(draw, channels=(1, 3), hw=(5, 8), nodes=(2, 6), n_classe
 
 def build_graph(arch, rng=0, bias_scale=0.1):
     """The :class:`xattr.nn.Graph` a description from :func:`graph_architectures` gives (nodes ``n0, n1, ...``)."""
-    from ..nn import Add, Concat, Graph
+    from ..nn import Add, Concat
 
     gen = np.random.default_rng(rng)
     triples, outs = [], []

@@ -25,22 +25,21 @@ chunking (store writes).  Every Dask run's maps are checked bit for bit against 
 """
 from __future__ import annotations
 
+import argparse
+import inspect
+import json
 import os
+import platform
+import shutil
+import tempfile
+import time
 
 # one BLAS thread per process, set before NumPy loads: "serial" is one core, "2 processes" two
 # (as a distributed nanny sets for its workers); OpenBLAS threads otherwise spin on a busy machine
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-import argparse
-import inspect
-import json
-import platform
-import shutil
-import tempfile
-import time
-
-import numpy as np
+import numpy as np  # noqa: E402  (after the thread variables above, which NumPy reads when it loads)
 
 
 def ig_spec():
@@ -103,8 +102,8 @@ def bench_method(model, x, spec, chunk, client, tmp, rounds=1, batch_size=16):
                           ("cluster", {"scheduler": client})]:
             out = os.path.join(tmp, f"{label}-{sched}-{r}.zarr")
             w0 = client.run(time.process_time) if sched == "cluster" else None
-            res, t, c = cpu_timed(lambda: attribute_dataset(model, x, None, methods=[spec], chunk=chunk, out=out,
-                                                            batch_size=batch_size, **kw))
+            res, t, c = cpu_timed(lambda out=out, kw=kw: attribute_dataset(model, x, None, methods=[spec], chunk=chunk,
+                                                                          out=out, batch_size=batch_size, **kw))
             if sched == "cluster":  # the workers' CPU time: what the job cost them, whatever else ran
                 w1 = client.run(time.process_time)
                 c = sum(w1[w] - w0[w] for w in w1 if w in w0)

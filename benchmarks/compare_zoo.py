@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import io
 import json
 import os
@@ -370,7 +371,7 @@ def run_timing(spec, log):
         x = np.random.default_rng(0).random((batch, 3, SIZE, SIZE)).astype(spec["dtype"])
         xt = torch.tensor(x, requires_grad=True)
         table = methods(spec["model"], tm, xm, batch, spec.get("gradcam_node"))
-        fwd = _once(lambda: tm(xt))[2]  # one forward pass of this batch (wall), for Captum occlusion's prediction
+        fwd = _once(functools.partial(tm, xt))[2]  # one forward pass of this batch (wall), for Captum occlusion's prediction
         for mname in spec["methods"]:
             if mname not in table:
                 rows.append({"method": mname, "batch": batch, "skipped": "no Grad-CAM layer found in the import"})
@@ -384,7 +385,7 @@ def run_timing(spec, log):
                                  f"({fc.windows} forward passes), above --max-call-seconds"})
                     log(f"  {mname} b{batch}: skipped (Captum predicted {predicted:.0f} s)")
                     continue
-            ox, cx, wx, err_x = _call(lambda: fx(x))  # warm-up, and the maps compared
+            ox, cx, wx, err_x = _call(functools.partial(fx, x))  # warm-up, and the maps compared
             if err_x:
                 rows.append({**base, "skipped": f"xattr failed: {err_x}"})
                 log(f"  {mname} b{batch}: xattr failed: {err_x}")
@@ -395,7 +396,7 @@ def run_timing(spec, log):
                 if variant == "best":
                     best, best_t = None, np.inf
                     for cand in cands:
-                        _, cc, _, err = _call(lambda: fc(xt, cand))
+                        _, cc, _, err = _call(functools.partial(fc, xt, cand))
                         row.setdefault("candidates_cpu_s", {})[str(cand)] = cc if err is None else err
                         if err is None and cc < best_t:
                             best, best_t = cand, cc
@@ -404,7 +405,7 @@ def run_timing(spec, log):
                         continue
                     k = best
                 row["captum_knob_value"] = k
-                oc, cc, wc, err_c = _call(lambda: fc(xt, k))
+                oc, cc, wc, err_c = _call(functools.partial(fc, xt, k))
                 if err_c:
                     rows.append({**row, "skipped": f"Captum failed: {err_c}"})
                     log(f"  {mname} b{batch} [{variant}]: Captum failed: {err_c}")
@@ -424,7 +425,7 @@ def run_timing(spec, log):
                 for r in range(repeat):
                     order = [(fx, x, tx), (fc, xt, tc)] if r % 2 == 0 else [(fc, xt, tc), (fx, x, tx)]
                     for f, arg, acc in order:
-                        _, c, w = _once((lambda f=f, arg=arg: f(arg)) if f is fx else (lambda f=f, arg=arg: f(arg, k)))
+                        _, c, w = _once(functools.partial(f, arg) if f is fx else functools.partial(f, arg, k))
                         acc.append((c, w))
                 tx, tc = np.array(tx), np.array(tc)
                 row.update({

@@ -126,7 +126,7 @@ def measure(name, net, x, refs, target, torch):
         n = len(x)
         top = np.abs(theirs).reshape(n, -1).max(axis=1)
 
-        def row(label, attr, mmax):
+        def row(label, attr, mmax, n=n, dt=dt, top=top, theirs=theirs, ref_name=ref_name):  # bound now
             gap = np.abs(attr.reshape(n, -1).sum(axis=1) - dt) / np.abs(dt)
             scale = np.abs(attr).reshape(n, -1).max(axis=1) / top
             diff = np.abs(attr - theirs).reshape(n, -1).max(axis=1) / top

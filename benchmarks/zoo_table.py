@@ -429,7 +429,7 @@ def _captum_lrp(net, xt, target, epsilon=None, inplace=True):
     for m in net.modules():
         if not inplace and hasattr(m, "inplace"):
             m.inplace = False
-    for name, m in net.named_modules():
+    for m in net.modules():
         if len(list(m.children())) == 0 and type(m) not in SUPPORTED_LAYERS_WITH_RULES \
                 and type(m) not in SUPPORTED_NON_LINEAR_LAYERS and not isinstance(m, torch.nn.Identity):
             m.rule = IdentityRule()

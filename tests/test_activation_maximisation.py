@@ -278,7 +278,7 @@ def test_function_model_gives_class_objectives_only():
     for obj in (class_score(1), class_log_probability(1)):
         x = g.normal(size=(1, 2, 4, 4))
         _, grad = _objective_and_grad(model, x, obj)
-        num = _central(lambda a: _objective_and_grad(model, a, obj, need_grad=False)[0].sum(), x)
+        num = _central(lambda a, obj=obj: _objective_and_grad(model, a, obj, need_grad=False)[0].sum(), x)
         np.testing.assert_allclose(grad, num, rtol=1e-7, atol=1e-9)
     res = activation_maximisation(model, class_log_probability(1), (2, 4, 4), steps=20, optimiser="gradient", lr=0.1)
     assert res.values[-1, 0] > res.values[0, 0]

@@ -179,7 +179,7 @@ def test_fan_out_sums_what_comes_back_for_every_rule():
     seed = np.eye(3)[[0, 2]]
     for rule in RULES:
         seen = {}
-        tape.pull(seed, rule, taps={"relu0": lambda n, rec, g: seen.setdefault(n, g)})
+        tape.pull(seed, rule, taps={"relu0": lambda n, rec, g, seen=seen: seen.setdefault(n, g)})
         parts = tape.pull(seed, rule, to=["a", "b", "sum"])
         a_in = m["a"].backward(parts["a"], tape["a"].cache, rule)
         b_in = m["b"].backward(parts["b"], tape["b"].cache, rule)

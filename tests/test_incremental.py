@@ -158,7 +158,9 @@ def test_incremental_occlusion_equals_full_recomputation(arch, data):
     x[:, :, : H // 2] = np.round(x[:, :, : H // 2], 1)  # repeated values: max-pool ties and exact zeros
     fill = fill_image(x, baseline, sigma=1.0)
     rows, cols = _window_starts(H, kh, sh), _window_starts(W, kw, sw)
-    value = lambda s, image: s[:, 1]
+    def value(s, image):
+        return s[:, 1]
+
     full = P.occluded_scores(model, x, fill, value, rows, cols, (kh, kw), batch_size=16, incremental=False)
     inc = P.occluded_scores(model, x, fill, value, rows, cols, (kh, kw), batch_size=7, incremental=True)
     np.testing.assert_allclose(inc, full, rtol=1e-11, atol=1e-12 * (1 + np.abs(full).max()))

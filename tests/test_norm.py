@@ -17,7 +17,9 @@ def test_batchnorm_formula_and_gradient():
     bn = _bn(3)
     x = np.random.default_rng(1).normal(size=(2, 3, 4, 4))
     y, cache = bn.forward(x)
-    r = lambda v: v[None, :, None, None]
+    def r(v):
+        return v[None, :, None, None]
+
     expect = (x - r(bn.running_mean)) / np.sqrt(r(bn.running_var) + bn.eps) * r(bn.weight) + r(bn.bias)
     np.testing.assert_allclose(y, expect, rtol=1e-13)
     u, v = np.random.default_rng(2).normal(size=(2,) + x.shape)

@@ -282,7 +282,9 @@ def test_exact_ig_completeness_and_pieces(arch, data):
         assert res.segments[i] == len(edges) - 1 and np.all(np.diff(edges) > 0)
         a, b = edges[:-1], edges[1:]
         d = x[i] - x0[i]
-        pts = lambda t: x0[i] + t.reshape(-1, 1, 1, 1) * d  # noqa: E731
+        def pts(t, start=x0[i], d=d):
+            return start + t.reshape(-1, 1, 1, 1) * d
+
         g1 = xattr.gradient(model, pts(a + (b - a) / 3), target)
         g2 = xattr.gradient(model, pts(a + 2 * (b - a) / 3), target)
         # pieces short in input space are below what evaluating F at two points can resolve

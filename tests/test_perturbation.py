@@ -59,7 +59,9 @@ def test_shapley_from_values_matches_the_permutation_definition():
     rng = np.random.default_rng(0)
     M = 5
     v = rng.normal(size=2**M)
-    code = lambda present: int(np.dot(present, 2 ** np.arange(M)))
+    def code(present):
+        return int(np.dot(present, 2 ** np.arange(M)))
+
     np.testing.assert_allclose(P.shapley_from_values(v), permutation_shapley(lambda s: v[code(s)], M), rtol=1e-12)
     # glove game: one left glove (player 0), two right gloves: phi = (2/3, 1/6, 1/6)
     glove = np.array([min(s & 1, ((s >> 1) & 1) + ((s >> 2) & 1)) for s in range(8)], float)

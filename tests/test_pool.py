@@ -23,8 +23,12 @@ except ImportError:  # pragma: no cover - torch is the optional 'captum' extra
 needs_torch = pytest.mark.skipif(torch is None, reason="PyTorch is the oracle here: pip install 'xattr-ref[captum]'")
 
 
+#: the default values of the cases: bounded finite floats
+FLOATS = st.floats(-3, 3, allow_nan=False, width=64)
+
+
 @st.composite
-def pool_cases(draw, values=st.floats(-3, 3, allow_nan=False, width=64), options=False):
+def pool_cases(draw, values=FLOATS, options=False):
     k = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
     s = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
     p = (draw(st.integers(0, k[0] // 2)), draw(st.integers(0, k[1] // 2)))

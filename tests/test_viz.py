@@ -351,6 +351,8 @@ def test_grid_labels_draw_sigma_and_squared_with_real_glyphs():
     if not viz.has_glyphs(fnt, "σ²→"):
         pytest.skip("no font with σ and ² here: the labels are spelt out in ASCII (viz.fit_text)")
     tile = [[np.zeros((10, 10, 3), np.uint8)]]
-    head = lambda title: np.asarray(viz.grid_image(tile, [title], scale=4))[:14]  # the title strip
+    def head(title):  # the title strip
+        return np.asarray(viz.grid_image(tile, [title], scale=4))[:14]
+
     assert not np.array_equal(head("σ²"), head("\u0378\u0378"))  # not the .notdef box of an unassigned code point
     assert not np.array_equal(head("σ"), head("²"))

@@ -14,8 +14,9 @@ import pytest
 
 import xattr
 
-pytestmark = pytest.mark.oracle
 from extras import need  # tests/extras.py: optional packages of the test suite
+
+pytestmark = pytest.mark.oracle
 
 torch = need("torch", reason="the zoo comparisons need torch: pip install 'xattr-ref[oracle]'")
 need("captum", reason="the zoo comparisons need Captum: pip install 'xattr-ref[oracle]'")

@@ -41,9 +41,11 @@ DEFAULTS = dict(
 #: * ``"fold"``: train on normalised inputs, then fold the normalisation into an *unpadded* first
 #:   convolution (:func:`fold_input_normalization`; exact only without padding).
 TRAIN_MEAN, TRAIN_STD = 0.5, 0.25
+#: classes of the shapes data set (the demo CNN's outputs).
+N_CLASSES = len(SHAPES)
 
 
-def shapes_cnn(channels=(8, 16, 32), n_classes=len(SHAPES), in_channels=3, rng=0, first_padding=1):
+def shapes_cnn(channels=(8, 16, 32), n_classes=N_CLASSES, in_channels=3, rng=0, first_padding=1):
     """The demo CNN: ``[conv3×3-ReLU-maxpool2] ×2, conv3×3-ReLU, GAP, dense``; inputs of at least 10×10.
 
     With ``first_padding=1`` every convolution keeps the size (32 -> 16 -> 8 for 32×32 inputs), so the

@@ -351,10 +351,10 @@ class _Converter:
 
     def resolve_gaps(self):
         consumers = {}
-        for n, layer, ins in self.triples:
+        for _, layer, ins in self.triples:
             for i in ins:
                 consumers.setdefault(i, []).append(layer)
-        for k, (n, layer, ins) in enumerate(self.triples):
+        for k, (n, _, ins) in enumerate(self.triples):
             if n in self.gap_candidates:
                 readers = consumers.get(n, [])
                 if readers and all(isinstance(r, xnn.Flatten) for r in readers):

@@ -282,10 +282,10 @@ class _Converter:
         if not self.gap_candidates:
             return
         consumers = {}
-        for n, layer, ins in self.triples:
+        for _, layer, ins in self.triples:
             for i in ins:
                 consumers.setdefault(i, []).append(layer)
-        for k, (n, layer, ins) in enumerate(self.triples):
+        for k, (n, _, ins) in enumerate(self.triples):
             if n not in self.gap_candidates:
                 continue
             readers = consumers.get(n, [])

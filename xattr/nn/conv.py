@@ -652,7 +652,7 @@ class Conv2D(Layer):
     def _input_grad_rows(self, g, cache, w3t):
         """Adjoint of :meth:`_correlate_rows`: per image and tile, ``Wᵀ g[tile]`` added back at every kernel offset."""
         N, C = cache.padded_shape[:2]
-        (kh, kw), (Ho, Wo) = self.kernel_size, cache.out_hw
+        Ho, Wo = cache.out_hw
         G, Kg, Og = w3t.shape
         g4 = g.reshape(N, G, Og, Ho * Wo)
         gxp = np.zeros(cache.padded_shape, dtype=g.dtype)

@@ -274,7 +274,6 @@ class Graph:
         layers, remove = dict(layers or {}), set(remove or ())
         for n in list(layers) + list(remove):
             self._check_name(n)
-        route = {}
         for n in remove:
             node = self._nodes[n]
             if len(node.inputs) != 1:
@@ -349,7 +348,7 @@ class Graph:
         x = self._check_input(x)
         env = {INPUT: x}
         last_use = self._last_use()
-        for k, (n, node) in enumerate(self._nodes.items()):
+        for k, node in enumerate(self._nodes.values()):
             _run_node(node, env)
             for i in set(node.inputs):
                 if last_use[i] == k and i != self._output:

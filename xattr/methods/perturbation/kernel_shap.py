@@ -88,7 +88,7 @@ def kernel_shap(model, x, target, segments=None, n_samples="auto", rng=None, bas
                         progress, "kernel_shap")
     phis = []
     try:
-        for n, (game, M, (how, k)) in enumerate(zip(games, counts, plans)):
+        for game, M, (how, k) in zip(games, counts, plans):
             ends = game(np.array([[False] * M, [True] * M]))
             total = ends[1] - ends[0]
             if M == 1:

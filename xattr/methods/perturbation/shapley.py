@@ -97,7 +97,7 @@ def shapley(model, x, target, segments=None, baseline=0.0, batch_size=DEFAULT_BA
                         progress, "shapley")
     phis, gaps = [], []
     try:
-        for n, (game, M) in enumerate(zip(games, counts)):  # per image: its own 2^M coalitions
+        for game, M in zip(games, counts):  # per image: its own 2^M coalitions
             v = np.empty(2**M)
             for a in range(0, 2**M, 2**16):  # masks made in blocks: bounded memory for M up to 20
                 b = min(2**M, a + 2**16)

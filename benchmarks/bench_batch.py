@@ -19,7 +19,8 @@ For each method it times (wall clock, images/s):
 
 the CPU time per image of ``loop`` and ``sync`` (both run in this process) and of the cluster's
 workers (robust to other jobs on a shared machine, unlike wall clock; on an idle machine W workers
-give W / (CPU per image) images/s); and the parts of the overhead: the model's cloudpickle size and time (sent with every task by the
+give W / (CPU per image) images/s); and the parts of the overhead: the model's cloudpickle size and time (sent with
+every task by the
 local process pool, once per worker on a cluster), and writing all maps to a Zarr store with the job's
 chunking (store writes).  Every Dask run's maps are checked bit for bit against the loop's.
 """
@@ -174,11 +175,14 @@ def main(argv=None):
                     rows.append(bench_method(model, x[:n], spec, chunk, client, tmp, args.rounds))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average "
-          f"{load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end (shared with other jobs); "
-          f"cluster startup {t_cluster:.1f} s; chunk {args.chunk} (IG {args.chunk_ig}), micro-batch 16, float64, 1 BLAS thread per "
-          f"process, best of {args.rounds} round(s), MALLOC_TRIM_THRESHOLD_ "
-          f"{'kept' if args.keep_malloc_trim else 'unset'} in the workers")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average "
+        f"{load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end (shared with other jobs); "
+        f"cluster startup {t_cluster:.1f} s; chunk {args.chunk} (IG {args.chunk_ig}), micro-batch 16, float64, 1 BLAS "
+        "thread per "
+        f"process, best of {args.rounds} round(s), MALLOC_TRIM_THRESHOLD_ "
+        f"{'kept' if args.keep_malloc_trim else 'unset'} in the workers"
+    )
     if ig is None and "ig50" in wanted:
         print("integrated_gradients is not registered in this checkout: IG-50 skipped")
     print(f"{'method':>9} {'n':>5} | {'loop':>8} {'sync':>8} {'2 procs':>8} {'cluster':>8}  images/s | "

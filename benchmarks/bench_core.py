@@ -115,8 +115,11 @@ def main(argv=None):
     rows = run(args.repeat, args.batch, args.size)
     print(f"machine: {platform.machine()}, {platform.processor() or '?'}; numpy {np.__version__}")
     print(f"{'':18} {'':9} {'--- whole model (lower bound) ---':^42} {'--- conv layers alone ---':^30}")
-    print(f"{'dtype':8} {'GEMM GF/s':>9} {'fwd ms':>8} {'fwd GF/s':>8} {'fwd %':>6} {'f+b ms':>8} {'f+b GF/s':>8} {'f+b %':>6}"
-          f" {'fwd ms':>8} {'fwd %':>6} {'f+b ms':>8} {'f+b %':>6}")
+    print(
+        f"{'dtype':8} {'GEMM GF/s':>9} {'fwd ms':>8} {'fwd GF/s':>8} {'fwd %':>6} {'f+b ms':>8} {'f+b GF/s':>8} "
+        f"{'f+b %':>6}"
+        f" {'fwd ms':>8} {'fwd %':>6} {'f+b ms':>8} {'f+b %':>6}"
+    )
     for r in rows:
         print(
             f"{r['dtype']:8} {r['gemm_gflops']:9.1f} {r['forward_ms']:8.2f} {r['forward_gflops']:8.1f} "

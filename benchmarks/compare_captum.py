@@ -270,10 +270,14 @@ def run(repeat=7, configs=CONFIGS, dtypes=DTYPES, only=None, log=print):
                     }
                     rows.append(row)
                     kv = "" if knob is None else f" {knob}={k}"
-                    log(f"{size:>4}x{size:<4} b{batch:<3} {dname:8} {name:>18} [{variant:>7}{kv}]"
-                        f"  xattr {row['xattr_ms']:9.2f} ms [{row['xattr_ms_min_max'][0]:.1f}-{row['xattr_ms_min_max'][1]:.1f}]"
-                        f"  captum {row['captum_ms']:9.2f} ms [{row['captum_ms_min_max'][0]:.1f}-{row['captum_ms_min_max'][1]:.1f}]"
-                        f"  ratio {row['ratio']:6.2f} (mins {row['ratio_of_mins']:.2f})")
+                    log(
+                        f"{size:>4}x{size:<4} b{batch:<3} {dname:8} {name:>18} [{variant:>7}{kv}]"
+                        f"  xattr {row['xattr_ms']:9.2f} ms "
+                        f"[{row['xattr_ms_min_max'][0]:.1f}-{row['xattr_ms_min_max'][1]:.1f}]"
+                        f"  captum {row['captum_ms']:9.2f} ms "
+                        f"[{row['captum_ms_min_max'][0]:.1f}-{row['captum_ms_min_max'][1]:.1f}]"
+                        f"  ratio {row['ratio']:6.2f} (mins {row['ratio_of_mins']:.2f})"
+                    )
     return rows, checks
 
 
@@ -306,7 +310,8 @@ def ratio_table(rows):
 
 
 def core_rates(configs, dtypes, repeat):
-    """Conv layers' GFLOP/s (forward, forward+backward; alone and as the whole model) against the GEMM rate (bench_core)."""
+    """Conv layers' GFLOP/s (forward, forward+backward; alone and as the whole model) against the GEMM rate
+    (bench_core)."""
     out = []
     for size, batch in configs:
         if size < 64:

@@ -119,8 +119,9 @@ def measure(name, net, x, refs, target, torch):
     for ref_name, ref in refs.items():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            theirs, cdelta = DeepLift(net).attribute(torch.tensor(x), baselines=torch.tensor(ref), target=target.tolist(),
-                                                     return_convergence_delta=True)
+            theirs, cdelta = DeepLift(net).attribute(
+                torch.tensor(x), baselines=torch.tensor(ref), target=target.tolist(), return_convergence_delta=True
+            )
         theirs = theirs.detach().numpy()
         dt = model(x)[np.arange(len(x)), target] - model(ref)[np.arange(len(x)), target]
         n = len(x)
@@ -148,7 +149,9 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    print(f"captum {__import__('captum').__version__}, torch {torch.__version__}, {args.images} images, seed {args.seed}")
+    print(
+        f"captum {__import__('captum').__version__}, torch {torch.__version__}, {args.images} images, seed {args.seed}"
+    )
     print("| net | reference | method | gap (median / max) | scale vs Captum (median / max) | diff vs Captum (max) "
           "| max-pool m_max |")
     print("|---|---|---|---|---|---|---|")

@@ -305,13 +305,17 @@ def test_starts():
     assert u.shape == (2, 3, 8, 8) and 0.2 <= u.min() and u.max() <= 0.4
     z = start_image("normal", (3, 20, 20), 1, (0.0, 2.0), rng=0)
     assert abs(z.mean() - 1.0) < 0.02 and abs(z.std() - 0.2) < 0.02
-    np.testing.assert_array_equal(start_image("uniform", (3, 4, 4), 1, rng=7), start_image("uniform", (3, 4, 4), 1, rng=7))
+    np.testing.assert_array_equal(
+        start_image("uniform", (3, 4, 4), 1, rng=7), start_image("uniform", (3, 4, 4), 1, rng=7)
+    )
     assert start_image("uniform", (1, 2, 2), 1, rng=np.random.default_rng(1)).dtype == np.float64
 
 
 def test_same_seed_same_bits_other_seed_other_image():
     model = _small_cnn(2)
-    kw = dict(steps=8, start="uniform", jitter=2, rotate=5.0, scale=(0.9, 1.1), blur_sigma=0.5, blur_every=3, tv_weight=0.1)
+    kw = dict(
+        steps=8, start="uniform", jitter=2, rotate=5.0, scale=(0.9, 1.1), blur_sigma=0.5, blur_every=3, tv_weight=0.1
+    )
     a = activation_maximisation(model, class_score(1), (2, 8, 8), rng=11, **kw)
     b = activation_maximisation(model, class_score(1), (2, 8, 8), rng=np.random.default_rng(11), **kw)
     c = activation_maximisation(model, class_score(1), (2, 8, 8), rng=12, **kw)

@@ -117,8 +117,15 @@ def serial(model, x, method, seed=SEED, bs=BS, target=None):
         xb = x[s:s + bs]
         t = model.forward(xb).argmax(1) if target is None else target
         if method == "test_noisy_gradient":
-            out += [fn(model, xb[j:j + 1], t[j:j + 1], rng=np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(s + j,))))
-                    for j in range(xb.shape[0])]
+            out += [
+                fn(
+                    model,
+                    xb[j : j + 1],
+                    t[j : j + 1],
+                    rng=np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(s + j,))),
+                )
+                for j in range(xb.shape[0])
+            ]
         else:
             out.append(fn(model, xb, t))
     return np.concatenate(out)
@@ -200,8 +207,16 @@ def test_every_registered_method_equals_serial(data, tmp_path, name):
         xb = x[s:s + BS]
         t = model.forward(xb).argmax(1)
         if "rng" in inspect.signature(fn).parameters:
-            ref += [fn(model, xb[j:j + 1], t[j:j + 1], **opts,
-                       rng=np.random.default_rng(np.random.SeedSequence(SEED, spawn_key=(s + j,)))) for j in range(len(xb))]
+            ref += [
+                fn(
+                    model,
+                    xb[j : j + 1],
+                    t[j : j + 1],
+                    **opts,
+                    rng=np.random.default_rng(np.random.SeedSequence(SEED, spawn_key=(s + j,))),
+                )
+                for j in range(len(xb))
+            ]
         else:
             ref.append(fn(model, xb, t, **opts))
     assert np.array_equal(batch.read_maps(r.store, name), np.concatenate(ref))
@@ -527,8 +542,16 @@ def test_cli_batch_runs_and_resumes(data, folder, tmp_path, capsys):
     assert np.array_equal(got[0], xattr.gradient(model, xin, model.forward(xin).argmax(1))[0])
     # the reader's stated rule: values / 255, then Pillow's bilinear resize of the float values per channel
     rgb9 = np.asarray(Image.open(folder / "img9.png").convert("RGB"), dtype=np.float64) / 255
-    pix9 = np.stack([np.asarray(Image.fromarray(rgb9[..., c].astype(np.float32), mode="F").resize((8, 8), Image.BILINEAR),
-                                dtype=np.float64) for c in range(3)], axis=-1)
+    pix9 = np.stack(
+        [
+            np.asarray(
+                Image.fromarray(rgb9[..., c].astype(np.float32), mode="F").resize((8, 8), Image.BILINEAR),
+                dtype=np.float64,
+            )
+            for c in range(3)
+        ],
+        axis=-1,
+    )
     x9 = (2.0 * pix9.transpose(2, 0, 1)[None] - 0.5) / 0.25
     assert np.array_equal(got[5], xattr.gradient(model, x9, model.forward(x9).argmax(1))[0])
     assert main(args + ["--resume"]) == 0

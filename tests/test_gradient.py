@@ -11,7 +11,15 @@ from xattr.nn import Conv2D, Dense, Flatten, GlobalAvgPool2D, MaxPool2D, ReLU, S
 
 def _cnn(seed=0):
     g = np.random.default_rng(seed)
-    m = Sequential(Conv2D(3, 4, 3, padding=1, rng=g), ReLU(), MaxPool2D(2), Conv2D(4, 6, 3, padding=1, rng=g), ReLU(), GlobalAvgPool2D(), Dense(6, 5, rng=g))
+    m = Sequential(
+        Conv2D(3, 4, 3, padding=1, rng=g),
+        ReLU(),
+        MaxPool2D(2),
+        Conv2D(4, 6, 3, padding=1, rng=g),
+        ReLU(),
+        GlobalAvgPool2D(),
+        Dense(6, 5, rng=g),
+    )
     for layer in m:
         if getattr(layer, "bias", None) is not None:
             layer.bias = g.normal(scale=0.1, size=layer.bias.shape)

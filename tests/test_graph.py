@@ -33,7 +33,8 @@ RULES = ("gradient", "deconvnet", "guided")
 
 
 def _residual(rng=0, bias=0.2):
-    """conv -> relu -> [conv a, conv b] -> add (+ skip) -> relu -> maxpool -> concat with a 1x1 branch -> gap -> dense."""
+    """conv -> relu -> [conv a, conv b] -> add (+ skip) -> relu -> maxpool -> concat with a 1x1 branch -> gap ->
+    dense."""
     g = np.random.default_rng(rng)
 
     def conv(cin, cout, k):

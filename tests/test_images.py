@@ -89,7 +89,9 @@ def test_bilevel_palette_and_cmyk(tmp_path):
     Image.new("CMYK", (1, 1), (128, 0, 64, 51)).save(tmp_path / "c.tiff")
     c, m, y, k = np.array([128, 0, 64, 51]) / 255.0
     pic = read_image(tmp_path / "c.tiff")
-    np.testing.assert_allclose(pic.pixels[:, 0, 0], [(1 - c) * (1 - k), (1 - m) * (1 - k), (1 - y) * (1 - k)], rtol=1e-15)
+    np.testing.assert_allclose(
+        pic.pixels[:, 0, 0], [(1 - c) * (1 - k), (1 - m) * (1 - k), (1 - y) * (1 - k)], rtol=1e-15
+    )
     assert "no colour profile" in pic.describe()
 
 

@@ -45,14 +45,24 @@ def test_every_method_reports_the_same_signed_gap():
     ref = np.random.default_rng(2).random(x.shape) * 0.5
     fx = _score(model, x)
     cases = {
-        "integrated_gradients (5 nodes)": (xattr.integrated_gradients(model, x, T, baseline=ref, steps=5,
-                                                                      quadrature="riemann_left", return_delta=True),
-                                           _score(model, ref)),
-        "exact IG": ((lambda r: (r.attributions, r.delta))(xattr.exact_integrated_gradients(model, x, T, ref)),
-                     _score(model, ref)),
-        "deeplift (maxpool gradient)": (xattr.deeplift(model, x, T, reference=ref, return_delta=True), _score(model, ref)),
-        "deepshap": (xattr.deepshap(model, x, T, references=np.stack([ref[0], ref[1] * 0.3]), return_delta=True),
-                     (model(ref[:1])[0, T] + model(ref[1:] * 0.3)[0, T]) / 2),
+        "integrated_gradients (5 nodes)": (
+            xattr.integrated_gradients(
+                model, x, T, baseline=ref, steps=5, quadrature="riemann_left", return_delta=True
+            ),
+            _score(model, ref),
+        ),
+        "exact IG": (
+            (lambda r: (r.attributions, r.delta))(xattr.exact_integrated_gradients(model, x, T, ref)),
+            _score(model, ref),
+        ),
+        "deeplift (maxpool gradient)": (
+            xattr.deeplift(model, x, T, reference=ref, return_delta=True),
+            _score(model, ref),
+        ),
+        "deepshap": (
+            xattr.deepshap(model, x, T, references=np.stack([ref[0], ref[1] * 0.3]), return_delta=True),
+            (model(ref[:1])[0, T] + model(ref[1:] * 0.3)[0, T]) / 2,
+        ),
         "lrp-0": (xattr.lrp(model, x, T, "0", return_delta=True), 0.0),
     }
     signs = set()

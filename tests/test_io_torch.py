@@ -218,7 +218,9 @@ def test_pending_layers_convert_or_are_named():
         if present:
             assert_round_trip(module, from_torch(module), np.random.default_rng(k).normal(size=shape))
         else:
-            with pytest.raises(ConversionError, match=rf"fx node '_{where}' \(module '{where}' .*needs xattr.nn.{layer}"):
+            with pytest.raises(
+                ConversionError, match=rf"fx node '_{where}' \(module '{where}' .*needs xattr.nn.{layer}"
+            ):
                 from_torch(module)
 
 

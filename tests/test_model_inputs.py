@@ -144,7 +144,9 @@ def test_model_space_arrays_checked_per_channel():
     _inputs.check_model_space(np.concatenate([black, white]), spec)
     bad = white.copy()
     bad[0, 2] += 0.01
-    with pytest.raises(ValueError, match="channel 2 .* the model's declared input range \\[0, 2\\] after its normalisation"):
+    with pytest.raises(
+        ValueError, match="channel 2 .* the model's declared input range \\[0, 2\\] after its normalisation"
+    ):
         _inputs.check_model_space(bad, spec)
 
 

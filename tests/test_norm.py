@@ -29,7 +29,9 @@ def test_batchnorm_formula_and_gradient():
 
 
 def test_fold_batchnorm_computes_the_same_function_and_leaves_model_alone():
-    model = Sequential(Conv2D(2, 3, 3, padding=1, rng=0), _bn(3), ReLU(), Conv2D(3, 2, 3, bias=False, rng=1), _bn(2, 5), Flatten())
+    model = Sequential(
+        Conv2D(2, 3, 3, padding=1, rng=0), _bn(3), ReLU(), Conv2D(3, 2, 3, bias=False, rng=1), _bn(2, 5), Flatten()
+    )
     folded = fold_batchnorm(model)
     assert [type(layer).__name__ for layer in folded] == ["Conv2D", "ReLU", "Conv2D", "Flatten"]
     assert folded.names == ["conv1", "relu1", "conv2", "flatten1"]

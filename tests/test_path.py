@@ -475,7 +475,9 @@ def test_batch_size_bounds_the_points_per_call_and_memory():
 def test_bad_input_errors():
     model = small_cnn(15)
     x = np.random.default_rng(15).random((1, 2, 8, 8))
-    with pytest.raises(ValueError, match=r"baseline must be a scalar, one sample of shape \(2, 8, 8\), or broadcastable"):
+    with pytest.raises(
+        ValueError, match=r"baseline must be a scalar, one sample of shape \(2, 8, 8\), or broadcastable"
+    ):
         integrated_gradients(model, x, 0, baseline=np.zeros((3, 8, 8)))
     with pytest.raises(ValueError, match="steps must be >= 1"):
         integrated_gradients(model, x, 0, steps=0)
@@ -630,7 +632,9 @@ def test_affine_head_shortcut_equals_the_plain_sum(quadrature, dtype):
     rng = np.random.default_rng(21)
     x, x0 = rng.random((3, 2, 8, 8)).astype(dtype), rng.random((3, 2, 8, 8)).astype(dtype)
     fast = integrated_gradients(model, x, [0, 1, 2], baseline=x0, steps=20, quadrature=quadrature, batch_size=7)
-    plain = integrated_gradients(Opaque(model), x, [0, 1, 2], baseline=x0, steps=20, quadrature=quadrature, batch_size=7)
+    plain = integrated_gradients(
+        Opaque(model), x, [0, 1, 2], baseline=x0, steps=20, quadrature=quadrature, batch_size=7
+    )
     assert fast.dtype == dtype
     tol = 1e-12 if dtype == np.float64 else 2e-5
     np.testing.assert_allclose(fast, plain, rtol=tol, atol=tol * np.abs(plain).max())

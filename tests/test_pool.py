@@ -211,7 +211,8 @@ def test_ceil_mode_and_count_include_pad_equal_the_naive_twins_with_ties(case):
 @needs_torch
 @given(pool_cases(values=small_ints, options=True))
 def test_pools_equal_torch_float64_with_ties(case):
-    """Output sizes, values and gradients against ``F.max_pool2d``/``F.avg_pool2d`` (PyTorch picks the first maximum too)."""
+    """Output sizes, values and gradients against ``F.max_pool2d``/``F.avg_pool2d`` (PyTorch picks the first maximum
+    too)."""
     k, s, p, x, ceil, count = case
     for layer, fn in (
         (MaxPool2D(k, s, p, ceil_mode=ceil), lambda t: F.max_pool2d(t, k, s, p, ceil_mode=ceil)),
@@ -246,7 +247,9 @@ def test_count_include_pad_by_hand():
     x = np.ones((1, 1, 2, 2))
     assert AvgPool2D(2, 1, 1)(x)[0, 0, 0, 0] == 0.25  # the corner window holds one input and three zeros
     assert AvgPool2D(2, 1, 1, count_include_pad=False)(x)[0, 0, 0, 0] == 1.0
-    assert AvgPool2D(2, 1, 1).forward(x)[1].divisor == 4 and AvgPool2D(2, 1, 1, count_include_pad=False).forward(x)[1].divisor.shape == (3, 3)
+    assert AvgPool2D(2, 1, 1).forward(x)[1].divisor == 4 and AvgPool2D(2, 1, 1, count_include_pad=False).forward(x)[
+        1
+    ].divisor.shape == (3, 3)
 
 
 def test_region_maps_step_aside_where_they_cannot_express_the_window():
@@ -265,14 +268,18 @@ def test_region_maps_step_aside_where_they_cannot_express_the_window():
                        Dense(3 * ho * wo, 2, rng=2))
         x = np.random.default_rng(0).normal(size=(2, 2, 10, 10))
         inc = xattr.occlusion(m, x, 1, window=3, stride=2, incremental=True)
-        np.testing.assert_allclose(inc, xattr.occlusion(m, x, 1, window=3, stride=2, incremental=False), rtol=1e-12, atol=1e-13)
+        np.testing.assert_allclose(
+            inc, xattr.occlusion(m, x, 1, window=3, stride=2, incremental=False), rtol=1e-12, atol=1e-13
+        )
 
 
 def test_exact_ig_through_a_ceil_mode_max_pool_is_complete():
     import xattr
     from xattr.nn import Conv2D, Dense, Flatten, ReLU, Sequential
 
-    m = Sequential(Conv2D(2, 3, 3, rng=0), ReLU(), MaxPool2D(3, 2, ceil_mode=True), Flatten(), Dense(3 * 3 * 3, 2, rng=1))
+    m = Sequential(
+        Conv2D(2, 3, 3, rng=0), ReLU(), MaxPool2D(3, 2, ceil_mode=True), Flatten(), Dense(3 * 3 * 3, 2, rng=1)
+    )
     m[0].bias = np.array([0.2, -0.1, 0.05])
     x = np.random.default_rng(1).normal(size=(2, 2, 9, 9))
     res = xattr.exact_integrated_gradients(m, x, 1)

@@ -157,7 +157,9 @@ def test_conditional_means_at_every_position_against_a_naive_loop(channels):
             chans = [gi] if channels == "independent" else list(range(C))
             v, msk = frame[chans].ravel(), win[chans].ravel()
             lam = np.linalg.inv(g.cov[gi])
-            cm = g.mean[gi][msk] - np.linalg.solve(lam[np.ix_(msk, msk)], lam[np.ix_(msk, ~msk)] @ (v[~msk] - g.mean[gi][~msk]))
+            cm = g.mean[gi][msk] - np.linalg.solve(
+                lam[np.ix_(msk, msk)], lam[np.ix_(msk, ~msk)] @ (v[~msk] - g.mean[gi][~msk])
+            )
             want[chans] = cm.reshape(len(chans), k, k)
         np.testing.assert_allclose(got[b], want, rtol=1e-9, atol=1e-12)
 

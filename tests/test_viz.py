@@ -18,7 +18,9 @@ def test_colormap_hits_anchors_and_interpolates_linearly():
         t = np.arange(k + 1) / k
         np.testing.assert_array_equal(viz.colormap(t, name), anchors.astype(np.uint8))
         mid = (np.arange(k) + 0.5) / k
-        np.testing.assert_array_equal(viz.colormap(mid, name), np.round((anchors[:-1] + anchors[1:]) / 2).astype(np.uint8))
+        np.testing.assert_array_equal(
+            viz.colormap(mid, name), np.round((anchors[:-1] + anchors[1:]) / 2).astype(np.uint8)
+        )
     assert viz.colormap(np.array([-3.0, 7.0]), "gray").tolist() == [[0, 0, 0], [255, 255, 255]]  # clipped
 
 
@@ -346,7 +348,8 @@ def test_sheet_checks_its_rows_and_columns():
 
 
 def test_grid_labels_draw_sigma_and_squared_with_real_glyphs():
-    """Column titles and row labels use viz.font (DejaVu where installed): σ and ² are drawn, not the missing-glyph box."""
+    """Column titles and row labels use viz.font (DejaVu where installed): σ and ² are drawn, not the missing-glyph
+    box."""
     fnt = viz.font(11)
     if not viz.has_glyphs(fnt, "σ²→"):
         pytest.skip("no font with σ and ² here: the labels are spelt out in ASCII (viz.fit_text)")

@@ -77,7 +77,8 @@ def __dir__():
 __all__ = [
     "nn", "XattrError", "from_function", "FunctionModel", "check_model", "rule_table",
     "backprop", "gradient", "gradient_x_input", "deconvnet", "guided_backprop", "reduce_channels",
-    "cam", "grad_cam", "guided_grad_cam", "deeplift", "deepshap", "lrp", "available_methods", "get_method", "MAXPOOL_TIE_POLICY", "RELU_GRAD_AT_ZERO", "KINK_POLICY",
+    "cam", "grad_cam", "guided_grad_cam", "deeplift", "deepshap", "lrp", "available_methods", "get_method",
+    "MAXPOOL_TIE_POLICY", "RELU_GRAD_AT_ZERO", "KINK_POLICY",
     "occlusion", "lime", "kernel_shap", "shapley", "grid_segments", "slic_segments", "prediction_difference",
     "integrated_gradients", "exact_integrated_gradients", "expected_gradients", "expected_gradients_exact",
     "saturation", "smoothgrad", "class_model_visualisation", "activation_maximisation",

@@ -145,7 +145,8 @@ def _print_summary(result):
         line = f"{label:>20}: map sum mean {ms.get('mean', float('nan')):+.4e}"
         gap = entry.get("completeness_gap")
         if gap and gap.get("count"):
-            line += f", completeness gap |mean| {gap['mean_abs']:.3e}, max |gap| {max(abs(gap['min']), abs(gap['max'])):.3e}"
+            worst = max(abs(gap["min"]), abs(gap["max"]))
+            line += f", completeness gap |mean| {gap['mean_abs']:.3e}, max |gap| {worst:.3e}"
         print(line)
     for b in s["bad_images"]:
         print(f"unreadable image {b['index']} {b['file']}: {b['error']}")
@@ -154,8 +155,10 @@ def _print_summary(result):
 def _run_verify(args):
     given = [f for f in ("images", "model", "method", "out") if getattr(args, f)]
     if given or args.resume:
-        raise ValueError(f"--verify STORE takes no job arguments (got {', '.join(given + (['--resume'] if args.resume else []))}); "
-                         "to recompute damaged chunks, rerun the job with --resume")
+        raise ValueError(
+            f"--verify STORE takes no job arguments (got {', '.join(given + (['--resume'] if args.resume else []))}); "
+            "to recompute damaged chunks, rerun the job with --resume"
+        )
     r = verify_store(args.verify)
     for i, why in sorted(r["damaged"].items()):
         print(f"chunk {i}: damaged: {why}")

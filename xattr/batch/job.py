@@ -126,7 +126,9 @@ def _parse_methods(methods):
                 )
             if key in ("model", "x", "target") or (key not in params and not takes_any):
                 known = [p for p in params if p not in ("model", "x", "target", "rng", "return_delta")]
-                raise ValueError(f"method {name!r} has no option {key!r}; its options are: {', '.join(known) or 'none'}")
+                raise ValueError(
+                    f"method {name!r} has no option {key!r}; its options are: {', '.join(known) or 'none'}"
+                )
         if label in labels:
             raise ValueError(f"method label {label!r} appears twice; give repeated methods distinct labels")
         if "/" in label or not label:

@@ -125,7 +125,9 @@ def attribute_dataset(model, images, targets=None, methods=("gradient",), chunk=
     metrics = list((metrics or {}).items())
     for name, fn in metrics:
         if not callable(fn) or not isinstance(name, str) or "/" in name or name in ("map_sum", "completeness_gap"):
-            raise ValueError(f"metrics must map new names (no '/') to callables fn(model, x, maps, target), got {name!r}")
+            raise ValueError(
+                f"metrics must map new names (no '/') to callables fn(model, x, maps, target), got {name!r}"
+            )
     source = _make_source(images, image_mode, image_size, image_background)
     (tkind, tvalue), tdesc = _targets_spec(targets, source.n)
     n_chunks = -(-source.n // chunk)

@@ -33,7 +33,9 @@ def _execute(tasks, scheduler, workers, retries, progress, on_chunk_done):
         try:  # imported only for clusters (it takes a second)
             from distributed import Client, as_completed
         except ImportError:
-            raise ImportError("a cluster scheduler needs the 'distributed' package: pip install 'xattr-ref[batch]'") from None
+            raise ImportError(
+                "a cluster scheduler needs the 'distributed' package: pip install 'xattr-ref[batch]'"
+            ) from None
         is_client = isinstance(scheduler, Client)
         if not (is_client or is_address):
             raise TypeError(f"scheduler must be a distributed.Client or an address, got {type(scheduler).__name__}")

@@ -76,7 +76,9 @@ def _read_image(path, mode, hw, resize=False, background=None):
             raise ValueError(f"size {h}x{w} (HxW), expected {hw[0]}x{hw[1]} like the first image")
     except Exception as exc:  # ImageFileError (a ValueError) and anything Pillow lets through
         msg = str(exc).split(": ", 1)[-1] if str(exc).startswith("'") else str(exc)
-        raise ImageReadError(f"cannot read image {os.path.basename(path)!r}: {type(exc).__name__}: {msg}", path) from None
+        raise ImageReadError(
+            f"cannot read image {os.path.basename(path)!r}: {type(exc).__name__}: {msg}", path
+        ) from None
     return pic.pixels
 
 
@@ -115,7 +117,9 @@ def _make_source(images, image_mode=None, image_size=None, background=None):
         files = _folder_files(folder)
         if image_size is not None:
             hw = tuple(image_size) if isinstance(image_size, (tuple, list)) else (image_size,)
-            if len(hw) != 2 or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1 for v in hw):
+            if len(hw) != 2 or not all(
+                isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1 for v in hw
+            ):
                 raise ValueError(f"image_size must be (height, width) of positive ints, got {image_size!r}")
             hw = tuple(int(v) for v in hw)
         if image_mode is not None and image_size is not None:

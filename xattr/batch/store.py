@@ -64,7 +64,11 @@ def _verify_chunk(root, keys, index, bounds):
         return None, problem, None
     start, stop = bounds
     if (record.get("start"), record.get("stop")) != (start, stop):
-        return None, f"its done record covers images {record.get('start')}..{record.get('stop')}, not {start}..{stop}", None
+        return (
+            None,
+            f"its done record covers images {record.get('start')}..{record.get('stop')}, not {start}..{stop}",
+            None,
+        )
     data = {}
     for key in keys:
         try:
@@ -72,7 +76,11 @@ def _verify_chunk(root, keys, index, bounds):
         except Exception as exc:  # a truncated or garbled Zarr chunk file does not decode
             return None, f"{key} cannot be read ({type(exc).__name__}: {str(exc)[:80]})".replace("\n", " "), None
     if _chunk_digest(data) != record["sha256"].lower():
-        return None, "its data do not match the checksum of what was written (missing, swapped or altered chunk files)", None
+        return (
+            None,
+            "its data do not match the checksum of what was written (missing, swapped or altered chunk files)",
+            None,
+        )
     return record, None, {k: v for k, v in data.items() if not k.startswith("maps/")}
 
 
@@ -206,9 +214,14 @@ def _summarise(root, out, description, keys, plan, counts):
     valid = cat.get("valid", np.zeros(0, bool))
     counts = dict(counts, verified=len(records), unverified=unverified)
     summary = {
-        "store": os.path.abspath(out), "job": description, "n_images": int(plan.n),
-        "n_verified": int(valid.size), "n_valid": int(valid.sum()), "bad_images": [b for r in records for b in r["bad"]],
-        "chunks": counts, "methods": {},
+        "store": os.path.abspath(out),
+        "job": description,
+        "n_images": int(plan.n),
+        "n_verified": int(valid.size),
+        "n_valid": int(valid.sum()),
+        "bad_images": [b for r in records for b in r["bad"]],
+        "chunks": counts,
+        "methods": {},
     }
     for m in description["methods"]:
         label = m["label"]

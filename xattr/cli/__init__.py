@@ -129,7 +129,9 @@ def build_parser():
         "Models: a saved model file, 'shapes', or 'efficientnet-lite0' (the imagenet extra).",
     )
     e.add_argument("image", metavar="IMAGE", help="image file (PNG, JPEG, TIFF, BMP, GIF, WebP, PPM)")
-    e.add_argument("--model", required=True, metavar="FILE", help="saved model (NAME.json + NAME.npz) or a shipped name")
+    e.add_argument(
+        "--model", required=True, metavar="FILE", help="saved model (NAME.json + NAME.npz) or a shipped name"
+    )
     e.add_argument("--method", required=True, metavar="NAME[:key=value,...]",
                    help="method name (see: xattr methods) and its options as JSON values, as xattr batch takes "
                         "them, e.g. integrated_gradients:steps=64,baseline=0.5 (a gray picture) or "

@@ -151,7 +151,8 @@ def _chunks(items, size):
 
 
 def load_photos(names, size=PHOTO_SIZE):
-    """scikit-image photographs as the pretrained network's evaluation crops (:func:`xattr.data.imagenet.skimage_photos`)."""
+    """scikit-image photographs as the pretrained network's evaluation crops
+    (:func:`xattr.data.imagenet.skimage_photos`)."""
     return skimage_photos(names, size)
 
 
@@ -175,7 +176,12 @@ def black_reference(model, info, classes, size):
     s = model.forward(to_model_input(np.zeros((1, channels, size, size)), info))[0]
     k = int(np.argmax(s))
     p = float(_softmax(s[None])[0, k])
-    return {"class": classes[k], "logit": float(s[k]), "probability": p, "note": _black_note(classes[k], float(s[k]), p)}
+    return {
+        "class": classes[k],
+        "logit": float(s[k]),
+        "probability": p,
+        "note": _black_note(classes[k], float(s[k]), p),
+    }
 
 
 def _gap_note(fn, gap, steps=None):
@@ -392,8 +398,12 @@ def _photo_markdown(p):
         "| photo | top-1 | top-2 | top-3 |",
         "|---|---|---|---|",
     ]
-    lines += [f"| {im['photo']} | " + " | ".join(f"{t['name']} ({t['class']}) {t['probability']:.3f}" for t in im["top3"])
-              + " |" for im in p["images"]]
+    lines += [
+        f"| {im['photo']} | "
+        + " | ".join(f"{t['name']} ({t['class']}) {t['probability']:.3f}" for t in im["top3"])
+        + " |"
+        for im in p["images"]
+    ]
     lines += ["", "| method | seconds | completeness gap | note |", "|---|---|---|---|"]
     for name, e in p["methods"].items():
         if e["status"] != "ok":
@@ -408,16 +418,25 @@ def _photo_markdown(p):
 def summary_markdown(s):
     """The demo summary as Markdown."""
     acc = s["model"]["test_accuracy"]
-    lines = ["# xattr demo", ""] + _photo_markdown(s.get("photos", {"skipped": "not run"})) + [
-        "## Every method on the shapes model",
-        "",
-        f"Model `{s['model']['name']}` (held-out accuracy {acc:.4f})" if acc is not None else f"Model `{s['model']['name']}`",
-        f"on {s['data']['n']} images of `{s['data']['generator']}` (seed {s['data']['seed']}, {s['data']['size']}×{s['data']['size']}).",
-        "",
-        "| image | label | predicted | probability |",
-        "|---|---|---|---|",
+    lines = (
+        ["# xattr demo", ""]
+        + _photo_markdown(s.get("photos", {"skipped": "not run"}))
+        + [
+            "## Every method on the shapes model",
+            "",
+            f"Model `{s['model']['name']}` (held-out accuracy {acc:.4f})"
+            if acc is not None
+            else f"Model `{s['model']['name']}`",
+            f"on {s['data']['n']} images of `{s['data']['generator']}` (seed {s['data']['seed']}, "
+            f"{s['data']['size']}×{s['data']['size']}).",
+            "",
+            "| image | label | predicted | probability |",
+            "|---|---|---|---|",
+        ]
+    )
+    lines += [
+        f"| {k} | {im['label']} | {im['predicted']} | {im['probability']:.3f} |" for k, im in enumerate(s["images"])
     ]
-    lines += [f"| {k} | {im['label']} | {im['predicted']} | {im['probability']:.3f} |" for k, im in enumerate(s["images"])]
     lines += [
         "",
         f"Each method explains the predicted class.  Pointing game: the map's maximum within "

@@ -21,7 +21,8 @@ from .options import _VIEWS, _Context, _Passes, _softmax, _view, expected_passes
 EXPLAIN_DIR = "xattr-explain"
 
 
-#: parameters through which a method takes reference images (DeepSHAP's ``references``, expected gradients' ``baselines``).
+#: parameters through which a method takes reference images (DeepSHAP's ``references``, expected gradients'
+#: ``baselines``).
 REFERENCE_PARAMETERS = ("references", "baselines")
 
 
@@ -42,8 +43,14 @@ def load_image(path, info, background=None, fit="crop", size=None):
     spec = info.input
     h, w = spec.get("height"), spec.get("width")
     hw = tuple(size) if size is not None else ((h, w) if h and w else None)
-    pic = read_image(path, channels=spec.get("channels", 3), size=hw, background=WHITE if background is None else background,
-                     fit=fit, resize=spec.get("resize") if size is None else None)
+    pic = read_image(
+        path,
+        channels=spec.get("channels", 3),
+        size=hw,
+        background=WHITE if background is None else background,
+        fit=fit,
+        resize=spec.get("resize") if size is None else None,
+    )
     return to_model_input(pic.pixels[None], info), pic
 
 
@@ -103,7 +110,11 @@ def run_explain(image, model_path, method, target=None, layer=None, out=None, qu
     fn = get_method(name)
     if layer is not None:
         options = {**options, "layer": layer}
-    out = out if out is not None else os.path.join(EXPLAIN_DIR, f"{os.path.splitext(os.path.basename(image))[0]}_{name}.png")
+    out = (
+        out
+        if out is not None
+        else os.path.join(EXPLAIN_DIR, f"{os.path.splitext(os.path.basename(image))[0]}_{name}.png")
+    )
     fmt = _out_format(out)
     if fit not in ("crop", "stretch"):
         raise ValueError(f"--fit must be 'crop' or 'stretch', got {fit!r}")
@@ -113,7 +124,9 @@ def run_explain(image, model_path, method, target=None, layer=None, out=None, qu
     try:
         scores = model.forward(x)
     except (ValueError, TypeError) as exc:
-        raise ValueError(f"the model does not take this {x.shape[2]}x{x.shape[3]} image ({exc})".splitlines()[0]) from None
+        raise ValueError(
+            f"the model does not take this {x.shape[2]}x{x.shape[3]} image ({exc})".splitlines()[0]
+        ) from None
     k = scores.shape[1]
     classes = info.classes or [str(c) for c in range(k)]
     if target is None:

@@ -16,7 +16,8 @@ from ..methods.registry import available_methods, get_method, get_spec
 from ..models._inputs import picture, to_model_input
 
 #: per-method keyword arguments used by the demo and ``xattr explain`` beside each method's spec ``demo`` (cheap
-#: settings that keep the demo short).  Only the options a method's signature accepts are passed.  Numbers given for the options in
+#: settings that keep the demo short).  Only the options a method's signature accepts are passed.  Numbers given for the
+#: options in
 #: :data:`PICTURE_OPTIONS` are gray levels of a picture (0 black, 1 white), not model-input values.
 METHOD_OPTIONS = {}  # each method's own are its MethodSpec's ``demo`` (declared beside the function)
 
@@ -49,7 +50,15 @@ PICTURE_OPTIONS = ("baseline", "reference")
 #: how each family of maps is shown: ``(channel reduction, colormap)``.  Sensitivity maps (gradients and
 #: their guided variants) show Simonyan et al.'s ``max |.|`` over channels; attributions that sum to a
 #: score difference (gradient×input, IG, DeepLIFT, LRP, SHAP, ...) keep their sign.
-SENSITIVITY = {"gradient", "deconvnet", "guided_backprop", "guided_grad_cam", "smoothgrad", "smoothgrad_squared", "vargrad"}
+SENSITIVITY = {
+    "gradient",
+    "deconvnet",
+    "guided_backprop",
+    "guided_grad_cam",
+    "smoothgrad",
+    "smoothgrad_squared",
+    "vargrad",
+}
 
 
 def _display(name, a):
@@ -138,7 +147,9 @@ def method_kwargs(name, fn, ctx, extra=None):
         return dict(extra or {})
     names = list(params)
     accepts_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
-    kwargs = {k: v for k, v in {**METHOD_OPTIONS.get(name, {}), **_spec_demo(name)}.items() if accepts_any or k in params}
+    kwargs = {
+        k: v for k, v in {**METHOD_OPTIONS.get(name, {}), **_spec_demo(name)}.items() if accepts_any or k in params
+    }
     for k, v in (extra or {}).items():
         if not (accepts_any or k in params):
             raise ValueError(f"method {name!r} takes no option {k!r}")
@@ -165,7 +176,11 @@ def _is_level(v):
         return False
     if isinstance(v, numbers.Real):
         return True
-    return isinstance(v, (list, tuple)) and len(v) > 0 and all(isinstance(a, numbers.Real) and not isinstance(a, bool) for a in v)
+    return (
+        isinstance(v, (list, tuple))
+        and len(v) > 0
+        and all(isinstance(a, numbers.Real) and not isinstance(a, bool) for a in v)
+    )
 
 
 def run_method(name, fn, model, x, target, ctx, extra=None):

@@ -248,7 +248,9 @@ def weight_of_evidence(p, p_without, n_train=DEFAULT_LAPLACE_N, n_classes=None):
         p, q = (p * n_train + 1) / (n_train + n_classes), (q * n_train + 1) / (n_train + n_classes)
     bad = ~((p > 0) & (p < 1) & (q > 0) & (q < 1))
     if np.any(bad):
-        raise ValueError("probabilities of exactly 0 or 1 have infinite log-odds: use the Laplace correction (laplace=N)")
+        raise ValueError(
+            "probabilities of exactly 0 or 1 have infinite log-odds: use the Laplace correction (laplace=N)"
+        )
     return (np.log2(p) - np.log2(1 - p)) - (np.log2(q) - np.log2(1 - q))
 
 

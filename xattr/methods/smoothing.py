@@ -149,7 +149,9 @@ def smoothgrad(
         if head is None:
             a = np.asarray(fn(model, noisy, _rows_target(tgt, ii), **method_options))
         else:
-            a = _scores_and_grads(model, head.forward(noisy)[0], _rows_target(tgt, ii), np.ones(len(ii)), start=head.name)[1]
+            a = _scores_and_grads(
+                model, head.forward(noisy)[0], _rows_target(tgt, ii), np.ones(len(ii)), start=head.name
+            )[1]
         if a.shape[0] != len(ii):
             raise ValueError(f"method returned {a.shape[0]} maps for a batch of {len(ii)} images")
         if variant == "squared":

@@ -118,7 +118,9 @@ def _relu_revealcancel(layer, g, cache, inp=None, ref=None, split=None, threshol
     DeepLIFT RevealCancel rule, Shrikumar et al. 2017 §3.5.3"""
     need_reference(layer, "revealcancel", inp, ref)
     if split is None:
-        raise ValueError(f"{layer.describe()}: RevealCancel needs split=(Δx⁺, Δx⁻) of the ReLU's input; use xattr.deeplift")
+        raise ValueError(
+            f"{layer.describe()}: RevealCancel needs split=(Δx⁺, Δx⁻) of the ReLU's input; use xattr.deeplift"
+        )
     if isinstance(g, tuple):
         raise ValueError(f"{layer.describe()}: RevealCancel takes one multiplier from above, got a (m⁺, m⁻) pair")
     dp, dn = split
@@ -533,7 +535,9 @@ def _activation_revealcancel(layer, g, cache, inp=None, ref=None, split=None, th
     DeepLIFT RevealCancel rule, Shrikumar et al. 2017 §3.5.3 (any element-wise f)"""
     need_reference(layer, "revealcancel", inp, ref)
     if split is None:
-        raise ValueError(f"{layer.describe()}: RevealCancel needs split=(Δx⁺, Δx⁻) of the unit's input; use xattr.deeplift")
+        raise ValueError(
+            f"{layer.describe()}: RevealCancel needs split=(Δx⁺, Δx⁻) of the unit's input; use xattr.deeplift"
+        )
     if isinstance(g, tuple):
         raise ValueError(f"{layer.describe()}: RevealCancel takes one multiplier from above, got a (m⁺, m⁻) pair")
     dp, dn = split

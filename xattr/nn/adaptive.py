@@ -112,7 +112,8 @@ class AdaptiveMaxPool2D(_AdaptivePool2D):
         return tuple(out)
 
     def windows(self, x, fill=None):
-        """``[(N, C, Ho, Wo)]``: ``x`` at each bin offset, in row-major offset order (``fill`` is unused: no padding)."""
+        """``[(N, C, Ho, Wo)]``: ``x`` at each bin offset, in row-major offset order (``fill`` is unused: no
+        padding)."""
         rows, cols = self._tables(x.shape[2:])
         return [x[:, :, r[:, None], c[None, :]] for r in rows for c in cols]
 

@@ -94,7 +94,8 @@ class Layer:
         return self.forward(x)[0]
 
     def rule(self, rule):
-        """The function registered for ``rule`` on this layer's class or its bases; :class:`RuleNotDefined` otherwise."""
+        """The function registered for ``rule`` on this layer's class or its bases; :class:`RuleNotDefined`
+        otherwise."""
         fn = find_rule(type(self), rule)
         if fn is None:
             known = ", ".join(sorted(rules_of(type(self)))) or "none"

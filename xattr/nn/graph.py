@@ -530,7 +530,9 @@ class Tape:
                 grads[node.inputs[0]] = _accumulate(grads.get(node.inputs[0]), gin)
             else:
                 if not isinstance(gin, (tuple, list)) or len(gin) != len(node.inputs):
-                    raise RuntimeError(f"{node.layer.describe()} returned {type(gin).__name__} for {len(node.inputs)} inputs")
+                    raise RuntimeError(
+                        f"{node.layer.describe()} returned {type(gin).__name__} for {len(node.inputs)} inputs"
+                    )
                 for i, gi in zip(node.inputs, gin):
                     grads[i] = _accumulate(grads.get(i), gi)
         for s_ in stops:

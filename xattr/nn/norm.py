@@ -122,7 +122,9 @@ def fold_batchnorm(model, strict=True):
                 raise ValueError(f"{bn.describe()} does not follow a Conv2D that feeds only it; it cannot be folded")
             continue
         if bn.num_features != conv.out_channels:
-            raise ValueError(f"{bn.describe()} has {bn.num_features} channels, {conv.describe()} outputs {conv.out_channels}")
+            raise ValueError(
+                f"{bn.describe()} has {bn.num_features} channels, {conv.describe()} outputs {conv.out_channels}"
+            )
         a, c = bn.scale_shift()
         folded = copy.deepcopy(conv)
         b = conv.bias if conv.bias is not None else np.zeros(conv.out_channels)
@@ -147,7 +149,7 @@ LRP_BN_STABILIZER = 1e-6
 @defrule(BatchNorm2D, *LRP_RULES)
 def _bn_lrp(layer, R, cache, inp=None):
     """R_i = a x_i R / stab(a x_i + c),  stab(z) = z + 1e-6·sign(z)
-    the z-rule on the batch-norm's affine map y = a x + c (its shift c absorbs relevance as a bias does); Bach et al. 2015"""
+    the z-rule on the batch-norm's affine map y = a x + c (its shift c absorbs relevance as a bias does); Bach et al. 2015"""  # noqa: E501  (a rule cell: line 1 is the rule table's formula, line 2 its citation)
     if inp is None:
         raise ValueError(f"LRP on {layer.describe()} needs the layer's input/output (inp=); use xattr.lrp")
     a = layer.scale_shift()[0].astype(R.dtype)[:, None, None]

@@ -254,7 +254,8 @@ class AvgPool2D(_Pool2D):
         return super().region_map_applies() and (self.count_include_pad or self.padding == (0, 0))
 
     def divisor(self, in_hw, out_hw):
-        """Each window's divisor: ``kH kW`` (a scalar) or an ``(Ho, Wo)`` array where windows are cut (module docstring)."""
+        """Each window's divisor: ``kH kW`` (a scalar) or an ``(Ho, Wo)`` array where windows are cut (module
+        docstring)."""
         counts = []
         for n, o, k, s, p in zip(in_hw, out_hw, self.kernel_size, self.stride, self.padding):
             start = np.arange(o) * s - p  # input coordinates; the padding is [-p, 0) and [n, n + p)
@@ -323,7 +324,7 @@ LRP_MAXPOOL_MODES = ("winner_take_all", "proportional")
 @defrule(MaxPool2D, "rescale", "revealcancel")
 def _maxpool_deeplift(layer, g, cache, inp=None, ref=None, maxpool="gradient", threshold=DEEPLIFT_NEAR_ZERO, **_):
     """R to the input's argmax a (gradient); "rescale": R Δy/Δx_a at a (else at the reference's argmax b); "captum": (R (y⁺ − y₀) at a + R (y − y⁺) at b) / Δx, y⁺ = max(y, y₀)
-    DeepLIFT, Shrikumar et al. 2017 (its code's MaxPoolDeepLiftMode.gradient); "rescale": Rescale on each window, exact; "captum": Captum's maxpool rule"""
+    DeepLIFT, Shrikumar et al. 2017 (its code's MaxPoolDeepLiftMode.gradient); "rescale": Rescale on each window, exact; "captum": Captum's maxpool rule"""  # noqa: E501  (a rule cell: line 1 is the rule table's formula, line 2 its citation)
     if isinstance(g, tuple):
         raise ValueError(f"{layer.describe()}: DeepLIFT through max-pool takes one multiplier, got a (m⁺, m⁻) pair")
     if maxpool not in DEEPLIFT_MAXPOOL_MODES:

@@ -217,7 +217,9 @@ def check_implementation_invariance(attribution, model=None, x=None, target=None
     """
     model, x, target = _case("implementation_invariance", model, x, target, case)
     if not isinstance(model, Graph):
-        raise ValueError("check_implementation_invariance builds twins of a layered model (xattr.nn.Graph or Sequential)")
+        raise ValueError(
+            "check_implementation_invariance builds twins of a layered model (xattr.nn.Graph or Sequential)"
+        )
     kw = dict(method_kwargs or {})
     a = _attribute(attribution, model, x, target, kw, "implementation invariance")
     for kind in constructions:
@@ -524,7 +526,9 @@ def check_inputs_unmodified(attribution, model=None, x=None, target=None, *, bas
         for key, val in snap.items():
             now = vars(layer).get(key)
             if isinstance(val, np.ndarray) and not (isinstance(now, np.ndarray) and np.array_equal(now, val)):
-                raise AssertionError(f"inputs unmodified fails for {name}: {layer.describe()}.{key.lstrip('_')} changed")
+                raise AssertionError(
+                    f"inputs unmodified fails for {name}: {layer.describe()}.{key.lstrip('_')} changed"
+                )
 
 
 #: check name -> function; the order is the order of the runner's cases.

@@ -142,7 +142,9 @@ def architectures(draw, in_channels=(1, 3), size=(4, 9), depth=(1, 3), max_chann
         spec["out"] = draw(st.integers(1, max_channels))
         if groups:
             c_in = blocks[-1]["out"] if blocks else c
-            spec["groups"] = draw(st.sampled_from([g for g in range(1, c_in + 1) if c_in % g == 0 and spec["out"] % g == 0]))
+            spec["groups"] = draw(
+                st.sampled_from([g for g in range(1, c_in + 1) if c_in % g == 0 and spec["out"] % g == 0])
+            )
         spec["relu"] = draw(st.booleans()) if relu is None else relu
         if activations:
             spec["act"] = draw(st.sampled_from(list(activations)))
@@ -198,7 +200,9 @@ def build_model(arch, rng=0, bias_scale=0.1):
         if b["pool"]:
             p = b["pool"]
             cls = MaxPool2D if p["kind"] == "max" else AvgPool2D
-            layers.append(cls(p["kernel"], stride=p["stride"], padding=p["padding"], ceil_mode=p.get("ceil_mode", False)))
+            layers.append(
+                cls(p["kernel"], stride=p["stride"], padding=p["padding"], ceil_mode=p.get("ceil_mode", False))
+            )
     oh, ow = output_hw(arch)
     if arch["head"] == "gap":
         layers.append(GlobalAvgPool2D())

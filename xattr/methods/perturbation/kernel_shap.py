@@ -109,7 +109,8 @@ def kernel_shap(model, x, target, segments=None, n_samples="auto", rng=None, bas
 
 
 def _sample_kernel_pairs(M, n_pairs, gen):
-    """``2 n_pairs`` coalitions ``(2 n_pairs, M)``: ``n_pairs`` drawn from the Shapley kernel, then their complements."""
+    """``2 n_pairs`` coalitions ``(2 n_pairs, M)``: ``n_pairs`` drawn from the Shapley kernel, then their
+    complements."""
     s = np.arange(1, M)
     p = 1.0 / (s * (M - s))
     size = gen.choice(s, size=n_pairs, p=p / p.sum())

@@ -19,28 +19,28 @@ For each method it times (wall clock, images/s):
 
 the CPU time per image of ``loop`` and ``sync`` (both run in this process) and of the cluster's
 workers (robust to other jobs on a shared machine, unlike wall clock; on an idle machine W workers
-give W / (CPU per image) images/s); and the parts of the overhead: the model's cloudpickle size and time (sent with every task by the
+give W / (CPU per image) images/s); and the parts of the overhead: the model's cloudpickle size and time (sent with
+every task by the
 local process pool, once per worker on a cluster), and writing all maps to a Zarr store with the job's
 chunking (store writes).  Every Dask run's maps are checked bit for bit against the loop's.
 """
 from __future__ import annotations
 
+import argparse
+import inspect
+import json
 import os
+import platform
+import shutil
+import tempfile
+import time
 
 # one BLAS thread per process, set before NumPy loads: "serial" is one core, "2 processes" two
 # (as a distributed nanny sets for its workers); OpenBLAS threads otherwise spin on a busy machine
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-import argparse
-import inspect
-import json
-import platform
-import shutil
-import tempfile
-import time
-
-import numpy as np
+import numpy as np  # noqa: E402  (after the thread variables above, which NumPy reads when it loads)
 
 
 def ig_spec():
@@ -103,8 +103,8 @@ def bench_method(model, x, spec, chunk, client, tmp, rounds=1, batch_size=16):
                           ("cluster", {"scheduler": client})]:
             out = os.path.join(tmp, f"{label}-{sched}-{r}.zarr")
             w0 = client.run(time.process_time) if sched == "cluster" else None
-            res, t, c = cpu_timed(lambda: attribute_dataset(model, x, None, methods=[spec], chunk=chunk, out=out,
-                                                            batch_size=batch_size, **kw))
+            res, t, c = cpu_timed(lambda out=out, kw=kw: attribute_dataset(model, x, None, methods=[spec], chunk=chunk,
+                                                                          out=out, batch_size=batch_size, **kw))
             if sched == "cluster":  # the workers' CPU time: what the job cost them, whatever else ran
                 w1 = client.run(time.process_time)
                 c = sum(w1[w] - w0[w] for w in w1 if w in w0)
@@ -175,11 +175,14 @@ def main(argv=None):
                     rows.append(bench_method(model, x[:n], spec, chunk, client, tmp, args.rounds))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average "
-          f"{load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end (shared with other jobs); "
-          f"cluster startup {t_cluster:.1f} s; chunk {args.chunk} (IG {args.chunk_ig}), micro-batch 16, float64, 1 BLAS thread per "
-          f"process, best of {args.rounds} round(s), MALLOC_TRIM_THRESHOLD_ "
-          f"{'kept' if args.keep_malloc_trim else 'unset'} in the workers")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average "
+        f"{load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end (shared with other jobs); "
+        f"cluster startup {t_cluster:.1f} s; chunk {args.chunk} (IG {args.chunk_ig}), micro-batch 16, float64, 1 BLAS "
+        "thread per "
+        f"process, best of {args.rounds} round(s), MALLOC_TRIM_THRESHOLD_ "
+        f"{'kept' if args.keep_malloc_trim else 'unset'} in the workers"
+    )
     if ig is None and "ig50" in wanted:
         print("integrated_gradients is not registered in this checkout: IG-50 skipped")
     print(f"{'method':>9} {'n':>5} | {'loop':>8} {'sync':>8} {'2 procs':>8} {'cluster':>8}  images/s | "

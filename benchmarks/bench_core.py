@@ -15,6 +15,7 @@ pooling and the head run single-threaded in NumPy and count as conv time), and t
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 import time
@@ -68,8 +69,8 @@ def conv_layer_times(model, x, repeat):
         if isinstance(layer, Conv2D):
             y, cache = layer.forward(h)
             g = np.ones_like(y)
-            t_f += median_time(lambda: layer.forward(h), repeat)[0]
-            t_b += median_time(lambda: layer.input_grad(g, cache), repeat)[0]
+            t_f += median_time(functools.partial(layer.forward, h), repeat)[0]
+            t_b += median_time(functools.partial(layer.input_grad, g, cache), repeat)[0]
         h = layer(h)
     return t_f, t_f + t_b
 
@@ -82,8 +83,8 @@ def run(repeat=20, batch=16, size=64):
         fl = conv_flops(model, x.shape)
         seed = np.zeros((batch, 10), dtype=dtype)
         seed[:, 0] = 1
-        t_f = median_time(lambda: model.forward(x), repeat)
-        t_fb = median_time(lambda: model.vjp(x, seed), repeat)
+        t_f = median_time(functools.partial(model.forward, x), repeat)
+        t_fb = median_time(functools.partial(model.vjp, x, seed), repeat)
         c_f, c_fb = conv_layer_times(model, x, repeat)
         peak = gemm_rate(dtype)
         rows.append({
@@ -114,8 +115,11 @@ def main(argv=None):
     rows = run(args.repeat, args.batch, args.size)
     print(f"machine: {platform.machine()}, {platform.processor() or '?'}; numpy {np.__version__}")
     print(f"{'':18} {'':9} {'--- whole model (lower bound) ---':^42} {'--- conv layers alone ---':^30}")
-    print(f"{'dtype':8} {'GEMM GF/s':>9} {'fwd ms':>8} {'fwd GF/s':>8} {'fwd %':>6} {'f+b ms':>8} {'f+b GF/s':>8} {'f+b %':>6}"
-          f" {'fwd ms':>8} {'fwd %':>6} {'f+b ms':>8} {'f+b %':>6}")
+    print(
+        f"{'dtype':8} {'GEMM GF/s':>9} {'fwd ms':>8} {'fwd GF/s':>8} {'fwd %':>6} {'f+b ms':>8} {'f+b GF/s':>8} "
+        f"{'f+b %':>6}"
+        f" {'fwd ms':>8} {'fwd %':>6} {'f+b ms':>8} {'f+b %':>6}"
+    )
     for r in rows:
         print(
             f"{r['dtype']:8} {r['gemm_gflops']:9.1f} {r['forward_ms']:8.2f} {r['forward_gflops']:8.1f} "

@@ -75,7 +75,7 @@ def bench_shapley(dtype, batch_size, enumerate_too):
             flush=True,
         )
     if not enumerate_too:  # the brute force, extrapolated from 1,024 of its 65,536 coalitions
-        from xattr.methods.perturbation import _all_coalitions
+        from xattr.methods.perturbation._coalitions import _all_coalitions
         from xattr.methods.segments import compose
 
         masks = _all_coalitions(16, 0, 1024)

@@ -25,9 +25,11 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import xattr  # noqa: E402
-from bench_core import benchmark_cnn  # noqa: E402  (the benchmark CNN, in one place)
 from xattr.methods import _chunks  # noqa: E402
-from xattr.methods.path import _affine_head, exact_integrated_gradients  # noqa: E402
+from xattr.methods.path import exact_integrated_gradients  # noqa: E402
+from xattr.methods.path._common import _affine_head  # noqa: E402
+
+from bench_core import benchmark_cnn  # noqa: E402  (the benchmark CNN, in one place)
 
 
 def bench(fn, repeat):

@@ -34,6 +34,7 @@ never asserted: this is a measurement, to be read together with the machine's lo
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -191,7 +192,7 @@ def best_knob(cf, xt, candidates):
     best, best_t = None, np.inf
     for k in candidates:
         cf(xt, TARGET, k)  # warm-up
-        t = _once(lambda: cf(xt, TARGET, k))
+        t = _once(functools.partial(cf, xt, TARGET, k))
         if t < best_t:
             best, best_t = k, t
     return best
@@ -237,7 +238,7 @@ def run(repeat=7, configs=CONFIGS, dtypes=DTYPES, only=None, log=print):
         # 1. same maps where the definitions match (float64, both sides)
         xt64 = torch.tensor(x64, requires_grad=True)
         best = {}
-        for name, (xf, cf, knob, cands, comparable) in methods(ca, tmodel64, xmodel, size, batch).items():
+        for name, (xf, cf, _knob, _cands, comparable) in methods(ca, tmodel64, xmodel, size, batch).items():
             if only and not any(name.startswith(o) for o in only):
                 continue
             if comparable:
@@ -250,7 +251,7 @@ def run(repeat=7, configs=CONFIGS, dtypes=DTYPES, only=None, log=print):
             tm = torch_cnn(torch).to(tdtype)
             x = x64.astype(dtype)
             xt = torch.tensor(x, requires_grad=True)
-            for name, (xf, cf, knob, cands, comparable) in methods(ca, tm, xmodel, size, batch).items():
+            for name, (xf, cf, knob, cands, _comparable) in methods(ca, tm, xmodel, size, batch).items():
                 if only and not any(name.startswith(o) for o in only):
                     continue
                 variants = [("default", None)]
@@ -259,7 +260,7 @@ def run(repeat=7, configs=CONFIGS, dtypes=DTYPES, only=None, log=print):
                     best[key] = best_knob(cf, xt, cands)
                     variants.append(("best", best[key]))
                 for variant, k in variants:
-                    tx, tc = alternate(lambda: xf(x, TARGET), lambda: cf(xt, TARGET, k), repeat)
+                    tx, tc = alternate(functools.partial(xf, x, TARGET), functools.partial(cf, xt, TARGET, k), repeat)
                     row = {
                         "method": name, "captum_variant": variant, "captum_knob": knob, "captum_knob_value": k,
                         "size": size, "batch": batch, "dtype": dname, "threads": threads, "repeat": repeat,
@@ -269,10 +270,14 @@ def run(repeat=7, configs=CONFIGS, dtypes=DTYPES, only=None, log=print):
                     }
                     rows.append(row)
                     kv = "" if knob is None else f" {knob}={k}"
-                    log(f"{size:>4}x{size:<4} b{batch:<3} {dname:8} {name:>18} [{variant:>7}{kv}]"
-                        f"  xattr {row['xattr_ms']:9.2f} ms [{row['xattr_ms_min_max'][0]:.1f}-{row['xattr_ms_min_max'][1]:.1f}]"
-                        f"  captum {row['captum_ms']:9.2f} ms [{row['captum_ms_min_max'][0]:.1f}-{row['captum_ms_min_max'][1]:.1f}]"
-                        f"  ratio {row['ratio']:6.2f} (mins {row['ratio_of_mins']:.2f})")
+                    log(
+                        f"{size:>4}x{size:<4} b{batch:<3} {dname:8} {name:>18} [{variant:>7}{kv}]"
+                        f"  xattr {row['xattr_ms']:9.2f} ms "
+                        f"[{row['xattr_ms_min_max'][0]:.1f}-{row['xattr_ms_min_max'][1]:.1f}]"
+                        f"  captum {row['captum_ms']:9.2f} ms "
+                        f"[{row['captum_ms_min_max'][0]:.1f}-{row['captum_ms_min_max'][1]:.1f}]"
+                        f"  ratio {row['ratio']:6.2f} (mins {row['ratio_of_mins']:.2f})"
+                    )
     return rows, checks
 
 
@@ -305,7 +310,8 @@ def ratio_table(rows):
 
 
 def core_rates(configs, dtypes, repeat):
-    """Conv layers' GFLOP/s (forward, forward+backward; alone and as the whole model) against the GEMM rate (bench_core)."""
+    """Conv layers' GFLOP/s (forward, forward+backward; alone and as the whole model) against the GEMM rate
+    (bench_core)."""
     out = []
     for size, batch in configs:
         if size < 64:

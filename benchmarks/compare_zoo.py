@@ -28,7 +28,8 @@ default batching and at the best ``internal_batch_size`` / ``nt_samples_batch_si
 the check proper (round-off is ~1e-14; Captum's float32 Gauss–Legendre weights give ~3e-9).  float32, 1e-2:
 a max-pool switch or ReLU that flips under float32 rounding moves a whole gradient entry (VGG-11 at this
 input: one of 25088 switches flips at ``features.15``, 5.7e-3 between xattr's float32 and float64 maps while
-Captum's float32 map is 3e-4 from float64; each library's float32 IG is ~1e-3 from its float64 value).  A pair that disagrees is recorded with its
+Captum's float32 map is 3e-4 from float64; each library's float32 IG is ~1e-3 from its float64 value).  A pair that
+disagrees is recorded with its
 difference and not timed.  SmoothGrad draws its noise independently in each library and is not compared.
 
 **Timing.**  One process per (model, dtype, threads): NumPy's BLAS and torch at the same thread count
@@ -51,6 +52,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import io
 import json
 import os
@@ -69,7 +71,16 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))  # the xattr of this checkout (the worker processes get the same)
 
 ZOO = ("vgg11", "vgg16", "alexnet", "resnet18", "mobilenet_v2", "efficientnet_b0", "densenet121")
-METHODS = ("gradient", "guided_backprop", "grad_cam", "ig50", "smoothgrad50", "deeplift", "lrp_epsilon", "occlusion16/8")
+METHODS = (
+    "gradient",
+    "guided_backprop",
+    "grad_cam",
+    "ig50",
+    "smoothgrad50",
+    "deeplift",
+    "lrp_epsilon",
+    "occlusion16/8",
+)
 #: the module whose output Grad-CAM explains (the last conv block's output; ReLU modules where the block ends in one)
 GRADCAM_MODULE = {"vgg11": "features.19", "vgg16": "features.29", "alexnet": "features.11", "resnet18": "layer4",
                   "mobilenet_v2": "features.18", "efficientnet_b0": "features.8", "densenet121": "features"}
@@ -248,8 +259,13 @@ def methods(name, tm, xm, batch, gradcam_at):
     if gradcam_at is not None:
         out["grad_cam"] = (
             lambda x: xattr.grad_cam(xm, x, t, layer=gradcam_at, relu=True, upsample=False),
-            lambda xt, k: ca.LayerGradCam(tm, module(tm, GRADCAM_MODULE[name])).attribute(xt, target=t, relu_attributions=True),
-            None, (), True)
+            lambda xt, k: ca.LayerGradCam(tm, module(tm, GRADCAM_MODULE[name])).attribute(
+                xt, target=t, relu_attributions=True
+            ),
+            None,
+            (),
+            True,
+        )
     rows = 50 * batch
     out["ig50"] = (
         lambda x: integrated_gradients(xm, x, t, baseline=0.0, steps=50, quadrature="gausslegendre"),
@@ -258,9 +274,13 @@ def methods(name, tm, xm, batch, gradcam_at):
         "internal_batch_size", sorted({max(1, rows // d) for d in (2, 8, 50)}), True)
     out["smoothgrad50"] = (
         lambda x: smoothgrad(xattr.gradient, xm, x, t, n=50, sigma=SG_SIGMA, sigma_is="absolute", rng=0),
-        lambda xt, k: ca.NoiseTunnel(ca.Saliency(tm)).attribute(xt, nt_type="smoothgrad", nt_samples=50, stdevs=SG_SIGMA,
-                                                                target=t, abs=False, nt_samples_batch_size=k),
-        "nt_samples_batch_size", (2, 10, 25), False)
+        lambda xt, k: ca.NoiseTunnel(ca.Saliency(tm)).attribute(
+            xt, nt_type="smoothgrad", nt_samples=50, stdevs=SG_SIGMA, target=t, abs=False, nt_samples_batch_size=k
+        ),
+        "nt_samples_batch_size",
+        (2, 10, 25),
+        False,
+    )
     out["deeplift"] = (lambda x: xattr.deeplift(xm, x, t, reference=0.0, rule="rescale", maxpool="gradient"),
                        lambda xt, k: ca.DeepLift(tm).attribute(xt, baselines=0.0, target=t), None, (), True)
 
@@ -281,9 +301,18 @@ def methods(name, tm, xm, batch, gradcam_at):
     n_win = ((SIZE - 16) // 8 + 1) ** 2
     out["occlusion16/8"] = (
         lambda x: xattr.occlusion(xm, x, t, window=16, stride=8, baseline=0.0, aggregate="mean"),
-        lambda xt, k: ca.Occlusion(tm).attribute(xt, sliding_window_shapes=(3, 16, 16), strides=(3, 8, 8), baselines=0.0,
-                                                 target=t, perturbations_per_eval=k or 1),
-        "perturbations_per_eval", (8, 32), True)
+        lambda xt, k: ca.Occlusion(tm).attribute(
+            xt,
+            sliding_window_shapes=(3, 16, 16),
+            strides=(3, 8, 8),
+            baselines=0.0,
+            target=t,
+            perturbations_per_eval=k or 1,
+        ),
+        "perturbations_per_eval",
+        (8, 32),
+        True,
+    )
     out["occlusion16/8"][1].windows = n_win
     return out
 
@@ -370,13 +399,21 @@ def run_timing(spec, log):
         x = np.random.default_rng(0).random((batch, 3, SIZE, SIZE)).astype(spec["dtype"])
         xt = torch.tensor(x, requires_grad=True)
         table = methods(spec["model"], tm, xm, batch, spec.get("gradcam_node"))
-        fwd = _once(lambda: tm(xt))[2]  # one forward pass of this batch (wall), for Captum occlusion's prediction
+        fwd = _once(functools.partial(tm, xt))[
+            2
+        ]  # one forward pass of this batch (wall), for Captum occlusion's prediction
         for mname in spec["methods"]:
             if mname not in table:
                 rows.append({"method": mname, "batch": batch, "skipped": "no Grad-CAM layer found in the import"})
                 continue
             fx, fc, knob, cands, comparable = table[mname]
-            base = {"model": spec["model"], "method": mname, "batch": batch, "dtype": spec["dtype"], "threads": spec["threads"]}
+            base = {
+                "model": spec["model"],
+                "method": mname,
+                "batch": batch,
+                "dtype": spec["dtype"],
+                "threads": spec["threads"],
+            }
             if mname.startswith("occlusion"):
                 predicted = fwd * fc.windows  # one batch forward per window at perturbations_per_eval = 1
                 if predicted > spec["max_call_s"]:
@@ -384,7 +421,7 @@ def run_timing(spec, log):
                                  f"({fc.windows} forward passes), above --max-call-seconds"})
                     log(f"  {mname} b{batch}: skipped (Captum predicted {predicted:.0f} s)")
                     continue
-            ox, cx, wx, err_x = _call(lambda: fx(x))  # warm-up, and the maps compared
+            ox, cx, wx, err_x = _call(functools.partial(fx, x))  # warm-up, and the maps compared
             if err_x:
                 rows.append({**base, "skipped": f"xattr failed: {err_x}"})
                 log(f"  {mname} b{batch}: xattr failed: {err_x}")
@@ -395,7 +432,7 @@ def run_timing(spec, log):
                 if variant == "best":
                     best, best_t = None, np.inf
                     for cand in cands:
-                        _, cc, _, err = _call(lambda: fc(xt, cand))
+                        _, cc, _, err = _call(functools.partial(fc, xt, cand))
                         row.setdefault("candidates_cpu_s", {})[str(cand)] = cc if err is None else err
                         if err is None and cc < best_t:
                             best, best_t = cand, cc
@@ -404,7 +441,7 @@ def run_timing(spec, log):
                         continue
                     k = best
                 row["captum_knob_value"] = k
-                oc, cc, wc, err_c = _call(lambda: fc(xt, k))
+                oc, cc, wc, err_c = _call(functools.partial(fc, xt, k))
                 if err_c:
                     rows.append({**row, "skipped": f"Captum failed: {err_c}"})
                     log(f"  {mname} b{batch} [{variant}]: Captum failed: {err_c}")
@@ -424,7 +461,7 @@ def run_timing(spec, log):
                 for r in range(repeat):
                     order = [(fx, x, tx), (fc, xt, tc)] if r % 2 == 0 else [(fc, xt, tc), (fx, x, tx)]
                     for f, arg, acc in order:
-                        _, c, w = _once((lambda f=f, arg=arg: f(arg)) if f is fx else (lambda f=f, arg=arg: f(arg, k)))
+                        _, c, w = _once(functools.partial(f, arg) if f is fx else functools.partial(f, arg, k))
                         acc.append((c, w))
                 tx, tc = np.array(tx), np.array(tc)
                 row.update({
@@ -438,8 +475,11 @@ def run_timing(spec, log):
                 rows.append(row)
                 kv = "" if knob is None else f" {knob}={k}"
                 agree = "n/a" if row["rel_l2"] is None else f"{row['rel_l2']:.1e}"
-                log(f"  {mname:>14} b{batch} [{variant:>7}{kv}] agree {agree}  xattr {row['xattr_cpu_s']:8.3f} s  "
-                    f"captum {row['captum_cpu_s']:8.3f} s CPU  ratio {row['ratio_cpu']:.2f} (wall {row['ratio_wall']:.2f}, n={repeat})")
+                log(
+                    f"  {mname:>14} b{batch} [{variant:>7}{kv}] agree {agree}  xattr {row['xattr_cpu_s']:8.3f} s  "
+                    f"captum {row['captum_cpu_s']:8.3f} s CPU  ratio {row['ratio_cpu']:.2f} (wall "
+                    f"{row['ratio_wall']:.2f}, n={repeat})"
+                )
     return rows
 
 
@@ -462,7 +502,9 @@ def worker_main(kind, spec_json):
 def spawn(kind, spec, timeout=None):
     """Run a worker process; its last ``RESULT`` line as a dict."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(HERE)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    env["PYTHONPATH"] = os.pathsep.join(
+        [os.path.dirname(HERE)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    )
     cmd = [sys.executable, os.path.abspath(__file__), f"--{kind}-worker", json.dumps(spec)]
     try:
         p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=None, text=True, env=env, timeout=timeout)
@@ -558,12 +600,27 @@ def main(argv=None):
                                 key = (name, m, batch, dtype, side, variant)
                                 if key in done_m:
                                     continue
-                                spec = {"model": name, "method": m, "batch": batch, "dtype": dtype, "side": side,
-                                        "threads": 1, "budget_gb": args.memory_budget_gb, "gradcam_node": node, "knob": knob,
-                                        "weights": args.xattr_weights}
+                                spec = {
+                                    "model": name,
+                                    "method": m,
+                                    "batch": batch,
+                                    "dtype": dtype,
+                                    "side": side,
+                                    "threads": 1,
+                                    "budget_gb": args.memory_budget_gb,
+                                    "gradcam_node": node,
+                                    "knob": knob,
+                                    "weights": args.xattr_weights,
+                                }
                                 r = spawn("memory", spec, timeout=3 * args.max_call_seconds + 600)
-                                saved["memory"].append({**{k: spec[k] for k in ("model", "method", "batch", "dtype", "side")},
-                                                        "variant": variant, **r, "load_average": load_average()})
+                                saved["memory"].append(
+                                    {
+                                        **{k: spec[k] for k in ("model", "method", "batch", "dtype", "side")},
+                                        "variant": variant,
+                                        **r,
+                                        "load_average": load_average(),
+                                    }
+                                )
                                 peak = f"{r['peak_bytes'] / 2**20:.0f} MiB" if "peak_bytes" in r else r.get("error")
                                 print(f"memory {name} {m} b{batch} {dtype} {side}: {peak}", flush=True)
                                 save()
@@ -597,7 +654,8 @@ def spec_keys(spec):
 
 # -- tables ------------------------------------------------------------------------------------------
 def print_tables(saved):
-    """Markdown: per model, ratios (CPU time, xattr/Captum) per method × (batch, dtype, threads), agreement and memory."""
+    """Markdown: per model, ratios (CPU time, xattr/Captum) per method × (batch, dtype, threads), agreement and
+    memory."""
     rows = [r for r in saved["rows"] if "method" in r]
     mem = {(m["model"], m["method"], m["batch"], m["dtype"], m["side"]): m for m in saved.get("memory", [])}
     for name, info in saved.get("models", {}).items():
@@ -620,7 +678,15 @@ def print_tables(saved):
         for m, v in keys:
             cells, agree = [], []
             for b, d, t in cols:
-                r = next((r for r in mine if (r["method"], r.get("captum_variant") or "default", r["batch"], r["dtype"], r["threads"]) == (m, v, b, d, t)), None)
+                r = next(
+                    (
+                        r
+                        for r in mine
+                        if (r["method"], r.get("captum_variant") or "default", r["batch"], r["dtype"], r["threads"])
+                        == (m, v, b, d, t)
+                    ),
+                    None,
+                )
                 if r is None:
                     cells.append("")
                 elif "ratio_cpu" in r:
@@ -657,8 +723,10 @@ def print_tables(saved):
                   f"[{r.get('captum_variant', '')}]: {r['skipped']}")
     runs = saved.get("meta_runs", [])
     if runs:
-        print(f"\nload average before {runs[0].get('load_average_before')}, after {runs[-1].get('load_average_after')}; "
-              f"commands: " + "; ".join(f"`{m['command']}`" for m in runs))
+        print(
+            f"\nload average before {runs[0].get('load_average_before')}, after {runs[-1].get('load_average_after')}; "
+            f"commands: " + "; ".join(f"`{m['command']}`" for m in runs)
+        )
 
 
 if __name__ == "__main__":

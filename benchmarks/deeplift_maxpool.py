@@ -25,9 +25,7 @@ import warnings
 import numpy as np
 
 import xattr
-from xattr.nn import (
-    AdaptiveAvgPool2D, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU, Sequential,
-)
+from xattr.nn import AdaptiveAvgPool2D, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU, Sequential
 from xattr.nn.base import Cache
 
 MODES = ("gradient", "rescale", "captum")
@@ -121,14 +119,15 @@ def measure(name, net, x, refs, target, torch):
     for ref_name, ref in refs.items():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            theirs, cdelta = DeepLift(net).attribute(torch.tensor(x), baselines=torch.tensor(ref), target=target.tolist(),
-                                                     return_convergence_delta=True)
+            theirs, cdelta = DeepLift(net).attribute(
+                torch.tensor(x), baselines=torch.tensor(ref), target=target.tolist(), return_convergence_delta=True
+            )
         theirs = theirs.detach().numpy()
         dt = model(x)[np.arange(len(x)), target] - model(ref)[np.arange(len(x)), target]
         n = len(x)
         top = np.abs(theirs).reshape(n, -1).max(axis=1)
 
-        def row(label, attr, mmax):
+        def row(label, attr, mmax, n=n, dt=dt, top=top, theirs=theirs, ref_name=ref_name):  # bound now
             gap = np.abs(attr.reshape(n, -1).sum(axis=1) - dt) / np.abs(dt)
             scale = np.abs(attr).reshape(n, -1).max(axis=1) / top
             diff = np.abs(attr - theirs).reshape(n, -1).max(axis=1) / top
@@ -150,7 +149,9 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    print(f"captum {__import__('captum').__version__}, torch {torch.__version__}, {args.images} images, seed {args.seed}")
+    print(
+        f"captum {__import__('captum').__version__}, torch {torch.__version__}, {args.images} images, seed {args.seed}"
+    )
     print("| net | reference | method | gap (median / max) | scale vs Captum (median / max) | diff vs Captum (max) "
           "| max-pool m_max |")
     print("|---|---|---|---|---|---|---|")

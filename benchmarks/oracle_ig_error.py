@@ -33,7 +33,10 @@ def main():
             ours = ig(model, x, t, steps=n, quadrature=q)
             theirs = ca.IntegratedGradients(net).attribute(
                 torch.from_numpy(x), target=torch.from_numpy(t), n_steps=n, method=q).detach().numpy()
-            print(f"| {q} | {n} | {np.linalg.norm(ours - exact) / norm:.2e} | {np.linalg.norm(theirs - exact) / norm:.2e} |")
+            print(
+                f"| {q} | {n} | {np.linalg.norm(ours - exact) / norm:.2e} | "
+                f"{np.linalg.norm(theirs - exact) / norm:.2e} |"
+            )
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from xattr.nn import AvgPool2D, Conv2D, Dense, Flatten, MaxPool2D, ReLU, Sequential
+from xattr.nn import Conv2D, Dense, Flatten, MaxPool2D, ReLU, Sequential
 from xattr.nn import conv as conv_mod
 
 STEPS = ("validate", "pad", "weights", "im2col", "GEMM", "col2im", "transpose", "alloc", "other")
@@ -51,7 +51,14 @@ VGG = {
 
 
 def _head(layers, n_in, rng):
-    layers += [Flatten(), Dense(n_in, 4096, rng=rng), ReLU(), Dense(4096, 4096, rng=rng), ReLU(), Dense(4096, 1000, rng=rng)]
+    layers += [
+        Flatten(),
+        Dense(n_in, 4096, rng=rng),
+        ReLU(),
+        Dense(4096, 4096, rng=rng),
+        ReLU(),
+        Dense(4096, 1000, rng=rng),
+    ]
 
 
 def vgg(name, rng=0):
@@ -83,10 +90,17 @@ def alexnet(rng=0):
 
 #: ResNet-18's distinct conv shapes at 224×224: (name, C, O, k, stride, padding, input side).
 RESNET18_CONVS = [
-    ("conv1", 3, 64, 7, 2, 3, 224), ("layer1 3x3", 64, 64, 3, 1, 1, 56),
-    ("layer2 3x3 s2", 64, 128, 3, 2, 1, 56), ("layer2 1x1 s2", 64, 128, 1, 2, 0, 56), ("layer2 3x3", 128, 128, 3, 1, 1, 28),
-    ("layer3 3x3 s2", 128, 256, 3, 2, 1, 28), ("layer3 1x1 s2", 128, 256, 1, 2, 0, 28), ("layer3 3x3", 256, 256, 3, 1, 1, 14),
-    ("layer4 3x3 s2", 256, 512, 3, 2, 1, 14), ("layer4 1x1 s2", 256, 512, 1, 2, 0, 14), ("layer4 3x3", 512, 512, 3, 1, 1, 7),
+    ("conv1", 3, 64, 7, 2, 3, 224),
+    ("layer1 3x3", 64, 64, 3, 1, 1, 56),
+    ("layer2 3x3 s2", 64, 128, 3, 2, 1, 56),
+    ("layer2 1x1 s2", 64, 128, 1, 2, 0, 56),
+    ("layer2 3x3", 128, 128, 3, 1, 1, 28),
+    ("layer3 3x3 s2", 128, 256, 3, 2, 1, 28),
+    ("layer3 1x1 s2", 128, 256, 1, 2, 0, 28),
+    ("layer3 3x3", 256, 256, 3, 1, 1, 14),
+    ("layer4 3x3 s2", 256, 512, 3, 2, 1, 14),
+    ("layer4 1x1 s2", 256, 512, 1, 2, 0, 14),
+    ("layer4 3x3", 512, 512, 3, 1, 1, 7),
 ]
 
 
@@ -253,7 +267,10 @@ def profile_layer(name, layer, in_shape, dtype, repeat, per_fault):
     elif isinstance(layer, Dense):
         N = in_shape[0]
         row["flops"] = 2 * N * layer.in_features * layer.out_features
-        ref_f, ref_b = gemm(N, layer.in_features, layer.out_features, dtype), gemm(N, layer.out_features, layer.in_features, dtype)
+        ref_f, ref_b = (
+            gemm(N, layer.in_features, layer.out_features, dtype),
+            gemm(N, layer.out_features, layer.in_features, dtype),
+        )
     for d, fn, ref in (("forward", lambda: layer.forward(x), ref_f),
                        ("backward", lambda: layer.backward(g, cache, "gradient"), ref_b)):
         r = profile_call(fn, repeat, per_fault, ref)
@@ -303,7 +320,10 @@ def step_table(rows, direction):
             o = r["out_shape"]
             steps = " | ".join(_ms(max(0.0, r[key][s])) for s in STEPS)
             lines.append(f"| {r['layer']} | {o[1]}×{o[2]}×{o[3]}" if len(o) == 4 else f"| {r['layer']} | {o[1]}")
-            lines[-1] += f" | {_ms(r[f'{direction}_s'])} | {steps} | {_ms(r[f'gemm_{direction}_s'])} | {100 * r[f'{direction}_share']:.0f}% |"
+            lines[-1] += (
+                f" | {_ms(r[f'{direction}_s'])} | {steps} | {_ms(r[f'gemm_{direction}_s'])} | "
+                f"{100 * r[f'{direction}_share']:.0f}% |"
+            )
         else:
             others[r["type"]][0] += r[f"{direction}_s"]
             others[r["type"]][1] += 1
@@ -348,16 +368,21 @@ def main(argv=None):
             "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "dtype": dtype.name,
             "weights": weights.name, "threads": 1, "batch": args.batch}
     with threadpool_limits(limits=1, user_api="blas"):
-        res = run(args.models.split(","), dtype, weights, args.repeat, log=lambda s: print(s, flush=True), batch=args.batch)
+        res = run(
+            args.models.split(","), dtype, weights, args.repeat, log=lambda s: print(s, flush=True), batch=args.batch
+        )
     meta["load_average_after"] = list(os.getloadavg())
     res["meta"] = meta
     for m, rows in res["models"].items():
         s = summary(rows)
         res.setdefault("summary", {})[m] = s
         steps = ", ".join(f"{k} {1e3 * v:.1f}" for k, v in s["conv_steps_s"].items() if abs(v) > 5e-5)
-        print(f"\n{m}: conv layers {1e3 * s['conv_s']:.1f} ms (fwd + bwd) against {1e3 * s['conv_gemm_rate_s']:.1f} ms at the "
-              f"GEMM rate ({100 * s['conv_gemm_rate_s'] / s['conv_s']:.0f}%); steps: {steps}; other layers: "
-              + ", ".join(f"{k} {1e3 * v:.1f}" for k, v in s["other_layers_s"].items()))
+        print(
+            f"\n{m}: conv layers {1e3 * s['conv_s']:.1f} ms (fwd + bwd) against {1e3 * s['conv_gemm_rate_s']:.1f} ms "
+            "at the "
+            f"GEMM rate ({100 * s['conv_gemm_rate_s'] / s['conv_s']:.0f}%); steps: {steps}; other layers: "
+            + ", ".join(f"{k} {1e3 * v:.1f}" for k, v in s["other_layers_s"].items())
+        )
         if args.markdown:
             for d in ("forward", "backward"):
                 print(f"\n{m} {d}\n")

@@ -11,8 +11,27 @@ import autograd.scipy.special as asp
 from autograd import make_vjp
 
 from xattr.nn import (
-    GELU, AvgPool2D, BatchNorm2D, Clamp, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, Hardsigmoid, Hardswish,
-    Hardtanh, LeakyReLU, MaxPool2D, PReLU, ReLU, ReLU6, SiLU, Sigmoid, Softplus, Tanh,
+    GELU,
+    AvgPool2D,
+    BatchNorm2D,
+    Clamp,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    GlobalAvgPool2D,
+    Hardsigmoid,
+    Hardswish,
+    Hardtanh,
+    LeakyReLU,
+    MaxPool2D,
+    PReLU,
+    ReLU,
+    ReLU6,
+    Sigmoid,
+    SiLU,
+    Softplus,
+    Tanh,
 )
 
 

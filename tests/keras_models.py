@@ -71,8 +71,7 @@ def zoo(keras):
     L = keras.layers
     inp = keras.Input((6, 6, 3))
     x = inp
-    for k, act in enumerate(["relu6", "sigmoid", "tanh", "softplus", "hard_sigmoid", "silu", "leaky_relu", "relu",
-                             "hard_silu"]):
+    for act in ["relu6", "sigmoid", "tanh", "softplus", "hard_sigmoid", "silu", "leaky_relu", "relu", "hard_silu"]:
         x = L.Conv2D(3, 3, padding="same", activation=act, name=f"conv_{act}")(x)
     x = L.ReLU(max_value=6.0, name="relu6_layer")(x)
     x = L.GlobalAveragePooling2D(name="gap")(x)

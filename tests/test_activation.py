@@ -15,16 +15,33 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 import xattr
-from autograd_twins import layer_function as ag_layer_function
-from autograd_twins import vjp as ag_vjp
 from xattr import KINK_POLICY, RELU_GRAD_AT_ZERO
 from xattr.nn import (
-    GELU, Clamp, Conv2D, Dense, Flatten, GlobalAvgPool2D, Hardsigmoid, Hardswish, Hardtanh, LeakyReLU, PReLU, ReLU,
-    ReLU6, Sequential, SiLU, Sigmoid, Softplus, Tanh,
+    GELU,
+    Clamp,
+    Conv2D,
+    Dense,
+    Flatten,
+    GlobalAvgPool2D,
+    Hardsigmoid,
+    Hardswish,
+    Hardtanh,
+    LeakyReLU,
+    PReLU,
+    ReLU,
+    ReLU6,
+    Sequential,
+    Sigmoid,
+    SiLU,
+    Softplus,
+    Tanh,
 )
 from xattr.nn.activation import ACTIVATIONS, OTHER_UNITS, PIECEWISE_LINEAR_UNITS, RECTIFIERS
 from xattr.nn.base import Cache
 from xattr.testing.gradcheck import check_model_gradient
+
+from autograd_twins import layer_function as ag_layer_function
+from autograd_twins import vjp as ag_vjp
 from extras import need  # noqa: E402  (tests/extras.py: optional packages of the test suite)
 
 try:

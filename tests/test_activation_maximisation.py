@@ -9,8 +9,20 @@ import pytest
 
 import xattr
 from xattr.methods.activation_maximisation import (
-    Adam, GradientAscent, RMSprop, _objective_and_grad, activation_maximisation, apply_warp, channel_mean,
-    class_log_probability, class_score, l2, norm, similarity_warp, start_image, total_variation,
+    Adam,
+    GradientAscent,
+    RMSprop,
+    _objective_and_grad,
+    activation_maximisation,
+    apply_warp,
+    channel_mean,
+    class_log_probability,
+    class_score,
+    l2,
+    norm,
+    similarity_warp,
+    start_image,
+    total_variation,
 )
 from xattr.models import load_with_info
 from xattr.nn import Conv2D, Dense, GlobalAvgPool2D, MaxPool2D, ReLU, Sequential
@@ -266,7 +278,7 @@ def test_function_model_gives_class_objectives_only():
     for obj in (class_score(1), class_log_probability(1)):
         x = g.normal(size=(1, 2, 4, 4))
         _, grad = _objective_and_grad(model, x, obj)
-        num = _central(lambda a: _objective_and_grad(model, a, obj, need_grad=False)[0].sum(), x)
+        num = _central(lambda a, obj=obj: _objective_and_grad(model, a, obj, need_grad=False)[0].sum(), x)
         np.testing.assert_allclose(grad, num, rtol=1e-7, atol=1e-9)
     res = activation_maximisation(model, class_log_probability(1), (2, 4, 4), steps=20, optimiser="gradient", lr=0.1)
     assert res.values[-1, 0] > res.values[0, 0]
@@ -293,13 +305,17 @@ def test_starts():
     assert u.shape == (2, 3, 8, 8) and 0.2 <= u.min() and u.max() <= 0.4
     z = start_image("normal", (3, 20, 20), 1, (0.0, 2.0), rng=0)
     assert abs(z.mean() - 1.0) < 0.02 and abs(z.std() - 0.2) < 0.02
-    np.testing.assert_array_equal(start_image("uniform", (3, 4, 4), 1, rng=7), start_image("uniform", (3, 4, 4), 1, rng=7))
+    np.testing.assert_array_equal(
+        start_image("uniform", (3, 4, 4), 1, rng=7), start_image("uniform", (3, 4, 4), 1, rng=7)
+    )
     assert start_image("uniform", (1, 2, 2), 1, rng=np.random.default_rng(1)).dtype == np.float64
 
 
 def test_same_seed_same_bits_other_seed_other_image():
     model = _small_cnn(2)
-    kw = dict(steps=8, start="uniform", jitter=2, rotate=5.0, scale=(0.9, 1.1), blur_sigma=0.5, blur_every=3, tv_weight=0.1)
+    kw = dict(
+        steps=8, start="uniform", jitter=2, rotate=5.0, scale=(0.9, 1.1), blur_sigma=0.5, blur_every=3, tv_weight=0.1
+    )
     a = activation_maximisation(model, class_score(1), (2, 8, 8), rng=11, **kw)
     b = activation_maximisation(model, class_score(1), (2, 8, 8), rng=np.random.default_rng(11), **kw)
     c = activation_maximisation(model, class_score(1), (2, 8, 8), rng=12, **kw)

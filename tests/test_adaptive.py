@@ -7,14 +7,25 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 import xattr
-from autograd_twins import vjp as ag_vjp
 from xattr.nn import (
-    AdaptiveAvgPool2D, AdaptiveMaxPool2D, AvgPool2D, Conv2D, Dense, Flatten, GlobalAvgPool2D, MaxPool2D, ReLU,
-    RuleNotDefined, Sequential, reference,
+    AdaptiveAvgPool2D,
+    AdaptiveMaxPool2D,
+    AvgPool2D,
+    Conv2D,
+    Dense,
+    Flatten,
+    GlobalAvgPool2D,
+    MaxPool2D,
+    ReLU,
+    RuleNotDefined,
+    Sequential,
+    reference,
 )
 from xattr.nn.adaptive import adaptive_bins
 from xattr.nn.base import Cache
 from xattr.nn.region import region_map
+
+from autograd_twins import vjp as ag_vjp
 
 try:
     import torch
@@ -165,7 +176,9 @@ def test_methods_through_adaptive_pools(pool):
         assert np.abs(delta).max() < 1e-12
     assert (region_map(pool) is None) == isinstance(pool, AdaptiveMaxPool2D)
     inc = xattr.occlusion(m, x, 0, window=3, stride=2, incremental=True)
-    np.testing.assert_allclose(inc, xattr.occlusion(m, x, 0, window=3, stride=2, incremental=False), rtol=1e-11, atol=1e-13)
+    np.testing.assert_allclose(
+        inc, xattr.occlusion(m, x, 0, window=3, stride=2, incremental=False), rtol=1e-11, atol=1e-13
+    )
     assert np.abs(xattr.lrp(m, x, 1, "epsilon")).max() > 0
 
 
@@ -183,4 +196,6 @@ def test_adaptive_float32_input_untouched_and_bad_sizes():
     with pytest.raises(ValueError, match="rank 4"):
         AdaptiveMaxPool2D(2).forward(np.zeros((2, 5, 5)))
     with pytest.raises(RuleNotDefined, match="no backward rule 'nope'"):
-        AdaptiveMaxPool2D(2).backward(np.zeros((1, 1, 2, 2)), AdaptiveMaxPool2D(2).forward(np.zeros((1, 1, 4, 4)))[1], "nope")
+        AdaptiveMaxPool2D(2).backward(
+            np.zeros((1, 1, 2, 2)), AdaptiveMaxPool2D(2).forward(np.zeros((1, 1, 4, 4)))[1], "nope"
+        )

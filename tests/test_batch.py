@@ -117,8 +117,15 @@ def serial(model, x, method, seed=SEED, bs=BS, target=None):
         xb = x[s:s + bs]
         t = model.forward(xb).argmax(1) if target is None else target
         if method == "test_noisy_gradient":
-            out += [fn(model, xb[j:j + 1], t[j:j + 1], rng=np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(s + j,))))
-                    for j in range(xb.shape[0])]
+            out += [
+                fn(
+                    model,
+                    xb[j : j + 1],
+                    t[j : j + 1],
+                    rng=np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(s + j,))),
+                )
+                for j in range(xb.shape[0])
+            ]
         else:
             out.append(fn(model, xb, t))
     return np.concatenate(out)
@@ -200,8 +207,16 @@ def test_every_registered_method_equals_serial(data, tmp_path, name):
         xb = x[s:s + BS]
         t = model.forward(xb).argmax(1)
         if "rng" in inspect.signature(fn).parameters:
-            ref += [fn(model, xb[j:j + 1], t[j:j + 1], **opts,
-                       rng=np.random.default_rng(np.random.SeedSequence(SEED, spawn_key=(s + j,)))) for j in range(len(xb))]
+            ref += [
+                fn(
+                    model,
+                    xb[j : j + 1],
+                    t[j : j + 1],
+                    **opts,
+                    rng=np.random.default_rng(np.random.SeedSequence(SEED, spawn_key=(s + j,))),
+                )
+                for j in range(len(xb))
+            ]
         else:
             ref.append(fn(model, xb, t, **opts))
     assert np.array_equal(batch.read_maps(r.store, name), np.concatenate(ref))
@@ -274,6 +289,23 @@ def test_transform_is_applied_before_the_model_and_part_of_the_job(data, tmp_pat
     assert r.summary["job"]["transform"]["partial"]["callable"] == "numpy.multiply"
     with pytest.raises(batch.JobMismatchError, match="differs in transform"):
         run(data, tmp_path, methods=["gradient"], chunk=8, scheduler="sync", resume=True)
+
+
+def test_the_command_lines_transform_keeps_the_name_stores_record_and_pickles():
+    """``xattr batch`` records ``partial(model_input, spec=...)`` by its qualified name: the name stores written so
+    far hold (``xattr.batch.model_input``), so they still resume; pickle and cloudpickle find it by that name."""
+    import functools
+    import pickle
+
+    import cloudpickle
+
+    from xattr.batch.job import _jsonable
+
+    spec = {"channels": 1, "range": [0.0, 1.0]}
+    t = functools.partial(batch.model_input, spec=spec)
+    assert _jsonable(t)["partial"] == {"callable": "xattr.batch.model_input"}
+    for dumps in (pickle.dumps, cloudpickle.dumps):
+        assert pickle.loads(dumps(t)).func is batch.model_input
 
 
 # -- summaries ---------------------------------------------------------------------------------
@@ -510,8 +542,16 @@ def test_cli_batch_runs_and_resumes(data, folder, tmp_path, capsys):
     assert np.array_equal(got[0], xattr.gradient(model, xin, model.forward(xin).argmax(1))[0])
     # the reader's stated rule: values / 255, then Pillow's bilinear resize of the float values per channel
     rgb9 = np.asarray(Image.open(folder / "img9.png").convert("RGB"), dtype=np.float64) / 255
-    pix9 = np.stack([np.asarray(Image.fromarray(rgb9[..., c].astype(np.float32), mode="F").resize((8, 8), Image.BILINEAR),
-                                dtype=np.float64) for c in range(3)], axis=-1)
+    pix9 = np.stack(
+        [
+            np.asarray(
+                Image.fromarray(rgb9[..., c].astype(np.float32), mode="F").resize((8, 8), Image.BILINEAR),
+                dtype=np.float64,
+            )
+            for c in range(3)
+        ],
+        axis=-1,
+    )
     x9 = (2.0 * pix9.transpose(2, 0, 1)[None] - 0.5) / 0.25
     assert np.array_equal(got[5], xattr.gradient(model, x9, model.forward(x9).argmax(1))[0])
     assert main(args + ["--resume"]) == 0
@@ -599,8 +639,8 @@ def test_summary_counts_only_verified_chunks(data, tmp_path):
     root = zarr.open_group(r.store, mode="r+")
     description = dict(root.attrs)["xattr_batch"]
     _damage(r.store, "flipped")
-    plan = batch._Plan(r.store, 8, 2, BS, [], SEED, "predicted", None, [], "stop", "array", "", (8, 8), "float64")
-    summary, _ = batch._summarise(root, r.store, description, batch._store_keys(root, description), plan,
+    plan = batch.task._Plan(r.store, 8, 2, BS, [], SEED, "predicted", None, [], "stop", "array", "", (8, 8), "float64")
+    summary, _ = batch.store._summarise(root, r.store, description, batch.store._store_keys(root, description), plan,
                                   {"total": 4, "run": 0, "skipped": 4, "reused_after_retry": 0})
     assert summary["n_images"] == 8 and summary["n_verified"] == 6 and summary["chunks"]["verified"] == 3
     assert list(summary["chunks"]["unverified"]) == ["1"]

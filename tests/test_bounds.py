@@ -12,6 +12,7 @@ import pytest
 import xattr
 from xattr.methods import _bounds, path
 from xattr.methods import perturbation as P
+from xattr.methods.perturbation._coalitions import _local_plan
 from xattr.methods.registry import get_method
 from xattr.nn import Conv2D, Dense, Flatten, GlobalAvgPool2D, ReLU, Sequential
 
@@ -44,10 +45,17 @@ REFUSED = [
     ("lime alpha=inf", lambda m: P.lime(m, X, 0, alpha=float("inf"), rng=0), "alpha must be a finite number"),
     ("lime n_samples=1e9", lambda m: P.lime(m, X, 0, n_samples=10**9, rng=0), "above the bound 131072"),
     ("kernel_shap n_samples=1e9", lambda m: P.kernel_shap(m, X, 0, n_samples=10**9, rng=0), "above the bound 131072"),
-    ("kernel_shap n_samples='lots'", lambda m: P.kernel_shap(m, X, 0, n_samples="lots", rng=0), "positive int or 'auto'"),
+    (
+        "kernel_shap n_samples='lots'",
+        lambda m: P.kernel_shap(m, X, 0, n_samples="lots", rng=0),
+        "positive int or 'auto'",
+    ),
     ("ig steps=1e9", lambda m: xattr.integrated_gradients(m, X, 0, steps=10**9), "above the bound MAX_STEPS = 65536"),
-    ("expected_gradients n_samples=1e9", lambda m: path.expected_gradients(m, X, 0, X, n_samples=10**9, rng=0),
-     "above the bound MAX_STEPS"),
+    (
+        "expected_gradients n_samples=1e9",
+        lambda m: path.expected_gradients(m, X, 0, X, n_samples=10**9, rng=0),
+        "above the bound MAX_STEPS",
+    ),
     ("smoothgrad n=1e9", lambda m: get_method("smoothgrad")(m, X, 0, n=10**9), "above the bound 131072"),
 ]
 
@@ -85,11 +93,14 @@ def test_local_tables_cost_in_floats_on_per_pixel_segments():
     the tables, which then asked for 2**81 rows).  The cost is a float now: the tables are not chosen, and
     the result equals plain evaluation."""
     g = np.random.default_rng(0)
-    net = Sequential(*[layer for i in range(4) for layer in (Conv2D(1 if i == 0 else 2, 2, 3, padding=1, rng=g), ReLU())],
-                     GlobalAvgPool2D(), Dense(2, 3, rng=g))
+    net = Sequential(
+        *[layer for i in range(4) for layer in (Conv2D(1 if i == 0 else 2, 2, 3, padding=1, rng=g), ReLU())],
+        GlobalAvgPool2D(),
+        Dense(2, 3, rng=g),
+    )
     x = np.random.default_rng(2).random((1, 1, 12, 12))
     seg = np.arange(144).reshape(12, 12)
-    plan = P._local_plan(net, x.shape, seg, 144)
+    plan = _local_plan(net, x.shape, seg, 144)
     assert plan.groups.sum(1).max() == 81 and plan.cost > 2.0**81
     auto = P.kernel_shap(net, x, 0, segments=seg, n_samples=64, rng=0)
     plain = P.kernel_shap(net, x, 0, segments=seg, n_samples=64, rng=0, locality=False)

@@ -11,7 +11,17 @@ from xattr.nn import Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, MaxPool2D
 
 def _cam_net(seed=0):
     g = np.random.default_rng(seed)
-    m = Sequential(Conv2D(3, 4, 3, padding=1, rng=g), ReLU(), MaxPool2D(2), Conv2D(4, 6, 3, padding=1, rng=g), ReLU(), GlobalAvgPool2D(), Flatten(), Dropout(), Dense(6, 5, rng=g))
+    m = Sequential(
+        Conv2D(3, 4, 3, padding=1, rng=g),
+        ReLU(),
+        MaxPool2D(2),
+        Conv2D(4, 6, 3, padding=1, rng=g),
+        ReLU(),
+        GlobalAvgPool2D(),
+        Flatten(),
+        Dropout(),
+        Dense(6, 5, rng=g),
+    )
     m["dense1"].bias = g.normal(size=5)
     return m
 
@@ -37,7 +47,9 @@ def test_grad_cam_equals_relu_cam_over_area_on_gap_heads():
         np.testing.assert_allclose(gc, np.maximum(c, 0) / 16, rtol=1e-12, atol=1e-15)
         np.testing.assert_allclose(xattr.grad_cam(m, X, t, relu=False, upsample=False), c / 16, rtol=1e-12, atol=1e-15)
         # the ReLU acts on the coarse map, then it is upsampled (ReLU and resizing do not commute)
-        np.testing.assert_allclose(xattr.grad_cam(m, X, t), upsample_bilinear(np.maximum(c, 0), (8, 8)) / 16, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(
+            xattr.grad_cam(m, X, t), upsample_bilinear(np.maximum(c, 0), (8, 8)) / 16, rtol=1e-12, atol=1e-15
+        )
 
 
 def test_grad_cam_at_an_earlier_layer_by_hand():
@@ -54,13 +66,17 @@ def test_grad_cam_at_an_earlier_layer_by_hand():
 
 def test_guided_grad_cam_is_the_product():
     m = _cam_net()
-    np.testing.assert_allclose(xattr.guided_grad_cam(m, X, 1), xattr.guided_backprop(m, X, 1) * xattr.grad_cam(m, X, 1), rtol=1e-14)
+    np.testing.assert_allclose(
+        xattr.guided_grad_cam(m, X, 1), xattr.guided_backprop(m, X, 1) * xattr.grad_cam(m, X, 1), rtol=1e-14
+    )
 
 
 @given(st.integers(1, 6), st.integers(1, 6), st.integers(1, 13), st.integers(1, 13))
 def test_upsampling_equals_its_naive_twin(h, w, H, W):
     a = np.random.default_rng(h * 31 + w).normal(size=(1, 2, h, w))
-    np.testing.assert_allclose(upsample_bilinear(a, (H, W)), reference.bilinear_resize(a, (H, W)), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        upsample_bilinear(a, (H, W)), reference.bilinear_resize(a, (H, W)), rtol=1e-12, atol=1e-12
+    )
 
 
 def test_upsampling_constant_and_identity():

@@ -14,6 +14,7 @@ import pytest
 import xattr
 from xattr.methods.cam import activations_and_gradients, upsample_bilinear
 from xattr.testing.networks import small_resnet
+
 from extras import need  # noqa: E402  (tests/extras.py: optional packages of the test suite)
 
 pytestmark = [pytest.mark.oracle, pytest.mark.filterwarnings("ignore::DeprecationWarning"),

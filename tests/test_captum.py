@@ -405,7 +405,9 @@ def test_integrated_gradients_gausslegendre_weights_rounded_to_float32(setup, fl
     n = IG_STEPS
     theirs = _captum_ig(net, x, target, "gausslegendre", n)
     t, v = np.polynomial.legendre.leggauss(n)
-    assert_agree(_quadrature_sum(model, x, target, 0.5 * (1 + t), (0.5 * v).astype(np.float32).astype(np.float64)), theirs)
+    assert_agree(
+        _quadrature_sum(model, x, target, 0.5 * (1 + t), (0.5 * v).astype(np.float32).astype(np.float64)), theirs
+    )
     ours = ig(model, x, target, steps=n, quadrature="gausslegendre")
     rel = np.abs(ours - theirs.detach().numpy()).max() / np.abs(ours).max()
     assert 1e-12 < rel < n * FLOAT32_EPS
@@ -522,5 +524,7 @@ def test_noise_tunnel_own_noise_is_float32(setup):
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(torch, "normal", spy)
-        captum_attr.NoiseTunnel(captum_attr.Saliency(net)).attribute(_t(x), nt_samples=2, stdevs=0.1, target=_tt(target))
+        captum_attr.NoiseTunnel(captum_attr.Saliency(net)).attribute(
+            _t(x), nt_samples=2, stdevs=0.1, target=_tt(target)
+        )
     assert seen == [torch.float32]

@@ -4,7 +4,8 @@ import pytest
 
 import xattr
 from xattr.methods import _chunks
-from xattr.methods.path import _affine_head, expected_gradients, integrated_gradients
+from xattr.methods.path import expected_gradients, integrated_gradients
+from xattr.methods.path._common import _affine_head
 from xattr.methods.smoothing import smoothgrad
 from xattr.nn import Conv2D, Dense, Flatten, GlobalAvgPool2D, MaxPool2D, ReLU, Sequential
 

@@ -8,6 +8,7 @@ import pytest
 
 import xattr
 from xattr.evaluation.class_maps import class_maps
+
 from extras import need  # noqa: E402  (tests/extras.py: optional packages of the test suite)
 
 

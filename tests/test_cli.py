@@ -223,8 +223,13 @@ def test_explain_on_a_png(tmp_path, model_file, capsys):
     # --fit stretch: Pillow's bilinear resize on the float values, per channel (aspect not kept)
     x2, _ = cli.load_image(png, info, fit="stretch")
     rgb = np.asarray(I.open(png).convert("RGB"), dtype=np.float64) / 255
-    raw = np.stack([np.asarray(I.fromarray(rgb[..., c].astype(np.float32), mode="F").resize((20, 20), I.BILINEAR), float)
-                    for c in range(3)], axis=-1)
+    raw = np.stack(
+        [
+            np.asarray(I.fromarray(rgb[..., c].astype(np.float32), mode="F").resize((20, 20), I.BILINEAR), float)
+            for c in range(3)
+        ],
+        axis=-1,
+    )
     np.testing.assert_allclose(x2[0], (np.moveaxis(raw, -1, 0) - 0.5) / 0.25, rtol=0, atol=1e-12)
 
 
@@ -256,9 +261,10 @@ def test_explain_out_honours_the_extension(tmp_path, model_file, capsys, ext, fm
 
 def test_explain_refuses_an_unknown_extension_before_any_work(tmp_path, model_file, capsys, monkeypatch):
     png = write_png(tmp_path / "a.png")
-    monkeypatch.setattr(cli, "run_method", lambda *a, **k: pytest.fail("the method ran"))
-    code, _, err = run(["explain", png, "--model", model_file, "--method", "gradient", "--out", str(tmp_path / "m.xyz")],
-                       capsys)
+    monkeypatch.setattr(cli.explain, "run_method", lambda *a, **k: pytest.fail("the method ran"))
+    code, _, err = run(
+        ["explain", png, "--model", model_file, "--method", "gradient", "--out", str(tmp_path / "m.xyz")], capsys
+    )
     assert code == 2 and "'.xyz' names no output format" in err and not (tmp_path / "m.xyz").exists()
 
 
@@ -306,8 +312,14 @@ def test_explain_shows_progress_for_the_long_methods(tmp_path, model_file, capsy
         (["explain", "{png}", "--model", "{tmp}/nomodel.json", "--method", "gradient"], "not found"),
         (["explain", "{png}", "--model", "{tmp}/text.png", "--method", "gradient"], "not valid|not an xattr|not found"),
         (["explain", "{png}", "--model", "{model}", "--method", "gradient", "--target", "9"], "--target must be"),
-        (["explain", "{png}", "--model", "{model}", "--method", "grad_cam", "--layer", "conv9"], "no layer named 'conv9'"),
-        (["explain", "{png}", "--model", "{model}", "--method", "gradient", "--layer", "relu1"], "takes no option 'layer'"),
+        (
+            ["explain", "{png}", "--model", "{model}", "--method", "grad_cam", "--layer", "conv9"],
+            "no layer named 'conv9'",
+        ),
+        (
+            ["explain", "{png}", "--model", "{model}", "--method", "gradient", "--layer", "relu1"],
+            "takes no option 'layer'",
+        ),
         (["demo", "--out", "{tmp}/d", "--n", "0"], "--n must be"),
         (["demo", "--out", "{tmp}/d", "--model", "{tmp}/nomodel"], "not found"),
         (["demo", "--out", "{tmp}/d", "--methods", "gradient,nope", "--model", "{model}"], "unknown method"),
@@ -366,7 +378,9 @@ def test_console_script_and_help():
     assert r.returncode == 0 and "usage: xattr" in r.stdout
     r = subprocess.run([exe, "explain", "nofile.png", "--model", "shapes", "--method", "gradient"],
                        capture_output=True, text=True, timeout=60)
-    assert r.returncode == 2 and r.stderr.strip().startswith("xattr: error:") and len(r.stderr.strip().splitlines()) == 1
+    assert (
+        r.returncode == 2 and r.stderr.strip().startswith("xattr: error:") and len(r.stderr.strip().splitlines()) == 1
+    )
 
 
 # -- the cases that printed a traceback (exit 1) are one line, exit 2 ------------------------------
@@ -378,8 +392,12 @@ def _hostile_files(tmp_path, model_file):
     def chunk(tag, data):
         return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
 
-    (tmp_path / "bomb.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 100000, 100000, 8, 2, 0, 0, 0))
-                                        + chunk(b"IDAT", zlib.compress(b"\x00")) + chunk(b"IEND", b""))
+    (tmp_path / "bomb.png").write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", 100000, 100000, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(b"\x00"))
+        + chunk(b"IEND", b"")
+    )
     doc = json.loads(open(model_file).read())
     npz = open(model_file[:-5] + ".npz", "rb").read()
 
@@ -399,18 +417,27 @@ def _hostile_files(tmp_path, model_file):
     assert hashlib.sha256(npz).hexdigest() == doc["weights"]["sha256"]
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["explain", "{tmp}/bomb.png", "--model", "{model}", "--method", "gradient"], "decompression bomb"),
-    (["explain", "{png}", "--model", "{tmp}/weights5.json", "--method", "gradient"], "'weights' entry must be an object"),
-    (["explain", "{png}", "--model", "{tmp}/deep.json", "--method", "gradient"], "nests JSON 50001 levels deep"),
-    (["explain", "{png}", "--model", "{tmp}/bigconv.json", "--method", "gradient"], "more than the memory budget"),
-    (["explain", "{png}", "--model", "{tmp}/biginput.json", "--method", "gradient"], "50000x50000 image's activations"),
-    (["demo", "--out", "{tmp}/d", "--model", "{tmp}/deep.json"], "levels deep"),
-    (["explain", "{png}", "--model", "{model}", "--method", "gradient", "--background", "2"], "background must be"),
-    (["explain", "{png}", "--model", "{model}"], "the following arguments are required: --method"),
-    (["explain", "{png}", "--model", "{model}", "--method", "gradient", "--target", "x"], "invalid int value"),
-    (["nonsense"], "invalid choice"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["explain", "{tmp}/bomb.png", "--model", "{model}", "--method", "gradient"], "decompression bomb"),
+        (
+            ["explain", "{png}", "--model", "{tmp}/weights5.json", "--method", "gradient"],
+            "'weights' entry must be an object",
+        ),
+        (["explain", "{png}", "--model", "{tmp}/deep.json", "--method", "gradient"], "nests JSON 50001 levels deep"),
+        (["explain", "{png}", "--model", "{tmp}/bigconv.json", "--method", "gradient"], "more than the memory budget"),
+        (
+            ["explain", "{png}", "--model", "{tmp}/biginput.json", "--method", "gradient"],
+            "50000x50000 image's activations",
+        ),
+        (["demo", "--out", "{tmp}/d", "--model", "{tmp}/deep.json"], "levels deep"),
+        (["explain", "{png}", "--model", "{model}", "--method", "gradient", "--background", "2"], "background must be"),
+        (["explain", "{png}", "--model", "{model}"], "the following arguments are required: --method"),
+        (["explain", "{png}", "--model", "{model}", "--method", "gradient", "--target", "x"], "invalid int value"),
+        (["nonsense"], "invalid choice"),
+    ],
+)
 def test_former_tracebacks_are_one_line_exit_2(tmp_path, model_file, capsys, argv, message):
     import re
 
@@ -460,7 +487,7 @@ def test_explain_states_what_it_read(tmp_path, model_file, capsys):
 
 def test_explain_deepshap_without_references_is_refused_before_any_work(tmp_path, model_file, capsys, monkeypatch):
     png = write_png(tmp_path / "a.png")
-    monkeypatch.setattr(cli, "run_method", lambda *a, **k: pytest.fail("the method ran"))
+    monkeypatch.setattr(cli.explain, "run_method", lambda *a, **k: pytest.fail("the method ran"))
     code, _, err = run(["explain", png, "--model", model_file, "--method", "deepshap"], capsys)
     assert code == 2 and "deepshap needs reference images (references): give --references" in err
     code, _, err = run(["explain", png, "--model", model_file, "--method", "gradient", "--references", png], capsys)
@@ -553,13 +580,15 @@ def test_demo_says_why_deepshap_shows_a_completeness_gap(tmp_path, capsys):
                         "deepshap,deeplift"], capsys)
     assert code == 0, err
     e = json.loads((tmp_path / "summary.json").read_text())["methods"]
-    assert max(abs(g) for g in e["deepshap"]["completeness_gap"]) > 1e-3 and "maxpool='rescale'" in e["deepshap"]["note"]
+    assert (
+        max(abs(g) for g in e["deepshap"]["completeness_gap"]) > 1e-3 and "maxpool='rescale'" in e["deepshap"]["note"]
+    )
     assert "note" not in e["deeplift"]  # its gap is round-off here
     row = [ln for ln in (tmp_path / "summary.md").read_text().splitlines() if ln.startswith("| deepshap |")][0]
     assert "not summation-exact" in row
     model, info = models.load_with_info("shapes")
     imgs, _, _ = cli.pick_examples(4, 0, 32)
     x = to_model_input(imgs, info)
-    refs = cli._Context(0, 32, info, shape=x.shape[1:]).references()
+    refs = cli.options._Context(0, 32, info, shape=x.shape[1:]).references()
     _, delta = xattr.deepshap(model, x, model(x).argmax(1), references=refs, maxpool="rescale", return_delta=True)
     assert np.abs(delta).max() < 1e-9

@@ -67,7 +67,9 @@ def test_regeneration_is_deterministic_and_matches_stored(stored, tmp_path):
     assert [c["id"] for c in fresh["cases"]] == [c.id for c in cases]
     _, regenerated = conf.load(str(tmp_path))
     for old, new in zip(cases, regenerated):
-        np.testing.assert_allclose(new.expected, old.expected, rtol=0, atol=1e-12 * max(1.0, np.abs(old.expected).max()))
+        np.testing.assert_allclose(
+            new.expected, old.expected, rtol=0, atol=1e-12 * max(1.0, np.abs(old.expected).max())
+        )
         np.testing.assert_array_equal(new.x, old.x)
 
 
@@ -221,7 +223,9 @@ def test_captum_adapter_passes_except_the_pinned_differences():
                   and r.case.options.get("quadrature") in ("riemann_trapezoid", "gausslegendre")}
     failed = {r.case.id for r in ran if r.status == "fail"}
     assert failed == float32 | maxpool_first | quadrature
-    loose = conf.check(captum_adapter, methods=slow, models=["pool_first_ties"], rtol=64 * float(np.finfo(np.float32).eps))
+    loose = conf.check(
+        captum_adapter, methods=slow, models=["pool_first_ties"], rtol=64 * float(np.finfo(np.float32).eps)
+    )
     assert all(r.status == "pass" for r in loose if r.status != "skip")
 
 

@@ -4,10 +4,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from autograd_twins import conv2d as ag_conv2d
-from autograd_twins import vjp as ag_vjp
 from xattr.nn import Conv2D, reference
 from xattr.nn import conv as conv_mod
+
+from autograd_twins import conv2d as ag_conv2d
+from autograd_twins import vjp as ag_vjp
 
 
 @st.composite
@@ -48,13 +49,20 @@ def _naive(layer):
 def test_forward_and_backward_equal_naive_twin(case):
     layer, x = case
     y, cache = layer.forward(x)
-    np.testing.assert_allclose(y, reference.conv2d_forward(x, layer.weight, layer.bias, **_naive(layer)), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        y, reference.conv2d_forward(x, layer.weight, layer.bias, **_naive(layer)), rtol=1e-12, atol=1e-12
+    )
     g = np.random.default_rng(0).normal(size=y.shape)
     np.testing.assert_allclose(
-        layer.backward(g, cache), reference.conv2d_backward(g, x.shape, layer.weight, **_naive(layer)), rtol=1e-12, atol=1e-12
+        layer.backward(g, cache),
+        reference.conv2d_backward(g, x.shape, layer.weight, **_naive(layer)),
+        rtol=1e-12,
+        atol=1e-12,
     )
     pg = layer.param_grads(g, cache)
-    np.testing.assert_allclose(pg["weight"], reference.conv2d_weight_grad(g, x, layer.weight.shape, **_naive(layer)), rtol=1e-11, atol=1e-11)
+    np.testing.assert_allclose(
+        pg["weight"], reference.conv2d_weight_grad(g, x, layer.weight.shape, **_naive(layer)), rtol=1e-11, atol=1e-11
+    )
     if layer.bias is not None:
         np.testing.assert_allclose(pg["bias"], g.sum(axis=(0, 2, 3)), rtol=1e-12)
 
@@ -141,7 +149,10 @@ def test_grouped_and_depthwise_kernels_equal_the_block_diagonal_conv(c_in, c_out
     dw_full = full.param_grads(g, cf)["weight"]
     dw = layer.param_grads(g, cache)["weight"]
     for k in range(groups):
-        o, c = slice(k * c_out // groups, (k + 1) * c_out // groups), slice(k * c_in // groups, (k + 1) * c_in // groups)
+        o, c = (
+            slice(k * c_out // groups, (k + 1) * c_out // groups),
+            slice(k * c_in // groups, (k + 1) * c_in // groups),
+        )
         np.testing.assert_allclose(dw[o], dw_full[o, c], rtol=1e-12, atol=1e-13)
     dx = np.random.default_rng(2).normal(size=x.shape)  # jvp: the linear part
     np.testing.assert_allclose(layer.jvp(dx, cache), full.jvp(dx, cf), rtol=1e-13, atol=1e-13)
@@ -281,9 +292,15 @@ def test_every_layout_equals_the_naive_twin(layout, case):
         g = np.random.default_rng(0).normal(size=y.shape)
         gx = layer.backward(g, cache)
         jv = layer.jvp(x, cache)
-    np.testing.assert_allclose(y, reference.conv2d_forward(x, layer.weight, layer.bias, **_naive(layer)), rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(gx, reference.conv2d_backward(g, x.shape, layer.weight, **_naive(layer)), rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(jv, reference.conv2d_forward(x, layer.weight, None, **_naive(layer)), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        y, reference.conv2d_forward(x, layer.weight, layer.bias, **_naive(layer)), rtol=1e-12, atol=1e-12
+    )
+    np.testing.assert_allclose(
+        gx, reference.conv2d_backward(g, x.shape, layer.weight, **_naive(layer)), rtol=1e-12, atol=1e-12
+    )
+    np.testing.assert_allclose(
+        jv, reference.conv2d_forward(x, layer.weight, None, **_naive(layer)), rtol=1e-12, atol=1e-12
+    )
     N, Ho = len(x), y.shape[2]
     if layer._depthwise() or layer._pointwise():
         assert not run.calls
@@ -305,8 +322,16 @@ def test_pointwise_layer_is_one_product_on_the_image():
             y, cache = layer.forward(x)
             gx = layer.backward(np.ones_like(y), cache)
         assert layer._pointwise() and not run.calls
-        np.testing.assert_allclose(y, reference.conv2d_forward(x, layer.weight, layer.bias, (1, 1), ((0, 0), (0, 0)), (1, 1), groups), rtol=1e-13)
-        np.testing.assert_allclose(gx, reference.conv2d_backward(np.ones_like(y), x.shape, layer.weight, (1, 1), ((0, 0), (0, 0)), (1, 1), groups), rtol=1e-13)
+        np.testing.assert_allclose(
+            y,
+            reference.conv2d_forward(x, layer.weight, layer.bias, (1, 1), ((0, 0), (0, 0)), (1, 1), groups),
+            rtol=1e-13,
+        )
+        np.testing.assert_allclose(
+            gx,
+            reference.conv2d_backward(np.ones_like(y), x.shape, layer.weight, (1, 1), ((0, 0), (0, 0)), (1, 1), groups),
+            rtol=1e-13,
+        )
 
 
 def test_disjoint_windows_are_assigned_and_overlapping_ones_added():
@@ -318,7 +343,12 @@ def test_disjoint_windows_are_assigned_and_overlapping_ones_added():
         g = np.random.default_rng(d).normal(size=y.shape)
         with _layout(TILE_BYTES=1, TILE_MIN_COLUMNS=1, SIDE_BY_SIDE_BYTES=-1):
             gx = layer.backward(g, cache)
-        np.testing.assert_allclose(gx, reference.conv2d_backward(g, x.shape, layer.weight, (s, s), ((0, 0), (0, 0)), (d, d)), rtol=1e-13, atol=1e-14)
+        np.testing.assert_allclose(
+            gx,
+            reference.conv2d_backward(g, x.shape, layer.weight, (s, s), ((0, 0), (0, 0)), (d, d)),
+            rtol=1e-13,
+            atol=1e-14,
+        )
 
 
 def test_results_never_alias_the_scratch_buffers():
@@ -407,6 +437,7 @@ def test_grouped_convs_through_every_walk():
     """Gradient (autograd oracle), exact IG (completeness), DeepLIFT (summation-to-delta), incremental occlusion
     (= full recomputation) on a depthwise-separable net."""
     import xattr
+
     from autograd_twins import model_function
 
     m = _mobile_block()

@@ -42,7 +42,9 @@ def test_masks_match_the_drawn_objects(instances):
             np.testing.assert_array_equal(b.instance_masks[i, k], want)
         # the object is drawn opaque and last: its pixels carry exactly its colour
         assert b.masks[i].sum() > 10
-        np.testing.assert_array_equal(b.images[i][:, b.masks[i]], np.repeat(p["color"][i][:, None], b.masks[i].sum(), 1))
+        np.testing.assert_array_equal(
+            b.images[i][:, b.masks[i]], np.repeat(p["color"][i][:, None], b.masks[i].sum(), 1)
+        )
 
 
 def test_object_stands_out_from_its_background():

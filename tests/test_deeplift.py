@@ -13,8 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import xattr
-from nets import networks
 from xattr.nn import BatchNorm2D, Conv2D, Dense, Flatten, GlobalAvgPool2D, MaxPool2D, ReLU, Sequential
+
+from nets import networks
 
 
 def _delta_t(model, x, ref, t):
@@ -53,7 +54,9 @@ def test_summation_to_delta_is_exact_without_maxpool(case, rule):
     model, x = case
     ref = np.random.default_rng(2).normal(size=x.shape[1:])  # one reference for all images
     attr, gap = xattr.deeplift(model, x, 0, ref, rule=rule, return_delta=True)
-    np.testing.assert_allclose(_sums(attr), _delta_t(model, x, np.broadcast_to(ref, x.shape), 0), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        _sums(attr), _delta_t(model, x, np.broadcast_to(ref, x.shape), 0), rtol=1e-10, atol=1e-12
+    )
     assert np.max(np.abs(gap)) < 1e-12
 
 
@@ -62,7 +65,15 @@ def test_sensitivity_one_changed_pixel_takes_all_of_delta_t(rule):
     """Sundararajan et al. 2017's Sensitivity(a), which summation-to-delta implies: if x and the reference
     differ in one pixel, that pixel gets Δt and every other pixel exactly 0."""
     gen = np.random.default_rng(13)
-    model = Sequential(Conv2D(2, 3, 3, padding=1, rng=gen), ReLU(), MaxPool2D(2), Flatten(), Dense(12, 3, rng=gen), ReLU(), Dense(3, 2, rng=gen))
+    model = Sequential(
+        Conv2D(2, 3, 3, padding=1, rng=gen),
+        ReLU(),
+        MaxPool2D(2),
+        Flatten(),
+        Dense(12, 3, rng=gen),
+        ReLU(),
+        Dense(3, 2, rng=gen),
+    )
     ref = gen.normal(size=(1, 2, 4, 4))
     x = ref.copy()
     x[0, 1, 2, 3] += 2.5
@@ -213,8 +224,12 @@ def test_revealcancel_on_a_relu_reading_the_input_and_through_folded_batchnorm()
     a, gap = xattr.deeplift(model, x, 0, ref, rule="revealcancel", return_delta=True)
     assert np.max(np.abs(gap)) < 1e-12
     # Rescale does not need the fold (batch-norm passes multipliers) and gives the same on the folded model
-    np.testing.assert_allclose(xattr.deeplift(model, x, 0, ref), xattr.deeplift(xattr.nn.fold_batchnorm(model), x, 0, ref),
-                               rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(
+        xattr.deeplift(model, x, 0, ref),
+        xattr.deeplift(xattr.nn.fold_batchnorm(model), x, 0, ref),
+        rtol=1e-10,
+        atol=1e-13,
+    )
 
 
 # -- DeepSHAP ----------------------------------------------------------------------------------------
@@ -229,7 +244,9 @@ def test_deepshap_is_the_mean_of_deeplift_over_references(case, k):
     expected = model(x)[:, 0] - np.mean([model(np.broadcast_to(r, x.shape))[:, 0] for r in refs], axis=0)
     np.testing.assert_allclose(_sums(got), expected, rtol=1e-10, atol=1e-12)
     assert np.max(np.abs(gap)) < 1e-12
-    np.testing.assert_allclose(xattr.deepshap(model, x, 0, refs, maxpool="rescale", batch_size=10**6), got, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(
+        xattr.deepshap(model, x, 0, refs, maxpool="rescale", batch_size=10**6), got, rtol=1e-12, atol=1e-15
+    )
 
 
 # -- the papers' properties ------------------------------------------------------------------------
@@ -308,7 +325,9 @@ def test_kindermans_input_invariance():
         "lrp_zplus": same(xattr.lrp(m1, x, 0, "zplus"), xattr.lrp(m2, x2, 0, "zplus")),
         "lrp_flat": same(xattr.lrp(m1, x, 0, "flat"), xattr.lrp(m2, x2, 0, "flat")),
         "lrp_w2": same(xattr.lrp(m1, x, 0, "w2"), xattr.lrp(m2, x2, 0, "w2")),
-        "lrp z^B, shifted box": same(xattr.lrp(m1, x, 0, box, low=lo, high=hi), xattr.lrp(m2, x2, 0, box, low=lo + c, high=hi + c)),
+        "lrp z^B, shifted box": same(
+            xattr.lrp(m1, x, 0, box, low=lo, high=hi), xattr.lrp(m2, x2, 0, box, low=lo + c, high=hi + c)
+        ),
     }
     assert kept == {
         "gradient": True, "gradient_x_input": False, "ig, shifted baseline": True, "deeplift, shifted reference": True,
@@ -330,7 +349,15 @@ def _ig_numeric_img(model, x, ref, steps=64):
 @pytest.mark.parametrize("maxpool", ["gradient", "rescale"])
 def test_input_equal_to_reference_gives_zeros_not_nan(rule, maxpool):
     gen = np.random.default_rng(8)
-    model = Sequential(Conv2D(2, 3, 3, padding=1, rng=gen), ReLU(), MaxPool2D(2), Flatten(), Dense(12, 5, rng=gen), ReLU(), Dense(5, 2, rng=gen))
+    model = Sequential(
+        Conv2D(2, 3, 3, padding=1, rng=gen),
+        ReLU(),
+        MaxPool2D(2),
+        Flatten(),
+        Dense(12, 5, rng=gen),
+        ReLU(),
+        Dense(5, 2, rng=gen),
+    )
     x = gen.normal(size=(2, 2, 4, 4))
     a, gap = xattr.deeplift(model, x, 1, x, rule=rule, maxpool=maxpool, return_delta=True)
     np.testing.assert_array_equal(a, 0)
@@ -365,7 +392,9 @@ def test_bad_input_is_refused_with_clear_messages():
     gen = np.random.default_rng(10)
     model = Sequential(Conv2D(2, 3, 3, rng=gen), ReLU(), GlobalAvgPool2D(), Dense(3, 2, rng=gen))
     x = gen.normal(size=(2, 2, 5, 5))
-    with pytest.raises(ValueError, match=r"reference must be a scalar, one sample of shape \(2, 5, 5\).*got shape \(3, 2, 5, 5\)"):
+    with pytest.raises(
+        ValueError, match=r"reference must be a scalar, one sample of shape \(2, 5, 5\).*got shape \(3, 2, 5, 5\)"
+    ):
         xattr.deeplift(model, x, 0, np.zeros((3, 2, 5, 5)))
     with pytest.raises(ValueError, match="reference must be finite"):
         xattr.deeplift(model, x, 0, np.full((2, 5, 5), np.nan))
@@ -431,13 +460,16 @@ def test_relu_cells_by_hand_including_their_limits():
     g = np.array([[2.0, 2.0, 2.0, 2.0]])
     # Rescale: Δy/Δx = 3/4, -2/-4; Δx = 0: the gradient at the input, 1[x > 0]
     np.testing.assert_allclose(relu.backward(g, cache, "rescale", inp=inp, ref=ref), [[1.5, 1.0, 2.0, 2.0]])
-    # RevealCancel on unit 0 with Δx⁺ = 5, Δx⁻ = -1 (sum 4): Δy⁺ = ½(4 − 0) + ½(3 − 0) = 3.5, Δy⁻ = ½·0 + ½(3 − 4) = -0.5
+    # RevealCancel on unit 0 with Δx⁺ = 5, Δx⁻ = -1 (sum 4): Δy⁺ = ½(4 − 0) + ½(3 − 0) = 3.5, Δy⁻ = ½·0 + ½(3 − 4) =
+    # -0.5
     # unit 3 with Δx⁺ = 0, Δx⁻ = 0: limits ½(f'(x₀) + f'(x₀ + Δx^∓)) = 1
     # unit 2 with Δx⁺ = 0.5, Δx⁻ = -0.5 (Δx = 0 but both terms move): Δy⁺ = ½(0.5 − 0) + ½(0.5 − 0.5)... computed below
     split = (np.array([[5.0, 0.0, 0.5, 0.0]]), np.array([[-1.0, -4.0, -0.5, 0.0]]))
     mp, mn = relu.backward(g, cache, "revealcancel", inp=inp, ref=ref, split=split)
     np.testing.assert_allclose(mp[0, [0, 3]], [2 * 3.5 / 5, 2 * 1.0])
-    np.testing.assert_allclose(mn[0, [0, 1, 3]], [2 * 0.5, 2 * 0.5, 2 * 1.0])  # unit 1: Δy⁻ = ½(0 − 2) + ½(0 − 2) = -2 over -4
+    np.testing.assert_allclose(
+        mn[0, [0, 1, 3]], [2 * 0.5, 2 * 0.5, 2 * 1.0]
+    )  # unit 1: Δy⁻ = ½(0 − 2) + ½(0 − 2) = -2 over -4
     assert mp[0, 1] == 2 * 0.5  # Δx⁺ = 0 on unit 1: limit ½(f'(2) + f'(2 − 4)) = ½
     # unit 2: Δy⁺ = ½(f(1) − f(.5)) + ½(f(.5) − f(0)) = .5, Δy⁻ = ½(f(0) − f(.5)) + ½(f(.5) − f(1)) = -.5
     np.testing.assert_allclose([mp[0, 2], mn[0, 2]], [2 * 1.0, 2 * 1.0])
@@ -493,7 +525,11 @@ def test_callable_targets_explain_a_difference_of_classes():
     a, gap = xattr.deeplift(model, x, diff, ref, maxpool="rescale", return_delta=True)
     np.testing.assert_allclose(_sums(a), diff(model(x)) - diff(model(ref)), rtol=1e-10)
     assert np.abs(gap).max() < 1e-12
-    np.testing.assert_allclose(a, xattr.deeplift(model, x, 0, ref, maxpool="rescale") - xattr.deeplift(model, x, 2, ref, maxpool="rescale"),
-                               rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(
+        a,
+        xattr.deeplift(model, x, 0, ref, maxpool="rescale") - xattr.deeplift(model, x, 2, ref, maxpool="rescale"),
+        rtol=1e-10,
+        atol=1e-14,
+    )
     r = xattr.lrp(model, x, diff, "0")  # output relevance seed ⊙ scores = (s0, -s2): LRP-0 stays gradient×input
     np.testing.assert_allclose(r, xattr.gradient_x_input(model, x, diff), rtol=1e-9, atol=1e-13)

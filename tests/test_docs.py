@@ -135,7 +135,9 @@ def test_readme_ten_lines_run_and_give_the_shapes_they_state():
 def test_readme_methods_table_is_generated_from_the_specs_and_up_to_date():
     text = README.read_text(encoding="utf-8")
     assert "<!-- begin generated: readme-methods -->" in text
-    assert xdocs.update_blocks(text) == text, "the README's generated blocks are stale: python -m xattr.docs update README.md"
+    assert xdocs.update_blocks(text) == text, (
+        "the README's generated blocks are stale: python -m xattr.docs update README.md"
+    )
     for name in xattr.available_methods():
         assert f"| `{name}` |" in text, name
     with pytest.raises(ValueError, match="unknown generated block 'nonsense'"):
@@ -147,7 +149,11 @@ def test_docs_update_rewrites_a_stale_block_in_place(tmp_path):
     page.write_text("intro\n<!-- begin generated: readme-methods -->\nstale\n<!-- end generated -->\nend\n")
     assert xdocs.main(["update", str(page)]) == 0
     out = page.read_text()
-    assert "stale" not in out and "| `gradient` | `xattr.gradient` |" in out and out.endswith("<!-- end generated -->\nend\n")
+    assert (
+        "stale" not in out
+        and "| `gradient` | `xattr.gradient` |" in out
+        and out.endswith("<!-- end generated -->\nend\n")
+    )
 
 
 def test_readme_use_your_own_model_runs_on_torchvision_resnet18():

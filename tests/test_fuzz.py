@@ -118,7 +118,12 @@ CASES = {
     "target_str": (X0, "cat", {}, ("error", TARGET)),
     "target_none": (X0, None, {}, ("error", TARGET)),
     "target_callable_shape": (X0, lambda s: s[:, :2], {}, ("error", TARGET + "|callable|shape")),
-    "target_callable_nan": (X0, lambda s: s[:, 0] * np.nan, {}, ("error", r"target callable (returned .* NaN|must return ints)")),
+    "target_callable_nan": (
+        X0,
+        lambda s: s[:, 0] * np.nan,
+        {},
+        ("error", r"target callable (returned .* NaN|must return ints)"),
+    ),
 }
 #: cases for methods with a baseline/reference parameter (name filled in per method)
 BASELINE_CASES = {
@@ -223,7 +228,11 @@ def classify(name, case):
             kw2[baseline_param(name)] = ref
             want = _call(name, X0, T0, kw2)
         if want.shape != a.shape or not np.allclose(a, want, rtol=1e-12, atol=1e-12 * (1 + np.abs(want).max())):
-            return "wrong", f"differs from the canonical input's result by {np.abs(a - want).max() if want.shape == a.shape else 'shape'}"
+            return (
+                "wrong",
+                "differs from the canonical input's result by "
+                f"{np.abs(a - want).max() if want.shape == a.shape else 'shape'}",
+            )
     if case == "float32" and a.dtype != np.float32:
         return "wrong", f"float32 input gave {a.dtype}"
     if "rng" in kw and case == "canonical":

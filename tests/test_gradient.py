@@ -11,7 +11,15 @@ from xattr.nn import Conv2D, Dense, Flatten, GlobalAvgPool2D, MaxPool2D, ReLU, S
 
 def _cnn(seed=0):
     g = np.random.default_rng(seed)
-    m = Sequential(Conv2D(3, 4, 3, padding=1, rng=g), ReLU(), MaxPool2D(2), Conv2D(4, 6, 3, padding=1, rng=g), ReLU(), GlobalAvgPool2D(), Dense(6, 5, rng=g))
+    m = Sequential(
+        Conv2D(3, 4, 3, padding=1, rng=g),
+        ReLU(),
+        MaxPool2D(2),
+        Conv2D(4, 6, 3, padding=1, rng=g),
+        ReLU(),
+        GlobalAvgPool2D(),
+        Dense(6, 5, rng=g),
+    )
     for layer in m:
         if getattr(layer, "bias", None) is not None:
             layer.bias = g.normal(scale=0.1, size=layer.bias.shape)
@@ -79,7 +87,9 @@ def test_target_forms():
     margin = xattr.gradient(m, X, lambda scores: scores[:, 1] - 2.0 * scores[:, 2])
     np.testing.assert_allclose(margin, xattr.gradient(m, X, 1) - 2.0 * xattr.gradient(m, X, 2), rtol=1e-12, atol=1e-15)
     # a nonlinear function of the scores: log-softmax of class 0 (autograd.numpy)
-    logsm = lambda sc: sc[:, 0] - anp.log(anp.sum(anp.exp(sc), axis=1))
+    def logsm(sc):
+        return sc[:, 0] - anp.log(anp.sum(anp.exp(sc), axis=1))
+
     p = np.exp(s) / np.exp(s).sum(1, keepdims=True)
     expect = sum(((c == 0) - p[:, c])[:, None, None, None] * xattr.gradient(m, X, c) for c in range(5))
     np.testing.assert_allclose(xattr.gradient(m, X, logsm), expect, rtol=1e-10, atol=1e-14)

@@ -7,20 +7,34 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import xattr
-from autograd_twins import graph_function, vjp
 from xattr.nn import (
-    INPUT, Add, AvgPool2D, Concat, Conv2D, Dense, Flatten, GlobalAvgPool2D, Graph, GraphError, MaxPool2D,
-    Multiply, ReLU, RuleNotDefined, Sequential,
+    INPUT,
+    Add,
+    Concat,
+    Conv2D,
+    Dense,
+    Flatten,
+    GlobalAvgPool2D,
+    Graph,
+    GraphError,
+    MaxPool2D,
+    Multiply,
+    ReLU,
+    RuleNotDefined,
+    Sequential,
 )
 from xattr.testing import strategies as xst
 from xattr.testing.gradcheck import check_model_gradient
 from xattr.testing.networks import dense_block_net, inverted_residual_net, small_resnet
 
+from autograd_twins import graph_function, vjp
+
 RULES = ("gradient", "deconvnet", "guided")
 
 
 def _residual(rng=0, bias=0.2):
-    """conv -> relu -> [conv a, conv b] -> add (+ skip) -> relu -> maxpool -> concat with a 1x1 branch -> gap -> dense."""
+    """conv -> relu -> [conv a, conv b] -> add (+ skip) -> relu -> maxpool -> concat with a 1x1 branch -> gap ->
+    dense."""
     g = np.random.default_rng(rng)
 
     def conv(cin, cout, k):
@@ -166,7 +180,7 @@ def test_fan_out_sums_what_comes_back_for_every_rule():
     seed = np.eye(3)[[0, 2]]
     for rule in RULES:
         seen = {}
-        tape.pull(seed, rule, taps={"relu0": lambda n, rec, g: seen.setdefault(n, g)})
+        tape.pull(seed, rule, taps={"relu0": lambda n, rec, g, seen=seen: seen.setdefault(n, g)})
         parts = tape.pull(seed, rule, to=["a", "b", "sum"])
         a_in = m["a"].backward(parts["a"], tape["a"].cache, rule)
         b_in = m["b"].backward(parts["b"], tape["b"].cache, rule)

@@ -18,6 +18,7 @@ import pytest
 
 import xattr
 from xattr.testing.networks import small_resnet
+
 from extras import need  # noqa: E402  (tests/extras.py: optional packages of the test suite)
 
 pytestmark = pytest.mark.oracle

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from xattr.data import imagenet
+
 from extras import need  # noqa: E402  (tests/extras.py: optional packages of the test suite)
 
 

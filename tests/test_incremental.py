@@ -9,11 +9,22 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from xattr.methods import perturbation as P
+from xattr.methods.perturbation.occlusion import _window_starts
 from xattr.methods.segments import fill_image
-from xattr.nn import (AvgPool2D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, MaxPool2D, ReLU,
-                      Sequential)
+from xattr.nn import (
+    AvgPool2D,
+    BatchNorm2D,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    GlobalAvgPool2D,
+    MaxPool2D,
+    ReLU,
+    Sequential,
+)
 from xattr.nn.conv import pad_nchw
-from xattr.nn.region import finite_pad_value, region_map, without_padding, window_region
+from xattr.nn.region import finite_pad_value, region_map, window_region, without_padding
 
 
 def min_size(layer):
@@ -146,8 +157,10 @@ def test_incremental_occlusion_equals_full_recomputation(arch, data):
     x = rng.random((2, 2, H, W))
     x[:, :, : H // 2] = np.round(x[:, :, : H // 2], 1)  # repeated values: max-pool ties and exact zeros
     fill = fill_image(x, baseline, sigma=1.0)
-    rows, cols = P._window_starts(H, kh, sh), P._window_starts(W, kw, sw)
-    value = lambda s, image: s[:, 1]
+    rows, cols = _window_starts(H, kh, sh), _window_starts(W, kw, sw)
+    def value(s, image):
+        return s[:, 1]
+
     full = P.occluded_scores(model, x, fill, value, rows, cols, (kh, kw), batch_size=16, incremental=False)
     inc = P.occluded_scores(model, x, fill, value, rows, cols, (kh, kw), batch_size=7, incremental=True)
     np.testing.assert_allclose(inc, full, rtol=1e-11, atol=1e-12 * (1 + np.abs(full).max()))

@@ -5,6 +5,7 @@ import pytest
 import xattr
 from xattr.inputs import as_baseline, completeness_gap
 from xattr.nn import Conv2D, Dense, Flatten, MaxPool2D, ReLU, Sequential
+
 from extras import need  # noqa: E402  (tests/extras.py: optional packages of the test suite)
 
 T = np.array([0, 2])
@@ -44,14 +45,24 @@ def test_every_method_reports_the_same_signed_gap():
     ref = np.random.default_rng(2).random(x.shape) * 0.5
     fx = _score(model, x)
     cases = {
-        "integrated_gradients (5 nodes)": (xattr.integrated_gradients(model, x, T, baseline=ref, steps=5,
-                                                                      quadrature="riemann_left", return_delta=True),
-                                           _score(model, ref)),
-        "exact IG": ((lambda r: (r.attributions, r.delta))(xattr.exact_integrated_gradients(model, x, T, ref)),
-                     _score(model, ref)),
-        "deeplift (maxpool gradient)": (xattr.deeplift(model, x, T, reference=ref, return_delta=True), _score(model, ref)),
-        "deepshap": (xattr.deepshap(model, x, T, references=np.stack([ref[0], ref[1] * 0.3]), return_delta=True),
-                     (model(ref[:1])[0, T] + model(ref[1:] * 0.3)[0, T]) / 2),
+        "integrated_gradients (5 nodes)": (
+            xattr.integrated_gradients(
+                model, x, T, baseline=ref, steps=5, quadrature="riemann_left", return_delta=True
+            ),
+            _score(model, ref),
+        ),
+        "exact IG": (
+            (lambda r: (r.attributions, r.delta))(xattr.exact_integrated_gradients(model, x, T, ref)),
+            _score(model, ref),
+        ),
+        "deeplift (maxpool gradient)": (
+            xattr.deeplift(model, x, T, reference=ref, return_delta=True),
+            _score(model, ref),
+        ),
+        "deepshap": (
+            xattr.deepshap(model, x, T, references=np.stack([ref[0], ref[1] * 0.3]), return_delta=True),
+            (model(ref[:1])[0, T] + model(ref[1:] * 0.3)[0, T]) / 2,
+        ),
         "lrp-0": (xattr.lrp(model, x, T, "0", return_delta=True), 0.0),
     }
     signs = set()
@@ -103,3 +114,38 @@ def test_as_baseline_shapes_and_errors():
         as_baseline(True, x)
     with pytest.raises(TypeError, match="callable"):
         as_baseline(lambda v: v, x, allow_callable=False)
+
+
+# -- batch sizes: one name, one unit (model input rows per call), the cost model by default ----------------------
+def test_batch_size_is_checked_once_and_none_is_the_cost_models_choice():
+    from xattr.inputs import DEFAULT_BATCH_SIZE, check_batch_size, rows_per_call
+    from xattr.methods import _chunks
+
+    assert DEFAULT_BATCH_SIZE is None and check_batch_size(None) is None and check_batch_size(np.int64(5)) == 5
+    for bad in (0, -1, 2.5, True, "8"):
+        with pytest.raises(ValueError, match="batch_size must be a positive int or None, got"):
+            check_batch_size(bad)
+    with pytest.raises(ValueError, match="batch_size must be a positive int, got None"):
+        check_batch_size(None, allow_none=False)
+    model, x = _model(), _x()
+    assert rows_per_call(7, model, x, 1000) == 7
+    assert rows_per_call(None, model, x, 1000) == _chunks.chunk_rows(model, x[:1], 1000)
+    assert rows_per_call(None, None, x, 1000) == _chunks.values_rule(x[:1], 1000)  # no layers: the values rule
+
+
+def test_every_chunked_method_takes_none_and_gives_what_an_explicit_size_gives():
+    """The chunk only groups the same numbers into calls: None (the cost model) and 3 rows per call agree."""
+    model, x = _model(), _x()
+    seg = np.arange(64).reshape(8, 8) // 16
+    calls = [
+        lambda bs: xattr.integrated_gradients(model, x, T, steps=8, batch_size=bs),
+        lambda bs: xattr.saturation(model, x, T, alphas=np.linspace(0, 1, 5), batch_size=bs).gradient_norm,
+        lambda bs: xattr.smoothgrad(xattr.gradient, model, x, T, n=4, rng=0, batch_size=bs),
+        lambda bs: xattr.occlusion(model, x, T, window=4, stride=4, batch_size=bs, incremental=False),
+        lambda bs: xattr.shapley(model, x, T, segments=seg, batch_size=bs, locality=False),
+        lambda bs: xattr.lime(model, x, T, segments=seg, n_samples=20, rng=0, batch_size=bs, locality=False),
+        lambda bs: xattr.prediction_difference(model, x, T, window=4, padding=0, stride=4, n_samples=2, rng=0,
+                                               sampling="marginal", references=x, batch_size=bs),
+    ]
+    for call in calls:
+        np.testing.assert_allclose(call(None), call(3), rtol=1e-12, atol=1e-12)

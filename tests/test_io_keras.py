@@ -20,6 +20,7 @@ import pytest
 from scipy.special import softmax
 
 from extras import need  # tests/extras.py: optional packages of the test suite
+
 h5py = need("h5py", reason="from_keras needs h5py: pip install 'xattr-ref[keras]'")
 from xattr.io import ConversionError, from_keras  # noqa: E402
 from xattr.nn import Concat, Graph, Sequential  # noqa: E402
@@ -216,9 +217,19 @@ def test_functional_merges_by_hand(tmp_path):
         (layer("Dense", "d", units=2, use_bias=False, activation="linear"), ["gap"]),
     ])
     cfg["config"]["layers"][0]["inbound_nodes"] = []
-    path = write_keras(tmp_path / "f.keras", cfg, [("InputLayer", "in", []), ("Conv2D", "a", [Ka]), ("Conv2D", "b", [Kb]),
-                                                     ("Add", "sum", []), ("Concatenate", "cat", []),
-                                                     ("GlobalAveragePooling2D", "gap", []), ("Dense", "d", [D])])
+    path = write_keras(
+        tmp_path / "f.keras",
+        cfg,
+        [
+            ("InputLayer", "in", []),
+            ("Conv2D", "a", [Ka]),
+            ("Conv2D", "b", [Kb]),
+            ("Add", "sum", []),
+            ("Concatenate", "cat", []),
+            ("GlobalAveragePooling2D", "gap", []),
+            ("Dense", "d", [D]),
+        ],
+    )
     x = g.normal(size=(3, 4, 4, 2))
     a = np.maximum(x @ Ka[0, 0], 0)
     b = x @ Kb[0, 0]
@@ -231,7 +242,9 @@ def test_functional_merges_by_hand(tmp_path):
 # -- refusals ---------------------------------------------------------------------------------------------
 def _one_layer(tmp_path, lc, weights=(), shape=(6, 6, 2), tail=True):
     layers = [lc] + ([layer("GlobalAveragePooling2D", "gap")] if tail else [])
-    ws = [(lc["class_name"], lc["config"]["name"], list(weights))] + ([("GlobalAveragePooling2D", "gap", [])] if tail else [])
+    ws = [(lc["class_name"], lc["config"]["name"], list(weights))] + (
+        [("GlobalAveragePooling2D", "gap", [])] if tail else []
+    )
     return write_keras(tmp_path / "x.keras", sequential(layers, shape), ws)
 
 
@@ -270,7 +283,11 @@ def test_structures_that_are_refused(tmp_path):
     shared["config"]["layers"][0]["inbound_nodes"] = []
     shared["config"]["layers"][1]["inbound_nodes"] *= 2
     with pytest.raises(ConversionError, match=r"layer 'c' \(Conv2D\) is called 2 times"):
-        from_keras(write_keras(tmp_path / "c.keras", shared, [("InputLayer", "in", []), ("Conv2D", "c", [np.ones((1, 1, 1, 1))])]))
+        from_keras(
+            write_keras(
+                tmp_path / "c.keras", shared, [("InputLayer", "in", []), ("Conv2D", "c", [np.ones((1, 1, 1, 1))])]
+            )
+        )
     two_out = functional([(layer("InputLayer", "in", batch_shape=[None, 4, 4, 1]), []),
                           (layer("GlobalAveragePooling2D", "g"), ["in"])])
     two_out["config"]["output_layers"] = [["g", 0, 0], ["in", 0, 0]]

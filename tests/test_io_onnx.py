@@ -15,6 +15,7 @@ import pytest
 
 import xattr
 from xattr.io import ConversionError, from_onnx
+
 from extras import need  # noqa: E402  (tests/extras.py: optional packages of the test suite)
 
 onnx = need("onnx", reason="onnx is an optional extra: pip install 'xattr-ref[onnx]'")
@@ -26,8 +27,12 @@ HAS_CEIL = "ceil_mode" in inspect.signature(xattr.nn.MaxPool2D.__init__).paramet
 
 def _graph(nodes, inits, in_shape, out_name="y", opset=17, out_rank=2):
     h = onnx.helper
-    tensors = [onnx.numpy_helper.from_array(np.asarray(v, dtype=np.float64 if np.asarray(v).dtype.kind == "f" else np.int64), k)
-               for k, v in inits.items()]
+    tensors = [
+        onnx.numpy_helper.from_array(
+            np.asarray(v, dtype=np.float64 if np.asarray(v).dtype.kind == "f" else np.int64), k
+        )
+        for k, v in inits.items()
+    ]
     graph = h.make_graph(
         nodes, "g", [h.make_tensor_value_info("x", onnx.TensorProto.DOUBLE, [None] + list(in_shape[1:]))],
         [h.make_tensor_value_info(out_name, onnx.TensorProto.DOUBLE, [None] * out_rank)], initializer=tensors,
@@ -323,11 +328,18 @@ def test_corrupt_missing_and_foreign_files(tmp_path):
     bad.write_bytes(data[: len(data) // 3])
     with pytest.raises(ConversionError, match="truncated.onnx' is not a valid ONNX model"):
         from_onnx(bad)
-    for name, content in [("junk.onnx", b"this is not a protobuf \x00\xff\xfe" * 10),
-                          ("text.onnx", b"conv1: 3x3, relu, pool\n" * 20),
-                          ("weights.npy", b"\x93NUMPY\x01\x00v\x00{'descr': '<f8', 'fortran_order': False, 'shape': (3,), }"
-                                          + b" " * 60 + b"\n" + np.arange(3.0).tobytes()),
-                          ("model.pt", b"PK\x03\x04" + bytes(200))]:
+    for name, content in [
+        ("junk.onnx", b"this is not a protobuf \x00\xff\xfe" * 10),
+        ("text.onnx", b"conv1: 3x3, relu, pool\n" * 20),
+        (
+            "weights.npy",
+            b"\x93NUMPY\x01\x00v\x00{'descr': '<f8', 'fortran_order': False, 'shape': (3,), }"
+            + b" " * 60
+            + b"\n"
+            + np.arange(3.0).tobytes(),
+        ),
+        ("model.pt", b"PK\x03\x04" + bytes(200)),
+    ]:
         path = tmp_path / name
         path.write_bytes(content)
         with pytest.raises(ConversionError, match=f"{name}' (is not a valid ONNX model|imports no default-domain)"):
@@ -363,6 +375,7 @@ def test_an_operator_set_inside_the_range_reads_old_attribute_forms():
 # -- torch-exported models ------------------------------------------------------------------------------
 torch = need("torch", reason="torch is an optional extra: pip install 'xattr-ref[torch]'")
 import torch_zoo  # noqa: E402
+
 from xattr.io import from_torch  # noqa: E402
 
 
@@ -393,7 +406,9 @@ def test_torchscript_export_round_trip_and_names(net):
     x = np.random.default_rng(1).normal(size=shape)
     data = _export(module, x, dynamo=False)
     if net == "se" and not HAS_ADAPTIVE:
-        with pytest.raises(ConversionError, match=r"block.1/avgpool/GlobalAveragePool.*needs xattr.nn.AdaptiveAvgPool2D"):
+        with pytest.raises(
+            ConversionError, match=r"block.1/avgpool/GlobalAveragePool.*needs xattr.nn.AdaptiveAvgPool2D"
+        ):
             from_onnx(data)
         return
     xm = from_onnx(data)
@@ -433,7 +448,9 @@ def test_chain_with_zero_biases_is_a_chain():
                 m.bias.zero_()
     x = np.random.default_rng(0).normal(size=(2, 3, 4, 4))
     data = _export(module, x, dynamo=False)
-    assert any(nd.op_type == "Identity" and nd.input[0].endswith("bias") for nd in onnx.load_from_string(data).graph.node)
+    assert any(
+        nd.op_type == "Identity" and nd.input[0].endswith("bias") for nd in onnx.load_from_string(data).graph.node
+    )
     xm = from_onnx(data)
     assert isinstance(xm, xattr.nn.Sequential) and xm.names == ["0", "1", "2", "3", "4", "5", "6", "7"]
     _assert_scores(module, xm, x)

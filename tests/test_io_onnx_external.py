@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from xattr.io import ConversionError, from_onnx
+
 from extras import need  # noqa: E402  (tests/extras.py: optional packages of the test suite)
 
 onnx = need("onnx", reason="onnx is an optional extra: pip install 'xattr-ref[onnx]'")

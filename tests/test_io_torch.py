@@ -16,6 +16,7 @@ import xattr
 from xattr.io import ConversionError, from_torch
 
 from extras import need  # tests/extras.py: optional packages of the test suite
+
 torch = need("torch", reason="torch is an optional extra: pip install 'xattr-ref[torch]'")
 nn = torch.nn
 F = torch.nn.functional
@@ -217,7 +218,9 @@ def test_pending_layers_convert_or_are_named():
         if present:
             assert_round_trip(module, from_torch(module), np.random.default_rng(k).normal(size=shape))
         else:
-            with pytest.raises(ConversionError, match=rf"fx node '_{where}' \(module '{where}' .*needs xattr.nn.{layer}"):
+            with pytest.raises(
+                ConversionError, match=rf"fx node '_{where}' \(module '{where}' .*needs xattr.nn.{layer}"
+            ):
                 from_torch(module)
 
 

@@ -13,12 +13,22 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import xattr
-from nets import networks
 from xattr.methods.lrp import COMPOSITES, layer_rules
 from xattr.nn import (
-    AvgPool2D, BatchNorm2D, Conv2D, Dense, Flatten, GlobalAvgPool2D, MaxPool2D, ReLU, RuleNotDefined, Sequential,
+    AvgPool2D,
+    BatchNorm2D,
+    Conv2D,
+    Dense,
+    Flatten,
+    GlobalAvgPool2D,
+    MaxPool2D,
+    ReLU,
+    RuleNotDefined,
+    Sequential,
     fold_batchnorm,
 )
+
+from nets import networks
 
 RULES = ["0", "epsilon", "gamma", "alphabeta", "zplus", "zbox", "flat", "w2"]
 COLUMN = {"0": "lrp0", "epsilon": "lrp_epsilon", "gamma": "lrp_gamma", "alphabeta": "lrp_alphabeta",
@@ -225,8 +235,18 @@ def test_proportional_maxpool_against_loops():
 # -- networks ---------------------------------------------------------------------------------------
 def _relu_net(bias=True, rng=0):
     gen = np.random.default_rng(rng)
-    layers = [Conv2D(2, 4, 3, padding=1, bias=bias, rng=gen), ReLU(), MaxPool2D(2), Conv2D(4, 5, 3, bias=bias, rng=gen),
-              ReLU(), AvgPool2D(2, 1), Flatten(), Dense(5, 6, bias=bias, rng=gen), ReLU(), Dense(6, 3, bias=bias, rng=gen)]
+    layers = [
+        Conv2D(2, 4, 3, padding=1, bias=bias, rng=gen),
+        ReLU(),
+        MaxPool2D(2),
+        Conv2D(4, 5, 3, bias=bias, rng=gen),
+        ReLU(),
+        AvgPool2D(2, 1),
+        Flatten(),
+        Dense(5, 6, bias=bias, rng=gen),
+        ReLU(),
+        Dense(6, 3, bias=bias, rng=gen),
+    ]
     model = Sequential(*layers)
     if bias:
         for layer in model:
@@ -305,8 +325,12 @@ def test_output_relevance_score_or_one():
     model, x = _relu_net(rng=6)
     s = model(x)[:, 1]
     for comp in ("epsilon", "epsilon_plus", "w2"):
-        np.testing.assert_allclose(xattr.lrp(model, x, 1, comp), s[:, None, None, None] * xattr.lrp(model, x, 1, comp, output="one"),
-                                   rtol=1e-10, atol=1e-14)
+        np.testing.assert_allclose(
+            xattr.lrp(model, x, 1, comp),
+            s[:, None, None, None] * xattr.lrp(model, x, 1, comp, output="one"),
+            rtol=1e-10,
+            atol=1e-14,
+        )
 
 
 def test_composites_assign_rules_by_position_and_type():

@@ -10,6 +10,7 @@ import xattr
 from xattr import cli, models
 from xattr.data.train import shapes_cnn
 from xattr.models import _inputs
+
 from extras import need  # noqa: E402  (tests/extras.py: optional packages of the test suite)
 
 SPEC = dict(models.default_input_spec(3, 12, 12), range=[0.0, 2.0], mean=[0.5, 1.0, 1.5], std=[0.25, 0.5, 1.0])
@@ -47,7 +48,7 @@ def test_cli_ig_baseline_is_the_black_image_for_a_mean_std_model(tmp_path, model
     img = (np.random.default_rng(1).random((12, 12, 3)) * 255).astype(np.uint8)
     Image.fromarray(img).save(tmp_path / "a.png")
     model, info = models.load_with_info(model_file)
-    ctx = cli._Context(0, 12, info, shape=(3, 12, 12))
+    ctx = cli.options._Context(0, 12, info, shape=(3, 12, 12))
     kw = cli.method_kwargs("integrated_gradients", xattr.integrated_gradients, ctx)
     black = (0.0 - np.array(SPEC["mean"])[:, None, None]) / np.array(SPEC["std"])[:, None, None]
     assert np.array_equal(kw["baseline"], np.broadcast_to(black, (3, 12, 12)))  # not 0.0, the mean colour
@@ -68,7 +69,7 @@ def test_cli_ig_baseline_is_the_black_image_for_a_mean_std_model(tmp_path, model
 
 def test_methods_with_numeric_default_baselines_get_the_black_picture(model_file):
     model, info = models.load_with_info(model_file)
-    ctx = cli._Context(0, 12, info, shape=(3, 12, 12))
+    ctx = cli.options._Context(0, 12, info, shape=(3, 12, 12))
     black = _inputs.picture(info, (3, 12, 12))
     for name in ("occlusion", "lime", "kernel_shap", "shapley", "deeplift"):
         fn = cli.methods_table()[name]
@@ -143,7 +144,9 @@ def test_model_space_arrays_checked_per_channel():
     _inputs.check_model_space(np.concatenate([black, white]), spec)
     bad = white.copy()
     bad[0, 2] += 0.01
-    with pytest.raises(ValueError, match="channel 2 .* the model's declared input range \\[0, 2\\] after its normalisation"):
+    with pytest.raises(
+        ValueError, match="channel 2 .* the model's declared input range \\[0, 2\\] after its normalisation"
+    ):
         _inputs.check_model_space(bad, spec)
 
 

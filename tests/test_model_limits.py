@@ -3,7 +3,8 @@
 Oracle for "before anything is allocated": the peak of Python/NumPy allocations while loading each hostile
 file (``tracemalloc``; NumPy reports its buffers to it) stays below 4 MiB (a few 1 MiB read blocks) plus 40
 times the architecture file's size (parsing JSON costs about that), while honouring the file would take
-hundreds of megabytes to gigabytes.  Each refusal is one line naming the file and the problem.  The layer constructors refuse
+hundreds of megabytes to gigabytes.  Each refusal is one line naming the file and the problem.  The layer constructors
+refuse
 non-integer sizes and non-finite ``eps`` (the file path and the Python API meet there).
 """
 import hashlib

@@ -14,7 +14,16 @@ from xattr.data import SHAPES, make_shapes
 from xattr.data.train import fold_input_normalization, shapes_cnn
 from xattr.models import ModelFileError
 from xattr.nn import (
-    AvgPool2D, BatchNorm2D, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, MaxPool2D, ReLU, Sequential,
+    AvgPool2D,
+    BatchNorm2D,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    GlobalAvgPool2D,
+    MaxPool2D,
+    ReLU,
+    Sequential,
 )
 
 
@@ -62,18 +71,50 @@ def test_round_trip_of_the_zoo_layers(tmp_path):
     """Grouped/depthwise convs, asymmetric pads, ceil-mode and count_include_pad pools, adaptive pools and every
     activation come back with their settings (repr) and bit-identical outputs."""
     from xattr.nn import (
-        GELU, AdaptiveAvgPool2D, AdaptiveMaxPool2D, Clamp, Hardsigmoid, Hardswish, Hardtanh, Identity, LeakyReLU,
-        Pad2D, PReLU, ReLU6, SiLU, Sigmoid, Softplus, Tanh,
+        GELU,
+        AdaptiveAvgPool2D,
+        AdaptiveMaxPool2D,
+        Clamp,
+        Hardsigmoid,
+        Hardswish,
+        Hardtanh,
+        Identity,
+        LeakyReLU,
+        Pad2D,
+        PReLU,
+        ReLU6,
+        Sigmoid,
+        SiLU,
+        Softplus,
+        Tanh,
     )
 
     prelu = PReLU(4)
     prelu.weight = np.array([0.1, -0.2, 0.3, 0.25])
     model = Sequential(
-        Pad2D(((0, 1), (1, 2)), value=0.5), Conv2D(3, 4, 3, stride=2, padding=((1, 0), (0, 1)), rng=0), prelu,
-        Conv2D(4, 4, 3, padding=1, groups=4, rng=1), ReLU6(), Conv2D(4, 6, 1, groups=2, rng=2), Hardswish(),
-        MaxPool2D(3, 2, padding=1, ceil_mode=True), Hardtanh(-0.5, 2.0), AvgPool2D(2, 1, 1, ceil_mode=True, count_include_pad=False),
-        Clamp(max=3.0), LeakyReLU(0.2), Hardsigmoid(), Sigmoid(), Tanh(), SiLU(), GELU("tanh"), Softplus(2.0, 10.0),
-        Identity(), AdaptiveMaxPool2D((3, 2)), AdaptiveAvgPool2D((None, 1)), Flatten(), Dense(18, 2, rng=3),
+        Pad2D(((0, 1), (1, 2)), value=0.5),
+        Conv2D(3, 4, 3, stride=2, padding=((1, 0), (0, 1)), rng=0),
+        prelu,
+        Conv2D(4, 4, 3, padding=1, groups=4, rng=1),
+        ReLU6(),
+        Conv2D(4, 6, 1, groups=2, rng=2),
+        Hardswish(),
+        MaxPool2D(3, 2, padding=1, ceil_mode=True),
+        Hardtanh(-0.5, 2.0),
+        AvgPool2D(2, 1, 1, ceil_mode=True, count_include_pad=False),
+        Clamp(max=3.0),
+        LeakyReLU(0.2),
+        Hardsigmoid(),
+        Sigmoid(),
+        Tanh(),
+        SiLU(),
+        GELU("tanh"),
+        Softplus(2.0, 10.0),
+        Identity(),
+        AdaptiveMaxPool2D((3, 2)),
+        AdaptiveAvgPool2D((None, 1)),
+        Flatten(),
+        Dense(18, 2, rng=3),
     )
     x = np.random.default_rng(1).random((2, 3, 11, 10))
     models.save(model, tmp_path / "zoo")
@@ -132,7 +173,9 @@ def test_architecture_weights_mismatch(saved):
     with pytest.raises(ModelFileError, match=r"layer 'conv2' \(Conv2D\): in_channels = 2, but 5 channel\(s\) arrive"):
         models.load(saved)
     _edit(saved, lambda d: d["layers"][3]["config"].update(in_channels=5))  # a consistent chain, other weights
-    with pytest.raises(ModelFileError, match=r"conv1.weight has shape \(2, 3, 3, 3\), the architecture needs \(5, 3, 3, 3\)"):
+    with pytest.raises(
+        ModelFileError, match=r"conv1.weight has shape \(2, 3, 3, 3\), the architecture needs \(5, 3, 3, 3\)"
+    ):
         models.load(saved)
 
 

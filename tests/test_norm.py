@@ -17,7 +17,9 @@ def test_batchnorm_formula_and_gradient():
     bn = _bn(3)
     x = np.random.default_rng(1).normal(size=(2, 3, 4, 4))
     y, cache = bn.forward(x)
-    r = lambda v: v[None, :, None, None]
+    def r(v):
+        return v[None, :, None, None]
+
     expect = (x - r(bn.running_mean)) / np.sqrt(r(bn.running_var) + bn.eps) * r(bn.weight) + r(bn.bias)
     np.testing.assert_allclose(y, expect, rtol=1e-13)
     u, v = np.random.default_rng(2).normal(size=(2,) + x.shape)
@@ -27,7 +29,9 @@ def test_batchnorm_formula_and_gradient():
 
 
 def test_fold_batchnorm_computes_the_same_function_and_leaves_model_alone():
-    model = Sequential(Conv2D(2, 3, 3, padding=1, rng=0), _bn(3), ReLU(), Conv2D(3, 2, 3, bias=False, rng=1), _bn(2, 5), Flatten())
+    model = Sequential(
+        Conv2D(2, 3, 3, padding=1, rng=0), _bn(3), ReLU(), Conv2D(3, 2, 3, bias=False, rng=1), _bn(2, 5), Flatten()
+    )
     folded = fold_batchnorm(model)
     assert [type(layer).__name__ for layer in folded] == ["Conv2D", "ReLU", "Conv2D", "Flatten"]
     assert folded.names == ["conv1", "relu1", "conv2", "flatten1"]

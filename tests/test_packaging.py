@@ -65,6 +65,23 @@ def test_ci_runs_exactly_the_readme_test_command():
     assert tests in ci, f".ci/run must run the README's test command as written: {tests}"
 
 
+def test_ci_lints_after_the_tests_and_the_tree_is_ruff_clean():
+    """``.ci/run`` runs ``ruff check .`` after the test command, the pre-commit hook runs ruff too, and ruff (the
+    rules in pyproject.toml) finds nothing in the tree: the test fails on any finding, as CI would."""
+    import importlib.util
+    import subprocess
+
+    lines = [ln.strip() for ln in (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()]
+    tests = _readme_commands()[1].strip()
+    assert "ruff check ." in lines and lines.index("ruff check .") > lines.index(tests)
+    assert "entry: ruff check" in (ROOT / ".pre-commit-config.yaml").read_text(encoding="utf-8")
+    if importlib.util.find_spec("ruff") is None:
+        skip_or_fail("ruff (the 'lint' extra) is not installed here")
+    r = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "."], cwd=ROOT, capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, f"ruff check . reports:\n{r.stdout[-6000:]}{r.stderr[-2000:]}"
+
+
 def test_dev_brings_every_other_extra_except_the_notebook_front_end():
     extras = _extras()
     dev = {str(r) for r in _flatten("dev", extras)}
@@ -93,7 +110,10 @@ def test_torch_and_torchvision_are_pinned_as_the_pair_that_loads_everywhere_they
 
 def _third_party_imports():
     """Top-level modules imported by the test files and by the optional packages they ``need(...)``."""
-    local = {p.stem for folder in ("tests", "benchmarks") for p in (ROOT / folder).glob("*.py")} | {"xattr", "benchmarks"}
+    local = {p.stem for folder in ("tests", "benchmarks") for p in (ROOT / folder).glob("*.py")} | {
+        "xattr",
+        "benchmarks",
+    }
     found = set()
     for path in (ROOT / "tests").glob("*.py"):
         tree = ast.parse(path.read_text(encoding="utf-8"))

@@ -6,7 +6,6 @@ from hypothesis import strategies as st
 
 import xattr
 from xattr.nn import Conv2D, Dense, Flatten, GlobalAvgPool2D, Pad2D, ReLU, Sequential, tf_same_padding
-from xattr.nn.base import Cache
 from xattr.nn.relevance import LRP_RULES
 from xattr.testing.gradcheck import check_model_gradient
 
@@ -93,7 +92,9 @@ def test_methods_through_pad(value):
     _, delta = xattr.deeplift(m, x, 1, reference=0.3, return_delta=True)
     assert np.abs(delta).max() < 1e-12
     inc = xattr.occlusion(m, x, 0, window=3, stride=2, incremental=True)
-    np.testing.assert_allclose(inc, xattr.occlusion(m, x, 0, window=3, stride=2, incremental=False), rtol=1e-11, atol=1e-13)
+    np.testing.assert_allclose(
+        inc, xattr.occlusion(m, x, 0, window=3, stride=2, incremental=False), rtol=1e-11, atol=1e-13
+    )
 
 
 def test_lrp_through_zero_padding_conserves_on_a_bias_free_net():

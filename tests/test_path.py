@@ -37,6 +37,7 @@ from xattr.nn import (
     Sequential,
 )
 from xattr.testing.toy_models import ig_f1, ig_f2, linear_model, one_minus_relu
+
 from nets import Opaque  # the bare-protocol twin: no layer-aware shortcuts
 
 RULES = [q for q in QUADRATURES if q != "exact"]
@@ -281,7 +282,9 @@ def test_exact_ig_completeness_and_pieces(arch, data):
         assert res.segments[i] == len(edges) - 1 and np.all(np.diff(edges) > 0)
         a, b = edges[:-1], edges[1:]
         d = x[i] - x0[i]
-        pts = lambda t: x0[i] + t.reshape(-1, 1, 1, 1) * d  # noqa: E731
+        def pts(t, start=x0[i], d=d):
+            return start + t.reshape(-1, 1, 1, 1) * d
+
         g1 = xattr.gradient(model, pts(a + (b - a) / 3), target)
         g2 = xattr.gradient(model, pts(a + 2 * (b - a) / 3), target)
         # pieces short in input space are below what evaluating F at two points can resolve
@@ -472,7 +475,9 @@ def test_batch_size_bounds_the_points_per_call_and_memory():
 def test_bad_input_errors():
     model = small_cnn(15)
     x = np.random.default_rng(15).random((1, 2, 8, 8))
-    with pytest.raises(ValueError, match=r"baseline must be a scalar, one sample of shape \(2, 8, 8\), or broadcastable"):
+    with pytest.raises(
+        ValueError, match=r"baseline must be a scalar, one sample of shape \(2, 8, 8\), or broadcastable"
+    ):
         integrated_gradients(model, x, 0, baseline=np.zeros((3, 8, 8)))
     with pytest.raises(ValueError, match="steps must be >= 1"):
         integrated_gradients(model, x, 0, steps=0)
@@ -627,7 +632,9 @@ def test_affine_head_shortcut_equals_the_plain_sum(quadrature, dtype):
     rng = np.random.default_rng(21)
     x, x0 = rng.random((3, 2, 8, 8)).astype(dtype), rng.random((3, 2, 8, 8)).astype(dtype)
     fast = integrated_gradients(model, x, [0, 1, 2], baseline=x0, steps=20, quadrature=quadrature, batch_size=7)
-    plain = integrated_gradients(Opaque(model), x, [0, 1, 2], baseline=x0, steps=20, quadrature=quadrature, batch_size=7)
+    plain = integrated_gradients(
+        Opaque(model), x, [0, 1, 2], baseline=x0, steps=20, quadrature=quadrature, batch_size=7
+    )
     assert fast.dtype == dtype
     tol = 1e-12 if dtype == np.float64 else 2e-5
     np.testing.assert_allclose(fast, plain, rtol=tol, atol=tol * np.abs(plain).max())
@@ -646,7 +653,7 @@ def test_affine_head_of_a_dense_model_and_its_completeness():
 
 def test_run_sums_and_segment_sums_agree(monkeypatch):
     """Chunks with few images sum per run; chunks with many use gathers and reduceat: same numbers."""
-    import xattr.methods.path as path_mod
+    import xattr.methods.path._common as path_mod
 
     model = small_cnn(23)
     x = np.random.default_rng(23).random((5, 2, 8, 8))

@@ -12,8 +12,11 @@ import numpy as np
 import pytest
 
 import xattr
+from xattr._progress import Progress
 from xattr.methods import perturbation as P
 from xattr.methods.incremental import use_incremental
+from xattr.methods.perturbation._coalitions import _local_plan
+from xattr.methods.perturbation.kernel_shap import _sample_kernel_pairs
 from xattr.methods.segments import grid_segments
 from xattr.nn import Conv2D, Dense, Flatten, GlobalAvgPool2D, MaxPool2D, ReLU, Sequential
 
@@ -56,7 +59,9 @@ def test_shapley_from_values_matches_the_permutation_definition():
     rng = np.random.default_rng(0)
     M = 5
     v = rng.normal(size=2**M)
-    code = lambda present: int(np.dot(present, 2 ** np.arange(M)))
+    def code(present):
+        return int(np.dot(present, 2 ** np.arange(M)))
+
     np.testing.assert_allclose(P.shapley_from_values(v), permutation_shapley(lambda s: v[code(s)], M), rtol=1e-12)
     # glove game: one left glove (player 0), two right gloves: phi = (2/3, 1/6, 1/6)
     glove = np.array([min(s & 1, ((s >> 1) & 1) + ((s >> 2) & 1)) for s in range(8)], float)
@@ -185,7 +190,7 @@ def test_kernel_shap_sampling_is_deterministic_and_needs_rng():
 
 def test_kernel_pair_sampler_draws_sizes_from_the_shapley_kernel():
     M, gen = 6, np.random.default_rng(0)
-    Z = P._sample_kernel_pairs(M, 20000, gen)
+    Z = _sample_kernel_pairs(M, 20000, gen)
     assert Z.shape == (40000, M)
     np.testing.assert_array_equal(Z[20000:], ~Z[:20000])  # complements
     s = np.arange(1, M)
@@ -366,11 +371,11 @@ def test_registry_and_progress(capsys):
     assert xattr.available_methods("perturbation") == ["occlusion", "lime", "kernel_shap", "shapley",
                                                         "prediction_difference"]
     assert xattr.get_method("kernel_shap") is xattr.kernel_shap
-    bar = P._Progress(3, True, "demo")
+    bar = Progress(3, True, "demo")
     bar.bar = None  # force the built-in fallback even when tqdm is installed
     bar.update(3)
     assert "demo: 3/3" in capsys.readouterr().err
-    silent = P._Progress(3, False, "quiet")
+    silent = Progress(3, False, "quiet")
     silent.update(3)
     assert capsys.readouterr().err == ""
 
@@ -413,7 +418,7 @@ def test_locality_auto_uses_fewer_evaluations_and_true_is_checked():
     model = local_archs()[0]
     x = np.random.default_rng(21).random((1, 2, 24, 24))
     lab = grid_segments((24, 24), 3)  # 8-pixel cells, receptive field 8 pixels: at most 2 x 2 segments each
-    plan = P._local_plan(model, x.shape, lab, 9)
+    plan = _local_plan(model, x.shape, lab, 9)
     assert plan is not None and plan.cost < 2**9
     calls = []
 

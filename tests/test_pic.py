@@ -10,6 +10,7 @@ from scipy import interpolate
 
 from xattr.evaluation import pic as pc
 from xattr.nn import Dense, Flatten, Sequential
+
 from extras import need  # noqa: E402  (tests/extras.py: optional packages of the test suite)
 
 
@@ -196,7 +197,7 @@ def test_against_pairs_compute_pic_metric_on_uint8_images(monkeypatch):
         ours = pc.pic_curve(m, x, 0, smap, kind=kind, random_mask=rmask, thresholds=th, min_pred_value=0.0,
                             n_points=100, data_range=(0, 255), quantise=True)
 
-        def pred(batch):  # PAIR hands uint8 (B, H, W, C) images
+        def pred(batch, kind=kind):  # PAIR hands uint8 (B, H, W, C) images
             s = m.forward(batch.transpose(0, 3, 1, 2).astype(np.float64))
             if kind == "aic":
                 return list((np.argmax(s, axis=1) == 0).astype(float))

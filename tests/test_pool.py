@@ -5,14 +5,15 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from autograd_twins import avgpool2d as ag_avgpool
-from autograd_twins import maxpool2d as ag_maxpool
-from autograd_twins import vjp as ag_vjp
 from xattr import MAXPOOL_TIE_POLICY
 from xattr.nn import AvgPool2D, GlobalAvgPool2D, MaxPool2D, reference
 from xattr.nn.base import Cache
 from xattr.nn.pool import pool_output_size
 from xattr.nn.region import region_map
+
+from autograd_twins import avgpool2d as ag_avgpool
+from autograd_twins import maxpool2d as ag_maxpool
+from autograd_twins import vjp as ag_vjp
 
 try:
     import torch
@@ -22,8 +23,12 @@ except ImportError:  # pragma: no cover - torch is the optional 'captum' extra
 needs_torch = pytest.mark.skipif(torch is None, reason="PyTorch is the oracle here: pip install 'xattr-ref[captum]'")
 
 
+#: the default values of the cases: bounded finite floats
+FLOATS = st.floats(-3, 3, allow_nan=False, width=64)
+
+
 @st.composite
-def pool_cases(draw, values=st.floats(-3, 3, allow_nan=False, width=64), options=False):
+def pool_cases(draw, values=FLOATS, options=False):
     k = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
     s = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
     p = (draw(st.integers(0, k[0] // 2)), draw(st.integers(0, k[1] // 2)))
@@ -59,6 +64,49 @@ def test_tie_policy_first_in_row_major_window_order():
     np.testing.assert_array_equal(layer.backward(np.ones_like(y), cache), [[[[0, 1], [0, 0]]]])
     for rule in ("deconvnet", "guided"):  # switches are shared by all three rules
         np.testing.assert_array_equal(layer.backward(-np.ones_like(y), cache, rule), [[[[0, -1], [0, 0]]]])
+
+
+@given(pool_cases(values=small_ints))
+@example(((2, 2), (2, 2), (0, 0), np.ones((1, 1, 4, 4))))
+@example(((3, 3), (2, 2), (1, 1), np.zeros((1, 1, 5, 5))))
+def test_tie_split_equals_autograd_at_ties_in_every_rule_that_routes_through_the_switch(case):
+    """``tie="split"`` is autograd's ``balanced_eq``: the vjp of ``np.max`` over the windows, ties everywhere
+    (values from {-1, 0, 1, 2}); the forward-mode derivative is its adjoint."""
+    k, s, p, x = case
+    layer = MaxPool2D(k, s, p, tie="split")
+    y, cache = layer.forward(x)
+    np.testing.assert_array_equal(y, MaxPool2D(k, s, p).forward(x)[0])  # the policy changes no value
+    rng = np.random.default_rng(3)
+    u, v = rng.normal(size=y.shape), rng.normal(size=x.shape)
+    want = ag_vjp(lambda z: ag_maxpool(z, layer), x, u)
+    for rule in ("gradient", "deconvnet", "guided"):
+        np.testing.assert_allclose(layer.backward(u, cache, rule), want, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(layer.backward(u, cache, "rescale"), want, rtol=1e-13, atol=1e-13)  # DeepLIFT's
+    np.testing.assert_allclose(layer.backward(u, cache, "lrp_epsilon"), want, rtol=1e-13, atol=1e-13)  # LRP's w-t-a
+    assert np.isclose(np.sum(layer.jvp(v, cache) * u), np.sum(v * want), rtol=1e-12, atol=1e-12)  # adjoint
+
+
+def test_tie_split_by_hand_and_the_policy_is_checked_and_saved(tmp_path):
+    x = np.array([[[[0.0, 5.0], [5.0, 5.0]]]])
+    layer = MaxPool2D(2, tie="split")
+    y, cache = layer.forward(x)
+    np.testing.assert_allclose(layer.backward(np.full_like(y, 3.0), cache), [[[[0, 1], [1, 1]]]], rtol=1e-15)
+    assert MaxPool2D(2).tie == "first" and "tie" not in vars(MaxPool2D(2))  # the default: attributes as before
+    assert "tie='split'" in layer.extra_repr() and "tie" not in MaxPool2D(2).extra_repr()
+    for bad in ("mean", "First", None, 1):
+        with pytest.raises(ValueError, match="tie must be 'first' .PyTorch's switch. or 'split' .autograd's"):
+            MaxPool2D(2, tie=bad)
+    from xattr import models
+    from xattr.nn import Conv2D, Dense, GlobalAvgPool2D, ReLU, Sequential
+
+    model = Sequential(Conv2D(1, 2, 3, padding=1, rng=0), ReLU(), MaxPool2D(2, tie="split"), GlobalAvgPool2D(),
+                       Dense(2, 3, rng=1))
+    models.save(model, tmp_path / "m")
+    back = models.load(str(tmp_path / "m"))
+    pools = [layer for layer in back if isinstance(layer, MaxPool2D)]
+    assert [p.tie for p in pools] == ["split"]
+    xs = np.random.default_rng(0).integers(0, 2, size=(2, 1, 6, 6)).astype(np.float64)  # ties after the ReLU
+    np.testing.assert_array_equal(back.vjp(xs, np.ones((2, 3))), model.vjp(xs, np.ones((2, 3))))
 
 
 def test_overlapping_windows_accumulate_at_a_shared_maximum():
@@ -163,7 +211,8 @@ def test_ceil_mode_and_count_include_pad_equal_the_naive_twins_with_ties(case):
 @needs_torch
 @given(pool_cases(values=small_ints, options=True))
 def test_pools_equal_torch_float64_with_ties(case):
-    """Output sizes, values and gradients against ``F.max_pool2d``/``F.avg_pool2d`` (PyTorch picks the first maximum too)."""
+    """Output sizes, values and gradients against ``F.max_pool2d``/``F.avg_pool2d`` (PyTorch picks the first maximum
+    too)."""
     k, s, p, x, ceil, count = case
     for layer, fn in (
         (MaxPool2D(k, s, p, ceil_mode=ceil), lambda t: F.max_pool2d(t, k, s, p, ceil_mode=ceil)),
@@ -198,7 +247,9 @@ def test_count_include_pad_by_hand():
     x = np.ones((1, 1, 2, 2))
     assert AvgPool2D(2, 1, 1)(x)[0, 0, 0, 0] == 0.25  # the corner window holds one input and three zeros
     assert AvgPool2D(2, 1, 1, count_include_pad=False)(x)[0, 0, 0, 0] == 1.0
-    assert AvgPool2D(2, 1, 1).forward(x)[1].divisor == 4 and AvgPool2D(2, 1, 1, count_include_pad=False).forward(x)[1].divisor.shape == (3, 3)
+    assert AvgPool2D(2, 1, 1).forward(x)[1].divisor == 4 and AvgPool2D(2, 1, 1, count_include_pad=False).forward(x)[
+        1
+    ].divisor.shape == (3, 3)
 
 
 def test_region_maps_step_aside_where_they_cannot_express_the_window():
@@ -217,14 +268,18 @@ def test_region_maps_step_aside_where_they_cannot_express_the_window():
                        Dense(3 * ho * wo, 2, rng=2))
         x = np.random.default_rng(0).normal(size=(2, 2, 10, 10))
         inc = xattr.occlusion(m, x, 1, window=3, stride=2, incremental=True)
-        np.testing.assert_allclose(inc, xattr.occlusion(m, x, 1, window=3, stride=2, incremental=False), rtol=1e-12, atol=1e-13)
+        np.testing.assert_allclose(
+            inc, xattr.occlusion(m, x, 1, window=3, stride=2, incremental=False), rtol=1e-12, atol=1e-13
+        )
 
 
 def test_exact_ig_through_a_ceil_mode_max_pool_is_complete():
     import xattr
     from xattr.nn import Conv2D, Dense, Flatten, ReLU, Sequential
 
-    m = Sequential(Conv2D(2, 3, 3, rng=0), ReLU(), MaxPool2D(3, 2, ceil_mode=True), Flatten(), Dense(3 * 3 * 3, 2, rng=1))
+    m = Sequential(
+        Conv2D(2, 3, 3, rng=0), ReLU(), MaxPool2D(3, 2, ceil_mode=True), Flatten(), Dense(3 * 3 * 3, 2, rng=1)
+    )
     m[0].bias = np.array([0.2, -0.1, 0.05])
     x = np.random.default_rng(1).normal(size=(2, 2, 9, 9))
     res = xattr.exact_integrated_gradients(m, x, 1)

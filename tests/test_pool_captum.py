@@ -17,14 +17,15 @@ import numpy as np
 import pytest
 
 import xattr
+from xattr.io import from_torch
+from xattr.nn import Conv2D, Dense, Flatten, MaxPool2D, Sequential
+
+from extras import need  # tests/extras.py: optional packages of the test suite
 
 pytestmark = pytest.mark.oracle
-from extras import need  # tests/extras.py: optional packages of the test suite
 torch = need("torch", reason="the peer comparisons need torch: pip install 'xattr-ref[oracle]'")
 captum_attr = need("captum.attr", reason="Captum is an optional extra: pip install 'xattr-ref[captum]'")
 nn = torch.nn
-from xattr.io import from_torch  # noqa: E402
-from xattr.nn import Conv2D, Dense, Flatten, MaxPool2D, Sequential  # noqa: E402
 
 
 def _trace(model, x):

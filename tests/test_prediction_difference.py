@@ -12,7 +12,11 @@ from scipy.special import expit, roots_hermitenorm
 import xattr
 from xattr.methods import prediction_difference as _entry  # noqa: F401  (the package imports the module)
 from xattr.methods.prediction_difference import (
-    PatchGaussian, _conditional_samples, conditional_gaussian, fit_patch_gaussian, prediction_difference,
+    PatchGaussian,
+    _conditional_samples,
+    conditional_gaussian,
+    fit_patch_gaussian,
+    prediction_difference,
     weight_of_evidence,
 )
 from xattr.nn import Dense, Flatten, Sequential
@@ -153,7 +157,9 @@ def test_conditional_means_at_every_position_against_a_naive_loop(channels):
             chans = [gi] if channels == "independent" else list(range(C))
             v, msk = frame[chans].ravel(), win[chans].ravel()
             lam = np.linalg.inv(g.cov[gi])
-            cm = g.mean[gi][msk] - np.linalg.solve(lam[np.ix_(msk, msk)], lam[np.ix_(msk, ~msk)] @ (v[~msk] - g.mean[gi][~msk]))
+            cm = g.mean[gi][msk] - np.linalg.solve(
+                lam[np.ix_(msk, msk)], lam[np.ix_(msk, ~msk)] @ (v[~msk] - g.mean[gi][~msk])
+            )
             want[chans] = cm.reshape(len(chans), k, k)
         np.testing.assert_allclose(got[b], want, rtol=1e-9, atol=1e-12)
 

@@ -20,19 +20,21 @@ import pytest
 
 import xattr
 from xattr import evaluation as ev
+from xattr.io import from_torch
+
+from extras import need  # tests/extras.py: optional packages of the test suite
 
 pytestmark = [pytest.mark.oracle, pytest.mark.filterwarnings("ignore")]
-from extras import need  # tests/extras.py: optional packages of the test suite
 torch = need("torch", reason="the Quantus comparisons need torch: pip install 'xattr-ref[quantus]'")
 # Quantus imports TensorFlow whenever it is installed; TensorFlow loaded before torch's triton (pulled in by
-# torchvision / torch._dynamo) segfaults the process, so load triton first.
-import torch._dynamo  # noqa: E402,F401
+# torchvision / torch._dynamo) segfaults the process, so load triton first (after need() has found torch;
+# it rebinds the name torch to the same module).
+import torch._dynamo  # noqa: E402, F401, F811
 
 quantus = need("quantus", reason="Quantus is an optional extra: pip install 'xattr-ref[quantus]'")
+# imported once need() has found quantus (else the module is skipped with the install hint)
 from quantus.functions import perturb_func as qpf  # noqa: E402
-from quantus.functions.similarity_func import correlation_pearson, correlation_spearman  # noqa: E402
-
-from xattr.io import from_torch  # noqa: E402
+from quantus.functions.similarity_func import correlation_spearman  # noqa: E402
 
 nn = torch.nn
 RTOL = 1e-10

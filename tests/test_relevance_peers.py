@@ -101,8 +101,12 @@ def test_lrp_rules_agree_with_zennit(rule):
     x = np.random.default_rng(1).random((3, 3, 8, 8))  # an image in [0, 1]: z⁺'s domain
     target = np.array([0, 1, 3])
     model = from_torch(net)
-    if rule == "gamma":  # see test_zennit_gamma_is_the_generalised_rule_on_negative_outputs: γ where outputs pass a ReLU
-        ours = xattr.lrp(model, x, target, {xattr.nn.Conv2D: "gamma", xattr.nn.Dense: "epsilon"}, epsilon=0.1, output="one")
+    if (
+        rule == "gamma"
+    ):  # see test_zennit_gamma_is_the_generalised_rule_on_negative_outputs: γ where outputs pass a ReLU
+        ours = xattr.lrp(
+            model, x, target, {xattr.nn.Conv2D: "gamma", xattr.nn.Dense: "epsilon"}, epsilon=0.1, output="one"
+        )
         theirs = _zennit_lrp(net, x, target, [(Convolution, zen), (Linear, R.Epsilon(epsilon=0.1))])
     else:
         ours = xattr.lrp(model, x, target, rule, epsilon=0.1, gamma=0.25, alpha=2.0, beta=1.0, output="one")
@@ -153,9 +157,14 @@ def test_zennit_zplus_is_alpha1_beta0_on_signed_inputs():
     net = _net(4)
     x = np.random.default_rng(5).normal(size=(2, 3, 8, 8))
     target = np.array([0, 3])
-    theirs = _zennit_lrp(net, x, target, [(Convolution, R.ZPlus(stabilizer=1e-300)), (Linear, R.ZPlus(stabilizer=1e-300))])
+    theirs = _zennit_lrp(
+        net, x, target, [(Convolution, R.ZPlus(stabilizer=1e-300)), (Linear, R.ZPlus(stabilizer=1e-300))]
+    )
     model = from_torch(net)
-    a1b0 = {xattr.nn.Conv2D: ("alphabeta", {"alpha": 1, "beta": 0}), xattr.nn.Dense: ("alphabeta", {"alpha": 1, "beta": 0})}
+    a1b0 = {
+        xattr.nn.Conv2D: ("alphabeta", {"alpha": 1, "beta": 0}),
+        xattr.nn.Dense: ("alphabeta", {"alpha": 1, "beta": 0}),
+    }
     assert_agree(xattr.lrp(model, x, target, a1b0, output="one"), theirs)
     assert not np.allclose(xattr.lrp(model, x, target, "zplus", output="one"), theirs.detach().numpy())
 
@@ -179,8 +188,9 @@ def _captum_deeplift(net, x, ref, target):
     _captum()
     from captum.attr import DeepLift
 
-    a, delta = DeepLift(net).attribute(torch.from_numpy(x.copy()), baselines=torch.from_numpy(ref.copy()), target=target,
-                                       return_convergence_delta=True)
+    a, delta = DeepLift(net).attribute(
+        torch.from_numpy(x.copy()), baselines=torch.from_numpy(ref.copy()), target=target, return_convergence_delta=True
+    )
     return a.detach().numpy(), delta.detach().numpy()
 
 

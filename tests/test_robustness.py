@@ -182,5 +182,7 @@ def test_attack_bad_input():
         rb.fragility_attack(lambda mm, xx, t: np.ones_like(xx), m, x, objective="random", rng=0)
     with pytest.raises(ValueError, match="inside the data range"):
         rb.fragility_attack(xattr.gradient, m, x, clip=(-0.5, 0.5))
-    d = rb.fragility_attack(xattr.deconvnet, m, x, objective="random", rng=0, n_iter=2)  # random steps need no surrogate
+    d = rb.fragility_attack(
+        xattr.deconvnet, m, x, objective="random", rng=0, n_iter=2
+    )  # random steps need no surrogate
     assert d.label_kept.all()

@@ -10,7 +10,14 @@ import pytest
 import xattr
 from xattr.nn import Dense, Flatten, Sequential
 from xattr.testing import (
-    CHECKS, CLAIMS, Claims, ClaimsError, check_attribution, check_completeness, iter_cases, parametrize_with_checks,
+    CHECKS,
+    CLAIMS,
+    Claims,
+    ClaimsError,
+    check_attribution,
+    check_completeness,
+    iter_cases,
+    parametrize_with_checks,
 )
 
 N_STEPS = 8

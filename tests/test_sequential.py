@@ -5,16 +5,35 @@ import pytest
 from hypothesis import given
 
 import xattr
+from xattr.nn import (
+    CORE_RULES,
+    AvgPool2D,
+    Conv2D,
+    Dense,
+    Flatten,
+    GlobalAvgPool2D,
+    MaxPool2D,
+    ReLU,
+    RuleNotDefined,
+    Sequential,
+    rule_table,
+)
+
 from autograd_twins import model_function
 from autograd_twins import vjp as ag_vjp
 from nets import networks
-from xattr.nn import (
-    CORE_RULES, AvgPool2D, Conv2D, Dense, Flatten, GlobalAvgPool2D, MaxPool2D, ReLU, RuleNotDefined, Sequential, rule_table,
-)
 
 
 def _small():
-    return Sequential(Conv2D(2, 3, 3, padding=1, rng=0), ReLU(), MaxPool2D(2), ("head_conv", Conv2D(3, 4, 3, rng=1)), ReLU(), GlobalAvgPool2D(), Dense(4, 5, rng=2))
+    return Sequential(
+        Conv2D(2, 3, 3, padding=1, rng=0),
+        ReLU(),
+        MaxPool2D(2),
+        ("head_conv", Conv2D(3, 4, 3, rng=1)),
+        ReLU(),
+        GlobalAvgPool2D(),
+        Dense(4, 5, rng=2),
+    )
 
 
 def test_names_and_indexing():
@@ -96,7 +115,9 @@ def test_parameter_gradients_match_central_differences():
 def test_missing_rule_names_the_layer_and_the_rule():
     m = _small()
     x = np.zeros((1, 2, 8, 8))
-    with pytest.raises(RuleNotDefined, match=r"Dense 'dense1' has no backward rule 'nonsense'; its rules are: .*gradient"):
+    with pytest.raises(
+        RuleNotDefined, match=r"Dense 'dense1' has no backward rule 'nonsense'; its rules are: .*gradient"
+    ):
         m.vjp(x, np.ones((1, 5)), "nonsense")
 
 

@@ -7,6 +7,7 @@ from scipy.stats import norm
 import xattr
 from xattr.methods.smoothing import noise_scale, smoothgrad
 from xattr.nn import Conv2D, Dense, GlobalAvgPool2D, ReLU, Sequential
+
 from nets import Opaque  # the bare-protocol twin: no layer-aware shortcuts
 
 

@@ -105,8 +105,9 @@ def test_the_zoo_options_reach_groups_depthwise_every_activation_and_ceil_mode()
 def test_zoo_models_gradient_equals_autograd_and_central_differences(model, seed):
     """Random nets of the zoo's layers: the gradient rule against autograd's twin and central differences
     (continuous random inputs: kinks and ties have probability 0)."""
-    from autograd_twins import model_function, vjp
     from xattr.testing.gradcheck import check_model_gradient
+
+    from autograd_twins import model_function, vjp
 
     a = model.arch
     x = np.random.default_rng(seed).normal(size=(2, a["in_channels"]) + tuple(a["hw"]))

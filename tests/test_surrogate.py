@@ -55,7 +55,9 @@ def test_integrated_gradients_surrogate_is_the_quadrature_of_the_twins_gradient(
     tw = sg.SoftplusTwin(cases.small_cnn(size=8), 2.0)
     base = 0.25
     alphas, w = quadrature_rule("gausslegendre", 6)
-    want = (X - base) * sum(wk * sg.surrogate_map(tw, "gradient", base + a * (X - base), CLS) for a, wk in zip(alphas, w))
+    want = (X - base) * sum(
+        wk * sg.surrogate_map(tw, "gradient", base + a * (X - base), CLS) for a, wk in zip(alphas, w)
+    )
     got = sg.surrogate_map(tw, "integrated_gradients", X, CLS, {"baseline": base}, steps=6)
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
 

@@ -5,6 +5,7 @@ written here by ``torch.save`` in both layouts, and the hand-assembled files bel
 hand-assembly itself is checked against torch); for hostile files, the refusal, a sentinel file
 that a live payload would create (shown live by plain ``pickle.loads``), and tracemalloc's peak.
 """
+import functools
 import io
 import os
 import pickle
@@ -19,6 +20,7 @@ import pytest
 
 from xattr.io import torchfile
 from xattr.io.torchfile import MAGIC_NUMBER, TorchFileError, load, read_state_dict
+
 from extras import need  # noqa: E402  (tests/extras.py: optional packages of the test suite)
 
 TORCH_REASON = "torch is an optional extra: pip install 'xattr-ref[torch]'"
@@ -73,7 +75,7 @@ def _legacy_bytes(obj_pickle, storages, keys=None, little_endian=True, magic=MAG
     info = {"protocol_version": 1001, "little_endian": little_endian, "type_sizes": {"short": 2, "int": 4, "long": 8}}
     out = pickle.dumps(magic, 2) + pickle.dumps(1001, 2) + pickle.dumps(info, 2) + obj_pickle
     out += pickle.dumps(list(keys) if keys is not None else [k for k, _ in storages], 2)
-    for i, (key, arr) in enumerate(storages):
+    for i, (_key, arr) in enumerate(storages):
         numel = arr.size if numels is None else numels[i]
         out += struct.pack("<q", numel) + np.ascontiguousarray(arr, arr.dtype.newbyteorder("<")).tobytes()
     return out
@@ -470,7 +472,7 @@ def test_malformed_pickles_are_refused_without_allocating(tmp_path):
         path = _write(tmp_path, header + obj + pickle.dumps([], 2), f"{name}.pt")
         with pytest.raises(TorchFileError, match=match):
             load(path)
-        assert _peak(lambda: pytest.raises(TorchFileError, load, path)) < MB, name
+        assert _peak(functools.partial(pytest.raises, TorchFileError, load, path)) < MB, name
 
 
 def test_compressed_and_odd_zip_records_are_refused(tmp_path):

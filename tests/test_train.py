@@ -6,7 +6,13 @@ Oracles: central differences for the loss gradient; Adam's first step in closed 
 import numpy as np
 
 from xattr.data.train import (
-    Adam, NormalisedConv, fold_input_normalization, model_params, shapes_cnn, softmax_xent, train,
+    Adam,
+    NormalisedConv,
+    fold_input_normalization,
+    model_params,
+    shapes_cnn,
+    softmax_xent,
+    train,
 )
 
 
@@ -74,7 +80,9 @@ def test_training_records_its_run_and_is_deterministic():
     assert 0 <= meta["test_accuracy"] <= 1 and meta["train_seconds"] > 0
     assert meta["data"]["train_images"] == 128 and meta["data"]["test_seed"] == 12345
     # the returned model takes raw pixels: the training normalisation is folded into conv1
-    again, _ = train(size=16, channels=(2, 3, 4), epochs=2, per_epoch=64, batch=32, lr=1e-2, n_test=20, log=lambda s: None)
+    again, _ = train(
+        size=16, channels=(2, 3, 4), epochs=2, per_epoch=64, batch=32, lr=1e-2, n_test=20, log=lambda s: None
+    )
     x = np.random.default_rng(0).random((2, 3, 16, 16))
     assert model(x).tobytes() == again(x).tobytes()  # same seeds, same bits
     assert model.layers[0].pads == ((1, 1), (1, 1)) and meta["norm"] == "reparam"

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import xattr
-from xattr.nn import Conv2D, Dense, Flatten, GlobalAvgPool2D, MaxPool2D, ReLU, Sequential
+from xattr.nn import Conv2D, Dense, Flatten, GlobalAvgPool2D, Sequential
 from xattr.testing import cases, twins
 from xattr.testing import strategies as xst
 

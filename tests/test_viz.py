@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from xattr import viz
+
 from extras import need  # noqa: E402  (tests/extras.py: optional packages of the test suite)
 
 
@@ -17,7 +18,9 @@ def test_colormap_hits_anchors_and_interpolates_linearly():
         t = np.arange(k + 1) / k
         np.testing.assert_array_equal(viz.colormap(t, name), anchors.astype(np.uint8))
         mid = (np.arange(k) + 0.5) / k
-        np.testing.assert_array_equal(viz.colormap(mid, name), np.round((anchors[:-1] + anchors[1:]) / 2).astype(np.uint8))
+        np.testing.assert_array_equal(
+            viz.colormap(mid, name), np.round((anchors[:-1] + anchors[1:]) / 2).astype(np.uint8)
+        )
     assert viz.colormap(np.array([-3.0, 7.0]), "gray").tolist() == [[0, 0, 0], [255, 255, 255]]  # clipped
 
 
@@ -345,11 +348,14 @@ def test_sheet_checks_its_rows_and_columns():
 
 
 def test_grid_labels_draw_sigma_and_squared_with_real_glyphs():
-    """Column titles and row labels use viz.font (DejaVu where installed): σ and ² are drawn, not the missing-glyph box."""
+    """Column titles and row labels use viz.font (DejaVu where installed): σ and ² are drawn, not the missing-glyph
+    box."""
     fnt = viz.font(11)
     if not viz.has_glyphs(fnt, "σ²→"):
         pytest.skip("no font with σ and ² here: the labels are spelt out in ASCII (viz.fit_text)")
     tile = [[np.zeros((10, 10, 3), np.uint8)]]
-    head = lambda title: np.asarray(viz.grid_image(tile, [title], scale=4))[:14]  # the title strip
+    def head(title):  # the title strip
+        return np.asarray(viz.grid_image(tile, [title], scale=4))[:14]
+
     assert not np.array_equal(head("σ²"), head("\u0378\u0378"))  # not the .notdef box of an unassigned code point
     assert not np.array_equal(head("σ"), head("²"))

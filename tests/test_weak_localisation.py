@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from extras import need  # tests/extras.py: optional packages of the test suite
+
 need("maxflow", reason="GraphCut needs PyMaxflow (the optional extra 'localisation')")
 need("sklearn", reason="the colour models need scikit-learn (the optional extra 'localisation')")
 

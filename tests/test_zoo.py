@@ -14,13 +14,16 @@ import pytest
 
 import xattr
 
-pytestmark = pytest.mark.oracle
 from extras import need  # tests/extras.py: optional packages of the test suite
+
+pytestmark = pytest.mark.oracle
+
 torch = need("torch", reason="the zoo comparisons need torch: pip install 'xattr-ref[oracle]'")
 need("captum", reason="the zoo comparisons need Captum: pip install 'xattr-ref[oracle]'")
 need("torchvision", reason="the zoo networks are torchvision's blocks: pip install 'xattr-ref[oracle]'")
 
 import torch_zoo  # noqa: E402
+
 from benchmarks import zoo_table  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(__file__), os.pardir)

@@ -11,9 +11,10 @@ Quick start::
     heat = xattr.grad_cam(model, x, target=3)              # (2, 1, 32, 32)
 """
 from . import nn
-from ._errors import XattrError
 from ._conventions import KINK_POLICY, MAXPOOL_TIE_POLICY, RELU_GRAD_AT_ZERO
+from ._errors import XattrError
 from .methods import (
+    ablation_cam,
     activation_maximisation,
     backprop,
     cam,
@@ -21,24 +22,33 @@ from .methods import (
     deconvnet,
     deeplift,
     deepshap,
+    eigen_cam,
     exact_integrated_gradients,
     expected_gradients,
     expected_gradients_exact,
+    faster_score_cam,
     grad_cam,
+    grad_cam_plus_plus,
     gradient,
     gradient_x_input,
+    grid_segments,
     guided_backprop,
     guided_grad_cam,
-    lrp,
+    hires_cam,
     integrated_gradients,
+    kernel_shap,
+    layer_cam,
+    lime,
+    lrp,
+    occlusion,
     reduce_channels,
     saturation,
+    score_cam,
+    shapley,
+    slic_segments,
     smoothgrad,
+    xgrad_cam,
 )
-from .methods import (
-    ablation_cam, eigen_cam, faster_score_cam, grad_cam_plus_plus, hires_cam, layer_cam, score_cam, xgrad_cam,
-)
-from .methods import grid_segments, kernel_shap, lime, occlusion, shapley, slic_segments
 from .methods.prediction_difference import prediction_difference
 from .methods.registry import available_methods, get_method
 from .model import FunctionModel, check_model, from_function
@@ -67,7 +77,8 @@ def __dir__():
 __all__ = [
     "nn", "XattrError", "from_function", "FunctionModel", "check_model", "rule_table",
     "backprop", "gradient", "gradient_x_input", "deconvnet", "guided_backprop", "reduce_channels",
-    "cam", "grad_cam", "guided_grad_cam", "deeplift", "deepshap", "lrp", "available_methods", "get_method", "MAXPOOL_TIE_POLICY", "RELU_GRAD_AT_ZERO", "KINK_POLICY",
+    "cam", "grad_cam", "guided_grad_cam", "deeplift", "deepshap", "lrp", "available_methods", "get_method",
+    "MAXPOOL_TIE_POLICY", "RELU_GRAD_AT_ZERO", "KINK_POLICY",
     "occlusion", "lime", "kernel_shap", "shapley", "grid_segments", "slic_segments", "prediction_difference",
     "integrated_gradients", "exact_integrated_gradients", "expected_gradients", "expected_gradients_exact",
     "saturation", "smoothgrad", "class_model_visualisation", "activation_maximisation",

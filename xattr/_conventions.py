@@ -22,11 +22,11 @@ Kinks and ties
     negative side, like ``ReLU'(0) = 0``); ``ReLU6'(0) = ReLU6'(6) = 0``, and likewise ``Hardtanh``,
     ``Clamp`` (``torch.clamp``) and ``Hardsigmoid`` (at ±3) are 0 at their bounds; ``Hardswish'(−3) = 0``
     and ``Hardswish'(3) = 1``.  Softplus switches to the identity where ``βx > threshold`` (strictly).
-    ``MAXPOOL_TIE_POLICY = "first"``: when several inputs of a pooling window equal its
-    maximum, the whole gradient goes to the first of them in row-major window order
-    (the switch PyTorch's ``max_pool2d`` records).  autograd instead splits the gradient
-    evenly between tied maxima (``balanced_eq``); tests at ties compare with this
-    stated policy, not with autograd.
+    ``MAXPOOL_TIE_POLICY = "first"``: the default of :class:`xattr.nn.MaxPool2D`'s ``tie`` parameter.  When
+    several inputs of a pooling window equal its maximum, the whole gradient goes to the first of them in
+    row-major window order (the switch PyTorch's ``max_pool2d`` records).  ``tie="split"`` is autograd's choice
+    instead: the gradient split evenly between tied maxima (``balanced_eq``).  Tests at ties compare each policy
+    with its source (``tests/test_pool.py``: torch for "first", autograd for "split").
 
 Randomness
     Only through an explicit ``rng``: a ``numpy.random.Generator`` or a seed
@@ -48,6 +48,8 @@ SUPPORTED_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 RELU_GRAD_AT_ZERO = 0.0
 KINK_POLICY = "outer"
 MAXPOOL_TIE_POLICY = "first"
+#: the max-pool tie policies (``MaxPool2D(tie=...)``): PyTorch's first switch, autograd's even split.
+MAXPOOL_TIE_POLICIES = ("first", "split")
 
 
 def as_float_array(x, name="x", ndim=None, allow_nonfinite=False):

@@ -167,6 +167,29 @@ def resolve_class_transform(target, scores):
     return ClassOf(_classes(classes, n, out.shape[1]), transform, name)
 
 
+def resolve(target, scores):
+    """The target fixed at the input's scores ``(N, K)``: a :class:`ClassOf` for a ``(classes, transform)`` pair,
+    the callable itself when it returns one float per image, else the classes as an int array ``(N,)`` (a callable
+    returning ints is evaluated here, once).
+
+    Methods that score other points than the input (a path, noisy copies, occluded images, coalitions) resolve
+    the target at the input first, so that the class explained is the input's, not re-chosen at every point.
+    """
+    n, k = np.shape(scores)
+    if is_class_transform(target):  # (classes, transform): classes fixed here, one per image
+        return resolve_class_transform(target, scores)
+    if callable(target):
+        value = np.asarray(target(scores))
+        if value.dtype.kind not in "iu":
+            if value.shape != (n,):
+                raise ValueError(f"a target callable must return shape (N,) = ({n},), got {value.shape}")
+            return target
+        target = value
+    if isinstance(target, bool) or not isinstance(target, (numbers.Integral, np.integer, np.ndarray, list, tuple)):
+        raise TypeError(f"target must be an int, an int array of shape (N,) or a callable, got {type(target).__name__}")
+    return _classes(target, n, k)
+
+
 def _check_scores(scores):
     """A target selects among scores ``(N, K)``: a model with another output (a feature map) cannot take one."""
     if np.ndim(scores) != 2:

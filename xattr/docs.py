@@ -118,6 +118,7 @@ def _readme_methods(arg=None):
     """The README's methods table (plain Markdown, read on GitHub): name, call, paper, what it needs; one row per
     :class:`~xattr.methods.registry.MethodSpec`."""
     import xattr
+
     from .methods.registry import available_methods, get_spec
 
     out = ["| method | call | paper | needs |", "|---|---|---|---|"]

@@ -23,6 +23,16 @@ Baselines
 Targets
     An int, an int array ``(N,)``, a callable on the scores (returning classes or one value per image),
     or a ``(classes, transform)`` pair; see :mod:`xattr._targets` (``seed``, ``selected``).
+
+Batch sizes
+    One name and one unit for every method and metric: ``batch_size`` is the number of **model input rows per
+    call** (the leading axis of the array one ``forward`` or forward–backward call receives: IG's path points,
+    SmoothGrad's noisy copies, occluded images, coalitions, perturbed images).  The default,
+    :data:`DEFAULT_BATCH_SIZE` ``= None``, lets the cost model choose (:func:`rows_per_call`,
+    :func:`xattr.methods._chunks.chunk_rows`: activation memory and weight traffic under a memory budget; models
+    without layers get chunks of ``VALUES_PER_CHUNK`` input values).  The chunk only decides how the same
+    numbers are grouped into calls.  (``xattr batch``'s micro-batch is another unit, images per method call:
+    :data:`xattr.batch.run.DEFAULT_MICRO_BATCH`.)
 """
 from __future__ import annotations
 
@@ -32,8 +42,13 @@ import numpy as np
 
 from . import _targets
 from ._conventions import as_float_array
+from .methods import _chunks
 
-__all__ = ["completeness_gap", "as_baseline", "seed", "selected"]
+__all__ = ["completeness_gap", "as_baseline", "seed", "selected", "check_batch_size", "rows_per_call",
+           "DEFAULT_BATCH_SIZE"]
+
+#: model input rows per call when none is given: None, the cost model's choice (:func:`rows_per_call`).
+DEFAULT_BATCH_SIZE = None
 
 seed = _targets.seed
 selected = _targets.selected
@@ -82,3 +97,22 @@ def as_baseline(baseline, x, name="baseline", allow_callable=True):
             f"(one per image, one per channel); got shape {b.shape}"
         ) from None
     return np.array(out, dtype=x.dtype)
+
+
+def check_batch_size(batch_size, allow_none=True):
+    """``batch_size`` (model input rows per call) validated: a positive int, or None (the cost model's choice)
+    where ``allow_none``.  ``ValueError`` says what came."""
+    if batch_size is None and allow_none:
+        return None
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (numbers.Integral, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int{' or None' if allow_none else ''}, got {batch_size!r}")
+    return int(batch_size)
+
+
+def rows_per_call(batch_size, model, row, total, start=None):
+    """Model input rows per call: ``batch_size`` if given (validated), else the cost model's choice for ``total``
+    rows shaped like ``row`` ``(1, ...)`` (traced from node ``start``; :func:`xattr.methods._chunks.chunk_rows`;
+    ``model`` None or without layers: chunks of ``VALUES_PER_CHUNK`` input values)."""
+    if batch_size is not None:
+        return check_batch_size(batch_size, allow_none=False)
+    return _chunks.chunk_rows(model, np.asarray(row)[:1], total, start=start)

@@ -134,7 +134,9 @@ def overlay(image, m, cmap="magnitude", alpha=0.6, percentile=CLIP_PERCENTILE, w
     image = np.asarray(image)
     m = np.asarray(m, dtype=np.float64)
     if image.ndim != 3 or image.shape[2] != 3 or image.shape[:2] != m.shape:
-        raise ValueError(f"overlay takes an image (H, W, 3) and a map (H, W) of the same size, got {image.shape} and {m.shape}")
+        raise ValueError(
+            f"overlay takes an image (H, W, 3) and a map (H, W) of the same size, got {image.shape} and {m.shape}"
+        )
     if not 0 <= alpha <= 1:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     if not 0 <= gray <= 1:
@@ -182,7 +184,8 @@ def _wrap(text, width):
 
 
 def grid_image(rows, titles=(), row_titles=None, scale=3, pad=4, font_size=11):
-    """A labelled grid of tiles as a Pillow image (:func:`sheet` is the richer layout: one scale and a colour bar per column).
+    """A labelled grid of tiles as a Pillow image (:func:`sheet` is the richer layout: one scale and a colour bar per
+    column).
 
     Parameters
     ----------
@@ -223,7 +226,9 @@ def grid_image(rows, titles=(), row_titles=None, scale=3, pad=4, font_size=11):
         for c, tile in enumerate(row):
             tile = np.asarray(tile)
             if tile.dtype != np.uint8 or tile.ndim != 3 or tile.shape[2] != 3:
-                raise ValueError(f"grid tiles must be (H, W, 3) uint8, got {tile.shape} {tile.dtype} at row {r}, column {c}")
+                raise ValueError(
+                    f"grid tiles must be (H, W, 3) uint8, got {tile.shape} {tile.dtype} at row {r}, column {c}"
+                )
             img = Image.fromarray(tile).resize((tw, th), Image.NEAREST)
             canvas.paste(img, (left + pad + c * (tw + pad), y))
     return canvas
@@ -442,7 +447,8 @@ def font_path():
 
 @functools.lru_cache(maxsize=16)
 def font(size=12):
-    """DejaVu Sans at ``size`` px (:func:`font_path`), else Pillow's default font (whose missing glyphs :func:`fit_text` spells in ASCII)."""
+    """DejaVu Sans at ``size`` px (:func:`font_path`), else Pillow's default font (whose missing glyphs :func:`fit_text`
+    spells in ASCII)."""
     from PIL import ImageFont
 
     path = font_path()
@@ -477,7 +483,8 @@ def _tick(v, fnt):
 
 
 def colorbar_image(bar, height, fnt, width=12):
-    """A vertical colour bar ``(height, ...)`` as a Pillow image: gradient from ``bar.lo`` (bottom) to ``bar.hi`` with 3 ticks."""
+    """A vertical colour bar ``(height, ...)`` as a Pillow image: gradient from ``bar.lo`` (bottom) to ``bar.hi`` with 3
+    ticks."""
     from PIL import Image, ImageDraw
 
     t = np.linspace(1, 0, height)[:, None] * np.ones((1, width))  # top = 1
@@ -523,8 +530,9 @@ def show(attr, image=None, method="heat_map", sign=None, outlier_percentile=OUTL
     Parameters
     ----------
     attr : ndarray ``(H, W)``, ``(C, H, W)`` or ``(1, C, H, W)``
-    image : ndarray ``(C, H, W)`` (C = 1 or 3, scaled by ``value_range``, default min-max), ``(H, W)``, or ``(H, W, 3)`` uint8
-        Needed by every method but ``"heat_map"`` and ``"split"``.
+    image : ndarray ``(C, H, W)``, ``(H, W)``, or ``(H, W, 3)`` uint8
+        ``(C, H, W)`` with C = 1 or 3 is scaled by ``value_range`` (default min-max).  Needed by every method but
+        ``"heat_map"`` and ``"split"``.
     method : str
         One of :data:`METHODS`.
     sign : str

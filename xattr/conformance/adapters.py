@@ -87,7 +87,9 @@ def captum_adapter(method, model, x, target, options):
         return done(cls(net).attribute(xt, target=tt))
     if method == "grad_cam":
         layer = opts.get("layer") or _last_spatial(model)
-        out = ca.LayerGradCam(net, getattr(net, layer)).attribute(xt, target=tt, relu_attributions=opts.get("relu", True))
+        out = ca.LayerGradCam(net, getattr(net, layer)).attribute(
+            xt, target=tt, relu_attributions=opts.get("relu", True)
+        )
         if opts.get("upsample", True):
             out = ca.LayerAttribution.interpolate(out, tuple(x.shape[2:]), interpolate_mode="bilinear")
         return done(out)
@@ -100,7 +102,11 @@ def captum_adapter(method, model, x, target, options):
         if opts.get("maxpool", "gradient") != "gradient":
             raise skip("Captum's max-pool multipliers are xattr's maxpool='gradient'; it has no 'rescale' mode")
         ref = opts.get("reference")
-        kw = {} if ref is None or np.isscalar(ref) and ref == 0 else {"baselines": torch.as_tensor(np.broadcast_to(ref, x.shape).copy())}
+        kw = (
+            {}
+            if ref is None or np.isscalar(ref) and ref == 0
+            else {"baselines": torch.as_tensor(np.broadcast_to(ref, x.shape).copy())}
+        )
         return done(ca.DeepLift(net).attribute(xt, target=tt, **kw))
     if method == "deepshap":
         return done(ca.DeepLiftShap(net).attribute(xt, target=tt, baselines=torch.as_tensor(opts["references"])))

@@ -70,8 +70,9 @@ def method_options(method, spec):
         "shapley": [{"segments": seg}, {"segments": seg, "baseline": 0.5}],
         "kernel_shap": [{"segments": seg, "rng": 0}],  # 4 features: every coalition enumerated, so exact
         "lime": [{"segments": seg, "rng": 0, "n_samples": 50}],
-        "integrated_gradients": [{"quadrature": q, "steps": 16} for q in
-                                 ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre")]
+        "integrated_gradients": [{"quadrature": q, "steps": 16}
+                                 for q in ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid",
+                                           "gausslegendre")]
                                 + [{"quadrature": "exact"}],
         "expected_gradients": [{"references": (np.linspace(-0.5, 0.5, 3)[:, None, None, None]
                                                * np.ones((3,) + tuple(spec.input_shape[1:]))).tolist(),
@@ -101,18 +102,20 @@ DEFINITIONS = {
     "grad_cam": "alpha_k = spatial mean of dS_t/dA_k at the output of `layer` (default: last layer with a spatial "
                 "output), map sum_k alpha_k A_k, ReLU if relu (Selvaraju et al. 2017); upsample: bilinear, "
                 "align_corners=False; Captum LayerGradCam(relu_attributions=relu)",
-    "guided_grad_cam": "guided_backprop * bilinear-upsampled ReLU Grad-CAM; Captum GuidedGradCam(interpolate_mode='bilinear')",
-    "grad_cam_plus_plus": "alpha = g^2/(2 g^2 + sum_ab A_ab g^3) (0 where g = 0; + epsilon), w_k = sum_ij alpha ReLU(g) "
-                          "times exp(S_t) if score='exp', alpha / sum_ij alpha if normalize_alpha; map ReLU(sum_k w_k "
-                          "A_k) (Chattopadhay et al. 2018); pytorch-grad-cam: score='raw', epsilon=1e-6; "
-                          "tf-keras-vis: normalize_alpha=True",
+    "guided_grad_cam": "guided_backprop * bilinear-upsampled ReLU Grad-CAM; "
+                       "Captum GuidedGradCam(interpolate_mode='bilinear')",
+    "grad_cam_plus_plus": "alpha = g^2/(2 g^2 + sum_ab A_ab g^3) (0 where g = 0; + epsilon), "
+                          "w_k = sum_ij alpha ReLU(g) times exp(S_t) if score='exp', alpha / sum_ij alpha if "
+                          "normalize_alpha; map ReLU(sum_k w_k A_k) (Chattopadhay et al. 2018); pytorch-grad-cam: "
+                          "score='raw', epsilon=1e-6; tf-keras-vis: normalize_alpha=True",
     "score_cam": "masks H_k = minmax(bilinear(A_k)) (epsilon in the denominator; mask_interpolation half_pixel | "
                  "align_corners; mask_normalization 'coarse': minmax before upsampling); w_k = softmax(f(x H_k))_t "
                  "('softmax'), f_t(x H_k) - f_t(baseline) ('logit') or softmax over k of the logits "
                  "('channel_softmax'); map ReLU(sum_k w_k A_k) (Wang et al. 2020)",
     "faster_score_cam": "score_cam on the k channels of largest spatial std (population), ties to the lower index",
     "layer_cam": "ReLU(sum_k ReLU(dS_t/dA_k) A_k) (Jiang et al. 2021); several layers: tanh(2 M/max|M|), max-fused",
-    "xgrad_cam": "w_k = sum_ij A_ij dS_t/dA_ij / sum_ij A_ij (0 where the sum is 0), ReLU(sum_k w_k A_k) (Fu et al. 2020)",
+    "xgrad_cam": "w_k = sum_ij A_ij dS_t/dA_ij / sum_ij A_ij (0 where the sum is 0), ReLU(sum_k w_k A_k) "
+                 "(Fu et al. 2020)",
     "hires_cam": "sum_k dS_t/dA_k * A_k, ReLU if relu (Draelos & Carin 2020)",
     "eigen_cam": "activations (hw x K) projected on their first right singular vector, sign: entries sum > 0; "
                  "center: channel means removed first (Muhammad & Yeasin 2020); target unused",
@@ -132,9 +135,10 @@ DEFINITIONS = {
                   "default_rng(rng).standard_normal((N * n, C, H, W)), image-major (image i: rows i*n .. i*n+n-1)",
     "smoothgrad_squared": "as smoothgrad, mean of the squared gradients (Hooker et al. 2019)",
     "vargrad": "as smoothgrad, population variance (divisor n) of the gradients (Adebayo et al. 2018)",
-    "expected_gradients": "expected gradients (Erion et al. 2021) with xattr's random references and alphas: xattr-specific",
-    "prediction_difference": "weight of evidence in bits, log2 odds p_c(x) - log2 odds E[p_c(x, window resampled)] with "
-                             "the Laplace correction (pN+1)/(N+K), N = 100000, averaged over the windows covering "
+    "expected_gradients": "expected gradients (Erion et al. 2021) with xattr's random references and alphas: "
+                          "xattr-specific",
+    "prediction_difference": "weight of evidence in bits, log2 odds p_c(x) - log2 odds E[p_c(x, window resampled)] "
+                             "with the Laplace correction (pN+1)/(N+K), N = 100000, averaged over the windows covering "
                              "a pixel (Zintgraf et al. 2017); conditional Gaussian or marginal window draws from rng",
     "integrated_gradients": "(x - baseline) * integral of dS_t/dx along the straight path, by the named quadrature "
                             "(weights sum to 1) or exactly ('exact', piecewise-linear nets)",

@@ -54,7 +54,9 @@ class ModelSpec:
                 if key in arrays:
                     layer[k] = np.array(arrays[key], dtype=np.float64)
             layers.append(layer)
-        return cls(meta["name"], tuple(meta["input_shape"]), int(meta["num_classes"]), layers, meta.get("description", ""))
+        return cls(
+            meta["name"], tuple(meta["input_shape"]), int(meta["num_classes"]), layers, meta.get("description", "")
+        )
 
     # -- builders -----------------------------------------------------------------------------
     def to_xattr(self):
@@ -109,9 +111,13 @@ class ModelSpec:
             elif t == "ReLU":
                 m = tnn.ReLU()
             elif t == "MaxPool2d":
-                m = tnn.MaxPool2d(tuple(layer["kernel_size"]), stride=tuple(layer["stride"]), padding=tuple(layer["padding"]))
+                m = tnn.MaxPool2d(
+                    tuple(layer["kernel_size"]), stride=tuple(layer["stride"]), padding=tuple(layer["padding"])
+                )
             elif t == "AvgPool2d":
-                m = tnn.AvgPool2d(tuple(layer["kernel_size"]), stride=tuple(layer["stride"]), padding=tuple(layer["padding"]))
+                m = tnn.AvgPool2d(
+                    tuple(layer["kernel_size"]), stride=tuple(layer["stride"]), padding=tuple(layer["padding"])
+                )
             elif t == "GlobalAvgPool2d":  # two torch modules; the second takes the name + "_flatten"
                 mods[name] = tnn.AdaptiveAvgPool2d(1)
                 name, m = name + "_flatten", tnn.Flatten()
@@ -150,12 +156,26 @@ class ModelSpec:
             t, name = layer["type"], layer["name"]
             out = name + "_out"
             if t == "Conv2d":
-                ins = [cur, init(name + ".weight", layer["weight"])] + ([init(name + ".bias", layer["bias"])] if "bias" in layer else [])
+                ins = [cur, init(name + ".weight", layer["weight"])] + (
+                    [init(name + ".bias", layer["bias"])] if "bias" in layer else []
+                )
                 ph, pw = layer["padding"]
-                nodes.append(helper.make_node("Conv", ins, [out], name=name, kernel_shape=layer["kernel_size"],
-                                              strides=layer["stride"], dilations=layer["dilation"], pads=[ph, pw, ph, pw]))
+                nodes.append(
+                    helper.make_node(
+                        "Conv",
+                        ins,
+                        [out],
+                        name=name,
+                        kernel_shape=layer["kernel_size"],
+                        strides=layer["stride"],
+                        dilations=layer["dilation"],
+                        pads=[ph, pw, ph, pw],
+                    )
+                )
             elif t == "Linear":
-                ins = [cur, init(name + ".weight", layer["weight"])] + ([init(name + ".bias", layer["bias"])] if "bias" in layer else [])
+                ins = [cur, init(name + ".weight", layer["weight"])] + (
+                    [init(name + ".bias", layer["bias"])] if "bias" in layer else []
+                )
                 nodes.append(helper.make_node("Gemm", ins, [out], name=name, transB=1))
             elif t == "ReLU":
                 nodes.append(helper.make_node("Relu", [cur], [out], name=name))
@@ -180,7 +200,9 @@ class ModelSpec:
         graph = helper.make_graph(
             nodes, self.name, [helper.make_tensor_value_info("x", onnx.TensorProto.DOUBLE, shape)],
             [helper.make_tensor_value_info(cur, onnx.TensorProto.DOUBLE, [None, self.num_classes])], initializer=inits)
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="xattr.conformance")
+        model = helper.make_model(
+            graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="xattr.conformance"
+        )
         onnx.checker.check_model(model)
         return model
 
@@ -208,8 +230,16 @@ def _pool(name, kind, k, stride=None, padding=0):
 
 
 def _bn(name, rng, c):
-    return dict(name=name, type="BatchNorm2d", num_features=c, eps=1e-5, weight=rng.uniform(0.5, 1.5, c),
-                bias=rng.normal(0.0, 0.1, c), running_mean=rng.normal(0.0, 0.2, c), running_var=rng.uniform(0.5, 1.5, c))
+    return dict(
+        name=name,
+        type="BatchNorm2d",
+        num_features=c,
+        eps=1e-5,
+        weight=rng.uniform(0.5, 1.5, c),
+        bias=rng.normal(0.0, 0.1, c),
+        running_mean=rng.normal(0.0, 0.2, c),
+        running_var=rng.uniform(0.5, 1.5, c),
+    )
 
 
 def build_models():
@@ -228,11 +258,22 @@ def build_models():
         _linear("fc2", r, 6, 3),
     ], "conv-batchnorm-relu-avgpool-conv-relu-flatten-linear-relu-linear")
     r = np.random.default_rng(20240816)
-    ties = ModelSpec("pool_first_ties", (2, 1, 8, 8), 4, [
-        _pool("pool0", "MaxPool2d", 2), _conv("conv1", r, 1, 3, 3, stride=2, padding=1), {"name": "relu1", "type": "ReLU"},
-        _pool("pool1", "MaxPool2d", 3, stride=1, padding=1), _conv("conv2", r, 3, 4, 2, dilation=1, bias=False),
-        {"name": "relu2", "type": "ReLU"}, {"name": "gap", "type": "GlobalAvgPool2d"}, _linear("fc", r, 4, 4),
-    ], "max-pool straight on a quantised input (ties: first maximum wins), strided conv, overlapping padded max-pool")
+    ties = ModelSpec(
+        "pool_first_ties",
+        (2, 1, 8, 8),
+        4,
+        [
+            _pool("pool0", "MaxPool2d", 2),
+            _conv("conv1", r, 1, 3, 3, stride=2, padding=1),
+            {"name": "relu1", "type": "ReLU"},
+            _pool("pool1", "MaxPool2d", 3, stride=1, padding=1),
+            _conv("conv2", r, 3, 4, 2, dilation=1, bias=False),
+            {"name": "relu2", "type": "ReLU"},
+            {"name": "gap", "type": "GlobalAvgPool2d"},
+            _linear("fc", r, 4, 4),
+        ],
+        "max-pool straight on a quantised input (ties: first maximum wins), strided conv, overlapping padded max-pool",
+    )
     return {m.name: m for m in (gap, flat, ties)}
 
 

@@ -63,7 +63,9 @@ def eval_transform(image, size=224, resize=256):
 
     if isinstance(image, Image.Image):
         if image.mode != "RGB":
-            raise ValueError(f"eval_transform takes an RGB image, got Pillow mode {image.mode!r} (convert('RGB') first)")
+            raise ValueError(
+                f"eval_transform takes an RGB image, got Pillow mode {image.mode!r} (convert('RGB') first)"
+            )
         pil = image
     else:
         a = np.asarray(image)
@@ -111,14 +113,18 @@ def skimage_photos(names=("chelsea", "coffee"), size=224, resize=None):
     try:
         data = importlib.import_module("skimage.data")
     except ImportError as exc:
-        raise ImportError("the photographs come from scikit-image (skimage.data): pip install 'xattr-ref[imagenet]'") from exc
+        raise ImportError(
+            "the photographs come from scikit-image (skimage.data): pip install 'xattr-ref[imagenet]'"
+        ) from exc
     size = int(size)
     resize = max(size, round(size * 256 / 224)) if resize is None else int(resize)
     out = []
     for name in names:
         fn = getattr(data, name, None) if isinstance(name, str) and not name.startswith("_") else None
         if fn is None or not callable(fn):
-            raise ValueError(f"skimage.data has no photograph {name!r}; its colour photographs: {', '.join(SKIMAGE_PHOTOS)}")
+            raise ValueError(
+                f"skimage.data has no photograph {name!r}; its colour photographs: {', '.join(SKIMAGE_PHOTOS)}"
+            )
         img = fn()
         img = np.asarray(img[0] if isinstance(img, tuple) else img)  # stereo_motorcycle: (left, right, disparity)
         if img.ndim == 2:
@@ -139,7 +145,9 @@ def _from_torchvision():
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Write (or check) xattr's ImageNet class names from torchvision's list.")
+    parser = argparse.ArgumentParser(
+        description="Write (or check) xattr's ImageNet class names from torchvision's list."
+    )
     parser.add_argument("--check", action="store_true", help="compare the shipped file with torchvision's list")
     args = parser.parse_args(argv)
     names = _from_torchvision()

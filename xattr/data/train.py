@@ -41,9 +41,11 @@ DEFAULTS = dict(
 #: * ``"fold"``: train on normalised inputs, then fold the normalisation into an *unpadded* first
 #:   convolution (:func:`fold_input_normalization`; exact only without padding).
 TRAIN_MEAN, TRAIN_STD = 0.5, 0.25
+#: classes of the shapes data set (the demo CNN's outputs).
+N_CLASSES = len(SHAPES)
 
 
-def shapes_cnn(channels=(8, 16, 32), n_classes=len(SHAPES), in_channels=3, rng=0, first_padding=1):
+def shapes_cnn(channels=(8, 16, 32), n_classes=N_CLASSES, in_channels=3, rng=0, first_padding=1):
     """The demo CNN: ``[conv3×3-ReLU-maxpool2] ×2, conv3×3-ReLU, GAP, dense``; inputs of at least 10×10.
 
     With ``first_padding=1`` every convolution keeps the size (32 -> 16 -> 8 for 32×32 inputs), so the
@@ -226,8 +228,11 @@ def train(size=DEFAULTS["size"], channels=DEFAULTS["channels"], epochs=DEFAULTS[
             losses.append(loss)
         acc = accuracy(model, test_x, test.labels)
         history.append({"epoch": first_epoch + epoch + 1, "loss": float(np.mean(losses)), "test_accuracy": acc})
-        log(f"epoch {first_epoch + epoch + 1}/{first_epoch + epochs}: loss {np.mean(losses):.4f}, held-out accuracy {acc:.4f}, "
-            f"{time.perf_counter() - t0:.0f} s")
+        log(
+            f"epoch {first_epoch + epoch + 1}/{first_epoch + epochs}: loss {np.mean(losses):.4f}, held-out accuracy "
+            f"{acc:.4f}, "
+            f"{time.perf_counter() - t0:.0f} s"
+        )
         if checkpoint is not None:
             checkpoint(model, history)
     seconds = time.perf_counter() - t0
@@ -236,14 +241,31 @@ def train(size=DEFAULTS["size"], channels=DEFAULTS["channels"], epochs=DEFAULTS[
     acc = accuracy(model, test.images.astype(np.float64), test.labels)  # the shipped form, on raw pixels
     meta = {
         "trained_by": "python -m xattr.data.train",
-        "data": {"generator": "xattr.data.make_shapes", "size": size, "classes": list(SHAPES),
-                 "train_seed": seed, "train_images": epochs * steps_per_epoch * batch, "first_epoch": first_epoch,
-                 "test_seed": test_seed, "test_images": n_test},
-        "settings": {"channels": list(channels), "epochs": epochs, "batch": batch, "optimizer": "Adam (Kingma & Ba 2015)",
-                     "lr": lr, "schedule": "cosine to 0", "loss": "softmax cross-entropy", "dtype": "float32"},
-        "normalization": (f"optimiser sees the first conv in the parametrisation of inputs (x - {TRAIN_MEAN}) / {TRAIN_STD}"
-                          if norm == "reparam" else
-                          f"(x - {TRAIN_MEAN}) / {TRAIN_STD} during training, folded into the unpadded first conv"),
+        "data": {
+            "generator": "xattr.data.make_shapes",
+            "size": size,
+            "classes": list(SHAPES),
+            "train_seed": seed,
+            "train_images": epochs * steps_per_epoch * batch,
+            "first_epoch": first_epoch,
+            "test_seed": test_seed,
+            "test_images": n_test,
+        },
+        "settings": {
+            "channels": list(channels),
+            "epochs": epochs,
+            "batch": batch,
+            "optimizer": "Adam (Kingma & Ba 2015)",
+            "lr": lr,
+            "schedule": "cosine to 0",
+            "loss": "softmax cross-entropy",
+            "dtype": "float32",
+        },
+        "normalization": (
+            f"optimiser sees the first conv in the parametrisation of inputs (x - {TRAIN_MEAN}) / {TRAIN_STD}"
+            if norm == "reparam"
+            else f"(x - {TRAIN_MEAN}) / {TRAIN_STD} during training, folded into the unpadded first conv"
+        ),
         "norm": norm,
         "test_accuracy": acc,
         "train_seconds": round(seconds, 3),  # ms resolution: small test runs take < 0.05 s
@@ -290,7 +312,9 @@ def main(argv=None):
     if a.init:
         init, info = models.load_with_info(a.init)
         if info.input.get("mean") != ckpt_spec["mean"] or info.input.get("std") != ckpt_spec["std"]:
-            raise SystemExit(f"--init {a.init!r} is not a --norm {a.norm} training checkpoint (its declared normalisation differs)")
+            raise SystemExit(
+                f"--init {a.init!r} is not a --norm {a.norm} training checkpoint (its declared normalisation differs)"
+            )
         before = info.meta.get("history", [])
     model, meta = train(a.size, tuple(a.channels), a.epochs, a.per_epoch, a.batch, a.lr, a.seed, a.test_seed, a.n_test,
                         checkpoint=checkpoint if a.checkpoint else None, init=init, first_epoch=a.first_epoch,

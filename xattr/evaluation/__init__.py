@@ -26,30 +26,72 @@
 """
 from .class_maps import ClassMaps, class_maps
 from .correlation import (
-    faithfulness_correlation, faithfulness_estimate, monotonicity, monotonicity_correlation, sensitivity_n,
+    faithfulness_correlation,
+    faithfulness_estimate,
+    monotonicity,
+    monotonicity_correlation,
+    sensitivity_n,
 )
 from .faithfulness import (
-    Curve, Irof, Sufficiency, blurred, deletion_curve, infidelity, insertion_curve, irof, max_sensitivity,
-    pixel_flipping, region_perturbation, sufficiency,
+    Curve,
+    Irof,
+    Sufficiency,
+    blurred,
+    deletion_curve,
+    infidelity,
+    insertion_curve,
+    irof,
+    max_sensitivity,
+    pixel_flipping,
+    region_perturbation,
+    sufficiency,
 )
 from .localisation import (
-    Coverage, Localisation, attribution_localisation, bounding_box, box_iou, focus, largest_component,
-    localisation_auc, mosaic, multi_instance_coverage, pointing_game, relevance_mass, relevance_rank_accuracy,
-    threshold_map, topk_mask_intersection, weakly_supervised_localisation,
+    Coverage,
+    Localisation,
+    attribution_localisation,
+    bounding_box,
+    box_iou,
+    focus,
+    largest_component,
+    localisation_auc,
+    mosaic,
+    multi_instance_coverage,
+    pointing_game,
+    relevance_mass,
+    relevance_rank_accuracy,
+    threshold_map,
+    topk_mask_intersection,
+    weakly_supervised_localisation,
 )
 from .pic import Pic, image_entropy, interpolated_image, pic_curve, random_pixel_mask
 from .road import noisy_linear_imputation, road_curve
 from .robustness import (
-    Fragility, FragilityAttack, class_sensitivity, fragility, fragility_attack, input_shift_sensitivity,
+    Fragility,
+    FragilityAttack,
+    class_sensitivity,
+    fragility,
+    fragility_attack,
+    input_shift_sensitivity,
 )
-from .sparsity import complexity, discrete_entropy, effective_complexity, sparseness
-from .weak_localisation import GraphCutLocalisation, TopKLocalisation, graphcut_localisation, top5_localisation
 from .sanity import (
-    EfficientMPRT, RandomizationResult, RandomLogit, cascading_randomization, data_randomization, edge_detector,
-    efficient_mprt, independent_randomization, permuted_labels, random_logit, smooth_mprt, smoothed,
+    EfficientMPRT,
+    RandomizationResult,
+    RandomLogit,
+    cascading_randomization,
+    data_randomization,
+    edge_detector,
+    efficient_mprt,
+    independent_randomization,
+    permuted_labels,
+    random_logit,
+    smooth_mprt,
+    smoothed,
 )
 from .similarity import compare_maps, hog_pearson, pearson, spearman, ssim, topk_intersection
+from .sparsity import complexity, discrete_entropy, effective_complexity, sparseness
 from .stability import avg_sensitivity, local_lipschitz_estimate
+from .weak_localisation import GraphCutLocalisation, TopKLocalisation, graphcut_localisation, top5_localisation
 
 __all__ = [
     "spearman", "pearson", "ssim", "hog_pearson", "topk_intersection", "compare_maps",
@@ -59,7 +101,8 @@ __all__ = [
     "deletion_curve", "insertion_curve", "Curve", "blurred", "pixel_flipping", "region_perturbation", "irof",
     "Irof", "sufficiency", "Sufficiency", "infidelity", "max_sensitivity",
     "faithfulness_correlation", "faithfulness_estimate", "sensitivity_n", "monotonicity", "monotonicity_correlation",
-    "road_curve", "noisy_linear_imputation", "pic_curve", "Pic", "random_pixel_mask", "interpolated_image", "image_entropy",
+    "road_curve", "noisy_linear_imputation", "pic_curve", "Pic", "random_pixel_mask", "interpolated_image",
+    "image_entropy",
     "local_lipschitz_estimate", "avg_sensitivity",
     "sparseness", "complexity", "effective_complexity", "discrete_entropy",
     "pointing_game", "relevance_mass", "relevance_rank_accuracy", "topk_mask_intersection",

@@ -18,14 +18,17 @@ import numpy as np
 
 from .. import _targets
 from .._conventions import as_float_array, as_rng, check_image_batch
+from .._progress import Progress  # tqdm when installed, else a counter on stderr
+from ..inputs import check_batch_size
 
 SCORES = ("logit", "probability", "accuracy")
 ORDERS = ("morf", "lerf")
-#: input values per forward pass when ``batch_size`` is None: 13 images at 3x224x224, 256 (the cap) at
-#: 3x32x32.  Measured for a 225-point deletion curve at 224x224 (small CNN, float64, this 2-core machine):
-#: 1, 4, 16, 64 images per pass took 27, 16, 12.6, 20 s.
+#: ``batch_size`` is model input rows per call (:mod:`xattr.inputs`); when it is None (the default) the metrics'
+#: forward-only scorers take this many input values per pass: 13 images at 3x224x224, 256 (the cap) at 3x32x32.
+#: Measured for a 225-point deletion curve at 224x224 (small CNN, float64, this 2-core machine): 1, 4, 16, 64
+#: images per pass took 27, 16, 12.6, 20 s.  (The cost model of :func:`xattr.inputs.rows_per_call` sizes
+#: forward–backward chunks; a scorer is a function of the images, with no layers to profile.)
 DEFAULT_CHUNK_VALUES = 2**21
-DEFAULT_BATCH_SIZE = None
 MAX_BATCH_SIZE = 256
 
 
@@ -49,9 +52,7 @@ def batch_size_arg(batch_size, values_per_image=None):
         if values_per_image is None:
             return 64
         return int(min(MAX_BATCH_SIZE, max(1, DEFAULT_CHUNK_VALUES // int(values_per_image))))
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (numbers.Integral, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    return int(batch_size)
+    return check_batch_size(batch_size, allow_none=False)
 
 
 def softmax(s):
@@ -124,9 +125,7 @@ def score_stack(scorer, make, n_steps, n_images, batch_size, progress=None):
 
 
 def progress_bar(total, enabled, desc):
-    from ..methods.perturbation import _Progress  # tqdm when installed, else a counter on stderr
-
-    return _Progress(total, enabled, desc)
+    return Progress(total, enabled, desc)
 
 
 class Features:

@@ -55,7 +55,7 @@ class ClassMaps:
 
 
 def _open_store(path, label):
-    from ..batch import _require_extra
+    from ..batch.errors import _require_extra
 
     _require_extra()
     import zarr

@@ -11,9 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
-
-from scipy import stats
+from scipy import ndimage, stats
 
 from ._common import constant_rows, maps2d, masks2d
 
@@ -260,7 +258,9 @@ def bounding_box(mask):
     """``(top, left, bottom, right)`` of a non-empty 2-D mask, bottom/right exclusive."""
     mask = np.asarray(mask, dtype=bool)
     if mask.ndim != 2 or not mask.any():
-        raise ValueError(f"bounding_box needs a non-empty 2-D mask, got shape {mask.shape} with {int(mask.sum())} pixels")
+        raise ValueError(
+            f"bounding_box needs a non-empty 2-D mask, got shape {mask.shape} with {int(mask.sum())} pixels"
+        )
     rows = np.flatnonzero(mask.any(axis=1))
     cols = np.flatnonzero(mask.any(axis=0))
     return int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1

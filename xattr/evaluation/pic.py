@@ -23,8 +23,8 @@ import numpy as np
 from scipy import interpolate
 
 from .._conventions import as_rng
-from ._common import maps2d
 from . import _perturb as P
+from ._common import maps2d
 
 __all__ = ["pic_curve", "Pic", "random_pixel_mask", "interpolated_image", "image_entropy", "PIC_THRESHOLDS"]
 

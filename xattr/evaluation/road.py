@@ -18,8 +18,8 @@ from scipy import sparse
 from scipy.sparse.linalg import spsolve
 
 from .._conventions import as_rng
-from ._common import maps2d
 from . import _perturb as P
+from ._common import maps2d
 from .faithfulness import Curve, _trapz
 
 __all__ = ["road_curve", "noisy_linear_imputation", "NEIGHBOUR_WEIGHTS", "ROAD_FRACTIONS", "ROAD_NOISE"]

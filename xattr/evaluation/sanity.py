@@ -24,8 +24,8 @@ from .. import _targets
 from .._conventions import as_rng, check_image_batch
 from ..testing import twins
 from . import _perturb as P
-from .sparsity import discrete_entropy
 from .similarity import compare_maps
+from .sparsity import discrete_entropy
 
 __all__ = [
     "edge_detector", "cascading_randomization", "independent_randomization", "data_randomization",
@@ -186,7 +186,7 @@ def smoothed(method, noise, rng, n_samples=50, batch_size=64, draws=None):
         z = cache[x.shape]
         sigma = noise * (x.max(axis=(1, 2, 3), keepdims=True) - x.min(axis=(1, 2, 3), keepdims=True))
         total = None
-        for lo, hi, a in P.explained_chunks(method, model, x, target, x[None] + sigma[None] * z, kw, batch_size):
+        for _lo, _hi, a in P.explained_chunks(method, model, x, target, x[None] + sigma[None] * z, kw, batch_size):
             part = a.sum(axis=0)
             total = part if total is None else total + part
         return total / len(z)

@@ -1,10 +1,11 @@
 """Shared helpers of the importers."""
 from __future__ import annotations
-from .._errors import XattrError
 
 import inspect
 
 import numpy as np
+
+from .._errors import XattrError
 
 
 class ConversionError(XattrError, ValueError):

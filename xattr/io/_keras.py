@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import os
 import re
 import warnings
@@ -51,8 +50,29 @@ import zipfile
 import numpy as np
 
 from ..nn import (
-    GELU, INPUT, Add, AvgPool2D, BatchNorm2D, Concat, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, Graph,
-    Hardsigmoid, Hardswish, LeakyReLU, MaxPool2D, ReLU, ReLU6, Sequential, SiLU, Sigmoid, Softplus, Tanh,
+    GELU,
+    INPUT,
+    Add,
+    AvgPool2D,
+    BatchNorm2D,
+    Concat,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    GlobalAvgPool2D,
+    Graph,
+    Hardsigmoid,
+    Hardswish,
+    LeakyReLU,
+    MaxPool2D,
+    ReLU,
+    ReLU6,
+    Sequential,
+    Sigmoid,
+    SiLU,
+    Softplus,
+    Tanh,
 )
 from ._common import ConversionError, f64, require
 
@@ -413,7 +433,11 @@ class _Builder:
         return name
 
     def _ReLU(self, name, c, srcs, shapes, shape, perm, where, is_output):
-        mx, slope, thr = c.get("max_value"), float(c.get("negative_slope", 0.0) or 0.0), float(c.get("threshold", 0.0) or 0.0)
+        mx, slope, thr = (
+            c.get("max_value"),
+            float(c.get("negative_slope", 0.0) or 0.0),
+            float(c.get("threshold", 0.0) or 0.0),
+        )
         if thr != 0:
             raise ConversionError(f"{where}: threshold {thr} is not supported")
         if mx is None and slope == 0:
@@ -507,7 +531,9 @@ def from_keras(path, input_shape=None):
         else:
             batch_shape = (cfg.get("build_input_shape") or first.get("build_config", {}).get("input_shape"))
         if not batch_shape or len(batch_shape) not in (2, 4):
-            raise ConversionError(f"{label}: cannot find the input shape (N, H, W, C) of the model, got {batch_shape!r}")
+            raise ConversionError(
+                f"{label}: cannot find the input shape (N, H, W, C) of the model, got {batch_shape!r}"
+            )
         shape = tuple(batch_shape[1:])
         if input_shape is not None:
             if len(shape) != 3 or len(tuple(input_shape)) != 2:

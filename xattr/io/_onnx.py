@@ -121,7 +121,9 @@ def _tensor(t, onnx, base_dir):
     try:
         return onnx.numpy_helper.to_array(t, base_dir=root)
     except (OSError, ValueError) as exc:
-        raise ConversionError(f"tensor {t.name!r}: external data {location!r} cannot be read ({exc})".splitlines()[0]) from None
+        raise ConversionError(
+            f"tensor {t.name!r}: external data {location!r} cannot be read ({exc})".splitlines()[0]
+        ) from None
 
 
 def _scope(node, consts_names):
@@ -351,10 +353,10 @@ class _Converter:
 
     def resolve_gaps(self):
         consumers = {}
-        for n, layer, ins in self.triples:
+        for _, layer, ins in self.triples:
             for i in ins:
                 consumers.setdefault(i, []).append(layer)
-        for k, (n, layer, ins) in enumerate(self.triples):
+        for k, (n, _, ins) in enumerate(self.triples):
             if n in self.gap_candidates:
                 readers = consumers.get(n, [])
                 if readers and all(isinstance(r, xnn.Flatten) for r in readers):
@@ -680,7 +682,9 @@ def _reshape(cv, node, k, a, label):
     x = cv.data(node.input[0], label)
     shape = cv.const(node.input[1], "target shape", label).reshape(-1)
     if shape.size != 2:
-        raise ConversionError(f"{label}: only a Reshape to rank 2 (N, features) is supported, got shape {shape.tolist()}")
+        raise ConversionError(
+            f"{label}: only a Reshape to rank 2 (N, features) is supported, got shape {shape.tolist()}"
+        )
     src = cv.shapes.get(node.input[0])
     n0, n1 = int(shape[0]), int(shape[1])
     if src and None not in src[1:]:

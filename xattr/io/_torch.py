@@ -282,10 +282,10 @@ class _Converter:
         if not self.gap_candidates:
             return
         consumers = {}
-        for n, layer, ins in self.triples:
+        for _, layer, ins in self.triples:
             for i in ins:
                 consumers.setdefault(i, []).append(layer)
-        for k, (n, layer, ins) in enumerate(self.triples):
+        for k, (n, _, ins) in enumerate(self.triples):
             if n not in self.gap_candidates:
                 continue
             readers = consumers.get(n, [])
@@ -656,7 +656,9 @@ def _mean(cv, node, args, kwargs):
     _extra(node, args, kwargs, 3, ("input", "dim", "keepdim", "dtype"), cv)
     if kwargs.get("dtype") is not None:
         cv.fail(node, "mean with a dtype is not supported")
-    dims = sorted(int(d) % x.rank for d in (dim if isinstance(dim, (list, tuple)) else [dim])) if dim is not None else None
+    dims = (
+        sorted(int(d) % x.rank for d in (dim if isinstance(dim, (list, tuple)) else [dim])) if dim is not None else None
+    )
     if x.rank != 4 or dims != [2, 3]:
         cv.fail(node, f"only a mean over the spatial axes (2, 3) of an (N, C, H, W) tensor is supported, got dim={dim}")
     if keep:

@@ -25,20 +25,22 @@ value replicated; a colour image to a 1-channel model: the ITU-R BT.601 luma ``0
 0.114 B``, Pillow's own ``"L"`` weights; other channel counts refused); the image is brought to the size
 the model declares: ``fit="stretch"`` resizes it (Pillow's bilinear filter on the float values, per
 channel, so 16-bit and float images keep their precision; the aspect ratio is not kept), ``fit="crop"``
-keeps the aspect ratio and cuts the centre (torchvision's ``Resize`` + ``CenterCrop``, see :func:`read_image`).  Only the first frame of an
+keeps the aspect ratio and cuts the centre (torchvision's ``Resize`` + ``CenterCrop``, see :func:`read_image`).  Only
+the first frame of an
 animated or multi-page file is read (stated).
 
 Decompression bombs: a file declaring more pixels than Pillow's limit ``PIL.Image.MAX_IMAGE_PIXELS``
 (89,478,485 by default; ``None`` disables it) is refused from its header, before any pixel is decoded.
 """
 from __future__ import annotations
-from .._errors import XattrError
 
 import numbers
 import os
 from dataclasses import dataclass
 
 import numpy as np
+
+from .._errors import XattrError
 
 __all__ = ["ImageFileError", "Picture", "read_image", "probe_image", "crop_geometry", "WHITE", "LUMA_BT601",
            "GRAY_MODES", "FITS"]
@@ -135,7 +137,9 @@ def _background(background, c):
     try:
         bg = np.asarray(background, dtype=np.float64).ravel()
     except (TypeError, ValueError):
-        raise ValueError(f"background must be a gray level in [0, 1] or {c} values in [0, 1], got {background!r}") from None
+        raise ValueError(
+            f"background must be a gray level in [0, 1] or {c} values in [0, 1], got {background!r}"
+        ) from None
     if bg.size not in (1, c) or not np.all(np.isfinite(bg)) or bg.min() < 0 or bg.max() > 1:
         raise ValueError(f"background must be a gray level in [0, 1] or {c} values in [0, 1], got {background!r}")
     return np.broadcast_to(bg, (c,))
@@ -148,7 +152,9 @@ def _decode(im, path, background):
     steps = []
     if mode in ("P", "PA"):
         im = im.convert("RGBA" if mode == "PA" or "transparency" in im.info else "RGB")
-        what = "8-bit palette" + (" with transparency" if im.mode == "RGBA" else "") + ", looked up, values 0..255 / 255"
+        what = (
+            "8-bit palette" + (" with transparency" if im.mode == "RGBA" else "") + ", looked up, values 0..255 / 255"
+        )
     elif mode in ("L", "RGB") and "transparency" in im.info:
         im = im.convert("LA" if mode == "L" else "RGBA")
         what = _EIGHT_BIT[mode] + " with a transparent colour, values 0..255 / 255"
@@ -234,7 +240,8 @@ FITS = ("stretch", "crop")
 
 
 def crop_geometry(hw, size, resize=None):
-    """Aspect-preserving resize then centre crop: ``((new_h, new_w), (top, left))`` for an image ``hw`` and a crop ``size``.
+    """Aspect-preserving resize then centre crop: ``((new_h, new_w), (top, left))`` for an image ``hw`` and a crop
+    ``size``.
 
     ``resize`` (or, for a square crop, its side by default): the shorter side becomes ``resize`` and the longer
     ``int(resize · long / short)``, torchvision's ``Resize(resize)``; without ``resize`` a non-square crop is
@@ -317,7 +324,9 @@ def read_image(path, channels=None, size=None, background=WHITE, fit="stretch", 
         except ImageFileError:
             raise
         except (OSError, SyntaxError, ValueError, EOFError, IndexError) as exc:  # truncated or corrupt data
-            raise _fail(path, f"corrupt or truncated image data ({type(exc).__name__}: {exc})".splitlines()[0]) from None
+            raise _fail(
+                path, f"corrupt or truncated image data ({type(exc).__name__}: {exc})".splitlines()[0]
+            ) from None
         except MemoryError:
             raise _fail(path, f"{im.size[0]}x{im.size[1]} pixels do not fit in memory") from None
     if frames > 1:

@@ -48,7 +48,6 @@ total more than ``max_bytes``. Anything else raises :class:`TorchFileError` nami
 expected and what came.
 """
 from __future__ import annotations
-from .._errors import XattrError
 
 import collections
 import io
@@ -60,6 +59,8 @@ import tarfile
 import zipfile
 
 import numpy as np
+
+from .._errors import XattrError
 
 #: ``torch.save``'s legacy magic number and protocol version (torch/serialization.py).
 MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
@@ -151,7 +152,9 @@ def _scan(f, end, what):
         for op, arg, pos in pickletools.genops(reader):
             n_ops += 1
             if op.name in _EXTENSION_OPS:
-                raise TorchFileError(f"{what}: opcode {op.name} at byte {pos} (the copyreg extension registry) is refused")
+                raise TorchFileError(
+                    f"{what}: opcode {op.name} at byte {pos} (the copyreg extension registry) is refused"
+                )
             if op.name in ("GLOBAL", "INST"):
                 _check_global(*arg.split(" ", 1), what=what)
             if op.name in _MEMO_OPS and arg is not None:
@@ -245,11 +248,17 @@ class _Unpickler(pickle.Unpickler):
                                  f"{', view' if self.legacy else ''}), got {_short(pid)}")
         _, stype, key, location, numel = pid[:5]
         if not isinstance(stype, _StorageType):
-            raise TorchFileError(f"{self.what}: storage type must be one of the torch.XStorage classes, got {_short(stype)}")
+            raise TorchFileError(
+                f"{self.what}: storage type must be one of the torch.XStorage classes, got {_short(stype)}"
+            )
         if not isinstance(key, str) or not isinstance(location, str):
-            raise TorchFileError(f"{self.what}: storage key and location must be strings, got {_short(key)}, {_short(location)}")
+            raise TorchFileError(
+                f"{self.what}: storage key and location must be strings, got {_short(key)}, {_short(location)}"
+            )
         if not _is_int(numel) or numel < 0:
-            raise TorchFileError(f"{self.what}: storage {key!r} has element count {_short(numel)}, expected an int >= 0")
+            raise TorchFileError(
+                f"{self.what}: storage {key!r} has element count {_short(numel)}, expected an int >= 0"
+            )
         root = self.storages.get(key)
         if root is None:
             root = self.storages[key] = _Storage(key, stype, numel)
@@ -447,8 +456,10 @@ def _read_zip(f, size, path, max_bytes):
             if info is None:
                 return None
             if info.compress_type != zipfile.ZIP_STORED:
-                raise TorchFileError(f"{path}: record {info.filename!r} is compressed; torch writes records uncompressed "
-                                     "(refused: its size cannot be checked before inflating)")
+                raise TorchFileError(
+                    f"{path}: record {info.filename!r} is compressed; torch writes records uncompressed "
+                    "(refused: its size cannot be checked before inflating)"
+                )
             if info.file_size > size or (expected is not None and info.file_size != expected):
                 raise TorchFileError(f"{path}: record {info.filename!r} holds {info.file_size} bytes, expected "
                                      f"{expected if expected is not None else f'at most the file size {size}'}")

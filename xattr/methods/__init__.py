@@ -1,6 +1,8 @@
 """Attribution methods: one file per family, one function per method, each registered beside its function by a
 :class:`~xattr.methods.registry.MethodSpec` (importing a module registers its methods; the order below is the
 registry's)."""
+# importing a method's module registers it: this order is the registry's (xattr.available_methods)
+# isort: off
 from .gradient import backprop, deconvnet, gradient, gradient_x_input, guided_backprop, reduce_channels
 from .cam import cam, grad_cam, guided_grad_cam, upsample_bilinear
 from .cam_family import (
@@ -19,6 +21,7 @@ from .path import (
     saturation,
 )
 from .smoothing import noise_scale, smoothgrad, smoothgrad_gradient, smoothgrad_squared_gradient, vargrad_gradient
+# isort: on
 
 __all__ = [
     "backprop", "gradient", "gradient_x_input", "deconvnet", "guided_backprop", "reduce_channels",
@@ -30,5 +33,5 @@ __all__ = [
     "occlusion", "lime", "kernel_shap", "shapley", "grid_segments", "slic_segments",
     "integrated_gradients", "exact_integrated_gradients", "quadrature_rule", "expected_gradients",
     "expected_gradients_exact", "saturation", "smoothgrad", "noise_scale", "class_model_visualisation",
-    "activation_maximisation",
+    "activation_maximisation", "smoothgrad_gradient", "smoothgrad_squared_gradient", "vargrad_gradient",
 ]

@@ -66,19 +66,29 @@ def lime_options(n_samples, kernel_width, alpha):
 
 def kernel_shap_options(n_samples):
     if n_samples != "auto":
-        count(n_samples, "n_samples", 1, MAX_SAMPLES, " (KernelSHAP holds every coalition at once; average several runs instead)")
+        count(
+            n_samples,
+            "n_samples",
+            1,
+            MAX_SAMPLES,
+            " (KernelSHAP holds every coalition at once; average several runs instead)",
+        )
 
 
 def fit_size(n_samples, M, method):
     """Refuse a regression on ``n_samples × M`` masks whose float64 arrays exceed :data:`MAX_FIT_BYTES`."""
     need = 8 * (3 * int(n_samples) * int(M) + 2 * int(M) * int(M))
     if need > MAX_FIT_BYTES:
-        raise ValueError(f"{method} with {n_samples} samples over M = {M} segments needs {need / 2**30:.3g} GiB for its "
-                         f"regression, above the bound {MAX_FIT_BYTES / 2**30:g} GiB; use fewer samples or larger segments")
+        raise ValueError(
+            f"{method} with {n_samples} samples over M = {M} segments needs {need / 2**30:.3g} GiB for its "
+            f"regression, above the bound {MAX_FIT_BYTES / 2**30:g} GiB; use fewer samples or larger segments"
+        )
 
 
 def blur_sigma(sigma):
     real(sigma, "sigma", minimum=0.0)
     if sigma > MAX_BLUR_SIGMA:
-        raise ValueError(f"sigma = {sigma!r} pixels is above the bound {MAX_BLUR_SIGMA:g} (a wider blur is the image mean)")
+        raise ValueError(
+            f"sigma = {sigma!r} pixels is above the bound {MAX_BLUR_SIGMA:g} (a wider blur is the image mean)"
+        )
     return float(sigma)

@@ -21,7 +21,8 @@ measured optimum at 32×32 and 64×64, benchmarks/README.md), then capped so tha
 output stays within ``CACHE_BYTES`` (the element-wise passes over it — ReLU, pooling, im2col — run from
 cache; past it they stream from memory, which outweighed the weight traffic on VGG-11: IG-50 at 224 float32,
 1 row per call 26.0 s, 2 rows 26.7, 4 rows 28.3, 8 rows 29.9; AlexNet, whose largest output after its
-first layer is 0.8 MB: 10 rows 2.39 s, 17 rows 2.11, 25 rows 2.04, 50 rows 2.26), that ``r · activation_bytes ≤ MEMORY_BUDGET``
+first layer is 0.8 MB: 10 rows 2.39 s, 17 rows 2.11, 25 rows 2.04, 50 rows 2.26), that
+``r · activation_bytes ≤ MEMORY_BUDGET``
 and ``r ≤ MAX_ROWS``; at least one row, at most the rows there are; then evened out over the calls it takes
 (50 rows at most 43 per call: two calls of 25, not 43 and 7).  The chunk size only
 decides how the same sums are grouped: results agree with the unchunked computation to round-off (float64,
@@ -57,7 +58,8 @@ MAX_ROWS = 128
 VALUES_PER_CHUNK = 32 * 3 * 32 * 32
 
 Profile = namedtuple("Profile", "activation_bytes largest_bytes flops weight_bytes")
-Profile.__doc__ = """Per row of one input shape: ``activation_bytes`` (int), ``largest_bytes`` (the largest layer output),
+Profile.__doc__ = """Per row of one input shape: ``activation_bytes`` (int), ``largest_bytes`` (the largest layer
+output),
 per weighted layer ``flops`` and ``weight_bytes`` (forward + backward: flops ×2, each weight read twice)."""
 
 _profiles = weakref.WeakKeyDictionary()

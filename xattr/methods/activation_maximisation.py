@@ -31,7 +31,8 @@ Input modifiers, all drawn from an explicit ``rng``:
 
 * ``jitter``: before each gradient the image is rolled by ``(dy, dx)``, each uniform on ``{−j, …, j}``, and
   the gradient rolled back (as the DeepDream code of Mordvintsev, Olah & Tyka 2015, "Inceptionism", shifts
-  and unshifts the image).  The image stays registered.  tf-keras-vis' ``Jitter`` draws from ``{−j, …, j−1}`` and keeps the rolled image as the new
+  and unshifts the image).  The image stays registered.  tf-keras-vis' ``Jitter`` draws from ``{−j, …, j−1}`` and keeps
+  the rolled image as the new
   iterate, so its result drifts by the random walk of the shifts;
 * ``rotate`` / ``scale``: before each gradient the (rolled) image is resampled by a random rotation of
   ``U(−rotate, rotate)`` degrees and zoom ``U(scale)`` about its centre (bilinear, coordinates clamped to the
@@ -122,7 +123,8 @@ def class_log_probability(c):
 def channel_mean(layer, channel):
     """``f(I) = mean_{i,j} A^layer_{channel,i,j}(I)``: the mean activation of one channel of a layer's output.
 
-    ``layer`` is the name (or index) of a node of a layered model (:class:`xattr.nn.Graph` or ``Sequential``); for a layer whose output is
+    ``layer`` is the name (or index) of a node of a layered model (:class:`xattr.nn.Graph` or ``Sequential``); for a
+    layer whose output is
     ``(N, F)`` (dense) the unit ``channel`` itself.
     """
     if not isinstance(layer, (str, numbers.Integral, np.integer)) or isinstance(layer, bool):
@@ -148,7 +150,9 @@ def _channels(target, n, k, layer):
         raise ValueError(f"channel array must have shape (N,) = ({n},), got {t.shape}")
     bad = (t < 0) | (t >= k)
     if bad.any():
-        raise ValueError(f"channel {t[bad][0]} out of range for layer {layer!r} with {k} channels (expected 0 <= channel < {k})")
+        raise ValueError(
+            f"channel {t[bad][0]} out of range for layer {layer!r} with {k} channels (expected 0 <= channel < {k})"
+        )
     return t
 
 

@@ -117,7 +117,8 @@ def cam(model, x, target, upsample=True):
 
 
 def default_cam_layer(model, x):
-    """Name of the last node (in topological order) whose output is spatial ``(N, C, h, w)``: the usual Grad-CAM layer."""
+    """Name of the last node (in topological order) whose output is spatial ``(N, C, h, w)``: the usual Grad-CAM
+    layer."""
     return _last_spatial(model.trace(x))
 
 
@@ -140,7 +141,9 @@ def activations_and_gradients(model, x, target, layer=None):
     name = _last_spatial(tape) if layer is None else model.name_of(layer)
     feats = tape.value(name)
     if feats.ndim != 4:
-        raise ValueError(f"grad_cam needs a layer with a spatial output (N, C, h, w); {model[name].describe()} gives {feats.shape}")
+        raise ValueError(
+            f"grad_cam needs a layer with a spatial output (N, C, h, w); {model[name].describe()} gives {feats.shape}"
+        )
     g = tape.pull(_targets.seed(target, tape.output), "gradient", to=name)
     return feats, g, name
 

@@ -35,6 +35,7 @@ import numpy as np
 
 from .. import _targets
 from .._conventions import as_float_array, check_image_batch
+from ..inputs import check_batch_size
 from ..nn import INPUT
 from .cam import _finish, _interp_matrix, _last_spatial, _require_layered, upsample_bilinear
 from .registry import MethodSpec, register
@@ -472,12 +473,6 @@ def _softmax(z):
     return e / e.sum(axis=1, keepdims=True)
 
 
-def _check_batch_size(batch_size):
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    return int(batch_size)
-
-
 def _check_baseline(baseline, x):
     """Score-CAM's ``X_b``: a finite real number or array broadcastable to ``x``, as ``x``'s dtype (a new array)."""
     b = as_float_array(baseline, "baseline")
@@ -496,7 +491,7 @@ def _score_cam(model, x, target, layer, k, score, baseline, batch_size, mask_int
     _check_choice(mask_interpolation, MASK_INTERPOLATIONS, "mask_interpolation")
     _check_choice(mask_normalization, MASK_NORMALIZATIONS, "mask_normalization")
     eps = _check_epsilon(epsilon)
-    bs = _check_batch_size(batch_size)
+    bs = check_batch_size(batch_size, allow_none=False)
     base = _check_baseline(baseline, x)
     tape = model.trace(x)
     name, A = _spatial_node(model, tape, layer, method)
@@ -674,7 +669,7 @@ def ablation_cam(model, x, target, layer=None, ablation_value=0.0, batch_size=32
     computed with both scores divided by a power of two (exact).
     """
     x = _setup(model, x, "ablation_cam")
-    bs = _check_batch_size(batch_size)
+    bs = check_batch_size(batch_size, allow_none=False)
     try:
         value = float(ablation_value)
     except (TypeError, ValueError):

@@ -31,7 +31,12 @@ import numbers
 import numpy as np
 
 from .activation_maximisation import (
-    ActivationMaximisation, GradientAscent, _positive, activation_maximisation, class_log_probability, class_score,
+    ActivationMaximisation,
+    GradientAscent,
+    _positive,
+    activation_maximisation,
+    class_log_probability,
+    class_score,
 )
 
 #: the result type (``image``, ``values``, ``objective``, ``penalty``); see :class:`ActivationMaximisation`.

@@ -38,13 +38,11 @@ drawn from a background distribution: ``Σ_i C_i = t(x) − mean_k t(x₀ₖ)``.
 """
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
 from .. import _targets
-from ..inputs import as_baseline, completeness_gap
 from .._conventions import as_float_array
+from ..inputs import as_baseline, completeness_gap
 from ..nn import INPUT, Add, Concat, Conv2D, Dense, Dropout, Flatten
 from ..nn.activation import NONLINEAR_UNITS
 from ..nn.norm import BatchNorm2D, fold_batchnorm
@@ -170,7 +168,8 @@ def _multipliers_x_delta(model, x, ref, seed, rule, maxpool, threshold):
 
 
 def _gap(contrib, seed, scores, ref_scores):
-    """Summation-to-delta gap per image: ``Σ_i C_i − Σ_k seed_k (t_k(x) − t_k(x₀))`` (:func:`xattr.inputs.completeness_gap`)."""
+    """Summation-to-delta gap per image: ``Σ_i C_i − Σ_k seed_k (t_k(x) − t_k(x₀))``
+    (:func:`xattr.inputs.completeness_gap`)."""
     return completeness_gap(contrib, (seed * scores).sum(axis=1), (seed * ref_scores).sum(axis=1))
 
 
@@ -274,6 +273,8 @@ def deepshap(model, x, target, references=None, rule="rescale", maxpool="gradien
 
 
 # -- the registry -------------------------------------------------------------------------------------
-register(MethodSpec("deeplift", deeplift, "relevance", paper="Shrikumar et al. 2017", needs=("layered", "rule:rescale")))
+register(
+    MethodSpec("deeplift", deeplift, "relevance", paper="Shrikumar et al. 2017", needs=("layered", "rule:rescale"))
+)
 register(MethodSpec("deepshap", deepshap, "relevance", paper="Lundberg & Lee 2017 (§4.2); Shrikumar et al. 2017",
                     needs=("layered", "rule:rescale", "references")))

@@ -27,6 +27,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ..nn import INPUT
+from ..nn.conv import Conv2D, conv_output_size, correlate_batch
 from ..nn.region import finite_pad_value, region_map, without_padding
 
 #: "auto" uses incremental inference when it recomputes less than this share of the full work.
@@ -245,24 +246,17 @@ def box_forward(layer, boxes):
 
     Convolutions run as one GEMM over all boxes (``W (O, K) @ cols (K, B*P)``), much faster for many
     small inputs than a batched matmul: stride-1 layers through their own wide-column kernel
-    (``Conv2D.correlate``), other strides by per-row im2col; the result is the convolution of
+    (``Conv2D.correlate``), other strides by :func:`xattr.nn.conv.correlate_batch`; the convolution of
     :mod:`xattr.nn.conv`, checked against full recomputation by the tests.
     """
-    from ..nn.conv import Conv2D, conv_output_size, im2col, weight_matrix
-
     if type(layer) is not Conv2D:
         return layer.forward(boxes)[0]
-    B, _, h, w = boxes.shape
+    _, _, h, w = boxes.shape
     (kh, kw), (sh, sw), (dh, dw) = layer.kernel_size, layer.stride, layer.dilation
     out_hw = (conv_output_size(h, kh, sh, dh, 0, 0), conv_output_size(w, kw, sw, dw, 0, 0))
     if layer.stride == (1, 1) or layer.groups != 1:  # the layer's own kernel (wide columns / grouped / depthwise)
         return layer.correlate(boxes, out_hw, bias=layer.bias)
-    cols = im2col(boxes, layer.kernel_size, layer.stride, layer.dilation, out_hw)  # (B, K, P)
-    w2 = weight_matrix(layer.weight, boxes.dtype)  # columns in im2col's row order
-    y = np.tensordot(w2, cols, axes=([1], [1]))  # (O, B, P)
-    if layer.bias is not None:
-        y += layer.bias.astype(boxes.dtype, copy=False)[:, None, None]
-    return y.transpose(1, 0, 2).reshape((B, layer.out_channels) + out_hw)
+    return correlate_batch(layer, boxes, out_hw)  # one GEMM over all boxes (xattr.nn.conv)
 
 
 # -- receptive fields (Shapley's locality tables) ------------------------------------------------------

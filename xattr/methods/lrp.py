@@ -17,7 +17,8 @@ after a sum) takes the z-rule on its own affine map, its shift absorbing relevan
 
 A composite is a plain mapping from layer *type* (``Dense``, ``Conv2D``: any class whose ``weighted``
 trait is set, matched with ``isinstance``), *node name* (``"layer3.1.conv2"``) or *position* (``"first"``:
-the weighted nodes with no weighted node before them) to a rule, given as a name or ``(name, {options})``; ``"first"`` wins
+the weighted nodes with no weighted node before them) to a rule, given as a name or ``(name, {options})``; ``"first"``
+wins
 over the type.  Rule names: ``"0"``, ``"epsilon"``, ``"gamma"``, ``"alphabeta"``, ``"zplus"``,
 ``"zbox"``, ``"flat"``, ``"w2"``.  Presets (:data:`COMPOSITES`) and any single rule name (applied to
 every layer with weights) may be passed by name.
@@ -31,14 +32,12 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _targets
-from ..inputs import completeness_gap
 from .._conventions import as_float_array
+from ..inputs import completeness_gap
 from ..nn import INPUT, Conv2D, Dense, Layer
 from ..nn.norm import BatchNorm2D, fold_batchnorm
 from ..nn.pool import LRP_MAXPOOL_MODES
-from ..nn.relevance import (
-    LRP_ALPHA, LRP_BETA, LRP_EPSILON, LRP_GAMMA, check_alpha_beta, check_epsilon, check_gamma,
-)
+from ..nn.relevance import LRP_ALPHA, LRP_BETA, LRP_EPSILON, LRP_GAMMA, check_alpha_beta, check_epsilon, check_gamma
 from .deeplift import require_layered
 from .registry import MethodSpec, register
 
@@ -76,7 +75,9 @@ OUTPUT_RELEVANCE = ("score", "one")
 
 def _rule_spec(spec, where):
     """``(column, options)`` from a rule name or ``(name, {options})``."""
-    name, opts = (spec, {}) if isinstance(spec, str) else tuple(spec) if isinstance(spec, (tuple, list)) else (None, None)
+    name, opts = (
+        (spec, {}) if isinstance(spec, str) else tuple(spec) if isinstance(spec, (tuple, list)) else (None, None)
+    )
     if name not in LRP_RULE_NAMES or not isinstance(opts, dict):
         raise ValueError(
             f"{where}: an LRP rule is a name in {sorted(LRP_RULE_NAMES)} or (name, {{options}}), got {spec!r}"
@@ -97,7 +98,8 @@ def resolve_composite(composite):
             composite = {Dense: composite, Conv2D: composite}
         else:
             raise ValueError(
-                f"unknown composite {composite!r}; presets: {sorted(COMPOSITES)}; or a rule name: {sorted(LRP_RULE_NAMES)}"
+                f"unknown composite {composite!r}; presets: {sorted(COMPOSITES)}; or a rule name: "
+                f"{sorted(LRP_RULE_NAMES)}"
             )
     if not isinstance(composite, dict):
         raise TypeError(f"a composite is a preset name, a rule name or a dict, got {type(composite).__name__}")
@@ -257,4 +259,6 @@ def lrp(model, x, target, composite="epsilon", *, epsilon=LRP_EPSILON, gamma=LRP
 
 
 # -- the registry -------------------------------------------------------------------------------------
-register(MethodSpec("lrp", lrp, "relevance", paper="Bach et al. 2015; Montavon et al. 2019", needs=("layered", "rule:lrp0")))
+register(
+    MethodSpec("lrp", lrp, "relevance", paper="Bach et al. 2015; Montavon et al. 2019", needs=("layered", "rule:lrp0"))
+)

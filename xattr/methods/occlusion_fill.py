@@ -52,7 +52,9 @@ def fill_image(x, fill=0.0, rng=None, sigma=_seg.BLUR_SIGMA):
         return np.broadcast_to(x.mean(axis=(2, 3), keepdims=True, dtype=np.float64).astype(x.dtype), x.shape)
     if fill == "shuffle":
         if rng is None:
-            raise TypeError("fill='shuffle' permutes the image's pixels at random: pass rng (a Generator or an int seed)")
+            raise TypeError(
+                "fill='shuffle' permutes the image's pixels at random: pass rng (a Generator or an int seed)"
+            )
         N, C, H, W = x.shape
         perm = np.argsort(as_rng(rng).random((N, H * W)), axis=1)  # one uniform permutation per image
         return np.take_along_axis(x.reshape(N, C, H * W), perm[:, None, :], axis=2).reshape(x.shape)

@@ -43,6 +43,8 @@ import numpy as np
 
 from .. import _targets
 from .._conventions import as_float_array, as_rng, check_image_batch
+from .._progress import Progress
+from ..inputs import DEFAULT_BATCH_SIZE, check_batch_size, rows_per_call
 from .registry import MethodSpec, register
 
 __all__ = ["PatchGaussian", "fit_patch_gaussian", "conditional_gaussian", "weight_of_evidence",
@@ -52,8 +54,6 @@ __all__ = ["PatchGaussian", "fit_patch_gaussian", "conditional_gaussian", "weigh
 DEFAULT_WINDOW, DEFAULT_PADDING, DEFAULT_SAMPLES = 10, 2, 10
 #: training-set size ``N`` of the Laplace correction in the authors' code (ImageNet experiments).
 DEFAULT_LAPLACE_N = 100_000
-#: model evaluations (rows) per forward call.
-DEFAULT_BATCH_SIZE = 128
 
 
 # -- the Gaussian patch model ------------------------------------------------------------------------
@@ -248,7 +248,9 @@ def weight_of_evidence(p, p_without, n_train=DEFAULT_LAPLACE_N, n_classes=None):
         p, q = (p * n_train + 1) / (n_train + n_classes), (q * n_train + 1) / (n_train + n_classes)
     bad = ~((p > 0) & (p < 1) & (q > 0) & (q < 1))
     if np.any(bad):
-        raise ValueError("probabilities of exactly 0 or 1 have infinite log-odds: use the Laplace correction (laplace=N)")
+        raise ValueError(
+            "probabilities of exactly 0 or 1 have infinite log-odds: use the Laplace correction (laplace=N)"
+        )
     return (np.log2(p) - np.log2(1 - p)) - (np.log2(q) - np.log2(1 - q))
 
 
@@ -326,8 +328,9 @@ def prediction_difference(model, x, target, references=None, window=DEFAULT_WIND
         Clip the sampled values to this range.
     ridge : float
         Diagonal jitter of the fitted covariance, relative to its mean variance (:func:`fit_patch_gaussian`).
-    batch_size : int
-        Rows (window × sample) per forward call.
+    batch_size : int, optional
+        Rows (window × sample) per forward call (model input rows per call; default: the cost model's choice,
+        :func:`xattr.inputs.rows_per_call`).  Whole windows go together: at least one window (``n_samples`` rows).
     progress : bool
     return_windows : bool
         Return a :class:`PredictionDifference` with the per-window evidence and probabilities.
@@ -347,7 +350,8 @@ def prediction_difference(model, x, target, references=None, window=DEFAULT_WIND
         raise ValueError(f"sampling must be 'conditional' or 'marginal', got {sampling!r}")
     if probabilities not in ("softmax", "identity"):
         raise ValueError(f"probabilities must be 'softmax' or 'identity', got {probabilities!r}")
-    for name, v, low in (("n_samples", n_samples, 1), ("stride", stride, 1), ("batch_size", batch_size, 1)):
+    batch_size = check_batch_size(batch_size)
+    for name, v, low in (("n_samples", n_samples, 1), ("stride", stride, 1)):
         if isinstance(v, bool) or not isinstance(v, (numbers.Integral, np.integer)) or v < low:
             raise ValueError(f"{name} must be an int >= {low}, got {v!r}")
     if rng is None:
@@ -404,10 +408,8 @@ def prediction_difference(model, x, target, references=None, window=DEFAULT_WIND
     T = len(img)
     pick = gen.integers(0, len(refs), size=(T, S)) if sampling == "marginal" else None
     p_wo = np.empty(T)
-    per = max(1, int(batch_size) // S)  # windows per forward call
-    from .perturbation import _Progress
-
-    bar = _Progress(T * S, progress, "prediction_difference")
+    per = max(1, rows_per_call(batch_size, model, x[:1], T * S) // S)  # windows per forward call
+    bar = Progress(T * S, progress, "prediction_difference")
     try:
         for a in range(0, T, per):
             sl = slice(a, min(T, a + per))

@@ -85,7 +85,8 @@ class MethodSpec:
 
     @property
     def options(self):
-        """``{option: default}`` of the function beyond ``(model, x, target)`` (``inspect.Parameter.empty``: required)."""
+        """``{option: default}`` of the function beyond ``(model, x, target)`` (``inspect.Parameter.empty``:
+        required)."""
         params = list(inspect.signature(self.fn).parameters.values())[3:]
         return OrderedDict((p.name, p.default) for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
 

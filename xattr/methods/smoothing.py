@@ -30,7 +30,7 @@ in C order, drawn chunk by chunk in that order, so the result does not depend on
 
 SmoothGrad proper (``method=xattr.gradient``, ``variant="mean"``) on a Sequential that starts with an
 affine layer ``h = L x + b`` averages ``∂F/∂h`` and applies ``Lᵀ`` once per image at the end:
-``(1/n) Σ_s Lᵀ ∂F/∂h (x + ε_s) = Lᵀ (1/n) Σ_s ∂F/∂h (x + ε_s)`` (see :func:`xattr.methods.path._affine_head`).
+``(1/n) Σ_s Lᵀ ∂F/∂h (x + ε_s) = Lᵀ (1/n) Σ_s ∂F/∂h (x + ε_s)`` (see :func:`xattr.methods.path._common._affine_head`).
 """
 from __future__ import annotations
 
@@ -39,11 +39,11 @@ import numbers
 import numpy as np
 
 from .._conventions import as_float_array, as_rng
+from ..inputs import DEFAULT_BATCH_SIZE, check_batch_size, rows_per_call
 from ..model import check_model
 from . import _bounds
 from .gradient import gradient
-from .path import (DEFAULT_BATCH_SIZE, _affine_head, _check_batch_size, _chunk_rows, _resolve_target, _rows_target, _runs,
-                   _scores_and_grads)
+from .path._common import _affine_head, _resolve_target, _rows_target, _runs, _scores_and_grads
 from .registry import MethodSpec, register
 
 VARIANTS = ("mean", "squared", "vargrad")
@@ -120,7 +120,7 @@ def smoothgrad(
     if isinstance(n, bool) or not isinstance(n, (numbers.Integral, np.integer)) or n < 1:
         raise ValueError(f"n must be a positive int, got {n!r}")
     _bounds.count(n, "n", 1, _bounds.MAX_SAMPLES, " (N x n noise draws are indexed at once; average several runs)")
-    batch_size = _check_batch_size(batch_size)  # validated here, sized below once x is known
+    batch_size = check_batch_size(batch_size)  # validated here, sized below once x is known
     check_model(model)
     x = as_float_array(x, "x")
     if x.ndim < 2 or x.shape[0] == 0:
@@ -134,11 +134,11 @@ def smoothgrad(
     head = _affine_head(model) if fn is gradient and variant == "mean" and not method_options else None
     if batch_size_arg is None:  # a gradient per noisy image: the cost model; other methods: the values rule
         if head is not None:
-            batch_size = _chunk_rows(None, model, head.forward(x[:1])[0], N * n, start=head.name)
+            batch_size = rows_per_call(None, model, head.forward(x[:1])[0], N * n, start=head.name)
         elif fn is gradient and not method_options:
-            batch_size = _chunk_rows(None, model, x[:1], N * n)
+            batch_size = rows_per_call(None, model, x[:1], N * n)
         else:
-            batch_size = _check_batch_size(None, x)
+            batch_size = rows_per_call(None, None, x[:1], N * n)  # the values rule
     # running per-image mean and sum of squared deviations (Chan et al.'s pairwise update), float64
     count, mean, m2 = np.zeros(N), None, None
     for lo in range(0, N * n, batch_size):
@@ -149,7 +149,9 @@ def smoothgrad(
         if head is None:
             a = np.asarray(fn(model, noisy, _rows_target(tgt, ii), **method_options))
         else:
-            a = _scores_and_grads(model, head.forward(noisy)[0], _rows_target(tgt, ii), np.ones(len(ii)), start=head.name)[1]
+            a = _scores_and_grads(
+                model, head.forward(noisy)[0], _rows_target(tgt, ii), np.ones(len(ii)), start=head.name
+            )[1]
         if a.shape[0] != len(ii):
             raise ValueError(f"method returned {a.shape[0]} maps for a batch of {len(ii)} images")
         if variant == "squared":

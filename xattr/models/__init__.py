@@ -19,7 +19,6 @@ returns a pretrained ImageNet network built in code from a package's weights fil
 (:data:`PRETRAINED`, :mod:`xattr.models.efficientnet_lite0`; the ``imagenet`` extra).
 """
 from __future__ import annotations
-from .._errors import XattrError
 
 import hashlib
 import io
@@ -29,12 +28,41 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import _inputs, _limits
+from .._errors import XattrError
 from ..nn import (
-    GELU, AdaptiveAvgPool2D, AdaptiveMaxPool2D, Add, AvgPool2D, BatchNorm2D, Clamp, Concat, Conv2D, Dense, Dropout,
-    Flatten, GlobalAvgPool2D, Graph, GraphError, Hardsigmoid, Hardswish, Hardtanh, Identity, LeakyReLU, MaxPool2D,
-    Multiply, Pad2D, PReLU, ReLU, ReLU6, Sequential, SiLU, Sigmoid, Softplus, Tanh,
+    GELU,
+    AdaptiveAvgPool2D,
+    AdaptiveMaxPool2D,
+    Add,
+    AvgPool2D,
+    BatchNorm2D,
+    Clamp,
+    Concat,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    GlobalAvgPool2D,
+    Graph,
+    GraphError,
+    Hardsigmoid,
+    Hardswish,
+    Hardtanh,
+    Identity,
+    LeakyReLU,
+    MaxPool2D,
+    Multiply,
+    Pad2D,
+    PReLU,
+    ReLU,
+    ReLU6,
+    Sequential,
+    Sigmoid,
+    SiLU,
+    Softplus,
+    Tanh,
 )
+from . import _inputs, _limits
 
 FORMAT = "xattr-model"
 FORMAT_VERSION = 1
@@ -89,7 +117,7 @@ register_layer_format(
 register_layer_format(
     MaxPool2D,
     lambda l: dict(kernel_size=list(l.kernel_size), stride=list(l.stride), padding=list(l.padding),
-                   **({"ceil_mode": True} if l.ceil_mode else {})),
+                   **({"ceil_mode": True} if l.ceil_mode else {}), **({"tie": l.tie} if l.tie != "first" else {})),
     (),
 )
 register_layer_format(
@@ -111,7 +139,9 @@ register_layer_format(PReLU, lambda l: dict(num_parameters=l.num_parameters), ("
 register_layer_format(GELU, lambda l: dict(approximate=l.approximate), ())
 register_layer_format(Softplus, lambda l: dict(beta=l.beta, threshold=l.threshold), ())
 register_layer_format(
-    BatchNorm2D, lambda l: dict(num_features=l.num_features, eps=l.eps), ("weight", "bias", "running_mean", "running_var")
+    BatchNorm2D,
+    lambda l: dict(num_features=l.num_features, eps=l.eps),
+    ("weight", "bias", "running_mean", "running_var"),
 )
 register_layer_format(Dropout, lambda l: dict(p=l.p), ())
 register_layer_format(Add, lambda l: {}, ())
@@ -259,7 +289,8 @@ def resolve(name_or_path):
     if os.path.exists(shipped):
         return shipped
     raise ModelFileError(
-        f"no model file {json_path!r} and no shipped model named {s!r} (shipped: {', '.join(shipped_models()) or 'none'}; "
+        f"no model file {json_path!r} and no shipped model named {s!r} (shipped: "
+        f"{', '.join(shipped_models()) or 'none'}; "
         f"pretrained: {', '.join(pretrained_models())})"
     )
 
@@ -290,7 +321,9 @@ def _read_info(name_or_path, verify=True, memory_budget=None):
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise ModelFileError(f"{json_path!r} is not an xattr model file (expected \"format\": \"{FORMAT}\")")
     if doc.get("version") != FORMAT_VERSION:
-        raise ModelFileError(f"{json_path!r} has format version {doc.get('version')!r}; this xattr reads {FORMAT_VERSION}")
+        raise ModelFileError(
+            f"{json_path!r} has format version {doc.get('version')!r}; this xattr reads {FORMAT_VERSION}"
+        )
     for key in ("layers", "weights", "input"):
         if key not in doc:
             raise ModelFileError(f"{json_path!r} lacks the {key!r} entry")
@@ -351,7 +384,9 @@ def load_with_info(name_or_path, verify=True, memory_budget=None):
             f"weights file {npz_path!r} does not match {json_path!r}: arrays {extra} belong to no declared layer"
         )
     if inputs and len(inputs) != len(layers):
-        raise ModelFileError(f"{json_path!r}: some layer entries give 'inputs' and some do not (a graph gives them all)")
+        raise ModelFileError(
+            f"{json_path!r}: some layer entries give 'inputs' and some do not (a graph gives them all)"
+        )
     try:
         if inputs:
             model = Graph([(n, layer, ins) for (n, layer), ins in zip(layers, inputs)], output=doc.get("output"))

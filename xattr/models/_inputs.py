@@ -50,7 +50,9 @@ def validate_input_spec(spec, where="input"):
     ``std`` one finite number or one per channel, ``std > 0``.
     """
     if not isinstance(spec, dict):
-        raise ValueError(f"{where} must be an object (channels, height, width, range, mean, std), got {type(spec).__name__}")
+        raise ValueError(
+            f"{where} must be an object (channels, height, width, range, mean, std), got {type(spec).__name__}"
+        )
     c = spec.get("channels", 3)
     if not isinstance(c, numbers.Integral) or isinstance(c, bool) or c < 1:
         raise ValueError(f"{where}.channels must be a positive int, got {c!r}")
@@ -96,7 +98,9 @@ def check_in_range(images, info, name="images"):
         try:
             images = np.asarray(images)
         except ValueError as exc:  # ragged nested lists
-            raise ValueError(f"{name}: a list must be a regular nested list of numbers ({exc})".splitlines()[0]) from None
+            raise ValueError(
+                f"{name}: a list must be a regular nested list of numbers ({exc})".splitlines()[0]
+            ) from None
     x = as_float_array(images, name)
     x = x.astype(np.float64, copy=False)
     lo, hi = (float(v) for v in spec.get("range", [0.0, 1.0]))
@@ -135,7 +139,8 @@ def check_model_space(x, info, name="model inputs"):
         if np.any(bmin < low - tol) or np.any(bmax > high + tol):
             k = int(np.argmax((bmin < low - tol) | (bmax > high + tol)))
             raise ValueError(
-                f"{name}: channel {k} has values in [{bmin[k]:.6g}, {bmax[k]:.6g}], outside [{low[k]:.6g}, {high[k]:.6g}], "
+                f"{name}: channel {k} has values in [{bmin[k]:.6g}, {bmax[k]:.6g}], outside [{low[k]:.6g}, "
+                f"{high[k]:.6g}], "
                 f"the model's declared input range [{lo:g}, {hi:g}] after its normalisation (mean {mean.tolist()}, "
                 f"std {std.tolist()})"
             )
@@ -168,7 +173,15 @@ def picture(info, shape, level=0.0):
     """
     level = np.asarray(level, dtype=np.float64)
     c = shape[-3]
-    if level.ndim > 1 or level.size not in (1, c) or not np.all(np.isfinite(level)) or level.min() < 0 or level.max() > 1:
-        raise ValueError(f"a baseline picture is a gray level in [0, 1] (0 black, 1 white) or {c} of them, got {level.tolist()!r}")
+    if (
+        level.ndim > 1
+        or level.size not in (1, c)
+        or not np.all(np.isfinite(level))
+        or level.min() < 0
+        or level.max() > 1
+    ):
+        raise ValueError(
+            f"a baseline picture is a gray level in [0, 1] (0 black, 1 white) or {c} of them, got {level.tolist()!r}"
+        )
     p = np.broadcast_to(level.reshape(-1, 1, 1), tuple(shape))
     return to_model_input(p, info)

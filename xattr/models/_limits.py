@@ -347,7 +347,11 @@ def check_document(doc, json_path, formats, verify=True, memory_budget=None):
     shapes = {"input": (spec["channels"], h, w)}  # h, w None: sizes unknown, channels still chained
     previous, arrays, n_params, activations = "input", {}, 0, (spec["channels"] * h * w if h and w else 0)
     for k, entry in enumerate(layers):
-        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not isinstance(entry.get("type"), str):
+        if (
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("name"), str)
+            or not isinstance(entry.get("type"), str)
+        ):
             raise _error(f"{json_path!r}: layer entry {k} must be an object with a string 'name' and 'type'")
         name, tname = entry["name"], entry["type"]
         where = f"layer {name!r} ({tname})"
@@ -439,7 +443,15 @@ def read_weights(npz_path, json_path, plan):
                                  f"{json_path!r} implies {_gib(expected)}")
                 with z.open(m) as fp:
                     out[key] = _read_npy(fp, m, key, npz_path, json_path, plan.arrays.get(key, ()))
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError, KeyError, NotImplementedError) as exc:
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        EOFError,
+        OSError,
+        ValueError,
+        KeyError,
+        NotImplementedError,
+    ) as exc:
         if type(exc).__name__ == "ModelFileError":
             raise
         raise _error(f"weights file {npz_path!r} is corrupt or truncated: {exc}".splitlines()[0]) from None
@@ -459,7 +471,9 @@ def _read_npy(fp, member, key, npz_path, json_path, want):
     if dtype.kind != "f" or dtype.str[1:] not in WEIGHT_DTYPES:
         raise _error(f"weights file {npz_path!r}: array {key!r} has dtype {dtype}; weights are float16/32/64")
     if want == ():
-        raise _error(f"weights file {npz_path!r} does not match {json_path!r}: arrays [{key!r}] belong to no declared layer")
+        raise _error(
+            f"weights file {npz_path!r} does not match {json_path!r}: arrays [{key!r}] belong to no declared layer"
+        )
     if want is not None and tuple(shape) != tuple(want):
         raise _error(f"weights file {npz_path!r} does not match {json_path!r}: {key} has shape {tuple(shape)}, "
                      f"the architecture needs {tuple(want)}")

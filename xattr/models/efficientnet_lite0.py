@@ -180,7 +180,8 @@ def layers(input_size=INPUT_SIZE):
 
 
 def state_dict_keys():
-    """Every key of the pretrained state dict and its shape, in the file's order (``()`` for ``num_batches_tracked``)."""
+    """Every key of the pretrained state dict and its shape, in the file's order (``()`` for
+    ``num_batches_tracked``)."""
     shapes = {}
     for node in layers():
         if node["op"] == "conv":
@@ -396,6 +397,26 @@ def preprocess(image):
     return normalize(eval_transform(image, size=INPUT_SIZE, resize=RESIZE)[None])
 
 
-__all__ = ["NAME", "INPUT_SIZE", "RESIZE", "N_CLASSES", "BN_EPS", "MEAN", "STD", "STAGES", "Block", "BLOCKS", "same_padding",
-           "layers", "state_dict_keys", "map_state_dict", "weights_path", "normalize", "preprocess", "node_name", "build",
-           "model_info", "load_pretrained"]
+__all__ = [
+    "NAME",
+    "INPUT_SIZE",
+    "RESIZE",
+    "N_CLASSES",
+    "BN_EPS",
+    "MEAN",
+    "STD",
+    "STAGES",
+    "Block",
+    "BLOCKS",
+    "same_padding",
+    "layers",
+    "state_dict_keys",
+    "map_state_dict",
+    "weights_path",
+    "normalize",
+    "preprocess",
+    "node_name",
+    "build",
+    "model_info",
+    "load_pretrained",
+]

@@ -1,4 +1,6 @@
 """The layer stack: each layer is a forward pass and its backward rules, side by side."""
+# importing the layer modules registers their classes and rule cells: this order is the rule table's
+# isort: off
 from .activation import (
     GELU, Activation, Clamp, Hardsigmoid, Hardswish, Hardtanh, LeakyReLU, PReLU, ReLU, ReLU6, SiLU, Sigmoid, Softplus,
     Tanh,
@@ -14,6 +16,7 @@ from .norm import BatchNorm2D, Dropout, fold_batchnorm
 from .pad import Pad2D, tf_same_padding
 from .pool import AvgPool2D, GlobalAvgPool2D, MaxPool2D
 from .reshape import Flatten, Identity
+# isort: on
 
 __all__ = [
     "Layer", "Graph", "GraphError", "Tape", "INPUT", "Sequential", "Add", "Concat", "Multiply", "Merge",

@@ -47,6 +47,8 @@ from scipy import special
 
 from .._conventions import KINK_POLICY, RELU_GRAD_AT_ZERO, as_float_array
 from .base import Cache, Layer, defjvp, defrule, param_property
+from .region import defregion
+from .relevance import DEEPLIFT_NEAR_ZERO, LRP_RULES, need_reference
 
 assert RELU_GRAD_AT_ZERO == 0.0  # the mask below is 1[X > 0]; change both together
 assert KINK_POLICY == "outer"  # the strict/non-strict comparisons of the derivatives below
@@ -90,7 +92,6 @@ def _relu_guided(layer, g, cache, **_):
 
 
 # -- DeepLIFT (Shrikumar et al. 2017) and LRP columns -----------------------------------------------
-from .relevance import DEEPLIFT_NEAR_ZERO, LRP_RULES, need_reference  # noqa: E402
 
 
 def _relu(v):
@@ -117,7 +118,9 @@ def _relu_revealcancel(layer, g, cache, inp=None, ref=None, split=None, threshol
     DeepLIFT RevealCancel rule, Shrikumar et al. 2017 §3.5.3"""
     need_reference(layer, "revealcancel", inp, ref)
     if split is None:
-        raise ValueError(f"{layer.describe()}: RevealCancel needs split=(Δx⁺, Δx⁻) of the ReLU's input; use xattr.deeplift")
+        raise ValueError(
+            f"{layer.describe()}: RevealCancel needs split=(Δx⁺, Δx⁻) of the ReLU's input; use xattr.deeplift"
+        )
     if isinstance(g, tuple):
         raise ValueError(f"{layer.describe()}: RevealCancel takes one multiplier from above, got a (m⁺, m⁻) pair")
     dp, dn = split
@@ -138,7 +141,6 @@ def _relu_lrp(layer, R, cache, **_):
     """R (relevance passes the ReLU unchanged; its rule is in the layer below)
     Bach et al. 2015; Montavon et al. 2019"""
     return R
-from .region import defregion  # noqa: E402  (region maps sit next to their layer)
 
 # Pointwise: an output pixel changes only where its input pixel changed (Nakandala et al. 2019).
 defregion(ReLU, "pointwise")(None)
@@ -533,7 +535,9 @@ def _activation_revealcancel(layer, g, cache, inp=None, ref=None, split=None, th
     DeepLIFT RevealCancel rule, Shrikumar et al. 2017 §3.5.3 (any element-wise f)"""
     need_reference(layer, "revealcancel", inp, ref)
     if split is None:
-        raise ValueError(f"{layer.describe()}: RevealCancel needs split=(Δx⁺, Δx⁻) of the unit's input; use xattr.deeplift")
+        raise ValueError(
+            f"{layer.describe()}: RevealCancel needs split=(Δx⁺, Δx⁻) of the unit's input; use xattr.deeplift"
+        )
     if isinstance(g, tuple):
         raise ValueError(f"{layer.describe()}: RevealCancel takes one multiplier from above, got a (m⁺, m⁻) pair")
     dp, dn = split

@@ -16,7 +16,10 @@ from __future__ import annotations
 import numpy as np
 
 from .._conventions import MAXPOOL_TIE_POLICY, check_image_batch, pair
+from . import pool as _pool
 from .base import Cache, Layer, defjvp, defrule
+from .region import defregion
+from .relevance import LRP_RULES
 
 assert MAXPOOL_TIE_POLICY == "first"
 
@@ -109,7 +112,8 @@ class AdaptiveMaxPool2D(_AdaptivePool2D):
         return tuple(out)
 
     def windows(self, x, fill=None):
-        """``[(N, C, Ho, Wo)]``: ``x`` at each bin offset, in row-major offset order (``fill`` is unused: no padding)."""
+        """``[(N, C, Ho, Wo)]``: ``x`` at each bin offset, in row-major offset order (``fill`` is unused: no
+        padding)."""
         rows, cols = self._tables(x.shape[2:])
         return [x[:, :, r[:, None], c[None, :]] for r in rows for c in cols]
 
@@ -163,17 +167,12 @@ def _adaptive_max_switches(layer, g, cache, **_):
 
 
 # -- DeepLIFT and LRP: the cells of the fixed-window pools, on the same switch/sum protocol ---------------
-from . import pool as _pool  # noqa: E402
-from .relevance import LRP_RULES  # noqa: E402
 
 defrule(AdaptiveMaxPool2D, "rescale", "revealcancel")(_pool._maxpool_deeplift)
 defrule(AdaptiveMaxPool2D, *LRP_RULES)(_pool._maxpool_lrp)
 # the average is linear: DeepLIFT multipliers pass as gradients; LRP-0 on its (positive) linear map
 defrule(AdaptiveAvgPool2D, "rescale", "revealcancel")(_adaptive_avg_spread)
 defrule(AdaptiveAvgPool2D, *LRP_RULES)(_pool._avgpool_lrp)
-
-
-from .region import defregion  # noqa: E402  (region maps sit next to their layer)
 
 
 @defregion(AdaptiveAvgPool2D, "global")

@@ -13,7 +13,6 @@ A missing cell raises :class:`RuleNotDefined` naming the layer and the rule.
 docstring), so the documentation cannot drift from the code.
 """
 from __future__ import annotations
-from .._errors import XattrError
 
 from collections import OrderedDict
 from types import SimpleNamespace
@@ -22,6 +21,7 @@ from typing import Callable, ClassVar
 import numpy as np
 
 from .._conventions import as_float_array
+from .._errors import XattrError
 
 Cache = SimpleNamespace
 
@@ -94,7 +94,8 @@ class Layer:
         return self.forward(x)[0]
 
     def rule(self, rule):
-        """The function registered for ``rule`` on this layer's class or its bases; :class:`RuleNotDefined` otherwise."""
+        """The function registered for ``rule`` on this layer's class or its bases; :class:`RuleNotDefined`
+        otherwise."""
         fn = find_rule(type(self), rule)
         if fn is None:
             known = ", ".join(sorted(rules_of(type(self)))) or "none"
@@ -338,4 +339,5 @@ def replaced(layer, **params):
     return out
 
 
-from .graph import Graph, Sequential  # noqa: E402  (the container lives in graph.py; kept importable from here)
+# a real cycle (graph.py imports this module): the container lives in graph.py and stays importable from here
+from .graph import Graph, Sequential  # noqa: E402, F401

@@ -20,7 +20,8 @@ the weights per call.  Three layouts, chosen per call (benchmarks/README.md has 
   than its GEMM), and at least ``TILE_MIN_COLUMNS`` output pixels, below which OpenBLAS's packing of the
   weights dominates.  Strided layers read their windows straight from the padded input (one copy).
 * **Side by side** (stride 1, several images whose columns take at most ``SIDE_BY_SIDE_BYTES`` each, as the
-  boxes of incremental occlusion, the small CNNs' maps or the 7×7 maps of a batch): the *wide* layout.  The padded rows of each
+  boxes of incremental occlusion, the small CNNs' maps or the 7×7 maps of a batch): the *wide* layout.  The padded rows
+  of each
   channel are laid end to end (``Hp·Wp`` values), so kernel offset ``(i, j)`` is one shift of that flat
   array by ``d_h·i·Wp + d_w·j`` and im2col copies runs of ``L = (Ho−1)·Wp + Wo`` values instead of rows of
   ``Wo``; the GEMM also computes the ``Wp − Wo`` columns that wrap around the right border, dropped by a
@@ -42,8 +43,10 @@ from __future__ import annotations
 import numpy as np
 
 from .._conventions import check_image_batch, count, pair
+from . import relevance as _relevance
 from ._workspace import borrow
-from .base import Cache, Layer, defjvp, default_rng, defrule, param_property
+from .base import Cache, Layer, default_rng, defjvp, defrule, param_property
+from .region import defregion, window_region_2d
 
 #: bytes the im2col buffer may take per chunk of images (the side-by-side layout of small maps).
 IM2COL_BUDGET = 64 * 2**20
@@ -269,7 +272,8 @@ def tile_windows(i, j, rows, out_w, stride, dilation):
 
 
 def im2col_tile(x, kernel, stride, dilation, rows, out_w, out):
-    """Columns of one image's output rows ``rows``: ``(C, H, W)`` -> ``(C*kH*kW, rows·Wo)`` in ``out``, rows ``(c, i, j)``."""
+    """Columns of one image's output rows ``rows``: ``(C, H, W)`` -> ``(C*kH*kW, rows·Wo)`` in ``out``, rows
+    ``(c, i, j)``."""
     kh, kw = kernel
     cols = out.reshape((x.shape[0], kh, kw, rows.stop - rows.start, out_w))
     for i in range(kh):
@@ -279,7 +283,8 @@ def im2col_tile(x, kernel, stride, dilation, rows, out_w, out):
 
 
 def col2im_tile(cols, gx, kernel, stride, dilation, rows, out_w):
-    """Adjoint of :func:`im2col_tile`: add ``(C*kH*kW, rows·Wo)`` columns into one padded image gradient ``gx`` (in place;
+    """Adjoint of :func:`im2col_tile`: add ``(C*kH*kW, rows·Wo)`` columns into one padded image gradient ``gx`` (in
+    place;
     ``gx`` must be zero where no earlier tile wrote)."""
     kh, kw = kernel
     cols = cols.reshape((gx.shape[0], kh, kw, rows.stop - rows.start, out_w))
@@ -307,6 +312,20 @@ def batch_chunks(n, bytes_per_item, budget=None):
     budget = IM2COL_BUDGET if budget is None else budget
     step = max(1, int(budget // max(1, bytes_per_item)))
     return [slice(a, min(n, a + step)) for a in range(0, n, step)]
+
+
+def correlate_batch(layer, x, out_hw):
+    """``W ⋆ x (+ bias)`` of a groups-1 :class:`Conv2D` on a batch of small unpadded inputs ``(B, I, h, w)``, as one
+    GEMM over the whole batch: ``W (O, K) @ cols (K, B·P)`` (:func:`im2col` of every input at once).  For many tiny
+    inputs (incremental occlusion's boxes) one large GEMM beats :meth:`Conv2D.correlate`'s image-by-image tiles;
+    the same convolution, summed in another order.  Returns ``(B, O, Ho, Wo)``."""
+    B = x.shape[0]
+    cols = im2col(x, layer.kernel_size, layer.stride, layer.dilation, out_hw)  # (B, K, P)
+    w2 = weight_matrix(layer.weight, x.dtype)  # columns in im2col's row order
+    y = np.tensordot(w2, cols, axes=([1], [1]))  # (O, B, P)
+    if layer.bias is not None:
+        y += layer.bias.astype(x.dtype, copy=False)[:, None, None]
+    return y.transpose(1, 0, 2).reshape((B, layer.out_channels) + tuple(out_hw))
 
 
 class Conv2D(Layer):
@@ -473,7 +492,9 @@ class Conv2D(Layer):
         for sl in batch_chunks(N, G * Kg * P * xp.itemsize):
             xc = xp[sl]
             n = xc.shape[0]
-            cols = wide_im2col(xc, self.kernel_size, self.dilation, out_hw, out=borrow("conv.cols", (G * Kg * n * P,), xp.dtype))
+            cols = wide_im2col(
+                xc, self.kernel_size, self.dilation, out_hw, out=borrow("conv.cols", (G * Kg * n * P,), xp.dtype)
+            )
             out = borrow("conv.wide", (G, Og, n * P), xp.dtype)
             np.matmul(w3, cols.reshape(G, Kg, n * P), out=out)
             if b is not None:
@@ -488,7 +509,8 @@ class Conv2D(Layer):
 
     def _depthwise_taps(self, plane_w):
         """``[(a, b, shift)]`` per kernel offset ``(i, j)`` (row-major): the phase plane ``(a, b)`` it reads and its
-        flat shift in that plane (:meth:`_phase_planes`): ``a = d_h·i mod s_h``, shift ``(d_h·i div s_h)·Wq + d_w·j div s_w``."""
+        flat shift in that plane (:meth:`_phase_planes`): ``a = d_h·i mod s_h``, shift
+        ``(d_h·i div s_h)·Wq + d_w·j div s_w``."""
         (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
         return [((dh * i) % sh, (dw * j) % sw, (dh * i) // sh * plane_w + (dw * j) // sw)
                 for i in range(kh) for j in range(kw)]
@@ -573,7 +595,9 @@ class Conv2D(Layer):
             flat = gpad.reshape(N, C, 1, 1, -1)
             taps = [(0, 0, off) for off in wide_offsets(self.kernel_size, self.dilation, gpad.shape[2:])]
             flipped = np.ascontiguousarray(w[:, 0, ::-1])
-            gxp = depthwise_tap_sums(flat, gpad.shape[3], taps, flipped, (Hp, Wp), np.empty((N, C, Hp, Wp), dtype=g.dtype))
+            gxp = depthwise_tap_sums(
+                flat, gpad.shape[3], taps, flipped, (Hp, Wp), np.empty((N, C, Hp, Wp), dtype=g.dtype)
+            )
             return unpad(gxp, self.pads)
         Hq, Wq = -(-Hp // sh), -(-Wp // sw)
         taps = self._depthwise_taps(Wq)
@@ -636,7 +660,7 @@ class Conv2D(Layer):
     def _input_grad_rows(self, g, cache, w3t):
         """Adjoint of :meth:`_correlate_rows`: per image and tile, ``Wᵀ g[tile]`` added back at every kernel offset."""
         N, C = cache.padded_shape[:2]
-        (kh, kw), (Ho, Wo) = self.kernel_size, cache.out_hw
+        Ho, Wo = cache.out_hw
         G, Kg, Og = w3t.shape
         g4 = g.reshape(N, G, Og, Ho * Wo)
         gxp = np.zeros(cache.padded_shape, dtype=g.dtype)
@@ -663,14 +687,17 @@ class Conv2D(Layer):
         for sl in chunks:
             n = sl.stop - sl.start
             cols = np.matmul(w3t, g3[sl].reshape(n, G, Og, L), out=borrow("conv.cols", (n, G, Kg, L), g.dtype))
-            part = wide_col2im(cols.reshape(n, G * Kg, L), (n,) + padded[1:], self.kernel_size, self.dilation, cache.out_hw)
+            part = wide_col2im(
+                cols.reshape(n, G * Kg, L), (n,) + padded[1:], self.kernel_size, self.dilation, cache.out_hw
+            )
             if gx is None:
                 return part
             gx[sl] = part
         return gx
 
     def param_grads(self, g, cache):
-        """``dW[o, c, i, j] = sum_{n,h,w} g[n,o,h,w] xp[n, g(o)·I/G + c, s h + d i, s w + d j]``, ``db[o] = sum g[n,o]``."""
+        """``dW[o, c, i, j] = sum_{n,h,w} g[n,o,h,w] xp[n, g(o)·I/G + c, s h + d i, s w + d j]``,
+        ``db[o] = sum g[n,o]``."""
         N, G = g.shape[0], self.groups
         O, Cg = self.out_channels, self.in_channels // G
         kh, kw = self.kernel_size
@@ -704,14 +731,12 @@ def _conv_transposed(layer, g, cache, **_):
 
 
 # -- relevance columns (DeepLIFT, LRP): the formulas live in relevance.py, shared with Dense --------
-from . import relevance as _relevance  # noqa: E402
 
 # DeepLIFT's Linear rule: multipliers pass through a linear layer like gradients (Shrikumar et al. 2017).
 defrule(Conv2D, "rescale")(_conv_transposed)
 defrule(Conv2D, "revealcancel")(_relevance.deeplift_linear_revealcancel)
 for _name, _fn in _relevance.LRP_WEIGHTED_RULES.items():
     defrule(Conv2D, _name)(_fn)
-from .region import defregion, window_region_2d  # noqa: E402  (region maps sit next to their layer)
 
 
 @defregion(Conv2D, "window", pad_value=0.0)

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 from .._conventions import as_float_array, count
-from .base import Cache, Layer, defjvp, default_rng, defrule, param_property
+from . import relevance as _relevance
+from .base import Cache, Layer, default_rng, defjvp, defrule, param_property
 
 
 class Dense(Layer):
@@ -69,7 +70,6 @@ def _dense_transpose(layer, g, cache, **_):
 
 
 # -- relevance columns (DeepLIFT, LRP): the formulas live in relevance.py, shared with Conv2D --------
-from . import relevance as _relevance  # noqa: E402
 
 # DeepLIFT's Linear rule: multipliers pass through a linear layer like gradients (Shrikumar et al. 2017).
 defrule(Dense, "rescale")(_dense_transpose)

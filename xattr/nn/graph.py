@@ -23,7 +23,6 @@ themselves (HIPS/autograd's single traversal is the model):
 keeps the chain's conveniences (``model[0]``, ``forward_all``, ``backward``), written on the walk.
 """
 from __future__ import annotations
-from .._errors import XattrError
 
 import copy
 from collections import OrderedDict
@@ -31,7 +30,8 @@ from collections import OrderedDict
 import numpy as np
 
 from .._conventions import as_float_array
-from .base import Cache, Layer, RuleNotDefined, checked_options, option_names, CONTEXT_OPTIONS
+from .._errors import XattrError
+from .base import CONTEXT_OPTIONS, Cache, Layer, option_names
 
 #: the name of the graph's input (the image batch).
 INPUT = "input"
@@ -274,7 +274,6 @@ class Graph:
         layers, remove = dict(layers or {}), set(remove or ())
         for n in list(layers) + list(remove):
             self._check_name(n)
-        route = {}
         for n in remove:
             node = self._nodes[n]
             if len(node.inputs) != 1:
@@ -349,7 +348,7 @@ class Graph:
         x = self._check_input(x)
         env = {INPUT: x}
         last_use = self._last_use()
-        for k, (n, node) in enumerate(self._nodes.items()):
+        for k, node in enumerate(self._nodes.values()):
             _run_node(node, env)
             for i in set(node.inputs):
                 if last_use[i] == k and i != self._output:
@@ -531,7 +530,9 @@ class Tape:
                 grads[node.inputs[0]] = _accumulate(grads.get(node.inputs[0]), gin)
             else:
                 if not isinstance(gin, (tuple, list)) or len(gin) != len(node.inputs):
-                    raise RuntimeError(f"{node.layer.describe()} returned {type(gin).__name__} for {len(node.inputs)} inputs")
+                    raise RuntimeError(
+                        f"{node.layer.describe()} returned {type(gin).__name__} for {len(node.inputs)} inputs"
+                    )
                 for i, gi in zip(node.inputs, gin):
                     grads[i] = _accumulate(grads.get(i), gi)
         for s_ in stops:

@@ -88,7 +88,8 @@ def _maxpool_kinks(block, u, du, a, b):
 
 
 def _pointwise_kinks(block, u, du, a, b):
-    """``α = m + (c − u)/du`` where a unit's input crosses one of its kinks ``c`` (``layer.kinks()``) inside ``(a, b)``."""
+    """``α = m + (c − u)/du`` where a unit's input crosses one of its kinks ``c`` (``layer.kinks()``) inside
+    ``(a, b)``."""
     S = u.shape[0]
     uf, duf = u.reshape(S, -1), du.reshape(S, -1)
     m = ((a + b) / 2)[:, None]

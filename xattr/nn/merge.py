@@ -152,7 +152,9 @@ class Multiply(Merge):
         try:
             y = a * b
         except ValueError:
-            raise ValueError(f"{self.describe()} multiplies broadcastable inputs, got {np.shape(a)} and {np.shape(b)}") from None
+            raise ValueError(
+                f"{self.describe()} multiplies broadcastable inputs, got {np.shape(a)} and {np.shape(b)}"
+            ) from None
         if y.shape != np.shape(xs[1 - self.gate]):
             raise ValueError(
                 f"{self.describe()}: the gate (input {self.gate}, shape {np.shape(xs[self.gate])}) must broadcast to "

@@ -13,6 +13,8 @@ import numpy as np
 from .._conventions import as_float_array, check_image_batch, count
 from .base import Cache, Layer, defjvp, defrule, param_property
 from .conv import Conv2D
+from .region import defregion
+from .relevance import LRP_RULES, safe_divide, stabilize
 
 
 class BatchNorm2D(Layer):
@@ -120,7 +122,9 @@ def fold_batchnorm(model, strict=True):
                 raise ValueError(f"{bn.describe()} does not follow a Conv2D that feeds only it; it cannot be folded")
             continue
         if bn.num_features != conv.out_channels:
-            raise ValueError(f"{bn.describe()} has {bn.num_features} channels, {conv.describe()} outputs {conv.out_channels}")
+            raise ValueError(
+                f"{bn.describe()} has {bn.num_features} channels, {conv.describe()} outputs {conv.out_channels}"
+            )
         a, c = bn.scale_shift()
         folded = copy.deepcopy(conv)
         b = conv.bias if conv.bias is not None else np.zeros(conv.out_channels)
@@ -132,7 +136,6 @@ def fold_batchnorm(model, strict=True):
 
 
 # -- DeepLIFT and LRP columns ------------------------------------------------------------------
-from .relevance import LRP_RULES, safe_divide, stabilize  # noqa: E402
 
 # batch-norm is affine at inference: DeepLIFT multipliers pass as gradients.  xattr.lrp folds every
 # batch-norm that follows a conv into it first (fold_batchnorm); the others (pre-activation blocks, as
@@ -146,14 +149,13 @@ LRP_BN_STABILIZER = 1e-6
 @defrule(BatchNorm2D, *LRP_RULES)
 def _bn_lrp(layer, R, cache, inp=None):
     """R_i = a x_i R / stab(a x_i + c),  stab(z) = z + 1e-6·sign(z)
-    the z-rule on the batch-norm's affine map y = a x + c (its shift c absorbs relevance as a bias does); Bach et al. 2015"""
+    the z-rule on the batch-norm's affine map y = a x + c (its shift c absorbs relevance as a bias does); Bach et al. 2015"""  # noqa: E501  (a rule cell: line 1 is the rule table's formula, line 2 its citation)
     if inp is None:
         raise ValueError(f"LRP on {layer.describe()} needs the layer's input/output (inp=); use xattr.lrp")
     a = layer.scale_shift()[0].astype(R.dtype)[:, None, None]
     return safe_divide(R * a * inp.x, stabilize(inp.y, LRP_BN_STABILIZER))
 # dropout is the identity at inference; the RevealCancel pair (m⁺, m⁻) passes through unchanged
 defrule(Dropout, "rescale", "revealcancel", *LRP_RULES)(_dropout_identity)
-from .region import defregion  # noqa: E402  (region maps sit next to their layer)
 
 # Pointwise at inference: an output pixel changes only where its input pixel changed (Nakandala et al. 2019).
 defregion((BatchNorm2D, Dropout), "pointwise")(None)

@@ -12,6 +12,8 @@ import math
 from .._conventions import check_image_batch, pair
 from .base import Cache, Layer, defjvp, defrule
 from .conv import pad_nchw, unpad
+from .region import defregion, window_region_2d
+from .relevance import LRP_RULES
 
 
 def tf_same_padding(in_hw, kernel_size, stride, dilation=1):
@@ -83,8 +85,6 @@ def _pad_crop(layer, g, cache, **_):
     return _crop(layer, g)
 
 
-from .relevance import LRP_RULES  # noqa: E402
-
 # DeepLIFT: the padded positions have Δ = 0 (the same constant for input and reference): multipliers crop.
 # LRP: relevance on padded positions is dropped.  After zero padding it is 0 anyway (the rules give R_j = a_j c_j,
 # a_j = 0); a nonzero constant absorbs relevance like a bias does.
@@ -98,9 +98,6 @@ def _pad_crop_pairs(layer, g, cache, **_):
     if isinstance(g, tuple):
         return tuple(_crop(layer, part) for part in g)
     return _crop(layer, g)
-
-
-from .region import defregion, window_region_2d  # noqa: E402  (region maps sit next to their layer)
 
 
 @defregion(Pad2D, "window", pad_value=0.0)

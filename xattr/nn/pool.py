@@ -1,8 +1,11 @@
 """Pooling: max (with switches), average, global average.
 
-Max-pool ties follow ``MAXPOOL_TIE_POLICY = "first"`` (see :mod:`xattr._conventions`): the
-forward pass records, per window, the first maximal position in row-major window order
-(the "switch" of Zeiler & Fergus); every rule routes the signal to that switch.
+Max-pool ties follow the layer's ``tie`` policy (default ``MAXPOOL_TIE_POLICY = "first"``, see
+:mod:`xattr._conventions`): the forward pass records, per window, the first maximal position in row-major window
+order (the "switch" of Zeiler & Fergus; PyTorch's ``max_pool2d``); every rule routes the signal to that switch.
+With ``tie="split"`` (autograd's ``balanced_eq``) the signal is split evenly between the window's tied maxima
+instead, in every rule that routes through the switch (gradient, DeconvNet, guided backprop, DeepLIFT, LRP
+winner-take-all, the forward-mode derivative).
 Padding of max-pool is by ``-inf`` (padded positions never win), of average pool by zeros.
 Kernels loop over kernel offsets, never over pixels or images.
 
@@ -18,11 +21,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._conventions import MAXPOOL_TIE_POLICY, as_float_array, check_image_batch, pair
+from .._conventions import MAXPOOL_TIE_POLICIES, MAXPOOL_TIE_POLICY, as_float_array, check_image_batch, pair
 from .base import Cache, Layer, defjvp, defrule
 from .conv import pad_nchw, unpad, window_slices
-
-assert MAXPOOL_TIE_POLICY == "first"  # strict '>' in the scan below keeps the first maximum
+from .region import defregion, window_region_2d
+from .relevance import DEEPLIFT_NEAR_ZERO, LRP_RULES, need_reference, safe_divide, stabilize
 
 
 def pool_output_size(size, k, s, p, ceil_mode=False):
@@ -109,10 +112,29 @@ class MaxPool2D(_Pool2D):
         At most half the kernel; padded by ``-inf``.
     ceil_mode : bool
         PyTorch's ``ceil_mode`` (module docstring): a partial last window where the input does not fill it.
+    tie : ``"first"`` or ``"split"``
+        Where the signal goes when several inputs of a window equal its maximum: all of it to the first in
+        row-major window order (``"first"``, the default ``MAXPOOL_TIE_POLICY``: the switch PyTorch's
+        ``max_pool2d`` records), or split evenly between them (``"split"``: autograd's ``balanced_eq``, the
+        derivative of ``np.max`` there).  Every rule that routes through the switch follows it; saved with
+        the model.
     """
 
     short_name = "maxpool"
     kind = "window"
+    #: the default policy; an instance holds its own ``tie`` only when it differs (so a default layer's attributes,
+    #: and the model hashes of ``xattr.batch`` jobs, are what they were before the parameter existed).
+    tie = MAXPOOL_TIE_POLICY
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, tie=MAXPOOL_TIE_POLICY):
+        super().__init__(kernel_size, stride, padding, ceil_mode)
+        if not isinstance(tie, str) or tie not in MAXPOOL_TIE_POLICIES:
+            raise ValueError(f"tie must be 'first' (PyTorch's switch) or 'split' (autograd's even split), got {tie!r}")
+        if tie != type(self).tie:
+            self.tie = tie
+
+    def extra_repr(self):
+        return super().extra_repr() + (f", tie={self.tie!r}" if self.tie != MAXPOOL_TIE_POLICY else "")
 
     def forward(self, x):
         x = check_image_batch(x, f"input of {self.describe()}")
@@ -133,11 +155,23 @@ class MaxPool2D(_Pool2D):
             np.maximum(best, v, out=best)
             np.multiply(gt, switch.dtype.type(k), out=step)
             np.maximum(switch, step, out=switch)
-        return best, Cache(switch=switch, padded_shape=xp.shape, out_hw=out_hw, in_shape=x.shape, pads=pads)
+        cache = Cache(switch=switch, padded_shape=xp.shape, out_hw=out_hw, in_shape=x.shape, pads=pads)
+        if self.tie == "split":
+            # which offsets hold the maximum, and how many: the even split of autograd's balanced_eq
+            cache.tied = np.stack([v == best for v in views])  # (K, N, C, Ho, Wo) bool
+            cache.share = 1.0 / cache.tied.sum(axis=0)  # (N, C, Ho, Wo): 1 / number of tied maxima
+        return best, cache
 
     def route(self, g, cache):
-        """Send ``g`` ``(N, C, Ho, Wo)`` to the recorded switches; ``(N, C, H, W)``."""
+        """Send ``g`` ``(N, C, Ho, Wo)`` to the recorded switches (``tie="split"``: evenly to the tied maxima);
+        ``(N, C, H, W)``."""
         gx = np.zeros(cache.padded_shape, dtype=g.dtype)
+        if getattr(cache, "tied", None) is not None:  # tie="split": g / count to each tied maximum
+            part = g * cache.share.astype(g.dtype, copy=False)
+            for k, (i, j) in enumerate(self._offsets()):
+                sl = (slice(None), slice(None)) + window_slices(i, j, cache.out_hw, self.stride, (1, 1))
+                gx[sl] += np.where(cache.tied[k], part, 0)
+            return unpad(gx, cache.pads)
         if not np.isfinite(g).all():  # inf * 0 would be NaN: the exact (slower) selection
             for k, (i, j) in enumerate(self._offsets()):
                 sl = (slice(None), slice(None)) + window_slices(i, j, cache.out_hw, self.stride, (1, 1))
@@ -159,9 +193,14 @@ class MaxPool2D(_Pool2D):
         return unpad(gx, cache.pads)
 
     def at_switch(self, x, cache):
-        """Value of ``x`` ``(N, C, H, W)`` at each window's recorded switch; ``(N, C, Ho, Wo)``."""
+        """Value of ``x`` ``(N, C, H, W)`` at each window's recorded switch (``tie="split"``: the mean over the tied
+        maxima, the adjoint of :meth:`route`); ``(N, C, Ho, Wo)``."""
         xp = pad_nchw(x, cache.pads)  # padding is never a switch: its value is not read
         out = np.zeros(cache.switch.shape, dtype=x.dtype)
+        if getattr(cache, "tied", None) is not None:
+            for k, (i, j) in enumerate(self._offsets()):
+                out += np.where(cache.tied[k], self._window(xp, i, j, cache.out_hw), 0)
+            return out * cache.share.astype(x.dtype, copy=False)
         for k, (i, j) in enumerate(self._offsets()):
             np.copyto(out, self._window(xp, i, j, cache.out_hw), where=cache.switch == k)
         return out
@@ -181,7 +220,7 @@ class MaxPool2D(_Pool2D):
 
 @defrule(MaxPool2D, "gradient", "deconvnet", "guided")
 def _maxpool_switches(layer, g, cache, **_):
-    """R to the forward argmax (switches); ties: first in window order
+    """R to the forward argmax (switches); ties: the layer's tie policy (first in window order, or split)
     Zeiler & Fergus 2014 (switches); Springenberg et al. 2015"""
     return layer.route(g, cache)
 
@@ -215,7 +254,8 @@ class AvgPool2D(_Pool2D):
         return super().region_map_applies() and (self.count_include_pad or self.padding == (0, 0))
 
     def divisor(self, in_hw, out_hw):
-        """Each window's divisor: ``kH kW`` (a scalar) or an ``(Ho, Wo)`` array where windows are cut (module docstring)."""
+        """Each window's divisor: ``kH kW`` (a scalar) or an ``(Ho, Wo)`` array where windows are cut (module
+        docstring)."""
         counts = []
         for n, o, k, s, p in zip(in_hw, out_hw, self.kernel_size, self.stride, self.padding):
             start = np.arange(o) * s - p  # input coordinates; the padding is [-p, 0) and [n, n + p)
@@ -273,7 +313,6 @@ def _gap_spread(layer, g, cache, **_):
 
 
 # -- DeepLIFT (Shrikumar et al. 2017) and LRP columns -----------------------------------------------
-from .relevance import DEEPLIFT_NEAR_ZERO, LRP_RULES, need_reference, safe_divide, stabilize  # noqa: E402
 
 #: DeepLIFT max-pool modes: "gradient" (the paper's reference code, default), "rescale" (summation-exact),
 #: "captum" (Captum's cross-maximum split between the input's and the reference's switches).
@@ -285,7 +324,7 @@ LRP_MAXPOOL_MODES = ("winner_take_all", "proportional")
 @defrule(MaxPool2D, "rescale", "revealcancel")
 def _maxpool_deeplift(layer, g, cache, inp=None, ref=None, maxpool="gradient", threshold=DEEPLIFT_NEAR_ZERO, **_):
     """R to the input's argmax a (gradient); "rescale": R Δy/Δx_a at a (else at the reference's argmax b); "captum": (R (y⁺ − y₀) at a + R (y − y⁺) at b) / Δx, y⁺ = max(y, y₀)
-    DeepLIFT, Shrikumar et al. 2017 (its code's MaxPoolDeepLiftMode.gradient); "rescale": Rescale on each window, exact; "captum": Captum's maxpool rule"""
+    DeepLIFT, Shrikumar et al. 2017 (its code's MaxPoolDeepLiftMode.gradient); "rescale": Rescale on each window, exact; "captum": Captum's maxpool rule"""  # noqa: E501  (a rule cell: line 1 is the rule table's formula, line 2 its citation)
     if isinstance(g, tuple):
         raise ValueError(f"{layer.describe()}: DeepLIFT through max-pool takes one multiplier, got a (m⁺, m⁻) pair")
     if maxpool not in DEEPLIFT_MAXPOOL_MODES:
@@ -350,7 +389,6 @@ def _avgpool_lrp(layer, R, cache, inp=None, epsilon=0.0, **_):
         raise ValueError(f"LRP on {layer.describe()} needs the layer's input/output (inp=); use xattr.lrp")
     s = safe_divide(R, stabilize(inp.y, epsilon))
     return inp.x * layer.backward(s, cache, "gradient")
-from .region import defregion, window_region_2d  # noqa: E402  (region maps sit next to their layer)
 
 
 @defregion(MaxPool2D, "window", pad_value=-np.inf)
@@ -374,7 +412,7 @@ def _gap_region(layer, base_in, base_out, image, patch, lo):
     return base_out[image] + delta / (H * W)
 @defjvp(MaxPool2D)
 def _maxpool_jvp(layer, dx, cache):
-    """dX at the cached switch of each window  (ties: the recorded first maximum)"""
+    """dX at the cached switch of each window  (ties: the layer's tie policy)"""
     return layer.at_switch(dx, cache)  # padded positions never win
 
 

@@ -19,7 +19,8 @@ registered next to the layer class with :func:`defregion`:
 ``"global"`` layers (global average pooling), ``fn(layer, base_in, base_out, image, patch, lo)``
     return the layer's output ``(B, ...)`` for the base inputs ``base_in[image]`` (``base_in``
     ``(N, C, H, W)``, ``image`` ``(B,)`` indices) whose box at ``lo`` ``(B, 2)`` is replaced by
-    ``patch`` ``(B, C, h, w)``; ``base_out`` ``(N, ...)`` is the layer's output on ``base_in``.  The layers after it run in full on this (small) output.
+    ``patch`` ``(B, C, h, w)``; ``base_out`` ``(N, ...)`` is the layer's output on ``base_in``.  The layers after it run
+    in full on this (small) output.
 
 A model is run incrementally through its longest prefix of registered layers; a layer without
 a region map ends the incremental part (the rest runs in full on the patched activation).

@@ -197,7 +197,11 @@ def lrp_zbox(layer, R, cache, inp=None, low=None, high=None, **_):
     w, wp, wn = layer.weight, pos(layer.weight), neg(layer.weight)
     z = forward_with(layer, a, w) - forward_with(layer, lo, wp) - forward_with(layer, hi, wn)
     s = safe_divide(R, z)
-    return a * transpose_with(layer, s, cache, w) - lo * transpose_with(layer, s, cache, wp) - hi * transpose_with(layer, s, cache, wn)
+    return (
+        a * transpose_with(layer, s, cache, w)
+        - lo * transpose_with(layer, s, cache, wp)
+        - hi * transpose_with(layer, s, cache, wn)
+    )
 
 
 def lrp_flat(layer, R, cache, inp=None, **_):

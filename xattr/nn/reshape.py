@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from .._conventions import as_float_array
 from .base import Cache, Layer, defjvp, defrule
+from .region import defregion
+from .relevance import LRP_RULES
 
 
 class Flatten(Layer):
@@ -25,7 +27,6 @@ def _flatten_reshape(layer, g, cache, **_):
 
 
 # -- DeepLIFT and LRP columns: a relabelling of units passes every signal through ----------------
-from .relevance import LRP_RULES  # noqa: E402
 
 defrule(Flatten, "rescale", *LRP_RULES)(_flatten_reshape)
 
@@ -65,8 +66,6 @@ def _identity_pairs(layer, g, cache, **_):
     Shrikumar et al. 2017"""
     return g
 
-
-from .region import defregion  # noqa: E402  (region maps sit next to their layer)
 
 defregion(Identity, "pointwise")(None)
 

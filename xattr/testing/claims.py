@@ -73,8 +73,8 @@ _SHIFT = ("gradient x input multiplies by x, which the shift changes while the g
 _TIE_DEAD = ("max-pool windows whose ReLU outputs are all 0 tie, the 'first' tie policy picks a switch that is "
              "not mirrored, and the rule passes signal there although the ReLU below is dead")
 _PAINTED = ("each segment's value is painted on all its pixels, so the map's pixel sum counts a segment's value once "
-            "per pixel; efficiency over the players, the segments, holds against the all-hidden image (the check's zero "
-            "baseline): the claim completeness:players")
+            "per pixel; efficiency over the players, the segments, holds against the all-hidden image (the check's "
+            "zero baseline): the claim completeness:players")
 
 
 class _grid:
@@ -122,10 +122,11 @@ CLAIMS = {
         {
             "completeness": f"DeconvNet is {_LOCAL}",
             "implementation_invariance": _TWIN,
-            "sensitivity": "the saturated ReLU passes max(R, 0) = 0 for the negative signal R = -1 (IG paper's example)",
+            "sensitivity": ("the saturated ReLU passes max(R, 0) = 0 for the negative signal R = -1 "
+                            "(IG paper's example)"),
             "linearity": _CLIP_LIN,
-            "symmetry": ("max-pool windows whose ReLU outputs are all 0 tie, the 'first' tie policy picks a switch that "
-                         "is not mirrored, and DeconvNet passes signal there regardless of the ReLU's input "
+            "symmetry": ("max-pool windows whose ReLU outputs are all 0 tie, the 'first' tie policy picks a switch "
+                         "that is not mirrored, and DeconvNet passes signal there regardless of the ReLU's input "
                          "(gradient and guided backprop zero it)", {"shows_on": _MAXPOOL_CASES}),
         },
     ),
@@ -237,8 +238,8 @@ CLAIMS.update({
             "input_shift_invariance": {**_R, "shift_baseline": True},
         },
         {
-            "implementation_invariance": f"the IG paper's pair: Rescale multipliers depend on where a bias sits ({_IG}, "
-                                         "§3.2: (1.5, -0.5) on f1, (2, -1) on f2)",
+            "implementation_invariance": ("the IG paper's pair: Rescale multipliers depend on where a bias sits "
+                                          f"({_IG}, §3.2: (1.5, -0.5) on f1, (2, -1) on f2)"),
             "symmetry": (_TIE_DEAD, {"shows_on": ("cnn",)}),
             "completeness:varying_reference": (_MAXPOOL_DEFAULT, {**_R, "rtol": 1e-9, "baseline": _VARYING,
                                                                   "shows_on": ("cnn", "densenet")}),
@@ -317,8 +318,8 @@ CLAIMS.update({
         {
             "completeness": _PAINTED,
             "dummy": "segment-level: dummy pixels share their segment's value",
-            "symmetry": ("the default grid segmentation is not mirror-symmetric on the 8-pixel-wide default case (its 3x3 "
-                         "grid cuts 8 into 3+3+2); on the 9-pixel ResNet case it is, and the check passes",
+            "symmetry": ("the default grid segmentation is not mirror-symmetric on the 8-pixel-wide default case "
+                         "(its 3x3 grid cuts 8 into 3+3+2); on the 9-pixel ResNet case it is, and the check passes",
                          {"shows_on": ("cnn", "densenet")}),
             "input_shift_invariance": "the hidden-segment baseline is not shifted",
         },
@@ -396,8 +397,8 @@ def claims_table(claims=None):
             mark = "✓" if reason is None else "✗"
             variant = key.split(":", 1)[1].replace("_", " ") if ":" in key else ""
             cells[base].append(f"{mark} {variant}".strip())
-        out.append(f"| `{name}` | " + " | ".join(" / ".join(sorted(v, key=lambda s: (":" in s, s))) for v in cells.values())
-                   + " |")
+        joined = (" / ".join(sorted(v, key=lambda s: (":" in s, s))) for v in cells.values())
+        out.append(f"| `{name}` | " + " | ".join(joined) + " |")
     return "\n".join(out)
 
 

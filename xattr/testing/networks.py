@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..nn import (
-    Add, AvgPool2D, BatchNorm2D, Concat, Conv2D, Dense, GlobalAvgPool2D, Graph, MaxPool2D, ReLU,
-)
+from ..nn import Add, AvgPool2D, BatchNorm2D, Concat, Conv2D, Dense, GlobalAvgPool2D, Graph, MaxPool2D, ReLU
 
 __all__ = ["small_resnet", "dense_block_net", "inverted_residual_net", "randomize_batchnorm"]
 

@@ -18,8 +18,8 @@ Without pytest, :func:`check_attribution` runs the same cases and raises one
 ``AssertionError`` that lists every broken claim.
 """
 from __future__ import annotations
-from .._errors import XattrError
 
+from .._errors import XattrError
 from .checks import CHECKS
 from .claims import Claims, all_claims
 

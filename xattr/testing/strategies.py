@@ -30,8 +30,26 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 import numpy as np
 
 from ..nn import (
-    GELU, AvgPool2D, BatchNorm2D, Conv2D, Dense, Flatten, GlobalAvgPool2D, Hardsigmoid, Hardswish, Hardtanh,
-    LeakyReLU, MaxPool2D, PReLU, ReLU, ReLU6, Sequential, SiLU, Sigmoid, Softplus, Tanh,
+    GELU,
+    AvgPool2D,
+    BatchNorm2D,
+    Conv2D,
+    Dense,
+    Flatten,
+    GlobalAvgPool2D,
+    Hardsigmoid,
+    Hardswish,
+    Hardtanh,
+    LeakyReLU,
+    MaxPool2D,
+    PReLU,
+    ReLU,
+    ReLU6,
+    Sequential,
+    Sigmoid,
+    SiLU,
+    Softplus,
+    Tanh,
 )
 from ..nn.conv import conv_output_size
 from ..nn.pool import pool_output_size
@@ -124,7 +142,9 @@ def architectures(draw, in_channels=(1, 3), size=(4, 9), depth=(1, 3), max_chann
         spec["out"] = draw(st.integers(1, max_channels))
         if groups:
             c_in = blocks[-1]["out"] if blocks else c
-            spec["groups"] = draw(st.sampled_from([g for g in range(1, c_in + 1) if c_in % g == 0 and spec["out"] % g == 0]))
+            spec["groups"] = draw(
+                st.sampled_from([g for g in range(1, c_in + 1) if c_in % g == 0 and spec["out"] % g == 0])
+            )
         spec["relu"] = draw(st.booleans()) if relu is None else relu
         if activations:
             spec["act"] = draw(st.sampled_from(list(activations)))
@@ -180,7 +200,9 @@ def build_model(arch, rng=0, bias_scale=0.1):
         if b["pool"]:
             p = b["pool"]
             cls = MaxPool2D if p["kind"] == "max" else AvgPool2D
-            layers.append(cls(p["kernel"], stride=p["stride"], padding=p["padding"], ceil_mode=p.get("ceil_mode", False)))
+            layers.append(
+                cls(p["kernel"], stride=p["stride"], padding=p["padding"], ceil_mode=p.get("ceil_mode", False))
+            )
     oh, ow = output_hw(arch)
     if arch["head"] == "gap":
         layers.append(GlobalAvgPool2D())
@@ -322,7 +344,7 @@ def graph_architectures(draw, channels=(1, 3), hw=(5, 8), nodes=(2, 6), n_classe
 
 def build_graph(arch, rng=0, bias_scale=0.1):
     """The :class:`xattr.nn.Graph` a description from :func:`graph_architectures` gives (nodes ``n0, n1, ...``)."""
-    from ..nn import Add, Concat, Graph
+    from ..nn import Add, Concat
 
     gen = np.random.default_rng(rng)
     triples, outs = [], []

@@ -35,8 +35,20 @@ import numpy as np
 
 from .._conventions import as_rng
 from ..nn import (
-    INPUT, Add, AvgPool2D, BatchNorm2D, Concat, Conv2D, Dense, Dropout, Flatten, GlobalAvgPool2D, Graph, MaxPool2D,
-    ReLU, Sequential,
+    INPUT,
+    Add,
+    AvgPool2D,
+    BatchNorm2D,
+    Concat,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    GlobalAvgPool2D,
+    Graph,
+    MaxPool2D,
+    ReLU,
+    Sequential,
 )
 
 #: layers ``g`` with ``g(c x) = c g(x)`` for ``c > 0`` (a rescaling passes through them).

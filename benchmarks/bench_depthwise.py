@@ -54,42 +54,45 @@ def _rel(a, b):
     return float(np.linalg.norm(np.asarray(a, np.float64) - np.asarray(b, np.float64)) / np.linalg.norm(b))
 
 
-def run(dtype="float32", repeat=9, shapes=None):
-    """One row per shape of ``shapes`` (default :data:`MOBILENET_V2_DEPTHWISE`), after the agreement check."""
+def _one_shape(C, H, s, count, dt, tol, repeat):
+    """One MobileNetV2 depthwise layer: agreement with torch, then the median times of both libraries."""
     import torch
     import torch.nn.functional as F
 
+    layer = Conv2D(C, C, 3, stride=s, padding=1, groups=C, bias=False, rng=0)
+    layer.weight = layer.weight.astype(dt)
+    x = np.random.default_rng(0).standard_normal((1, C, H, H)).astype(dt)
+    y, cache = layer.forward(x)
+    g = np.random.default_rng(1).standard_normal(y.shape).astype(dt)
+    xt, wt, gt = torch.from_numpy(x), torch.from_numpy(layer.weight), torch.from_numpy(g)
+
+    def t_fwd():
+        return F.conv2d(xt, wt, stride=s, padding=1, groups=C)
+
+    def t_bwd():
+        return torch.ops.aten.convolution_backward(gt, xt, wt, None, (s, s), (1, 1), (1, 1), False, (0, 0), C,
+                                                   (True, False, False))[0]
+
+    agree = max(_rel(y, t_fwd().numpy()), _rel(layer.input_grad(g, cache), t_bwd().numpy()))
+    if agree > tol:
+        raise AssertionError(f"depthwise C={C} H={H} stride={s}: xattr and torch differ by {agree:.2e} > {tol:g}")
+    m = _median_times({"xattr": (lambda: layer.forward(x), lambda: layer.input_grad(g, cache)),
+                       "torch": (t_fwd, t_bwd)}, repeat)
+    return {"channels": C, "side": H, "stride": s, "count": count, "agree": agree,
+            "xattr_ms": [1e3 * v for v in m["xattr"]], "torch_ms": [1e3 * v for v in m["torch"]]}
+
+
+def run(dtype="float32", repeat=9, shapes=None):
+    """One row per shape of ``shapes`` (default :data:`MOBILENET_V2_DEPTHWISE`), after the agreement check."""
     dt = np.dtype(dtype)
     tol = 1e-5 if dt == np.float32 else 1e-12
-    rows = []
-    for C, H, s, count in (MOBILENET_V2_DEPTHWISE if shapes is None else shapes):
-        layer = Conv2D(C, C, 3, stride=s, padding=1, groups=C, bias=False, rng=0)
-        layer.weight = layer.weight.astype(dt)
-        x = np.random.default_rng(0).standard_normal((1, C, H, H)).astype(dt)
-        y, cache = layer.forward(x)
-        g = np.random.default_rng(1).standard_normal(y.shape).astype(dt)
-        xt, wt, gt = torch.from_numpy(x), torch.from_numpy(layer.weight), torch.from_numpy(g)
-
-        def t_fwd():
-            return F.conv2d(xt, wt, stride=s, padding=1, groups=C)
-
-        def t_bwd():
-            return torch.ops.aten.convolution_backward(gt, xt, wt, None, (s, s), (1, 1), (1, 1), False, (0, 0), C,
-                                                       (True, False, False))[0]
-
-        agree = max(_rel(y, t_fwd().numpy()), _rel(layer.input_grad(g, cache), t_bwd().numpy()))
-        if agree > tol:
-            raise AssertionError(f"depthwise C={C} H={H} stride={s}: xattr and torch differ by {agree:.2e} > {tol:g}")
-        m = _median_times({"xattr": (lambda: layer.forward(x), lambda: layer.input_grad(g, cache)),
-                           "torch": (t_fwd, t_bwd)}, repeat)
-        rows.append({"channels": C, "side": H, "stride": s, "count": count, "agree": agree,
-                     "xattr_ms": [1e3 * v for v in m["xattr"]], "torch_ms": [1e3 * v for v in m["torch"]]})
-    return rows
+    return [_one_shape(C, H, s, count, dt, tol, repeat)
+            for C, H, s, count in (MOBILENET_V2_DEPTHWISE if shapes is None else shapes)]
 
 
 def table(rows, dtype):
-    lines = [f"| channels × side, stride (×count) | forward xattr / torch ms | share | input grad xattr / torch ms "
-             f"| share |", "|---|---:|---:|---:|---:|"]
+    lines = ["| channels × side, stride (×count) | forward xattr / torch ms | share | input grad xattr / torch ms "
+             "| share |", "|---|---:|---:|---:|---:|"]
     tot = np.zeros((2, 2))
     for r in rows:
         (xf, xb), (tf, tb) = r["xattr_ms"], r["torch_ms"]

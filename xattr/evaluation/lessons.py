@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._conventions import as_rng, check_image_batch
+from .._conventions import check_image_batch
 from .._errors import XattrError
 
 __all__ = [

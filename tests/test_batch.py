@@ -186,9 +186,17 @@ def test_local_cluster_equals_serial(data, expected, tmp_path, cluster, chunks_p
     check_equal(r, expected)
 
 
-#: cheaper settings for the tiny images of these tests (every other method runs with its defaults)
+#: cheaper settings for the tiny images of these tests (every other method runs with the first conformance case its
+#: spec declares, without its seed, or its defaults)
 CHEAP = {"occlusion": {"window": 4, "stride": 2}, "lime": {"n_samples": 20}, "kernel_shap": {"n_samples": 20},
          "expected_gradients": {"references": np.zeros((2, 3, 8, 8)), "n_samples": 4}}
+
+
+def _declared_case(name):
+    cases = registry.get_spec(name).cases
+    opts = dict(cases[0]) if isinstance(cases, (list, tuple)) and cases else {}
+    opts.pop("rng", None)  # the batch run gives each image its own generator
+    return opts
 
 
 @pytest.mark.parametrize("name", [m for m in registry.available_methods() if not m.startswith("test_")])
@@ -197,7 +205,7 @@ def test_every_registered_method_equals_serial(data, tmp_path, name):
     import inspect
 
     model, x = data
-    x, fn, opts = x[:6], registry.get_method(name), CHEAP.get(name, {})
+    x, fn, opts = x[:6], registry.get_method(name), CHEAP.get(name, _declared_case(name))
     params = list(inspect.signature(fn).parameters.values())[3:]
     required = [p.name for p in params if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     assert not set(required) - set(opts), f"{name} needs the option(s) {required}: add them to CHEAP in this file"

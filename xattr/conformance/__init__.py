@@ -85,6 +85,28 @@ def _default_options(fn):
 
 
 # -- generate ----------------------------------------------------------------------------------
+def _is_random(method, listed, opts):
+    """Whether a case depends on xattr's random stream: a method whose spec declares its cases and needs an ``rng``;
+    else listed in RANDOM_METHODS, or given an ``rng`` without a table entry (KernelSHAP's table cases enumerate
+    every coalition: exact, not random)."""
+    from ..methods.registry import get_spec
+
+    spec = get_spec(method)
+    if spec.cases is not None:
+        return "rng" in spec.needs
+    return method in RANDOM_METHODS or (listed is None and "rng" in opts)
+
+
+def _definition(method):
+    """What ``method`` computes in words: :data:`DEFINITIONS`, else its spec's summary line and paper."""
+    from ..methods.registry import get_spec
+
+    if DEFINITIONS.get(method):
+        return DEFINITIONS[method]
+    spec = get_spec(method)
+    return f"{spec.summary} ({spec.paper})" if spec.paper else spec.summary
+
+
 def generate(out_dir=DATA_DIR, methods=None):
     """Compute every case with xattr and write the vectors to ``out_dir``; returns the manifest dict.
 
@@ -119,11 +141,11 @@ def generate(out_dir=DATA_DIR, methods=None):
                 expected[key] = value
                 cases.append({"id": cid, "model": spec.name, "method": method, "options": _json_options(opts),
                               "key": key, "shape": list(value.shape), "rtol": RTOL, "atol": ATOL,
-                              "random": method in RANDOM_METHODS or (listed is None and "rng" in opts)})
+                              "random": _is_random(method, listed, opts)})
     manifest = {
         "format": FORMAT, "xattr_version": xattr.__version__, "numpy_version": np.__version__,
         "tolerance": "max|actual - expected| <= atol + rtol * max|expected|",
-        "methods": methods, "definitions": {m: DEFINITIONS.get(m, "") for m in methods},
+        "methods": methods, "definitions": {m: _definition(m) for m in methods},
         "models": models_meta, "cases": cases, "not_applicable": not_applicable,
     }
     os.makedirs(out_dir, exist_ok=True)

@@ -23,6 +23,15 @@ from .path import (
 from .smoothing import noise_scale, smoothgrad, smoothgrad_gradient, smoothgrad_squared_gradient, vargrad_gradient
 # isort: on
 
+# Every other module or package here registers its methods when imported: a new method is one new file (its
+# function and its MethodSpec), found without a line added here; registered after the ones above, by file name.
+import importlib as _importlib  # noqa: E402  (after the ordered imports above, on purpose)
+import pkgutil as _pkgutil  # noqa: E402
+
+for _module in _pkgutil.iter_modules(__path__):
+    if not _module.name.startswith("_"):
+        _importlib.import_module(f"{__name__}.{_module.name}")
+
 __all__ = [
     "backprop", "gradient", "gradient_x_input", "deconvnet", "guided_backprop", "reduce_channels",
     "cam", "grad_cam", "guided_grad_cam", "upsample_bilinear",

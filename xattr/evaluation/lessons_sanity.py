@@ -244,10 +244,10 @@ def randomization_curves(methods, model, x, target, rng, groups=None, cascade=Tr
 
 
 #: notebook 09's claims on the top of the network: while only the top steps are randomised (down to and including a
-#: named step), an *insensitive* method's map keeps a mean |Spearman| and SSIM above TOP_SIMILAR_MIN; once the
-#: logits alone are re-drawn, a *sensitive* method's |Spearman| is below TOP_CHANGED_MAX.
+#: named step), an *insensitive* method's map keeps a mean ``|Spearman|`` and SSIM above TOP_SIMILAR_MIN; once the
+#: logits alone are re-drawn, a *sensitive* method's ``|Spearman|`` is below TOP_CHANGED_MAX.
 TOP_SIMILAR_MIN, TOP_CHANGED_MAX = 0.9, 0.6
-#: after every group is randomised, a method's mean |Spearman| with its trained map is below END_CHANGED_MAX.
+#: after every group is randomised, a method's mean ``|Spearman|`` with its trained map is below END_CHANGED_MAX.
 END_CHANGED_MAX = 0.5
 
 
@@ -258,9 +258,9 @@ def _cascading(curves):
 
 def check_top_layers(curves, through, insensitive=(), sensitive=()):
     """Notebook 09's claim (Adebayo et al.'s finding on guided backprop): with the steps down to ``through``
-    (a step label) randomised, each ``insensitive`` method's mean |Spearman| and SSIM stay above
+    (a step label) randomised, each ``insensitive`` method's mean ``|Spearman|`` and SSIM stay above
     :data:`TOP_SIMILAR_MIN` at every step; after the first step (the logits) each ``sensitive`` method's mean
-    |Spearman| is below :data:`TOP_CHANGED_MAX`.  For cascading or independent curves (each step alone); a NaN
+    ``|Spearman|`` is below :data:`TOP_CHANGED_MAX`.  For cascading or independent curves (each step alone); a NaN
     (a constant map) fails.  Returns ``({method: lowest similarity}, {method: first step})``."""
     if through not in curves.steps:
         raise ValueError(f"no step {through!r}; the steps are {curves.steps}")
@@ -278,9 +278,9 @@ def check_top_layers(curves, through, insensitive=(), sensitive=()):
 
 
 def check_end_points(curves, changed=(), unchanged=(), tol=1e-12):
-    """Notebook 09's claim on the end points (every group randomised): each ``changed`` method's mean |Spearman|
+    """Notebook 09's claim on the end points (every group randomised): each ``changed`` method's mean ``|Spearman|``
     is below :data:`END_CHANGED_MAX`; each ``unchanged`` one (the edge-detector control) is 1 on every metric and
-    step up to ``tol``.  Returns ``{method: end |Spearman|}``."""
+    step up to ``tol``.  Returns ``{method: end ``|Spearman|``}``."""
     _cascading(curves)
     out = {}
     for m in changed:
@@ -399,7 +399,7 @@ def check_fit(train_accuracy, heldout_accuracy, n_classes):
 
 
 #: notebook 09: a method passes the data randomisation test when its maps for the two networks have a mean
-#: |Spearman| below DATA_PASS_MAX.
+#: ``|Spearman|`` below DATA_PASS_MAX.
 DATA_PASS_MAX = 0.5
 
 

@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 
 import xattr
-from extras import need
 from xattr.data.train import accuracy
 from xattr.evaluation import lessons_sanity as LS
 from xattr.evaluation import sanity
 from xattr.nn import Conv2D, Dense, GlobalAvgPool2D, ReLU, Sequential
 from xattr.testing import twins
+
+from extras import need
 
 
 def conv_net(seed=0):
@@ -102,7 +103,8 @@ def test_randomization_curves_are_the_library_tests_run_together(cascade):
         assert not c.constant[name].any()
     assert c.end("gradient × input", "ssim") == pytest.approx(want.metrics["ssim"][-1].mean(), rel=1e-12)
     rows = c.table("spearman")
-    assert [s for s, _ in rows] == c.steps and rows[0][1]["gradient"] == pytest.approx(c.mean("gradient", "spearman")[0])
+    assert [s for s, _ in rows] == c.steps
+    assert rows[0][1]["gradient"] == pytest.approx(c.mean("gradient", "spearman")[0])
 
 
 def test_a_constant_map_is_recorded_not_raised_and_fails_the_claims():

@@ -25,7 +25,8 @@ from .._conventions import as_rng, check_image_batch
 from .lessons import LessonClaimFailed, _claim
 
 __all__ = [
-    "layer_groups", "merge_blocks", "GroupRandomizer", "SanityCurves", "unit_scale", "randomization_curves", "check_top_layers", "check_end_points",
+    "layer_groups", "merge_blocks", "GroupRandomizer", "SanityCurves", "unit_scale", "randomization_curves",
+    "check_top_layers", "check_end_points",
     "FitResult", "fit_fixed_set", "data_randomization_table", "check_fit", "check_data_randomization",
     "LessonClaimFailed",
 ]
@@ -328,7 +329,14 @@ def fit_fixed_set(images, labels, epochs, rng, channels=(8, 16, 32), batch=32, l
     FitResult (the model takes ``[0, 1]`` pixels)
     """
     from ..data.train import (
-        TRAIN_MEAN, TRAIN_STD, Adam, NormalisedConv, accuracy, model_params, shapes_cnn, softmax_xent,
+        TRAIN_MEAN,
+        TRAIN_STD,
+        Adam,
+        NormalisedConv,
+        accuracy,
+        model_params,
+        shapes_cnn,
+        softmax_xent,
     )
 
     images = check_image_batch(images).astype(np.float32)
@@ -392,7 +400,8 @@ FIT_MIN, CHANCE_MARGIN = 0.9, 0.15
 def check_fit(train_accuracy, heldout_accuracy, n_classes):
     """Notebook 09's claim: the network fitted the permuted labels (training accuracy at least 90 %) and learned
     nothing that generalises (held-out accuracy within 15 points of chance ``1 / n_classes``)."""
-    _claim(train_accuracy >= FIT_MIN, f"the network fits {train_accuracy:.0%} of the permuted labels, not {FIT_MIN:.0%}")
+    _claim(train_accuracy >= FIT_MIN,
+           f"the network fits {train_accuracy:.0%} of the permuted labels, not {FIT_MIN:.0%}")
     chance = 1.0 / n_classes
     _claim(abs(heldout_accuracy - chance) <= CHANCE_MARGIN,
            f"held-out accuracy {heldout_accuracy:.0%} is not within {CHANCE_MARGIN:.0%} of chance {chance:.0%}")

@@ -107,3 +107,62 @@ def test_cam_errors():
         xattr.grad_cam(_cam_net(), X, 0, layer="conv7")
     with pytest.raises(ValueError, match="out of range"):
         xattr.cam(_cam_net(), X, 9)
+
+
+# -- Grad-CAM as a lens: any pixel method, any hidden unit -------------------------------------------------
+
+def _resnet_case():
+    from xattr.testing.networks import small_resnet
+
+    return small_resnet(), np.random.default_rng(3).normal(size=(2, 3, 12, 12)), np.array([1, 4])
+
+
+@pytest.mark.parametrize("pixel", ["gradient", "integrated_gradients"])
+def test_guided_grad_cam_lenses_any_pixel_method(pixel):
+    """``guided_grad_cam(pixel=m)`` is ``m``'s map ⊙ the upsampled Grad-CAM with its ReLU (Selvaraju et al. 2017 §3),
+    by name or as a callable."""
+    model, x, t = _resnet_case()
+    lens = xattr.grad_cam(model, x, t, relu=True, upsample=True)
+    fine = xattr.get_method(pixel)(model, x, t)
+    np.testing.assert_allclose(xattr.guided_grad_cam(model, x, t, pixel=pixel), fine * lens, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(xattr.guided_grad_cam(model, x, t, pixel=xattr.get_method(pixel)), fine * lens,
+                               rtol=1e-12, atol=1e-15)
+
+
+def test_guided_grad_cam_refuses_a_bad_pixel_method():
+    model, x, t = _resnet_case()
+    with pytest.raises(TypeError, match="pixel must be a method name or a callable"):
+        xattr.guided_grad_cam(model, x, t, pixel=3)
+    with pytest.raises(ValueError, match="unknown method 'nonsense'"):
+        xattr.guided_grad_cam(model, x, t, pixel="nonsense")
+    with pytest.raises(ValueError, match=r"must return a map of x's shape \(2, 3, 12, 12\), got \(2, 1, 12, 12\)"):
+        xattr.guided_grad_cam(model, x, t, pixel="grad_cam")
+
+
+def test_grad_cam_of_a_hidden_channel_equals_grad_cam_of_the_truncated_network():
+    """``node=``: the explained value is a channel's spatial mean at a hidden node; oracle: the same layers up to that
+    node followed by a global average pool, explained as a classifier of its channels."""
+    from xattr.nn import Graph
+
+    model, x, _ = _resnet_case()
+    node, layer, channels = "layer1.0.relu2", "layer1.0.conv1", np.array([0, 3])
+    keep = model._ancestors(node)
+    triples = [tr for tr in model.triples() if tr[0] in keep]
+    probe = Graph(triples + [("probe_gap", GlobalAvgPool2D(), node), ("probe_flat", Flatten(), "probe_gap")],
+                  output="probe_flat")
+    for relu in (True, False):
+        np.testing.assert_allclose(xattr.grad_cam(model, x, channels, layer=layer, node=node, relu=relu),
+                                   xattr.grad_cam(probe, x, channels, layer=layer, relu=relu), rtol=1e-12, atol=1e-15)
+
+
+def test_grad_cam_of_the_output_node_is_grad_cam():
+    model, x, t = _resnet_case()
+    np.testing.assert_allclose(xattr.grad_cam(model, x, t, node="fc"), xattr.grad_cam(model, x, t), rtol=1e-13)
+
+
+def test_grad_cam_node_must_lie_downstream_of_the_layer():
+    model, x, _ = _resnet_case()
+    with pytest.raises(ValueError, match="layer 'layer2.0.conv1' must lie upstream of node 'layer1.0.relu2'"):
+        xattr.grad_cam(model, x, 0, layer="layer2.0.conv1", node="layer1.0.relu2")
+    with pytest.raises(ValueError, match="target"):
+        xattr.grad_cam(model, x, 9, layer="conv1", node="layer1.0.relu2")  # 4 channels there

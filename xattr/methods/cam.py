@@ -129,11 +129,12 @@ def _last_spatial(tape):
     raise ValueError("grad_cam found no layer with a spatial (N, C, h, w) output")
 
 
-def activations_and_gradients(model, x, target, layer=None):
+def activations_and_gradients(model, x, target, layer=None, node=None):
     """``(A, ∂S/∂A, name)`` at a node: its activations ``(N, K, h, w)`` and the gradient of the explained
     score there, from one forward and one backward pass (the base of the CAM family).
 
-    ``layer``: a node name or index; default the last node with a spatial output.
+    ``layer``: a node name or index; default the last node with a spatial output.  ``node``: explain a hidden unit
+    instead of a class score (:func:`explained_unit`).
     """
     _require_layered(model, "grad_cam")
     x = check_image_batch(x)
@@ -144,11 +145,30 @@ def activations_and_gradients(model, x, target, layer=None):
         raise ValueError(
             f"grad_cam needs a layer with a spatial output (N, C, h, w); {model[name].describe()} gives {feats.shape}"
         )
-    g = tape.pull(_targets.seed(target, tape.output), "gradient", to=name)
+    if node is None:
+        g = tape.pull(_targets.seed(target, tape.output), "gradient", to=name)
+    else:
+        out = model.name_of(node)
+        if name not in model._ancestors(out) or name == out:
+            raise ValueError(f"layer {name!r} must lie upstream of node {out!r} to explain it")
+        g = tape.pull({out: explained_unit(tape.value(out), target, out)}, "gradient", to=name)
     return feats, g, name
 
 
-def grad_cam(model, x, target, layer=None, relu=True, upsample=True):
+def explained_unit(a, target, name="node"):
+    """The seed at a hidden node's output ``a`` that explains its unit ``target``: a channel's spatial mean for a
+    map ``(N, C, h, w)`` (``S = mean_{i,j} A_c``, the value a global average pool would pass on), a unit for a vector
+    ``(N, K)``; ``target`` indexes the channels/units as it indexes classes.  Selvaraju et al. (2017, §3) note that
+    Grad-CAM explains any differentiable activation, not only a class score."""
+    if a.ndim == 4:
+        s = _targets.seed(target, a.mean(axis=(2, 3)))  # (N, C)
+        return np.broadcast_to(s[:, :, None, None] / (a.shape[2] * a.shape[3]), a.shape).copy()
+    if a.ndim == 2:
+        return _targets.seed(target, a)
+    raise ValueError(f"node {name!r} must give (N, C, h, w) or (N, K) to explain one of its units, got {a.shape}")
+
+
+def grad_cam(model, x, target, layer=None, relu=True, upsample=True, node=None):
     """Grad-CAM (Selvaraju et al. 2017).
 
     Parameters
@@ -163,12 +183,15 @@ def grad_cam(model, x, target, layer=None, relu=True, upsample=True):
         Apply the paper's final ReLU (default True).  Captum's default is without it.
     upsample : bool
         Bilinearly resize to ``(H, W)``.
+    node : str or int, optional
+        Explain a hidden unit instead of a class score: ``target`` then indexes this node's channels (their
+        spatial mean) or units (:func:`explained_unit`); ``layer`` must lie upstream of it.
 
     Returns
     -------
     ndarray ``(N, 1, H, W)`` (or ``(N, 1, h, w)``)
     """
-    feats, g, _ = activations_and_gradients(model, x, target, layer)
+    feats, g, _ = activations_and_gradients(model, x, target, layer, node=node)
     x = check_image_batch(x)
     alpha = g.mean(axis=(2, 3))  # (N, K): global-average-pooled gradients
     m = np.einsum("nk,nkhw->nhw", alpha, feats)

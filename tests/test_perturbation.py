@@ -369,7 +369,7 @@ def test_per_image_segmentations_with_different_counts():
 
 def test_registry_and_progress(capsys):
     assert xattr.available_methods("perturbation") == ["occlusion", "lime", "kernel_shap", "shapley",
-                                                        "prediction_difference"]
+                                                        "prediction_difference", "rise"]
     assert xattr.get_method("kernel_shap") is xattr.kernel_shap
     bar = Progress(3, True, "demo")
     bar.bar = None  # force the built-in fallback even when tqdm is installed

@@ -49,8 +49,9 @@ class MethodSpec:
     needs : tuple of str
         What it needs beyond ``(model, x, target)``: ``"layered"``, ``"rule:<column>"``, ``"spatial node"``,
         ``"gap head"``, ``"piecewise-linear"``, ``"references"``, ``"segments"``, ``"rng"`` (:data:`NEEDS`).
-    claims : xattr.testing.Claims, optional
-        The axioms it claims and the violations it declares, with reasons; None: its entry in
+    claims : xattr.testing.Claims or callable, optional
+        The axioms it claims and the violations it declares, with reasons (or a function returning them, so that
+        importing the method does not import :mod:`xattr.testing`); None: its entry in
         :data:`xattr.testing.claims.CLAIMS`.
     cases : sequence of dicts or callable, optional
         Option sets of its conformance vectors (a callable receives the vector model's spec); None: the

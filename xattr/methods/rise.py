@@ -144,4 +144,4 @@ def _claims():
 
 
 register(MethodSpec("rise", rise, "perturbation", paper="Petsiuk et al. 2018", needs=("rng",),
-                    claims=_claims(), cases=[{"rng": 0, "n_masks": 32, "cells": 2}], demo={"n_masks": 500}))
+                    claims=_claims, cases=[{"rng": 0, "n_masks": 32, "cells": 2}], demo={"n_masks": 500}))

@@ -70,7 +70,18 @@ class Curve:
 
 
 def blurred(x, sigma=BLUR_SIGMA):
-    """``x`` with each channel blurred by a Gaussian of ``sigma`` pixels (borders reflected)."""
+    """``x`` with each channel blurred by a Gaussian of ``sigma`` pixels (borders reflected).
+
+    Parameters
+    ----------
+    x : ndarray ``(N, C, H, W)``
+    sigma : float
+        Pixels.
+
+    Returns
+    -------
+    ndarray ``(N, C, H, W)``, ``x.dtype``
+    """
     x = check_image_batch(x)
     return ndimage.gaussian_filter(np.asarray(x, dtype=np.float64), sigma=(0, 0, sigma, sigma),
                                    mode="reflect").astype(x.dtype, copy=False)
@@ -480,6 +491,25 @@ def max_sensitivity(method, model, x, target, radius=0.02, n_samples=16, rng=Non
     ``(S, *x.shape)``.  ``normalize`` divides by ``||Φ(f, x)||₂`` (refused if that is 0).
     The perturbed images go through ``method`` in chunks of about ``batch_size`` images.
     See also :func:`xattr.evaluation.stability.avg_sensitivity`.
+
+    Parameters
+    ----------
+    method : callable ``(model, x, target, **method_kwargs) -> (N, ...)``
+        The explanation method.
+    model : model protocol object (``forward``, ``vjp``)
+    x : ndarray ``(N, C, H, W)``
+    target : int, int array ``(N,)`` or callable on the scores ``(N, K)``
+    radius : float
+        ``r``, ``> 0``.
+    n_samples : int
+        Monte Carlo points ``S``.
+    rng : numpy.random.Generator or int
+        Required unless ``perturbations`` are given.
+    perturbations : ndarray ``(S, N, C, H, W)``, optional
+    normalize : bool
+    method_kwargs : dict, optional
+        Options passed to ``method``.
+    batch_size : int
 
     Returns
     -------

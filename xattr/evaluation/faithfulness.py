@@ -179,6 +179,19 @@ def insertion_curve(model, x, target, attribution, baseline="blur", n_steps=None
     Starts from ``baseline`` (default a Gaussian blur of ``x``, as the paper's insertion)
     and puts back features in decreasing order of attribution.  Parameters as
     :func:`deletion_curve` (same defaults: probability, ``min(224, F)`` steps).
+
+    Parameters
+    ----------
+    model : model protocol object (``forward``, ``vjp``)
+    x : ndarray ``(N, C, H, W)``
+    target : int, int array ``(N,)`` or callable on the scores ``(N, K)``
+    attribution : ndarray, ``x.shape`` (or one value per pixel ``(N, 1, H, W)``)
+    baseline, n_steps, score, batch_size, blur_sigma, order, rng, progress
+        As :func:`deletion_curve`; ``baseline="blur"`` (default) starts from the blurred ``x``.
+
+    Returns
+    -------
+    Curve
     """
     return _element_curve(model, x, target, attribution, baseline, lambda F: _curve_counts(n_steps, F), score,
                           batch_size, blur_sigma, True, order, rng, progress, "insertion")

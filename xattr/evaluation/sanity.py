@@ -187,6 +187,15 @@ def independent_randomization(method, model, x, target, rng, layers=None, metric
     """Independent (layer-by-layer) randomisation (Adebayo et al. 2018, §3.1): one layer at a time.
 
     Parameters as :func:`cascading_randomization`; every step starts from the trained model.
+
+    Parameters
+    ----------
+    method, model, x, target, rng, layers, metrics, method_kwargs, order, k, randomize
+        As :func:`cascading_randomization`.
+
+    Returns
+    -------
+    RandomizationResult
     """
     return _randomization(method, model, x, target, rng, layers, metrics, False, method_kwargs, order, k, randomize)
 

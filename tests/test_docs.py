@@ -225,3 +225,83 @@ def test_docs_module_docstring_names_every_generator():
     doc = inspect.getdoc(xdocs)
     for name in xdocs.GENERATORS:
         assert f"``{name}" in doc, name
+
+
+# -- numpydoc docstrings on every public function ---------------------------------------------------------------
+#: Public functions allowed to lack a docstring or a numpydoc ``Parameters`` section, with the reason.  The test
+#: below fails when an entry is no longer needed, so the list only shrinks.
+_CONV = "xattr/nn/conv.py was being changed on another branch; its docstrings wait for that merge"
+NUMPYDOC_ALLOWLIST = {
+    "xattr.nn.conv.batch_chunks": _CONV,
+    "xattr.nn.conv.col2im": _CONV,
+    "xattr.nn.conv.col2im_tile": _CONV,
+    "xattr.nn.conv.conv_output_size": _CONV,
+    "xattr.nn.conv.correlate_batch": _CONV,
+    "xattr.nn.conv.depthwise_tap_sums": _CONV,
+    "xattr.nn.conv.grouped_weight_matrix": _CONV,
+    "xattr.nn.conv.im2col": _CONV,
+    "xattr.nn.conv.im2col_tile": _CONV,
+    "xattr.nn.conv.image_to_wide": _CONV,
+    "xattr.nn.conv.pad_nchw": _CONV,
+    "xattr.nn.conv.pad_spec": _CONV,
+    "xattr.nn.conv.row_tiles": _CONV,
+    "xattr.nn.conv.tile_windows": _CONV,
+    "xattr.nn.conv.unpad": _CONV,
+    "xattr.nn.conv.weight_matrix": _CONV,
+    "xattr.nn.conv.wide_col2im": _CONV,
+    "xattr.nn.conv.wide_im2col": _CONV,
+    "xattr.nn.conv.wide_length": _CONV,
+    "xattr.nn.conv.wide_offsets": _CONV,
+    "xattr.nn.conv.wide_to_image": _CONV,
+    "xattr.nn.conv.window_slices": _CONV,
+}
+
+
+def _public_functions():
+    import importlib
+
+    for module in xdocs.public_modules("xattr"):
+        mod = importlib.import_module(module)
+        for name in xdocs.api_members(module):
+            obj = getattr(mod, name)
+            if inspect.isfunction(obj):
+                yield f"{module}.{name}", obj
+
+
+def _numpydoc_gaps(name, fn):
+    doc = inspect.getdoc(fn) or ""
+    params = [p for p in inspect.signature(fn).parameters]
+    if not doc.strip():
+        return "no docstring"
+    if len(params) > 1 and not re.search(r"^Parameters\n-{3,}$", doc, re.M):
+        return "no numpydoc Parameters section"
+    return None
+
+
+def test_numpydoc_gaps_tells_a_missing_docstring_from_a_missing_parameters_section():
+    def f(x, a):
+        pass
+
+    f.__doc__ = "Sum.\n\nParameters\n----------\nx : ndarray ``(N, C, H, W)``\na : int\n\nReturns\n-------\nndarray"
+    assert _numpydoc_gaps("f", f) is None
+    f.__doc__ = "Sum of ``x`` and ``a``; the Parameters are ``x`` and ``a``."
+    assert _numpydoc_gaps("f", f) == "no numpydoc Parameters section"
+    f.__doc__ = None
+    assert _numpydoc_gaps("f", f) == "no docstring"
+
+    def g(x):
+        """One parameter: prose is enough."""
+
+    assert _numpydoc_gaps("g", g) is None
+
+
+def test_every_public_function_has_a_docstring_and_a_numpydoc_parameters_section():
+    """Every public function has a docstring; one with more than one parameter has a numpydoc ``Parameters``
+    section (the API reference shows them).  Oracle: the functions themselves (``inspect``), over every module the
+    API reference documents."""
+    gaps = {name: gap for name, fn in _public_functions() if (gap := _numpydoc_gaps(name, fn))}
+    unexplained = {name: gap for name, gap in gaps.items() if name not in NUMPYDOC_ALLOWLIST}
+    assert not unexplained, "public functions without numpydoc docstrings:\n" + "\n".join(
+        f"  {name}: {gap}" for name, gap in sorted(unexplained.items()))
+    stale = sorted(set(NUMPYDOC_ALLOWLIST) - set(gaps))
+    assert not stale, f"allowlisted but documented now (remove them from NUMPYDOC_ALLOWLIST): {stale}"

@@ -72,6 +72,20 @@ def as_baseline(baseline, x, name="baseline", allow_callable=True):
     """``baseline`` as a finite array of ``x``'s shape and dtype (see the module docstring); a new array.
 
     ``ValueError`` names ``name`` and says what shapes are accepted; ``TypeError`` for a bool or a non-number.
+
+    Parameters
+    ----------
+    baseline : float, ndarray or callable
+        A scalar, one sample ``x.shape[1:]``, an array broadcastable to ``x.shape`` (one per image, one per
+        channel), or a callable ``x -> baseline`` (given a copy of ``x``).
+    x : ndarray ``(N, ...)``
+    name : str
+        For error messages.
+    allow_callable : bool
+
+    Returns
+    -------
+    ndarray, ``x.shape``, ``x.dtype``
     """
     if callable(baseline) and not isinstance(baseline, np.ndarray):
         if not allow_callable:
@@ -101,7 +115,17 @@ def as_baseline(baseline, x, name="baseline", allow_callable=True):
 
 def check_batch_size(batch_size, allow_none=True):
     """``batch_size`` (model input rows per call) validated: a positive int, or None (the cost model's choice)
-    where ``allow_none``.  ``ValueError`` says what came."""
+    where ``allow_none``.  ``ValueError`` says what came.
+
+    Parameters
+    ----------
+    batch_size : int or None
+    allow_none : bool
+
+    Returns
+    -------
+    int or None
+    """
     if batch_size is None and allow_none:
         return None
     if isinstance(batch_size, bool) or not isinstance(batch_size, (numbers.Integral, np.integer)) or batch_size < 1:
@@ -112,7 +136,23 @@ def check_batch_size(batch_size, allow_none=True):
 def rows_per_call(batch_size, model, row, total, start=None):
     """Model input rows per call: ``batch_size`` if given (validated), else the cost model's choice for ``total``
     rows shaped like ``row`` ``(1, ...)`` (traced from node ``start``; :func:`xattr.methods._chunks.chunk_rows`;
-    ``model`` None or without layers: chunks of ``VALUES_PER_CHUNK`` input values)."""
+    ``model`` None or without layers: chunks of ``VALUES_PER_CHUNK`` input values).
+
+    Parameters
+    ----------
+    batch_size : int or None
+    model : model protocol object or None
+    row : ndarray ``(1, ...)``
+        One model input row (for the cost model).
+    total : int
+        Rows to evaluate in all.
+    start : str, optional
+        The node the rows enter at.
+
+    Returns
+    -------
+    int
+    """
     if batch_size is not None:
         return check_batch_size(batch_size, allow_none=False)
     return _chunks.chunk_rows(model, np.asarray(row)[:1], total, start=start)

@@ -119,19 +119,50 @@ class ProtocolTape(FunctionTape):
 
 def trace(model, x):
     """The tape of one forward pass: ``model.trace(x)`` for layered and function models, a
-    :class:`ProtocolTape` for any other object with ``forward`` and ``vjp``."""
+    :class:`ProtocolTape` for any other object with ``forward`` and ``vjp``.
+
+    Parameters
+    ----------
+    model : model protocol object
+    x : ndarray ``(N, ...)``
+
+    Returns
+    -------
+    Tape or ProtocolTape
+    """
     if hasattr(model, "trace"):
         return model.trace(x)
     return ProtocolTape(model, as_float_array(x, "x"))
 
 
 def from_function(f, name=None):
-    """Wrap an autograd-differentiable ``f(x) -> scores (N, K)`` as a model (gradient rule only)."""
+    """Wrap an autograd-differentiable ``f(x) -> scores (N, K)`` as a model (gradient rule only).
+
+    Parameters
+    ----------
+    f : callable ``x (N, ...) -> scores (N, K)``
+        Autograd-differentiable.
+    name : str, optional
+
+    Returns
+    -------
+    FunctionModel
+    """
     return FunctionModel(f, name)
 
 
 def check_model(model, rule=None):
-    """Refuse objects that are not models, and models that lack ``rule``, with a clear message."""
+    """Refuse objects that are not models, and models that lack ``rule``, with a clear message.
+
+    Parameters
+    ----------
+    model : object
+    rule : str, optional
+
+    Returns
+    -------
+    ``model``
+    """
     for attr in ("forward", "vjp"):
         if not callable(getattr(model, attr, None)):
             raise TypeError(

@@ -44,7 +44,19 @@ def _check_cmap(cmap):
 
 
 def colormap(t, cmap="magnitude"):
-    """Map values ``t`` in ``[0, 1]`` (any shape) to RGB ``uint8`` (shape + ``(3,)``) by anchor interpolation."""
+    """Map values ``t`` in ``[0, 1]`` (any shape) to RGB ``uint8`` (shape + ``(3,)``) by anchor interpolation.
+
+    Parameters
+    ----------
+    t : array_like of float, any shape
+        Clipped to ``[0, 1]``.
+    cmap : str
+        A name of ``COLORMAPS``.
+
+    Returns
+    -------
+    uint8 array ``t.shape + (3,)``
+    """
     _check_cmap(cmap)
     t = np.clip(np.asarray(t, dtype=np.float64), 0, 1)
     anchors = COLORMAPS[cmap]
@@ -60,6 +72,18 @@ def normalize(m, signed=False, percentile=CLIP_PERCENTILE):
     ``signed=False``: ``clip(|m| / s, 0, 1)``; ``signed=True``: ``(clip(m / s, -1, 1) + 1) / 2``
     (zero at 0.5), with ``s`` the ``percentile`` of ``|m|`` (1 if that is 0, so an all-zero map
     stays at zero).
+
+    Parameters
+    ----------
+    m : array_like of float, any shape
+        Finite.
+    signed : bool
+    percentile : float
+        In ``(0, 100]``.
+
+    Returns
+    -------
+    ndarray, ``m.shape``, float64 in ``[0, 1]``
     """
     m = np.asarray(m, dtype=np.float64)
     if not 0 < percentile <= 100:
@@ -74,7 +98,20 @@ def normalize(m, signed=False, percentile=CLIP_PERCENTILE):
 
 
 def to_rgb(m, cmap="magnitude", percentile=CLIP_PERCENTILE):
-    """``(H, W)`` map -> ``(H, W, 3)`` uint8 image (``"signed"`` is diverging around zero)."""
+    """``(H, W)`` map -> ``(H, W, 3)`` uint8 image (``"signed"`` is diverging around zero).
+
+    Parameters
+    ----------
+    m : ndarray ``(H, W)``
+    cmap : str
+        A name of ``COLORMAPS``.
+    percentile : float
+        The clipping percentile of :func:`normalize`.
+
+    Returns
+    -------
+    uint8 array ``(H, W, 3)``
+    """
     m = np.asarray(m, dtype=np.float64)
     if m.ndim != 2:
         raise ValueError(f"to_rgb takes a 2-D map (H, W), got shape {m.shape}")
@@ -87,6 +124,15 @@ def to_map(a, reduce="sum"):
 
     ``reduce`` names the channel reduction of :func:`xattr.methods.gradient.reduce_channels`
     (``"sum"`` signed, ``"sum_abs"``, ``"max_abs"``, ``"l2_squared"``); a single channel is taken as is.
+
+    Parameters
+    ----------
+    a : ndarray ``(C, H, W)``, ``(1, H, W)`` or ``(H, W)``
+    reduce : str
+
+    Returns
+    -------
+    ndarray ``(H, W)``, float64
     """
     from .methods.gradient import reduce_channels
 
@@ -105,6 +151,15 @@ def image_to_rgb(x, value_range=None):
 
     ``value_range=(lo, hi)`` maps ``lo..hi`` to ``0..255`` (clipped); default: min-max scaling.
     One channel is shown grey; more than three channels show the first three.
+
+    Parameters
+    ----------
+    x : ndarray ``(C, H, W)``
+    value_range : tuple of float ``(lo, hi)``, optional
+
+    Returns
+    -------
+    uint8 array ``(H, W, 3)``
     """
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 3:
@@ -152,7 +207,17 @@ def overlay(image, m, cmap="magnitude", alpha=0.6, percentile=CLIP_PERCENTILE, w
 
 
 def mask_to_rgb(mask, color=(255, 255, 255)):
-    """Boolean mask ``(H, W)`` -> ``(H, W, 3)`` uint8 (``color`` inside, black outside)."""
+    """Boolean mask ``(H, W)`` -> ``(H, W, 3)`` uint8 (``color`` inside, black outside).
+
+    Parameters
+    ----------
+    mask : bool array ``(H, W)``
+    color : tuple of int ``(r, g, b)``
+
+    Returns
+    -------
+    uint8 array ``(H, W, 3)``
+    """
     mask = np.asarray(mask, dtype=bool)
     if mask.ndim != 2:
         raise ValueError(f"mask_to_rgb takes (H, W), got shape {mask.shape}")
@@ -160,7 +225,19 @@ def mask_to_rgb(mask, color=(255, 255, 255)):
 
 
 def outline(image, mask, color=(0, 255, 0)):
-    """Draw the boundary pixels of ``mask`` ``(H, W)`` on a copy of ``image`` ``(H, W, 3)``."""
+    """Draw the boundary pixels of ``mask`` ``(H, W)`` on a copy of ``image`` ``(H, W, 3)``.
+
+    Parameters
+    ----------
+    image : uint8 array ``(H, W, 3)``
+    mask : bool array ``(H, W)``
+    color : tuple of int ``(r, g, b)``
+
+    Returns
+    -------
+    uint8 array ``(H, W, 3)``
+        A copy; ``image`` is not modified.
+    """
     mask = np.asarray(mask, dtype=bool)
     pad = np.pad(mask, 1)
     interior = pad[:-2, 1:-1] & pad[2:, 1:-1] & pad[1:-1, :-2] & pad[1:-1, 2:]
@@ -235,7 +312,18 @@ def grid_image(rows, titles=(), row_titles=None, scale=3, pad=4, font_size=11):
 
 
 def save_grid(path, rows, titles, scale=3, row_titles=None):
-    """Save :func:`grid_image` as PNG at ``path``; returns ``path``."""
+    """Save :func:`grid_image` as PNG at ``path``; returns ``path``.
+
+    Parameters
+    ----------
+    path : str or path-like
+    rows, titles, row_titles, scale
+        As :func:`grid_image`.
+
+    Returns
+    -------
+    ``path``
+    """
     grid_image(rows, titles, row_titles=row_titles, scale=scale).save(path, format="PNG")
     return path
 
@@ -299,6 +387,18 @@ def clip_scale(values, outlier_percentile=OUTLIER_PERCENTILE, threshold="percent
     the total, Captum's ``visualize_image_attr`` (its ``outlier_perc``, default 2): a mass
     percentile, which ignores zeros and clips fewer pixels of a peaked map. If ``s`` comes out 0
     the largest magnitude is used, and 1 for an all-zero map (which then stays zero).
+
+    Parameters
+    ----------
+    values : array_like of float, any shape
+    outlier_percentile : float
+        In ``[0, 100)``.
+    threshold : ``"percentile"`` or ``"cumulative"``
+
+    Returns
+    -------
+    float
+        ``s > 0``.
     """
     if threshold not in THRESHOLDS:
         raise ValueError(f"threshold must be one of {THRESHOLDS}, got {threshold!r}")
@@ -354,6 +454,12 @@ def render(attr, image=None, method="heat_map", sign=None, outlier_percentile=OU
 
     ``clip_at``: a given clipping scale ``s > 0`` instead of the map's own (:func:`clip_scale`), so that
     several maps are drawn on one scale (:func:`sheet`).
+
+    Parameters
+    ----------
+    attr, image, method, sign, outlier_percentile, reduce, threshold, alpha, value_range
+        As :func:`show`.
+    clip_at : float, optional
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -461,7 +567,17 @@ def font(size=12):
 
 
 def has_glyphs(fnt, text):
-    """Whether ``fnt`` draws every character of ``text`` (not the 'missing glyph' box)."""
+    """Whether ``fnt`` draws every character of ``text`` (not the 'missing glyph' box).
+
+    Parameters
+    ----------
+    fnt : PIL.ImageFont.FreeTypeFont or ImageFont
+    text : str
+
+    Returns
+    -------
+    bool
+    """
     def bitmap(ch):
         m = fnt.getmask(ch)
         return m.size, bytes(m)
@@ -471,7 +587,17 @@ def has_glyphs(fnt, text):
 
 
 def fit_text(fnt, text):
-    """``text`` as ``fnt`` can draw it: symbols it lacks replaced by :data:`ASCII_FALLBACK` (else ``?``)."""
+    """``text`` as ``fnt`` can draw it: symbols it lacks replaced by :data:`ASCII_FALLBACK` (else ``?``).
+
+    Parameters
+    ----------
+    fnt : PIL.ImageFont.FreeTypeFont or ImageFont
+    text : str
+
+    Returns
+    -------
+    str
+    """
     if has_glyphs(fnt, text):
         return text
     return "".join(ch if has_glyphs(fnt, ch) else ASCII_FALLBACK.get(ch, "?") for ch in text)
@@ -484,7 +610,22 @@ def _tick(v, fnt):
 
 def colorbar_image(bar, height, fnt, width=12):
     """A vertical colour bar ``(height, ...)`` as a Pillow image: gradient from ``bar.lo`` (bottom) to ``bar.hi`` with 3
-    ticks."""
+    ticks.
+
+    Parameters
+    ----------
+    bar : ColorBar
+    height : int
+        Pixels of the gradient.
+    fnt : PIL.ImageFont.FreeTypeFont or ImageFont
+        For the tick labels.
+    width : int
+        Pixels of the gradient.
+
+    Returns
+    -------
+    PIL.Image.Image
+    """
     from PIL import Image, ImageDraw
 
     t = np.linspace(1, 0, height)[:, None] * np.ones((1, width))  # top = 1
@@ -632,7 +773,21 @@ class Column:
 
 
 def colorbar_strip(bar, width, fnt, height=9):
-    """A horizontal colour bar as a Pillow image ``width`` wide: ``bar.lo`` left, ``bar.hi`` right, 3 ticks below."""
+    """A horizontal colour bar as a Pillow image ``width`` wide: ``bar.lo`` left, ``bar.hi`` right, 3 ticks below.
+
+    Parameters
+    ----------
+    bar : ColorBar
+    width : int
+    fnt : PIL.ImageFont.FreeTypeFont or ImageFont
+        For the tick labels.
+    height : int
+        Pixels of the gradient.
+
+    Returns
+    -------
+    PIL.Image.Image
+    """
     from PIL import Image, ImageDraw
 
     t = np.linspace(0, 1, width)[None, :] * np.ones((height, 1))

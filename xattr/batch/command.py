@@ -41,6 +41,17 @@ def model_input(pixels, spec):
 
     Scaled to the declared ``range`` then normalised (:func:`xattr.models._inputs.to_model_input`, what
     ``xattr explain`` does for one image).  ``spec``: ``ModelInfo.input`` (a dict).
+
+    Parameters
+    ----------
+    pixels : ndarray ``(N, C, H, W)``
+        In ``[0, 1]``.
+    spec : dict
+        ``ModelInfo.input``.
+
+    Returns
+    -------
+    ndarray ``(N, C, H, W)``
     """
     return to_model_input(pixels, spec)
 

@@ -240,7 +240,19 @@ def _summarise(root, out, description, keys, plan, counts):
 
 
 def read_maps(out, label):
-    """The maps of one method from a finished store, as an ndarray ``(N, ...)``."""
+    """The maps of one method from a finished store, as an ndarray ``(N, ...)``.
+
+    Parameters
+    ----------
+    out : str or path-like
+        The store's folder.
+    label : str
+        The method's label in the store.
+
+    Returns
+    -------
+    ndarray ``(N, ...)``
+    """
     _require_extra()
     import zarr
 

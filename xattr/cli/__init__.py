@@ -72,6 +72,12 @@ def method_claims():
 
 
 def run_methods():
+    """``xattr methods``: print the methods table (name, family, function, axioms claimed) and the rule table.
+
+    Returns
+    -------
+    None
+    """
     claims = method_claims()
     print("| method | family | function | axioms claimed |")
     print("|---|---|---|---|")
@@ -83,6 +89,12 @@ def run_methods():
 
 
 def build_parser():
+    """The ``xattr`` command line: the sub-commands ``demo``, ``explain``, ``methods`` and ``batch`` with their options.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+    """
     parser = _Parser(
         prog="xattr",
         description="Reference pixel-attribution methods in NumPy. Start with: xattr demo --out xattr-demo",
@@ -198,6 +210,20 @@ class _Parser(argparse.ArgumentParser):
 
 def main(argv=None):
     # the reader refuses files above Pillow's limit itself, in one line; Pillow's own warning would be a second
+    """The ``xattr`` command: parse ``argv`` and run the sub-command.
+
+    Every failure is reported in one line on stderr.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Default: ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        The exit status: 0 on success, 2 on an error, 130 when interrupted.
+    """
     warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
     args = build_parser().parse_args(argv)
     if getattr(args, "func", None):

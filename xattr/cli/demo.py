@@ -57,6 +57,17 @@ def pointing_hits(maps, masks, tolerance=POINTING_TOLERANCE):
     ``maps (N, H, W)``, ``masks (N, H, W)`` bool -> ``(N,)`` bool: the map's maximum (first in raster
     order) within ``tolerance`` px (Euclidean) of the mask.  A constant map has no maximum to point
     with; ``pointing_game`` refuses it, the demo counts it as a miss.
+
+    Parameters
+    ----------
+    maps : ndarray ``(N, H, W)``
+    masks : bool array ``(N, H, W)``
+    tolerance : float
+        Pixels.
+
+    Returns
+    -------
+    bool array ``(N,)``
     """
     from ..evaluation.localisation import pointing_game
 
@@ -70,7 +81,17 @@ def pointing_hits(maps, masks, tolerance=POINTING_TOLERANCE):
 
 
 def relevance_masses(maps, masks):
-    """Relevance mass accuracy (Arras et al. 2022) per image, ``None`` where the map has no positive part."""
+    """Relevance mass accuracy (Arras et al. 2022) per image, ``None`` where the map has no positive part.
+
+    Parameters
+    ----------
+    maps : ndarray ``(N, H, W)``
+    masks : bool array ``(N, H, W)``
+
+    Returns
+    -------
+    list of N float or None
+    """
     from ..evaluation.localisation import relevance_mass
 
     out = []
@@ -83,7 +104,21 @@ def relevance_masses(maps, masks):
 
 
 def pick_examples(n, seed, size):
-    """``n`` images from the generator, cycling through the classes (one per class for n = 4)."""
+    """``n`` images from the generator, cycling through the classes (one per class for n = 4).
+
+    Parameters
+    ----------
+    n : int
+    seed : int
+    size : int
+        The image side.
+
+    Returns
+    -------
+    images : ndarray ``(n, C, size, size)``
+    labels : int array ``(n,)``
+    masks : bool array ``(n, size, size)``
+    """
     pool = make_shapes(max(8 * n, 32), rng=seed, size=size)
     order, by_class = [], [list(np.flatnonzero(pool.labels == c)) for c in range(len(SHAPES))]
     k = 0
@@ -152,7 +187,19 @@ def _chunks(items, size):
 
 def load_photos(names, size=PHOTO_SIZE):
     """scikit-image photographs as the pretrained network's evaluation crops
-    (:func:`xattr.data.imagenet.skimage_photos`)."""
+    (:func:`xattr.data.imagenet.skimage_photos`).
+
+    Parameters
+    ----------
+    names : iterable of str
+        Names of ``skimage.data`` photographs.
+    size : int
+
+    Returns
+    -------
+    pixels : ndarray ``(N, 3, size, size)`` in ``[0, 1]``
+    names : list of str
+    """
     return skimage_photos(names, size)
 
 
@@ -171,6 +218,19 @@ def black_reference(model, info, classes, size):
 
     Zero-reference methods explain ``f(x) − f(black)``; a model that never saw a blank image can score it as a
     confident class (the shipped shapes model calls it a disk), and every zero-reference figure says so.
+
+    Parameters
+    ----------
+    model : Graph or Sequential
+    info : ModelInfo
+    classes : list of str
+    size : int
+        The image side.
+
+    Returns
+    -------
+    dict
+        Keys ``class``, ``logit``, ``probability``, ``note``.
     """
     channels = info.input.get("channels", 3)
     s = model.forward(to_model_input(np.zeros((1, channels, size, size)), info))[0]
@@ -215,6 +275,22 @@ def run_photo_demo(out_dir, photos=DEMO_PHOTOS, size=PHOTO_SIZE, layer=PHOTO_LAY
     Each photo's top-1 class is explained by every method of :data:`PHOTO_METHODS` (restricted to ``methods``
     when given); each column is drawn on one scale across the photos with its colour bar (:func:`xattr.viz.sheet`).
     Returns ``(summary dict, [png paths])``.
+
+    Parameters
+    ----------
+    out_dir : str or path-like
+    photos : iterable of str
+        Names of ``skimage.data`` photographs.
+    size : int
+    layer : str
+        The Grad-CAM layer.
+    methods : list of str, optional
+    seed : int
+    quiet : bool
+
+    Returns
+    -------
+    (dict, list of str)
     """
     t0 = time.perf_counter()
     model, info = load_with_info("efficientnet-lite0")
@@ -290,6 +366,24 @@ def run_demo(out_dir, n=4, seed=0, model_name="shapes", methods=None, scale=4, q
     ``imagenet`` extra when it is not installed, or when ``photos`` is empty), then the shapes model on
     synthetic images with their ground truth and metrics: sheets ``shapes_K.png``, ``summary.json``,
     ``summary.md``.
+
+    Parameters
+    ----------
+    out_dir : str or path-like
+    n : int
+        Synthetic images.
+    seed : int
+    model_name : str
+    methods : list of str, optional
+    scale : int
+        Pixel magnification of the sheets.
+    quiet : bool
+    photos, size, layer
+        As :func:`run_photo_demo`.
+
+    Returns
+    -------
+    dict
     """
     t_start = time.perf_counter()
     model, info = load_with_info(model_name)  # first: a bad model file fails before any work

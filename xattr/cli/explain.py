@@ -39,6 +39,20 @@ def load_image(path, info, background=None, fit="crop", size=None):
     (shorter side to the declared ``resize``, else to the crop, then the centre: torchvision's
     ``Resize`` + ``CenterCrop``), ``"stretch"`` resizes to the size; then scaled to the declared range and
     normalised.  A model without a declared size takes the image at its own size.
+
+    Parameters
+    ----------
+    path : str or path-like
+    info : ModelInfo
+    background : colour, optional
+    fit : ``"crop"`` or ``"stretch"``
+    size : (int, int), optional
+
+    Returns
+    -------
+    x : ndarray ``(1, C, H, W)``
+        The model input.
+    picture : Picture
     """
     spec = info.input
     h, w = spec.get("height"), spec.get("width")
@@ -68,7 +82,23 @@ def _image_files(paths):
 
 def load_references(paths, info, hw, background=None, fit="crop", n=MAX_REFERENCES, seed=0):
     """Reference images from the user's files: ``(K, C, H, W)`` model inputs, each read like the explained image
-    and brought to its size ``hw`` (``fit``), at most ``n`` of them drawn without replacement with ``seed``."""
+    and brought to its size ``hw`` (``fit``), at most ``n`` of them drawn without replacement with ``seed``.
+
+    Parameters
+    ----------
+    paths : list of str
+        Files or folders.
+    info : ModelInfo
+    hw : (int, int)
+    background : colour, optional
+    fit : ``"crop"`` or ``"stretch"``
+    n : int
+    seed : int
+
+    Returns
+    -------
+    ndarray ``(K, C, H, W)``
+    """
     files = _image_files(paths)
     if not files:
         raise ValueError(f"--references {','.join(paths)} names no image file")
@@ -105,6 +135,26 @@ def run_explain(image, model_path, method, target=None, layer=None, out=None, qu
     format (``--out``'s extension; default ``xattr-explain/IMAGE_METHOD.png`` in the working directory),
     the target, the layer, and the reference images a method needs (``references``/``baselines``: from
     ``references`` only, read like the image at its size; a method that needs them without any is refused).
+
+    Parameters
+    ----------
+    image : str or path-like
+    model_path : str or path-like
+    method : str
+    target : int, optional
+    layer : str, optional
+    out : str or path-like, optional
+    quiet : bool
+    background : colour, optional
+    fit : ``"crop"`` or ``"stretch"``
+    references : list of str, optional
+    n_references : int
+    seed : int
+
+    Returns
+    -------
+    str
+        The output path.
     """
     name, options = _parse_method_arg(method)
     fn = get_method(name)

@@ -140,6 +140,18 @@ def method_kwargs(name, fn, ctx, extra=None):
     those the signature accepts), then :data:`BY_PARAMETER` for
     parameters that are required or default to ``None``, then ``extra`` (e.g. ``layer``).  Raises
     ``ValueError`` naming a required parameter nobody can fill.
+
+    Parameters
+    ----------
+    name : str
+    fn : callable
+    ctx : dict
+        What the command knows (model, references, ...), for :data:`BY_PARAMETER`.
+    extra : dict, optional
+
+    Returns
+    -------
+    dict
     """
     try:
         params = inspect.signature(fn).parameters
@@ -189,6 +201,22 @@ def run_method(name, fn, model, x, target, ctx, extra=None):
     A method that accepts ``return_delta`` is asked for it: its completeness gap
     ``Σ attribution − (f(x) − f(reference))`` per image, signed (IG, DeepLIFT, ...;
     :func:`xattr.inputs.completeness_gap`).
+
+    Parameters
+    ----------
+    name : str
+    fn : callable ``(model, x, target, **kwargs)``
+    model : model protocol object
+    x : ndarray ``(N, C, H, W)``
+    target : int or int array ``(N,)``
+    ctx : dict
+    extra : dict, optional
+
+    Returns
+    -------
+    attribution : ndarray ``(N, C, H, W)`` (or ``(N, 1, H, W)``)
+    seconds : float
+    gap : ndarray ``(N,)`` or None
     """
     kwargs = method_kwargs(name, fn, ctx, extra)
     try:
@@ -213,7 +241,19 @@ def run_method(name, fn, model, x, target, ctx, extra=None):
 
 
 def to_maps(name, a):
-    """``(N, C, H, W)`` attribution -> ``(N, H, W)`` map as shown, and its colormap."""
+    """``(N, C, H, W)`` attribution -> ``(N, H, W)`` map as shown, and its colormap.
+
+    Parameters
+    ----------
+    name : str
+        The method's name (it chooses the reduction and colormap).
+    a : ndarray ``(N, C, H, W)``
+
+    Returns
+    -------
+    maps : ndarray ``(N, H, W)``
+    cmap : str
+    """
     how, cmap = _display(name, a)
     m = a[:, 0] if a.shape[1] == 1 else reduce_channels(a, how)
     return m, cmap
@@ -299,7 +339,18 @@ class _Passes:
 
 
 def expected_passes(name, kwargs, x):
-    """Images the model is run on by method ``name`` with ``kwargs`` on ``x`` ``(N, C, H, W)``: the bar's length."""
+    """Images the model is run on by method ``name`` with ``kwargs`` on ``x`` ``(N, C, H, W)``: the bar's length.
+
+    Parameters
+    ----------
+    name : str
+    kwargs : dict
+    x : ndarray ``(N, C, H, W)``
+
+    Returns
+    -------
+    int
+    """
     n, h, w = len(x), x.shape[-2], x.shape[-1]
     if name in ("smoothgrad", "smoothgrad_squared", "vargrad"):
         return n * int(kwargs.get("n", 50))

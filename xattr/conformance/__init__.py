@@ -112,6 +112,15 @@ def generate(out_dir=DATA_DIR, methods=None):
 
     A method that does not apply to a model (e.g. CAM without a GAP head) is recorded under
     ``not_applicable`` with xattr's error message.
+
+    Parameters
+    ----------
+    out_dir : str or path-like
+    methods : list of str, optional
+
+    Returns
+    -------
+    dict
     """
     import xattr
     from xattr.methods.registry import available_methods, get_method
@@ -200,6 +209,18 @@ def check(adapter, methods=None, include_random=False, rtol=None, atol=None, dat
     random stream (skipped by default).  ``rtol``/``atol`` override the stored tolerances (e.g. for a
     float32 implementation).  An adapter raising ``NotImplementedError`` skips the case; any other
     exception is an ``error`` result carrying its message.
+
+    Parameters
+    ----------
+    adapter : callable ``(method, model, x, target, options) -> ndarray``
+    methods, models : list of str, optional
+    include_random : bool
+    rtol, atol : float, optional
+    data_dir : str or path-like
+
+    Returns
+    -------
+    list of Result
     """
     _, cases = load(data_dir)
     results = []
@@ -224,7 +245,21 @@ def check(adapter, methods=None, include_random=False, rtol=None, atol=None, dat
 
 
 def xattr_adapter(method, model, x, target, options):
-    """The adapter for xattr itself (what the packaged vectors were generated with)."""
+    """The adapter for xattr itself (what the packaged vectors were generated with).
+
+    Parameters
+    ----------
+    method : str
+    model : the case's model
+        Its ``to_xattr()`` gives the xattr model.
+    x : ndarray ``(N, C, H, W)``
+    target : int array ``(N,)``
+    options : dict
+
+    Returns
+    -------
+    ndarray, ``x.shape``
+    """
     from xattr.methods.registry import get_method
 
     return get_method(method)(model.to_xattr(), x, target, **options)

@@ -65,7 +65,22 @@ def _last_spatial(model):
 
 
 def captum_adapter(method, model, x, target, options):
-    """Captum 0.9 on a conformance case (see the module docstring)."""
+    """Captum 0.9 on a conformance case (see the module docstring).
+
+    Parameters
+    ----------
+    method : str
+    model : the case's model
+        Its ``to_torch()`` gives the PyTorch module.
+    x : ndarray ``(N, C, H, W)``
+    target : int array ``(N,)``
+    options : dict
+
+    Returns
+    -------
+    ndarray, ``x.shape``
+        ``NotImplementedError`` for a case Captum cannot compute.
+    """
     import torch
     from captum import attr as ca
     from captum.attr._utils.lrp_rules import EpsilonRule

@@ -26,7 +26,17 @@ def _grid(h, w, gh, gw):
 def method_options(method, spec):
     """The option sets for ``method`` on model ``spec`` (list of dicts): those its
     :class:`~xattr.methods.registry.MethodSpec` declares (``cases``: a list, or a callable of ``spec``), else the
-    table below."""
+    table below.
+
+    Parameters
+    ----------
+    method : str
+    spec : the model's spec
+
+    Returns
+    -------
+    list of dict
+    """
     from ..methods.registry import get_spec
 
     try:

@@ -107,6 +107,17 @@ def skimage_photos(names=("chelsea", "coffee"), size=224, resize=None):
         scikit-image is not installed (it comes with ``pip install 'xattr-ref[imagenet]'``).
     ValueError
         ``NAME`` is not a photograph of ``skimage.data``.
+
+    Parameters
+    ----------
+    names : iterable of str
+    size : int
+    resize : int, optional
+
+    Returns
+    -------
+    pixels : ndarray ``(N, 3, size, size)`` in ``[0, 1]``
+    names : list of str
     """
     import importlib
 
@@ -145,6 +156,18 @@ def _from_torchvision():
 
 
 def main(argv=None):
+    """``python -m xattr.data.imagenet``: write (or, with ``--check``, compare) xattr's ImageNet class names from
+    torchvision's list.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+
+    Returns
+    -------
+    int
+        The exit status (``--check``: 1 if the shipped file differs).
+    """
     parser = argparse.ArgumentParser(
         description="Write (or check) xattr's ImageNet class names from torchvision's list."
     )

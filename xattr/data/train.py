@@ -52,6 +52,18 @@ def shapes_cnn(channels=(8, 16, 32), n_classes=N_CLASSES, in_channels=3, rng=0, 
     8×8 maps CAM upsamples are aligned with the image; ``first_padding=0`` (32 -> 30 -> 15 -> 7) is
     what :func:`fold_input_normalization` needs.
     He-initialised convolutions (the layers' default), seeded by ``rng``.
+
+    Parameters
+    ----------
+    channels : (int, int, int)
+    n_classes : int
+    in_channels : int
+    rng : numpy.random.Generator or int
+    first_padding : int
+
+    Returns
+    -------
+    Sequential
     """
     from ..nn import Conv2D, Dense, GlobalAvgPool2D, MaxPool2D, ReLU, Sequential
 
@@ -69,6 +81,16 @@ def fold_input_normalization(model, mean, std):
 
     ``W' = W / std`` and ``b'_o = b_o - Σ_{c,i,j} W[o, c, i, j] · mean_c / std_c``; exact because without
     padding every window sees only real pixels.  ``mean``, ``std``: scalars or per-channel ``(C,)``.
+
+    Parameters
+    ----------
+    model : Sequential
+    mean, std : float or ndarray ``(C,)``
+
+    Returns
+    -------
+    Sequential
+        ``model`` itself, changed in place.
     """
     from ..nn import Conv2D
 
@@ -125,7 +147,18 @@ class NormalisedConv:
 
 
 def softmax_xent(scores, labels):
-    """Mean softmax cross-entropy and its gradient with respect to the scores ``(N, K)``."""
+    """Mean softmax cross-entropy and its gradient with respect to the scores ``(N, K)``.
+
+    Parameters
+    ----------
+    scores : ndarray ``(N, K)``
+    labels : int array ``(N,)``
+
+    Returns
+    -------
+    loss : float
+    grad : ndarray ``(N, K)``
+    """
     z = scores - scores.max(axis=1, keepdims=True)
     logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
     n = len(labels)
@@ -162,7 +195,19 @@ def model_params(model):
 
 
 def accuracy(model, images, labels, batch=500):
-    """Fraction of ``images`` whose arg-max score is the label (evaluated in chunks)."""
+    """Fraction of ``images`` whose arg-max score is the label (evaluated in chunks).
+
+    Parameters
+    ----------
+    model : model protocol object
+    images : ndarray ``(N, C, H, W)``
+    labels : int array ``(N,)``
+    batch : int
+
+    Returns
+    -------
+    float
+    """
     hits = 0
     for a in range(0, len(labels), batch):
         hits += int((model.forward(images[a : a + batch]).argmax(axis=1) == labels[a : a + batch]).sum())
@@ -183,6 +228,25 @@ def train(size=DEFAULTS["size"], channels=DEFAULTS["channels"], epochs=DEFAULTS[
     continued run sees fresh images.
     The returned model takes [0, 1] pixels; ``meta["test_accuracy"]`` is measured on it, in float64,
     on the held-out set.
+
+    Parameters
+    ----------
+    size : int
+        The image side.
+    channels : (int, int, int)
+    epochs, per_epoch, batch : int
+    lr : float
+    seed, test_seed : int
+    n_test : int
+    log : callable ``str -> None``
+    checkpoint : callable ``(model, history) -> None``, optional
+    init : Sequential, optional
+    first_epoch : int
+    norm : ``"reparam"`` or ``"fold"``
+
+    Returns
+    -------
+    (Sequential, dict)
     """
     if norm not in ("reparam", "fold"):
         raise ValueError(f"norm must be 'reparam' or 'fold', got {norm!r}")
@@ -275,6 +339,17 @@ def train(size=DEFAULTS["size"], channels=DEFAULTS["channels"], epochs=DEFAULTS[
 
 
 def main(argv=None):
+    """``python -m xattr.data.train``: train the demo CNN on synthetic shapes with xattr's own layers and save it.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+
+    Returns
+    -------
+    int
+        The exit status.
+    """
     p = argparse.ArgumentParser(
         prog="python -m xattr.data.train",
         description="Train the demo CNN on synthetic shapes with xattr's own layers and save it.",

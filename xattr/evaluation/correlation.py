@@ -167,6 +167,22 @@ def faithfulness_estimate(model, x, target, attribution, baseline=0.0, features_
     attribution order (ties raster) are removed one group at a time, each from ``x``, and the
     group's attribution is the sum over it (as Quantus does).
 
+    Parameters
+    ----------
+    model : model protocol object (``forward``, ``vjp``)
+    x : ndarray ``(N, C, H, W)``
+    target : int, int array ``(N,)`` or callable on the scores ``(N, K)``
+    attribution : ndarray, ``x.shape`` (or one value per pixel ``(N, 1, H, W)``)
+    baseline : float or ndarray
+        The value a removed feature is set to (``x̄``).
+    features_per_step : int
+        Features removed together (``1 <= features_per_step <= F // 2``).
+    score : ``"logit"`` or ``"probability"``
+        The explained output ``f``.
+    batch_size : int, optional
+    progress : bool
+        Show a progress bar.
+
     Returns
     -------
     ndarray ``(N,)`` in ``[-1, 1]``
@@ -198,6 +214,22 @@ def monotonicity(model, x, target, attribution, baseline=0.0, features_per_step=
     ``all(diff(p_1, ..., p_L) >= 0)``, the baseline's own score ``p_0`` not compared (as AIX360's
     ``monotonicity_metric``, which records the probability after each addition).  The
     attribution is used as given (Quantus takes ``|a|`` by default: pass ``abs(a)`` for that).
+
+    Parameters
+    ----------
+    model : model protocol object (``forward``, ``vjp``)
+    x : ndarray ``(N, C, H, W)``
+    target : int, int array ``(N,)`` or callable on the scores ``(N, K)``
+    attribution : ndarray, ``x.shape`` (or one value per pixel ``(N, 1, H, W)``)
+    baseline : float or ndarray
+        The start image's value of every feature.
+    features_per_step : int
+        Features added together (``1 <= features_per_step <= F``).
+    score : ``"probability"`` or ``"logit"``
+    batch_size : int, optional
+    return_curve : bool
+    progress : bool
+        Show a progress bar.
 
     Returns
     -------

@@ -70,7 +70,18 @@ class Curve:
 
 
 def blurred(x, sigma=BLUR_SIGMA):
-    """``x`` with each channel blurred by a Gaussian of ``sigma`` pixels (borders reflected)."""
+    """``x`` with each channel blurred by a Gaussian of ``sigma`` pixels (borders reflected).
+
+    Parameters
+    ----------
+    x : ndarray ``(N, C, H, W)``
+    sigma : float
+        Pixels.
+
+    Returns
+    -------
+    ndarray ``(N, C, H, W)``, ``x.dtype``
+    """
     x = check_image_batch(x)
     return ndimage.gaussian_filter(np.asarray(x, dtype=np.float64), sigma=(0, 0, sigma, sigma),
                                    mode="reflect").astype(x.dtype, copy=False)
@@ -168,6 +179,19 @@ def insertion_curve(model, x, target, attribution, baseline="blur", n_steps=None
     Starts from ``baseline`` (default a Gaussian blur of ``x``, as the paper's insertion)
     and puts back features in decreasing order of attribution.  Parameters as
     :func:`deletion_curve` (same defaults: probability, ``min(224, F)`` steps).
+
+    Parameters
+    ----------
+    model : model protocol object (``forward``, ``vjp``)
+    x : ndarray ``(N, C, H, W)``
+    target : int, int array ``(N,)`` or callable on the scores ``(N, K)``
+    attribution : ndarray, ``x.shape`` (or one value per pixel ``(N, 1, H, W)``)
+    baseline, n_steps, score, batch_size, blur_sigma, order, rng, progress
+        As :func:`deletion_curve`; ``baseline="blur"`` (default) starts from the blurred ``x``.
+
+    Returns
+    -------
+    Curve
     """
     return _element_curve(model, x, target, attribution, baseline, lambda F: _curve_counts(n_steps, F), score,
                           batch_size, blur_sigma, True, order, rng, progress, "insertion")
@@ -480,6 +504,25 @@ def max_sensitivity(method, model, x, target, radius=0.02, n_samples=16, rng=Non
     ``(S, *x.shape)``.  ``normalize`` divides by ``||Φ(f, x)||₂`` (refused if that is 0).
     The perturbed images go through ``method`` in chunks of about ``batch_size`` images.
     See also :func:`xattr.evaluation.stability.avg_sensitivity`.
+
+    Parameters
+    ----------
+    method : callable ``(model, x, target, **method_kwargs) -> (N, ...)``
+        The explanation method.
+    model : model protocol object (``forward``, ``vjp``)
+    x : ndarray ``(N, C, H, W)``
+    target : int, int array ``(N,)`` or callable on the scores ``(N, K)``
+    radius : float
+        ``r``, ``> 0``.
+    n_samples : int
+        Monte Carlo points ``S``.
+    rng : numpy.random.Generator or int
+        Required unless ``perturbations`` are given.
+    perturbations : ndarray ``(S, N, C, H, W)``, optional
+    normalize : bool
+    method_kwargs : dict, optional
+        Options passed to ``method``.
+    batch_size : int
 
     Returns
     -------

@@ -304,7 +304,21 @@ def or_game(size=8):
 def check_or_game(game, tol=1e-12):
     """Notebook 10's claims, exact up to ``tol``: with both halves lit occlusion and the gradient give each half
     0 (and occlusion with 2×2 windows gives every pixel 0), exact Shapley and exact IG give each half 1/2 (the
-    score 1, shared); with one half lit occlusion, Shapley and IG give it the whole score 1 and the dark half 0."""
+    score 1, shared); with one half lit occlusion, Shapley and IG give it the whole score 1 and the dark half 0.
+
+    Parameters
+    ----------
+    game : OrGame
+        From :func:`or_game`; its fields ``occlusion``, ``gradient``, ``shapley``, ``integrated_gradients``
+        (two values per image: one per half), ``occlusion_small_max``, ``scores``, ``names``.
+    tol : float
+
+    Returns
+    -------
+    None
+        Raises :class:`~xattr.evaluation.lessons.LessonClaimFailed` (an ``AssertionError``) naming the first
+        claim that fails.
+    """
     both, left, right = 0, 1, 2
     want = {"occlusion": [0.0, 0.0], "gradient": [0.0, 0.0], "shapley": [0.5, 0.5], "integrated_gradients": [0.5, 0.5]}
     for m, w in want.items():
@@ -365,7 +379,22 @@ TWIN_MAX, INVARIANT_MAX, VARIANT_MIN = 1e-9, 1e-9, 0.1
 
 def check_input_shift(r, invariant, variant):
     """Notebook 08's claim: the twin computes the same scores (to ``1e-9``); each method named in ``invariant``
-    changes by less than ``1e-9`` (relative L2), each in ``variant`` by more than 10 %."""
+    changes by less than ``1e-9`` (relative L2), each in ``variant`` by more than 10 %.
+
+    Parameters
+    ----------
+    r : InputShift
+        From :func:`input_shift`:
+        ``r.model_change`` (float) and ``r.change`` (``{method: float}``).
+    invariant, variant : iterable of str
+        Method names.
+
+    Returns
+    -------
+    None
+        Raises :class:`~xattr.evaluation.lessons.LessonClaimFailed` (an ``AssertionError``) naming the first
+        claim that fails.
+    """
     _claim(r.model_change < TWIN_MAX, f"the shifted twin's scores differ by {r.model_change:.2e}")
     for name in invariant:
         _claim(r.change[name] < INVARIANT_MAX, f"{name} changed by {r.change[name]:.2e} under the input shift")
@@ -399,6 +428,14 @@ def class_similarity(method, model, x, classes):
     Spearman rank correlation of the signed maps and of their magnitudes, and by SSIM of the per-pixel
     magnitude ``Σ_c |A|`` (Adebayo et al. 2018's measures; :mod:`xattr.evaluation.similarity`).
 
+    Parameters
+    ----------
+    method : callable ``(model, x, target) -> (N, C, H, W)``
+    model : model protocol object
+    x : ndarray ``(1, C, H, W)``
+    classes : int array ``(K,)``
+        At least two classes.
+
     Returns
     -------
     ClassSimilarity
@@ -428,6 +465,13 @@ def side_by_side(left, right, background=0.5):
     """One picture of two: ``left`` and ``right`` ``(3, S, S)`` in ``[0, 1]`` shrunk to half size (area average of
     2×2 blocks) and set side by side, vertically centred, on a gray ``background``.
 
+    Parameters
+    ----------
+    left, right : ndarray ``(3, S, S)``
+        ``S`` a multiple of 4.
+    background : float
+        The gray level.
+
     Returns
     -------
     pixels : ndarray ``(1, 3, S, S)``
@@ -454,7 +498,18 @@ def side_by_side(left, right, background=0.5):
 
 def mass_shares(maps, instances):
     """Share of each map's magnitude ``Σ_c |A|`` on each instance: ``(N, K)`` (:func:`multi_instance_coverage
-    <xattr.evaluation.localisation.multi_instance_coverage>` of the magnitudes)."""
+    <xattr.evaluation.localisation.multi_instance_coverage>` of the magnitudes).
+
+    Parameters
+    ----------
+    maps : ndarray ``(N, C, H, W)``
+    instances : int array ``(N, H, W)`` (broadcastable)
+        Instance labels, 0 the background.
+
+    Returns
+    -------
+    ndarray ``(N, K)``
+    """
     from .localisation import multi_instance_coverage
     from .similarity import pixel_magnitude
 
@@ -470,7 +525,18 @@ COLLAPSE_GUIDED_MIN, COLLAPSE_GRADIENT_MAX = 0.9, 0.7
 
 def check_mode_collapse(guided, gradient):
     """Notebook 08's claim: mean pairwise Spearman of guided backprop's top-class maps above 0.9, the gradient's
-    below 0.7 (two :class:`ClassSimilarity`)."""
+    below 0.7 (two :class:`ClassSimilarity`).
+
+    Parameters
+    ----------
+    guided, gradient : ClassSimilarity
+
+    Returns
+    -------
+    None
+        Raises :class:`~xattr.evaluation.lessons.LessonClaimFailed` (an ``AssertionError``) naming the first
+        claim that fails.
+    """
     _claim(guided.mean() > COLLAPSE_GUIDED_MIN,
            f"guided backprop's class maps correlate {guided.mean():.3f}, not above {COLLAPSE_GUIDED_MIN}")
     _claim(gradient.mean() < COLLAPSE_GRADIENT_MAX,
@@ -484,7 +550,19 @@ FOUND_MIN_SHARE, CLASS_RATIO_MIN = 0.1, 1.5
 
 def check_multi_instance(shares, methods):
     """Notebook 08's claim: each named method's map holds at least 10 % of its magnitude on each of the two
-    instances (``shares``: ``{method: (1, 2)}`` from :func:`mass_shares`)."""
+    instances (``shares``: ``{method: (1, 2)}`` from :func:`mass_shares`).
+
+    Parameters
+    ----------
+    shares : dict str -> ndarray ``(1, 2)``
+    methods : iterable of str
+
+    Returns
+    -------
+    None
+        Raises :class:`~xattr.evaluation.lessons.LessonClaimFailed` (an ``AssertionError``) naming the first
+        claim that fails.
+    """
     for m in methods:
         _claim(shares[m].min() >= FOUND_MIN_SHARE, f"{m} holds {shares[m].round(3)} of its map on the two objects")
 
@@ -493,7 +571,20 @@ def check_multi_label(own, other, same_map_spearman, discriminative, collapsed):
     """Notebook 08's claim on a picture of two classes: each ``discriminative`` method's map for each class
     holds more than 1.5× as much on its own object as on the other (``own``, ``other``:
     ``{method: (2,)}`` per class), and each ``collapsed`` method's two class maps correlate above 0.9
-    (``same_map_spearman``: ``{method: float}``)."""
+    (``same_map_spearman``: ``{method: float}``).
+
+    Parameters
+    ----------
+    own, other : dict str -> array ``(2,)``
+    same_map_spearman : dict str -> float
+    discriminative, collapsed : iterable of str
+
+    Returns
+    -------
+    None
+        Raises :class:`~xattr.evaluation.lessons.LessonClaimFailed` (an ``AssertionError``) naming the first
+        claim that fails.
+    """
     for m in discriminative:
         ratio = np.asarray(own[m]) / np.asarray(other[m])
         _claim(np.all(ratio > CLASS_RATIO_MIN), f"{m}: own/other object mass ratios {ratio.round(2)}")
@@ -509,7 +600,18 @@ ATTACK_MARGIN = 0.2
 
 def check_fragility(attack, random):
     """Notebook 08's claim: the attack keeps every label and lowers the mean top-k intersection more than the
-    random baseline by 0.2 (two :class:`~xattr.evaluation.robustness.FragilityAttack`)."""
+    random baseline by 0.2 (two :class:`~xattr.evaluation.robustness.FragilityAttack`).
+
+    Parameters
+    ----------
+    attack, random : FragilityAttack
+        The attack and the random-step baseline.
+
+    Returns
+    -------
+    tuple of float
+        The mean top-k intersections ``(attack, random)``.
+    """
     _claim(bool(attack.label_kept.all() and random.label_kept.all()), "a perturbation changed the label")
     a, r = float(attack.intersection.mean()), float(random.intersection.mean())
     _claim(a < r - ATTACK_MARGIN, f"top-k intersection {a:.2f} under the attack, {r:.2f} under random steps")

@@ -67,7 +67,18 @@ def layer_groups(model):
 
 def merge_blocks(groups, per_step):
     """Coarser steps: numbered blocks (labels ``<prefix>.<i>``) merged ``per_step`` at a time, counted from the
-    top; other groups are kept.  The label of a merged step is ``<prefix>.<first>–<last>``."""
+    top; other groups are kept.  The label of a merged step is ``<prefix>.<first>–<last>``.
+
+    Parameters
+    ----------
+    groups : list of (str, list of str)
+        ``(label, layer names)`` steps.
+    per_step : int
+
+    Returns
+    -------
+    list of (str, list of str)
+    """
     per_step = int(per_step)
     if per_step < 1:
         raise ValueError(f"per_step must be a positive int, got {per_step}")
@@ -262,7 +273,17 @@ def check_top_layers(curves, through, insensitive=(), sensitive=()):
     (a step label) randomised, each ``insensitive`` method's mean ``|Spearman|`` and SSIM stay above
     :data:`TOP_SIMILAR_MIN` at every step; after the first step (the logits) each ``sensitive`` method's mean
     ``|Spearman|`` is below :data:`TOP_CHANGED_MAX`.  For cascading or independent curves (each step alone); a NaN
-    (a constant map) fails.  Returns ``({method: lowest similarity}, {method: first step})``."""
+    (a constant map) fails.  Returns ``({method: lowest similarity}, {method: first step})``.
+
+    Parameters
+    ----------
+    curves : SanityCurves
+        Cascading or independent.
+    through : str
+        A step label.
+    insensitive, sensitive : iterable of str
+        Method names.
+    """
     if through not in curves.steps:
         raise ValueError(f"no step {through!r}; the steps are {curves.steps}")
     k = curves.steps.index(through) + 1
@@ -281,7 +302,16 @@ def check_top_layers(curves, through, insensitive=(), sensitive=()):
 def check_end_points(curves, changed=(), unchanged=(), tol=1e-12):
     """Notebook 09's claim on the end points (every group randomised): each ``changed`` method's mean ``|Spearman|``
     is below :data:`END_CHANGED_MAX`; each ``unchanged`` one (the edge-detector control) is 1 on every metric and
-    step up to ``tol``.  Returns ``{method: end ``|Spearman|``}``."""
+    step up to ``tol``.  Returns ``{method: end ``|Spearman|``}``.
+
+    Parameters
+    ----------
+    curves : SanityCurves
+        Cascading.
+    changed, unchanged : iterable of str
+        Method names.
+    tol : float
+    """
     _cascading(curves)
     out = {}
     for m in changed:
@@ -383,6 +413,20 @@ def data_randomization_table(methods, model, model_random_labels, x, target, met
     Each method's maps of ``x`` for ``target`` under the two networks, scaled by :func:`unit_scale` and compared
     per image as :func:`xattr.evaluation.sanity.data_randomization` does; NaN where the permuted-label network's
     map is constant.  High similarity means the map does not depend on what the network learned from the labels.
+
+    Parameters
+    ----------
+    methods : dict str -> callable ``(model, x, target) -> (N, ...)``
+    model, model_random_labels : model protocol objects
+        The network and the same architecture trained on permuted labels.
+    x : ndarray ``(N, C, H, W)``
+    target : int, int array ``(N,)`` or callable
+    metrics : tuple of str
+        Names of :func:`xattr.evaluation.similarity.compare_maps`.
+
+    Returns
+    -------
+    dict str -> dict str -> ndarray ``(N,)``
     """
     x = check_image_batch(x)
     out = {}
@@ -399,7 +443,20 @@ FIT_MIN, CHANCE_MARGIN = 0.9, 0.15
 
 def check_fit(train_accuracy, heldout_accuracy, n_classes):
     """Notebook 09's claim: the network fitted the permuted labels (training accuracy at least 90 %) and learned
-    nothing that generalises (held-out accuracy within 15 points of chance ``1 / n_classes``)."""
+    nothing that generalises (held-out accuracy within 15 points of chance ``1 / n_classes``).
+
+    Parameters
+    ----------
+    train_accuracy, heldout_accuracy : float
+        In ``[0, 1]``.
+    n_classes : int
+
+    Returns
+    -------
+    None
+        Raises :class:`~xattr.evaluation.lessons.LessonClaimFailed` (an ``AssertionError``) naming the first
+        claim that fails.
+    """
     _claim(train_accuracy >= FIT_MIN,
            f"the network fits {train_accuracy:.0%} of the permuted labels, not {FIT_MIN:.0%}")
     chance = 1.0 / n_classes
@@ -415,7 +472,21 @@ DATA_PASS_MAX = 0.5
 def check_data_randomization(table, passing=(), failing=(), metric="spearman_abs"):
     """Notebook 09's claim on :func:`data_randomization_table`: each ``passing`` method's mean ``metric`` is below
     :data:`DATA_PASS_MAX` (its maps changed with what the network learned), each ``failing`` one's above it (means over
-    the images; a NaN, a constant map, fails both)."""
+    the images; a NaN, a constant map, fails both).
+
+    Parameters
+    ----------
+    table : dict str -> dict str -> ndarray ``(N,)``
+        From :func:`data_randomization_table`.
+    passing, failing : iterable of str
+        Method names.
+    metric : str
+
+    Returns
+    -------
+    dict str -> float
+        Each method's mean ``metric``.
+    """
     for m in passing:
         v = float(np.mean(table[m][metric]))
         _claim(v < DATA_PASS_MAX, f"{m}: {metric} {v:.3f} between the two networks' maps, not below {DATA_PASS_MAX}")

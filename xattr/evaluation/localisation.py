@@ -30,6 +30,14 @@ def pointing_game(maps, masks, tolerance=0.0):
     (Euclidean; the paper uses 15 px on 224×224 images).  Tied maxima: the first in raster
     order is the point.  A constant map points nowhere and is refused.
 
+    Parameters
+    ----------
+    maps : ndarray ``(N, H, W)`` or ``(N, 1, H, W)``
+        Per-pixel maps (reduce channels first: :func:`xattr.reduce_channels`).
+    masks : bool array ``(N, H, W)`` (or ``(H, W)``, ``(N, 1, H, W)``)
+    tolerance : float
+        Pixels, ``>= 0``.
+
     Returns
     -------
     ndarray ``(N,)`` of bool
@@ -55,6 +63,13 @@ def relevance_mass(maps, masks, positive_only=True):
 
     With ``positive_only`` (the paper's choice) negative relevance is ignored; otherwise
     ``|R|`` is used.  A map without positive relevance has no mass and is refused.
+
+    Parameters
+    ----------
+    maps : ndarray ``(N, H, W)`` or ``(N, 1, H, W)``
+        Per-pixel maps (reduce channels first: :func:`xattr.reduce_channels`).
+    masks : bool array ``(N, H, W)`` (or ``(H, W)``, ``(N, 1, H, W)``)
+    positive_only : bool
 
     Returns
     -------
@@ -82,6 +97,12 @@ def relevance_rank_accuracy(maps, masks):
 
     Ties in the ranking: raster order (Quantus sorts with an unstable ``argsort``).
 
+    Parameters
+    ----------
+    maps : ndarray ``(N, H, W)`` or ``(N, 1, H, W)``
+        Per-pixel maps (reduce channels first: :func:`xattr.reduce_channels`).
+    masks : bool array ``(N, H, W)`` (or ``(H, W)``, ``(N, 1, H, W)``)
+
     Returns
     -------
     ndarray ``(N,)`` in ``[0, 1]``
@@ -100,6 +121,14 @@ def topk_mask_intersection(maps, masks, k):
     that lie inside the mask (ties: raster order).
 
     Not :func:`xattr.evaluation.similarity.topk_intersection`, which compares two maps.
+
+    Parameters
+    ----------
+    maps : ndarray ``(N, H, W)`` or ``(N, 1, H, W)``
+        Per-pixel maps (reduce channels first: :func:`xattr.reduce_channels`).
+    masks : bool array ``(N, H, W)`` (or ``(H, W)``, ``(N, 1, H, W)``)
+    k : int
+        ``1 <= k <= H·W``.
 
     Returns
     -------
@@ -124,6 +153,13 @@ def attribution_localisation(maps, masks, weighted=False):
     size (``S``: pixel counts), 1 for a map that is uniform over the image.  The unweighted
     value is :func:`relevance_mass` with ``positive_only=True``.
 
+    Parameters
+    ----------
+    maps : ndarray ``(N, H, W)`` or ``(N, 1, H, W)``
+        Per-pixel maps (reduce channels first: :func:`xattr.reduce_channels`).
+    masks : bool array ``(N, H, W)`` (or ``(H, W)``, ``(N, 1, H, W)``)
+    weighted : bool
+
     Returns
     -------
     ndarray ``(N,)``
@@ -145,6 +181,12 @@ def localisation_auc(maps, masks):
     of the mask pixels' ranks (average ranks over ties; the Mann–Whitney statistic).  The mask
     must leave pixels on both sides.
 
+    Parameters
+    ----------
+    maps : ndarray ``(N, H, W)`` or ``(N, 1, H, W)``
+        Per-pixel maps (reduce channels first: :func:`xattr.reduce_channels`).
+    masks : bool array ``(N, H, W)`` (or ``(H, W)``, ``(N, 1, H, W)``)
+
     Returns
     -------
     ndarray ``(N,)`` in ``[0, 1]``
@@ -164,7 +206,17 @@ QUADRANTS = ("top-left", "top-right", "bottom-left", "bottom-right")
 
 
 def mosaic(top_left, top_right, bottom_left, bottom_right):
-    """A 2x2 mosaic of four image batches ``(N, C, H, W)`` -> ``(N, C, 2H, 2W)`` (for :func:`focus`)."""
+    """A 2x2 mosaic of four image batches ``(N, C, H, W)`` -> ``(N, C, 2H, 2W)`` (for :func:`focus`).
+
+    Parameters
+    ----------
+    top_left, top_right, bottom_left, bottom_right : ndarray ``(N, C, H, W)``
+        One shape for all four.
+
+    Returns
+    -------
+    ndarray ``(N, C, 2H, 2W)``
+    """
     parts = [np.asarray(p) for p in (top_left, top_right, bottom_left, bottom_right)]
     if len({p.shape for p in parts}) != 1 or parts[0].ndim != 4:
         raise ValueError(f"mosaic needs four (N, C, H, W) batches of one shape, got {[p.shape for p in parts]}")
@@ -217,6 +269,18 @@ def threshold_map(maps, method="quantile", level=0.95):
     ``method="quantile"``: pixels ``>=`` the ``level`` quantile of the map (Simonyan et al.
     2013 take the 95% quantile as foreground); ``method="max_fraction"``: pixels ``>=``
     ``level`` times the map's maximum (Zhou et al. 2016 use 20% of the max for CAM).
+
+    Parameters
+    ----------
+    maps : ndarray ``(N, H, W)`` or ``(N, 1, H, W)``
+        Per-pixel maps (reduce channels first: :func:`xattr.reduce_channels`).
+    method : ``"quantile"`` or ``"max_fraction"``
+    level : float
+        In ``[0, 1]``.
+
+    Returns
+    -------
+    bool array ``(N, H, W)``
     """
     m = maps2d(maps)
     if not 0 <= level <= 1:
@@ -241,6 +305,15 @@ def largest_component(mask, connectivity=2):
 
     ``connectivity``: 1 (4-neighbours) or 2 (8-neighbours, default).  Equal sizes: the
     component whose first pixel comes first in raster order.
+
+    Parameters
+    ----------
+    mask : bool array ``(H, W)``
+    connectivity : 1 or 2
+
+    Returns
+    -------
+    bool array ``(H, W)``
     """
     mask = np.asarray(mask, dtype=bool)
     if mask.ndim != 2:
@@ -267,7 +340,17 @@ def bounding_box(mask):
 
 
 def box_iou(a, b):
-    """Intersection over union of boxes ``(..., 4)`` ``(top, left, bottom, right)``, bottom/right exclusive."""
+    """Intersection over union of boxes ``(..., 4)`` ``(top, left, bottom, right)``, bottom/right exclusive.
+
+    Parameters
+    ----------
+    a, b : array_like ``(..., 4)``
+        Broadcastable, non-empty boxes.
+
+    Returns
+    -------
+    ndarray, the broadcast shape ``(...)``, float64
+    """
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.shape[-1] != 4 or b.shape[-1] != 4:
         raise ValueError(f"boxes must have 4 coordinates (top, left, bottom, right), got {a.shape} and {b.shape}")

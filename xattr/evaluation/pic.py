@@ -35,7 +35,19 @@ RANDOM_FRACTION = 0.01
 
 
 def random_pixel_mask(shape, rng, fraction=RANDOM_FRACTION):
-    """Boolean masks ``(N, H, W)`` with ``int(H W · fraction)`` pixels per image chosen without replacement."""
+    """Boolean masks ``(N, H, W)`` with ``int(H W · fraction)`` pixels per image chosen without replacement.
+
+    Parameters
+    ----------
+    shape : tuple of int ``(N, H, W)`` or ``(H, W)`` (then ``N = 1``)
+    rng : numpy.random.Generator or int
+    fraction : float
+        In ``[0, 1]``.
+
+    Returns
+    -------
+    bool array ``(N, H, W)``
+    """
     n, h, w = (1,) + tuple(shape) if len(shape) == 2 else tuple(shape)
     if not 0 <= fraction <= 1:
         raise ValueError(f"fraction must be in [0, 1], got {fraction}")
@@ -104,6 +116,16 @@ def image_entropy(x, data_range=None):
     uint8 over ``data_range = (lo, hi)`` (default its own min and max).  One or three channels
     are encoded as a grey or RGB image; other channel counts as one grey image per channel,
     sizes summed (our choice).
+
+    Parameters
+    ----------
+    x : ndarray ``(N, C, H, W)``
+    data_range : tuple of float ``(lo, hi)``, optional
+
+    Returns
+    -------
+    ndarray ``(N,)``
+        Bytes.
     """
     from PIL import Image
 

@@ -146,6 +146,23 @@ def input_shift_sensitivity(method, model, x, target, shift=1.0, baseline_arg=No
     (:func:`xattr.testing.twins.shifted_input_twin`).  For methods with a baseline
     (``baseline_arg``), the baseline moves with the input when ``shift_baseline``.
 
+    Parameters
+    ----------
+    method : callable ``(model, x, target, **method_kwargs) -> (N, ...)``
+        The explanation method.
+    model : model protocol object (``forward``, ``vjp``)
+    x : ndarray ``(N, C, H, W)``
+    target : int, int array ``(N,)`` or callable on the scores ``(N, K)``
+    shift : float or ndarray ``(C,)``
+        The constant added to the input (per channel).
+    baseline_arg : str, optional
+        The name of ``method``'s baseline option, if it has one.
+    baseline : float or ndarray
+        The baseline for the original model.
+    shift_baseline : bool
+    method_kwargs : dict, optional
+        Options passed to ``method``.
+
     Returns
     -------
     dict with ``"relative_l2"`` ``(N,)`` (``||A' - A|| / ||A||``, refused if ``A`` is 0) and

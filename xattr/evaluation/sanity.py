@@ -42,6 +42,18 @@ def edge_detector(model, x, target=None):
     ``sqrt((S_h * m)² + (S_w * m)²)`` with ``m`` the mean over channels and ``S`` the Sobel
     operators (``[1, 2, 1] ⊗ [-1, 0, 1]``, borders reflected).  Adebayo et al. 2018 use an edge
     detector as the model-independent control of the randomisation tests.
+
+    Parameters
+    ----------
+    model : object
+        Ignored.
+    x : ndarray ``(N, C, H, W)``
+    target : object, optional
+        Ignored.
+
+    Returns
+    -------
+    ndarray ``(N, 1, H, W)``, ``x.dtype``
     """
     x = check_image_batch(x)
     m = np.asarray(x, dtype=np.float64).mean(axis=1)
@@ -97,7 +109,20 @@ def _layer_order(model, layers, order="top_down"):
 
 
 def redraw(model, name, gen):
-    """The default re-initialisation: layer ``name`` re-drawn from ``N(0, s²)`` (a new model)."""
+    """The default re-initialisation: layer ``name`` re-drawn from ``N(0, s²)`` (a new model).
+
+    Parameters
+    ----------
+    model : Graph or Sequential
+    name : str
+        The layer to re-draw.
+    gen : numpy.random.Generator
+
+    Returns
+    -------
+    Graph or Sequential
+        A new model; ``model`` is not modified.
+    """
     return twins.random_weights_like(model, gen, layers=[name])
 
 
@@ -162,6 +187,15 @@ def independent_randomization(method, model, x, target, rng, layers=None, metric
     """Independent (layer-by-layer) randomisation (Adebayo et al. 2018, §3.1): one layer at a time.
 
     Parameters as :func:`cascading_randomization`; every step starts from the trained model.
+
+    Parameters
+    ----------
+    method, model, x, target, rng, layers, metrics, method_kwargs, order, k, randomize
+        As :func:`cascading_randomization`.
+
+    Returns
+    -------
+    RandomizationResult
     """
     return _randomization(method, model, x, target, rng, layers, metrics, False, method_kwargs, order, k, randomize)
 
@@ -173,6 +207,23 @@ def smoothed(method, noise, rng, n_samples=50, batch_size=64, draws=None):
     as SmoothGrad's noise level).  The draws are made once, on the first call, and reused on every
     later call with images of that shape, so the original and the randomised models see the
     same noisy inputs.  ``draws`` ``(S, *x.shape)``: explicit standard-normal draws instead.
+
+    Parameters
+    ----------
+    method : callable ``(model, x, target, **method_kwargs) -> (N, ...)``
+        The explanation method.
+    noise : float
+        The noise level relative to each image's range.
+    rng : numpy.random.Generator or int
+    n_samples : int
+        ``S``.
+    batch_size : int
+        Noisy images per call of ``method``.
+    draws : ndarray ``(S, N, C, H, W)``, optional
+
+    Returns
+    -------
+    callable ``(model, x, target, **kw) -> (N, ...)``
     """
     gen = None if draws is not None else as_rng(rng)
     cache = {}
@@ -209,6 +260,30 @@ def smooth_mprt(method, model, x, target, rng, n_samples=50, noise=0.1, cascade=
     ``randomize`` as in :func:`cascading_randomization`; ``draws`` ``(S, *x.shape)``: explicit
     standard-normal noise (:func:`smoothed`).
 
+    Parameters
+    ----------
+    method : callable ``(model, x, target, **method_kwargs) -> (N, ...)``
+        The explanation method.
+    model : model protocol object (``forward``, ``vjp``)
+    x : ndarray ``(N, C, H, W)``
+    target : int, int array ``(N,)`` or callable on the scores ``(N, K)``
+    rng : numpy.random.Generator or int
+    n_samples : int
+    noise : float
+    cascade : bool
+        Cascading (True) or independent randomisation.
+    order : ``"bottom_up"`` or ``"top_down"``
+    layers : list of str, optional
+    metrics : tuple of str
+        Names of :func:`xattr.evaluation.similarity.compare_maps`.
+    method_kwargs : dict, optional
+        Options passed to ``method``.
+    batch_size : int
+    k : int, optional
+        For the ``topk`` metric.
+    randomize : callable ``(model, name, gen) -> model``, optional
+    draws : ndarray ``(S, N, C, H, W)``, optional
+
     Returns
     -------
     RandomizationResult (``original`` and ``maps`` are the smoothed maps)
@@ -243,6 +318,21 @@ def efficient_mprt(method, model, x, target, rng, n_bins=100, method_kwargs=None
     of ``|map|``.  An original map of zero entropy (constant) is refused.  With ``randomize``
     (see :func:`cascading_randomization`) the layers are re-initialised one after the other in
     ``order``; by default all at once (:func:`xattr.testing.twins.random_weights_like`).
+
+    Parameters
+    ----------
+    method : callable ``(model, x, target, **method_kwargs) -> (N, ...)``
+        The explanation method.
+    model : model protocol object (``forward``, ``vjp``)
+    x : ndarray ``(N, C, H, W)``
+    target : int, int array ``(N,)`` or callable on the scores ``(N, K)``
+    rng : numpy.random.Generator or int
+    n_bins : int
+    method_kwargs : dict, optional
+        Options passed to ``method``.
+    absolute : bool
+    randomize : callable ``(model, name, gen) -> model``, optional
+    order : ``"bottom_up"`` or ``"top_down"``
 
     Returns
     -------
@@ -310,7 +400,17 @@ def random_logit(method, model, x, target, rng, metrics=("ssim",), method_kwargs
 
 
 def permuted_labels(y, rng):
-    """A random permutation of the labels ``y`` (the data randomisation test trains on these)."""
+    """A random permutation of the labels ``y`` (the data randomisation test trains on these).
+
+    Parameters
+    ----------
+    y : array ``(M,)``
+    rng : numpy.random.Generator or int
+
+    Returns
+    -------
+    array ``(M,)``
+    """
     y = np.asarray(y)
     if y.ndim != 1 or y.size == 0:
         raise ValueError(f"labels must be a non-empty 1-D array, got shape {y.shape}")
@@ -325,6 +425,22 @@ def data_randomization(method, model, model_random_labels, x, target, metrics=DE
     Training is the caller's (xattr's stack has parameter gradients; see ``xattr.data``).
     Returns ``{metric: (N,)}``; high similarity means the map does not depend on what the
     model learned from the labels.
+
+    Parameters
+    ----------
+    method : callable ``(model, x, target, **method_kwargs) -> (N, ...)``
+        The explanation method.
+    model, model_random_labels : model protocol objects
+    x : ndarray ``(N, C, H, W)``
+    target : int, int array ``(N,)`` or callable
+    metrics : tuple of str
+        Names of :func:`xattr.evaluation.similarity.compare_maps`.
+    method_kwargs : dict, optional
+        Options passed to ``method``.
+
+    Returns
+    -------
+    dict str -> ndarray ``(N,)``
     """
     a = _run(method, model, x, target, method_kwargs)
     b = _run(method, model_random_labels, x, target, method_kwargs)

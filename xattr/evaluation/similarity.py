@@ -65,7 +65,17 @@ def spearman(a, b, absolute=False):
 
 
 def pearson(a, b):
-    """Pearson correlation per image of two batches of maps ``(N, ...)``; a constant map is refused."""
+    """Pearson correlation per image of two batches of maps ``(N, ...)``; a constant map is refused.
+
+    Parameters
+    ----------
+    a, b : ndarray ``(N, ...)``
+        One shape.
+
+    Returns
+    -------
+    ndarray ``(N,)`` in ``[-1, 1]``
+    """
     fa, fb = _pair(a, b)
     _refuse_constant(fa, "a", "the correlation")
     _refuse_constant(fb, "b", "the correlation")
@@ -175,6 +185,16 @@ def topk_intersection(a, b, k):
     """Fraction of ``a``'s top-``k`` features that are also among ``b``'s top-``k`` (Ghorbani et al. 2019).
 
     Compares the maps as given (pass ``Σ_c |A|`` maps to follow the paper); returns ``(N,)`` in ``[0, 1]``.
+
+    Parameters
+    ----------
+    a, b : ndarray ``(N, ...)``
+    k : int
+        ``1 <= k <=`` the number of features.
+
+    Returns
+    -------
+    ndarray ``(N,)`` in ``[0, 1]``
     """
     fa, fb = _pair(a, b)
     k = int(k)
@@ -200,6 +220,17 @@ def compare_maps(a, b, metrics=("spearman", "spearman_abs"), k=None):
 
     ``ssim``, ``hog`` and ``topk`` act on 2-D per-pixel maps ``Σ_c |A|`` (Adebayo et al. 2018 show
     absolute maps; Ghorbani et al. 2019 sum absolute values over channels); ``topk`` needs ``k``.
+
+    Parameters
+    ----------
+    a, b : ndarray ``(N, C, H, W)``
+    metrics : iterable of str
+    k : int, optional
+        For ``topk``.
+
+    Returns
+    -------
+    dict str -> ndarray ``(N,)``
     """
     out = {}
     for name in metrics:

@@ -66,6 +66,12 @@ def effective_complexity(attribution, eps=1e-5):
     """Effective complexity (Nguyen & Martínez 2020, "On quantitative aspects of model
     interpretability", §4): the number of features with ``|a_i| > eps``.
 
+    Parameters
+    ----------
+    attribution : ndarray ``(N, ...)``
+    eps : float
+        ``>= 0``.
+
     Returns
     -------
     ndarray ``(N,)`` of int
@@ -81,6 +87,11 @@ def discrete_entropy(attribution, n_bins=100):
     ``H = -Σ_b p_b log p_b`` with ``p_b`` the fraction of entries in bin ``b`` (``numpy.histogram``'s
     bins: the last one closed).  Hedström et al. 2023 measure an explanation's complexity this
     way in efficient MPRT.  A constant map has all its entries in one bin: ``H = 0``.
+
+    Parameters
+    ----------
+    attribution : ndarray ``(N, ...)``
+    n_bins : int
 
     Returns
     -------

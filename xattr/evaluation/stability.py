@@ -25,6 +25,23 @@ def sensitivities(method, model, x, target, perturbations, method_kwargs=None, b
     """``||Φ(f, x + δ_s) - Φ(f, x)||₂`` for every perturbation: ``(S, N)`` float64.
 
     ``normalize`` divides by ``||Φ(f, x)||₂`` (refused where that is 0).
+
+    Parameters
+    ----------
+    method : callable ``(model, x, target, **method_kwargs) -> (N, ...)``
+        The explanation method.
+    model : model protocol object (``forward``, ``vjp``)
+    x : ndarray ``(N, C, H, W)``
+    target : int, int array ``(N,)`` or callable on the scores ``(N, K)``
+    perturbations : ndarray ``(S, N, C, H, W)``
+    method_kwargs : dict, optional
+        Options passed to ``method``.
+    batch_size : int
+    normalize : bool
+
+    Returns
+    -------
+    ndarray ``(S, N)``, float64
     """
     x = P.images(x)
     d = P.check_perturbations(perturbations, x)
@@ -80,6 +97,22 @@ def local_lipschitz_estimate(method, model, x, target, radius=0.1, n_samples=16,
     ``N(0, radius²)`` (Quantus' choice, σ = 0.1); or explicit ``perturbations`` ``(S, *x.shape)``
     (a zero perturbation is refused: the ratio is undefined there).  Alvarez-Melis & Jaakkola
     also maximise with Bayesian optimisation; random search gives a lower bound.
+
+    Parameters
+    ----------
+    method : callable ``(model, x, target, **method_kwargs) -> (N, ...)``
+        The explanation method.
+    model : model protocol object (``forward``, ``vjp``)
+    x : ndarray ``(N, C, H, W)``
+    target : int, int array ``(N,)`` or callable on the scores ``(N, K)``
+    radius : float
+    n_samples : int
+    rng : numpy.random.Generator or int
+    perturbation : ``"uniform"`` or ``"gaussian"``
+    perturbations : ndarray ``(S, N, C, H, W)``, optional
+    method_kwargs : dict, optional
+        Options passed to ``method``.
+    batch_size : int
 
     Returns
     -------

@@ -155,6 +155,19 @@ def graphcut_segment(unary, pairwise, fg, bg):
     ``E(L) = Σ_p unary[L_p, p] + Σ_edges w_pq [L_p ≠ L_q]``, minimised exactly by a minimum s–t cut
     (PyMaxflow): the source side is the foreground; the t-link to the sink carries the cost of
     labelling a pixel foreground, the t-link from the source the cost of background.
+
+    Parameters
+    ----------
+    unary : ndarray ``(2, H, W)``
+        ``unary[0]``: the cost of background, ``unary[1]``: of foreground, per pixel.
+    pairwise : list of ((int, int), ndarray ``(H, W)``)
+        ``((dy, dx), w)``: the neighbour offset and the edge weights.
+    fg, bg : bool array ``(H, W)``
+        The seeds.
+
+    Returns
+    -------
+    bool array ``(H, W)``
     """
     _require()
     import maxflow

@@ -247,6 +247,19 @@ def crop_geometry(hw, size, resize=None):
     ``int(resize · long / short)``, torchvision's ``Resize(resize)``; without ``resize`` a non-square crop is
     covered by the smallest scaling ``max(h / H, w / W)``.  The crop's top-left is
     ``round((new - crop) / 2)``, torchvision's ``CenterCrop``.
+
+    Parameters
+    ----------
+    hw : tuple of int ``(H, W)``
+        The image's size.
+    size : tuple of int ``(h, w)``
+        The crop's size.
+    resize : int, optional
+
+    Returns
+    -------
+    ((int, int), (int, int))
+        ``((new_h, new_w), (top, left))``.
     """
     (H, W), (h, w) = (int(v) for v in hw), (int(v) for v in size)
     if resize is None and h != w:

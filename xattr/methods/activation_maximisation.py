@@ -123,9 +123,19 @@ def class_log_probability(c):
 def channel_mean(layer, channel):
     """``f(I) = mean_{i,j} A^layer_{channel,i,j}(I)``: the mean activation of one channel of a layer's output.
 
-    ``layer`` is the name (or index) of a node of a layered model (:class:`xattr.nn.Graph` or ``Sequential``); for a
-    layer whose output is
-    ``(N, F)`` (dense) the unit ``channel`` itself.
+    For a layer whose output is ``(N, F)`` (dense) the unit ``channel`` itself.
+
+    Parameters
+    ----------
+    layer : str or int
+        The name (or index) of a node of a layered model (:class:`xattr.nn.Graph` or ``Sequential``).
+    channel : int or int array ``(N,)``
+        One channel (unit) for all images, or one per image.
+
+    Returns
+    -------
+    Objective
+        ``Objective("channel", channel, layer)``.
     """
     if not isinstance(layer, (str, numbers.Integral, np.integer)) or isinstance(layer, bool):
         raise TypeError(f"layer must be a layer's name (str) or index (int), got {type(layer).__name__}")
@@ -278,9 +288,17 @@ def norm(x, p=2.0):
     """``N_p(I) = ‖vec I‖_p / n^{1/p}``, ``n = C·H·W``, per image (tf-keras-vis' ``Norm``).
 
     Gradient ``sign(I) |I|^{p−1} / ‖I‖_p^{p−1} / n^{1/p}``; 0 at ``I = 0`` (the minimum-norm subgradient).
-    ``p >= 1``.
 
-    Returns ``(value (N,), gradient x.shape)``.
+    Parameters
+    ----------
+    x : ndarray ``(N, C, H, W)`` (any ``(N, ...)``)
+    p : float
+        ``p >= 1``, finite.
+
+    Returns
+    -------
+    value : ndarray ``(N,)``
+    gradient : ndarray, ``x.shape``
     """
     p = float(p)
     if not np.isfinite(p) or p < 1:
@@ -424,16 +442,29 @@ START_KINDS = ("centre", "zeros", "uniform", "normal")
 def start_image(start, shape, n=1, input_range=(0.0, 1.0), rng=None, dtype=np.float64):
     """The first iterate ``(N, C, H, W)``.
 
-    ``start``:
+    Parameters
+    ----------
+    start : str or ndarray
+        * ``"centre"``: every pixel at ``(lo + hi)/2`` of ``input_range``.  Simonyan et al. 2014 start from the zero
+          image of a network whose inputs are mean-subtracted, i.e. from the mean image; for a model that takes
+          raw pixels in ``[0, 1]`` the constant ``0.5`` is the nearest stand-in (the shapes data's mean pixel is
+          0.497) and, unlike the zero image, it does not leave every first-layer ReLU of the shipped model off;
+        * ``"zeros"``: the zero image (Simonyan et al.'s start taken literally);
+        * ``"uniform"``: ``U(lo, hi)`` per pixel (tf-keras-vis' default seed input), from ``rng``;
+        * ``"normal"``: ``centre + 0.1·(hi − lo)·N(0, 1)`` per pixel, from ``rng``;
+        * an array ``(N, C, H, W)`` or ``(C, H, W)`` (a data set's mean image, a photo): copied, must be finite.
+    shape : tuple of int ``(C, H, W)``
+    n : int
+        Images ``N`` (for a named start).
+    input_range : tuple of float ``(lo, hi)``
+    rng : numpy.random.Generator or int, optional
+        For ``"uniform"`` and ``"normal"``.
+    dtype : numpy dtype
+        Of a named start (an array start keeps its own).
 
-    * ``"centre"``: every pixel at ``(lo + hi)/2`` of ``input_range``.  Simonyan et al. 2014 start from the zero
-      image of a network whose inputs are mean-subtracted, i.e. from the mean image; for a model that takes
-      raw pixels in ``[0, 1]`` the constant ``0.5`` is the nearest stand-in (the shapes data's mean pixel is
-      0.497) and, unlike the zero image, it does not leave every first-layer ReLU of the shipped model off;
-    * ``"zeros"``: the zero image (Simonyan et al.'s start taken literally);
-    * ``"uniform"``: ``U(lo, hi)`` per pixel (tf-keras-vis' default seed input), from ``rng``;
-    * ``"normal"``: ``centre + 0.1·(hi − lo)·N(0, 1)`` per pixel, from ``rng``;
-    * an array ``(N, C, H, W)`` or ``(C, H, W)`` (a data set's mean image, a photo): copied, must be finite.
+    Returns
+    -------
+    ndarray ``(N, C, H, W)``
     """
     if not isinstance(start, str):
         arr = as_float_array(start, "start")
@@ -462,9 +493,21 @@ def similarity_warp(height, width, angle=0.0, zoom=1.0):
 
     Output pixel ``p`` (row, column) samples the input at ``c + R(−angle) (p − c) / zoom``, ``c`` the image
     centre, with bilinear weights; sample coordinates are clamped to the image (replicate boundary), so ``T`` is
-    linear and every row's weights sum to 1.  Returned as a sparse ``(H·W, H·W)`` matrix: ``T x`` is
-    ``x.reshape(-1, H·W) @ T.T`` and the adjoint ``Tᵀ g`` is ``g.reshape(-1, H·W) @ T``
-    (:func:`apply_warp` with ``adjoint``).  ``angle = 0, zoom = 1`` is the identity.
+    linear and every row's weights sum to 1.  ``T x`` is ``x.reshape(-1, H·W) @ T.T`` and the adjoint ``Tᵀ g`` is
+    ``g.reshape(-1, H·W) @ T`` (:func:`apply_warp` with ``adjoint``).  ``angle = 0, zoom = 1`` is the identity.
+
+    Parameters
+    ----------
+    height, width : int
+        ``H`` and ``W``.
+    angle : float
+        Degrees.
+    zoom : float
+        ``> 0``, finite.
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix ``(H·W, H·W)``
     """
     from scipy.sparse import csr_matrix
 
@@ -490,7 +533,19 @@ def similarity_warp(height, width, angle=0.0, zoom=1.0):
 
 
 def apply_warp(x, warp, adjoint=False):
-    """``T x`` (or ``Tᵀ x``) over the last two axes of ``x`` ``(..., H, W)`` for a :func:`similarity_warp` ``T``."""
+    """``T x`` (or ``Tᵀ x``) over the last two axes of ``x`` for a :func:`similarity_warp` ``T``.
+
+    Parameters
+    ----------
+    x : ndarray ``(..., H, W)``
+    warp : scipy.sparse.csr_matrix ``(H·W, H·W)``
+    adjoint : bool
+        Apply ``Tᵀ`` instead of ``T``.
+
+    Returns
+    -------
+    ndarray, ``x.shape``, ``x.dtype``
+    """
     flat = x.reshape(-1, x.shape[-2] * x.shape[-1])
     out = flat @ warp if adjoint else (warp @ flat.T).T
     return np.asarray(out, dtype=x.dtype).reshape(x.shape)

@@ -43,7 +43,17 @@ def _interp_matrix(n_out, n_in, dtype):
 
 
 def upsample_bilinear(a, out_hw):
-    """Bilinear resize ``(N, C, h, w) -> (N, C, H, W)``, ``align_corners=False`` (PyTorch's default)."""
+    """Bilinear resize ``(N, C, h, w) -> (N, C, H, W)``, ``align_corners=False`` (PyTorch's default).
+
+    Parameters
+    ----------
+    a : ndarray ``(N, C, h, w)``
+    out_hw : tuple of int ``(H, W)``
+
+    Returns
+    -------
+    ndarray ``(N, C, H, W)``, ``a.dtype``
+    """
     H, W = out_hw
     mh = _interp_matrix(H, a.shape[2], a.dtype)
     mw = _interp_matrix(W, a.shape[3], a.dtype)
@@ -118,7 +128,18 @@ def cam(model, x, target, upsample=True):
 
 def default_cam_layer(model, x):
     """Name of the last node (in topological order) whose output is spatial ``(N, C, h, w)``: the usual Grad-CAM
-    layer."""
+    layer.
+
+    Parameters
+    ----------
+    model : Graph or Sequential
+    x : ndarray ``(N, C, H, W)``
+        An input the model is traced on (for the nodes' output shapes).
+
+    Returns
+    -------
+    str
+    """
     return _last_spatial(model.trace(x))
 
 
@@ -130,11 +151,27 @@ def _last_spatial(tape):
 
 
 def activations_and_gradients(model, x, target, layer=None, node=None):
-    """``(A, ∂S/∂A, name)`` at a node: its activations ``(N, K, h, w)`` and the gradient of the explained
-    score there, from one forward and one backward pass (the base of the CAM family).
+    """``(A, ∂S/∂A, name)`` at a node: its activations and the gradient of the explained score there, from one
+    forward and one backward pass (the base of the CAM family).
 
-    ``layer``: a node name or index; default the last node with a spatial output.  ``node``: explain a hidden unit
-    instead of a class score (:func:`explained_unit`).
+    Parameters
+    ----------
+    model : Graph or Sequential
+    x : ndarray ``(N, C, H, W)``
+    target : int, int array ``(N,)`` or callable on the scores ``(N, K)``
+    layer : str or int, optional
+        A node name or index; default the last node with a spatial output.
+    node : str or int, optional
+        Explain a hidden unit instead of a class score (:func:`explained_unit`); ``layer`` must lie upstream of it.
+
+    Returns
+    -------
+    feats : ndarray ``(N, K, h, w)``
+        The activations ``A``.
+    grads : ndarray ``(N, K, h, w)``
+        ``∂S/∂A``.
+    name : str
+        The node's name.
     """
     _require_layered(model, "grad_cam")
     x = check_image_batch(x)
@@ -156,10 +193,23 @@ def activations_and_gradients(model, x, target, layer=None, node=None):
 
 
 def explained_unit(a, target, name="node"):
-    """The seed at a hidden node's output ``a`` that explains its unit ``target``: a channel's spatial mean for a
-    map ``(N, C, h, w)`` (``S = mean_{i,j} A_c``, the value a global average pool would pass on), a unit for a vector
-    ``(N, K)``; ``target`` indexes the channels/units as it indexes classes.  Selvaraju et al. (2017, §3) note that
-    Grad-CAM explains any differentiable activation, not only a class score."""
+    """The seed at a hidden node's output ``a`` that explains its unit ``target``.
+
+    A channel's spatial mean for a map ``(N, C, h, w)`` (``S = mean_{i,j} A_c``, the value a global average pool would
+    pass on), a unit for a vector ``(N, K)``; ``target`` indexes the channels/units as it indexes classes.  Selvaraju
+    et al. (2017, §3) note that Grad-CAM explains any differentiable activation, not only a class score.
+
+    Parameters
+    ----------
+    a : ndarray ``(N, C, h, w)`` or ``(N, K)``
+    target : int, int array ``(N,)`` or callable on ``(N, C)`` / ``(N, K)``
+    name : str
+        The node's name (for the error message).
+
+    Returns
+    -------
+    ndarray, ``a.shape``
+    """
     if a.ndim == 4:
         s = _targets.seed(target, a.mean(axis=(2, 3)))  # (N, C)
         return np.broadcast_to(s[:, :, None, None] / (a.shape[2] * a.shape[3]), a.shape).copy()
@@ -201,11 +251,23 @@ def grad_cam(model, x, target, layer=None, relu=True, upsample=True, node=None):
 
 
 def guided_grad_cam(model, x, target, layer=None, pixel="guided_backprop"):
-    """Guided Grad-CAM (Selvaraju et al. 2017): a pixel-space map ⊙ the upsampled Grad-CAM; ``(N, C, H, W)``.
+    """Guided Grad-CAM (Selvaraju et al. 2017): a pixel-space map ⊙ the upsampled Grad-CAM.
 
-    ``pixel``: the pixel-space method, guided backprop by default (the paper's); the paper's §3 notes that
-    Grad-CAM can lens any pixel-space map, so any registered method name (``"gradient"``, ``"smoothgrad"``,
-    ``"integrated_gradients"``, ...) or a callable ``(model, x, target) -> (N, C, H, W)`` is accepted.
+    Parameters
+    ----------
+    model : Graph or Sequential
+    x : ndarray ``(N, C, H, W)``
+    target : int, int array ``(N,)`` or callable on the scores ``(N, K)``
+    layer : str or int, optional
+        The Grad-CAM layer (see :func:`grad_cam`).
+    pixel : str or callable
+        The pixel-space method, guided backprop by default (the paper's); the paper's §3 notes that Grad-CAM can lens
+        any pixel-space map, so any registered method name (``"gradient"``, ``"smoothgrad"``,
+        ``"integrated_gradients"``, ...) or a callable ``(model, x, target) -> (N, C, H, W)`` is accepted.
+
+    Returns
+    -------
+    ndarray ``(N, C, H, W)``
     """
     if isinstance(pixel, str):
         from .registry import get_method

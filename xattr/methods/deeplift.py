@@ -54,7 +54,19 @@ DEEPLIFT_RULES = ("rescale", "revealcancel")
 
 
 def require_layered(model, method):
-    """Refuse models without a tape of nodes (DeepLIFT and LRP propagate through the layers' rule table)."""
+    """Refuse models without a tape of nodes (DeepLIFT and LRP propagate through the layers' rule table).
+
+    Parameters
+    ----------
+    model : object
+        Must have ``trace`` and ``node`` (:class:`xattr.nn.Graph` or ``Sequential``), else ``TypeError``.
+    method : str
+        The method's name, for the error message.
+
+    Returns
+    -------
+    None
+    """
     if not hasattr(model, "trace") or not hasattr(model, "node"):
         raise TypeError(
             f"{method} propagates through the layers' rule table and needs a layered model "
@@ -63,8 +75,20 @@ def require_layered(model, method):
 
 
 def as_reference(reference, x, name="reference"):
-    """A reference of ``x``'s shape and dtype (:func:`xattr.inputs.as_baseline`: a scalar, one sample, an array
-    broadcastable to ``x`` or a callable ``x -> reference``)."""
+    """A reference of ``x``'s shape and dtype (:func:`xattr.inputs.as_baseline`).
+
+    Parameters
+    ----------
+    reference : float, ndarray or callable
+        A scalar, one sample, an array broadcastable to ``x`` or a callable ``x -> reference``.
+    x : ndarray ``(N, C, H, W)``
+    name : str
+        For error messages.
+
+    Returns
+    -------
+    ndarray, ``x.shape``, ``x.dtype``
+    """
     return as_baseline(reference, x, name)
 
 

@@ -47,25 +47,67 @@ def backprop(model, x, target, rule="gradient", **options):
 def gradient(model, x, target):
     """Vanilla gradient ``∂S_c/∂x`` (signed), Simonyan et al. 2013, "Deep inside convolutional networks".
 
-    Returns ``(N, C, H, W)``; reduce over channels with :func:`reduce_channels`
-    (``"max_abs"`` is the paper's saliency map).
+    Reduce over channels with :func:`reduce_channels` (``"max_abs"`` is the paper's saliency map).
+
+    Parameters
+    ----------
+    model : model protocol object (``forward``, ``vjp``)
+    x : ndarray ``(N, C, H, W)``
+    target : int, int array ``(N,)`` or callable on the scores ``(N, K)``
+
+    Returns
+    -------
+    ndarray ``(N, C, H, W)``, ``x.dtype``
     """
     return backprop(model, x, target, "gradient")
 
 
 def gradient_x_input(model, x, target):
-    """Gradient × input ``x ⊙ ∂S_c/∂x`` (Shrikumar et al. 2016); ``(N, C, H, W)``."""
+    """Gradient × input ``x ⊙ ∂S_c/∂x`` (Shrikumar et al. 2016).
+
+    Parameters
+    ----------
+    model : model protocol object (``forward``, ``vjp``)
+    x : ndarray ``(N, C, H, W)``
+    target : int, int array ``(N,)`` or callable on the scores ``(N, K)``
+
+    Returns
+    -------
+    ndarray ``(N, C, H, W)``, ``x.dtype``
+    """
     x = as_float_array(x, "x")
     return x * gradient(model, x, target)
 
 
 def deconvnet(model, x, target):
-    """DeconvNet (Zeiler & Fergus 2014): ReLUs pass ``max(R, 0)``; ``(N, C, H, W)``."""
+    """DeconvNet (Zeiler & Fergus 2014): ReLUs pass ``max(R, 0)``.
+
+    Parameters
+    ----------
+    model : model protocol object (``forward``, ``vjp``)
+    x : ndarray ``(N, C, H, W)``
+    target : int, int array ``(N,)`` or callable on the scores ``(N, K)``
+
+    Returns
+    -------
+    ndarray ``(N, C, H, W)``, ``x.dtype``
+    """
     return backprop(model, x, target, "deconvnet")
 
 
 def guided_backprop(model, x, target):
-    """Guided backpropagation (Springenberg et al. 2015): ReLUs pass ``max(R, 0)·1[X > 0]``; ``(N, C, H, W)``."""
+    """Guided backpropagation (Springenberg et al. 2015): ReLUs pass ``max(R, 0)·1[X > 0]``.
+
+    Parameters
+    ----------
+    model : model protocol object (``forward``, ``vjp``)
+    x : ndarray ``(N, C, H, W)``
+    target : int, int array ``(N,)`` or callable on the scores ``(N, K)``
+
+    Returns
+    -------
+    ndarray ``(N, C, H, W)``, ``x.dtype``
+    """
     return backprop(model, x, target, "guided")
 
 
@@ -81,8 +123,16 @@ CHANNEL_REDUCTIONS = {
 def reduce_channels(attr, how="max_abs"):
     """Reduce a map ``(N, C, H, W)`` to ``(N, H, W)``.
 
-    ``how``: ``"max_abs"`` (Simonyan et al.'s saliency map), ``"sum_abs"``, ``"l2_squared"``
-    (sensitivity analysis) or ``"sum"`` (signed).
+    Parameters
+    ----------
+    attr : ndarray ``(N, C, H, W)``
+    how : ``"max_abs"``, ``"sum_abs"``, ``"l2_squared"`` or ``"sum"``
+        ``"max_abs"`` (Simonyan et al.'s saliency map), ``"sum_abs"``, ``"l2_squared"``
+        (sensitivity analysis) or ``"sum"`` (signed).
+
+    Returns
+    -------
+    ndarray ``(N, H, W)``
     """
     attr = as_float_array(attr, "attr", ndim=4)
     try:

@@ -68,8 +68,25 @@ def _out_hw(layer, hw):
 
 
 def box_sizes(model, modes, in_hw, window):
-    """Per boxed node: ``(its output's spatial size, the box size there)``; a merge takes its largest input box
-    (the union box's size for boxes at one place; the runner computes the true union per batch)."""
+    """Per boxed node: ``(its output's spatial size, the box size there)``.
+
+    A merge takes its largest input box (the union box's size for boxes at one place; the runner computes the true
+    union per batch).
+
+    Parameters
+    ----------
+    model : Graph
+    modes : dict str -> str
+        Each node's mode from :func:`plan` (``"box"`` for the incrementally recomputed ones).
+    in_hw : tuple of int ``(H, W)``
+    window : tuple of int ``(h, w)``
+        The occlusion window.
+
+    Returns
+    -------
+    dict str -> ((int, int), (int, int))
+        Node name (and the input) -> ``((out_h, out_w), (box_h, box_w))``.
+    """
     sizes = {INPUT: (tuple(in_hw), tuple(window))}
     for n in model.order:
         if modes[n] != "box":
@@ -86,7 +103,20 @@ def box_sizes(model, modes, in_hw, window):
 
 
 def use_incremental(model, x, window, incremental):
-    """Whether occlusion runs incrementally: ``incremental`` is ``"auto"``, True or False (see :func:`occlusion`)."""
+    """Whether occlusion runs incrementally (see :func:`occlusion`).
+
+    Parameters
+    ----------
+    model : model protocol object
+    x : ndarray ``(N, C, H, W)``
+    window : tuple of int ``(h, w)``
+    incremental : ``"auto"``, True or False
+        ``"auto"`` compares the area recomputed with the full area, node by node (weighted by channels).
+
+    Returns
+    -------
+    bool
+    """
     if incremental is False:
         return False
     modes = plan(model)
@@ -248,6 +278,16 @@ def box_forward(layer, boxes):
     small inputs than a batched matmul: stride-1 layers through their own wide-column kernel
     (``Conv2D.correlate``), other strides by :func:`xattr.nn.conv.correlate_batch`; the convolution of
     :mod:`xattr.nn.conv`, checked against full recomputation by the tests.
+
+    Parameters
+    ----------
+    layer : Layer
+        A window layer without padding (``Conv2D`` or a pooling layer).
+    boxes : ndarray ``(B, C, h, w)``
+
+    Returns
+    -------
+    ndarray ``(B, C_out, h_out, w_out)``
     """
     if type(layer) is not Conv2D:
         return layer.forward(boxes)[0]
@@ -289,7 +329,18 @@ def receptive_fields(model, node, x1):
     """Per axis ``(lo, hi)`` int arrays: the input rows (columns) read by each position of ``node``'s output,
     inclusive and clipped to the image, through every branch (the hull of the branches' ranges).
 
-    ``x1``: one input sample ``(1, C, H, W)`` (for the activations' sizes).  Returns ``(fields, node hw)``.
+    Parameters
+    ----------
+    model : Graph
+    node : str
+    x1 : ndarray ``(1, C, H, W)``
+        One input sample (for the activations' sizes).
+
+    Returns
+    -------
+    fields : list of two ``(lo, hi)`` pairs of int arrays ``(h,)`` and ``(w,)``
+    hw : tuple of int ``(h, w)``
+        The spatial size of ``node``'s output.
     """
     tape = model.trace(x1, stop=node)
     hw_of = {n: tape.value(n).shape[2:] for n in tape.records}

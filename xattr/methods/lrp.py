@@ -150,6 +150,20 @@ def layer_rules(model, composite, defaults, maxpool):
 
     A weighted node takes its rule from the composite: by node name first, then ``"first"``, then its
     layer type (the most specific class in the composite that it is an instance of).
+
+    Parameters
+    ----------
+    model : Graph or Sequential
+    composite : str or dict
+        A named composite or ``{node name | "first" | layer type: rule}`` (see :func:`resolve_composite`).
+    defaults : dict str -> float
+        The rules' options not set by the composite (``epsilon``, ``gamma``, ``alpha``, ...).
+    maxpool : str
+        The max-pool cell of the unweighted layers' ``lrp0`` rule.
+
+    Returns
+    -------
+    dict str -> (str, dict)
     """
     comp = resolve_composite(composite)
     for key in comp:

@@ -99,11 +99,29 @@ DEFAULT_RIDGE = 1e-6
 
 def fit_patch_gaussian(references, window=DEFAULT_WINDOW, padding=DEFAULT_PADDING, channels="independent",
                        chunk=16, ridge=DEFAULT_RIDGE):
-    """Mean and covariance of every ``l × l`` patch (stride 1) of ``references (M, C, H, W)``; float64.
+    """Mean and covariance of every ``l × l`` patch (stride 1) of ``references``; float64.
 
     The covariance is the maximum-likelihood one (divided by the patch count), accumulated over chunks
     of images around the per-channel pixel mean (so that large offsets do not cost digits), plus
     ``ridge`` times its mean variance on the diagonal (:data:`DEFAULT_RIDGE`; 1 if every variance is 0).
+
+    Parameters
+    ----------
+    references : ndarray ``(M, C, H, W)``
+    window : int
+        The window side ``k``.
+    padding : int
+        The frame around it, ``l = k + 2 · padding``.
+    channels : ``"independent"`` or ``"joint"``
+        One Gaussian per colour channel (``D = l²``) or one over all channels (``D = C·l²``).
+    chunk : int
+        Images per accumulation step.
+    ridge : float
+
+    Returns
+    -------
+    PatchGaussian
+        ``mean (G, D)``, ``cov (G, D, D)``.
     """
     r = check_image_batch(references, "references")
     k, p = _window_padding(window, padding)
@@ -163,11 +181,21 @@ def _inner_indices(g, offset):
 def conditional_gaussian(g, offset):
     """``(inner, outer, B, S)`` for the window at ``offset = (dy, dx)`` inside the ``l × l`` frame.
 
-    ``inner``/``outer``: indices of the window's and the frame's values in a group's ``D``;
-    ``B (G, d_in, d_out) = Σ_12 Σ_22⁻¹`` (so the conditional mean is ``μ_1 + B (x_2 − μ_2)``) and
-    ``S (G, d_in, d_in)``, a square root of the conditional covariance ``Σ_11 − B Σ_21 = S Sᵀ``: its
-    Cholesky factor (as the authors' code), or, when round-off makes it singular, the symmetric root
-    from its eigendecomposition with negative eigenvalues set to 0.
+    Parameters
+    ----------
+    g : PatchGaussian
+    offset : tuple of int ``(dy, dx)``
+
+    Returns
+    -------
+    inner, outer : int arrays ``(d_in,)``, ``(d_out,)``
+        Indices of the window's and the frame's values in a group's ``D``.
+    B : ndarray ``(G, d_in, d_out)``
+        ``Σ_12 Σ_22⁻¹`` (so the conditional mean is ``μ_1 + B (x_2 − μ_2)``).
+    S : ndarray ``(G, d_in, d_in)``
+        A square root of the conditional covariance ``Σ_11 − B Σ_21 = S Sᵀ``: its Cholesky factor (as the
+        authors' code), or, when round-off makes it singular, the symmetric root from its eigendecomposition with
+        negative eigenvalues set to 0.
     """
     from scipy.linalg import LinAlgError, cho_factor, cho_solve
 
@@ -236,8 +264,19 @@ def _conditional_samples(g, x, image, r0, c0, n_samples, gen, cache):
 def weight_of_evidence(p, p_without, n_train=DEFAULT_LAPLACE_N, n_classes=None):
     """``log2 odds(p) − log2 odds(p_without)`` in bits, with the Laplace correction ``(p N + 1)/(N + K)``.
 
-    ``n_train=None`` skips the correction (probabilities of exactly 0 or 1 then give infinite
-    evidence and are refused).  ``n_classes`` (``K``) is needed with the correction.
+    Parameters
+    ----------
+    p, p_without : array_like of float
+        Probabilities with and without the feature (broadcastable).
+    n_train : int, optional
+        The correction's ``N``; ``None`` skips the correction (probabilities of exactly 0 or 1 then give infinite
+        evidence and are refused).
+    n_classes : int, optional
+        ``K``, needed with the correction.
+
+    Returns
+    -------
+    ndarray, the broadcast shape, float64
     """
     p, q = np.asarray(p, dtype=np.float64), np.asarray(p_without, dtype=np.float64)
     if n_train is not None:

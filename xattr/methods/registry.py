@@ -128,7 +128,21 @@ def register(spec):
 
 
 def register_method(name, fn, family, **spec_fields):
-    """Register ``fn(model, x, target, **options) -> ndarray`` under ``name`` (a :class:`MethodSpec` without claims)."""
+    """Register ``fn(model, x, target, **options) -> ndarray`` under ``name`` (a :class:`MethodSpec` without claims).
+
+    Parameters
+    ----------
+    name : str
+    fn : callable ``(model, x, target, **options) -> ndarray``
+    family : str
+    **spec_fields
+        Further fields of :class:`MethodSpec`.
+
+    Returns
+    -------
+    callable
+        ``fn`` (what :func:`register` returns).
+    """
     return register(MethodSpec(name=name, fn=fn, family=family, **spec_fields))
 
 

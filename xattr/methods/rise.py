@@ -48,10 +48,20 @@ def _interpolation_matrix(n_in, n_out):
 
 
 def rise_masks(grids, shifts, shape):
-    """The masks ``(B, H, W)`` in ``[0, 1]`` of ``grids`` ``(B, s_h, s_w)`` (0/1) cut at ``shifts`` ``(B, 2)``.
+    """The masks in ``[0, 1]`` of 0/1 ``grids`` cut at ``shifts``.
 
     Each grid is upsampled bilinearly to ``((s_h + 1)·C_H, (s_w + 1)·C_W)``, ``C = ⌈(H, W) / s⌉``, then the ``H × W``
     window at its shift is taken (Petsiuk et al. 2018, §3.2).
+
+    Parameters
+    ----------
+    grids : ndarray ``(B, s_h, s_w)``
+    shifts : int array ``(B, 2)``
+    shape : tuple of int ``(H, W)``
+
+    Returns
+    -------
+    ndarray ``(B, H, W)``
     """
     H, W = shape
     B, sh, sw = grids.shape

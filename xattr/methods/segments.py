@@ -58,9 +58,20 @@ def slic_segments(x, n_segments=50, compactness=10.0, sigma=1.0, **options):
     """SLIC superpixels (Achanta et al. 2012) of each image, ``(N, C, H, W) -> (N, H, W)`` int labels.
 
     Calls ``skimage.segmentation.slic`` (the optional extra ``segments``: ``pip install
-    xattr-ref[segments]``) on each image with channels last, ``start_label=0``; ``n_segments``,
-    ``compactness`` and ``sigma`` are its parameters (scikit-image's own defaults are 100, 10 and
-    0; fewer, pre-smoothed segments suit LIME/SHAP, whose cost grows with the segment count).
+    xattr-ref[segments]``) on each image with channels last, ``start_label=0``.
+
+    Parameters
+    ----------
+    x : ndarray ``(N, C, H, W)``
+    n_segments, compactness, sigma : int, float, float
+        SLIC's parameters (scikit-image's own defaults are 100, 10 and 0; fewer, pre-smoothed segments suit
+        LIME/SHAP, whose cost grows with the segment count).
+    **options
+        Passed on to ``slic``.
+
+    Returns
+    -------
+    int array ``(N, H, W)``
     """
     try:
         from skimage.segmentation import slic
@@ -82,6 +93,11 @@ def slic_segments(x, n_segments=50, compactness=10.0, sigma=1.0, **options):
 
 def check_segments(segments, x_shape):
     """Validate a segmentation for images of shape ``(N, C, H, W)``; relabel it ``0 .. M-1``.
+
+    Parameters
+    ----------
+    segments : int array ``(H, W)`` (shared) or ``(N, H, W)``
+    x_shape : tuple of int ``(N, C, H, W)``
 
     Returns
     -------
@@ -110,7 +126,18 @@ def check_segments(segments, x_shape):
 
 
 def blur(x, sigma=BLUR_SIGMA):
-    """Gaussian blur of the spatial axes of ``(N, C, H, W)`` (``scipy.ndimage.gaussian_filter``, mode ``"reflect"``)."""
+    """Gaussian blur of the spatial axes (``scipy.ndimage.gaussian_filter``, mode ``"reflect"``).
+
+    Parameters
+    ----------
+    x : ndarray ``(N, C, H, W)``
+    sigma : float
+        Pixels, ``>= 0`` (at most ``MAX_BLUR_SIGMA``).
+
+    Returns
+    -------
+    ndarray ``(N, C, H, W)``, ``x.dtype``
+    """
     from scipy.ndimage import gaussian_filter
 
     x = check_image_batch(x)

@@ -54,6 +54,17 @@ def noise_scale(x, sigma=0.15, sigma_is="range"):
     """Per-image noise standard deviation ``(N,)``, float64.
 
     ``"range"``: ``sigma · (max − min)`` of each image (Smilkov et al. 2017); ``"absolute"``: ``sigma``.
+
+    Parameters
+    ----------
+    x : ndarray ``(N, ...)``
+    sigma : float
+        Finite and ``>= 0``.
+    sigma_is : ``"range"`` or ``"absolute"``
+
+    Returns
+    -------
+    ndarray ``(N,)``, float64
     """
     if sigma_is not in SIGMA_KINDS:
         raise ValueError(f"sigma_is must be one of {SIGMA_KINDS}, got {sigma_is!r}")
@@ -175,21 +186,84 @@ def smoothgrad(
 
 
 def smoothgrad_gradient(model, x, target, n=50, sigma=0.15, sigma_is="range", rng=0, batch_size=None):
-    """SmoothGrad of the vanilla gradient (registry entry ``"smoothgrad"``; default seed 0, stated)."""
+    """SmoothGrad of the vanilla gradient (registry entry ``"smoothgrad"``; default seed 0, stated).
+
+    Parameters
+    ----------
+    model : model protocol object (``forward``, ``vjp``)
+    x : ndarray ``(N, C, H, W)``
+    target : int, int array ``(N,)`` or callable on the scores ``(N, K)``
+    n : int
+        Noisy samples per image (paper: 50).
+    sigma : float
+        Noise level; see ``sigma_is``.
+    sigma_is : ``"range"`` or ``"absolute"``
+        See :func:`noise_scale`.
+    rng : numpy.random.Generator or int
+        Default 0 (a fixed, stated seed).
+    batch_size : int, optional
+        Noisy images per gradient call (see :func:`smoothgrad`).
+
+    Returns
+    -------
+    ndarray ``(N, C, H, W)``
+    """
     from .gradient import gradient
 
     return smoothgrad(gradient, model, x, target, n, sigma, sigma_is, "mean", rng, batch_size)
 
 
 def smoothgrad_squared_gradient(model, x, target, n=50, sigma=0.15, sigma_is="range", rng=0, batch_size=None):
-    """SmoothGrad² of the vanilla gradient (registry entry ``"smoothgrad_squared"``; default seed 0)."""
+    """SmoothGrad² of the vanilla gradient (registry entry ``"smoothgrad_squared"``; default seed 0).
+
+    Parameters
+    ----------
+    model : model protocol object (``forward``, ``vjp``)
+    x : ndarray ``(N, C, H, W)``
+    target : int, int array ``(N,)`` or callable on the scores ``(N, K)``
+    n : int
+        Noisy samples per image (paper: 50).
+    sigma : float
+        Noise level; see ``sigma_is``.
+    sigma_is : ``"range"`` or ``"absolute"``
+        See :func:`noise_scale`.
+    rng : numpy.random.Generator or int
+        Default 0 (a fixed, stated seed).
+    batch_size : int, optional
+        Noisy images per gradient call (see :func:`smoothgrad`).
+
+    Returns
+    -------
+    ndarray ``(N, C, H, W)``
+    """
     from .gradient import gradient
 
     return smoothgrad(gradient, model, x, target, n, sigma, sigma_is, "squared", rng, batch_size)
 
 
 def vargrad_gradient(model, x, target, n=50, sigma=0.15, sigma_is="range", rng=0, batch_size=None):
-    """VarGrad of the vanilla gradient (registry entry ``"vargrad"``; default seed 0)."""
+    """VarGrad of the vanilla gradient (registry entry ``"vargrad"``; default seed 0).
+
+    Parameters
+    ----------
+    model : model protocol object (``forward``, ``vjp``)
+    x : ndarray ``(N, C, H, W)``
+    target : int, int array ``(N,)`` or callable on the scores ``(N, K)``
+    n : int
+        Noisy samples per image (paper: 50).
+    sigma : float
+        Noise level; see ``sigma_is``.
+    sigma_is : ``"range"`` or ``"absolute"``
+        See :func:`noise_scale`.
+    rng : numpy.random.Generator or int
+        Default 0 (a fixed, stated seed).
+    batch_size : int, optional
+        Noisy images per gradient call (see :func:`smoothgrad`).
+
+    Returns
+    -------
+    ndarray ``(N, C, H, W)``
+    """
     from .gradient import gradient
 
     return smoothgrad(gradient, model, x, target, n, sigma, sigma_is, "vargrad", rng, batch_size)

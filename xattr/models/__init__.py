@@ -98,6 +98,18 @@ def register_layer_format(cls, config, arrays=("weight", "bias")):
 
     ``config(layer) -> dict`` gives the keyword arguments that rebuild it (``cls(**config)``);
     ``arrays`` names the array attributes stored in the ``.npz`` (``None``-valued ones are skipped).
+
+    Parameters
+    ----------
+    cls : type
+        The layer class.
+    config : callable ``layer -> dict``
+    arrays : tuple of str
+
+    Returns
+    -------
+    type
+        ``cls`` (so it can be used as a decorator's result).
     """
     LAYER_FORMATS[cls.__name__] = (cls, config, tuple(arrays))
     return cls
@@ -173,7 +185,18 @@ class ModelInfo:
 
 
 def default_input_spec(channels=3, height=None, width=None):
-    """Input declaration: pixels scaled to ``[0, 1]``, no normalisation (mean 0, std 1)."""
+    """Input declaration: pixels scaled to ``[0, 1]``, no normalisation (mean 0, std 1).
+
+    Parameters
+    ----------
+    channels : int
+    height, width : int, optional
+
+    Returns
+    -------
+    dict
+        Keys ``channels``, ``height``, ``width``, ``range``, ``mean``, ``std``.
+    """
     return {
         "channels": int(channels), "height": height, "width": width,
         "range": [0.0, 1.0], "mean": [0.0] * int(channels), "std": [1.0] * int(channels),
@@ -309,6 +332,18 @@ def read_info(name_or_path, verify=True, memory_budget=None):
     size and nesting of the file, the weights checksum entry (required unless ``verify=False``), the
     input declaration, each layer's configuration, the chaining of channels and sizes, and the memory
     the model needs against ``memory_budget`` (default ``_limits.MEMORY_BUDGET``, 2 GiB).
+
+    Parameters
+    ----------
+    name_or_path : str or path-like
+        A shipped model's name or the path of its architecture file.
+    verify : bool
+    memory_budget : int, optional
+        Bytes.
+
+    Returns
+    -------
+    (dict, ModelInfo)
     """
     return _read_info(name_or_path, verify, memory_budget)[:2]
 
@@ -334,7 +369,19 @@ def _read_info(name_or_path, verify=True, memory_budget=None):
 
 
 def load_with_info(name_or_path, verify=True, memory_budget=None):
-    """Load a saved model; returns ``(Graph or Sequential, ModelInfo)``.  See :func:`load`."""
+    """Load a saved model; returns ``(Graph or Sequential, ModelInfo)``.  See :func:`load`.
+
+    Parameters
+    ----------
+    name_or_path : str or path-like
+    verify : bool
+    memory_budget : int, optional
+        Bytes.
+
+    Returns
+    -------
+    (Graph or Sequential, ModelInfo)
+    """
     loader = _pretrained(name_or_path)
     if loader is not None:
         return loader()
@@ -433,6 +480,16 @@ def preprocess(images, info):
     promoted) with values in ``info.input["range"]`` (``[0, 1]`` by default).  Values outside the
     declared range (e.g. a uint8 array of 0..255 for a ``[0, 1]`` model) raise a ``ValueError`` naming
     the range; see :mod:`xattr.models._inputs`.
+
+    Parameters
+    ----------
+    images : array_like ``(N, C, H, W)``
+    info : ModelInfo or dict
+        The model's input declaration (``info.input``).
+
+    Returns
+    -------
+    ndarray ``(N, C, H, W)``
     """
     spec = info.input if isinstance(info, ModelInfo) else info
     return _inputs._normalise(_inputs.check_in_range(images, spec), spec)

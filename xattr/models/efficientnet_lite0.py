@@ -105,6 +105,16 @@ def same_padding(size, kernel, stride):
 
     ``total = max((ceil(size/stride) - 1)·stride + kernel - size, 0)``, ``before = total // 2``,
     ``after = total - before`` (the odd pixel goes after: TF's ``conv2d`` with ``padding="SAME"``).
+
+    Parameters
+    ----------
+    size, kernel, stride : int
+        ``>= 1``.
+
+    Returns
+    -------
+    (int, int)
+        ``(before, after)``.
     """
     size, kernel, stride = int(size), int(kernel), int(stride)
     if size < 1 or kernel < 1 or stride < 1:

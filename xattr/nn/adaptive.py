@@ -25,7 +25,19 @@ assert MAXPOOL_TIE_POLICY == "first"
 
 
 def adaptive_bins(size, out):
-    """``(start, end)`` int arrays ``(out,)``: PyTorch's bins ``[floor(i n / out), ceil((i + 1) n / out))``."""
+    """``(start, end)`` int arrays ``(out,)``: PyTorch's bins ``[floor(i n / out), ceil((i + 1) n / out))``.
+
+    Parameters
+    ----------
+    size : int
+        The input length ``n``.
+    out : int
+        The output length.
+
+    Returns
+    -------
+    start, end : int arrays ``(out,)``
+    """
     i = np.arange(out)
     return (i * size) // out, -((-(i + 1) * size) // out)
 

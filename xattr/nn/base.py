@@ -151,7 +151,19 @@ class Layer:
 
 
 def find_rule(layer_type, rule):
-    """The function of ``rule`` for ``layer_type`` (its own or inherited), or None."""
+    """The function of ``rule`` for ``layer_type`` (its own or inherited), or None.
+
+    Parameters
+    ----------
+    layer_type : type
+        A layer class.
+    rule : str
+        A column of the rule table.
+
+    Returns
+    -------
+    callable or None
+    """
     return _mro_lookup(layer_type, "rules", rule)[1]
 
 
@@ -164,7 +176,17 @@ def rules_of(layer_type):
 
 
 def find_fact(layer_type, name):
-    """A per-layer fact (``"jvp"``, ``"region"``, ``"kinks"``, ...) of ``layer_type``, own or inherited, or None."""
+    """A per-layer fact (``"jvp"``, ``"region"``, ``"kinks"``, ...) of ``layer_type``, own or inherited, or None.
+
+    Parameters
+    ----------
+    layer_type : type
+    name : str
+
+    Returns
+    -------
+    object or None
+    """
     return _mro_lookup(layer_type, "facts", name)[1]
 
 
@@ -174,6 +196,17 @@ def defrule(layer_types, *rule_names):
     The function has the signature ``fn(layer, g, cache, *, option=default, ...) -> grad_input``.
     The first line of its docstring is the formula; the second names the paper.  Its keyword
     parameters are the options it takes (:func:`checked_options`).
+
+    Parameters
+    ----------
+    layer_types : type or tuple/list of types
+    *rule_names : str
+        At least one.
+
+    Returns
+    -------
+    callable
+        The decorator; it returns the function unchanged.
     """
     if not rule_names:
         raise TypeError("defrule needs at least one rule name")
@@ -189,7 +222,18 @@ def defrule(layer_types, *rule_names):
 
 
 def deffact(layer_types, name):
-    """Register the decorated object as the fact ``name`` of ``layer_types`` (looked up along the MRO)."""
+    """Register the decorated object as the fact ``name`` of ``layer_types`` (looked up along the MRO).
+
+    Parameters
+    ----------
+    layer_types : type or tuple/list of types
+    name : str
+
+    Returns
+    -------
+    callable
+        The decorator; it returns the object unchanged.
+    """
     types = layer_types if isinstance(layer_types, (tuple, list)) else (layer_types,)
 
     def register(value):
@@ -227,7 +271,21 @@ def option_names(fn):
 
 
 def checked_options(fn, options, what):
-    """The ``options`` ``fn`` takes; a ``TypeError`` naming any it does not take (context options excepted)."""
+    """The ``options`` ``fn`` takes; a ``TypeError`` naming any it does not take (context options excepted).
+
+    Parameters
+    ----------
+    fn : callable
+        A rule (or method) function; its keyword parameters are the options it takes.
+    options : dict
+    what : str
+        What ``fn`` is, for the error message.
+
+    Returns
+    -------
+    dict
+        ``options`` restricted to the ones ``fn`` takes (all of them if it takes ``**kwargs``).
+    """
     names, anyk = option_names(fn)
     if anyk:
         return options
@@ -257,6 +315,16 @@ def rule_table(rules=None, fmt="markdown"):
     orders the columns (default: all registered, the core ones first, then the others in registration
     order).  ``fmt``: ``"markdown"`` or ``"dict"``.  Rows are the layer types that register rules of
     their own (a subclass that only inherits is not a new row).
+
+    Parameters
+    ----------
+    rules : list of str, optional
+    fmt : ``"markdown"`` or ``"dict"``
+
+    Returns
+    -------
+    str or OrderedDict
+        The Markdown table, or ``{layer type name: {rule: cell text or None}}``.
     """
     types = [t for t in _registered_layer_types() if t.rules and not t.__name__.startswith("_")]
     if rules is None:
@@ -291,7 +359,21 @@ def rule_table(rules=None, fmt="markdown"):
 
 
 def checked_param(value, name, shape, owner):
-    """Validate a parameter assignment: a finite float array of exactly ``shape`` (or None for a bias)."""
+    """Validate a parameter assignment: a finite float array of exactly ``shape`` (or None for a bias).
+
+    Parameters
+    ----------
+    value : array_like or None
+    name : str
+        The parameter's name (for messages).
+    shape : tuple of int
+    owner : str
+        The layer type's name (for messages).
+
+    Returns
+    -------
+    ndarray of ``shape`` (a copy) or None
+    """
     if value is None:
         return None
     arr = as_float_array(value, f"{owner}.{name}")
@@ -301,7 +383,17 @@ def checked_param(value, name, shape, owner):
 
 
 def param_property(name, shape_of):
-    """A plain assignable attribute whose setter checks the shape (``shape_of(layer) -> tuple``)."""
+    """A plain assignable attribute whose setter checks the shape (``shape_of(layer) -> tuple``).
+
+    Parameters
+    ----------
+    name : str
+    shape_of : callable ``layer -> tuple of int``
+
+    Returns
+    -------
+    property
+    """
     attr = "_" + name
 
     def get(self):
@@ -328,6 +420,16 @@ def replaced(layer, **params):
     Used by relevance rules that run a layer with modified weights (LRP's ``ρ(w)``, DeepLIFT's
     positive/negative weight parts).  The copy shares everything else (geometry, name); the
     original layer is not changed.  Shapes are checked by the parameters' setters.
+
+    Parameters
+    ----------
+    layer : Layer
+    **params
+        ``weight=`` and/or ``bias=`` (arrays of the layer's shapes; ``bias=None`` drops the bias).
+
+    Returns
+    -------
+    Layer
     """
     import copy
 

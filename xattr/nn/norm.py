@@ -107,6 +107,16 @@ def fold_batchnorm(model, strict=True):
     folded conv keeps the conv's node name and the batch-norm's node is bypassed.  A pair is folded
     when the batch-norm's input is a ``Conv2D`` (or a subclass) that feeds nothing else.  The input model
     is not changed.  Any other batch-norm raises ``ValueError`` (``strict=False``: it is kept).
+
+    Parameters
+    ----------
+    model : Graph or Sequential
+    strict : bool
+
+    Returns
+    -------
+    Graph or Sequential
+        A new model.
     """
     import copy
 

@@ -21,6 +21,15 @@ def tf_same_padding(in_hw, kernel_size, stride, dilation=1):
 
     ``out = ceil(n / s)``; the total ``max((out − 1) s + d (k − 1) + 1 − n, 0)`` is split with the odd pixel
     at the bottom/right (TensorFlow's ``get_windowed_output_size``).
+
+    Parameters
+    ----------
+    in_hw : (int, int)
+    kernel_size, stride, dilation : int or (int, int)
+
+    Returns
+    -------
+    ((int, int), (int, int))
     """
     pads = []
     for n, k, s, d in zip(in_hw, pair(kernel_size, "kernel_size"), pair(stride, "stride"), pair(dilation, "dilation")):

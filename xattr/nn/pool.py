@@ -29,7 +29,20 @@ from .relevance import DEEPLIFT_NEAR_ZERO, LRP_RULES, need_reference, safe_divid
 
 
 def pool_output_size(size, k, s, p, ceil_mode=False):
-    """Output length of a pooling window along one axis, PyTorch's rule (``pooling_output_shape``)."""
+    """Output length of a pooling window along one axis, PyTorch's rule (``pooling_output_shape``).
+
+    Parameters
+    ----------
+    size : int
+        The input length.
+    k, s, p : int
+        Kernel, stride, padding.
+    ceil_mode : bool
+
+    Returns
+    -------
+    int
+    """
     num = size + 2 * p - k
     out = (num + (s - 1 if ceil_mode else 0)) // s + 1
     if ceil_mode and (out - 1) * s >= size + p:  # the last window must start inside the input or left padding

@@ -19,6 +19,20 @@ def conv2d_forward(x, w, b, stride, pads, dilation, groups=1):
     """``y[n,o,h,v] = b[o] + Σ_{c,i,j} w[o,c,i,j] xp[n, g·Cg + c, h s + i d, v s + j d]`` by loops.
 
     ``g = o // (O/groups)`` is output channel ``o``'s group and ``Cg = C/groups`` its input channels.
+
+    Parameters
+    ----------
+    x : ndarray ``(N, C, H, W)``
+    w : ndarray ``(O, C/groups, kh, kw)``
+    b : ndarray ``(O,)`` or None
+    stride, dilation : (int, int)
+    pads : ((int, int), (int, int))
+        ``((top, bottom), (left, right))``.
+    groups : int
+
+    Returns
+    -------
+    ndarray ``(N, O, Ho, Wo)``, float64
     """
     xp = _pad(x, pads)
     N, C, Hp, Wp = xp.shape
@@ -43,7 +57,21 @@ def conv2d_forward(x, w, b, stride, pads, dilation, groups=1):
 
 
 def conv2d_backward(g, x_shape, w, stride, pads, dilation, groups=1):
-    """Input gradient of :func:`conv2d_forward` by loops."""
+    """Input gradient of :func:`conv2d_forward` by loops.
+
+    Parameters
+    ----------
+    g : ndarray ``(N, O, Ho, Wo)``
+    x_shape : tuple of int ``(N, C, H, W)``
+    w : ndarray ``(O, C/groups, kh, kw)``
+    stride, dilation : (int, int)
+    pads : ((int, int), (int, int))
+    groups : int
+
+    Returns
+    -------
+    ndarray ``(N, C, H, W)``, float64
+    """
     (t, b_), (l, r) = pads
     N, C, H, W = x_shape
     O, Cg, kh, kw = w.shape
@@ -64,7 +92,21 @@ def conv2d_backward(g, x_shape, w, stride, pads, dilation, groups=1):
 
 
 def conv2d_weight_grad(g, x, w_shape, stride, pads, dilation, groups=1):
-    """``dw[o,c,i,j] = Σ_{n,h,v} g[n,o,h,v] xp[n, g·Cg + c, h s + i d, v s + j d]`` by loops."""
+    """``dw[o,c,i,j] = Σ_{n,h,v} g[n,o,h,v] xp[n, g·Cg + c, h s + i d, v s + j d]`` by loops.
+
+    Parameters
+    ----------
+    g : ndarray ``(N, O, Ho, Wo)``
+    x : ndarray ``(N, C, H, W)``
+    w_shape : tuple of int ``(O, C/groups, kh, kw)``
+    stride, dilation : (int, int)
+    pads : ((int, int), (int, int))
+    groups : int
+
+    Returns
+    -------
+    ndarray ``w_shape``, float64
+    """
     xp = _pad(x, pads)
     O, Cg, kh, kw = w_shape
     Og = O // groups
@@ -112,6 +154,18 @@ def maxpool2d_forward_backward(x, g, kernel, stride, padding, ceil_mode=False):
     """Max-pool output and the routed signal ``g`` by loops; ties go to the first maximum (row-major).
 
     Each window is cut to the input (padding never wins); ``argmax`` returns the first maximum.
+
+    Parameters
+    ----------
+    x : ndarray ``(N, C, H, W)``
+    g : ndarray ``(N, C, Ho, Wo)`` or None
+    kernel, stride, padding : (int, int)
+    ceil_mode : bool
+
+    Returns
+    -------
+    y : ndarray ``(N, C, Ho, Wo)``
+    gx : ndarray ``(N, C, H, W)`` (zeros when ``g`` is None)
     """
     N, C, H, W = x.shape
     y, gx = None, np.zeros(x.shape)
@@ -128,7 +182,20 @@ def maxpool2d_forward_backward(x, g, kernel, stride, padding, ceil_mode=False):
 
 def avgpool2d_forward_backward(x, g, kernel, stride, padding, ceil_mode=False, count_include_pad=True):
     """Average-pool output and the spread signal ``g`` by loops, PyTorch's divisor: the window's size within the
-    input and its padding (``count_include_pad``) or within the input only."""
+    input and its padding (``count_include_pad``) or within the input only.
+
+    Parameters
+    ----------
+    x : ndarray ``(N, C, H, W)``
+    g : ndarray ``(N, C, Ho, Wo)`` or None
+    kernel, stride, padding : (int, int)
+    ceil_mode, count_include_pad : bool
+
+    Returns
+    -------
+    y : ndarray ``(N, C, Ho, Wo)``
+    gx : ndarray ``(N, C, H, W)`` (zeros when ``g`` is None)
+    """
     N, C, H, W = x.shape
     y, gx = None, np.zeros(x.shape)
     for (n, c, h, v), (h0, h1, w0, w1), out_hw in _pool_windows(x, kernel, stride, padding, ceil_mode):
@@ -143,7 +210,20 @@ def avgpool2d_forward_backward(x, g, kernel, stride, padding, ceil_mode=False, c
 
 def adaptive_pool2d_forward_backward(x, g, out_hw, kind):
     """Adaptive max (``kind="max"``, first maximum) or average pool and its routed/spread ``g`` by loops over
-    PyTorch's bins ``[floor(i H / Ho), ceil((i + 1) H / Ho))``."""
+    PyTorch's bins ``[floor(i H / Ho), ceil((i + 1) H / Ho))``.
+
+    Parameters
+    ----------
+    x : ndarray ``(N, C, H, W)``
+    g : ndarray ``(N, C, Ho, Wo)`` or None
+    out_hw : (int, int)
+    kind : ``"max"`` or ``"avg"``
+
+    Returns
+    -------
+    y : ndarray ``(N, C, Ho, Wo)``
+    gx : ndarray ``(N, C, H, W)`` (zeros when ``g`` is None)
+    """
     N, C, H, W = x.shape
     Ho, Wo = out_hw
     y, gx = np.zeros((N, C, Ho, Wo)), np.zeros(x.shape)
@@ -167,7 +247,17 @@ def adaptive_pool2d_forward_backward(x, g, out_hw, kind):
 
 
 def bilinear_resize(a, out_hw):
-    """Bilinear resize of ``(N, C, h, w)`` with half-pixel centres (``align_corners=False``) by loops."""
+    """Bilinear resize of ``(N, C, h, w)`` with half-pixel centres (``align_corners=False``) by loops.
+
+    Parameters
+    ----------
+    a : ndarray ``(N, C, h, w)``
+    out_hw : (int, int)
+
+    Returns
+    -------
+    ndarray ``(N, C, H, W)``, float64
+    """
     N, C, h, w = a.shape
     H, W = out_hw
     y = np.zeros((N, C, H, W))

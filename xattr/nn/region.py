@@ -48,6 +48,18 @@ def defregion(layer_types, kind, pad_value=0.0):
     ``-inf`` for max pooling).  Used as ``@defregion(Conv2D, "window")``; pointwise layers
     register ``defregion(ReLU, "pointwise")(None)``.  Stored as the layer's ``"region"`` fact, so
     subclasses inherit it.
+
+    Parameters
+    ----------
+    layer_types : type or tuple/list of types
+    kind : str
+        One of ``REGION_KINDS``.
+    pad_value : float
+
+    Returns
+    -------
+    callable
+        The decorator; it returns the function unchanged.
     """
     from .base import deffact
 
@@ -83,6 +95,16 @@ def window_region(lo, size, in_len, kernel, stride, dilation, pad_lo, pad_hi):
     (capped at the output length); the box start is clamped so the box stays inside the output
     and still covers every reachable output.
 
+    Parameters
+    ----------
+    lo : int array
+        First input rows of the boxes.
+    size : int
+        The boxes' length.
+    in_len : int
+    kernel, stride, dilation : int
+    pad_lo, pad_hi : int
+
     Returns
     -------
     out_lo : int ndarray like ``lo``
@@ -104,7 +126,22 @@ def window_region(lo, size, in_len, kernel, stride, dilation, pad_lo, pad_hi):
 
 
 def window_region_2d(lo, size, in_hw, kernel, stride, dilation, pads):
-    """:func:`window_region` on both spatial axes; ``lo`` ``(B, 2)``, ``size``/``in_hw`` pairs."""
+    """:func:`window_region` on both spatial axes; ``lo`` ``(B, 2)``, ``size``/``in_hw`` pairs.
+
+    Parameters
+    ----------
+    lo : int array ``(B, 2)``
+    size, in_hw, kernel, stride, dilation : pairs of int
+    pads : ((int, int), (int, int))
+        ``((top, bottom), (left, right))``.
+
+    Returns
+    -------
+    out_lo : int array ``(B, 2)``
+    out_size : (int, int)
+    need_lo : int array ``(B, 2)``
+    need_size : (int, int)
+    """
     rows = window_region(lo[:, 0], size[0], in_hw[0], kernel[0], stride[0], dilation[0], *pads[0])
     cols = window_region(lo[:, 1], size[1], in_hw[1], kernel[1], stride[1], dilation[1], *pads[1])
     return (
@@ -115,7 +152,17 @@ def window_region_2d(lo, size, in_hw, kernel, stride, dilation, pads):
 
 def finite_pad_value(rm, dtype):
     """The pad value in ``dtype``; ``-inf`` becomes the lowest finite value (layers refuse non-finite input,
-    and a pooling window always holds at least one real input, so its maximum is unchanged)."""
+    and a pooling window always holds at least one real input, so its maximum is unchanged).
+
+    Parameters
+    ----------
+    rm : RegionMap
+    dtype : numpy float dtype
+
+    Returns
+    -------
+    float
+    """
     return np.finfo(dtype).min if np.isneginf(rm.pad_value) else rm.pad_value
 
 

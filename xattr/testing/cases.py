@@ -17,6 +17,20 @@ def small_cnn(rng=0, in_channels=3, n_classes=3, bias=True, padding=1, head="gap
 
     Weights He/LeCun-initialised from ``rng``; biases ``N(0, 0.1²)`` when ``bias`` (so they
     matter), none otherwise.  ``padding`` is the first convolution's.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator or int
+    in_channels, n_classes : int
+    bias : bool
+    padding : int
+    head : ``"gap"`` or ``"flatten"``
+    size : int
+        The input side (for the flatten head's width).
+
+    Returns
+    -------
+    Sequential
     """
     gen = as_rng(rng)
     c1 = Conv2D(in_channels, 4, 3, padding=padding, bias=bias, rng=gen)
@@ -37,7 +51,17 @@ def small_cnn(rng=0, in_channels=3, n_classes=3, bias=True, padding=1, head="gap
 
 
 def images(rng=1, n=2, channels=3, size=8):
-    """``(n, channels, size, size)`` float64 ``N(0, 1)`` images."""
+    """``(n, channels, size, size)`` float64 ``N(0, 1)`` images.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator or int
+    n, channels, size : int
+
+    Returns
+    -------
+    ndarray ``(n, channels, size, size)``, float64
+    """
     return as_rng(rng).normal(0.0, 1.0, (n, channels, size, size))
 
 
@@ -88,6 +112,17 @@ def default_case(check, **options):
     ``n`` (batch size) / ``size`` to :func:`images`.  ``arch="resnet" | "densenet" | "mobilenet"`` runs the check on
     a reference graph of :mod:`xattr.testing.networks` instead (``bias=False``: no biases and batch-norms
     without shift); ``padding`` and ``head`` then do not apply.
+
+    Parameters
+    ----------
+    check : str
+        A check's name.
+    **options
+        See above.
+
+    Returns
+    -------
+    (model, ndarray ``(N, C, H, W)``, target)
     """
     arch = options.pop("arch", "cnn")
     n = options.pop("n", 3 if check == "batch_invariance" else 2)

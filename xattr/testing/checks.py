@@ -172,6 +172,32 @@ def check_completeness(attribution, model=None, x=None, target=None, *, baseline
     painted on their pixels (Shapley values of segments, LIME, KernelSHAP), and the sum runs over the players,
     one value per segment (its mean over its pixels), as efficiency states it (Shapley 1953); the labels are
     passed to the method as ``players_arg`` if given.
+
+    Parameters
+    ----------
+    attribution : callable ``(model, x, target, **method_kwargs) -> (N, ...)``
+        The method under test.
+    model, x, target : optional
+        The case (a model protocol object, ``(N, C, H, W)``, a target); default:
+        :func:`xattr.testing.cases.default_case`.
+    baseline : float, ndarray or callable
+        The reference ``x̄``.
+    baseline_arg : str, optional
+        The keyword ``attribution`` takes the baseline as.
+    players : int array ``(H, W)`` or callable, optional
+        Segment labels (or ``x -> labels``).
+    players_arg : str, optional
+        The keyword ``attribution`` takes the labels as.
+    rtol, atol : float
+    method_kwargs : dict, optional
+        Options passed to ``attribution``.
+    case : dict, optional
+        Options of the default case (:func:`xattr.testing.cases.default_case`).
+
+    Returns
+    -------
+    None
+        Raises ``AssertionError`` saying what breaks.
     """
     model, x, target = _case("completeness", model, x, target, case)
     if callable(baseline):  # a baseline made for the case's input (a claims entry cannot know its shape)
@@ -214,6 +240,26 @@ def check_implementation_invariance(attribution, model=None, x=None, target=None
     and ``"ig_paper_pair"``, the IG paper's own pair ``f1, f2`` on its own input
     (:func:`~xattr.testing.cases.ig_paper_pair`, independent of ``model``), which moves a
     bias across a ReLU.  Every twin's function is verified equal first.
+
+    Parameters
+    ----------
+    attribution : callable ``(model, x, target, **method_kwargs) -> (N, ...)``
+        The method under test.
+    model, x, target : optional
+        The case (a model protocol object, ``(N, C, H, W)``, a target); default:
+        :func:`xattr.testing.cases.default_case`.
+    constructions : tuple of str
+    rtol, atol : float
+    rng : numpy.random.Generator or int
+    method_kwargs : dict, optional
+        Options passed to ``attribution``.
+    case : dict, optional
+        Options of the default case (:func:`xattr.testing.cases.default_case`).
+
+    Returns
+    -------
+    None
+        Raises ``AssertionError`` saying what breaks.
     """
     model, x, target = _case("implementation_invariance", model, x, target, case)
     if not isinstance(model, Graph):
@@ -261,6 +307,29 @@ def check_sensitivity(attribution, model=None, x=None, target=None, *, baseline=
     ``pixel = (h, w)``, by default the pixel where ``|x - baseline|`` is largest in image 0.
     The default case is the IG paper's saturating ``1 - ReLU(1 - x)`` at ``x = 2``.
     Passes when ``Σ_channels |A[pixel]| > atol``.
+
+    Parameters
+    ----------
+    attribution : callable ``(model, x, target, **method_kwargs) -> (N, ...)``
+        The method under test.
+    model, x, target : optional
+        The case (a model protocol object, ``(N, C, H, W)``, a target); default:
+        :func:`xattr.testing.cases.default_case`.
+    baseline : float, ndarray or callable
+        The reference ``x̄``.
+    baseline_arg : str, optional
+        The keyword ``attribution`` takes the baseline as.
+    pixel : (int, int), optional
+    atol : float
+    method_kwargs : dict, optional
+        Options passed to ``attribution``.
+    case : dict, optional
+        Options of the default case (:func:`xattr.testing.cases.default_case`).
+
+    Returns
+    -------
+    None
+        Raises ``AssertionError`` saying what breaks.
     """
     model, x, target = _case("sensitivity", model, x, target, case)
     x = np.asarray(x)
@@ -297,6 +366,25 @@ def check_dummy(attribution, model=None, x=None, target=None, *, rtol=1e-12, ato
     Builds :func:`~xattr.testing.twins.dummy_pixel_twin`: the model on a ``(2H, 2W)`` image
     that reads only the even pixels (``x`` there, random values elsewhere).  Passes when
     every odd pixel's ``Σ_channels |A|`` is at most ``atol + rtol * max|A|``.
+
+    Parameters
+    ----------
+    attribution : callable ``(model, x, target, **method_kwargs) -> (N, ...)``
+        The method under test.
+    model, x, target : optional
+        The case (a model protocol object, ``(N, C, H, W)``, a target); default:
+        :func:`xattr.testing.cases.default_case`.
+    rtol, atol : float
+    rng : numpy.random.Generator or int
+    method_kwargs : dict, optional
+        Options passed to ``attribution``.
+    case : dict, optional
+        Options of the default case (:func:`xattr.testing.cases.default_case`).
+
+    Returns
+    -------
+    None
+        Raises ``AssertionError`` saying what breaks.
     """
     model, x, target = _case("dummy", model, x, target, case)
     g, z, dummy = twins.dummy_pixel_twin(model, x, rng=rng)
@@ -324,6 +412,27 @@ def check_linearity(attribution, model=None, x=None, target=None, *, coefficient
     (:func:`~xattr.testing.twins.random_weights_like`), and ``a f1 + b f2`` one
     ``Sequential`` (:func:`~xattr.testing.twins.parallel_sum`).  The default ``b < 0`` matters:
     rules that clip the signal at zero are linear only for positive combinations.
+
+    Parameters
+    ----------
+    attribution : callable ``(model, x, target, **method_kwargs) -> (N, ...)``
+        The method under test.
+    model, x, target : optional
+        The case (a model protocol object, ``(N, C, H, W)``, a target); default:
+        :func:`xattr.testing.cases.default_case`.
+    coefficients : (float, float)
+        ``(a, b)``.
+    rng : numpy.random.Generator or int
+    rtol, atol : float
+    method_kwargs : dict, optional
+        Options passed to ``attribution``.
+    case : dict, optional
+        Options of the default case (:func:`xattr.testing.cases.default_case`).
+
+    Returns
+    -------
+    None
+        Raises ``AssertionError`` saying what breaks.
     """
     model, x, target = _case("linearity", model, x, target, case)
     if not isinstance(model, Graph):
@@ -352,6 +461,28 @@ def check_symmetry(attribution, model=None, x=None, target=None, *, baseline=0.0
     ``g(flip x) = g(x)`` with flip the left-right reversal), the input and the baseline are
     symmetrised, and then pixel ``(h, w)`` and its mirror ``(h, W-1-w)`` are symmetric
     variables with equal values: the attribution must equal its own mirror image.
+
+    Parameters
+    ----------
+    attribution : callable ``(model, x, target, **method_kwargs) -> (N, ...)``
+        The method under test.
+    model, x, target : optional
+        The case (a model protocol object, ``(N, C, H, W)``, a target); default:
+        :func:`xattr.testing.cases.default_case`.
+    baseline : float, ndarray or callable
+        The reference ``x̄``.
+    baseline_arg : str, optional
+        The keyword ``attribution`` takes the baseline as.
+    rtol, atol : float
+    method_kwargs : dict, optional
+        Options passed to ``attribution``.
+    case : dict, optional
+        Options of the default case (:func:`xattr.testing.cases.default_case`).
+
+    Returns
+    -------
+    None
+        Raises ``AssertionError`` saying what breaks.
     """
     model, x, target = _case("symmetry", model, x, target, case)
     x = np.asarray(x)
@@ -380,6 +511,30 @@ def check_input_shift_invariance(attribution, model=None, x=None, target=None, *
     (``baseline_arg``) the baseline moves with the input when ``shift_baseline`` (the
     paper's fair comparison: IG and DeepLIFT pass only then); a method with an implicit
     zero baseline cannot move it.
+
+    Parameters
+    ----------
+    attribution : callable ``(model, x, target, **method_kwargs) -> (N, ...)``
+        The method under test.
+    model, x, target : optional
+        The case (a model protocol object, ``(N, C, H, W)``, a target); default:
+        :func:`xattr.testing.cases.default_case`.
+    shift : float or ndarray ``(C,)``
+    baseline : float, ndarray or callable
+        The reference ``x̄``.
+    baseline_arg : str, optional
+        The keyword ``attribution`` takes the baseline as.
+    shift_baseline : bool
+    rtol, atol : float
+    method_kwargs : dict, optional
+        Options passed to ``attribution``.
+    case : dict, optional
+        Options of the default case (:func:`xattr.testing.cases.default_case`).
+
+    Returns
+    -------
+    None
+        Raises ``AssertionError`` saying what breaks.
     """
     model, x, target = _case("input_shift_invariance", model, x, target, case)
     x = np.asarray(x)
@@ -414,6 +569,24 @@ def check_batch_invariance(attribution, model=None, x=None, target=None, *, rtol
     Catches state shared across the batch (normalising over the batch, one noise draw
     per batch applied to the wrong image, mixed-up targets).  The tolerance allows for
     GEMMs blocked differently at different batch sizes.
+
+    Parameters
+    ----------
+    attribution : callable ``(model, x, target, **method_kwargs) -> (N, ...)``
+        The method under test.
+    model, x, target : optional
+        The case (a model protocol object, ``(N, C, H, W)``, a target); default:
+        :func:`xattr.testing.cases.default_case`.
+    rtol, atol : float
+    method_kwargs : dict, optional
+        Options passed to ``attribution``.
+    case : dict, optional
+        Options of the default case (:func:`xattr.testing.cases.default_case`).
+
+    Returns
+    -------
+    None
+        Raises ``AssertionError`` saying what breaks.
     """
     model, x, target = _case("batch_invariance", model, x, target, case)
     x = np.asarray(x)
@@ -433,6 +606,24 @@ def check_dtype_preservation(attribution, model=None, x=None, target=None, *, rt
     """float32 in gives float32 out, float64 gives float64, and the two agree to ``rtol`` in norm.
 
     The agreement is relative in L2 norm over each map, ``||a32 - a64|| <= rtol ||a64||``.
+
+    Parameters
+    ----------
+    attribution : callable ``(model, x, target, **method_kwargs) -> (N, ...)``
+        The method under test.
+    model, x, target : optional
+        The case (a model protocol object, ``(N, C, H, W)``, a target); default:
+        :func:`xattr.testing.cases.default_case`.
+    rtol : float
+    method_kwargs : dict, optional
+        Options passed to ``attribution``.
+    case : dict, optional
+        Options of the default case (:func:`xattr.testing.cases.default_case`).
+
+    Returns
+    -------
+    None
+        Raises ``AssertionError`` saying what breaks.
     """
     model, x, target = _case("dtype_preservation", model, x, target, case)
     x = np.asarray(x)
@@ -467,6 +658,26 @@ def check_determinism(attribution, model=None, x=None, target=None, *, rng_arg=N
     seed must agree bit for bit and a different seed must change the result (a method that
     ignores its ``rng`` fails).  For a deterministic method two calls must agree bit for bit.
     Either way NumPy's legacy global random state must be left untouched.
+
+    Parameters
+    ----------
+    attribution : callable ``(model, x, target, **method_kwargs) -> (N, ...)``
+        The method under test.
+    model, x, target : optional
+        The case (a model protocol object, ``(N, C, H, W)``, a target); default:
+        :func:`xattr.testing.cases.default_case`.
+    rng_arg : str, optional
+        The seed keyword of a stochastic method.
+    seed : int
+    method_kwargs : dict, optional
+        Options passed to ``attribution``.
+    case : dict, optional
+        Options of the default case (:func:`xattr.testing.cases.default_case`).
+
+    Returns
+    -------
+    None
+        Raises ``AssertionError`` saying what breaks.
     """
     model, x, target = _case("determinism", model, x, target, case)
     kw = dict(method_kwargs or {})
@@ -505,7 +716,27 @@ def _param_snapshot(model):
 
 def check_inputs_unmodified(attribution, model=None, x=None, target=None, *, baseline=None, baseline_arg=None,
                             method_kwargs=None, case=None):
-    """The method writes into none of its inputs: ``x``, the baseline and the model's weights."""
+    """The method writes into none of its inputs: ``x``, the baseline and the model's weights.
+
+    Parameters
+    ----------
+    attribution : callable ``(model, x, target, **method_kwargs) -> (N, ...)``
+        The method under test.
+    model, x, target : optional
+        The case (a model protocol object, ``(N, C, H, W)``, a target); default:
+        :func:`xattr.testing.cases.default_case`.
+    baseline : ndarray, optional
+    baseline_arg : str, optional
+    method_kwargs : dict, optional
+        Options passed to ``attribution``.
+    case : dict, optional
+        Options of the default case (:func:`xattr.testing.cases.default_case`).
+
+    Returns
+    -------
+    None
+        Raises ``AssertionError`` saying what breaks.
+    """
     model, x, target = _case("inputs_unmodified", model, x, target, case)
     x = np.array(x, copy=True)
     x0 = x.copy()

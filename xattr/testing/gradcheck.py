@@ -24,6 +24,20 @@ def numerical_directional_derivatives(model, x, u, directions, eps):
 
     ``directions`` ``(D, *x.shape)``; returns ``(D,)`` float64.  All ``2D`` points are
     evaluated in one batch per direction.
+
+    Parameters
+    ----------
+    model : model protocol object
+    x : ndarray ``(N, ...)``
+    u : ndarray ``(N, K)``
+        The output weights.
+    directions : ndarray ``(D, N, ...)``
+    eps : float
+        The step ``h``.
+
+    Returns
+    -------
+    ndarray ``(D,)``, float64
     """
     out = np.empty(len(directions))
     for k, v in enumerate(directions):

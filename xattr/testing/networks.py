@@ -24,7 +24,19 @@ __all__ = ["small_resnet", "dense_block_net", "inverted_residual_net", "randomiz
 
 
 def randomize_batchnorm(bn, gen):
-    """Non-trivial running statistics and affine parameters (a freshly built batch-norm is the identity)."""
+    """Non-trivial running statistics and affine parameters (a freshly built batch-norm is the identity).
+
+    Parameters
+    ----------
+    bn : BatchNorm2D
+        Changed in place.
+    gen : numpy.random.Generator
+
+    Returns
+    -------
+    BatchNorm2D
+        ``bn``.
+    """
     c = bn.num_features
     bn.weight = gen.uniform(0.5, 1.5, c)
     bn.bias = gen.normal(0.0, 0.1, c)
@@ -67,6 +79,17 @@ def small_resnet(in_channels=3, classes=5, width=4, rng=0, bias_scale=0.1, maxpo
 
     ``maxpool``: True for torchvision's ``MaxPool2D(3, stride=2, padding=1)``, False for none, or a
     ``(kernel, stride, padding)`` triple.  Input ``(N, in_channels, H, W)`` with ``H, W >= 8``; output ``(N, classes)``.
+
+    Parameters
+    ----------
+    in_channels, classes, width : int
+    rng : numpy.random.Generator or int
+    bias_scale : float
+    maxpool : bool or (int, int, int)
+
+    Returns
+    -------
+    Graph
     """
     b = _Builder(rng, bias_scale)
     x = b.conv("conv1", "input", in_channels, width, 3)
@@ -93,7 +116,19 @@ def small_resnet(in_channels=3, classes=5, width=4, rng=0, bias_scale=0.1, maxpo
 def dense_block_net(in_channels=3, classes=5, growth=3, layers=3, rng=0, bias_scale=0.1, maxpool=None):
     """A DenseNet block (Huang et al. 2017): stem conv (``maxpool``: an optional ``(kernel, stride, padding)``
     max-pool after a ReLU, as torchvision's ``pool0``), ``layers`` dense layers ``bn-relu-conv 3×3`` each reading
-    the concatenation of everything before it, a transition ``bn-relu-conv 1×1-avgpool 2``, GAP, ``fc``."""
+    the concatenation of everything before it, a transition ``bn-relu-conv 1×1-avgpool 2``, GAP, ``fc``.
+
+    Parameters
+    ----------
+    in_channels, classes, growth, layers : int
+    rng : numpy.random.Generator or int
+    bias_scale : float
+    maxpool : (int, int, int), optional
+
+    Returns
+    -------
+    Graph
+    """
     b = _Builder(rng, bias_scale)
     c0 = 2 * growth
     stem = b.conv("conv0", "input", in_channels, c0, 3)
@@ -119,7 +154,18 @@ def dense_block_net(in_channels=3, classes=5, growth=3, layers=3, rng=0, bias_sc
 
 def inverted_residual_net(in_channels=3, classes=5, width=4, expansion=3, rng=0, bias_scale=0.1):
     """A MobileNetV2 block (Sandler et al. 2018): stem ``conv-bn-relu``, one inverted residual
-    ``1×1 expand-bn-relu, 3×3 conv-bn-relu, 1×1 project-bn, + input``, GAP, ``fc``."""
+    ``1×1 expand-bn-relu, 3×3 conv-bn-relu, 1×1 project-bn, + input``, GAP, ``fc``.
+
+    Parameters
+    ----------
+    in_channels, classes, width, expansion : int
+    rng : numpy.random.Generator or int
+    bias_scale : float
+
+    Returns
+    -------
+    Graph
+    """
     b = _Builder(rng, bias_scale)
     x = b.conv("features.0.conv", "input", in_channels, width, 3)
     x = b.bn("features.0.bn", x, width)

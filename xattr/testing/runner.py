@@ -132,6 +132,16 @@ def iter_cases(methods=None, claims=None, case=None):
     :class:`ClaimsError` saying what is wrong.  ``case``: options of the default case every check runs on
     (:func:`xattr.testing.cases.default_case`, e.g. ``{"arch": "resnet"}``).  A violation whose kwargs give
     ``shows_on`` (architectures, ``"cnn"`` the default chain) is a claim on any other architecture.
+
+    Parameters
+    ----------
+    methods : None, list or dict
+    claims : dict, optional
+    case : dict, optional
+
+    Yields
+    ------
+    (str, callable, callable, str or None)
     """
     for name, fn, cl, problem in _resolve(methods, claims):
         problems = ([problem] if problem else []) + _problems(name, cl)
@@ -154,6 +164,17 @@ def parametrize_with_checks(methods=None, claims=None, strict=True, case=None):
 
     Declared violations carry ``pytest.mark.xfail(reason=..., strict=strict, raises=AssertionError)``.
     Case ids read ``method-check`` (``grad_cam-linearity:no_relu``).
+
+    Parameters
+    ----------
+    methods, claims, case
+        As :func:`iter_cases`.
+    strict : bool
+        The xfails' strictness.
+
+    Returns
+    -------
+    pytest.MarkDecorator
     """
     import pytest
 
@@ -169,6 +190,16 @@ def check_attribution(attribution, claims, name=None):
 
     Returns ``{case id: "pass" | "xfail: <reason>"}`` when every claim holds and every
     declared violation shows.
+
+    Parameters
+    ----------
+    attribution : callable ``(model, x, target, **options) -> (N, ...)``
+    claims : Claims
+    name : str, optional
+
+    Returns
+    -------
+    dict str -> str
     """
     name = name or getattr(attribution, "__name__", "attribution")
     report, broken = {}, []

@@ -100,7 +100,21 @@ def _pool_out(hw, spec):
 
 @st.composite
 def conv_specs(draw, hw, max_kernel=3, allow_same=True):
-    """A convolution's ``kernel, stride, padding, dilation`` that gives an output of at least 1x1 on ``hw``."""
+    """A convolution's ``kernel, stride, padding, dilation`` that gives an output of at least 1x1 on ``hw``.
+
+    Parameters
+    ----------
+    draw : callable
+        Hypothesis' ``draw`` (not passed by the caller).
+    hw : (int, int)
+    max_kernel : int
+    allow_same : bool
+        Also ``padding="same"`` (stride 1).
+
+    Returns
+    -------
+    hypothesis strategy of dict
+    """
     k = draw(st.integers(1, max_kernel))
     d = draw(st.integers(1, 2)) if k > 1 else 1
     s = draw(st.integers(1, 2))
@@ -130,6 +144,27 @@ def architectures(draw, in_channels=(1, 3), size=(4, 9), depth=(1, 3), max_chann
     block's activation (``"act"``) among them instead of the ReLU; ``groups=True`` draws each conv's
     ``groups`` among the common divisors of its channel counts (depthwise included); ``ceil_mode=True``
     draws the pools' ``ceil_mode``.
+
+    Parameters
+    ----------
+    draw : callable
+        Hypothesis' ``draw`` (not passed by the caller).
+    in_channels, size, depth, n_classes : (int, int)
+        Inclusive ranges.
+    max_channels : int
+    pools : tuple of ``"max"``, ``"avg"``, None
+    heads : tuple of ``"gap"``, ``"flatten"``
+    bias : bool, optional
+        Drawn when None.
+    batchnorm : bool
+    relu : bool, optional
+        Drawn when None.
+    activations : iterable of str, optional
+    groups, ceil_mode : bool
+
+    Returns
+    -------
+    hypothesis strategy of dict
     """
     c = draw(st.integers(*in_channels))
     h = draw(st.integers(*size))
@@ -180,7 +215,19 @@ def output_hw(arch):
 
 
 def build_model(arch, rng=0, bias_scale=0.1):
-    """The ``Sequential`` an architecture describes, weights from ``rng`` (biases ``N(0, bias_scale²)``)."""
+    """The ``Sequential`` an architecture describes, weights from ``rng`` (biases ``N(0, bias_scale²)``).
+
+    Parameters
+    ----------
+    arch : dict
+        From :func:`architectures`.
+    rng : int
+    bias_scale : float
+
+    Returns
+    -------
+    Sequential
+    """
     gen = np.random.default_rng(rng)
     layers = []
     c = arch["in_channels"]
@@ -229,6 +276,18 @@ def sequential_models(draw, weights="seed", **arch_options):
     ``weights="seed"`` draws an integer seed for the initialisers (fast, shrinks well);
     ``weights="arrays"`` draws every weight array with Hypothesis (bounded, with repeats
     and exact zeros).  The architecture dict is attached as ``model.arch``.
+
+    Parameters
+    ----------
+    draw : callable
+        Hypothesis' ``draw`` (not passed by the caller).
+    weights : ``"seed"`` or ``"arrays"``
+    **arch_options
+        Passed to :func:`architectures`.
+
+    Returns
+    -------
+    hypothesis strategy of Sequential
     """
     arch = draw(architectures(**arch_options))
     model = build_model(arch, rng=draw(st.integers(0, 2**16)))
@@ -245,7 +304,19 @@ def sequential_models(draw, weights="seed", **arch_options):
 
 
 def images(shape, dtype=np.float64, low=-2.0, high=2.0, repeats=True):
-    """Arrays of ``shape`` with bounded finite values; with ``repeats`` also exact zeros and repeated values."""
+    """Arrays of ``shape`` with bounded finite values; with ``repeats`` also exact zeros and repeated values.
+
+    Parameters
+    ----------
+    shape : tuple of int
+    dtype : numpy float dtype
+    low, high : float
+    repeats : bool
+
+    Returns
+    -------
+    hypothesis strategy of ndarray ``shape``
+    """
     width = 32 if np.dtype(dtype) == np.float32 else 64
     elems = st.floats(low, high, allow_nan=False, allow_infinity=False, width=width)
     if repeats:
@@ -256,7 +327,23 @@ def images(shape, dtype=np.float64, low=-2.0, high=2.0, repeats=True):
 @st.composite
 def models_and_inputs(draw, batch=(1, 3), dtype=np.float64, repeats=True, target_kinds=("int", "array"),
                       **arch_options):
-    """``(model, x, target)``: a random network, an input batch for it and a target."""
+    """``(model, x, target)``: a random network, an input batch for it and a target.
+
+    Parameters
+    ----------
+    draw : callable
+        Hypothesis' ``draw`` (not passed by the caller).
+    batch : (int, int)
+    dtype : numpy float dtype
+    repeats : bool
+    target_kinds : tuple of str
+    **arch_options
+        Passed to :func:`architectures`.
+
+    Returns
+    -------
+    hypothesis strategy of (Sequential, ndarray ``(N, C, H, W)``, target)
+    """
     model = draw(sequential_models(**arch_options))
     arch = model.arch
     n = draw(st.integers(*batch))
@@ -266,7 +353,17 @@ def models_and_inputs(draw, batch=(1, 3), dtype=np.float64, repeats=True, target
 
 
 def baselines(x, kinds=("zero", "scalar", "array", "channel")):
-    """Baselines for ``x``: 0, a scalar, an array of ``x``'s shape, or one value per channel ``(1, C, 1, 1)``."""
+    """Baselines for ``x``: 0, a scalar, an array of ``x``'s shape, or one value per channel ``(1, C, 1, 1)``.
+
+    Parameters
+    ----------
+    x : ndarray ``(N, C, H, W)``
+    kinds : tuple of str
+
+    Returns
+    -------
+    hypothesis strategy
+    """
     x = np.asarray(x)
     options = []
     if "zero" in kinds:
@@ -285,6 +382,15 @@ def targets(n, k, kinds=("int", "array", "callable")):
 
     The callable explains ``s[:, i] - s[:, j]`` (written with ``autograd.numpy``-compatible
     indexing, so its derivative can be taken).
+
+    Parameters
+    ----------
+    n, k : int
+    kinds : tuple of ``"int"``, ``"array"``, ``"callable"``
+
+    Returns
+    -------
+    hypothesis strategy
     """
     options = []
     if "int" in kinds:
@@ -311,6 +417,20 @@ def graph_architectures(draw, channels=(1, 3), hw=(5, 8), nodes=(2, 6), n_classe
     ``relu``, ``maxpool``/``avgpool`` (3×3, stride 1, padding 1: size kept), or a merge (``add``: inputs of
     one channel count, reached by a 1×1 conv where they differ; ``concat``).  Fan-out arises whenever a
     node is read twice.  The head is GAP (or flatten) and a dense layer, fed by the last node.
+
+    Parameters
+    ----------
+    draw : callable
+        Hypothesis' ``draw`` (not passed by the caller).
+    channels, hw, nodes, n_classes : (int, int)
+        Inclusive ranges.
+    merges : tuple of ``"add"``, ``"concat"``
+    pool : bool
+    max_inputs : int
+
+    Returns
+    -------
+    hypothesis strategy of dict
     """
     c = draw(st.integers(*channels))
     h = draw(st.integers(*hw))
@@ -343,7 +463,19 @@ def graph_architectures(draw, channels=(1, 3), hw=(5, 8), nodes=(2, 6), n_classe
 
 
 def build_graph(arch, rng=0, bias_scale=0.1):
-    """The :class:`xattr.nn.Graph` a description from :func:`graph_architectures` gives (nodes ``n0, n1, ...``)."""
+    """The :class:`xattr.nn.Graph` a description from :func:`graph_architectures` gives (nodes ``n0, n1, ...``).
+
+    Parameters
+    ----------
+    arch : dict
+        From :func:`graph_architectures`.
+    rng : int
+    bias_scale : float
+
+    Returns
+    -------
+    Graph
+    """
     from ..nn import Add, Concat
 
     gen = np.random.default_rng(rng)
@@ -413,7 +545,21 @@ def _connected_graph(triples):
 
 @st.composite
 def graph_models_and_inputs(draw, batch=(1, 2), repeats=True, **arch_options):
-    """``(graph, x, target)``: a random DAG (:func:`graph_architectures`), an input batch and a class target."""
+    """``(graph, x, target)``: a random DAG (:func:`graph_architectures`), an input batch and a class target.
+
+    Parameters
+    ----------
+    draw : callable
+        Hypothesis' ``draw`` (not passed by the caller).
+    batch : (int, int)
+    repeats : bool
+    **arch_options
+        Passed to :func:`graph_architectures`.
+
+    Returns
+    -------
+    hypothesis strategy of (Graph, ndarray ``(N, C, H, W)``, int)
+    """
     arch = draw(graph_architectures(**arch_options))
     model = build_graph(arch, rng=draw(st.integers(0, 2**16)))
     model.arch = arch

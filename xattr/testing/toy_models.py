@@ -74,7 +74,17 @@ def ig_f2(kind="sequential"):
 
 
 def linear_model(weight, bias=None):
-    """``F_k(x) = Σ weight[k] ⊙ x + bias[k]`` as ``Sequential(Flatten, Dense)``; ``weight (K, C, H, W)``."""
+    """``F_k(x) = Σ weight[k] ⊙ x + bias[k]`` as ``Sequential(Flatten, Dense)``; ``weight (K, C, H, W)``.
+
+    Parameters
+    ----------
+    weight : ndarray ``(K, C, H, W)``
+    bias : ndarray ``(K,)``, optional
+
+    Returns
+    -------
+    Sequential
+    """
     w = np.asarray(weight, dtype=np.float64)
     k = w.shape[0]
     b = np.zeros(k) if bias is None else np.asarray(bias, dtype=np.float64)

@@ -121,6 +121,17 @@ def rescaled_twin(model, rng=0, low=0.5, high=3.0):
     by one ``c`` (a residual block with a projection shortcut, so that the block's output is scaled too).
 
     Raises ``ValueError`` if the model has no such pair.
+
+    Parameters
+    ----------
+    model : Graph or Sequential
+    rng : numpy.random.Generator or int
+    low, high : float
+
+    Returns
+    -------
+    Graph or Sequential
+        A new model.
     """
     if not isinstance(model, Sequential):
         return _rescaled_graph(model, as_rng(rng), low, high)
@@ -235,7 +246,17 @@ def relu_identity_twin(model):
 
 
 def first_layer_output(model, x):
-    """Output of the first ``Conv2D``/``Dense`` layer (where :func:`relu_identity_twin` inserts its ReLUs)."""
+    """Output of the first ``Conv2D``/``Dense`` layer (where :func:`relu_identity_twin` inserts its ReLUs).
+
+    Parameters
+    ----------
+    model : Sequential
+    x : ndarray ``(N, C, H, W)``
+
+    Returns
+    -------
+    ndarray
+    """
     idx = next(i for i, l in enumerate(model.layers) if isinstance(l, PARAMETRIC))
     return model.activations(x, model.order[idx])
 
@@ -319,6 +340,17 @@ def random_weights_like(model, rng, layers=None):
     biases are re-drawn the same way when non-zero, batch-norm's gamma/beta too (its running
     statistics are kept).  This is Adebayo et al. 2018's re-initialisation, with the scale of
     the trained layer instead of the original initialiser (which a loaded model does not record).
+
+    Parameters
+    ----------
+    model : Graph or Sequential
+    rng : numpy.random.Generator or int
+    layers : list of str or int, optional
+
+    Returns
+    -------
+    Graph or Sequential
+        A new model.
     """
     _require_graph(model, "random_weights_like")
     gen = as_rng(rng)
@@ -359,6 +391,15 @@ def parallel_sum(m1, m2, a, b):
     and dense layers are block-diagonal, channel-wise layers run on both halves at once and
     the last ``Dense`` layer combines them: ``[a W1, b W2]``, bias ``a b1 + b b2``.
     Layer names are ``m1``'s, so layer-based options (``layer="relu2"``) still apply.
+
+    Parameters
+    ----------
+    m1, m2 : Graph or Sequential
+    a, b : float
+
+    Returns
+    -------
+    Sequential (or Graph)
     """
     if not (isinstance(m1, Sequential) and isinstance(m2, Sequential)):
         return _parallel_sum_graph(m1, m2, a, b)
@@ -476,6 +517,15 @@ def mirror_symmetric_twin(model, x_shape):
     right padding, windows tiling the width exactly) and no max-pool window may straddle the
     axis (it would hold mirrored values, a tie, and ``MAXPOOL_TIE_POLICY = "first"`` breaks the
     symmetry on purpose); otherwise ``ValueError`` says which layer.
+
+    Parameters
+    ----------
+    model : Graph or Sequential
+    x_shape : tuple of int ``(N, C, H, W)``
+
+    Returns
+    -------
+    Graph or Sequential
     """
     _require_graph(model, "mirror_symmetric_twin")
     if not isinstance(model, Sequential):
@@ -578,6 +628,18 @@ def dummy_pixel_twin(model, x, rng=0):
     ``g`` never reads.  For a layered model the subsampling is a first ``Conv2D`` (kernel 2,
     stride 2, weight ``δ`` at offset (0, 0), no bias) named ``dummy_subsample``, so
     layer-based methods still work; other models are wrapped.
+
+    Parameters
+    ----------
+    model : model protocol object
+    x : ndarray ``(N, C, H, W)``
+    rng : numpy.random.Generator or int
+
+    Returns
+    -------
+    g : model
+    z : ndarray ``(N, C, 2H, 2W)``
+    dummy : bool array ``(2H, 2W)``
     """
     x = np.asarray(x)
     n, c, hh, ww = x.shape

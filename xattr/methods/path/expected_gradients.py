@@ -73,6 +73,20 @@ def expected_gradients_exact(
     round-off against the mean reference output: ``Σ_i EG_i = F(x) − mean_k F(r_k)``.  Other
     quadratures (any model) integrate over ``α`` with ``steps`` nodes.
 
+    Parameters
+    ----------
+    model : model protocol object (``forward``, ``vjp``)
+    x : ndarray ``(N, C, H, W)``
+    target : int, int array ``(N,)`` or callable on the scores ``(N, K)``
+    references : ndarray ``(M, C, H, W)``
+        The references ``r_k``, each one a baseline.
+    steps : int
+        Quadrature nodes (ignored by ``"exact"``).
+    quadrature : str
+        ``"exact"`` or a name of :func:`quadrature_rule`.
+    batch_size : int, optional
+    return_delta : bool
+
     Returns
     -------
     attributions : ndarray, ``x.shape``, ``x.dtype``

@@ -12,9 +12,21 @@ QUADRATURES = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trape
 
 
 def quadrature_rule(name, steps):
-    """Nodes and weights ``(alphas (n,), weights (n,))`` on ``[0, 1]`` of a named quadrature, float64.
+    """Nodes and weights on ``[0, 1]`` of a named quadrature, float64.
 
-    See the module docstring for the table.  ``steps`` is the number of nodes (gradient evaluations).
+    See the module docstring for the table.
+
+    Parameters
+    ----------
+    name : str
+        A quadrature of ``QUADRATURES`` other than ``"exact"`` (which has no nodes: it walks the path's kinks).
+    steps : int
+        The number of nodes ``n`` (gradient evaluations); at least 2 for ``"riemann_trapezoid"``.
+
+    Returns
+    -------
+    alphas : ndarray ``(n,)``, float64
+    weights : ndarray ``(n,)``, float64
     """
     if name not in QUADRATURES or name == "exact":
         raise ValueError(

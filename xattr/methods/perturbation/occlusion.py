@@ -127,8 +127,27 @@ def occluded_scores(model, x, fill, value, rows, cols, window, batch_size=DEFAUL
                     progress=False):
     """Explained value with each window hidden: ``(N, len(rows), len(cols))`` float64.
 
-    ``value(scores, image)`` gives the explained quantity of a batch (see :func:`occlusion`);
-    ``incremental`` chooses between full recomputation and incremental inference.
+    Parameters
+    ----------
+    model : model protocol object
+    x : ndarray ``(N, C, H, W)``
+    fill : ndarray ``(N, C, H, W)``
+        What a hidden pixel becomes.
+    value : callable ``(scores (B, K), image (B,)) -> (B,)``
+        The explained quantity of a batch (see :func:`occlusion`).
+    rows, cols : int arrays
+        The windows' top-left corners.
+    window : tuple of int ``(h, w)``
+    batch_size : int
+        Occluded images per forward call.
+    incremental : bool
+        Incremental inference instead of full recomputation.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    ndarray ``(N, len(rows), len(cols))``, float64
     """
     N, _, H, W = x.shape
     nr, nc = len(rows), len(cols)

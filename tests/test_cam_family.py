@@ -431,7 +431,8 @@ def test_eigen_cam_refuses_an_invalid_target_although_its_map_does_not_use_it():
 def test_score_cam_refuses_a_bad_baseline_for_every_score(method):
     m = _gap_net()
     for score in ("softmax", "logit"):
-        with pytest.raises(ValueError, match="baseline must be a number or an array broadcastable"):
+        bad_shape = r"baseline must be a scalar, one sample of shape \(3, 8, 8\), or broadcastable"
+        with pytest.raises(ValueError, match=bad_shape):
             method(m, X, 0, score=score, baseline=np.zeros((5, 5)))
         with pytest.raises(ValueError, match="baseline must be finite"):
             method(m, X, 0, score=score, baseline=np.nan)

@@ -34,8 +34,8 @@ import numbers
 import numpy as np
 
 from .. import _targets
-from .._conventions import as_float_array, check_image_batch
-from ..inputs import check_batch_size
+from .._conventions import check_image_batch
+from ..inputs import DEFAULT_BATCH_SIZE, as_baseline, check_batch_size, rows_per_call
 from ..nn import INPUT
 from .cam import _finish, _interp_matrix, _last_spatial, _require_layered, upsample_bilinear
 from .registry import MethodSpec, register
@@ -473,17 +473,6 @@ def _softmax(z):
     return e / e.sum(axis=1, keepdims=True)
 
 
-def _check_baseline(baseline, x):
-    """Score-CAM's ``X_b``: a finite real number or array broadcastable to ``x``, as ``x``'s dtype (a new array)."""
-    b = as_float_array(baseline, "baseline")
-    try:
-        b = np.broadcast_to(b, x.shape)
-    except ValueError:
-        raise ValueError(f"baseline must be a number or an array broadcastable to x's shape {x.shape}, "
-                         f"got shape {b.shape}") from None
-    return np.array(b, dtype=x.dtype)
-
-
 def _score_cam(model, x, target, layer, k, score, baseline, batch_size, mask_interpolation, mask_normalization,
                epsilon, relu, upsample, return_weights, method):
     x = _setup(model, x, method)
@@ -491,8 +480,8 @@ def _score_cam(model, x, target, layer, k, score, baseline, batch_size, mask_int
     _check_choice(mask_interpolation, MASK_INTERPOLATIONS, "mask_interpolation")
     _check_choice(mask_normalization, MASK_NORMALIZATIONS, "mask_normalization")
     eps = _check_epsilon(epsilon)
-    bs = check_batch_size(batch_size, allow_none=False)
-    base = _check_baseline(baseline, x)
+    check_batch_size(batch_size)
+    base = as_baseline(baseline, x, allow_callable=False)
     tape = model.trace(x)
     name, A = _spatial_node(model, tape, layer, method)
     values = _target_values(target, tape.output)
@@ -515,6 +504,7 @@ def _score_cam(model, x, target, layer, k, score, baseline, batch_size, mask_int
     interp = _interp_matrix if mask_interpolation == "half_pixel" else _corner_matrix
     mh, mw = interp(H, h, x.dtype), interp(W, w, x.dtype)
     out = np.empty(rows.size, dtype=x.dtype)
+    bs = rows_per_call(batch_size, model, x[:1], rows.size)  # masked images per call (None: the cost model)
     for s in range(0, rows.size, bs):
         r, c = rows[s:s + bs], cols[s:s + bs]
         a = A[r, c]  # (B, h, w)
@@ -563,8 +553,9 @@ _SCORE_CAM_PARAMS = """
     baseline : float or array broadcastable to ``x``
         ``X_b`` of ``score="logit"`` (default 0: the black image of the paper); finite, checked for every
         ``score``.
-    batch_size : int
-        Masked images per forward pass (default 32).
+    batch_size : int or None
+        Masked images per forward pass (model input rows per call, :func:`xattr.inputs.rows_per_call`; default
+        None: the cost model's choice).
     mask_interpolation : ``"half_pixel"`` or ``"align_corners"``
         Bilinear resizing of ``A_k`` to ``(H, W)``: half-pixel centres (default; the authors' code, torchcam and
         Grad-CAM's upsampling) or corners aligned (pytorch-grad-cam, tf-keras-vis).
@@ -588,7 +579,7 @@ _SCORE_CAM_PARAMS = """
 """
 
 
-def score_cam(model, x, target, layer=None, score="softmax", baseline=0.0, batch_size=32,
+def score_cam(model, x, target, layer=None, score="softmax", baseline=0.0, batch_size=DEFAULT_BATCH_SIZE,
               mask_interpolation="half_pixel", mask_normalization="upsampled", epsilon=0.0, relu=True, upsample=True,
               return_weights=False):
     """Score-CAM (Wang et al. 2020): each channel weighted by the score of the input it masks.
@@ -601,7 +592,7 @@ def score_cam(model, x, target, layer=None, score="softmax", baseline=0.0, batch
                       mask_normalization, epsilon, relu, upsample, return_weights, "score_cam")
 
 
-def faster_score_cam(model, x, target, layer=None, k=None, score="softmax", baseline=0.0, batch_size=32,
+def faster_score_cam(model, x, target, layer=None, k=None, score="softmax", baseline=0.0, batch_size=DEFAULT_BATCH_SIZE,
                      mask_interpolation="half_pixel", mask_normalization="upsampled", epsilon=0.0, relu=True,
                      upsample=True, return_weights=False):
     """Faster Score-CAM (tabayashi0117's; tf-keras-vis ``Scorecam(max_N=k)``): Score-CAM on the ``k`` channels
@@ -637,8 +628,8 @@ def _downstream(model, name):
     return names, outside
 
 
-def ablation_cam(model, x, target, layer=None, ablation_value=0.0, batch_size=32, relu=True, upsample=True,
-                 return_weights=False):
+def ablation_cam(model, x, target, layer=None, ablation_value=0.0, batch_size=DEFAULT_BATCH_SIZE, relu=True,
+                 upsample=True, return_weights=False):
     r"""Ablation-CAM (Desai & Ramaswamy 2020): each channel weighted by the score drop when it is removed.
 
     ``w_k = (y_c − y_c^k) / y_c`` with ``y_c`` the explained score and ``y_c^k`` the score when channel ``k`` of the
@@ -653,8 +644,8 @@ def ablation_cam(model, x, target, layer=None, ablation_value=0.0, batch_size=32
     ablation_value : float
         What an ablated channel is set to (default 0).  pytorch-grad-cam uses 0 when the node's smallest
         activation is 0 and ``min − 1e7`` otherwise.
-    batch_size : int
-        Ablated copies per pass (default 32).
+    batch_size : int or None
+        Ablated copies per pass from the node on (default None: the cost model's choice for whole-model rows).
     return_weights : bool
         Also return the slopes ``w (N, K)``.
 
@@ -669,7 +660,7 @@ def ablation_cam(model, x, target, layer=None, ablation_value=0.0, batch_size=32
     computed with both scores divided by a power of two (exact).
     """
     x = _setup(model, x, "ablation_cam")
-    bs = check_batch_size(batch_size, allow_none=False)
+    check_batch_size(batch_size)
     try:
         value = float(ablation_value)
     except (TypeError, ValueError):
@@ -688,6 +679,9 @@ def ablation_cam(model, x, target, layer=None, ablation_value=0.0, batch_size=32
         raise ValueError(f"ablation_cam: node {name!r} does not lead to the output {model.output!r}")
     rows, cols = np.repeat(np.arange(N), K), np.tile(np.arange(K), N)
     ablated = np.empty(rows.size, dtype=x.dtype)
+    # rows per call as for whole-model rows: an upper bound on the memory of a run from the node on (a node inside
+    # a residual block cannot be traced alone: its skip path needs values from before it)
+    bs = rows_per_call(batch_size, model, x[:1], rows.size)
     for s in range(0, rows.size, bs):
         r, c = rows[s:s + bs], cols[s:s + bs]
         a = A[r].copy()

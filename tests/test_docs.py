@@ -230,31 +230,7 @@ def test_docs_module_docstring_names_every_generator():
 # -- numpydoc docstrings on every public function ---------------------------------------------------------------
 #: Public functions allowed to lack a docstring or a numpydoc ``Parameters`` section, with the reason.  The test
 #: below fails when an entry is no longer needed, so the list only shrinks.
-_CONV = "xattr/nn/conv.py was being changed on another branch; its docstrings wait for that merge"
-NUMPYDOC_ALLOWLIST = {
-    "xattr.nn.conv.batch_chunks": _CONV,
-    "xattr.nn.conv.col2im": _CONV,
-    "xattr.nn.conv.col2im_tile": _CONV,
-    "xattr.nn.conv.conv_output_size": _CONV,
-    "xattr.nn.conv.correlate_batch": _CONV,
-    "xattr.nn.conv.depthwise_tap_sums": _CONV,
-    "xattr.nn.conv.grouped_weight_matrix": _CONV,
-    "xattr.nn.conv.im2col": _CONV,
-    "xattr.nn.conv.im2col_tile": _CONV,
-    "xattr.nn.conv.image_to_wide": _CONV,
-    "xattr.nn.conv.pad_nchw": _CONV,
-    "xattr.nn.conv.pad_spec": _CONV,
-    "xattr.nn.conv.row_tiles": _CONV,
-    "xattr.nn.conv.tile_windows": _CONV,
-    "xattr.nn.conv.unpad": _CONV,
-    "xattr.nn.conv.weight_matrix": _CONV,
-    "xattr.nn.conv.wide_col2im": _CONV,
-    "xattr.nn.conv.wide_im2col": _CONV,
-    "xattr.nn.conv.wide_length": _CONV,
-    "xattr.nn.conv.wide_offsets": _CONV,
-    "xattr.nn.conv.wide_to_image": _CONV,
-    "xattr.nn.conv.window_slices": _CONV,
-}
+NUMPYDOC_ALLOWLIST = {}
 
 
 def _public_functions():

@@ -22,8 +22,20 @@ LOCALISATION_MARGIN = 0.1
 
 
 def centre_boxes(n, hw):
-    """``(n, 4)`` boxes of the centre half of an ``(H, W)`` image: ``(H/4, W/4, 3H/4, 3W/4)``, a guess that never
-    looks at the image."""
+    """``(n, 4)`` boxes of the centre half of an ``(H, W)`` image: ``(H/4, W/4, 3H/4, 3W/4)``.
+
+    Parameters
+    ----------
+    n : int
+        The number of boxes.
+    hw : (int, int)
+        The image's ``(H, W)``.
+
+    Returns
+    -------
+    float64 ndarray ``(n, 4)``
+        Every row ``(H // 4, W // 4, 3H // 4, 3W // 4)``: a guess that never looks at the image.
+    """
     H, W = hw
     return np.tile(np.array([H // 4, W // 4, 3 * H // 4, 3 * W // 4], dtype=np.float64), (n, 1))
 
@@ -55,9 +67,25 @@ def localisation_table(model, images, labels, masks, methods, rng=0):
 
 
 def check_localisation(table, better="Grad-CAM", worse="gradient", margin=LOCALISATION_MARGIN):
-    """``better``'s mean IoU beats the centre box's by ``margin`` and its localisation error is below ``worse``'s;
-    raises :class:`~xattr.evaluation.lessons.LessonClaimFailed` with the numbers otherwise.  (``worse``, the paper's
-    gradient, is not held to the margin: on the shapes network its boxes are barely better than the centre box.)"""
+    """``better``'s mean IoU beats the centre box's by ``margin`` and its localisation error is below ``worse``'s.
+
+    ``worse``, the paper's gradient, is not held to the margin: on the shapes network its boxes are barely better
+    than the centre box.
+
+    Parameters
+    ----------
+    table : dict ``{name: {"error", "iou"}}``
+        As :func:`localisation_table` gives it, with a ``"centre box"`` row.
+    better, worse : str
+        Method names, rows of ``table``.
+    margin : float
+        How much ``better``'s mean IoU must exceed the centre box's (default ``LOCALISATION_MARGIN``).
+
+    Raises
+    ------
+    LessonClaimFailed
+        With the numbers, when either part fails (:class:`~xattr.evaluation.lessons.LessonClaimFailed`).
+    """
     base = table["centre box"]["iou"]
     if table[better]["iou"] < base + margin:
         raise LessonClaimFailed(f"{better}'s boxes have mean IoU {table[better]['iou']:.3f}, not above the centre "
@@ -68,7 +96,26 @@ def check_localisation(table, better="Grad-CAM", worse="gradient", margin=LOCALI
 
 
 def check_class_models(model, images, classes):
-    """Each visualised image is assigned its class: ``argmax f(image_c) = c``; raises otherwise."""
+    """Each visualised image is assigned its class: ``argmax f(image_c) = c``; raises otherwise.
+
+    Parameters
+    ----------
+    model : a classifier with ``forward``
+    images : ndarray ``(N, C, H, W)``
+        The class images.
+    classes : int sequence ``(N,)``
+        The class each image was made for.
+
+    Returns
+    -------
+    int ndarray ``(N,)``
+        The predicted classes (equal to ``classes``).
+
+    Raises
+    ------
+    LessonClaimFailed
+        When any image is assigned another class.
+    """
     pred = np.asarray(model.forward(images)).argmax(axis=1)
     if not np.array_equal(pred, np.asarray(classes)):
         raise LessonClaimFailed(f"the class images are assigned {pred.tolist()}, not {list(classes)}")
@@ -76,8 +123,26 @@ def check_class_models(model, images, classes):
 
 
 def softmax_against_score(model, cls, shape, steps=30, lr=0.01):
-    """``{"start", "softmax"}`` scores ``(K,)`` of the default start and of the softmax-objective ascent for ``cls``
-    (no prior, ``lam = 0``), and the final log-probability ``"log_p"``."""
+    """Scores of the default start and of the softmax-objective ascent for ``cls`` (no prior, ``lam = 0``).
+
+    Parameters
+    ----------
+    model : a classifier with ``forward``
+    cls : int
+        The class ascended.
+    shape : tuple ``(C, H, W)``
+        One image's shape.
+    steps : int
+        Ascent steps.
+    lr : float
+        Step size.
+
+    Returns
+    -------
+    dict
+        ``"start"`` and ``"softmax"``: the scores ``(K,)`` of the default start and of the ascended image;
+        ``"log_p"``: the final log-probability of ``cls`` (float).
+    """
     from ..methods.class_visualisation import class_model_visualisation
 
     start = class_model_visualisation(model, cls, shape, steps=0).image
@@ -87,8 +152,22 @@ def softmax_against_score(model, cls, shape, steps=30, lr=0.01):
 
 
 def check_softmax_lowers_the_others(m, cls):
-    """Under the softmax objective ``cls`` wins (log P > −0.1) while its own score falls below its start: the others
-    fell further (Simonyan et al. 2014, §2); raises otherwise."""
+    """Under the softmax objective ``cls`` wins (log P > −0.1) while its own score falls below its start.
+
+    The others fell further (Simonyan et al. 2014, §2).
+
+    Parameters
+    ----------
+    m : dict
+        As :func:`softmax_against_score` gives it: ``"start"``, ``"softmax"`` scores ``(K,)`` and ``"log_p"``.
+    cls : int
+        The class ascended.
+
+    Raises
+    ------
+    LessonClaimFailed
+        Unless ``log_p > −0.1``, ``cls`` is the softmax image's top class and its score fell below its start.
+    """
     own0, own1 = m["start"][cls], m["softmax"][cls]
     if not (m["log_p"] > -0.1 and int(np.argmax(m["softmax"])) == cls and own1 < own0):
         raise LessonClaimFailed(f"class {cls}: log P {m['log_p']:.3f}, score {own0:.2f} -> {own1:.2f}: the softmax "

@@ -64,7 +64,23 @@ DEPTHWISE_GEMV_LENGTH = 2048
 
 
 def conv_output_size(size, k, s, d, pad_lo, pad_hi):
-    """Output length of a convolution/pooling along one axis (floor mode, as PyTorch)."""
+    """Output length of a convolution/pooling along one axis (floor mode, as PyTorch).
+
+    ``floor((size + pad_lo + pad_hi − d·(k − 1) − 1) / s) + 1``.
+
+    Parameters
+    ----------
+    size : int
+        The input length.
+    k, s, d : int
+        Kernel size, stride, dilation.
+    pad_lo, pad_hi : int
+        Padding before (top/left) and after (bottom/right).
+
+    Returns
+    -------
+    int
+    """
     return (size + pad_lo + pad_hi - d * (k - 1) - 1) // s + 1
 
 
@@ -74,6 +90,23 @@ def pad_spec(padding, kernel, dilation, stride):
     ``"same"`` (stride 1 only, as PyTorch) pads ``d*(k-1)`` in total, the odd pixel at the
     bottom/right, so that the output has the input's size.  ``((top, bottom), (left, right))`` pads
     asymmetrically (ONNX's ``pads``; TensorFlow's "SAME" at stride 2).
+
+    Parameters
+    ----------
+    padding : int, (int, int), ``((top, bottom), (left, right))``, ``"valid"`` or ``"same"``
+        An int pads all four sides alike; a pair ``(ph, pw)`` pads top and bottom by ``ph``, left and right by ``pw``.
+    kernel, dilation, stride : (int, int)
+        The layer's, as pairs (``"same"`` reads the kernel and dilation and needs ``stride == (1, 1)``).
+
+    Returns
+    -------
+    ((int, int), (int, int))
+        ``((top, bottom), (left, right))``.
+
+    Raises
+    ------
+    ValueError
+        ``"same"`` at a stride other than 1, or a string other than ``"valid"`` and ``"same"``.
     """
     if isinstance(padding, str):
         if padding == "valid":
@@ -91,7 +124,21 @@ def pad_spec(padding, kernel, dilation, stride):
 
 
 def pad_nchw(x, pads, value=0.0):
-    """Pad the spatial axes of ``(N, C, H, W)``; returns ``x`` itself when there is nothing to pad."""
+    """Pad the spatial axes of ``(N, C, H, W)``; returns ``x`` itself when there is nothing to pad.
+
+    Parameters
+    ----------
+    x : ndarray ``(N, C, H, W)``
+    pads : ((int, int), (int, int))
+        ``((top, bottom), (left, right))``, as :func:`pad_spec` gives them.
+    value : float
+        The value of the padded pixels (default 0).
+
+    Returns
+    -------
+    ndarray ``(N, C, H + top + bottom, W + left + right)``
+        A new array of ``x``'s dtype, or ``x`` itself when every pad is 0.
+    """
     (t, b), (l, r) = pads
     if t == b == l == r == 0:
         return x
@@ -103,7 +150,23 @@ def pad_nchw(x, pads, value=0.0):
 
 
 def window_slices(i, j, out_hw, stride, dilation):
-    """Slices of the padded input read by kernel offset ``(i, j)`` for every output pixel."""
+    """Slices of the padded input read by kernel offset ``(i, j)`` for every output pixel.
+
+    Parameters
+    ----------
+    i, j : int
+        The kernel offset (row, column).
+    out_hw : (int, int)
+        The output's ``(Ho, Wo)``.
+    stride, dilation : (int, int)
+        ``(s_h, s_w)`` and ``(d_h, d_w)``.
+
+    Returns
+    -------
+    (slice, slice)
+        Rows ``d_h·i :: s_h`` and columns ``d_w·j :: s_w``, ``Ho`` and ``Wo`` of them: indexing the padded input
+        ``(..., Hp, Wp)`` with them gives ``(..., Ho, Wo)``.
+    """
     (Ho, Wo), (sh, sw), (dh, dw) = out_hw, stride, dilation
     return (
         slice(i * dh, i * dh + sh * (Ho - 1) + 1, sh),
@@ -117,8 +180,25 @@ def im2col(xp, kernel, stride, dilation, out_hw, out=None, groups=1):
     Channel-major rows are the weight's own memory order, so the weight matrix is a view (no transposed
     copy of the weights per call: at 7×7 maps that copy cost as much as the GEMM).  With ``groups = G``
     the rows of group ``g`` (its ``C/G`` channels) are consecutive: reshaped ``(N, G, K/G, P)`` they are
-    the group's own columns.  ``out``: a C-contiguous buffer of ``N*C*kH*kW*Ho*Wo`` values of ``xp``'s
-    dtype to fill (default: a new array).
+    the group's own columns.
+
+    Parameters
+    ----------
+    xp : ndarray ``(N, C, Hp, Wp)``
+        The padded input.
+    kernel, stride, dilation : (int, int)
+        ``(kH, kW)``, ``(s_h, s_w)``, ``(d_h, d_w)``.
+    out_hw : (int, int)
+        The output's ``(Ho, Wo)``.
+    out : ndarray, optional
+        A C-contiguous buffer of ``N*C*kH*kW*Ho*Wo`` values of ``xp``'s dtype to fill (default: a new array).
+    groups : int
+        ``G``; the rows are the same for every ``G`` (above), so it changes nothing in the result.
+
+    Returns
+    -------
+    ndarray ``(N, C*kH*kW, Ho*Wo)``
+        ``xp``'s dtype; a view of ``out`` when given.
     """
     N, C = xp.shape[:2]
     kh, kw = kernel
@@ -131,7 +211,26 @@ def im2col(xp, kernel, stride, dilation, out_hw, out=None, groups=1):
 
 
 def col2im(cols, padded_shape, kernel, stride, dilation, out_hw, groups=1):
-    """Adjoint of :func:`im2col`: scatter-add ``(N, C*kH*kW, Ho*Wo)`` (rows ``(c, i, j)``) into ``padded_shape``."""
+    """Adjoint of :func:`im2col`: scatter-add ``(N, C*kH*kW, Ho*Wo)`` (rows ``(c, i, j)``) into ``padded_shape``.
+
+    Parameters
+    ----------
+    cols : ndarray ``(N, C*kH*kW, Ho*Wo)``
+        Columns, rows ordered ``(c, i, j)``.
+    padded_shape : (int, int, int, int)
+        ``(N, C, Hp, Wp)``, the padded input's shape.
+    kernel, stride, dilation : (int, int)
+        ``(kH, kW)``, ``(s_h, s_w)``, ``(d_h, d_w)``.
+    out_hw : (int, int)
+        The output's ``(Ho, Wo)``.
+    groups : int
+        ``G``; as in :func:`im2col`, the row order is the same for every ``G``, so it changes nothing in the result.
+
+    Returns
+    -------
+    ndarray ``padded_shape``
+        A new array of ``cols``' dtype: zero, plus every column added back at the pixel it was read from.
+    """
     N, C = padded_shape[:2]
     kh, kw = kernel
     cols = cols.reshape((N, C, kh, kw) + tuple(out_hw))
@@ -143,12 +242,38 @@ def col2im(cols, padded_shape, kernel, stride, dilation, out_hw, groups=1):
 
 
 def wide_length(padded_hw, out_hw):
-    """``L = (Ho − 1)·Wp + Wo``: flat positions from the first to the last output pixel in the wide layout."""
+    """``L = (Ho − 1)·Wp + Wo``: flat positions from the first to the last output pixel in the wide layout.
+
+    Parameters
+    ----------
+    padded_hw : (int, int)
+        The padded input's ``(Hp, Wp)``.
+    out_hw : (int, int)
+        The output's ``(Ho, Wo)``.
+
+    Returns
+    -------
+    int
+        ``L``.
+    """
     return (out_hw[0] - 1) * padded_hw[1] + out_hw[1]
 
 
 def wide_offsets(kernel, dilation, padded_hw):
-    """Flat shift ``d_h·i·Wp + d_w·j`` of every kernel offset ``(i, j)``, row-major (im2col's row order)."""
+    """Flat shift ``d_h·i·Wp + d_w·j`` of every kernel offset ``(i, j)``, row-major (im2col's row order).
+
+    Parameters
+    ----------
+    kernel, dilation : (int, int)
+        ``(kH, kW)`` and ``(d_h, d_w)``.
+    padded_hw : (int, int)
+        The padded input's ``(Hp, Wp)``.
+
+    Returns
+    -------
+    list of int
+        ``kH·kW`` shifts, ``(i, j)`` row-major.
+    """
     (kh, kw), (dh, dw), Wp = kernel, dilation, padded_hw[1]
     return [dh * i * Wp + dw * j for i in range(kh) for j in range(kw)]
 
@@ -158,7 +283,27 @@ def wide_im2col(xp, kernel, dilation, out_hw, out=None, groups=1):
 
     Column ``h·Wp + w`` of image ``n`` holds output pixel ``(h, w)`` for ``w < Wo``; the others wrap
     around the border.  Images side by side make the forward one GEMM per layer (per group),
-    ``(O, K) @ (K, N·L)``, rather than N small ones.  ``out``: as :func:`im2col`'s.
+    ``(O, K) @ (K, N·L)``, rather than N small ones.
+
+    Parameters
+    ----------
+    xp : ndarray ``(N, C, Hp, Wp)``
+        The padded input.
+    kernel, dilation : (int, int)
+        ``(kH, kW)`` and ``(d_h, d_w)`` (the stride is 1).
+    out_hw : (int, int)
+        The output's ``(Ho, Wo)``.
+    out : ndarray, optional
+        As :func:`im2col`'s: a C-contiguous buffer of ``C*kH*kW*N*L`` values of ``xp``'s dtype to fill (default: a
+        new array).
+    groups : int
+        ``G``; the rows of group ``g`` are consecutive whatever ``G`` is (as :func:`im2col`'s), so it changes nothing
+        in the result.
+
+    Returns
+    -------
+    ndarray ``(C*kH*kW, N, L)``
+        ``L = (Ho − 1)·Wp + Wo`` (:func:`wide_length`); ``xp``'s dtype, a view of ``out`` when given.
     """
     N, C, Hp, Wp = xp.shape
     L = wide_length((Hp, Wp), out_hw)
@@ -172,8 +317,24 @@ def wide_im2col(xp, kernel, dilation, out_hw, out=None, groups=1):
 
 
 def wide_to_image(yw, out_hw, Wp, out=None):
-    """View ``(O, N, L)`` wide columns as the ``(N, O, Ho, Wo)`` images (drops the wrapped columns); copied into
-    ``out`` if given (then returns ``out``), else a read-only view."""
+    """View ``(O, N, L)`` wide columns as the ``(N, O, Ho, Wo)`` images (drops the wrapped columns).
+
+    Parameters
+    ----------
+    yw : ndarray ``(O, N, L)``
+        Wide columns, ``L = (Ho − 1)·Wp + Wo`` (:func:`wide_length`).
+    out_hw : (int, int)
+        The output's ``(Ho, Wo)``.
+    Wp : int
+        The padded input's width: output row ``h`` starts at column ``h·Wp``.
+    out : ndarray ``(N, O, Ho, Wo)``, optional
+        Where to copy the images.
+
+    Returns
+    -------
+    ndarray ``(N, O, Ho, Wo)``
+        ``out``, filled, if given; else a read-only view of ``yw``.
+    """
     O, N = yw.shape[:2]
     s = yw.strides
     view = np.lib.stride_tricks.as_strided(yw, (N, O) + tuple(out_hw), (s[1], s[0], Wp * s[2], s[2]), writeable=False)
@@ -186,7 +347,18 @@ def wide_to_image(yw, out_hw, Wp, out=None):
 def image_to_wide(g, Wp, out=None):
     """``(N, O, Ho, Wo)`` -> ``(N, O, L)`` wide columns, zeros in the wrapped ones (so they add nothing).
 
-    ``out``: a buffer of ``N*O*Ho*Wp`` values to fill (default: a new array).
+    Parameters
+    ----------
+    g : ndarray ``(N, O, Ho, Wo)``
+    Wp : int
+        The padded input's width: row ``h`` of ``g`` goes to columns ``h·Wp`` to ``h·Wp + Wo``.
+    out : ndarray, optional
+        A buffer of ``N*O*Ho*Wp`` values to fill (default: a new array).
+
+    Returns
+    -------
+    ndarray ``(N, O, L)``
+        ``L = (Ho − 1)·Wp + Wo`` (:func:`wide_length`); ``g``'s dtype, a view of the ``(N, O, Ho·Wp)`` buffer.
     """
     N, O, Ho, Wo = g.shape
     gw = np.empty((N, O, Ho * Wp), dtype=g.dtype) if out is None else out.reshape(N, O, Ho * Wp)
@@ -197,9 +369,26 @@ def image_to_wide(g, Wp, out=None):
 
 
 def wide_col2im(cols, padded_shape, kernel, dilation, out_hw, groups=1):
-    """Scatter-add ``(N, C*kH*kW, L)`` wide columns (image-major, as ``Wᵀ @ image_to_wide(g)`` gives them;
-    rows ``(c, i, j)``) into a zero ``padded_shape`` array: the adjoint of :func:`wide_im2col` up to the
-    images' order."""
+    """Scatter-add wide columns into a zero ``padded_shape`` array: adjoint of :func:`wide_im2col` up to image order.
+
+    Parameters
+    ----------
+    cols : ndarray ``(N, C*kH*kW, L)``
+        Wide columns, image-major, as ``Wᵀ @ image_to_wide(g)`` gives them; rows ``(c, i, j)``.
+    padded_shape : (int, int, int, int)
+        ``(N, C, Hp, Wp)``, the padded input's shape.
+    kernel, dilation : (int, int)
+        ``(kH, kW)`` and ``(d_h, d_w)`` (the stride is 1).
+    out_hw : (int, int)
+        The output's ``(Ho, Wo)``; ``L = (Ho − 1)·Wp + Wo`` (:func:`wide_length`).
+    groups : int
+        ``G``; the row order is the same for every ``G``, so it changes nothing in the result.
+
+    Returns
+    -------
+    ndarray ``padded_shape``
+        A new array of ``cols``' dtype.
+    """
     N, C, Hp, Wp = padded_shape
     L = wide_length((Hp, Wp), out_hw)
     offs = wide_offsets(kernel, dilation, (Hp, Wp))
@@ -214,14 +403,34 @@ def wide_col2im(cols, padded_shape, kernel, dilation, out_hw, groups=1):
 
 
 def depthwise_tap_sums(planes, plane_w, taps, w, out_hw, out):
-    """``out[n, c] = Σ_k w[c, k] · planes[n, c, a_k, b_k]`` shifted by ``off_k``, viewed as ``(Ho, Wo)``: a depthwise
-    correlation with one output per channel, per channel block one batched matrix–vector product.
+    """A depthwise correlation with one output per channel, per channel block one batched matrix–vector product.
 
-    ``planes`` ``(N, C, s_h, s_w, Hq·Wq)`` (:meth:`Conv2D._phase_planes`), ``taps`` ``[(a, b, off)]``, ``w`` ``(C, T)``.
+    ``out[n, c] = Σ_k w[c, k] · planes[n, c, a_k, b_k]`` shifted by ``off_k``, viewed as ``(Ho, Wo)``.
     The block's ``T`` shifted runs of ``L = (Ho − 1)·Wq + Wo`` values are copied side by side, ``(n_c, T, L)`` (about
     ``DEPTHWISE_BLOCK_BYTES``: kept in cache), and ``w[c] (1, T) @ runs[c] (T, L)`` sums them in BLAS: copies are
     the cheapest NumPy pass, and a per-channel scale-and-add costs two slower ones (a broadcast multiply and an add;
-    measured 2x slower at 192x28x28).  The wrapped columns are dropped when the block is copied out."""
+    measured 2x slower at 192x28x28).  The wrapped columns are dropped when the block is copied out.
+
+    Parameters
+    ----------
+    planes : ndarray ``(N, C, s_h, s_w, Hq·Wq)``
+        The phase planes of the padded input, laid flat (:meth:`Conv2D._phase_planes`).
+    plane_w : int
+        ``Wq``, a plane's width.
+    taps : list of (int, int, int)
+        ``[(a, b, off)]``, ``T`` of them: the phase plane ``(a, b)`` that tap ``k`` reads and its flat shift ``off``.
+    w : ndarray ``(C, T)``
+        The weight of tap ``k`` in channel ``c``.
+    out_hw : (int, int)
+        The output's ``(Ho, Wo)``.
+    out : ndarray ``(N, C, Ho, Wo)``
+        Filled.
+
+    Returns
+    -------
+    ndarray ``(N, C, Ho, Wo)``
+        ``out``.
+    """
     N, C = planes.shape[:2]
     Ho, Wo = out_hw
     T = len(taps)
@@ -240,30 +449,88 @@ def depthwise_tap_sums(planes, plane_w, taps, w, out_hw, out):
 
 
 def weight_matrix(weight, dtype):
-    """``(O, I, kH, kW)`` -> ``(O, I*kH*kW)`` with columns ordered ``(c, i, j)`` as :func:`im2col`'s rows (a view
-    unless ``dtype`` differs from the weight's)."""
+    """``(O, I, kH, kW)`` -> ``(O, I*kH*kW)`` with columns ordered ``(c, i, j)`` as :func:`im2col`'s rows.
+
+    Parameters
+    ----------
+    weight : ndarray ``(O, I, kH, kW)``
+    dtype : numpy dtype
+        The dtype of the result.
+
+    Returns
+    -------
+    ndarray ``(O, I*kH*kW)``
+        A view unless ``dtype`` differs from the weight's.
+    """
     return weight.reshape(weight.shape[0], -1).astype(dtype, copy=False)
 
 
 def grouped_weight_matrix(weight, dtype, groups):
-    """``(O, I/G, kH, kW)`` -> ``(G, O/G, I/G*kH*kW)``: each group's ``(c, i, j)`` columns (a view, as above)."""
+    """``(O, I/G, kH, kW)`` -> ``(G, O/G, I/G*kH*kW)``: each group's ``(c, i, j)`` columns.
+
+    Parameters
+    ----------
+    weight : ndarray ``(O, I/G, kH, kW)``
+    dtype : numpy dtype
+        The dtype of the result.
+    groups : int
+        ``G``.
+
+    Returns
+    -------
+    ndarray ``(G, O/G, I/G*kH*kW)``
+        A view unless ``dtype`` differs from the weight's (as :func:`weight_matrix`).
+    """
     return weight.reshape(groups, weight.shape[0] // groups, -1).astype(dtype, copy=False)
 
 
 def row_tiles(out_rows, row_bytes, row_columns):
-    """Slices of output rows whose im2col columns take about ``TILE_BYTES`` (at least ``TILE_MIN_COLUMNS``
-    output pixels per GEMM, at least one row).
+    """Slices of output rows whose im2col columns take about ``TILE_BYTES`` (at least ``TILE_MIN_COLUMNS`` per GEMM).
 
     A tile's columns are written and then read by the GEMM while they are still in the CPU's cache:
     at 64 channels of 224×224 the untiled columns (115 MB) made the forward 1.5× slower than the GEMM alone
     (benchmarks/README.md, "conv kernels").  Below ~1000 columns OpenBLAS's packing of the weights dominates.
+
+    Parameters
+    ----------
+    out_rows : int
+        ``Ho``, the output rows to cover.
+    row_bytes : int
+        Bytes of im2col columns per output row.
+    row_columns : int
+        Output pixels (columns) per output row, ``Wo``.
+
+    Returns
+    -------
+    list of slice
+        Consecutive slices covering ``range(out_rows)``, each of
+        ``max(TILE_BYTES // row_bytes, ceil(TILE_MIN_COLUMNS / row_columns), 1)`` rows (the last may be shorter):
+        at least ``TILE_MIN_COLUMNS`` output pixels per GEMM, at least one row.
     """
     rows = max(TILE_BYTES // max(1, row_bytes), -(-TILE_MIN_COLUMNS // max(1, row_columns)), 1)
     return [slice(a, min(out_rows, a + rows)) for a in range(0, out_rows, rows)]
 
 
 def tile_windows(i, j, rows, out_w, stride, dilation):
-    """Slices of the padded input read by kernel offset ``(i, j)`` for output rows ``rows`` (a slice)."""
+    """Slices of the padded input read by kernel offset ``(i, j)`` for output rows ``rows`` (a slice).
+
+    Parameters
+    ----------
+    i, j : int
+        The kernel offset (row, column).
+    rows : slice
+        Output rows ``start`` to ``stop`` (step 1).
+    out_w : int
+        ``Wo``.
+    stride, dilation : (int, int)
+        ``(s_h, s_w)`` and ``(d_h, d_w)``.
+
+    Returns
+    -------
+    (slice, slice)
+        Rows ``s_h·start + d_h·i`` to ``s_h·(stop − 1) + d_h·i`` step ``s_h``, columns ``d_w·j :: s_w`` (``Wo`` of
+        them): indexing a padded image ``(C, Hp, Wp)`` with them gives ``(C, stop − start, Wo)``.
+    """
     (sh, sw), (dh, dw) = stride, dilation
     return (
         slice(rows.start * sh + i * dh, (rows.stop - 1) * sh + i * dh + 1, sh),
@@ -272,8 +539,26 @@ def tile_windows(i, j, rows, out_w, stride, dilation):
 
 
 def im2col_tile(x, kernel, stride, dilation, rows, out_w, out):
-    """Columns of one image's output rows ``rows``: ``(C, H, W)`` -> ``(C*kH*kW, rows·Wo)`` in ``out``, rows
-    ``(c, i, j)``."""
+    """Columns of one image's output rows ``rows``: ``(C, H, W)`` -> ``(C*kH*kW, rows·Wo)``, rows ``(c, i, j)``.
+
+    Parameters
+    ----------
+    x : ndarray ``(C, H, W)``
+        One padded image.
+    kernel, stride, dilation : (int, int)
+        ``(kH, kW)``, ``(s_h, s_w)``, ``(d_h, d_w)``.
+    rows : slice
+        The output rows (step 1).
+    out_w : int
+        ``Wo``.
+    out : ndarray
+        A C-contiguous buffer of ``C*kH*kW*rows·Wo`` values of ``x``'s dtype, filled.
+
+    Returns
+    -------
+    ndarray ``(C*kH*kW, rows·Wo)``
+        A view of ``out``; ``rows·Wo`` is ``(rows.stop − rows.start)·Wo``.
+    """
     kh, kw = kernel
     cols = out.reshape((x.shape[0], kh, kw, rows.stop - rows.start, out_w))
     for i in range(kh):
@@ -283,9 +568,28 @@ def im2col_tile(x, kernel, stride, dilation, rows, out_w, out):
 
 
 def col2im_tile(cols, gx, kernel, stride, dilation, rows, out_w):
-    """Adjoint of :func:`im2col_tile`: add ``(C*kH*kW, rows·Wo)`` columns into one padded image gradient ``gx`` (in
-    place;
-    ``gx`` must be zero where no earlier tile wrote)."""
+    """Adjoint of :func:`im2col_tile`: add ``(C*kH*kW, rows·Wo)`` columns into one padded image gradient ``gx``.
+
+    In place; ``gx`` must be zero where no earlier tile wrote (windows that do not overlap, stride ≥ the dilated
+    kernel on both axes, are assigned rather than added).
+
+    Parameters
+    ----------
+    cols : ndarray ``(C*kH*kW, rows·Wo)``
+        Columns of output rows ``rows``, rows ``(c, i, j)`` (any shape holding these values in this order).
+    gx : ndarray ``(C, Hp, Wp)``
+        The padded image gradient, written in place.
+    kernel, stride, dilation : (int, int)
+        ``(kH, kW)``, ``(s_h, s_w)``, ``(d_h, d_w)``.
+    rows : slice
+        The output rows (step 1).
+    out_w : int
+        ``Wo``.
+
+    Returns
+    -------
+    None
+    """
     kh, kw = kernel
     cols = cols.reshape((gx.shape[0], kh, kw, rows.stop - rows.start, out_w))
     # windows that do not overlap (stride >= dilated kernel, e.g. a 1x1 stride-2 shortcut) each write their
@@ -301,24 +605,67 @@ def col2im_tile(cols, gx, kernel, stride, dilation, rows, out_w):
 
 
 def unpad(xp, pads):
+    """The inverse of :func:`pad_nchw`: ``xp`` without its padding.
+
+    Parameters
+    ----------
+    xp : ndarray ``(N, C, Hp, Wp)``
+    pads : ((int, int), (int, int))
+        ``((top, bottom), (left, right))``, as :func:`pad_spec` gives them.
+
+    Returns
+    -------
+    ndarray ``(N, C, Hp − top − bottom, Wp − left − right)``
+        A view of ``xp``.
+    """
     (t, b), (l, r) = pads
     H, W = xp.shape[2] - t - b, xp.shape[3] - l - r
     return xp[:, :, t : t + H, l : l + W]
 
 
 def batch_chunks(n, bytes_per_item, budget=None):
-    """Slices that cover ``range(n)`` in chunks of at most ``budget`` bytes (default ``IM2COL_BUDGET``, read at
-    call time; at least one item)."""
+    """Slices that cover ``range(n)`` in chunks of at most ``budget`` bytes (at least one item).
+
+    Parameters
+    ----------
+    n : int
+        The number of items.
+    bytes_per_item : int
+        Bytes one item takes.
+    budget : int, optional
+        Bytes per chunk; default ``IM2COL_BUDGET``, read at call time.
+
+    Returns
+    -------
+    list of slice
+        Consecutive slices of ``max(1, budget // bytes_per_item)`` items (the last may be shorter).
+    """
     budget = IM2COL_BUDGET if budget is None else budget
     step = max(1, int(budget // max(1, bytes_per_item)))
     return [slice(a, min(n, a + step)) for a in range(0, n, step)]
 
 
 def correlate_batch(layer, x, out_hw):
-    """``W ⋆ x (+ bias)`` of a groups-1 :class:`Conv2D` on a batch of small unpadded inputs ``(B, I, h, w)``, as one
-    GEMM over the whole batch: ``W (O, K) @ cols (K, B·P)`` (:func:`im2col` of every input at once).  For many tiny
-    inputs (incremental occlusion's boxes) one large GEMM beats :meth:`Conv2D.correlate`'s image-by-image tiles;
-    the same convolution, summed in another order.  Returns ``(B, O, Ho, Wo)``."""
+    """``W ⋆ x (+ bias)`` of a groups-1 :class:`Conv2D` on a batch of small unpadded inputs, as one GEMM over the batch.
+
+    ``W (O, K) @ cols (K, B·P)`` (:func:`im2col` of every input at once).  For many tiny inputs (incremental
+    occlusion's boxes) one large GEMM beats :meth:`Conv2D.correlate`'s image-by-image tiles; the same convolution,
+    summed in another order.
+
+    Parameters
+    ----------
+    layer : Conv2D
+        With ``groups == 1``; its weight, bias, kernel size, stride and dilation are used, not its padding.
+    x : ndarray ``(B, I, h, w)``
+        The inputs, unpadded (the layer's padding is not applied).
+    out_hw : (int, int)
+        The output's ``(Ho, Wo)``.
+
+    Returns
+    -------
+    ndarray ``(B, O, Ho, Wo)``
+        ``x``'s dtype.
+    """
     B = x.shape[0]
     cols = im2col(x, layer.kernel_size, layer.stride, layer.dilation, out_hw)  # (B, K, P)
     w2 = weight_matrix(layer.weight, x.dtype)  # columns in im2col's row order

@@ -18,7 +18,8 @@ the scores agree with torch's in float64 to a relative 1e-10.
 last conv block's output, torchvision module named in ``GRADCAM_MODULE``; final ReLU, no upsampling),
 IG with 50 Gauss–Legendre nodes, SmoothGrad with 50 samples (σ = 0.15 absolute), DeepLIFT-Rescale (xattr's
 ``maxpool="gradient"``, what Captum computes behind ReLU → MaxPool: docs/peers.md), LRP-ε (ε = 1e-9 on every
-conv and linear layer; Captum's pools at ε = 1e-300, as benchmarks/compare_captum.py) and occlusion with
+conv and linear layer; Captum's pools at ε = 1e-300, as benchmarks/compare_captum.py, 1.2e-38 in float32 where
+1e-300 rounds to 0) and occlusion with
 16×16 windows at stride 8 (mean of overlaps).  Captum's IG, SmoothGrad and occlusion are timed at their
 default batching and at the best ``internal_batch_size`` / ``nt_samples_batch_size`` /
 ``perturbations_per_eval`` among a few candidates (one timed call each).
@@ -294,7 +295,9 @@ def methods(name, tm, xm, batch, gradcam_at):
             if isinstance(mod, (torch.nn.Conv2d, torch.nn.Linear)):
                 mod.rule = EpsilonRule(epsilon=1e-9)
             elif isinstance(mod, (torch.nn.MaxPool2d, torch.nn.AvgPool2d, torch.nn.AdaptiveAvgPool2d)):
-                mod.rule = EpsilonRule(epsilon=1e-300)
+                # a stabiliser that only keeps 0/0 away: 1e-300 rounds to 0 in float32 (and 0/0 = NaN at an
+                # all-zero pool window), so the smallest normal number of the dtype there
+                mod.rule = EpsilonRule(epsilon=1e-300 if xt.dtype == torch.float64 else 1.2e-38)
         return ca.LRP(net).attribute(xt, target=t)
 
     out["lrp_epsilon"] = (lambda x: xattr.lrp(xm, x, t, composite="epsilon", epsilon=1e-9), captum_lrp, None, (), True)

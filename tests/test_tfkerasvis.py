@@ -186,3 +186,36 @@ def test_grad_cam_plus_plus_exp_overflows_in_float32(runs):
     with pytest.raises(ValueError, match=r"exp\(S\) overflows float32"):
         xattr.grad_cam_plus_plus(shifted, x32, T, layer="block2_relu")
     assert np.isfinite(xattr.grad_cam_plus_plus(shifted, x32, T, layer="block2_relu", score="raw")).all()
+
+
+@pytest.mark.parametrize("key", ["gap_float64", "dag_float64"])
+def test_saliency_is_the_max_over_channels_of_the_absolute_gradient(runs, key):
+    """tf-keras-vis's ``Saliency`` (vanilla, ``normalize_map=False``) is Simonyan et al.'s map:
+    ``max_c |∂S/∂x|``, xattr's ``reduce_channels(gradient, "max_abs")``."""
+    maps, errors, _ = runs
+    assert f"saliency/{key}" not in errors, errors.get(f"saliency/{key}")
+    model, x = data(runs, key)
+    ours = xattr.reduce_channels(xattr.gradient(model, x, T), "max_abs")
+    assert rel(ours, maps[f"saliency/{key}"]) <= 1e-12
+
+
+@pytest.mark.parametrize("key", ["gap_float64", "dag_float64"])
+def test_smoothgrad_of_tf_keras_vis_averages_absolute_gradients(runs, key):
+    """tf-keras-vis's SmoothGrad (``smooth_samples``, ``smooth_noise=0.20``): noise ``N(0, σ²)`` with
+    ``σ = 0.20 · (max − min)`` of each image (xattr's ``noise_scale(x, 0.2, "range")``), drawn from NumPy's global
+    generator as ``(samples, N, H, W, C)``; its default ``gradient_modifier`` takes ``|∂S/∂x|`` of each noisy copy
+    *before* the mean, then the max over channels.  Redrawn here with the same seed, xattr's gradients give the
+    same map; xattr's own ``smoothgrad`` averages the signed gradients (Smilkov et al. 2017), so the two differ."""
+    maps, _, _ = runs
+    model, x = data(runs, key)
+    nhwc = x.transpose(0, 2, 3, 1)
+    sigma = xattr.methods.noise_scale(x, 0.2, "range")  # (N,): one σ per image
+    span = nhwc.max(axis=(1, 2, 3)) - nhwc.min(axis=(1, 2, 3))
+    np.testing.assert_allclose(sigma, 0.2 * span, rtol=1e-15)
+    legacy = np.random.RandomState(0)  # noqa: NPY002 - the global generator tf-keras-vis draws from, seeded with 0
+    noise = legacy.normal(0.0, sigma[None, :, None, None, None], (4,) + nhwc.shape)
+    mean_abs = np.mean([np.abs(xattr.gradient(model, (nhwc + e).transpose(0, 3, 1, 2), T)) for e in noise], axis=0)
+    theirs = maps[f"smoothgrad/{key}"]
+    assert rel(mean_abs.max(axis=1), theirs) <= 1e-10
+    signed = np.mean([xattr.gradient(model, (nhwc + e).transpose(0, 3, 1, 2), T) for e in noise], axis=0)
+    assert rel(np.abs(signed).max(axis=1), theirs) > 1e-3  # the mean of signed gradients is another map

@@ -70,6 +70,20 @@ def main(outdir):
         run(f"fasterscorecam/gap_float32/block2_relu/image{n}", Scorecam, "gap_float32", "block2_relu",
             score=[T[n]], images=slice(n, n + 1), max_N=2)
     run("fasterscorecam/gap_float32/block2_relu/batch", Scorecam, "gap_float32", "block2_relu", max_N=2)
+    # Saliency (vanilla) and its SmoothGrad, whose noise comes from NumPy's global generator: seeded here, redrawn
+    # by the test with the same seed and shapes
+    from tf_keras_vis.saliency import Saliency
+
+    for key in ("gap_float64", "dag_float64"):
+        km, x = models[key]
+        sal = Saliency(km, model_modifier=ReplaceToLinear()) if key.startswith("dag") else Saliency(km)
+        try:
+            maps[f"saliency/{key}"] = np.asarray(sal(CategoricalScore(T), x, normalize_map=False))
+            np.random.seed(0)  # noqa: NPY002 - tf-keras-vis draws its noise from NumPy's global generator
+            maps[f"smoothgrad/{key}"] = np.asarray(sal(CategoricalScore(T), x, smooth_samples=4, smooth_noise=0.2,
+                                                       normalize_map=False))
+        except Exception as exc:  # noqa: BLE001 - recorded for the test to report
+            errors[f"saliency/{key}"] = f"{type(exc).__name__}: {exc}"
     # exp(S) in float32: logits shifted by +200 (the map is NaN) -- the shift is undone afterwards
     km, _ = models["gap_float32"]
     dense = km.get_layer("logits")

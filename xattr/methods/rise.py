@@ -95,7 +95,8 @@ def rise(model, x, target, n_masks=RISE_MASKS, cells=RISE_CELLS, keep=RISE_KEEP,
     baseline : scalar or array broadcastable to ``x``
         What a masked pixel becomes: ``x ⊙ M + baseline ⊙ (1 − M)``; the paper's ``x ⊙ M`` is ``0.0``.
     batch_size : int or None
-        Model input rows per call (:func:`xattr.inputs.rows_per_call`; None: the cost model).
+        Model input rows per call (:func:`xattr.inputs.rows_per_call`; None: the cost model).  A call takes whole
+        masks, each applied to all ``N`` images, so it holds at least ``N`` rows.
 
     Returns
     -------

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._conventions import as_float_array
+from .._files import sha256_of_file
 from ..io.images import WHITE, ImageFileError, _background, probe_image, read_image
 from .errors import BatchError, ImageReadError
 from .job import _jsonable
@@ -42,7 +43,7 @@ class _Source:
 
         if self.kind == "folder":
             ident = hashlib.sha256(
-                "\n".join(f"{os.path.basename(f)} {_file_digest(f)}" for f in self.files).encode()
+                "\n".join(f"{os.path.basename(f)} {sha256_of_file(f)}" for f in self.files).encode()
             ).hexdigest()
         elif self.kind == "array":
             ident = _array_digest(self.data)
@@ -80,15 +81,6 @@ def _read_image(path, mode, hw, resize=False, background=None):
             f"cannot read image {os.path.basename(path)!r}: {type(exc).__name__}: {msg}", path
         ) from None
     return pic.pixels
-
-
-def _file_digest(path):
-    """SHA-256 of a file's content (1 MiB blocks)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _array_digest(arr):

@@ -20,6 +20,7 @@ from .. import _targets
 from .._conventions import as_float_array, as_rng, check_image_batch
 from .._progress import Progress  # tqdm when installed, else a counter on stderr
 from ..inputs import check_batch_size
+from ..methods.perturbation._common import _check_model, _scores
 
 SCORES = ("logit", "probability", "accuracy")
 ORDERS = ("morf", "lerf")
@@ -32,18 +33,13 @@ DEFAULT_CHUNK_VALUES = 2**21
 MAX_BATCH_SIZE = 256
 
 
-def check_forward(model):
-    """Refuse objects without ``forward``: the metrics need nothing else of a model."""
-    if not callable(getattr(model, "forward", None)):
-        raise TypeError(f"model must have forward(x) -> scores (N, K); {type(model).__name__} lacks forward()")
-    return model
+#: refuse objects without ``forward``: the metrics need nothing else of a model (the perturbation methods' check)
+check_forward = _check_model
 
 
 def forward(model, x):
-    s = np.asarray(model.forward(x))
-    if s.ndim != 2 or s.shape[0] != x.shape[0]:
-        raise ValueError(f"model.forward must return scores of shape (N, K) = ({x.shape[0]}, K), got {s.shape}")
-    return s.astype(np.float64, copy=False)
+    """The scores ``(N, K)`` float64 of ``model.forward(x)``, refused in one line if another shape comes back."""
+    return _scores(model, x).astype(np.float64, copy=False)
 
 
 def batch_size_arg(batch_size, values_per_image=None):

@@ -104,3 +104,19 @@ def conv_layer(w, b, stride=1, padding=0, dilation=1, groups=1):
     if b is not None:
         layer.bias = b
     return layer
+
+
+def ancestors(triples, output):
+    """Names of ``output`` and every node it depends on, from ``(name, layer, inputs)`` triples (the graph input
+    excluded): what an importer keeps before it builds the graph."""
+    from ..nn import INPUT
+
+    ins = {n: i for n, _, i in triples}
+    out, stack = set(), [output]
+    while stack:
+        n = stack.pop()
+        if n in out or n == INPUT:
+            continue
+        out.add(n)
+        stack.extend(ins[n])
+    return out

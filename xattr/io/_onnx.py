@@ -41,7 +41,16 @@ import numpy as np
 
 from .. import nn as xnn
 from ..nn import INPUT, Graph, Sequential
-from ._common import ConversionError, conv_layer, dense_layer, optional_layer, pool_layer, require, unique_name
+from ._common import (
+    ConversionError,
+    ancestors,
+    conv_layer,
+    dense_layer,
+    optional_layer,
+    pool_layer,
+    require,
+    unique_name,
+)
 
 #: operator-set versions of the default domain this reader was written against (the definitions of every
 #: supported operator between these versions, as listed by ``onnx.defs``).
@@ -340,7 +349,7 @@ class _Converter:
 
     def build(self, output):
         self.resolve_gaps()
-        used = _ancestors(self.triples, output)
+        used = ancestors(self.triples, output)
         triples = [t for t in self.triples if t[0] in used]
         chain = all(t[2] == ((triples[k - 1][0],) if k else (INPUT,)) for k, t in enumerate(triples))
         if chain and output == triples[-1][0]:
@@ -364,18 +373,6 @@ class _Converter:
                 cls = optional_layer("AdaptiveAvgPool2D", f"{self.label_of[n]} (its (N, C, 1, 1) output feeds layers "
                                                           "other than a flatten)")
                 self.triples[k] = (n, cls(1), ins)
-
-
-def _ancestors(triples, output):
-    ins = {n: i for n, _, i in triples}
-    out, stack = set(), [output]
-    while stack:
-        n = stack.pop()
-        if n in out or n == INPUT:
-            continue
-        out.add(n)
-        stack.extend(ins[n])
-    return out
 
 
 #: what an unsupported operator usually is in a torch export

@@ -28,7 +28,16 @@ import numpy as np
 
 from .. import nn as xnn
 from ..nn import INPUT, Graph, Sequential
-from ._common import ConversionError, conv_layer, dense_layer, optional_layer, pool_layer, require, unique_name
+from ._common import (
+    ConversionError,
+    ancestors,
+    conv_layer,
+    dense_layer,
+    optional_layer,
+    pool_layer,
+    require,
+    unique_name,
+)
 
 SUPPORTED = (
     "modules Conv2d (any groups, zero padding), Linear, BatchNorm2d (eval), MaxPool2d, AvgPool2d, "
@@ -269,7 +278,7 @@ class _Converter:
         if chain and self.output == self.triples[-1][0]:
             model = Sequential(*[(n, layer) for n, layer, _ in self.triples])
         else:
-            used = _ancestors(self.triples, self.output)
+            used = ancestors(self.triples, self.output)
             triples = [(n, layer, ins if len(ins) > 1 else ins[0]) for n, layer, ins in self.triples if n in used]
             model = Graph(triples, output=self.output)
         if self.fold:
@@ -338,18 +347,6 @@ class _Converter:
         if handler is None:
             self.fail(node, f"unsupported tensor method; from_torch supports: {SUPPORTED}")
         handler(self, node, list(node.args), dict(node.kwargs))
-
-
-def _ancestors(triples, output):
-    ins = {n: i for n, _, i in triples}
-    out, stack = set(), [output]
-    while stack:
-        n = stack.pop()
-        if n in out or n == INPUT:
-            continue
-        out.add(n)
-        stack.extend(ins[n])
-    return out
 
 
 def _arg(args, kwargs, index, name, default=None):

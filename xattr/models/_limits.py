@@ -27,7 +27,6 @@ the shape walk (its successors' sizes are unknown and only their parameters are 
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import numbers
 import os
@@ -37,6 +36,7 @@ import zipfile
 import numpy as np
 
 from .._conventions import count, pair
+from .._files import sha256_of_file
 from . import _inputs
 
 __all__ = ["MEMORY_BUDGET", "MAX_JSON_BYTES", "MAX_JSON_DEPTH", "MAX_LAYERS", "read_document", "check_document",
@@ -400,14 +400,6 @@ def check_document(doc, json_path, formats, verify=True, memory_budget=None):
 
 
 # -- 3. the weights file ------------------------------------------------------------------------------
-def _streamed_sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def read_weights(npz_path, json_path, plan):
     """The arrays of a weights file, read only after its size, checksum and every header fit the plan."""
     if not os.path.isfile(npz_path):
@@ -418,7 +410,7 @@ def read_weights(npz_path, json_path, plan):
     if size > limit:
         raise _error(f"weights file {npz_path!r} is {_gib(size)}, more than the memory budget {_gib(limit)}")
     if plan.sha256 is not None:
-        digest = _streamed_sha256(npz_path)
+        digest = sha256_of_file(npz_path)
         if digest != plan.sha256:
             hint = (f" (it has {size} bytes, {plan.nbytes} were written: truncated?)"
                     if plan.nbytes is not None and plan.nbytes != size else "")

@@ -312,6 +312,44 @@ def test_every_layout_equals_the_naive_twin(layout, case):
         assert run.calls == {"im2col_tile": 2 * N * tiles, "col2im_tile": N * tiles}
 
 
+#: settings of xattr.nn.conv that force each path of the depthwise kernel (:func:`xattr.nn.conv.depthwise_sums`)
+DEPTHWISE_LAYOUTS = {
+    "windows, whole blocks": dict(DEPTHWISE_WIDE_BELOW=0, DEPTHWISE_BLOCK_BYTES=2**40),
+    "windows, one channel of one image per block": dict(DEPTHWISE_WIDE_BELOW=0, DEPTHWISE_BLOCK_BYTES=1),
+    "wide runs (stride 1), whole blocks": dict(DEPTHWISE_WIDE_BELOW=2**40, DEPTHWISE_BLOCK_BYTES=2**40),
+    "wide runs (stride 1), one channel of one image per block": dict(DEPTHWISE_WIDE_BELOW=2**40,
+                                                                     DEPTHWISE_BLOCK_BYTES=1),
+}
+
+
+@pytest.mark.parametrize("layout", list(DEPTHWISE_LAYOUTS))
+@given(
+    st.integers(2, 3), st.integers(1, 2), st.tuples(st.integers(1, 3), st.integers(1, 3)),
+    st.tuples(st.integers(1, 3), st.integers(1, 3)), st.tuples(st.integers(1, 2), st.integers(1, 2)),
+    st.tuples(st.integers(0, 2), st.integers(0, 2), st.integers(0, 2), st.integers(0, 2)),
+    st.integers(1, 3), st.integers(0, 2**16),
+)
+def test_every_depthwise_path_equals_the_naive_twin(layout, c, m, k, s, d, pads, n, seed):
+    """Depthwise (any multiplier, stride, dilation, asymmetric padding): the window and wide-run paths, blocked
+    by whole arrays or one channel of one image at a time, against the naive loops (float64); the input gradient
+    takes one sub-pixel phase per stride offset, phases no window reaches included (stride above the kernel)."""
+    padding = ((pads[0], pads[1]), (pads[2], pads[3]))
+    layer = Conv2D(c, c * m, k, stride=s, padding=padding, dilation=d, rng=seed, groups=c)
+    assert layer._depthwise()
+    layer.bias = np.random.default_rng(seed + 1).normal(size=c * m)
+    H, W = d[0] * (k[0] - 1) + 1 + seed % 4, d[1] * (k[1] - 1) + 1 + seed % 3
+    x = np.random.default_rng(seed + 2).normal(size=(n, c, H, W))
+    naive = _naive(layer)
+    with _layout(**DEPTHWISE_LAYOUTS[layout]):
+        y, cache = layer.forward(x)
+        g = np.random.default_rng(seed + 3).normal(size=y.shape)
+        gx = layer.backward(g, cache)
+    np.testing.assert_allclose(y, reference.conv2d_forward(x, layer.weight, layer.bias, **naive), rtol=1e-12,
+                               atol=1e-12)
+    np.testing.assert_allclose(gx, reference.conv2d_backward(g, x.shape, layer.weight, **naive), rtol=1e-12,
+                               atol=1e-12)
+
+
 def test_pointwise_layer_is_one_product_on_the_image():
     """1×1 stride 1: no columns are built; grouped too (a block-diagonal product)."""
     for groups in (1, 2):

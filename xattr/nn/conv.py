@@ -35,8 +35,9 @@ Grouped convolutions (``groups = G``, AlexNet's two towers, ResNeXt, MobileNet) 
 ``G`` groups of ``I/G`` inputs and ``O/G`` outputs.  Their columns hold each group's own channels (rows
 ``(g, c, i, j)``), so the kernel is one *batched* GEMM over the group axis, ``(G, O/G, K/G) @ (G, K/G, ·)``,
 never an ``(O, K)`` matrix that is mostly zeros.  Depthwise convolutions (``groups = in_channels``: one input
-channel per group) skip the columns: the output is the sum over kernel offsets of the shifted input views
-times per-channel weights, and the input gradient the same sum scattered back.
+channel per group) have no columns across channels: per channel, the kernel's windows side by side and one
+GEMV (:func:`depthwise_sums`); the input gradient is the same kernel on the gradient, one sub-pixel phase per
+stride offset (:meth:`Conv2D._depthwise_input_grad`).
 """
 from __future__ import annotations
 
@@ -56,11 +57,13 @@ TILE_BYTES = 4 * 2**20
 TILE_MIN_COLUMNS = 1024
 #: images whose columns take at most this many bytes go side by side into one GEMM (stride 1, wide layout).
 SIDE_BY_SIDE_BYTES = 2 * 2**20
-#: bytes a depthwise kernel works on at once (a channel block's runs, or the three operands of its offset sums).
+#: bytes of window runs a depthwise kernel copies side by side per batched GEMV (:func:`depthwise_sums`): a
+#: block that stays in cache between its copy and its product (measured, 1 thread, float32: 2**20 beat 2**18
+#: and 2**22 at MobileNetV2's 32x112x112 and 144x56x56).
 DEPTHWISE_BLOCK_BYTES = 2**20
-#: depthwise maps whose wide rows are shorter than this many values sum their taps in BLAS (:func:`depthwise_tap_sums`),
-#: longer ones by offset passes (measured, 1 thread: 192x28x28 52 % vs 39 % of torch's rate, 96x112x112 30 % vs 36 %).
-DEPTHWISE_GEMV_LENGTH = 2048
+#: stride-1 depthwise outputs narrower than this many pixels copy wide runs (whole rows of the source laid end to
+#: end, the wrapped columns dropped once at the end) instead of windows of ``Wo``-value rows (short copies).
+DEPTHWISE_WIDE_BELOW = 32
 
 
 def conv_output_size(size, k, s, d, pad_lo, pad_hi):
@@ -402,49 +405,69 @@ def wide_col2im(cols, padded_shape, kernel, dilation, out_hw, groups=1):
     return flat.reshape(padded_shape)
 
 
-def depthwise_tap_sums(planes, plane_w, taps, w, out_hw, out):
-    """A depthwise correlation with one output per channel, per channel block one batched matrix–vector product.
+def depthwise_sums(src, taps, w, stride, out_hw, out):
+    """A per-channel correlation: ``out[n, c, m, p] = Σ_t w[c, m, t] · src[n, c, r_t, a_t + s_h·h, b_t + s_w·w]``.
 
-    ``out[n, c] = Σ_k w[c, k] · planes[n, c, a_k, b_k]`` shifted by ``off_k``, viewed as ``(Ho, Wo)``.
-    The block's ``T`` shifted runs of ``L = (Ho − 1)·Wq + Wo`` values are copied side by side, ``(n_c, T, L)`` (about
-    ``DEPTHWISE_BLOCK_BYTES``: kept in cache), and ``w[c] (1, T) @ runs[c] (T, L)`` sums them in BLAS: copies are
-    the cheapest NumPy pass, and a per-channel scale-and-add costs two slower ones (a broadcast multiply and an add;
-    measured 2x slower at 192x28x28).  The wrapped columns are dropped when the block is copied out.
+    ``p = h·Wo + w``.  Per block of channels (and of images, when one channel's runs exceed the block), the
+    ``T`` tap windows are copied side by side, ``(n, n_c, T, P)`` (about :data:`DEPTHWISE_BLOCK_BYTES`: still in
+    cache for the product), and one batched product ``w[c] (M, T) @ runs[n, c] (T, P)`` per channel (a GEMV when
+    ``M = 1``) is written straight into ``out``.  Copies are NumPy's cheapest pass; a per-tap scale-and-add costs
+    two slower ones (measured 1.5-2x slower at MobileNetV2's sizes), and a depthwise convolution has no weight
+    reuse across channels for a larger GEMM to exploit.
 
     Parameters
     ----------
-    planes : ndarray ``(N, C, s_h, s_w, Hq·Wq)``
-        The phase planes of the padded input, laid flat (:meth:`Conv2D._phase_planes`).
-    plane_w : int
-        ``Wq``, a plane's width.
+    src : ndarray ``(N, C, R, Hs, Ws)``
+        The (padded) planes the taps read; ``R`` planes per channel (the ``M`` gradients of a channel in the
+        backward pass, 1 in the forward pass).
     taps : list of (int, int, int)
-        ``[(a, b, off)]``, ``T`` of them: the phase plane ``(a, b)`` that tap ``k`` reads and its flat shift ``off``.
-    w : ndarray ``(C, T)``
-        The weight of tap ``k`` in channel ``c``.
+        ``[(r, a, b)]``, ``T`` of them: tap ``t`` reads plane ``r`` from row ``a`` and column ``b`` on.
+    w : ndarray ``(C, M, T)``
+        Tap ``t``'s weight for output ``m`` of channel ``c``.
+    stride : (int, int)
+        ``(s_h, s_w)``: the step between output pixels in ``src``.
     out_hw : (int, int)
-        The output's ``(Ho, Wo)``.
-    out : ndarray ``(N, C, Ho, Wo)``
+        ``(Ho, Wo)``.
+    out : ndarray ``(N, C, M, Ho·Wo)``
         Filled.
 
     Returns
     -------
-    ndarray ``(N, C, Ho, Wo)``
+    ndarray ``(N, C, M, Ho·Wo)``
         ``out``.
     """
-    N, C = planes.shape[:2]
-    Ho, Wo = out_hw
-    T = len(taps)
-    L = (Ho - 1) * plane_w + Wo
-    step = max(1, DEPTHWISE_BLOCK_BYTES // max(1, N * T * L * planes.itemsize))
-    for c0 in range(0, C, step):
-        cb = slice(c0, min(C, c0 + step))
-        n_c = cb.stop - cb.start
-        runs = borrow("conv.dw.runs", (N, n_c, T, L), planes.dtype)
-        for k, (a, b, off) in enumerate(taps):
-            runs[:, :, k] = planes[:, cb, a, b, off : off + L]
-        r = np.matmul(w[cb, None, :], runs, out=borrow("conv.dw.acc", (N, n_c, 1, L), planes.dtype))
-        s = r.strides
-        np.copyto(out[:, cb], np.lib.stride_tricks.as_strided(r, (N, n_c, Ho, Wo), (s[0], s[1], plane_w * s[3], s[3])))
+    N, C, R, Hs, Ws = src.shape
+    (Ho, Wo), (sh, sw) = out_hw, stride
+    if (sh, sw) == (1, 1) and Wo < DEPTHWISE_WIDE_BELOW and Ho > 1 and src.flags.c_contiguous:
+        # the wide layout (module docstring): tap (r, a, b) is one run of L values of the flat plane at a·Ws + b
+        L = (Ho - 1) * Ws + Wo
+        wide = borrow("conv.dw.wide", (N, C, w.shape[1], L), src.dtype)
+        _depthwise_runs(src.reshape(N, C, R, 1, Hs * Ws), [(r, 0, a * Ws + b) for r, a, b in taps], w, (1, 1),
+                        (1, L), wide)
+        st = wide.strides
+        np.copyto(out.reshape(N, C, -1, Ho, Wo),
+                  np.lib.stride_tricks.as_strided(wide, wide.shape[:3] + (Ho, Wo), st[:3] + (Ws * st[3], st[3])))
+        return out
+    return _depthwise_runs(src, taps, w, stride, out_hw, out)
+
+
+def _depthwise_runs(src, taps, w, stride, out_hw, out):
+    """:func:`depthwise_sums` on ``Ho × Wo`` windows, ``out`` ``(N, C, M, Ho·Wo)``."""
+    N, C = src.shape[:2]
+    (Ho, Wo), (sh, sw) = out_hw, stride
+    T, P = len(taps), Ho * Wo
+    per_channel = T * P * src.itemsize
+    n_step = N if N * per_channel <= DEPTHWISE_BLOCK_BYTES else max(1, DEPTHWISE_BLOCK_BYTES // per_channel)
+    c_step = max(1, DEPTHWISE_BLOCK_BYTES // (n_step * per_channel))
+    windows = [src[:, :, r, a : a + sh * (Ho - 1) + 1 : sh, b : b + sw * (Wo - 1) + 1 : sw] for r, a, b in taps]
+    for n0 in range(0, N, n_step):
+        ns = slice(n0, min(N, n0 + n_step))
+        for c0 in range(0, C, c_step):
+            cs = slice(c0, min(C, c0 + c_step))
+            runs = borrow("conv.dw.runs", (ns.stop - ns.start, cs.stop - cs.start, T, Ho, Wo), src.dtype)
+            for t, win in enumerate(windows):
+                runs[:, :, t] = win[ns, cs]
+            np.matmul(w[cs], runs.reshape(runs.shape[:3] + (P,)), out=out[ns, cs])
     return out
 
 
@@ -850,129 +873,61 @@ class Conv2D(Layer):
         return y
 
     def _depthwise_weights(self, dtype):
-        """``(C, M, kH·kW)``: the weights of channel ``c``'s ``M = O/C`` outputs, kernel offsets row-major."""
-        C = self.in_channels
-        return self.weight.reshape(C, self.out_channels // C, -1).astype(dtype, copy=False)
-
-    def _depthwise_taps(self, plane_w):
-        """``[(a, b, shift)]`` per kernel offset ``(i, j)`` (row-major): the phase plane ``(a, b)`` it reads and its
-        flat shift in that plane (:meth:`_phase_planes`): ``a = d_h·i mod s_h``, shift
-        ``(d_h·i div s_h)·Wq + d_w·j div s_w``."""
-        (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
-        return [((dh * i) % sh, (dw * j) % sw, (dh * i) // sh * plane_w + (dw * j) // sw)
-                for i in range(kh) for j in range(kw)]
-
-    def _phase_planes(self, xp):
-        """The padded input as ``(N, C, s_h, s_w, Hq·Wq)`` phase planes ``xp[:, :, a::s_h, b::s_w]`` laid flat (zero
-        past the input's edge), and ``Wq``.  Stride 1: a view of ``xp`` itself.
-
-        In a phase plane a strided window is a contiguous run: output pixel ``(h, w)`` of kernel offset ``(i, j)``
-        reads ``xp[s_h h + d_h i, s_w w + d_w j]`` = plane ``(d_h i mod s_h, d_w j mod s_w)`` at ``(h + d_h i div s_h,
-        w + d_w j div s_w)``, so each offset is one shift of the flat plane, as the wide layout at stride 1."""
-        N, C, Hp, Wp = xp.shape
-        (sh, sw) = self.stride
-        if (sh, sw) == (1, 1):
-            return xp.reshape(N, C, 1, 1, Hp * Wp), Wp
-        Hq, Wq = -(-Hp // sh), -(-Wp // sw)
-        planes = np.zeros((N, C, sh, sw, Hq, Wq), dtype=xp.dtype)
-        for a in range(sh):
-            for b in range(sw):
-                part = xp[:, :, a::sh, b::sw]
-                planes[:, :, a, b, : part.shape[2], : part.shape[3]] = part
-        return planes.reshape(N, C, sh, sw, Hq * Wq), Wq
-
-    @staticmethod
-    def _channel_blocks(c, bytes_per_channel):
-        """Channel slices whose three operands (accumulator, product, input runs) take at most ``DEPTHWISE_BLOCK_BYTES``
-        (at least one channel).
-
-        The offset sums make ``2 kH kW − 1`` passes over a block's output: blocks that stay in the CPU's cache
-        make each pass ~2x cheaper than whole-array passes (measured at 32 channels of 112×112, float32,
-        1 thread: 8-channel blocks 0.99 ms, whole array 2.09 ms)."""
-        step = max(1, DEPTHWISE_BLOCK_BYTES // max(1, 3 * bytes_per_channel))
-        return [slice(a, min(c, a + step)) for a in range(0, c, step)]
+        """``(C, M, kH, kW)``: the weights of channel ``c``'s ``M = O/C`` outputs."""
+        C, (kh, kw) = self.in_channels, self.kernel_size
+        return self.weight.reshape(C, self.out_channels // C, kh, kw).astype(dtype, copy=False)
 
     def _depthwise_correlate(self, xp, out_hw, bias):
-        """``y[n, c·M + m] = Σ_{i,j} W[c·M + m, 0, i, j] · xp[n, c, s h + d i, s w + d j]``: per channel block, the sum
-        over kernel offsets of contiguous runs of the phase planes times per-channel weights (no columns, no GEMM),
-        written out of the wide rows while the block is in cache."""
+        """``y[n, c·M + m] = Σ_{i,j} W[c·M + m, 0, i, j] · xp[n, c, s h + d i, s w + d j]``: the kernel's windows
+        of each channel side by side, one GEMV per channel (:func:`depthwise_sums`); no columns across channels."""
         N, C = xp.shape[:2]
         M = self.out_channels // C
-        Ho, Wo = out_hw
-        w = self._depthwise_weights(xp.dtype)
-        planes, Wq = self._phase_planes(xp)
-        taps = self._depthwise_taps(Wq)
-        L = (Ho - 1) * Wq + Wo
-        b = None if bias is None else bias.astype(xp.dtype, copy=False).reshape(C, M, 1, 1)
-        if M == 1 and L < DEPTHWISE_GEMV_LENGTH:
-            y = depthwise_tap_sums(planes, Wq, taps, w[:, 0], out_hw, np.empty((N, C, Ho, Wo), dtype=xp.dtype))
-            if b is not None:
-                y += b[:, 0]
-            return y
-        y = np.empty((N, C, M, Ho, Wo), dtype=xp.dtype)
-        for cb in self._channel_blocks(C, N * M * L * xp.itemsize):
-            n_c = cb.stop - cb.start
-            acc = borrow("conv.dw.acc", (N, n_c, M, L), xp.dtype)
-            tmp = borrow("conv.dw.tmp", (N, n_c, M, L), xp.dtype)
-            for k, (pa, pb, off) in enumerate(taps):
-                np.multiply(planes[:, cb, pa, pb, None, off : off + L], w[cb, :, k, None], out=acc if k == 0 else tmp)
-                if k:
-                    acc += tmp
-            s = acc.strides
-            yb = y[:, cb]
-            np.copyto(yb, np.lib.stride_tricks.as_strided(acc, (N, n_c, M, Ho, Wo), s[:3] + (Wq * s[3], s[3])))
-            if b is not None:
-                yb += b[cb]
-        return y.reshape(N, self.out_channels, Ho, Wo)
+        (kh, kw), (dh, dw) = self.kernel_size, self.dilation
+        taps = [(0, dh * i, dw * j) for i in range(kh) for j in range(kw)]
+        w = self._depthwise_weights(xp.dtype).reshape(C, M, kh * kw)
+        y = np.empty((N, C, M, out_hw[0] * out_hw[1]), dtype=xp.dtype)
+        depthwise_sums(xp[:, :, None], taps, w, self.stride, out_hw, y)
+        if bias is not None:
+            y += bias.astype(xp.dtype, copy=False).reshape(C, M, 1)
+        return y.reshape((N, self.out_channels) + tuple(out_hw))
 
     def _depthwise_input_grad(self, g, cache):
-        """Adjoint of :meth:`_depthwise_correlate`: ``Σ_m W[c·M + m, 0, i, j] g[n, c·M + m]`` added back at each offset
-        into the phase planes of the padded gradient, which are then laid back (stride 1: they are the padded array)."""
+        """Adjoint of :meth:`_depthwise_correlate`, as correlations of ``g`` (sub-pixel phases).
+
+        ``gxp[n, c, p, q] = Σ_{m,i,j} W[c·M + m, 0, i, j] g[n, c·M + m, h, w]`` over ``s_h h + d_h i = p``,
+        ``s_w w + d_w j = q``.  The padded positions of one phase ``p = s_h u + a`` are reached by the kernel rows
+        ``i`` with ``d_h i ≡ a (mod s_h)``, from ``h = u − e_i``, ``e_i = (d_h i − a) / s_h``: per phase a stride-1
+        correlation of ``g`` (padded by ``max e``) with those taps, written into ``gxp[:, :, a::s_h, b::s_w]``.
+        Stride 1 is one phase, the correlation with the flipped kernel; stride 2 (3×3) four, with 4, 2, 2 and 1
+        taps: nine in all, as many as the forward pass.
+        """
         N, C, Hp, Wp = cache.padded_shape
         M = self.out_channels // C
         Ho, Wo = cache.out_hw
-        (sh, sw) = self.stride
+        (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
         w = self._depthwise_weights(g.dtype)
-        if M == 1 and (sh, sw) == (1, 1) and (Ho - 1) * Wp + Wo < DEPTHWISE_GEMV_LENGTH:
-            # the transposed correlation is the correlation of g, padded by the dilated kernel's extent, with
-            # the flipped kernel (reversed row-major taps): Hp = Ho + d_h (kH − 1) outputs per column
-            (kh, kw), (dh, dw) = self.kernel_size, self.dilation
-            eh, ew = dh * (kh - 1), dw * (kw - 1)
-            gpad = pad_nchw(g, ((eh, eh), (ew, ew)))
-            flat = gpad.reshape(N, C, 1, 1, -1)
-            taps = [(0, 0, off) for off in wide_offsets(self.kernel_size, self.dilation, gpad.shape[2:])]
-            flipped = np.ascontiguousarray(w[:, 0, ::-1])
-            gxp = depthwise_tap_sums(
-                flat, gpad.shape[3], taps, flipped, (Hp, Wp), np.empty((N, C, Hp, Wp), dtype=g.dtype)
-            )
-            return unpad(gxp, self.pads)
-        Hq, Wq = -(-Hp // sh), -(-Wp // sw)
-        taps = self._depthwise_taps(Wq)
-        L = (Ho - 1) * Wq + Wo
-        gp = np.zeros((N, C, sh, sw, Hq * Wq), dtype=g.dtype)
-        g5 = g.reshape(N, C, M, Ho, Wo)
-        for cb in self._channel_blocks(C, N * M * Ho * Wq * g.itemsize):
-            n_c = cb.stop - cb.start
-            gw = borrow("conv.dw.acc", (N, n_c, M, Ho, Wq), g.dtype)  # the block's gradient, wide, zeros wrapped
-            gw[..., :Wo] = g5[:, cb]
-            gw[..., Wo:] = 0
-            gw = gw.reshape(N, n_c, M, Ho * Wq)[..., :L]
-            tmp = borrow("conv.dw.tmp", (N, n_c, L), g.dtype)
-            for k, (pa, pb, off) in enumerate(taps):
-                if M == 1:
-                    np.multiply(gw[:, :, 0], w[cb, 0, k, None], out=tmp)
-                else:
-                    np.einsum("ncml,cm->ncl", gw, w[cb, :, k], out=tmp)
-                gp[:, cb, pa, pb, off : off + L] += tmp
-        if (sh, sw) == (1, 1):
-            gxp = gp.reshape(N, C, Hp, Wp)
-        else:
-            gxp = np.empty((N, C, Hp, Wp), dtype=g.dtype)
-            planes = gp.reshape(N, C, sh, sw, Hq, Wq)
-            for a in range(sh):
-                for b in range(sw):
-                    part = gxp[:, :, a::sh, b::sw]
-                    part[...] = planes[:, :, a, b, : part.shape[2], : part.shape[3]]
+        # e per kernel row / column and phase; one padding of g serves every phase
+        Eh, Ew = dh * (kh - 1) // sh, dw * (kw - 1) // sw
+        Bh, Bw = max(0, -(-Hp // sh) - Ho), max(0, -(-Wp // sw) - Wo)
+        gpad = np.zeros((N, C, M, Eh + Ho + Bh, Ew + Wo + Bw), dtype=g.dtype)
+        gpad[:, :, :, Eh : Eh + Ho, Ew : Ew + Wo] = g.reshape(N, C, M, Ho, Wo)
+        one_phase = (sh, sw) == (1, 1)
+        gxp = None if one_phase else np.empty((N, C, Hp, Wp), dtype=g.dtype)
+        for a in range(sh):
+            rows = [(i, (dh * i - a) // sh) for i in range(kh) if (dh * i - a) % sh == 0]
+            for b in range(sw):
+                cols = [(j, (dw * j - b) // sw) for j in range(kw) if (dw * j - b) % sw == 0]
+                hw = (len(range(a, Hp, sh)), len(range(b, Wp, sw)))
+                phase = np.empty((N, C, 1, hw[0] * hw[1]), dtype=g.dtype)
+                if rows and cols:
+                    taps = [(m, Eh - ei, Ew - ej) for m in range(M) for _, ei in rows for _, ej in cols]
+                    wt = w[:, :, [i for i, _ in rows]][:, :, :, [j for j, _ in cols]].reshape(C, 1, len(taps))
+                    depthwise_sums(gpad, taps, np.ascontiguousarray(wt), (1, 1), hw, phase)
+                else:  # no window reaches this phase (stride larger than the dilated kernel)
+                    phase[...] = 0
+                if one_phase:
+                    return unpad(phase.reshape(N, C, Hp, Wp), self.pads)
+                gxp[:, :, a::sh, b::sw] = phase.reshape(N, C, *hw)
         return unpad(gxp, self.pads)
 
     def _depthwise_views(self, a, out_hw):

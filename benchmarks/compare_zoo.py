@@ -199,16 +199,22 @@ def prepare(names, log=print):
     return out
 
 
-def load(name, dtype, weights=None):
-    """Cached ``(torch model in dtype, xattr model with weights in ``weights`` (default: dtype))``."""
+def load(name, dtype, weights=None, fold_bn=False):
+    """Cached ``(torch model in dtype, xattr model with weights in ``weights`` (default: dtype))``.
+
+    ``fold_bn``: the xattr model with every conv → batch-norm pair folded into one conv
+    (:func:`xattr.nn.norm.fold_batchnorm`, the same function to round-off; Captum keeps torch's model as it is)."""
     import torch
+
+    from xattr.nn.norm import fold_batchnorm
 
     tm = torch_model(name)
     tm.load_state_dict(torch.load(os.path.join(CACHE, f"{name}.pt")))
     tm = tm.to(getattr(torch, dtype)).eval()
     with open(os.path.join(CACHE, f"{name}.xattr.pkl"), "rb") as fh:
         xm = pickle.load(fh)
-    return tm, cast_model(xm, np.dtype(weights or dtype))
+    xm = cast_model(xm, np.dtype(weights or dtype))
+    return tm, (fold_batchnorm(xm, strict=False) if fold_bn else xm)
 
 
 def module(tm, path):
@@ -357,7 +363,7 @@ def run_memory(spec):
     import torch
 
     _limits = set_threads(spec["threads"])  # noqa: F841 - kept alive
-    tm, xm = load(spec["model"], spec["dtype"], spec.get("weights"))
+    tm, xm = load(spec["model"], spec["dtype"], spec.get("weights"), spec.get("fold_bn", False))
     entry = methods(spec["model"], tm, xm, spec["batch"], spec.get("gradcam_node"))[spec["method"]]
     x = np.random.default_rng(0).random((spec["batch"], 3, SIZE, SIZE)).astype(spec["dtype"])
     xt = torch.tensor(x, requires_grad=True)
@@ -395,7 +401,7 @@ def run_timing(spec, log):
     import torch
 
     _limits = set_threads(spec["threads"])  # noqa: F841
-    tm, xm = load(spec["model"], spec["dtype"], spec.get("weights"))
+    tm, xm = load(spec["model"], spec["dtype"], spec.get("weights"), spec.get("fold_bn", False))
     limit_memory(spec["budget_gb"])
     rows = []
     for batch in spec["batches"]:
@@ -538,6 +544,8 @@ def main(argv=None):
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory processes")
     ap.add_argument("--xattr-weights", default=None, choices=("float64",),
                     help="keep xattr's weights in float64 whatever the input's dtype (cast per call)")
+    ap.add_argument("--xattr-fold-batchnorm", action="store_true",
+                    help="time xattr's model with conv → batch-norm pairs folded (fold_batchnorm); Captum's as is")
     ap.add_argument("--json", default=None)
     ap.add_argument("--resume", action="store_true", help="keep the cells already in --json")
     ap.add_argument("--tables", default=None, metavar="JSON", help="only print the tables of a saved run")
@@ -572,7 +580,8 @@ def main(argv=None):
             "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or '?'}",
             "python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__,
             "captum": captum.__version__, "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "load_average_before": load_average(), "tolerance": TOL, "memory_budget_gb": args.memory_budget_gb}
+            "load_average_before": load_average(), "tolerance": TOL, "memory_budget_gb": args.memory_budget_gb,
+            "xattr_fold_batchnorm": args.xattr_fold_batchnorm}
     saved.setdefault("meta_runs", []).append(meta)
     print(f"{meta['machine']}; numpy {np.__version__}, torch {torch.__version__}, captum {meta['captum']}; "
           f"load {meta['load_average_before']}", flush=True)
@@ -614,6 +623,7 @@ def main(argv=None):
                                     "gradcam_node": node,
                                     "knob": knob,
                                     "weights": args.xattr_weights,
+                                    "fold_bn": args.xattr_fold_batchnorm,
                                 }
                                 r = spawn("memory", spec, timeout=3 * args.max_call_seconds + 600)
                                 saved["memory"].append(
@@ -634,7 +644,7 @@ def main(argv=None):
                     continue
                 spec = {"model": name, "dtype": dtype, "threads": th, "batches": batches, "methods": todo,
                         "repeat": repeat, "budget_gb": args.memory_budget_gb, "max_call_s": args.max_call_seconds,
-                        "gradcam_node": node, "weights": args.xattr_weights}
+                        "gradcam_node": node, "weights": args.xattr_weights, "fold_bn": args.xattr_fold_batchnorm}
                 print(f"timing {name} {dtype} {th} thread(s): {', '.join(todo)} (load {load_average()})", flush=True)
                 r = spawn("timing", spec)
                 for row in r.get("rows", []):

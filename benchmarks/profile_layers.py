@@ -184,7 +184,7 @@ class _NumpyProxy:
 PATCHES = {
     "check_image_batch": "validate", "pad_nchw": "pad", "grouped_weight_matrix": "weights",
     "im2col": "im2col", "im2col_tile": "im2col", "wide_im2col": "im2col",
-    "col2im": "col2im", "col2im_tile": "col2im", "wide_col2im": "col2im",
+    "col2im": "col2im", "col2im_tile": "col2im", "wide_col2im": "col2im", "phase_col2im": "col2im",
     "wide_to_image": "transpose", "image_to_wide": "transpose",
 }
 

@@ -245,6 +245,7 @@ LAYOUTS = {
     "rows, the whole image in one tile": dict(TILE_BYTES=2**40, SIDE_BY_SIDE_BYTES=-1),
     "side by side, one image per chunk": dict(SIDE_BY_SIDE_BYTES=2**40, IM2COL_BUDGET=1),
     "side by side, one chunk": dict(SIDE_BY_SIDE_BYTES=2**40, IM2COL_BUDGET=2**40),
+    "rows, strided gradients scattered window by window": dict(SIDE_BY_SIDE_BYTES=-1, STRIDED_PHASES=False),
 }
 
 
@@ -258,7 +259,7 @@ class _layout:
         for k, v in self.settings.items():
             self.saved[k] = getattr(conv_mod, k)
             setattr(conv_mod, k, v)
-        for name in ("im2col_tile", "wide_im2col", "col2im_tile", "wide_col2im"):
+        for name in ("im2col_tile", "wide_im2col", "col2im_tile", "wide_col2im", "phase_col2im"):
             fn = self.saved[name] = getattr(conv_mod, name)
 
             def counted(*a, _fn=fn, _name=name, **k):
@@ -284,7 +285,8 @@ def layout_cases(draw):
 @pytest.mark.parametrize("layout", list(LAYOUTS))
 @given(layout_cases())
 def test_every_layout_equals_the_naive_twin(layout, case):
-    """Pointwise, rows (tiled or not) and side-by-side (chunked or not): forward, input gradient and jvp
+    """Pointwise, rows (tiled or not), side-by-side (chunked or not), strided gradients by phase planes or window
+    by window: forward, input gradient and jvp
     against the naive loops (float64), and each case ran through the layout it was meant to take."""
     layer, x = case
     with _layout(**LAYOUTS[layout]) as run:
@@ -309,7 +311,12 @@ def test_every_layout_equals_the_naive_twin(layout, case):
         assert run.calls == {"wide_im2col": 2 * chunks, "wide_col2im": chunks}  # forward and jvp, backward
     else:
         tiles = Ho if layout == "rows, one output row per tile" else 1
-        assert run.calls == {"im2col_tile": 2 * N * tiles, "col2im_tile": N * tiles}
+        if layer._overlapping_strided() and not layout.startswith("rows, strided"):
+            # strided gradients through the phase planes, chunks of images of at most TILE_BYTES of columns
+            chunks = N if layout == "rows, one output row per tile" else 1
+            assert run.calls == {"im2col_tile": 2 * N * tiles, "phase_col2im": chunks}
+        else:
+            assert run.calls == {"im2col_tile": 2 * N * tiles, "col2im_tile": N * tiles}
 
 
 #: settings of xattr.nn.conv that force each path of the depthwise kernel (:func:`xattr.nn.conv.depthwise_sums`)

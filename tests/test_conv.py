@@ -245,7 +245,8 @@ LAYOUTS = {
     "rows, the whole image in one tile": dict(TILE_BYTES=2**40, SIDE_BY_SIDE_BYTES=-1),
     "side by side, one image per chunk": dict(SIDE_BY_SIDE_BYTES=2**40, IM2COL_BUDGET=1),
     "side by side, one chunk": dict(SIDE_BY_SIDE_BYTES=2**40, IM2COL_BUDGET=2**40),
-    "rows, strided gradients scattered window by window": dict(SIDE_BY_SIDE_BYTES=-1, STRIDED_PHASES=False),
+    "rows, strided gradients scattered window by window": dict(SIDE_BY_SIDE_BYTES=-1, PHASE_MIN_OFFSETS=2**30),
+    "rows, strided gradients through phase planes": dict(SIDE_BY_SIDE_BYTES=-1, PHASE_MIN_OFFSETS=1),
 }
 
 
@@ -311,7 +312,9 @@ def test_every_layout_equals_the_naive_twin(layout, case):
         assert run.calls == {"wide_im2col": 2 * chunks, "wide_col2im": chunks}  # forward and jvp, backward
     else:
         tiles = Ho if layout == "rows, one output row per tile" else 1
-        if layer._overlapping_strided() and not layout.startswith("rows, strided"):
+        phases = conv_mod.PHASE_MIN_OFFSETS if "PHASE_MIN_OFFSETS" not in LAYOUTS[layout] else \
+            LAYOUTS[layout]["PHASE_MIN_OFFSETS"]
+        if layer._overlapping_strided() and layer.kernel_size[0] * layer.kernel_size[1] >= phases:
             # strided gradients through the phase planes, chunks of images of at most TILE_BYTES of columns
             chunks = N if layout == "rows, one output row per tile" else 1
             assert run.calls == {"im2col_tile": 2 * N * tiles, "phase_col2im": chunks}

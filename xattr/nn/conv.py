@@ -61,9 +61,12 @@ SIDE_BY_SIDE_BYTES = 2 * 2**20
 #: block that stays in cache between its copy and its product (measured, 1 thread, float32: 2**20 beat 2**18
 #: and 2**22 at MobileNetV2's 32x112x112 and 144x56x56).
 DEPTHWISE_BLOCK_BYTES = 2**20
-#: strided convs with overlapping windows take their input gradient through phase planes (:func:`phase_col2im`;
-#: measured, 1 thread: AlexNet's conv1 backward 31 % -> 54 % of the GEMM rate, its scatter 3.2 -> 1.1 ms).
-STRIDED_PHASES = True
+#: strided convs with overlapping windows and at least this many kernel offsets take their input gradient through
+#: phase planes (:func:`phase_col2im`); measured, 1 thread, float32: AlexNet's conv1 (11×11 stride 4) backward
+#: 5.4 -> 3.1 ms, ResNet's conv1 (7×7 stride 2) 5.1 -> 4.8 ms, but its 3×3 stride-2 convs 1.5-1.8 -> 1.5-2.2 ms
+#: (nine strided scatters cost less than the planes' zeroing and interleaving).  The forward pass through the
+#: planes was measured too and was no faster (AlexNet conv1 4.0 ms either way, 3×3 stride 2 slower).
+PHASE_MIN_OFFSETS = 25
 #: stride-1 depthwise outputs narrower than this many pixels copy wide runs (whole rows of the source laid end to
 #: end, the wrapped columns dropped once at the end) instead of windows of ``Wo``-value rows (short copies).
 DEPTHWISE_WIDE_BELOW = 32
@@ -1011,7 +1014,7 @@ class Conv2D(Layer):
             return np.matmul(w3t, g.reshape(N, G, -1, P)).reshape(cache.padded_shape)
         if self._side_by_side(N, cache.padded_shape[2:], cache.out_hw, g.itemsize):
             gx = self._input_grad_wide(g, cache, w3t)
-        elif self._overlapping_strided() and STRIDED_PHASES:
+        elif self._overlapping_strided() and self.kernel_size[0] * self.kernel_size[1] >= PHASE_MIN_OFFSETS:
             gx = self._input_grad_phases(g, cache, w3t)
         else:
             gx = self._input_grad_rows(g, cache, w3t)

@@ -274,7 +274,8 @@ def test_prediction_function_is_broken_in_0_6_13(runs):
     """``Model.get_prediction_function`` calls ``B.function`` with ``B`` never imported (models.py): pinned, the
     scores here come through ``deeplift.util.compile_func`` on the same graph."""
     _, _, errors = runs
-    assert errors["cnn/get_prediction_function"].startswith("NameError") and "'B'" in errors["cnn/get_prediction_function"]
+    err = errors["cnn/get_prediction_function"]
+    assert err.startswith("NameError") and "'B'" in err
 
 
 def table(workdir):

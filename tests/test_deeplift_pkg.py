@@ -238,7 +238,7 @@ def test_near_zero_fallback_sigmoid_takes_the_derivative_at_the_wrong_point(runs
     ``_get_gradient_at_activation`` at the layer's *output* reference ``y₀ = σ(x₀)``, and its Sigmoid's derivative
     applies σ again: ``σ'(σ(x₀))`` instead of ``σ'(x₀)``.  Here unit 0 has ``Δx = 1·1 − 1·1 = 0`` exactly while its
     two inputs' terms are ±1, so each input's contribution carries that multiplier: xattr's is the limit
-    ``σ'(x₀) = σ'(x)``, the package's is off by 5% (both sum to Δt: the two terms cancel)."""
+    ``σ'(x₀) = σ'(x)``, the package's is 6% low (both sum to Δt: the two terms cancel)."""
     cases, out, _ = runs
     model, x, refs = cases["sigmoid"]
     theirs = out["sigmoid/Rescale/fixed/contribs"]
@@ -253,7 +253,7 @@ def test_near_zero_fallback_sigmoid_takes_the_derivative_at_the_wrong_point(runs
     for m0, c in ((dsig(0.3), xattr.deeplift(model, x, 0, refs["fixed"], threshold=NEAR_ZERO)),
                   (dsig(sig(0.3)), theirs)):
         np.testing.assert_allclose(c[0], [m0 + 0.5 * m1, -m0 + 0.5 * m1], rtol=1e-6)
-    assert abs(dsig(sig(0.3)) / dsig(0.3) - 1) > 0.04
+    assert abs(dsig(sig(0.3)) / dsig(0.3) - 1) > 0.05
 
 
 def test_near_zero_fallback_relu_takes_the_gradient_at_the_reference(runs):

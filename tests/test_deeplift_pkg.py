@@ -22,8 +22,7 @@ import pytest
 import xattr
 from xattr.nn import Conv2D, Dense, Flatten, MaxPool2D, ReLU, Sequential, Sigmoid
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from extras import skip_or_fail  # noqa: E402  (tests/extras.py: optional packages of the test suite)
+from extras import skip_or_fail  # tests/extras.py: optional packages of the test suite
 
 pytestmark = pytest.mark.oracle
 HERE = Path(__file__).resolve().parent

@@ -21,8 +21,7 @@ import pytest
 
 from xattr.io import from_keras
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from extras import skip_or_fail  # noqa: E402  (tests/extras.py: optional packages of the test suite)
+from extras import skip_or_fail  # tests/extras.py: optional packages of the test suite
 
 am = importlib.import_module("xattr.methods.activation_maximisation")  # the module (the package exports the function)
 

@@ -17,6 +17,7 @@ from xattr.methods.explanation_vectors import (
     KernelDensity,
     ParzenClassifier,
     explanation_vector,
+    predictive_integrals,
 )
 from xattr.nn import RuleNotDefined
 
@@ -306,8 +307,53 @@ def test_gp_predictive_integral_matches_adaptive_quadrature_and_sklearns_approxi
             for m, v in zip(mean, var)]
     p = e.forward(x)
     np.testing.assert_allclose(p[:, 1], want, rtol=1e-10, atol=1e-12)
-    # scikit-learn approximates the same integral by five error functions (Williams & Barber 1998)
-    assert np.abs(p - gpc.predict_proba(x)).max() < 2e-3
+    # scikit-learn approximates the same integral by five error functions (Williams & Barber 1998): 8.3e-5 here
+    assert np.abs(p - gpc.predict_proba(x)).max() < 2e-4
+
+
+def test_predictive_integrals_match_adaptive_quadrature_for_narrow_and_wide_gaussians():
+    """``E[σ]``, ``E[σ']``, ``½E[σ'']`` over ``N(m, v)`` for v from 0 to 1e4 (both rules and the switch at 1)."""
+    from scipy.integrate import quad
+    from scipy.special import expit
+    from scipy.stats import norm
+
+    m, v = (a.ravel() for a in np.meshgrid([-60.0, -3.0, 0.0, 0.4, 8.0], [0.0, 0.01, 1.0, 1.0001, 30.0, 1e4]))
+    got = np.stack(predictive_integrals(m, v), 1)
+    s = expit
+    ds = lambda z: expit(z) * (1 - expit(z))  # noqa: E731
+    d2s = lambda z: ds(z) * (1 - 2 * expit(z))  # noqa: E731
+    want = []
+    for mi, vi in zip(m, v):
+        if vi == 0:
+            want.append([s(mi), ds(mi), 0.5 * d2s(mi)])
+            continue
+        sd = np.sqrt(vi)
+
+        def e(h, mi=mi, sd=sd):
+            return quad(lambda z: h(z) * norm.pdf(z, mi, sd), mi - 40 * sd, mi + 40 * sd, points=sorted({0.0, mi}),
+                        epsabs=1e-15, epsrel=1e-13, limit=500)[0]
+
+        want.append([e(s), e(ds), 0.5 * e(d2s)])
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-11)
+
+
+def test_gp_with_a_fitted_large_amplitude_agrees_with_sklearn():
+    """scikit-learn's optimiser raises the amplitude to s² ≈ 3500 here: the latent variance far from the data is
+    large, where the integral needs the wide-Gaussian rule."""
+    need("sklearn", SKLEARN)
+    from sklearn.gaussian_process import GaussianProcessClassifier
+    from sklearn.gaussian_process.kernels import RBF, ConstantKernel
+
+    X, y = two_gaussians(18, n=20)
+    X = X * np.array([1.0, 0.8])
+    gpc = GaussianProcessClassifier(ConstantKernel(2.0) * RBF([1.0, 1.5])).fit(X, y)
+    e = GaussianProcessExplainer(gpc)
+    grid = np.mgrid[-6:6:13j, -6:6:13j].reshape(2, -1).T
+    assert e.amplitude > 1000 and e.latent(grid)[1].max() > 100
+    assert np.abs(e.forward(grid) - gpc.predict_proba(grid)).max() < 2e-4
+    x = grid[::17]
+    np.testing.assert_allclose(e.vjp(x, np.tile([0.0, 1.0], (len(x), 1))),
+                               central_jacobian(e.forward, x, eps=1e-5)[:, 1], rtol=1e-5, atol=1e-9)
 
 
 def test_gp_variance_derivative_points_away_from_the_data(gp):

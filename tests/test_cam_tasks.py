@@ -176,3 +176,14 @@ def test_action_map_follows_the_ball_and_value_map_the_paddle(row, col):
     assert act.max() > 0 and (act[~ball] == 0).all()  # the ball only (its new pixels), not the paddle
     val = xattr.grad_cam(model, x, 3, layer="features", upsample=False)[0, 0]
     assert val.max() > 0 and np.array_equal(val > 0, paddle)
+
+
+def test_the_docs_page_examples_run_and_give_the_shapes():
+    import re
+    from pathlib import Path
+
+    page = Path(__file__).resolve().parents[1] / "docs" / "cam.md"
+    scope = {}
+    exec("\n".join(re.findall(r"```python\n(.*?)```", page.read_text(encoding="utf-8"), re.S)), scope)  # noqa: S102
+    assert scope["whole"].shape == scope["word2"].shape == (3, 1, 8, 8)
+    assert scope["act"].shape == scope["value"].shape == (2, 1, 12, 12)

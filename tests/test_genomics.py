@@ -242,3 +242,13 @@ def test_options_and_errors():
         g.motif_count_model(["ACG", "AC"], 10)
     with pytest.raises(ValueError, match="no room"):
         g.embed_motifs(2, 5, ["ACG", "TTT"], rng=0)
+
+
+def test_the_docs_example_runs_and_gives_the_shapes():
+    from pathlib import Path
+
+    page = Path(__file__).resolve().parents[1] / "docs" / "input_kinds.md"
+    blocks = re.findall(r"```python\n(.*?)```", page.read_text(encoding="utf-8"), re.S)
+    scope = {}
+    exec(next(b for b in blocks if "genomics.embed_motifs" in b), scope)  # noqa: S102 - the page's own example
+    assert scope["res"].projected.shape == (40, 4, 1, 60) and scope["res"].delta.shape == (40, 10)

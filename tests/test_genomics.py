@@ -6,7 +6,6 @@ counts (uniformity of the shuffle, against a twin that keeps the input's last ed
 hypothetical-contribution formula evaluated with explicit hypothetical one-hot inputs; closed forms of the motif-count
 model (a matched window contributes exactly 1, every other position exactly 0).
 """
-import itertools
 import re
 from collections import Counter
 
@@ -73,14 +72,15 @@ def test_shuffles_keep_dinucleotide_counts_ends_and_are_deterministic_per_rng(se
 
 
 def _same_counts(seq):
-    """Every sequence of seq's length with seq's dinucleotide counts and first base (enumeration)."""
-    want = _pairs(seq)
-    out = []
-    for tail in itertools.product("ACGT", repeat=len(seq) - 1):
-        s = seq[0] + "".join(tail)
-        if _pairs(s) == want:
-            out.append(s)
-    return out
+    """Every sequence of seq's length with seq's dinucleotide counts and first base (enumeration of all 4^(L-1))."""
+    tails = np.stack(np.unravel_index(np.arange(4 ** (len(seq) - 1)), (4,) * (len(seq) - 1)), axis=1)
+    tok = np.concatenate([np.full((len(tails), 1), "ACGT".index(seq[0])), tails], axis=1)
+    pairs = 4 * tok[:, :-1] + tok[:, 1:]
+    counts = np.bincount((pairs + 16 * np.arange(len(pairs))[:, None]).ravel(), minlength=16 * len(pairs))
+    counts = counts.reshape(len(pairs), 16)
+    want = np.bincount([4 * "ACGT".index(a) + "ACGT".index(b) for a, b in zip(seq, seq[1:])], minlength=16)
+    keep = tok[(counts == want).all(axis=1)]
+    return ["".join("ACGT"[i] for i in row) for row in keep]
 
 
 def _keep_last_edges(seq, rng):
@@ -252,3 +252,17 @@ def test_the_docs_example_runs_and_gives_the_shapes():
     scope = {}
     exec(next(b for b in blocks if "genomics.embed_motifs" in b), scope)  # noqa: S102 - the page's own example
     assert scope["res"].projected.shape == (40, 4, 1, 60) and scope["res"].delta.shape == (40, 10)
+
+
+def test_one_target_per_sequence_and_float32():
+    rng = np.random.default_rng(8)
+    x = g.one_hot(["".join(rng.choice(list("ACGT"), 20)) for _ in range(3)])
+    model = _random_stack(20, rng=6)
+    both = g.shuffled_reference_attributions(model, x, np.array([0, 2, 1]), n_shuffles=3, rng=4)
+    for n, t in enumerate([0, 2, 1]):
+        one = g.shuffled_reference_attributions(model, x[n:n + 1], t, references=both.references[n:n + 1])
+        np.testing.assert_allclose(one.contributions[0], both.contributions[n], rtol=0, atol=1e-13)
+        np.testing.assert_allclose(one.delta[0], both.delta[n], rtol=0, atol=1e-13)
+    r32 = g.shuffled_reference_attributions(model, x.astype(np.float32), 0, n_shuffles=3, rng=4)
+    assert r32.contributions.dtype == r32.projected.dtype == np.float32
+    assert r32.references.dtype == np.float32

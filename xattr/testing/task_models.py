@@ -1,10 +1,10 @@
 """Models with structured outputs for Grad-CAM beyond one class score: a captioner and a policy/value network.
 
-Selvaraju et al. (2017) apply Grad-CAM to any differentiable output of a CNN: on image captioning "given a caption,
-we compute the gradient of its log probability w.r.t. units in the last convolutional layer of the CNN"; the same
-map explains one word of it.  In reinforcement learning the maps explain an agent's action or its value estimate
-(Joo & Kim 2019 apply Grad-CAM to A3C agents on Atari; Greydanus et al. 2018 map actor and critic separately;
-Wang et al. 2016 the value and advantage streams).  Both are graphs of the layer stack (:class:`xattr.nn.Graph`), so
+Selvaraju et al. (2017) apply Grad-CAM to any differentiable output of a CNN: on image captioning, to the gradient of a
+given caption's log-probability with respect to the last convolutional layer; the same map explains one word of it.
+In reinforcement learning the maps explain an agent's action or its value estimate (Joo & Kim 2019 apply Grad-CAM to
+deep RL agents playing Atari games; Greydanus et al. 2018 map actor and critic separately; Wang et al. 2016 the value
+and advantage streams).  Both are graphs of the layer stack (:class:`xattr.nn.Graph`), so
 ``xattr.grad_cam`` reads them as any model:
 
 * :func:`captioner`: a CNN encoder and a recurrent decoder unrolled over a given caption (teacher forcing), output

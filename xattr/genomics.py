@@ -334,7 +334,9 @@ def shuffled_reference_attributions(model, x, target, n_shuffles=10, rng=0, meth
         ``K``, the references per sequence (ignored when ``references`` is given).
     rng : numpy.random.Generator or int
         For the shuffles.
-    method : ``"deeplift"`` (Rescale rule, the paper's choice on genomics) or ``"integrated_gradients"``
+    method : ``"deeplift"`` or ``"integrated_gradients"``
+        DeepLIFT with the Rescale rule (the paper's choice on genomics), max-pools in the reference code's
+        ``"gradient"`` mode and the default near-zero threshold (:func:`xattr.deeplift`).
     steps, quadrature : IG's nodes (:func:`xattr.integrated_gradients`)
     batch_size : int, optional
         IG: model input rows per call.

@@ -9,7 +9,8 @@ import pytest
 
 import xattr
 
-SUBPACKAGES = ["batch", "cli", "conformance", "data", "evaluation", "io", "models", "testing", "viz"]
+SUBPACKAGES = ["batch", "cli", "conformance", "data", "evaluation", "genomics", "io", "models", "testing", "text",
+               "viz"]
 
 
 def _fresh(code):

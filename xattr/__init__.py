@@ -59,7 +59,8 @@ __version__ = "0.1.0"
 #: Subpackages and modules reachable from ``xattr`` without importing them first (``xattr.io.from_torch``).
 #: Each is imported on first access (PEP 562): importing them all up front would make ``import xattr``
 #: several times slower (``xattr.evaluation`` alone loads scipy.stats).
-_LAZY_SUBMODULES = ("batch", "cli", "conformance", "data", "evaluation", "io", "models", "testing", "viz")
+_LAZY_SUBMODULES = ("batch", "cli", "conformance", "data", "evaluation", "genomics", "io", "models", "testing",
+                    "text", "viz")
 
 
 def __getattr__(name):

@@ -158,8 +158,9 @@ def _collapse(tx, tr):
     return tap
 
 
-def _multipliers_x_delta(model, x, ref, seed, rule, maxpool, threshold):
-    """Contributions ``m ⊙ Δx`` for aligned batches ``x``, ``ref`` and a seed ``(N, K)``; also the scores.
+def _multipliers(model, x, ref, seed, rule, maxpool, threshold):
+    """Multipliers ``m = ∂t/∂x`` in DeepLIFT's sense (§3.3) at the input for aligned batches ``x``, ``ref`` and a seed
+    ``(N, K)`` (a ``(m⁺, m⁻)`` pair under RevealCancel); also the scores of ``x`` and ``ref``.
 
     ``seed`` may be a callable on the input's scores (the target), so that the input's forward pass
     is run once.
@@ -182,13 +183,19 @@ def _multipliers_x_delta(model, x, ref, seed, rule, maxpool, threshold):
             opts["split"] = splits[name]
         return rule, opts
 
-    m = tx.pull(seed, cell, taps=taps)
+    return tx.pull(seed, cell, taps=taps), tx.output, tr.output
+
+
+def _multipliers_x_delta(model, x, ref, seed, rule, maxpool, threshold):
+    """Contributions ``m ⊙ Δx`` for aligned batches ``x``, ``ref`` and a seed ``(N, K)``; also the scores
+    (:func:`_multipliers`)."""
+    m, sx, sr = _multipliers(model, x, ref, seed, rule, maxpool, threshold)
     d = x - ref
     if isinstance(m, tuple):  # the model input is one term per unit: m⁺ for Δx⁺, m⁻ for Δx⁻
         contrib = m[0] * np.maximum(d, 0) + m[1] * np.minimum(d, 0)
     else:
         contrib = m * d
-    return contrib, tx.output, tr.output
+    return contrib, sx, sr
 
 
 def _gap(contrib, seed, scores, ref_scores):

@@ -241,12 +241,17 @@ def test_wide_layout_holds_the_per_row_columns(case):
 
 #: settings of xattr.nn.conv that force each layout of the non-depthwise kernel (module docstring)
 LAYOUTS = {
-    "rows, one output row per tile": dict(TILE_BYTES=1, TILE_MIN_COLUMNS=1, SIDE_BY_SIDE_BYTES=-1),
-    "rows, the whole image in one tile": dict(TILE_BYTES=2**40, SIDE_BY_SIDE_BYTES=-1),
+    "rows, one output row per tile": dict(TILE_BYTES=1, TILE_MIN_COLUMNS=1, SIDE_BY_SIDE_BYTES=-1,
+                                          WIDE_GRADIENT_BYTES=-1),
+    "rows, the whole image in one tile": dict(TILE_BYTES=2**40, SIDE_BY_SIDE_BYTES=-1, WIDE_GRADIENT_BYTES=-1),
+    "rows forward, wide gradient image by image": dict(SIDE_BY_SIDE_BYTES=-1, WIDE_GRADIENT_BYTES=2**40,
+                                                       WIDE_GRADIENT_MIN_CHANNELS=1, IM2COL_BUDGET=1),
     "side by side, one image per chunk": dict(SIDE_BY_SIDE_BYTES=2**40, IM2COL_BUDGET=1),
     "side by side, one chunk": dict(SIDE_BY_SIDE_BYTES=2**40, IM2COL_BUDGET=2**40),
-    "rows, strided gradients scattered window by window": dict(SIDE_BY_SIDE_BYTES=-1, PHASE_MIN_OFFSETS=2**30),
-    "rows, strided gradients through phase planes": dict(SIDE_BY_SIDE_BYTES=-1, PHASE_MIN_OFFSETS=1),
+    "rows, strided gradients scattered window by window": dict(SIDE_BY_SIDE_BYTES=-1, WIDE_GRADIENT_BYTES=-1,
+                                                                PHASE_MIN_OFFSETS=2**30),
+    "rows, strided gradients through phase planes": dict(SIDE_BY_SIDE_BYTES=-1, WIDE_GRADIENT_BYTES=-1,
+                                                         PHASE_MIN_OFFSETS=1),
 }
 
 
@@ -310,6 +315,11 @@ def test_every_layout_equals_the_naive_twin(layout, case):
     elif layout.startswith("side") and layer.stride == (1, 1) and N > 1:
         chunks = N if layout.endswith("one image per chunk") else 1
         assert run.calls == {"wide_im2col": 2 * chunks, "wide_col2im": chunks}  # forward and jvp, backward
+    elif layer.stride == (1, 1) and ("wide gradient" in layout or layout.startswith("side")
+                                     and layer.in_channels >= conv_mod.WIDE_GRADIENT_MIN_CHANNELS):
+        # one image (side by side needs two) or rows forward: the forward in row tiles, the gradient wide
+        chunks = N if "image by image" in layout or layout.endswith("one image per chunk") else 1
+        assert run.calls == {"im2col_tile": 2 * N, "wide_col2im": chunks}
     else:
         tiles = Ho if layout == "rows, one output row per tile" else 1
         phases = conv_mod.PHASE_MIN_OFFSETS if "PHASE_MIN_OFFSETS" not in LAYOUTS[layout] else \

@@ -57,6 +57,14 @@ TILE_BYTES = 4 * 2**20
 TILE_MIN_COLUMNS = 1024
 #: images whose columns take at most this many bytes go side by side into one GEMM (stride 1, wide layout).
 SIDE_BY_SIDE_BYTES = 2 * 2**20
+#: stride-1 input gradients whose wide columns take at most this many bytes per image go through the wide layout
+#: even for one image (one GEMM per image, contiguous adds: :func:`wide_col2im`); measured, 1 thread, float32, one
+#: image: ResNet-18's 64×56×56 3×3 backward 3.9 -> 2.5 ms, 128×28×28 2.8 -> 2.6 ms; the forward keeps its row tiles
+#: (the wide forward was no faster there: 256×14×14 2.4 -> 2.8 ms).  Layers with fewer input channels than
+#: ``WIDE_GRADIENT_MIN_CHANNELS`` keep the row tiles: VGG's first conv (3 channels of 224×224, K = 27) took
+#: 3.9 ms by rows and 5.4 ms wide (its thin GEMM writes 5.4 MB of columns that the adds then read again).
+WIDE_GRADIENT_BYTES = 16 * 2**20
+WIDE_GRADIENT_MIN_CHANNELS = 16
 #: bytes of window runs a depthwise kernel copies side by side per batched GEMV (:func:`depthwise_sums`): a
 #: block that stays in cache between its copy and its product (measured, 1 thread, float32: 2**20 beat 2**18
 #: and 2**22 at MobileNetV2's 32x112x112 and 144x56x56).
@@ -860,6 +868,13 @@ class Conv2D(Layer):
         spans = (d * (k - 1) + 1 for d, k in zip(self.dilation, self.kernel_size))
         return self.stride != (1, 1) and any(s < span for s, span in zip(self.stride, spans))
 
+    def _wide_gradient(self, padded_hw, out_hw, itemsize):
+        """Stride 1, ``WIDE_GRADIENT_MIN_CHANNELS`` inputs or more and one image's wide columns within
+        ``WIDE_GRADIENT_BYTES``: the input gradient goes wide."""
+        K = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
+        return (self._wide() and self.in_channels >= WIDE_GRADIENT_MIN_CHANNELS
+                and K * wide_length(padded_hw, out_hw) * itemsize <= WIDE_GRADIENT_BYTES)
+
     def _side_by_side(self, n, padded_hw, out_hw, itemsize):
         """Several images at stride 1 whose columns take at most ``SIDE_BY_SIDE_BYTES`` each: the wide layout,
         the images side by side in one GEMM (per-image tiles of small maps cost more in calls than in copies)."""
@@ -1012,7 +1027,9 @@ class Conv2D(Layer):
         if self._pointwise():
             P = g.shape[2] * g.shape[3]
             return np.matmul(w3t, g.reshape(N, G, -1, P)).reshape(cache.padded_shape)
-        if self._side_by_side(N, cache.padded_shape[2:], cache.out_hw, g.itemsize):
+        if self._side_by_side(N, cache.padded_shape[2:], cache.out_hw, g.itemsize) or self._wide_gradient(
+            cache.padded_shape[2:], cache.out_hw, g.itemsize
+        ):
             gx = self._input_grad_wide(g, cache, w3t)
         elif self._overlapping_strided() and self.kernel_size[0] * self.kernel_size[1] >= PHASE_MIN_OFFSETS:
             gx = self._input_grad_phases(g, cache, w3t)

@@ -19,6 +19,7 @@ import numpy as np
 from .. import _targets
 from .._conventions import check_image_batch
 from ..nn import INPUT, Dense, Dropout, Flatten, GlobalAvgPool2D
+from ._resize import linear_interpolation_matrix
 from .registry import MethodSpec, register
 
 
@@ -31,15 +32,8 @@ def _require_layered(model, method):
 
 
 def _interp_matrix(n_out, n_in, dtype):
-    """``(n_out, n_in)`` linear-interpolation weights, half-pixel centres, edges clamped."""
-    src = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
-    lo = np.floor(src).astype(np.intp)
-    hi = np.minimum(lo + 1, n_in - 1)
-    frac = src - lo
-    m = np.zeros((n_out, n_in), dtype=dtype)
-    np.add.at(m, (np.arange(n_out), lo), 1 - frac)
-    np.add.at(m, (np.arange(n_out), hi), frac)
-    return m
+    """``(n_out, n_in)`` linear-interpolation weights, half-pixel centres, edges clamped (PyTorch's bilinear)."""
+    return linear_interpolation_matrix(n_out, n_in, "clamp", dtype)
 
 
 def upsample_bilinear(a, out_hw):

@@ -37,6 +37,7 @@ from .. import _targets
 from .._conventions import check_image_batch
 from ..inputs import DEFAULT_BATCH_SIZE, as_baseline, check_batch_size, rows_per_call
 from ..nn import INPUT
+from ._resize import linear_interpolation_matrix
 from .cam import _finish, _interp_matrix, _last_spatial, _require_layered, upsample_bilinear
 from .registry import MethodSpec, register
 
@@ -430,17 +431,7 @@ def eigen_cam(model, x, target, layer=None, center=False, relu=False, upsample=T
 # -- perturbation-weighted maps ---------------------------------------------------------------------------
 def _corner_matrix(n_out, n_in, dtype):
     """``(n_out, n_in)`` linear-interpolation weights with the corner pixels aligned (``align_corners=True``)."""
-    if n_out == 1 or n_in == 1:
-        src = np.zeros(n_out)
-    else:
-        src = np.arange(n_out) * (n_in - 1) / (n_out - 1)
-    lo = np.minimum(np.floor(src).astype(np.intp), n_in - 1)
-    hi = np.minimum(lo + 1, n_in - 1)
-    frac = src - lo
-    m = np.zeros((n_out, n_in), dtype=dtype)
-    np.add.at(m, (np.arange(n_out), lo), 1 - frac)
-    np.add.at(m, (np.arange(n_out), hi), frac)
-    return m
+    return linear_interpolation_matrix(n_out, n_in, "corners", dtype)
 
 
 def _minmax(a, eps):

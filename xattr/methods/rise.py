@@ -21,6 +21,7 @@ import numpy as np
 from .._conventions import as_rng, check_image_batch, pair
 from .._progress import Progress
 from ..inputs import DEFAULT_BATCH_SIZE, as_baseline, rows_per_call
+from ._resize import linear_interpolation_matrix
 from .perturbation._common import _check_model, _explained
 from .registry import MethodSpec, register
 
@@ -34,17 +35,7 @@ RISE_MASKS = 4000
 def _interpolation_matrix(n_in, n_out):
     """``(n_out, n_in)`` weights of linear interpolation with half-pixel centres, mirrored past the edges: row ``o``
     reads input coordinate ``(o + 0.5)·n_in/n_out − 0.5`` (``skimage.transform.resize(order=1, mode="reflect")``)."""
-    if n_in == 1:  # one cell: every output reads it
-        return np.ones((n_out, 1))
-    c = (np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5
-    c = np.where(c < 0, -c, c)  # mirror: at most half a cell past either edge
-    c = np.where(c > n_in - 1, 2 * (n_in - 1) - c, c)
-    lo = np.clip(np.floor(c).astype(int), 0, n_in - 2)
-    t = c - lo
-    A = np.zeros((n_out, n_in))
-    A[np.arange(n_out), lo] += 1 - t
-    A[np.arange(n_out), lo + 1] += t
-    return A
+    return linear_interpolation_matrix(n_out, n_in, "reflect")
 
 
 def rise_masks(grids, shifts, shape):

@@ -1032,7 +1032,7 @@ class Conv2D(Layer):
         ):
             gx = self._input_grad_wide(g, cache, w3t)
         elif self._overlapping_strided() and self.kernel_size[0] * self.kernel_size[1] >= PHASE_MIN_OFFSETS:
-            gx = self._input_grad_phases(g, cache, w3t)
+            gx = self._input_grad_wide(g, cache, w3t, phases=True)
         else:
             gx = self._input_grad_rows(g, cache, w3t)
         return unpad(gx, self.pads)
@@ -1054,39 +1054,28 @@ class Conv2D(Layer):
                 col2im_tile(cols, gx, self.kernel_size, self.stride, self.dilation, rows, Wo)
         return gxp
 
-    def _input_grad_phases(self, g, cache, w3t):
-        """Strided: per chunk of images ``Wᵀ g`` on the gradient laid wide at the phase planes' row width, added
-        back plane by plane (:func:`phase_col2im`; a chunk's columns take at most ``TILE_BYTES``)."""
-        N, G = g.shape[0], self.groups
-        Kg, Og = w3t.shape[1:]
-        padded = cache.padded_shape
-        Wq = -(-padded[3] // self.stride[1])
-        g3 = image_to_wide(g, Wq, out=borrow("conv.wide", (g.size // g.shape[3] * Wq,), g.dtype))
-        L = g3.shape[2]
-        gx = np.empty(padded, dtype=g.dtype)
-        for sl in batch_chunks(N, G * Kg * L * g.itemsize, TILE_BYTES):
-            n = sl.stop - sl.start
-            cols = np.matmul(w3t, g3[sl].reshape(n, G, Og, L), out=borrow("conv.cols", (n, G, Kg, L), g.dtype))
-            gx[sl] = phase_col2im(cols.reshape(n, G * Kg, L), (n,) + padded[1:], self.kernel_size, self.stride,
-                                  self.dilation, cache.out_hw)
-        return gx
+    def _input_grad_wide(self, g, cache, w3t, phases=False):
+        """Adjoint of :meth:`_correlate_wide`: one GEMM per chunk of images on the gradient laid out wide (measured
+        faster here than the transposed reads one large GEMM would need), scattered by :func:`wide_col2im`.
 
-    def _input_grad_wide(self, g, cache, w3t):
-        """Adjoint of :meth:`_correlate_wide`: one GEMM per image on wide columns (measured faster here than the
-        transposed reads one large GEMM would need), scattered by :func:`wide_col2im`."""
+        ``phases``: a strided conv's, the gradient laid wide at the phase planes' row width ``⌈Wp / s_w⌉`` and added
+        back plane by plane (:func:`phase_col2im`), in chunks of at most ``TILE_BYTES`` of columns."""
         N, G = g.shape[0], self.groups
         Kg, Og = w3t.shape[1:]
         padded = cache.padded_shape
-        g3 = image_to_wide(g, padded[3], out=borrow("conv.wide", (g.size // g.shape[3] * padded[3],), g.dtype))
+        width = -(-padded[3] // self.stride[1])  # Wp at stride 1
+        g3 = image_to_wide(g, width, out=borrow("conv.wide", (g.size // g.shape[3] * width,), g.dtype))
         L = g3.shape[2]
-        chunks = batch_chunks(N, G * Kg * L * g.itemsize)
+        chunks = batch_chunks(N, G * Kg * L * g.itemsize, TILE_BYTES if phases else None)
         gx = None if len(chunks) == 1 else np.empty(padded, dtype=g.dtype)
         for sl in chunks:
             n = sl.stop - sl.start
             cols = np.matmul(w3t, g3[sl].reshape(n, G, Og, L), out=borrow("conv.cols", (n, G, Kg, L), g.dtype))
-            part = wide_col2im(
-                cols.reshape(n, G * Kg, L), (n,) + padded[1:], self.kernel_size, self.dilation, cache.out_hw
-            )
+            cols, shape = cols.reshape(n, G * Kg, L), (n,) + padded[1:]
+            if phases:
+                part = phase_col2im(cols, shape, self.kernel_size, self.stride, self.dilation, cache.out_hw)
+            else:
+                part = wide_col2im(cols, shape, self.kernel_size, self.dilation, cache.out_hw)
             if gx is None:
                 return part
             gx[sl] = part

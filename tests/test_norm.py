@@ -62,3 +62,84 @@ def test_dropout_is_identity_at_inference():
     np.testing.assert_array_equal(layer.backward(x, cache, "guided"), x)
     with pytest.raises(ValueError, match=r"\[0, 1\)"):
         Dropout(1.0)
+
+
+# -- the execution plan of the input-gradient walks ---------------------------------------------------
+def _graph_nets():
+    from xattr.testing.networks import dense_block_net, inverted_residual_net, small_resnet
+
+    return [small_resnet(bias_scale=0.3), inverted_residual_net(bias_scale=0.3), dense_block_net(bias_scale=0.3)]
+
+
+@pytest.mark.parametrize("k", range(3))
+def test_gradient_plan_folds_conv_batchnorm_pairs_and_keeps_the_rest(k):
+    from xattr.nn import gradient_plan
+    from xattr.nn.norm import _conv_bn_pairs
+
+    model = _graph_nets()[k]
+    weights = {n: layer.weight.copy() for n, layer in zip(model.order, model.layers) if hasattr(layer, "weight")}
+    plan = gradient_plan(model)
+    pairs = _conv_bn_pairs(model, strict=False)
+    kept = [n for n, layer in zip(model.order, model.layers) if isinstance(layer, BatchNorm2D)
+            and n not in dict(pairs)]
+    if not pairs:  # DenseNet's pre-activation batch-norms follow a concat or a conv that feeds two nodes
+        assert kept and plan is model
+        return
+    assert plan.order == [n for n in model.order if n not in dict(pairs)]
+    for n in kept:  # a batch-norm after a sum, a concat or a conv that feeds two nodes stays
+        assert plan[n] is model[n]
+    for n, layer in zip(plan.order, plan.layers):  # shared, not copied, unless folded
+        assert (layer is model[n]) == (n not in dict((c, b) for b, c in pairs))
+    x = np.random.default_rng(1).normal(size=(2, 3, 12, 12))
+    np.testing.assert_allclose(plan(x), model(x), rtol=1e-12, atol=1e-12)
+    seed = np.random.default_rng(2).normal(size=model(x).shape)
+    for rule in ("gradient", "deconvnet", "guided"):
+        np.testing.assert_allclose(plan.trace(x).pull(seed, rule), model.trace(x).pull(seed, rule), rtol=1e-11,
+                                   atol=1e-13)
+    assert len(model) == len(plan) + len(pairs)  # the model as given is untouched
+    for n, w in weights.items():
+        np.testing.assert_array_equal(model[n].weight, w)
+
+
+def test_gradient_plan_is_the_model_itself_without_pairs_or_when_turned_off(monkeypatch):
+    from xattr.nn import gradient_plan, norm
+
+    chain = Sequential(Conv2D(2, 3, 3, rng=0), ReLU(), Flatten())
+    assert gradient_plan(chain) is chain
+    model = _graph_nets()[0]
+    monkeypatch.setattr(norm, "FOLD_FOR_GRADIENTS", False)
+    assert gradient_plan(model) is model
+
+
+def test_gradient_plan_keeps_float32_weights_float32():
+    from xattr.nn import gradient_plan
+
+    model = Sequential(Conv2D(2, 3, 3, rng=0), _bn(3), ReLU(), Flatten())
+    model[0].weight, model[0].bias = model[0].weight.astype(np.float32), model[0].bias.astype(np.float32)
+    for name in ("weight", "bias", "running_mean", "running_var"):
+        setattr(model[1], name, getattr(model[1], name).astype(np.float32))
+    plan = gradient_plan(model)
+    assert plan[0].weight.dtype == np.float32 and plan[0].bias.dtype == np.float32
+    x = np.random.default_rng(0).normal(size=(1, 2, 5, 5)).astype(np.float32)
+    np.testing.assert_allclose(plan(x), model(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["integrated_gradients", "smoothgrad", "expected_gradients", "saturation"])
+def test_the_planned_methods_equal_their_walks_on_the_model_as_given(method, monkeypatch):
+    """IG, SmoothGrad, expected gradients and the saturation curves run on the plan: the same numbers (float64)."""
+    import xattr
+    from xattr.methods.path import saturation
+    from xattr.nn import norm
+
+    model = _graph_nets()[1]
+    x = np.random.default_rng(4).normal(size=(2, 3, 12, 12))
+    refs = np.random.default_rng(5).normal(size=(3, 3, 12, 12))
+    run = {
+        "integrated_gradients": lambda: xattr.integrated_gradients(model, x, 1, steps=8),
+        "smoothgrad": lambda: xattr.smoothgrad(xattr.gradient, model, x, 1, n=6, rng=0),
+        "expected_gradients": lambda: xattr.expected_gradients(model, x, 1, refs, n_samples=5, rng=0),
+        "saturation": lambda: saturation(model, x, 1, alphas=np.linspace(0, 1, 5)).gradient_norm,
+    }[method]
+    planned = run()
+    monkeypatch.setattr(norm, "FOLD_FOR_GRADIENTS", False)
+    np.testing.assert_allclose(planned, run(), rtol=1e-11, atol=1e-13)

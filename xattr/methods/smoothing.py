@@ -41,8 +41,9 @@ import numpy as np
 from .._conventions import as_float_array, as_rng
 from ..inputs import DEFAULT_BATCH_SIZE, check_batch_size, rows_per_call
 from ..model import check_model
+from ..nn import gradient_plan
 from . import _bounds
-from .gradient import gradient
+from .gradient import deconvnet, gradient, gradient_x_input, guided_backprop
 from .path._common import _affine_head, _resolve_target, _rows_target, _runs, _scores_and_grads
 from .registry import MethodSpec, register
 
@@ -90,6 +91,10 @@ def _method(method):
     return method
 
 
+#: methods whose walks run on :func:`xattr.nn.gradient_plan` (batch-norms folded into their convs).
+_PLANNED_METHODS = (gradient, gradient_x_input, deconvnet, guided_backprop)
+
+
 def smoothgrad(
     method, model, x, target, n=50, sigma=0.15, sigma_is="range", variant="mean", rng=None, batch_size=None,
     **method_options,
@@ -133,6 +138,9 @@ def smoothgrad(
     _bounds.count(n, "n", 1, _bounds.MAX_SAMPLES, " (N x n noise draws are indexed at once; average several runs)")
     batch_size = check_batch_size(batch_size)  # validated here, sized below once x is known
     check_model(model)
+    given = model
+    if fn in _PLANNED_METHODS:  # planned once here, not once per chunk inside the method
+        model = gradient_plan(model)
     x = as_float_array(x, "x")
     if x.ndim < 2 or x.shape[0] == 0:
         raise ValueError(f"x must be a non-empty batch of shape (N, ...), got shape {x.shape}")
@@ -145,9 +153,9 @@ def smoothgrad(
     head = _affine_head(model) if fn is gradient and variant == "mean" and not method_options else None
     if batch_size_arg is None:  # a gradient per noisy image: the cost model; other methods: the values rule
         if head is not None:
-            batch_size = rows_per_call(None, model, head.forward(x[:1])[0], N * n, start=head.name)
+            batch_size = rows_per_call(None, given, head.forward(x[:1])[0], N * n, start=head.name)
         elif fn is gradient and not method_options:
-            batch_size = rows_per_call(None, model, x[:1], N * n)
+            batch_size = rows_per_call(None, given, x[:1], N * n)
         else:
             batch_size = rows_per_call(None, None, x[:1], N * n)  # the values rule
     # running per-image mean and sum of squared deviations (Chan et al.'s pairwise update), float64

@@ -236,9 +236,15 @@ class Graph:
 
     def name_of(self, key):
         """The node name of ``key`` (a name, an index in topological order, or a layer object)."""
+        if isinstance(key, str):
+            self._check_name(key)
+            return key
         return list(self._nodes)[self.index(key)]
 
     def __getitem__(self, key):
+        if isinstance(key, str):  # by name: a dict lookup, not a walk of the order
+            self._check_name(key)
+            return self._nodes[key].layer
         return self.layers[self.index(key)]
 
     def __contains__(self, name):
@@ -259,7 +265,7 @@ class Graph:
         return [(n, node.layer, node.inputs if len(node.inputs) > 1 else node.inputs[0])
                 for n, node in self._nodes.items()]
 
-    def rebuild(self, layers=None, remove=None):
+    def rebuild(self, layers=None, remove=None, share=False):
         """A new model of this structure with some layers replaced and some nodes bypassed.
 
         Parameters
@@ -268,8 +274,10 @@ class Graph:
             New layers for these nodes (shapes are the caller's responsibility).
         remove : iterable of names, optional
             Single-input nodes to bypass: their consumers take the removed node's input instead.
-
-        Layers not replaced are deep-copied, so the new model shares no state with this one.
+        share : bool
+            Default False: the layers not replaced are deep-copied, so the new model shares no state with this
+            one.  True: they are this model's own layer objects (a short-lived execution plan, as
+            :func:`xattr.nn.gradient_plan`; changing one changes both models).
         """
         layers, remove = dict(layers or {}), set(remove or ())
         for n in list(layers) + list(remove):
@@ -290,7 +298,7 @@ class Graph:
         for n, node in self._nodes.items():
             if n in remove:
                 continue
-            layer = layers[n] if n in layers else copy.deepcopy(node.layer)
+            layer = layers[n] if n in layers else (node.layer if share else copy.deepcopy(node.layer))
             ins = tuple(resolve(i) for i in node.inputs)
             triples.append((n, layer, ins if len(ins) > 1 else ins[0]))
         return self._from_triples(triples, self._output)

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from xattr._conventions import as_float_array, as_rng, check_image_batch, pair
+from xattr._conventions import FINITE_BY_DOT_MIN_SIZE, all_finite, as_float_array, as_rng, check_image_batch, pair
 
 
 def test_dtype_rules():
@@ -43,3 +43,23 @@ def test_pair():
         pair(-1, "k")
     with pytest.raises(ValueError, match="pair"):
         pair((1, 2, 3), "k")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("size", [7, FINITE_BY_DOT_MIN_SIZE, 3 * FINITE_BY_DOT_MIN_SIZE + 5])
+def test_all_finite_equals_the_elementwise_test(dtype, size):
+    """The dot-product test decides as ``isfinite(x).all()``, including squares that overflow and views."""
+    rng = np.random.default_rng(size)
+    base = rng.standard_normal(size).astype(dtype)
+    huge = np.finfo(dtype).max
+    cases = [base, base[::2], base.reshape(-1, 1)[::1]]
+    for pos in (0, size // 2, size - 1):
+        for v in (np.nan, np.inf, -np.inf, huge, -huge):
+            x = base.copy()
+            x[pos] = v
+            cases += [x, x[::-1]]
+        x = base.copy()
+        x[pos], x[(pos + 1) % size] = huge, np.nan  # an overflowing square and a NaN: the fallback finds the NaN
+        cases.append(x)
+    for x in cases:
+        assert all_finite(x) == bool(np.all(np.isfinite(x)))

@@ -513,3 +513,15 @@ def test_grouped_convs_through_every_walk():
         inc = xattr.occlusion(m, x, 1, window=3, stride=2, incremental=True)
         full = xattr.occlusion(m, x, 1, window=3, stride=2, incremental=False)
         np.testing.assert_allclose(inc, full, rtol=1e-10, atol=1e-12)
+
+
+@given(st.tuples(*[st.integers(0, 3)] * 4), st.sampled_from([0.0, -np.inf, 2.5]),
+       st.sampled_from([np.float32, np.float64]))
+def test_pad_nchw_equals_numpy_pad(pads, value, dtype):
+    """The border-filled buffer equals np.pad's constant padding, asymmetric pads and any fill included."""
+    t, b, l, r = pads
+    x = np.random.default_rng(sum(pads)).normal(size=(2, 3, 4, 5)).astype(dtype)
+    expect = np.pad(x, ((0, 0), (0, 0), (t, b), (l, r)), constant_values=value)
+    got = conv_mod.pad_nchw(x, ((t, b), (l, r)), value=value)
+    assert got.dtype == dtype
+    np.testing.assert_array_equal(got, expect)

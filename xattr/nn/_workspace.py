@@ -16,6 +16,7 @@ buffers.
 """
 from __future__ import annotations
 
+import math
 import threading
 
 import numpy as np
@@ -29,7 +30,7 @@ MAX_KEPT_BYTES = 256 * 2**20
 def borrow(tag, shape, dtype):
     """An uninitialised C-contiguous array of ``shape`` and ``dtype`` on this thread's ``tag`` buffer."""
     dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    nbytes = math.prod(shape) * dtype.itemsize  # Python ints: exact, and ~10x cheaper than np.prod per call
     buffers = getattr(_local, "buffers", None)
     if buffers is None:
         buffers = _local.buffers = {}

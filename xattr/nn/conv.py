@@ -160,8 +160,13 @@ def pad_nchw(x, pads, value=0.0):
     if t == b == l == r == 0:
         return x
     N, C, H, W = x.shape
-    # a filled buffer and one copy: what np.pad does, without its generic per-axis machinery
-    xp = np.full((N, C, H + t + b, W + l + r), value, dtype=x.dtype)
+    # one copy into an empty buffer and the border filled (what np.pad does, without its per-axis machinery);
+    # filling the whole buffer first costs one more pass (~25 % more at MobileNetV2's 112×112 maps)
+    xp = np.empty((N, C, H + t + b, W + l + r), dtype=x.dtype)
+    xp[:, :, :t] = value
+    xp[:, :, t + H :] = value
+    xp[:, :, t : t + H, :l] = value
+    xp[:, :, t : t + H, l + W :] = value
     xp[:, :, t : t + H, l : l + W] = x
     return xp
 
@@ -983,8 +988,7 @@ class Conv2D(Layer):
         # e per kernel row / column and phase; one padding of g serves every phase
         Eh, Ew = dh * (kh - 1) // sh, dw * (kw - 1) // sw
         Bh, Bw = max(0, -(-Hp // sh) - Ho), max(0, -(-Wp // sw) - Wo)
-        gpad = np.zeros((N, C, M, Eh + Ho + Bh, Ew + Wo + Bw), dtype=g.dtype)
-        gpad[:, :, :, Eh : Eh + Ho, Ew : Ew + Wo] = g.reshape(N, C, M, Ho, Wo)
+        gpad = pad_nchw(g.reshape(N, C * M, Ho, Wo), ((Eh, Bh), (Ew, Bw))).reshape(N, C, M, Eh + Ho + Bh, Ew + Wo + Bw)
         one_phase = (sh, sw) == (1, 1)
         gxp = None if one_phase else np.empty((N, C, Hp, Wp), dtype=g.dtype)
         for a in range(sh):

@@ -149,3 +149,27 @@ def test_the_default_chunk_is_the_cost_models(monkeypatch):
     smoothgrad(xattr.gradient, m, x, 0, n=3, rng=0)
     head = _affine_head(m)
     assert seen == [((1, 16, 16, 16), 14, head.name), ((1, 16, 16, 16), 6, head.name)]
+
+
+def test_planned_folds_the_pairs_whose_saved_passes_outweigh_their_weights():
+    """A pair folds when rows × output positions ≥ FOLD_COST_RATIO × fan-in (the decision, not the numbers: those
+    are tests/test_norm.py's); a plan is not planned again; the profile's positions are the conv's Ho·Wo."""
+    from xattr.nn import BatchNorm2D
+
+    g = np.random.default_rng(0)
+    # conv a: fan-in 3·3·3 = 27 at 8×8 = 64 positions; conv b: fan-in 6·3·3 = 54 at 1×1 (stride 8)
+    m = Sequential(Conv2D(3, 6, 3, padding=1, rng=g), BatchNorm2D(6), ReLU(), Conv2D(6, 4, 3, stride=8, rng=g),
+                   BatchNorm2D(4), Flatten())
+    row = np.zeros((1, 3, 8, 8))
+    assert _chunks.profile(m, row).positions == {"conv1": 64, "conv2": 1}
+    ratio = _chunks.FOLD_COST_RATIO
+
+    def folded(rows):
+        plan = _chunks.planned(m, row, rows)
+        return [n for n in m.names if n.startswith("conv") and f"bn{n[-1]}" not in plan.names]
+
+    assert folded(1) == ["conv1"]  # 64 ≥ 2·27, 1 < 2·54
+    assert folded(int(np.ceil(ratio * 54)) - 1) == ["conv1"]
+    assert folded(int(np.ceil(ratio * 54))) == ["conv1", "conv2"]
+    plan = _chunks.planned(m, row, 1)
+    assert plan.is_gradient_plan and _chunks.planned(plan, row, 1000) is plan

@@ -18,7 +18,11 @@ import numpy as np
 from .. import _targets
 from .._conventions import as_float_array
 from ..model import check_model, trace
+from ._chunks import planned
 from .registry import MethodSpec, register
+
+#: the rule-table columns whose walks run on :func:`xattr.nn.gradient_plan` (the same linear maps there).
+PLANNED_RULES = ("gradient", "deconvnet", "guided")
 
 
 def backprop(model, x, target, rule="gradient", **options):
@@ -40,6 +44,8 @@ def backprop(model, x, target, rule="gradient", **options):
     x = as_float_array(x, "x")
     if x.ndim < 2:
         raise ValueError(f"x must be a batch of shape (N, ...), got shape {x.shape}")
+    if rule in PLANNED_RULES:  # batch-norms folded into their convs where it pays (xattr.nn.gradient_plan)
+        model = planned(model, x[:1], x.shape[0])
     tape = trace(model, x)  # one forward pass: its record serves the backward pass too
     return tape.pull(_targets.seed(target, tape.output), rule, **options)
 

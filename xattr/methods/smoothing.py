@@ -41,8 +41,8 @@ import numpy as np
 from .._conventions import as_float_array, as_rng
 from ..inputs import DEFAULT_BATCH_SIZE, check_batch_size, rows_per_call
 from ..model import check_model
-from ..nn import gradient_plan
 from . import _bounds
+from ._chunks import planned
 from .gradient import deconvnet, gradient, gradient_x_input, guided_backprop
 from .path._common import _affine_head, _resolve_target, _rows_target, _runs, _scores_and_grads
 from .registry import MethodSpec, register
@@ -139,11 +139,11 @@ def smoothgrad(
     batch_size = check_batch_size(batch_size)  # validated here, sized below once x is known
     check_model(model)
     given = model
-    if fn in _PLANNED_METHODS:  # planned once here, not once per chunk inside the method
-        model = gradient_plan(model)
     x = as_float_array(x, "x")
     if x.ndim < 2 or x.shape[0] == 0:
         raise ValueError(f"x must be a non-empty batch of shape (N, ...), got shape {x.shape}")
+    if fn in _PLANNED_METHODS:  # planned once for all N·n rows here, not per chunk inside the method
+        model = planned(model, x[:1], x.shape[0] * int(n))
     scale = noise_scale(x, sigma, sigma_is)
     tgt, _ = _resolve_target(model, x, target)
     N, n = x.shape[0], int(n)

@@ -134,19 +134,20 @@ def fold_batchnorm(model, strict=True):
 FOLD_FOR_GRADIENTS = True
 
 
-def gradient_plan(model):
+def gradient_plan(model, fold=None):
     """The model that the input-gradient walks run on: ``model`` with its ``Conv2D -> BatchNorm2D`` pairs folded.
 
     Gradient, DeconvNet and guided backprop treat a conv and an inference batch-norm as the linear maps they
     are (the same cell in all three columns), so the pair's backward is the folded conv's transposed
     convolution, and its forward is the same function (Ioffe & Szegedy 2015's affine map, to round-off).
     Folded, each pair costs one pass over its activations fewer in each direction, for the price of one pass
-    over the conv's weights per call.  The methods that push many rows through one call take it: integrated
-    and expected gradients, the saturation curves and SmoothGrad of the gradient family (on torchvision's
-    MobileNetV2 at 224×224 float32, IG-50 5.36 → 4.17 s; benchmarks/README.md).  A single gradient does not:
-    there the weight pass costs about what it saves (ResNet-18: 159 → 195 ms).  Those methods return
-    input-space maps only, so no node is missed; methods that read a node by name (Grad-CAM, LRP, DeepLIFT,
-    taps) run on the model as given.
+    over the conv's weights per call.  The gradient family (gradient, gradient × input, DeconvNet, guided
+    backprop), integrated and expected gradients, the saturation curves and SmoothGrad of those run on it, with the
+    pairs whose folding pays for itself in the call (:func:`xattr.methods._chunks.planned`: rows × positions
+    against the conv's fan-in).  On torchvision's MobileNetV2 at 224×224 float32 a gradient went 123 → 105 ms and
+    IG-50 5.36 → 4.17 s; ResNet-18's gradient folds only its first stages and stays at 147 ms
+    (benchmarks/README.md).  These methods return input-space maps only, so no node is missed; methods that read
+    a node by name (Grad-CAM, LRP, DeepLIFT, taps) run on the model as given.
 
     Unlike :func:`fold_batchnorm`, the plan shares every layer but the folded convs with ``model`` (no copies:
     it lives for one call) and keeps batch-norms that do not follow a conv feeding only them.
@@ -155,6 +156,9 @@ def gradient_plan(model):
     Parameters
     ----------
     model : any model; only a :class:`xattr.nn.Graph` with such pairs is changed
+    fold : callable ``(conv node name, Conv2D) -> bool``, optional
+        Which pairs to fold (default: all); the methods decide by the cost model,
+        :func:`xattr.methods._chunks.planned`.
 
     Returns
     -------
@@ -165,6 +169,8 @@ def gradient_plan(model):
     if not FOLD_FOR_GRADIENTS or not isinstance(model, Graph):
         return model
     pairs = _conv_bn_pairs(model, strict=False)
+    if fold is not None:
+        pairs = [(bn, conv) for bn, conv in pairs if fold(conv, model[conv])]
     if not pairs:
         return model
     layers = {}
@@ -173,7 +179,9 @@ def gradient_plan(model):
         folded = copy.copy(conv)  # shares geometry; the parameters below are new arrays
         folded._weight, folded._bias = _folded_params(conv, model[bn_name], conv.weight.dtype)
         layers[conv_name] = folded
-    return model.rebuild(layers=layers, remove=[bn for bn, _ in pairs], share=True)
+    plan = model.rebuild(layers=layers, remove=[bn for bn, _ in pairs], share=True)
+    plan.is_gradient_plan = True  # a method handed a plan (SmoothGrad's inner gradient) does not plan again
+    return plan
 
 
 def _conv_bn_pairs(model, strict):

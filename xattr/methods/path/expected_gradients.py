@@ -6,7 +6,7 @@ import numpy as np
 
 from ..._conventions import as_float_array, as_rng
 from ...inputs import check_batch_size, rows_per_call
-from ...nn import gradient_plan
+from .._chunks import planned
 from ..registry import MethodSpec, register
 from ._common import _accumulate, _check_input, _resolve_target
 from .integrated_gradients import integrated_gradients
@@ -46,7 +46,7 @@ def expected_gradients(model, x, target, references, n_samples=50, rng=None, bat
     n_samples = _check_steps(n_samples, 1, "expected_gradients (n_samples)")
     rows_arg = check_batch_size(batch_size)
     x = _check_input(model, x)
-    given, model = model, gradient_plan(model)  # batch-norms folded into their convs: same gradients, fewer passes
+    given, model = model, planned(model, x[:1], x.shape[0] * n_samples)  # batch-norms folded: gradient_plan
     refs = _references(references, x)
     tgt, _ = _resolve_target(model, x, target)
     n_img = x.shape[0]

@@ -5,7 +5,7 @@ import numpy as np
 
 from ... import _targets
 from ...inputs import as_baseline, check_batch_size, completeness_gap, rows_per_call
-from ...nn import gradient_plan
+from .._chunks import planned
 from ..registry import MethodSpec, register
 from ._common import _accumulate, _affine_head, _check_input, _explained, _resolve_target, _runs
 from .exact import exact_integrated_gradients
@@ -51,7 +51,7 @@ def integrated_gradients(
         return (res.attributions, res.delta) if return_delta else res.attributions
     alphas, weights = quadrature_rule(quadrature, steps)
     x = _check_input(model, x)
-    given, model = model, gradient_plan(model)  # batch-norms folded into their convs: same gradients, fewer passes
+    given, model = model, planned(model, x[:1], x.shape[0] * len(alphas))  # batch-norms folded: gradient_plan
     rows_arg = check_batch_size(batch_size)
     x0 = as_baseline(baseline, x)
     d = x - x0

@@ -9,7 +9,7 @@ import numpy as np
 from ... import _targets
 from ..._conventions import as_float_array
 from ...inputs import check_batch_size, rows_per_call
-from ...nn import gradient_plan
+from .._chunks import planned
 from ._common import _check_input, _resolve_target, _rows_target, _scores_and_grads
 
 Saturation = namedtuple("Saturation", "alphas scores gradient_norm")
@@ -39,11 +39,11 @@ def saturation(model, x, target, alphas=None, batch_size=None):
     """
     batch_size = check_batch_size(batch_size)
     x = _check_input(model, x)
-    given, model = model, gradient_plan(model)  # batch-norms folded into their convs: same gradients, fewer passes
     alphas = np.linspace(0.0, 1.0, 51) if alphas is None else as_float_array(alphas, "alphas", ndim=1)
     alphas = np.asarray(alphas, dtype=np.float64)
     if alphas.size == 0:
         raise ValueError("alphas must hold at least one scale")
+    given, model = model, planned(model, x[:1], x.shape[0] * alphas.size)  # batch-norms folded: gradient_plan
     tgt, _ = _resolve_target(model, x, target)
     n_img, A = x.shape[0], alphas.size
     img = np.repeat(np.arange(n_img), A)

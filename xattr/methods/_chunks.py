@@ -28,7 +28,11 @@ and ``r ≤ MAX_ROWS``; at least one row, at most the rows there are; then evene
 decides how the same sums are grouped: results agree with the unchunked computation to round-off (float64,
 1e-13; tests/test_path.py).
 
-The model's profile (activation bytes, flops and weights per layer) comes from a one-row trace, cached per model
+The same unit decides which ``Conv2D -> BatchNorm2D`` pairs the gradient walks fold for a call (:func:`planned`,
+:func:`xattr.nn.gradient_plan`): a pair is folded when the batch-norm passes it saves, ``rows × positions`` values
+per output channel, reach ``FOLD_COST_RATIO`` times the weights it copies, the conv's fan-in.
+
+The model's profile (activation bytes, flops, weights and output positions per layer) comes from a one-row trace, cached per model
 object and input shape (a layer changed in place afterwards only makes the chunk choice stale, never the
 result).  Models without layers (a plain function, the bare protocol) keep the older rule: chunks of
 ``VALUES_PER_CHUNK`` input values.

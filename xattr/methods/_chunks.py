@@ -32,9 +32,9 @@ The same unit decides which ``Conv2D -> BatchNorm2D`` pairs the gradient walks f
 :func:`xattr.nn.gradient_plan`): a pair is folded when the batch-norm passes it saves, ``rows × positions`` values
 per output channel, reach ``FOLD_COST_RATIO`` times the weights it copies, the conv's fan-in.
 
-The model's profile (activation bytes, flops, weights and output positions per layer) comes from a one-row trace, cached per model
-object and input shape (a layer changed in place afterwards only makes the chunk choice stale, never the
-result).  Models without layers (a plain function, the bare protocol) keep the older rule: chunks of
+The model's profile (activation bytes, flops, weights and output positions per layer) comes from a one-row
+trace, cached per model object and input shape (a layer changed in place afterwards only makes the chunk choice
+stale, never the result).  Models without layers (a plain function, the bare protocol) keep the older rule: chunks of
 ``VALUES_PER_CHUNK`` input values.
 """
 from __future__ import annotations

@@ -527,3 +527,18 @@ def test_lrp_pass_through_equals_zennits_pass_rule():
     mine = xattr.lrp(ours, x, target, "epsilon", epsilon=0.1, output="one")
     np.testing.assert_allclose(mine, theirs.detach().numpy(), rtol=1e-10, atol=1e-12 * np.abs(mine).max())
     assert zennit is not None
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_is_np_where_bit_for_bit(dtype):
+    """max(x, 0) + 0 is np.where's output bit for bit (signed zeros, denormals, both signs); g · 1[x > 0] its value
+    (a masked negative g gives -0.0 there, which compares equal to np.where's +0.0)."""
+    tiny = np.finfo(dtype).smallest_subnormal
+    x = np.array([-0.0, 0.0, -1.0, 2.0, -tiny, tiny, -3.5, 7.25] * 3, dtype=dtype).reshape(1, 2, 3, 4)
+    g = np.array([1.0, -1.0, -0.0, 0.0, 2.0, -2.0, -0.0, 5.0] * 3, dtype=dtype).reshape(x.shape)
+    layer = ReLU()
+    y, cache = layer.forward(x)
+    udt = np.uint32 if dtype == np.float32 else np.uint64
+    assert y.dtype == dtype and np.array_equal(y.view(udt), np.where(x > 0, x, dtype(0)).view(udt))
+    gx = layer.backward(g, cache, "gradient")
+    assert gx.dtype == dtype and np.array_equal(gx, np.where(x > 0, g, dtype(0)))

@@ -143,3 +143,16 @@ def test_the_planned_methods_equal_their_walks_on_the_model_as_given(method, mon
     planned = run()
     monkeypatch.setattr(norm, "FOLD_FOR_GRADIENTS", False)
     np.testing.assert_allclose(planned, run(), rtol=1e-11, atol=1e-13)
+
+
+def test_gradient_plan_leaves_a_model_without_layers_alone():
+    """A plain function model (no graph, nothing to fold) is returned as it is, by the plan and by the methods."""
+    import xattr
+    from xattr.methods._chunks import planned
+    from xattr.nn import gradient_plan
+
+    f = xattr.from_function(lambda x: x.reshape(len(x), -1)[:, :3] * 2.0)
+    x = np.ones((2, 1, 2, 2))
+    assert gradient_plan(f) is f and planned(f, x[:1], 100) is f
+    expect = np.broadcast_to([0.0, 2.0, 0.0, 0.0], (2, 4)).reshape(x.shape)  # d(2 x_1)/dx
+    np.testing.assert_array_equal(xattr.gradient(f, x, 1), expect)

@@ -165,9 +165,12 @@ def planned(model, row, rows):
     if getattr(model, "is_gradient_plan", False):
         return model
 
+    positions = []  # the profile's, looked up once and only if the model has a pair to decide
+
     def worth(name, conv):
-        prof = profile(model, row)
-        per_row = math.inf if prof is None else prof.positions.get(name, math.inf)
-        return rows * per_row >= FOLD_COST_RATIO * conv.weight[0].size
+        if not positions:
+            prof = profile(model, row)
+            positions.append({} if prof is None else prof.positions)
+        return rows * positions[0].get(name, math.inf) >= FOLD_COST_RATIO * conv.weight[0].size
 
     return gradient_plan(model, fold=worth)

@@ -239,19 +239,43 @@ def test_wide_layout_holds_the_per_row_columns(case):
     np.testing.assert_array_equal(picked, rows)
 
 
-#: settings of xattr.nn.conv that force each layout of the non-depthwise kernel (module docstring)
+@given(conv_cases())
+def test_stacked_layout_holds_the_per_image_columns_side_by_side(case):
+    """The stacked im2col is im2col with the image axis moved behind the rows, and its col2im is its adjoint."""
+    layer, x = case
+    xp = conv_mod.pad_nchw(x, layer.pads)
+    out_hw = layer.output_shape(x.shape)[2:]
+    args = (layer.kernel_size, layer.stride, layer.dilation, out_hw)
+    stacked = conv_mod.stacked_im2col(xp, *args)
+    np.testing.assert_array_equal(stacked, conv_mod.im2col(xp, *args).transpose(1, 0, 2))
+    c = np.random.default_rng(1).normal(size=stacked.shape)
+    back = conv_mod.stacked_col2im(c, xp.shape, *args)
+    np.testing.assert_allclose(np.vdot(stacked, c), np.vdot(xp, back), rtol=1e-12, atol=1e-12)
+
+
+#: settings of xattr.nn.conv that force each layout of the non-depthwise kernel (module docstring); all but the
+#: stacked ones turn the stacked layout off, which the small maps of these cases would otherwise take
+_NO_STACK = dict(STACKED_MIN_RATIO=float("inf"))
 LAYOUTS = {
-    "rows, one output row per tile": dict(TILE_BYTES=1, TILE_MIN_COLUMNS=1, SIDE_BY_SIDE_BYTES=-1,
-                                          WIDE_GRADIENT_BYTES=-1),
-    "rows, the whole image in one tile": dict(TILE_BYTES=2**40, SIDE_BY_SIDE_BYTES=-1, WIDE_GRADIENT_BYTES=-1),
-    "rows forward, wide gradient image by image": dict(SIDE_BY_SIDE_BYTES=-1, WIDE_GRADIENT_BYTES=2**40,
-                                                       WIDE_GRADIENT_MIN_CHANNELS=1, IM2COL_BUDGET=1),
-    "side by side, one image per chunk": dict(SIDE_BY_SIDE_BYTES=2**40, IM2COL_BUDGET=1),
-    "side by side, one chunk": dict(SIDE_BY_SIDE_BYTES=2**40, IM2COL_BUDGET=2**40),
-    "rows, strided gradients scattered window by window": dict(SIDE_BY_SIDE_BYTES=-1, WIDE_GRADIENT_BYTES=-1,
-                                                                PHASE_MIN_OFFSETS=2**30),
-    "rows, strided gradients through phase planes": dict(SIDE_BY_SIDE_BYTES=-1, WIDE_GRADIENT_BYTES=-1,
-                                                         PHASE_MIN_OFFSETS=1),
+    "rows, one output row per tile": dict(
+        **_NO_STACK, TILE_BYTES=1, TILE_MIN_COLUMNS=1, SIDE_BY_SIDE_BYTES=-1, WIDE_GRADIENT_BYTES=-1
+    ),
+    "rows, the whole image in one tile": dict(
+        **_NO_STACK, TILE_BYTES=2**40, SIDE_BY_SIDE_BYTES=-1, WIDE_GRADIENT_BYTES=-1
+    ),
+    "rows forward, wide gradient image by image": dict(
+        **_NO_STACK, SIDE_BY_SIDE_BYTES=-1, WIDE_GRADIENT_BYTES=2**40, WIDE_GRADIENT_MIN_CHANNELS=1, IM2COL_BUDGET=1
+    ),
+    "side by side, one image per chunk": dict(**_NO_STACK, SIDE_BY_SIDE_BYTES=2**40, IM2COL_BUDGET=1),
+    "side by side, one chunk": dict(**_NO_STACK, SIDE_BY_SIDE_BYTES=2**40, IM2COL_BUDGET=2**40),
+    "rows, strided gradients scattered window by window": dict(
+        **_NO_STACK, SIDE_BY_SIDE_BYTES=-1, WIDE_GRADIENT_BYTES=-1, PHASE_MIN_OFFSETS=2**30
+    ),
+    "rows, strided gradients through phase planes": dict(
+        **_NO_STACK, SIDE_BY_SIDE_BYTES=-1, WIDE_GRADIENT_BYTES=-1, PHASE_MIN_OFFSETS=1
+    ),
+    "stacked, one image per chunk": dict(STACKED_MIN_RATIO=0, IM2COL_BUDGET=1),
+    "stacked, one chunk": dict(STACKED_MIN_RATIO=0, IM2COL_BUDGET=2**40),
 }
 
 
@@ -265,7 +289,8 @@ class _layout:
         for k, v in self.settings.items():
             self.saved[k] = getattr(conv_mod, k)
             setattr(conv_mod, k, v)
-        for name in ("im2col_tile", "wide_im2col", "col2im_tile", "wide_col2im", "phase_col2im"):
+        for name in ("im2col_tile", "wide_im2col", "col2im_tile", "wide_col2im", "phase_col2im", "stacked_im2col",
+                     "stacked_col2im"):
             fn = self.saved[name] = getattr(conv_mod, name)
 
             def counted(*a, _fn=fn, _name=name, **k):
@@ -291,8 +316,8 @@ def layout_cases(draw):
 @pytest.mark.parametrize("layout", list(LAYOUTS))
 @given(layout_cases())
 def test_every_layout_equals_the_naive_twin(layout, case):
-    """Pointwise, rows (tiled or not), side-by-side (chunked or not), strided gradients by phase planes or window
-    by window: forward, input gradient and jvp
+    """Pointwise, rows (tiled or not), side-by-side and stacked (chunked or not), strided gradients by phase planes
+    or window by window: forward, input gradient and jvp
     against the naive loops (float64), and each case ran through the layout it was meant to take."""
     layer, x = case
     with _layout(**LAYOUTS[layout]) as run:
@@ -312,6 +337,9 @@ def test_every_layout_equals_the_naive_twin(layout, case):
     N, Ho = len(x), y.shape[2]
     if layer._depthwise() or layer._pointwise():
         assert not run.calls
+    elif layout.startswith("stacked") and N > 1:
+        chunks = N if layout.endswith("one image per chunk") else 1
+        assert run.calls == {"stacked_im2col": 2 * chunks, "stacked_col2im": chunks}  # forward and jvp, backward
     elif layout.startswith("side") and layer.stride == (1, 1) and N > 1:
         chunks = N if layout.endswith("one image per chunk") else 1
         assert run.calls == {"wide_im2col": 2 * chunks, "wide_col2im": chunks}  # forward and jvp, backward
@@ -399,7 +427,7 @@ def test_disjoint_windows_are_assigned_and_overlapping_ones_added():
         x = np.random.default_rng(s).normal(size=(2, 2, 9, 8))
         y, cache = layer.forward(x)
         g = np.random.default_rng(d).normal(size=y.shape)
-        with _layout(TILE_BYTES=1, TILE_MIN_COLUMNS=1, SIDE_BY_SIDE_BYTES=-1):
+        with _layout(TILE_BYTES=1, TILE_MIN_COLUMNS=1, SIDE_BY_SIDE_BYTES=-1, STACKED_MIN_RATIO=float("inf")):
             gx = layer.backward(g, cache)
         np.testing.assert_allclose(
             gx,

@@ -8,7 +8,7 @@ convolution ``R ⋆ K̂``; it is the same for the gradient, DeconvNet and guided
 The kernels loop over the ``kH * kW`` kernel offsets (never over pixels) and call BLAS for the products.
 Their naive loop twins are in :mod:`xattr.nn.reference`.  Columns are ordered ``(c, i, j)``, the weight's
 own memory order, so the weight matrix ``W.reshape(O, C·kH·kW)`` and its transpose are views: no copy of
-the weights per call.  Three layouts, chosen per call (benchmarks/README.md has the measurements):
+the weights per call.  Four layouts, chosen per call (benchmarks/README.md has the measurements):
 
 * **Pointwise** (1×1, stride 1, no padding): the image ``(C, H·W)`` is already the column matrix, so the
   layer is one GEMM per image, ``W (O, C) @ x (C, H·W)``, with no copy.
@@ -27,6 +27,10 @@ the weights per call.  Three layouts, chosen per call (benchmarks/README.md has 
   ``Wo``; the GEMM also computes the ``Wp − Wo`` columns that wrap around the right border, dropped by a
   strided view (forward) or fed zeros (backward).  A chunk's images side by side, ``(K, N·L)``, make one
   GEMM per layer.
+* **Stacked** (several images whose maps are small against the weights, any stride: ResNet's and VGG's 14×14 and
+  7×7 stages, AlexNet's 13×13 with a batch): the compact columns of a chunk of images side by side,
+  ``(K, N·Ho·Wo)`` (:func:`stacked_im2col`), one GEMM that reads the weights once for the chunk; the input gradient
+  is one GEMM on the gradient with its images side by side, scattered back by :func:`stacked_col2im`.
 
 Scratch (columns, wide outputs and gradients) is borrowed from :mod:`xattr.nn._workspace` and never
 returned.
@@ -78,6 +82,14 @@ PHASE_MIN_OFFSETS = 25
 #: stride-1 depthwise outputs narrower than this many pixels copy wide runs (whole rows of the source laid end to
 #: end, the wrapped columns dropped once at the end) instead of windows of ``Wo``-value rows (short copies).
 DEPTHWISE_WIDE_BELOW = 32
+#: several images go through one GEMM per chunk with compact columns side by side (:func:`stacked_im2col`),
+#: forward and input gradient, at any stride, when a group's output channels outnumber an image's output pixels by
+#: this factor or more: the weights then outweigh one image's columns, and one GEMM per image would re-read them per
+#: image (and the wide layout computes ``Wp / Wo`` times the output: 9/7 at 7×7).  Measured, 1 thread, float32
+#: (benchmarks/README.md): ResNet-18's 512×7×7 3×3 at 3 images forward 10.6 -> 9.4 ms, backward 13.4 -> 11.1 ms;
+#: at 6 images 20.4 -> 18.0 ms and 27.3 -> 20.8 ms; but 16 images of 64×8×8 (64 channels, 64 pixels) forward
+#: 1.8 -> 1.9 ms, backward 2.3 -> 2.9 ms.
+STACKED_MIN_RATIO = 1.01
 
 
 def conv_output_size(size, k, s, d, pad_lo, pad_hi):
@@ -260,6 +272,79 @@ def col2im(cols, padded_shape, kernel, stride, dilation, out_hw, groups=1):
     for i in range(kh):
         for j in range(kw):
             xp[(slice(None), slice(None)) + window_slices(i, j, out_hw, stride, dilation)] += cols[:, :, i, j]
+    return xp
+
+
+def stacked_im2col(xp, kernel, stride, dilation, out_hw, out=None, groups=1):
+    """``(N, C, Hp, Wp)`` -> ``(C*kH*kW, N, Ho*Wo)``: :func:`im2col`'s columns with the images side by side.
+
+    For small maps (:data:`STACKED_MAX_POSITIONS`) one GEMM ``(O, K) @ (K, N·Ho·Wo)`` over a chunk of images reads
+    the weights once, where a GEMM per image of ``Ho·Wo`` columns re-reads them per image, and has no wrapped
+    columns (the wide layout computes ``Wp / Wo`` times the output there: 9/7 at 7×7 maps).
+
+    Parameters
+    ----------
+    xp : ndarray ``(N, C, Hp, Wp)``
+        The padded input.
+    kernel, stride, dilation : (int, int)
+        ``(kH, kW)``, ``(s_h, s_w)``, ``(d_h, d_w)``.
+    out_hw : (int, int)
+        The output's ``(Ho, Wo)``.
+    out : ndarray, optional
+        A C-contiguous buffer of ``C*kH*kW*N*Ho*Wo`` values of ``xp``'s dtype to fill (default: a new array).
+    groups : int
+        ``G``; the rows of group ``g`` are consecutive whatever ``G`` is (as :func:`im2col`'s), so it changes nothing
+        in the result.
+
+    Returns
+    -------
+    ndarray ``(C*kH*kW, N, Ho*Wo)``
+        Rows ``(c, i, j)``; ``xp``'s dtype, a view of ``out`` when given.
+    """
+    N, C = xp.shape[:2]
+    kh, kw = kernel
+    shape = (C, kh, kw, N) + tuple(out_hw)
+    cols = np.empty(shape, dtype=xp.dtype) if out is None else out.reshape(shape)
+    for i in range(kh):
+        for j in range(kw):
+            win = xp[(slice(None), slice(None)) + window_slices(i, j, out_hw, stride, dilation)]
+            cols[:, i, j] = win.transpose(1, 0, 2, 3)
+    return cols.reshape(C * kh * kw, N, out_hw[0] * out_hw[1])
+
+
+def stacked_col2im(cols, padded_shape, kernel, stride, dilation, out_hw, groups=1):
+    """Adjoint of :func:`stacked_im2col`: scatter-add ``(C*kH*kW, N, Ho*Wo)`` columns into a zero ``padded_shape``.
+
+    Parameters
+    ----------
+    cols : ndarray ``(C*kH*kW, N, Ho*Wo)``
+        Columns, rows ordered ``(c, i, j)``, the images side by side.
+    padded_shape : (int, int, int, int)
+        ``(N, C, Hp, Wp)``, the padded input's shape.
+    kernel, stride, dilation : (int, int)
+        ``(kH, kW)``, ``(s_h, s_w)``, ``(d_h, d_w)``.
+    out_hw : (int, int)
+        The output's ``(Ho, Wo)``.
+    groups : int
+        ``G``; the row order is the same for every ``G``, so it changes nothing in the result.
+
+    Returns
+    -------
+    ndarray ``padded_shape``
+        A new array of ``cols``' dtype: zero, plus every column added back at the pixel it was read from.
+    """
+    N, C = padded_shape[:2]
+    kh, kw = kernel
+    cols = cols.reshape((C, kh, kw, N) + tuple(out_hw))
+    xp = np.zeros(padded_shape, dtype=cols.dtype)
+    disjoint = all(s >= d * (k - 1) + 1 for s, d, k in zip(stride, dilation, kernel))
+    for i in range(kh):
+        for j in range(kw):
+            win = (slice(None), slice(None)) + window_slices(i, j, out_hw, stride, dilation)
+            if disjoint:  # each window writes its own pixels (a 1×1 stride-2 shortcut)
+                xp[win] = cols[:, i, j].transpose(1, 0, 2, 3)
+            else:
+                xp[win] += cols[:, i, j].transpose(1, 0, 2, 3)
     return xp
 
 
@@ -880,6 +965,12 @@ class Conv2D(Layer):
         return (self._wide() and self.in_channels >= WIDE_GRADIENT_MIN_CHANNELS
                 and K * wide_length(padded_hw, out_hw) * itemsize <= WIDE_GRADIENT_BYTES)
 
+    def _stacked(self, n, out_hw):
+        """Several images whose maps are small against the weights (a group's output channels at least
+        ``STACKED_MIN_RATIO`` times the output pixels): compact columns of a chunk of images side by side, one GEMM
+        (:func:`stacked_im2col`)."""
+        return n > 1 and self.out_channels // self.groups >= STACKED_MIN_RATIO * out_hw[0] * out_hw[1]
+
     def _side_by_side(self, n, padded_hw, out_hw, itemsize):
         """Several images at stride 1 whose columns take at most ``SIDE_BY_SIDE_BYTES`` each: the wide layout,
         the images side by side in one GEMM (per-image tiles of small maps cost more in calls than in copies)."""
@@ -906,6 +997,8 @@ class Conv2D(Layer):
             y = np.matmul(w3, xp.reshape(N, G, -1, out_hw[0] * out_hw[1]))  # (N, G, O/G, P)
             if b is not None:
                 y += b
+        elif self._stacked(N, out_hw):
+            y = self._correlate_stacked(xp, out_hw, w3, b)
         elif self._side_by_side(N, xp.shape[2:], out_hw, xp.itemsize):
             y = self._correlate_wide(xp, out_hw, w3, b)
         else:
@@ -930,6 +1023,24 @@ class Conv2D(Layer):
                 np.matmul(w3, cols.reshape(G, Kg, nr * Wo), out=out)
                 if b is not None:
                     out += b
+        return y
+
+    def _correlate_stacked(self, xp, out_hw, w3, b):
+        """Chunks of images, compact columns side by side (:func:`stacked_im2col`): ``(G, O/G, K/G) @ (G, K/G, n·P)``
+        per chunk, the images copied out.  Returns ``(N, O, Ho, Wo)``."""
+        N = xp.shape[0]
+        G, Og, Kg = w3.shape
+        P = out_hw[0] * out_hw[1]
+        y = np.empty((N, self.out_channels) + tuple(out_hw), dtype=xp.dtype)
+        for sl in batch_chunks(N, G * Kg * P * xp.itemsize):
+            n = sl.stop - sl.start
+            buf = borrow("conv.cols", (G * Kg * n * P,), xp.dtype)
+            cols = stacked_im2col(xp[sl], self.kernel_size, self.stride, self.dilation, out_hw, out=buf)
+            out = borrow("conv.wide", (G, Og, n * P), xp.dtype)
+            np.matmul(w3, cols.reshape(G, Kg, n * P), out=out)
+            if b is not None:
+                out += b
+            y[sl] = out.reshape((self.out_channels, n) + tuple(out_hw)).transpose(1, 0, 2, 3)
         return y
 
     def _correlate_wide(self, xp, out_hw, w3, b):
@@ -1031,7 +1142,9 @@ class Conv2D(Layer):
         if self._pointwise():
             P = g.shape[2] * g.shape[3]
             return np.matmul(w3t, g.reshape(N, G, -1, P)).reshape(cache.padded_shape)
-        if self._side_by_side(N, cache.padded_shape[2:], cache.out_hw, g.itemsize) or self._wide_gradient(
+        if self._stacked(N, cache.out_hw):
+            gx = self._input_grad_stacked(g, cache, w3t)
+        elif self._side_by_side(N, cache.padded_shape[2:], cache.out_hw, g.itemsize) or self._wide_gradient(
             cache.padded_shape[2:], cache.out_hw, g.itemsize
         ):
             gx = self._input_grad_wide(g, cache, w3t)
@@ -1057,6 +1170,27 @@ class Conv2D(Layer):
                 np.matmul(w3t, g4[n, :, :, rows.start * Wo : rows.stop * Wo], out=cols)
                 col2im_tile(cols, gx, self.kernel_size, self.stride, self.dilation, rows, Wo)
         return gxp
+
+    def _input_grad_stacked(self, g, cache, w3t):
+        """Adjoint of :meth:`_correlate_stacked`: per chunk, ``g`` with its images side by side ``(O, n·P)``,
+        ``Wᵀ`` times it in one GEMM, scattered back by :func:`stacked_col2im`."""
+        N, G = g.shape[0], self.groups
+        Kg, Og = w3t.shape[1:]
+        padded, out_hw = cache.padded_shape, cache.out_hw
+        P = out_hw[0] * out_hw[1]
+        chunks = batch_chunks(N, G * Kg * P * g.itemsize)
+        gx = None if len(chunks) == 1 else np.empty(padded, dtype=g.dtype)
+        for sl in chunks:
+            n = sl.stop - sl.start
+            gt = borrow("conv.wide", (self.out_channels, n, P), g.dtype)
+            np.copyto(gt, g[sl].reshape(n, self.out_channels, P).transpose(1, 0, 2))
+            cols = np.matmul(w3t, gt.reshape(G, Og, n * P), out=borrow("conv.cols", (G, Kg, n * P), g.dtype))
+            part = stacked_col2im(cols.reshape(G * Kg, n, P), (n,) + padded[1:], self.kernel_size, self.stride,
+                                  self.dilation, out_hw)
+            if gx is None:
+                return part
+            gx[sl] = part
+        return gx
 
     def _input_grad_wide(self, g, cache, w3t, phases=False):
         """Adjoint of :meth:`_correlate_wide`: one GEMM per chunk of images on the gradient laid out wide (measured

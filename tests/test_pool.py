@@ -8,6 +8,7 @@ from hypothesis.extra.numpy import arrays
 from xattr import MAXPOOL_TIE_POLICY
 from xattr.nn import AvgPool2D, GlobalAvgPool2D, MaxPool2D, reference
 from xattr.nn.base import Cache
+from xattr.nn.conv import unpad, window_slices
 from xattr.nn.pool import pool_output_size
 from xattr.nn.region import region_map
 
@@ -348,3 +349,23 @@ def test_captum_mode_without_a_reference_is_refused_and_modes_are_checked():
         layer.backward(np.ones_like(y), cache, "rescale", maxpool="captum")
     with pytest.raises(ValueError, match="must be one of"):
         layer.backward(np.ones_like(y), cache, "rescale", maxpool="exact")
+
+
+@pytest.mark.parametrize("k, s, p", [(3, 2, 1), (2, 2, 0), (3, 3, 0), (3, 1, 1)])
+def test_route_is_the_where_selection_bit_for_bit_signed_zeros_included(k, s, p):
+    """The multiply-and-add route equals ``Σ_k np.where(switch == k, g, 0)`` scattered back, bit for bit: a
+    negative g is +0.0 (not -0.0) wherever it is not routed, whether windows overlap or not."""
+    layer = MaxPool2D(k, s, p)
+    rng = np.random.default_rng(k * 10 + s)
+    x = rng.normal(size=(2, 3, 9, 8))
+    y, cache = layer.forward(x)
+    g = -np.abs(rng.normal(size=y.shape))
+    gx = layer.route(g, cache)
+    want = np.zeros(cache.padded_shape)
+    for n, (i, j) in enumerate(layer._offsets()):
+        want[(slice(None), slice(None)) + window_slices(i, j, cache.out_hw, layer.stride, (1, 1))] += np.where(
+            cache.switch == n, g, 0
+        )
+    want = unpad(want, cache.pads)
+    np.testing.assert_array_equal(gx, want)
+    np.testing.assert_array_equal(np.signbit(gx), np.signbit(want))

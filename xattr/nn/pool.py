@@ -191,18 +191,21 @@ class MaxPool2D(_Pool2D):
                 gx[sl] += np.where(cache.switch == k, g, 0)
             return unpad(gx, cache.pads)
         # g · 1[switch == k]: a multiply, since np.where on a random mask is ~20x slower; where windows
-        # do not overlap each position is written once, else added.  + 0 makes the -0.0 of g < 0 at
-        # non-switch positions +0.0, so the result is np.where's bit for bit.
+        # do not overlap each position is written once, else added.  g < 0 at a non-switch position gives
+        # -0.0: written (disjoint windows), the + 0 pass makes it +0.0, so the result is np.where's bit for
+        # bit; added to the +0.0 of np.zeros (overlapping windows) it leaves +0.0 already.
         disjoint = all(s >= k for s, k in zip(self.stride, self.kernel_size))
         hit = np.empty(cache.switch.shape, dtype=bool)
+        part = None if disjoint else np.empty(g.shape, dtype=g.dtype)  # one buffer for the nine products
         for k, (i, j) in enumerate(self._offsets()):
             sl = (slice(None), slice(None)) + window_slices(i, j, cache.out_hw, self.stride, (1, 1))
             np.equal(cache.switch, k, out=hit)
             if disjoint:
                 np.multiply(g, hit, out=gx[sl])
             else:
-                gx[sl] += g * hit
-        gx += 0
+                gx[sl] += np.multiply(g, hit, out=part)
+        if disjoint:
+            gx += 0
         return unpad(gx, cache.pads)
 
     def at_switch(self, x, cache):

@@ -238,10 +238,30 @@ def im2col(xp, kernel, stride, dilation, out_hw, out=None, groups=1):
     kh, kw = kernel
     shape = (N, C, kh, kw) + tuple(out_hw)
     cols = np.empty(shape, dtype=xp.dtype) if out is None else out.reshape(shape)
-    for i in range(kh):
-        for j in range(kw):
-            cols[:, :, i, j] = xp[(slice(None), slice(None)) + window_slices(i, j, out_hw, stride, dilation)]
+    _gather_windows(xp, cols, stride, dilation, out_hw)
     return cols.reshape(N, C * kh * kw, out_hw[0] * out_hw[1])
+
+
+def _gather_windows(xp, cols, stride, dilation, out_hw):
+    """``cols[:, :, i, j] = `` the window of kernel offset ``(i, j)`` of ``xp`` ``(N, C, Hp, Wp)``, for ``cols`` a
+    ``(N, C, kH, kW, Ho, Wo)`` view in any memory order (:func:`im2col`'s, :func:`stacked_im2col`'s)."""
+    for i in range(cols.shape[2]):
+        for j in range(cols.shape[3]):
+            cols[:, :, i, j] = xp[(slice(None), slice(None)) + window_slices(i, j, out_hw, stride, dilation)]
+
+
+def _scatter_windows(cols, padded_shape, stride, dilation, out_hw, disjoint=False):
+    """Adjoint of :func:`_gather_windows`: a zero ``padded_shape`` array with ``cols[:, :, i, j]`` added back at the
+    window of kernel offset ``(i, j)`` (assigned when ``disjoint``: windows that never overlap, one read less)."""
+    xp = np.zeros(padded_shape, dtype=cols.dtype)
+    for i in range(cols.shape[2]):
+        for j in range(cols.shape[3]):
+            win = (slice(None), slice(None)) + window_slices(i, j, out_hw, stride, dilation)
+            if disjoint:
+                xp[win] = cols[:, :, i, j]
+            else:
+                xp[win] += cols[:, :, i, j]
+    return xp
 
 
 def col2im(cols, padded_shape, kernel, stride, dilation, out_hw, groups=1):
@@ -265,14 +285,8 @@ def col2im(cols, padded_shape, kernel, stride, dilation, out_hw, groups=1):
     ndarray ``padded_shape``
         A new array of ``cols``' dtype: zero, plus every column added back at the pixel it was read from.
     """
-    N, C = padded_shape[:2]
-    kh, kw = kernel
-    cols = cols.reshape((N, C, kh, kw) + tuple(out_hw))
-    xp = np.zeros(padded_shape, dtype=cols.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            xp[(slice(None), slice(None)) + window_slices(i, j, out_hw, stride, dilation)] += cols[:, :, i, j]
-    return xp
+    cols = cols.reshape(tuple(padded_shape[:2]) + tuple(kernel) + tuple(out_hw))
+    return _scatter_windows(cols, padded_shape, stride, dilation, out_hw)
 
 
 def stacked_im2col(xp, kernel, stride, dilation, out_hw, out=None, groups=1):
@@ -305,10 +319,7 @@ def stacked_im2col(xp, kernel, stride, dilation, out_hw, out=None, groups=1):
     kh, kw = kernel
     shape = (C, kh, kw, N) + tuple(out_hw)
     cols = np.empty(shape, dtype=xp.dtype) if out is None else out.reshape(shape)
-    for i in range(kh):
-        for j in range(kw):
-            win = xp[(slice(None), slice(None)) + window_slices(i, j, out_hw, stride, dilation)]
-            cols[:, i, j] = win.transpose(1, 0, 2, 3)
+    _gather_windows(xp, cols.transpose(3, 0, 1, 2, 4, 5), stride, dilation, out_hw)
     return cols.reshape(C * kh * kw, N, out_hw[0] * out_hw[1])
 
 
@@ -334,18 +345,10 @@ def stacked_col2im(cols, padded_shape, kernel, stride, dilation, out_hw, groups=
         A new array of ``cols``' dtype: zero, plus every column added back at the pixel it was read from.
     """
     N, C = padded_shape[:2]
-    kh, kw = kernel
-    cols = cols.reshape((C, kh, kw, N) + tuple(out_hw))
-    xp = np.zeros(padded_shape, dtype=cols.dtype)
+    cols = cols.reshape((C,) + tuple(kernel) + (N,) + tuple(out_hw)).transpose(3, 0, 1, 2, 4, 5)
+    # windows that never overlap (a 1×1 stride-2 shortcut) each write their own pixels: assigned, as col2im_tile does
     disjoint = all(s >= d * (k - 1) + 1 for s, d, k in zip(stride, dilation, kernel))
-    for i in range(kh):
-        for j in range(kw):
-            win = (slice(None), slice(None)) + window_slices(i, j, out_hw, stride, dilation)
-            if disjoint:  # each window writes its own pixels (a 1×1 stride-2 shortcut)
-                xp[win] = cols[:, i, j].transpose(1, 0, 2, 3)
-            else:
-                xp[win] += cols[:, i, j].transpose(1, 0, 2, 3)
-    return xp
+    return _scatter_windows(cols, padded_shape, stride, dilation, out_hw, disjoint)
 
 
 def wide_length(padded_hw, out_hw):

@@ -292,9 +292,9 @@ def col2im(cols, padded_shape, kernel, stride, dilation, out_hw, groups=1):
 def stacked_im2col(xp, kernel, stride, dilation, out_hw, out=None, groups=1):
     """``(N, C, Hp, Wp)`` -> ``(C*kH*kW, N, Ho*Wo)``: :func:`im2col`'s columns with the images side by side.
 
-    For small maps (:data:`STACKED_MAX_POSITIONS`) one GEMM ``(O, K) @ (K, N·Ho·Wo)`` over a chunk of images reads
-    the weights once, where a GEMM per image of ``Ho·Wo`` columns re-reads them per image, and has no wrapped
-    columns (the wide layout computes ``Wp / Wo`` times the output there: 9/7 at 7×7 maps).
+    For maps small against the weights (:data:`STACKED_MIN_RATIO`) one GEMM ``(O, K) @ (K, N·Ho·Wo)`` over a chunk of
+    images reads the weights once, where a GEMM per image of ``Ho·Wo`` columns re-reads them per image, and has no
+    wrapped columns (the wide layout computes ``Wp / Wo`` times the output there: 9/7 at 7×7 maps).
 
     Parameters
     ----------

@@ -83,13 +83,13 @@ PHASE_MIN_OFFSETS = 25
 #: end, the wrapped columns dropped once at the end) instead of windows of ``Wo``-value rows (short copies).
 DEPTHWISE_WIDE_BELOW = 32
 #: several images go through one GEMM per chunk with compact columns side by side (:func:`stacked_im2col`),
-#: forward and input gradient, at any stride, when a group's output channels outnumber an image's output pixels by
-#: this factor or more: the weights then outweigh one image's columns, and one GEMM per image would re-read them per
+#: forward and input gradient, at any stride, when a group's output channels outnumber an image's output pixels times
+#: this ratio: the weights then outweigh one image's columns, and one GEMM per image would re-read them per
 #: image (and the wide layout computes ``Wp / Wo`` times the output: 9/7 at 7×7).  Measured, 1 thread, float32
 #: (benchmarks/README.md): ResNet-18's 512×7×7 3×3 at 3 images forward 10.6 -> 9.4 ms, backward 13.4 -> 11.1 ms;
 #: at 6 images 20.4 -> 18.0 ms and 27.3 -> 20.8 ms; but 16 images of 64×8×8 (64 channels, 64 pixels) forward
 #: 1.8 -> 1.9 ms, backward 2.3 -> 2.9 ms.
-STACKED_MIN_RATIO = 1.01
+STACKED_MIN_RATIO = 1.0
 
 
 def conv_output_size(size, k, s, d, pad_lo, pad_hi):
@@ -243,8 +243,8 @@ def im2col(xp, kernel, stride, dilation, out_hw, out=None, groups=1):
 
 
 def _gather_windows(xp, cols, stride, dilation, out_hw):
-    """``cols[:, :, i, j] = `` the window of kernel offset ``(i, j)`` of ``xp`` ``(N, C, Hp, Wp)``, for ``cols`` a
-    ``(N, C, kH, kW, Ho, Wo)`` view in any memory order (:func:`im2col`'s, :func:`stacked_im2col`'s)."""
+    """Copy into ``cols[:, :, i, j]`` the window of ``xp`` ``(N, C, Hp, Wp)`` that kernel offset ``(i, j)`` reads;
+    ``cols`` is a ``(N, C, kH, kW, Ho, Wo)`` view in any memory order (:func:`im2col`'s, :func:`stacked_im2col`'s)."""
     for i in range(cols.shape[2]):
         for j in range(cols.shape[3]):
             cols[:, :, i, j] = xp[(slice(None), slice(None)) + window_slices(i, j, out_hw, stride, dilation)]
@@ -969,10 +969,10 @@ class Conv2D(Layer):
                 and K * wide_length(padded_hw, out_hw) * itemsize <= WIDE_GRADIENT_BYTES)
 
     def _stacked(self, n, out_hw):
-        """Several images whose maps are small against the weights (a group's output channels at least
+        """Several images whose maps are small against the weights (a group's output channels more than
         ``STACKED_MIN_RATIO`` times the output pixels): compact columns of a chunk of images side by side, one GEMM
         (:func:`stacked_im2col`)."""
-        return n > 1 and self.out_channels // self.groups >= STACKED_MIN_RATIO * out_hw[0] * out_hw[1]
+        return n > 1 and self.out_channels // self.groups > STACKED_MIN_RATIO * out_hw[0] * out_hw[1]
 
     def _side_by_side(self, n, padded_hw, out_hw, itemsize):
         """Several images at stride 1 whose columns take at most ``SIDE_BY_SIDE_BYTES`` each: the wide layout,

@@ -1,7 +1,7 @@
 """Where the time goes: per layer and per step (im2col, GEMM, col2im, transposes, dtype copies, allocation).
 
     python benchmarks/profile_layers.py [--models vgg11,vgg16,alexnet,resnet18] [--dtype float32]
-                                        [--weights float32] [--repeat 5] [--json out.json] [--markdown]
+                                        [--weights float32] [--repeat 5] [--json out.json] [--markdown] [--torch]
 
 Builds the torchvision classifiers' layer chains by hand with :mod:`xattr.nn` (random weights, 224×224,
 batch 1; no torch needed): VGG-11 and VGG-16 (13 convs, max-pools, the 25088→4096→4096→1000 head) and
@@ -22,6 +22,10 @@ Next to each conv layer: the single-thread GEMM rate of the equivalent matrix pr
 ``(K, O) @ (O, P)`` for the input gradient (``K = C·kH·kW``, ``P = Ho·Wo``), and the layer's share of that
 rate.  Times are CPU seconds (``time.process_time``), medians over ``--repeat`` runs after a warm-up, BLAS
 limited to one thread (threadpoolctl).
+
+``--torch`` (the bench extra): torch's ``conv2d`` forward and input gradient of every conv layer on the same arrays,
+one thread, next to xattr's (:func:`torch_conv`), each checked to agree first; the tables gain ``xattr / torch``
+and ``GEMM-rate / torch``, the time NumPy's GEMM alone would take against torch's whole layer.
 """
 from __future__ import annotations
 
@@ -250,7 +254,53 @@ def gemm(m, k, n, dtype):
     return lambda: a @ b
 
 
-def profile_layer(name, layer, in_shape, dtype, repeat, per_fault):
+def torch_conv(layer, x, g, repeat):
+    """torch's ``conv2d`` forward and input gradient of ``layer`` on the same arrays, one thread (CPU seconds).
+
+    The input gradient is ``aten::convolution_backward`` with only the input's gradient asked for, the call that
+    autograd makes for ``torch.autograd.grad(y, x)`` (Captum's gradients); padding as ``layer`` pads (an uneven
+    padding by ``F.pad`` first).  Returns ``{"torch_forward_s", "torch_backward_s", "torch_forward_rel_err",
+    "torch_backward_rel_err"}``: medians over ``repeat`` after a warm-up, and the relative L2 distance of torch's
+    results from xattr's (the timings compare the same computation only when these are at rounding level).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    torch.set_num_threads(1)
+    (t, b), (lft, r) = layer.pads
+    xt, gt = torch.from_numpy(x), torch.from_numpy(g)
+    w = torch.from_numpy(np.ascontiguousarray(layer.weight, dtype=x.dtype))
+    bias = None if layer.bias is None else torch.from_numpy(np.asarray(layer.bias, dtype=x.dtype))
+    even = t == b and lft == r
+    pad = (t, lft) if even else (0, 0)
+    conv = dict(stride=layer.stride, padding=pad, dilation=layer.dilation, groups=layer.groups)
+    xin = xt if even else F.pad(xt, (lft, r, t, b))
+
+    def forward():
+        return F.conv2d(xt if even else F.pad(xt, (lft, r, t, b)), w, bias, **conv)
+
+    def backward():
+        gx = torch.ops.aten.convolution_backward(gt, xin, w, None, list(layer.stride), list(pad),
+                                                 list(layer.dilation), False, [0, 0], layer.groups,
+                                                 [True, False, False])[0]
+        return gx if even else gx[:, :, t : gx.shape[2] - b, lft : gx.shape[3] - r]
+
+    out = {}
+    for d, fn, ours in (("forward", forward, layer.forward(x)[0]),
+                        ("backward", backward, layer.backward(g, layer.forward(x)[1], "gradient"))):
+        theirs = fn().numpy()
+        out[f"torch_{d}_rel_err"] = float(np.linalg.norm((theirs - ours).ravel().astype(np.float64))
+                                          / max(np.linalg.norm(ours.ravel().astype(np.float64)), 1e-300))
+        ts = []
+        for _ in range(repeat):
+            t0 = time.process_time()
+            fn()
+            ts.append(time.process_time() - t0)
+        out[f"torch_{d}_s"] = float(np.median(ts))
+    return out
+
+
+def profile_layer(name, layer, in_shape, dtype, repeat, per_fault, torch=False):
     x = np.random.default_rng(1).random(in_shape).astype(dtype)
     if isinstance(layer, (ReLU,)):
         x -= 0.5
@@ -278,10 +328,12 @@ def profile_layer(name, layer, in_shape, dtype, repeat, per_fault):
         if ref is not None:
             row[f"gemm_{d}_s"], row[f"{d}_share"] = r["gemm_s"], r["share"]
             row[f"gemm_{d}_gflops"] = row["flops"] / r["gemm_s"] / 1e9
+    if torch and isinstance(layer, Conv2D):
+        row.update(torch_conv(layer, x, g, repeat))
     return row
 
 
-def run(models, dtype, weights, repeat, log=print, batch=1):
+def run(models, dtype, weights, repeat, log=print, batch=1, torch=False):
     per_fault = fault_cost()
     log(f"one minor page fault: {1e6 * per_fault:.2f} µs of CPU")
     out = {"fault_s": per_fault, "models": {}}
@@ -294,11 +346,13 @@ def run(models, dtype, weights, repeat, log=print, batch=1):
         rows = []
         for name, layer, shape in layers:
             cast_params(layer, weights)
-            r = profile_layer(name, layer, shape, dtype, repeat, per_fault)
+            r = profile_layer(name, layer, shape, dtype, repeat, per_fault, torch)
             rows.append(r)
             share = ""
             if "forward_share" in r:
                 share = f"  GEMM-rate share fwd {100 * r['forward_share']:5.1f}% bwd {100 * r['backward_share']:5.1f}%"
+            if "torch_forward_s" in r:
+                share += f"  torch fwd {1e3 * r['torch_forward_s']:.2f} bwd {1e3 * r['torch_backward_s']:.2f} ms"
             log(f"{m:8} {name[:34]:34} fwd {1e3 * r['forward_s']:8.2f} ms  bwd {1e3 * r['backward_s']:8.2f} ms{share}")
         out["models"][m] = rows
     return out
@@ -312,8 +366,10 @@ def _ms(v):
 def step_table(rows, direction):
     """Markdown: conv layers (and the model's other layer types summed) with the steps of ``direction``."""
     key = f"{direction}_steps"
+    torch = any(f"torch_{direction}_s" in r for r in rows)
     head = "| layer | out | ms | " + " | ".join(STEPS) + " | GEMM-rate ms | share |"
-    lines = [head, "|---|---|---:|" + "---:|" * len(STEPS) + "---:|---:|"]
+    head += " torch ms | xattr / torch | GEMM-rate / torch | torch agrees |" if torch else ""
+    lines = [head, "|---|---|---:|" + "---:|" * (len(STEPS) + 2) + ("---:|" * 4 if torch else "")]
     others = defaultdict(lambda: [0.0, 0])
     for r in rows:
         if r["type"] in ("Conv2D", "Dense"):
@@ -324,18 +380,24 @@ def step_table(rows, direction):
                 f" | {_ms(r[f'{direction}_s'])} | {steps} | {_ms(r[f'gemm_{direction}_s'])} | "
                 f"{100 * r[f'{direction}_share']:.0f}% |"
             )
+            if f"torch_{direction}_s" in r:
+                tt = r[f"torch_{direction}_s"]
+                lines[-1] += (f" {_ms(tt)} | {r[f'{direction}_s'] / tt:.2f} | {r[f'gemm_{direction}_s'] / tt:.2f} | "
+                              f"{r[f'torch_{direction}_rel_err']:.0e} |")
+            elif torch:
+                lines[-1] += " | | | |"
         else:
             others[r["type"]][0] += r[f"{direction}_s"]
             others[r["type"]][1] += 1
     for t, (s, n) in others.items():
-        lines.append(f"| {n} × {t} | | {_ms(s)} |" + " |" * len(STEPS) + " | |")
+        lines.append(f"| {n} × {t} | | {_ms(s)} |" + " |" * len(STEPS) + " | |" + (" | | | |" if torch else ""))
     return "\n".join(lines)
 
 
 def summary(rows):
     """Totals per step over the conv layers, and the time of the other layer types (forward + backward)."""
     tot = defaultdict(float)
-    conv_t = gemm_t = 0.0
+    conv_t = gemm_t = torch_t = 0.0
     other = defaultdict(float)
     for r in rows:
         if r["type"] == "Conv2D":
@@ -344,9 +406,13 @@ def summary(rows):
                     tot[s] += r[f"{d}_steps"][s]
                 conv_t += r[f"{d}_s"]
                 gemm_t += r[f"gemm_{d}_s"]
+                torch_t += r.get(f"torch_{d}_s", np.nan)
         else:
             other[r["type"]] += r["forward_s"] + r["backward_s"]
-    return {"conv_s": conv_t, "conv_gemm_rate_s": gemm_t, "conv_steps_s": dict(tot), "other_layers_s": dict(other)}
+    out = {"conv_s": conv_t, "conv_gemm_rate_s": gemm_t, "conv_steps_s": dict(tot), "other_layers_s": dict(other)}
+    if np.isfinite(torch_t):
+        out["conv_torch_s"] = torch_t
+    return out
 
 
 def main(argv=None):
@@ -358,6 +424,8 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, default=1, help="images per call (IG and SmoothGrad chunks: 2-50)")
     ap.add_argument("--json", default=None)
     ap.add_argument("--markdown", action="store_true", help="print the per-step tables")
+    ap.add_argument("--torch", action="store_true",
+                    help="time torch's conv2d forward and input gradient of every conv layer too (the bench extra)")
     args = ap.parse_args(argv)
     from threadpoolctl import threadpool_limits
 
@@ -369,7 +437,8 @@ def main(argv=None):
             "weights": weights.name, "threads": 1, "batch": args.batch}
     with threadpool_limits(limits=1, user_api="blas"):
         res = run(
-            args.models.split(","), dtype, weights, args.repeat, log=lambda s: print(s, flush=True), batch=args.batch
+            args.models.split(","), dtype, weights, args.repeat, log=lambda s: print(s, flush=True), batch=args.batch,
+            torch=args.torch,
         )
     meta["load_average_after"] = list(os.getloadavg())
     res["meta"] = meta
@@ -383,6 +452,10 @@ def main(argv=None):
             f"GEMM rate ({100 * s['conv_gemm_rate_s'] / s['conv_s']:.0f}%); steps: {steps}; other layers: "
             + ", ".join(f"{k} {1e3 * v:.1f}" for k, v in s["other_layers_s"].items())
         )
+        if "conv_torch_s" in s:
+            print(f"{m}: torch's conv2d {1e3 * s['conv_torch_s']:.1f} ms (fwd + bwd): xattr / torch "
+                  f"{s['conv_s'] / s['conv_torch_s']:.2f}, NumPy's GEMM alone / torch "
+                  f"{s['conv_gemm_rate_s'] / s['conv_torch_s']:.2f}")
         if args.markdown:
             for d in ("forward", "backward"):
                 print(f"\n{m} {d}\n")

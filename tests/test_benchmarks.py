@@ -56,6 +56,28 @@ def test_profile_layers_splits_a_conv_call_into_steps_and_restores_the_kernel():
     assert all(getattr(conv_mod, n) is fn for n, fn in saved.items()) and conv_mod.np is np  # restored
 
 
+@pytest.mark.parametrize("kw", [dict(stride=2, padding=1), dict(padding="same", groups=2),
+                                dict(kernel_size=3, dilation=2, padding=((1, 2), (0, 1)), stride=(1, 2))])
+def test_profile_layers_times_torch_on_the_same_conv_and_checks_it_agrees(kw):
+    """The torch column times the same computation: torch's forward and input gradient equal xattr's (float64), for
+    even and uneven padding, groups, stride and dilation; the table and summary gain the torch columns."""
+    import profile_layers
+
+    from extras import need
+
+    need("torch")
+    from xattr.nn import Conv2D
+
+    kw = {"kernel_size": 2, **kw}
+    layer = Conv2D(4, 6, kw.pop("kernel_size"), rng=0, **kw)
+    row = profile_layers.profile_layer("c", layer, (2, 4, 9, 11), np.float64, repeat=1, per_fault=1e-6, torch=True)
+    for d in ("forward", "backward"):
+        assert row[f"torch_{d}_rel_err"] < 1e-13 and row[f"torch_{d}_s"] > 0
+    table = profile_layers.step_table([row], "backward")
+    assert "| xattr / torch |" in table and f"{row['backward_s'] / row['torch_backward_s']:.2f}" in table
+    assert profile_layers.summary([row])["conv_torch_s"] == row["torch_forward_s"] + row["torch_backward_s"]
+
+
 def test_compare_zoo_helpers():
     import compare_zoo
 

@@ -398,30 +398,33 @@ def test_every_depthwise_path_equals_the_naive_twin(layout, c, m, k, s, d, pads,
                                atol=1e-12)
 
 
-def test_pointwise_layer_is_one_product_on_the_image():
-    """1×1 stride 1: no columns are built; grouped too (a block-diagonal product)."""
+@pytest.mark.parametrize("stride", [1, 2, (2, 3)])
+def test_pointwise_layer_is_one_product_on_the_image(stride):
+    """1×1 without padding: no columns are built; grouped too (a block-diagonal product); strided (ResNet's
+    shortcuts) on the pixels the windows read, the others' gradient zero (5 × 6 maps: a stride that does not divide)."""
     for groups in (1, 2):
-        layer = Conv2D(4, 6, 1, rng=0, groups=groups)
+        layer = Conv2D(4, 6, 1, rng=0, groups=groups, stride=stride)
         layer.bias = np.arange(6.0)
         x = np.random.default_rng(0).normal(size=(3, 4, 5, 6))
         with _layout() as run:
             y, cache = layer.forward(x)
-            gx = layer.backward(np.ones_like(y), cache)
+            g = np.random.default_rng(1).normal(size=y.shape)
+            gx = layer.backward(g, cache)
         assert layer._pointwise() and not run.calls
         np.testing.assert_allclose(
             y,
-            reference.conv2d_forward(x, layer.weight, layer.bias, (1, 1), ((0, 0), (0, 0)), (1, 1), groups),
-            rtol=1e-13,
+            reference.conv2d_forward(x, layer.weight, layer.bias, layer.stride, ((0, 0), (0, 0)), (1, 1), groups),
+            rtol=1e-13, atol=1e-13,
         )
         np.testing.assert_allclose(
             gx,
-            reference.conv2d_backward(np.ones_like(y), x.shape, layer.weight, (1, 1), ((0, 0), (0, 0)), (1, 1), groups),
-            rtol=1e-13,
+            reference.conv2d_backward(g, x.shape, layer.weight, layer.stride, ((0, 0), (0, 0)), (1, 1), groups),
+            rtol=1e-13, atol=1e-13,
         )
 
 
 def test_disjoint_windows_are_assigned_and_overlapping_ones_added():
-    """A 1×1 stride-2 shortcut (and any stride >= dilated kernel) writes each input pixel at most once."""
+    """A stride at least the dilated kernel writes each input pixel at most once (1×1: the pointwise path)."""
     for k, s, d in [(1, 2, 1), (2, 2, 1), (2, 3, 2), (3, 2, 1), (2, 1, 1)]:
         layer = Conv2D(2, 3, k, stride=s, dilation=d, rng=k)
         x = np.random.default_rng(s).normal(size=(2, 2, 9, 8))

@@ -951,12 +951,13 @@ class Conv2D(Layer):
         return self.groups > 1 and self.groups == self.in_channels
 
     def _pointwise(self):
-        """1×1, stride 1, no padding: a plain GEMM on the images as they lie in memory (no columns)."""
-        return self.kernel_size == (1, 1) and self.stride == (1, 1) and self.pads == ((0, 0), (0, 0))
+        """1×1, no padding: a plain GEMM on the images as they lie in memory (no columns); at a stride above 1 on
+        the pixels it reads, ``x[:, :, ::s_h, ::s_w]`` copied once (ResNet's 1×1 stride-2 shortcuts)."""
+        return self.kernel_size == (1, 1) and self.pads == ((0, 0), (0, 0))
 
     def _overlapping_strided(self):
         """Stride above 1 with windows that overlap: the input gradient goes through the phase planes
-        (:func:`phase_col2im`).  Disjoint windows (a 1×1 stride-2 shortcut) each write their own pixels (the
+        (:func:`phase_col2im`).  Disjoint windows (2×2 stride 2) each write their own pixels (the
         rows path assigns them)."""
         spans = (d * (k - 1) + 1 for d, k in zip(self.dilation, self.kernel_size))
         return self.stride != (1, 1) and any(s < span for s, span in zip(self.stride, spans))
@@ -997,6 +998,8 @@ class Conv2D(Layer):
         w3 = grouped_weight_matrix(self.weight, xp.dtype, G)  # (G, O/G, K/G): a view of the weights
         b = None if bias is None else bias.astype(xp.dtype, copy=False).reshape(G, -1, 1)
         if self._pointwise():
+            if self.stride != (1, 1):  # the pixels a 1×1 window reads, as one contiguous array
+                xp = np.ascontiguousarray(xp[:, :, :: self.stride[0], :: self.stride[1]])
             y = np.matmul(w3, xp.reshape(N, G, -1, out_hw[0] * out_hw[1]))  # (N, G, O/G, P)
             if b is not None:
                 y += b
@@ -1144,7 +1147,13 @@ class Conv2D(Layer):
         w3t = grouped_weight_matrix(self.weight, g.dtype, G).transpose(0, 2, 1)  # (G, K/G, O/G): a view
         if self._pointwise():
             P = g.shape[2] * g.shape[3]
-            return np.matmul(w3t, g.reshape(N, G, -1, P)).reshape(cache.padded_shape)
+            gx = np.matmul(w3t, g.reshape(N, G, -1, P)).reshape((N, self.in_channels) + tuple(cache.out_hw))
+            if self.stride == (1, 1):
+                return gx
+            # the pixels no window reads get zero; each read pixel belongs to one window (disjoint windows)
+            full = np.zeros(cache.padded_shape, dtype=gx.dtype)
+            full[:, :, :: self.stride[0], :: self.stride[1]] = gx
+            return full
         if self._stacked(N, cache.out_hw):
             gx = self._input_grad_stacked(g, cache, w3t)
         elif self._side_by_side(N, cache.padded_shape[2:], cache.out_hw, g.itemsize) or self._wide_gradient(

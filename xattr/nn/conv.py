@@ -346,7 +346,7 @@ def stacked_col2im(cols, padded_shape, kernel, stride, dilation, out_hw, groups=
     """
     N, C = padded_shape[:2]
     cols = cols.reshape((C,) + tuple(kernel) + (N,) + tuple(out_hw)).transpose(3, 0, 1, 2, 4, 5)
-    # windows that never overlap (a 1×1 stride-2 shortcut) each write their own pixels: assigned, as col2im_tile does
+    # windows that never overlap (2×2 stride 2, say) each write their own pixels: assigned, as col2im_tile does
     disjoint = all(s >= d * (k - 1) + 1 for s, d, k in zip(stride, dilation, kernel))
     return _scatter_windows(cols, padded_shape, stride, dilation, out_hw, disjoint)
 
@@ -768,7 +768,7 @@ def col2im_tile(cols, gx, kernel, stride, dilation, rows, out_w):
     """
     kh, kw = kernel
     cols = cols.reshape((gx.shape[0], kh, kw, rows.stop - rows.start, out_w))
-    # windows that do not overlap (stride >= dilated kernel, e.g. a 1x1 stride-2 shortcut) each write their
+    # windows that do not overlap (stride >= dilated kernel, e.g. 2x2 stride 2) each write their
     # own pixels of the zero gradient: assigned rather than added (one read less per value)
     disjoint = all(s >= d * (k - 1) + 1 for s, d, k in zip(stride, dilation, kernel))
     for i in range(kh):
@@ -986,7 +986,8 @@ class Conv2D(Layer):
     def correlate(self, xp, out_hw, bias=None):
         """``W ⋆ xp (+ bias)`` on a padded input ``(N, I, Hp, Wp)``; a new ``(N, O, Ho, Wo)`` array.
 
-        Pointwise (1×1, stride 1): one GEMM per image on the image itself.  Otherwise per image and tile of
+        Pointwise (1×1, no padding): one batched GEMM on the images themselves (at a stride, on the pixels the
+        windows read).  Otherwise per image and tile of
         output rows (:func:`row_tiles`): the tile's columns (:func:`im2col` restricted to those rows), one
         GEMM per group written straight into the output.  Several small maps at stride 1: the wide columns
         of a chunk of images side by side (:func:`wide_im2col`), one GEMM, the images copied out.
@@ -1136,10 +1137,10 @@ class Conv2D(Layer):
     def input_grad(self, g, cache):
         """Transposed convolution of ``g`` ``(N, O, Ho, Wo)`` -> ``(N, I, H, W)`` (may be a view).
 
-        The adjoint of :meth:`correlate`, layout for layout: pointwise ``Wᵀ g`` per image; per image and tile
-        of output rows ``Wᵀ g[tile]`` (columns in cache) scattered back onto the padded input (:func:`col2im`
-        restricted to the tile); small maps side by side: one GEMM per image on wide columns, scattered by
-        :func:`wide_col2im`.
+        The adjoint of :meth:`correlate`, layout for layout: pointwise ``Wᵀ g`` per image (at a stride, assigned
+        back at the pixels the windows read); per image and tile of output rows ``Wᵀ g[tile]`` (columns in cache)
+        scattered back onto the padded input (:func:`col2im` restricted to the tile); small maps side by side: one
+        GEMM per image on wide columns, scattered by :func:`wide_col2im`.
         """
         if self._depthwise():
             return self._depthwise_input_grad(g, cache)

@@ -15,7 +15,8 @@ the kernel's helpers in :mod:`xattr.nn.conv`:
 the input gradient; ``transpose`` the wide layout's copies in and out; ``weights`` the weight matrix
 (a view, or the dtype cast when the weights' dtype differs from the input's); ``alloc`` the first touch of
 fresh memory, i.e. minor page faults counted with ``resource.getrusage`` times the cost of one fault
-measured in the same run (taken out of the step that incurred it); ``other`` the rest (bias, Python).
+measured in the same run (taken out of the step that incurred it); ``other`` the rest (bias, the stacked
+layout's copies of images into and out of the side-by-side order, Python).
 
 Next to each conv layer: the single-thread GEMM rate of the equivalent matrix products, measured with
 ``numpy.matmul`` in the same run on fresh contiguous operands, ``(O, K) @ (K, P)`` for the forward and
@@ -187,8 +188,9 @@ class _NumpyProxy:
 
 PATCHES = {
     "check_image_batch": "validate", "pad_nchw": "pad", "grouped_weight_matrix": "weights",
-    "im2col": "im2col", "im2col_tile": "im2col", "wide_im2col": "im2col",
+    "im2col": "im2col", "im2col_tile": "im2col", "wide_im2col": "im2col", "stacked_im2col": "im2col",
     "col2im": "col2im", "col2im_tile": "col2im", "wide_col2im": "col2im", "phase_col2im": "col2im",
+    "stacked_col2im": "col2im",
     "wide_to_image": "transpose", "image_to_wide": "transpose",
 }
 

@@ -53,6 +53,10 @@ def test_profile_layers_splits_a_conv_call_into_steps_and_restores_the_kernel():
         assert row[f"gemm_{d}_s"] > 0 and row[f"{d}_share"] > 0
     assert row["forward_steps"]["GEMM"] > 0 and row["backward_steps"]["col2im"] > 0  # the wrappers saw the kernel
     assert row["flops"] == 2 * 8 * (4 * 9) * (2 * 10 * 10)
+    stacked = Conv2D(4, 64, 3, padding=1, rng=0)  # 64 output channels > 25 pixels, two images: the stacked layout
+    assert stacked._stacked(2, (5, 5))
+    row = profile_layers.profile_layer("s", stacked, (2, 4, 5, 5), np.float32, repeat=2, per_fault=1e-6)
+    assert row["forward_steps"]["im2col"] > 0 and row["backward_steps"]["col2im"] > 0  # its copies, not "other"
     assert all(getattr(conv_mod, n) is fn for n, fn in saved.items()) and conv_mod.np is np  # restored
 
 

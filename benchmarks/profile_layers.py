@@ -287,9 +287,9 @@ def torch_conv(layer, x, g, repeat):
                                                  [True, False, False])[0]
         return gx if even else gx[:, :, t : gx.shape[2] - b, lft : gx.shape[3] - r]
 
+    y, cache = layer.forward(x)
     out = {}
-    for d, fn, ours in (("forward", forward, layer.forward(x)[0]),
-                        ("backward", backward, layer.backward(g, layer.forward(x)[1], "gradient"))):
+    for d, fn, ours in (("forward", forward, y), ("backward", backward, layer.backward(g, cache, "gradient"))):
         theirs = fn().numpy()
         out[f"torch_{d}_rel_err"] = float(np.linalg.norm((theirs - ours).ravel().astype(np.float64))
                                           / max(np.linalg.norm(ours.ravel().astype(np.float64)), 1e-300))
